@@ -1,0 +1,172 @@
+//! Business rules: from the current state and a command, the facts to record.
+//!
+//! A refused sign-in is not an error: it is recorded (`LoginFailed`, `LoginRejectedWhileLocked`),
+//! because an `Err` would commit nothing and auditors need every attempt.
+use chrono::{DateTime, Utc};
+
+use crate::policy::lockout::FailureOutcome;
+
+use super::commands::{AccountCommand, AttemptLogin, RegisterAccount};
+use super::error::AccountError;
+use super::events::{AccountFact, LoginFailureReason, SessionEndReason};
+use super::services::AccountServices;
+use super::state::{Account, AccountStatus};
+
+impl Account {
+    /// Decides the facts a command produces, with the time they happened.
+    pub async fn decide(
+        &self,
+        command: AccountCommand,
+        services: &AccountServices,
+    ) -> Result<(DateTime<Utc>, Vec<AccountFact>), AccountError> {
+        match command {
+            AccountCommand::RegisterAccount(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.register(cmd, services).await?))
+            }
+            AccountCommand::RecordDuplicateRegistration { at, context } => {
+                self.require_active()?;
+                Ok((at, vec![AccountFact::DuplicateRegistrationAttempted { context }]))
+            }
+            AccountCommand::AttemptLogin(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.attempt_login(cmd, services).await?))
+            }
+            AccountCommand::ExtendSession { session_id, at } => {
+                Ok((at, self.extend_session(session_id, at, services)?))
+            }
+            AccountCommand::EndSession { session_id, by_session, at, .. } => {
+                self.require_active()?;
+                if !self.sessions.get(&session_id).is_some_and(|s| s.is_live(at)) {
+                    return Err(AccountError::SessionNotFound);
+                }
+                let reason = if session_id == by_session {
+                    SessionEndReason::LoggedOut
+                } else {
+                    SessionEndReason::Revoked { by_session }
+                };
+                Ok((at, vec![AccountFact::SessionEnded { session_id, reason }]))
+            }
+            AccountCommand::EndOtherSessions { keep, at, .. } => {
+                self.require_active()?;
+                let facts = self
+                    .live_sessions(at)
+                    .into_iter()
+                    .filter(|(id, _)| *id != keep)
+                    .map(|(session_id, _)| AccountFact::SessionEnded {
+                        session_id,
+                        reason: SessionEndReason::Revoked { by_session: keep },
+                    })
+                    .collect();
+                Ok((at, facts))
+            }
+        }
+    }
+
+    fn require_active(&self) -> Result<(), AccountError> {
+        if self.status == AccountStatus::Active {
+            Ok(())
+        } else {
+            Err(AccountError::NotRegistered)
+        }
+    }
+
+    async fn register(&self, cmd: RegisterAccount, services: &AccountServices) -> Result<Vec<AccountFact>, AccountError> {
+        if self.status != AccountStatus::New {
+            return Err(AccountError::AlreadyRegistered);
+        }
+        if cmd.email.is_none() && cmd.phone.is_none() {
+            return Err(AccountError::NoIdentifier);
+        }
+        let password_hash = services.hasher.hash(cmd.password.secret()).await?;
+        Ok(vec![AccountFact::AccountRegistered {
+            email: cmd.email,
+            phone: cmd.phone,
+            password_hash,
+            context: cmd.context,
+        }])
+    }
+
+    async fn attempt_login(&self, cmd: AttemptLogin, services: &AccountServices) -> Result<Vec<AccountFact>, AccountError> {
+        let now = cmd.at;
+        // A lock refuses without checking the password: no guess is evaluated while locked.
+        if let Some(lock) = self.lock_at(now) {
+            return Ok(vec![AccountFact::LoginRejectedWhileLocked {
+                locked_until: lock.until,
+                context: cmd.context,
+            }]);
+        }
+        let (verified, reason) = match (&self.status, &self.password_hash) {
+            (AccountStatus::Active, Some(hash)) => (
+                services.hasher.verify(&cmd.password, Some(hash)).await,
+                LoginFailureReason::WrongPassword,
+            ),
+            // Unknown identifier: the same work (a dummy verification), always false.
+            _ => {
+                let _ = services.hasher.verify(&cmd.password, None).await;
+                (false, LoginFailureReason::UnknownIdentifier)
+            }
+        };
+        if !verified {
+            let mut facts = Vec::with_capacity(2);
+            let outcome = services.lockout.after_failure(self.consecutive_failures, self.lock_level, now);
+            let consecutive = match &outcome {
+                FailureOutcome::Counted { consecutive } | FailureOutcome::Lock { consecutive, .. } => *consecutive,
+            };
+            facts.push(AccountFact::LoginFailed {
+                reason,
+                consecutive_failures: consecutive,
+                context: cmd.context,
+            });
+            if let FailureOutcome::Lock { consecutive, level, until } = outcome {
+                facts.push(AccountFact::AccountLocked { until, level, failed_attempts: consecutive });
+            }
+            return Ok(facts);
+        }
+        let policy = &services.sessions;
+        let mut facts = Vec::with_capacity(4);
+        // Beyond the cap, the oldest sessions make room for the new one.
+        let live = self.live_sessions(now);
+        let excess = (live.len() + 1).saturating_sub(policy.max_active.max(1));
+        for (session_id, _) in live.into_iter().take(excess) {
+            facts.push(AccountFact::SessionEnded { session_id, reason: SessionEndReason::Evicted });
+        }
+        facts.push(AccountFact::LoginSucceeded { session_id: cmd.grant.session_id, context: cmd.context.clone() });
+        if let Some(hash) = &self.password_hash {
+            if services.hasher.needs_rehash(hash) {
+                let password_hash = services.hasher.hash(&cmd.password).await?;
+                facts.push(AccountFact::PasswordRehashed { password_hash });
+            }
+        }
+        let expires_at = now + policy.absolute;
+        facts.push(AccountFact::SessionStarted {
+            session_id: cmd.grant.session_id,
+            token_hash: cmd.grant.token_hash,
+            device_id: cmd.context.device_id,
+            expires_at,
+            idle_expires_at: (now + policy.idle).min(expires_at),
+        });
+        Ok(facts)
+    }
+
+    fn extend_session(
+        &self,
+        session_id: uuid::Uuid,
+        now: DateTime<Utc>,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        let policy = &services.sessions;
+        let session = self
+            .sessions
+            .get(&session_id)
+            .filter(|s| s.is_live(now))
+            .ok_or(AccountError::SessionNotFound)?;
+        let last_extended = session.idle_expires_at - policy.idle;
+        let target = (now + policy.idle).min(session.expires_at);
+        if now - last_extended < policy.extend_after || target <= session.idle_expires_at {
+            return Ok(Vec::new());
+        }
+        Ok(vec![AccountFact::SessionExtended { session_id, idle_expires_at: target }])
+    }
+}

@@ -1,0 +1,374 @@
+//! Given/when/then tests of the `Account` aggregate, one behaviour each, with a fixed clock.
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::*;
+use crate::chain::{self, ChainLink};
+use crate::contact::SealedContact;
+use crate::context::RequestContext;
+use crate::password::{BoxFuture, HashError, PasswordHash, PasswordHasher, PasswordPolicy};
+use crate::policy::{LockoutPolicy, SessionPolicy};
+
+type AccountTestFramework = TestFramework<Account>;
+
+/// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
+struct FakeHasher;
+
+impl PasswordHasher for FakeHasher {
+    fn hash<'a>(&'a self, password: &'a SecretString) -> BoxFuture<'a, Result<PasswordHash, HashError>> {
+        Box::pin(async move { Ok(PasswordHash(format!("fake${}", password.expose_secret()))) })
+    }
+    fn verify<'a>(&'a self, password: &'a SecretString, hash: Option<&'a PasswordHash>) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            hash.is_some_and(|h| {
+                h.0.split_once('$').map(|(_, p)| p) == Some(password.expose_secret())
+            })
+        })
+    }
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        hash.0.starts_with("old$")
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+fn services() -> AccountServices {
+    AccountServices {
+        hasher: Arc::new(FakeHasher),
+        lockout: LockoutPolicy::default(),
+        sessions: SessionPolicy::default(),
+    }
+}
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(Some("192.0.2.1".into()), Some("test-agent".into()), None)
+}
+
+fn sid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+/// Wraps facts into a correctly chained history.
+fn history(facts: Vec<(DateTime<Utc>, AccountFact)>) -> Vec<AccountEvent> {
+    let mut state = Account::default();
+    facts
+        .into_iter()
+        .map(|(at, fact)| {
+            let event = AccountEvent { at, prev: state.chain_head().clone(), fact };
+            state.apply(event.clone());
+            event
+        })
+        .collect()
+}
+
+fn registered_with(hash: &str) -> (DateTime<Utc>, AccountFact) {
+    (
+        t(0),
+        AccountFact::AccountRegistered {
+            email: Some(SealedContact { sealed: "sealed".into(), lookup: "lookup".into() }),
+            phone: None,
+            password_hash: PasswordHash(hash.into()),
+            context: ctx(),
+        },
+    )
+}
+
+fn registered() -> (DateTime<Utc>, AccountFact) {
+    registered_with(&format!("fake${PASSWORD}"))
+}
+
+fn failed(at: DateTime<Utc>, n: u32) -> (DateTime<Utc>, AccountFact) {
+    (
+        at,
+        AccountFact::LoginFailed { reason: LoginFailureReason::WrongPassword, consecutive_failures: n, context: ctx() },
+    )
+}
+
+fn locked(at: DateTime<Utc>, until: DateTime<Utc>, level: u32) -> (DateTime<Utc>, AccountFact) {
+    (at, AccountFact::AccountLocked { until, level, failed_attempts: 5 })
+}
+
+fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
+    (
+        at,
+        AccountFact::SessionStarted {
+            session_id: id,
+            token_hash: format!("hash-{id}"),
+            device_id: None,
+            expires_at: at + Duration::hours(12),
+            idle_expires_at: at + Duration::minutes(30),
+        },
+    )
+}
+
+fn login(password: &str, at: DateTime<Utc>, session: Uuid) -> AccountCommand {
+    AccountCommand::AttemptLogin(AttemptLogin {
+        password: SecretString::from(password.to_string()),
+        grant: SessionGrant { session_id: session, token_hash: format!("hash-{session}") },
+        at,
+        context: ctx(),
+    })
+}
+
+fn facts_of(events: Vec<AccountEvent>) -> Vec<AccountFact> {
+    events.into_iter().map(|e| e.fact).collect()
+}
+
+fn run(given: Vec<(DateTime<Utc>, AccountFact)>, when: AccountCommand) -> Result<Vec<AccountFact>, AccountError> {
+    AccountTestFramework::with(services())
+        .given(history(given))
+        .when(when)
+        .inspect_result()
+        .map(facts_of)
+}
+
+#[test]
+fn test_register_account_hashes_password_and_records_sealed_contact() {
+    let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
+    let facts = run(
+        vec![],
+        AccountCommand::RegisterAccount(RegisterAccount {
+            email: Some(SealedContact { sealed: "sealed".into(), lookup: "lookup".into() }),
+            phone: None,
+            password,
+            at: t(0),
+            context: ctx(),
+        }),
+    )
+    .unwrap();
+    assert_eq!(facts, vec![registered().1]);
+}
+
+#[test]
+fn test_register_account_twice_is_refused() {
+    let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
+    let result = run(
+        vec![registered()],
+        AccountCommand::RegisterAccount(RegisterAccount {
+            email: None,
+            phone: Some(SealedContact { sealed: "s".into(), lookup: "l".into() }),
+            password,
+            at: t(1),
+            context: ctx(),
+        }),
+    );
+    assert_eq!(result, Err(AccountError::AlreadyRegistered));
+}
+
+#[test]
+fn test_register_account_without_identifier_is_refused() {
+    let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
+    let result = run(
+        vec![],
+        AccountCommand::RegisterAccount(RegisterAccount { email: None, phone: None, password, at: t(0), context: ctx() }),
+    );
+    assert_eq!(result, Err(AccountError::NoIdentifier));
+}
+
+#[test]
+fn test_attempt_login_success_opens_session() {
+    let facts = run(vec![registered()], login(PASSWORD, t(1), sid(1))).unwrap();
+    assert_eq!(
+        facts,
+        vec![
+            AccountFact::LoginSucceeded { session_id: sid(1), context: ctx() },
+            started(t(1), sid(1)).1,
+        ]
+    );
+}
+
+#[test]
+fn test_attempt_login_wrong_password_counts_failure() {
+    let facts = run(vec![registered(), failed(t(1), 1)], login("wrong password!", t(2), sid(1))).unwrap();
+    assert_eq!(facts, vec![failed(t(2), 2).1]);
+}
+
+#[test]
+fn test_attempt_login_fifth_failure_locks_for_fifteen_minutes() {
+    let given = vec![registered(), failed(t(1), 1), failed(t(1), 2), failed(t(1), 3), failed(t(1), 4)];
+    let facts = run(given, login("wrong password!", t(2), sid(1))).unwrap();
+    assert_eq!(facts, vec![failed(t(2), 5).1, locked(t(2), t(17), 1).1]);
+}
+
+#[test]
+fn test_attempt_login_while_locked_is_refused_without_checking_password() {
+    let given = vec![registered(), failed(t(2), 5), locked(t(2), t(17), 1)];
+    // Even the right password is refused while locked.
+    let facts = run(given, login(PASSWORD, t(10), sid(1))).unwrap();
+    assert_eq!(facts, vec![AccountFact::LoginRejectedWhileLocked { locked_until: t(17), context: ctx() }]);
+}
+
+#[test]
+fn test_attempt_login_after_lock_expiry_succeeds() {
+    let given = vec![registered(), failed(t(2), 5), locked(t(2), t(17), 1)];
+    let facts = run(given, login(PASSWORD, t(17), sid(1))).unwrap();
+    assert_eq!(facts[0], AccountFact::LoginSucceeded { session_id: sid(1), context: ctx() });
+}
+
+#[test]
+fn test_attempt_login_repeated_lock_doubles_duration() {
+    let mut given = vec![registered(), failed(t(2), 5), locked(t(2), t(17), 1)];
+    for n in 1..=4 {
+        given.push(failed(t(20), n));
+    }
+    let facts = run(given, login("wrong password!", t(21), sid(1))).unwrap();
+    assert_eq!(facts, vec![failed(t(21), 5).1, locked(t(21), t(51), 2).1]);
+}
+
+#[test]
+fn test_attempt_login_success_resets_failures_and_level() {
+    let given = vec![
+        registered(),
+        failed(t(2), 5),
+        locked(t(2), t(17), 1),
+        (t(20), AccountFact::LoginSucceeded { session_id: sid(9), context: ctx() }),
+        failed(t(21), 1),
+    ];
+    let mut state = Account::default();
+    for e in history(given) {
+        state.apply(e);
+    }
+    assert_eq!(state.consecutive_failures(), 1);
+    assert_eq!(state.lock_level, 0);
+    assert!(state.lock_at(t(21)).is_none());
+}
+
+#[test]
+fn test_attempt_login_unknown_identifier_fails_and_locks_identically() {
+    let given = (1..=4)
+        .map(|n| {
+            (
+                t(1),
+                AccountFact::LoginFailed {
+                    reason: LoginFailureReason::UnknownIdentifier,
+                    consecutive_failures: n,
+                    context: ctx(),
+                },
+            )
+        })
+        .collect();
+    let facts = run(given, login(PASSWORD, t(2), sid(1))).unwrap();
+    assert_eq!(
+        facts,
+        vec![
+            AccountFact::LoginFailed {
+                reason: LoginFailureReason::UnknownIdentifier,
+                consecutive_failures: 5,
+                context: ctx()
+            },
+            locked(t(2), t(17), 1).1,
+        ]
+    );
+}
+
+#[test]
+fn test_attempt_login_with_outdated_hash_rehashes() {
+    let facts = run(vec![registered_with(&format!("old${PASSWORD}"))], login(PASSWORD, t(1), sid(1))).unwrap();
+    assert!(facts.contains(&AccountFact::PasswordRehashed { password_hash: PasswordHash(format!("fake${PASSWORD}")) }));
+}
+
+#[test]
+fn test_attempt_login_beyond_session_cap_evicts_oldest() {
+    let mut given = vec![registered()];
+    for n in 0..50 {
+        given.push(started(t(1) + Duration::seconds(n as i64), sid(100 + n)));
+    }
+    let facts = run(given, login(PASSWORD, t(2), sid(1))).unwrap();
+    assert_eq!(facts[0], AccountFact::SessionEnded { session_id: sid(100), reason: SessionEndReason::Evicted });
+}
+
+#[test]
+fn test_end_session_logout_and_revoke() {
+    let given = vec![registered(), started(t(1), sid(1)), started(t(1), sid(2))];
+    let logout = AccountCommand::EndSession { session_id: sid(1), by_session: sid(1), at: t(2), context: ctx() };
+    assert_eq!(
+        run(given.clone(), logout).unwrap(),
+        vec![AccountFact::SessionEnded { session_id: sid(1), reason: SessionEndReason::LoggedOut }]
+    );
+    let revoke = AccountCommand::EndSession { session_id: sid(2), by_session: sid(1), at: t(2), context: ctx() };
+    assert_eq!(
+        run(given.clone(), revoke).unwrap(),
+        vec![AccountFact::SessionEnded { session_id: sid(2), reason: SessionEndReason::Revoked { by_session: sid(1) } }]
+    );
+    let unknown = AccountCommand::EndSession { session_id: sid(3), by_session: sid(1), at: t(2), context: ctx() };
+    assert_eq!(run(given, unknown), Err(AccountError::SessionNotFound));
+}
+
+#[test]
+fn test_end_other_sessions_keeps_callers() {
+    let given = vec![registered(), started(t(1), sid(1)), started(t(1), sid(2)), started(t(1), sid(3))];
+    let facts = run(given, AccountCommand::EndOtherSessions { keep: sid(2), at: t(2), context: ctx() }).unwrap();
+    let ended: Vec<Uuid> = facts
+        .iter()
+        .map(|f| match f {
+            AccountFact::SessionEnded { session_id, .. } => *session_id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(ended, vec![sid(1), sid(3)]);
+}
+
+#[test]
+fn test_session_authenticate_refuses_ended_expired_and_wrong_token() {
+    let id = sid(1);
+    let mut state = Account::default();
+    for e in history(vec![registered(), started(t(1), id), started(t(1), sid(2))]) {
+        state.apply(e);
+    }
+    let hash = format!("hash-{id}");
+    assert!(state.authenticate(id, &hash, t(2)).is_ok());
+    assert!(state.authenticate(id, "hash-other", t(2)).is_err());
+    assert!(state.authenticate(id, &hash, t(1) + Duration::minutes(30)).is_err(), "idle expiry");
+    let ended = history(vec![
+        registered(),
+        started(t(1), id),
+        (t(2), AccountFact::SessionEnded { session_id: id, reason: SessionEndReason::LoggedOut }),
+    ]);
+    let mut state = Account::default();
+    for e in ended {
+        state.apply(e);
+    }
+    assert!(state.authenticate(id, &hash, t(3)).is_err());
+}
+
+#[test]
+fn test_extend_session_only_after_interval() {
+    let given = vec![registered(), started(t(1), sid(1))];
+    let early = AccountCommand::ExtendSession { session_id: sid(1), at: t(3) };
+    assert_eq!(run(given.clone(), early).unwrap(), vec![]);
+    let later = AccountCommand::ExtendSession { session_id: sid(1), at: t(10) };
+    assert_eq!(
+        run(given, later).unwrap(),
+        vec![AccountFact::SessionExtended { session_id: sid(1), idle_expires_at: t(40) }]
+    );
+}
+
+#[test]
+fn test_session_commands_on_unregistered_aggregate_are_refused() {
+    let cmd = AccountCommand::EndOtherSessions { keep: sid(1), at: t(1), context: ctx() };
+    assert_eq!(run(vec![], cmd), Err(AccountError::NotRegistered));
+}
+
+#[test]
+fn test_handle_chains_every_written_event() {
+    let given = history(vec![registered(), failed(t(1), 1), failed(t(1), 2), failed(t(1), 3), failed(t(1), 4)]);
+    let new_events = AccountTestFramework::with(services())
+        .given(given.clone())
+        .when(login("wrong password!", t(2), sid(1)))
+        .inspect_result()
+        .unwrap();
+    assert_eq!(new_events.len(), 2);
+    let all: Vec<serde_json::Value> =
+        given.iter().chain(new_events.iter()).map(|e| serde_json::to_value(e).unwrap()).collect();
+    assert!(chain::verify(&all).is_ok());
+    assert_ne!(new_events[0].prev, ChainLink::default());
+}

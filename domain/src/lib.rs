@@ -1,0 +1,21 @@
+//! Gatehouse's pure core: the `Account` aggregate, its commands and events, and the policies that
+//! decide (lockout, passwords, sessions).
+//!
+//! Invariants: nothing in this crate performs I/O, reads the clock or draws randomness. Time arrives
+//! in commands (`RequestContext::at`), randomness arrives as values generated at the edge (session
+//! ids, token hashes, salts through the injected [`password::PasswordHasher`]).
+#![forbid(unsafe_code)]
+#![deny(clippy::all)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
+)]
+
+pub mod account;
+pub mod chain;
+pub mod context;
+pub mod contact;
+pub mod password;
+pub mod policy;
+
+pub use account::{Account, AccountCommand, AccountError, AccountEvent, AccountFact};

@@ -1,0 +1,322 @@
+//! Password policy (length, normalisation, guessability) and hashing (argon2id, PHC strings).
+//!
+//! Passwords are NFKC-normalised before they are checked or hashed, so the same password typed
+//! with precomposed or decomposed accents verifies; length counts code points after runs of white
+//! space are collapsed; nothing is ever truncated.
+use std::future::Future;
+use std::pin::Pin;
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
+
+/// Bounds and strength the policy requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest code points (after white-space runs are collapsed).
+    pub min_len: usize,
+    /// Most code points.
+    pub max_len: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_len: 12,
+            max_len: 128,
+        }
+    }
+}
+
+/// Why a password was refused; the message is safe to show to the person choosing it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PasswordRejection {
+    /// Shorter than the policy's minimum.
+    #[error("password must be at least {min} characters long")]
+    TooShort {
+        /// The minimum.
+        min: usize,
+    },
+    /// Longer than the policy's maximum.
+    #[error("password must be at most {max} characters long")]
+    TooLong {
+        /// The maximum.
+        max: usize,
+    },
+    /// Built from the account's own email or phone, or the service's name.
+    #[error("password must not contain your email, phone number or the service name")]
+    ContainsIdentifier,
+    /// Common, breached-list, repetitive or sequential.
+    #[error("password is too easy to guess: {hint}")]
+    TooGuessable {
+        /// What made it guessable (from the strength estimator).
+        hint: String,
+    },
+}
+
+/// A password that passed the policy, normalised, ready to hash. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct CandidatePassword(SecretString);
+
+impl std::fmt::Debug for CandidatePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CandidatePassword(<redacted>)")
+    }
+}
+
+impl PartialEq for CandidatePassword {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.expose_secret() == other.0.expose_secret()
+    }
+}
+
+impl CandidatePassword {
+    /// The normalised secret.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+/// NFKC normal form of a typed password: what is hashed and what is verified.
+pub fn normalize(raw: &str) -> SecretString {
+    SecretString::from(raw.nfkc().collect::<String>())
+}
+
+/// Words every password is checked against besides the account's own identifiers.
+const SERVICE_WORDS: &[&str] = &["gatehouse"];
+
+impl PasswordPolicy {
+    /// Checks a new password against the policy; `context_words` are the account's identifiers.
+    pub fn check(
+        &self,
+        raw: &str,
+        context_words: &[String],
+    ) -> Result<CandidatePassword, PasswordRejection> {
+        // Bound the work before normalising: no code point is wider than 4 bytes.
+        if raw.len() > self.max_len.saturating_mul(4) {
+            return Err(PasswordRejection::TooLong { max: self.max_len });
+        }
+        let normalized = normalize(raw);
+        let text = normalized.expose_secret();
+        let length = collapsed_len(text);
+        if length < self.min_len {
+            return Err(PasswordRejection::TooShort { min: self.min_len });
+        }
+        if length > self.max_len {
+            return Err(PasswordRejection::TooLong { max: self.max_len });
+        }
+        let lower = text.to_lowercase();
+        let words: Vec<&str> = context_words
+            .iter()
+            .map(String::as_str)
+            .chain(SERVICE_WORDS.iter().copied())
+            .filter(|w| w.chars().count() >= 4)
+            .collect();
+        if words.iter().any(|w| lower.contains(&w.to_lowercase())) {
+            return Err(PasswordRejection::ContainsIdentifier);
+        }
+        let estimate = zxcvbn::zxcvbn(text, &words);
+        if (estimate.score() as u8) < 3 {
+            let hint = estimate
+                .feedback()
+                .and_then(|f| f.warning().map(|w| w.to_string()))
+                .unwrap_or_else(|| "add more unrelated words or characters".to_string());
+            return Err(PasswordRejection::TooGuessable { hint });
+        }
+        Ok(CandidatePassword(normalized))
+    }
+}
+
+fn collapsed_len(text: &str) -> usize {
+    let mut count = 0;
+    let mut previous_space = false;
+    for c in text.chars() {
+        let space = c.is_whitespace();
+        if !(space && previous_space) {
+            count += 1;
+        }
+        previous_space = space;
+    }
+    count
+}
+
+/// A password verifier in PHC string form (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// Hashing failed (invalid parameters or a broken stored hash).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(pub String);
+
+/// A boxed future, so the hasher can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Password hashing as an injected capability: the real one runs argon2 off the async threads.
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a normalised password with a fresh salt at the current parameters.
+    fn hash<'a>(&'a self, password: &'a SecretString) -> BoxFuture<'a, Result<PasswordHash, HashError>>;
+    /// Verifies a normalised password. With `None` it verifies against a dummy hash and returns
+    /// false, so an unknown identifier costs the same as a known one.
+    fn verify<'a>(&'a self, password: &'a SecretString, hash: Option<&'a PasswordHash>) -> BoxFuture<'a, bool>;
+    /// Whether a stored hash was made with other parameters than the current ones.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
+}
+
+/// Argon2id parameters; the default is OWASP's m=19456 KiB, t=2, p=1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Settings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Argon2Settings {
+    fn argon2(&self) -> Result<Argon2<'static>, HashError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| HashError(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Hashes with the given 16-byte salt (drawn by the caller from a CSPRNG). CPU-bound.
+    pub fn hash_blocking(&self, password: &SecretString, salt: &[u8]) -> Result<PasswordHash, HashError> {
+        let hash = self
+            .argon2()?
+            .hash_password_with_salt(password.expose_secret().as_bytes(), salt)
+            .map_err(|e| HashError(e.to_string()))?;
+        Ok(PasswordHash(hash.to_string()))
+    }
+
+    /// Verifies against a PHC string, at the parameters recorded in it. CPU-bound.
+    pub fn verify_blocking(&self, password: &SecretString, hash: &PasswordHash) -> bool {
+        match self.argon2() {
+            Ok(argon) => argon
+                .verify_password(password.expose_secret().as_bytes(), hash.0.as_str())
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// The PHC parameter segment these settings produce, e.g. `m=19456,t=2,p=1`.
+    pub fn phc_params(&self) -> String {
+        format!("m={},t={},p={}", self.memory_kib, self.iterations, self.parallelism)
+    }
+
+    /// True when `hash` is not argon2id v19 at exactly these parameters.
+    pub fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        let parts: Vec<&str> = hash.0.split('$').collect();
+        !matches!(parts.as_slice(), ["", "argon2id", "v=19", params, _, _] if *params == self.phc_params())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> PasswordPolicy {
+        PasswordPolicy::default()
+    }
+
+    #[test]
+    fn test_password_policy_length_counts_code_points_after_collapsing_spaces() {
+        assert_eq!(policy().check("Kx9 vq#2 Lm", &[]), Err(PasswordRejection::TooShort { min: 12 }));
+        assert_eq!(
+            policy().check("Kx9       vq#2 Lm", &[]),
+            Err(PasswordRejection::TooShort { min: 12 })
+        );
+        assert!(policy().check("Kx9 vq#2 Lm!z", &[]).is_ok());
+        // 12 emoji are 12 code points (48 bytes).
+        assert!(policy().check("🦀🐙🦊🐢🦉🐝🐳🦋🐌🦑🐸🐧", &[]).is_ok());
+    }
+
+    #[test]
+    fn test_password_policy_bounds_maximum_without_truncating() {
+        let long = "correct horse battery staple ".repeat(5); // 145 code points
+        assert_eq!(policy().check(&long, &[]), Err(PasswordRejection::TooLong { max: 128 }));
+        let megabyte = "a".repeat(1 << 20);
+        assert_eq!(policy().check(&megabyte, &[]), Err(PasswordRejection::TooLong { max: 128 }));
+        let ok = "Zq8!pL3#vN6@".repeat(5); // 60 code points
+        assert!(policy().check(&ok, &[]).is_ok());
+    }
+
+    #[test]
+    fn test_password_policy_rejects_common_repetitive_sequential() {
+        for weak in ["password1234", "aaaaaaaaaaaa", "123456789012", "qwertyuiopasdf"] {
+            assert!(
+                matches!(policy().check(weak, &[]), Err(PasswordRejection::TooGuessable { .. })),
+                "{weak}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_password_policy_rejects_identifiers_and_service_name() {
+        let words = vec!["margaret.h".to_string(), "example".to_string()];
+        assert_eq!(
+            policy().check("Margaret.H-2024-winter!", &words),
+            Err(PasswordRejection::ContainsIdentifier)
+        );
+        assert_eq!(
+            policy().check("my-GateHouse-vault-77", &[]),
+            Err(PasswordRejection::ContainsIdentifier)
+        );
+    }
+
+    #[test]
+    fn test_password_policy_accepts_lowercase_passphrase() {
+        assert!(policy().check("plumbing giraffe tundra", &[]).is_ok());
+    }
+
+    #[test]
+    fn test_password_normalization_makes_composed_and_decomposed_equal() {
+        let composed = normalize("caf\u{e9} gr\u{e9}ve longue");
+        let decomposed = normalize("cafe\u{301} gre\u{301}ve longue");
+        assert_eq!(composed.expose_secret(), decomposed.expose_secret());
+    }
+
+    #[test]
+    fn test_argon2_hash_is_phc_argon2id_and_verifies_without_truncation() {
+        let settings = Argon2Settings { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let p = "Zq8!pL3#vN6@".repeat(8) + "abcd"; // 100 chars
+        let hash = settings.hash_blocking(&SecretString::from(p.clone()), &[7u8; 16]).unwrap();
+        assert!(hash.0.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{}", hash.0);
+        assert!(settings.verify_blocking(&SecretString::from(p.clone()), &hash));
+        for wrong in [&p[..72], &p[..99], &(p.clone() + "x")] {
+            assert!(!settings.verify_blocking(&SecretString::from(wrong.to_string()), &hash));
+        }
+        assert!(!settings.needs_rehash(&hash));
+        assert!(Argon2Settings::default().needs_rehash(&hash));
+    }
+
+    #[test]
+    fn test_argon2_same_password_different_salts_differ() {
+        let settings = Argon2Settings { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let pw = SecretString::from("same password here".to_string());
+        let a = settings.hash_blocking(&pw, &[1u8; 16]).unwrap();
+        let b = settings.hash_blocking(&pw, &[2u8; 16]).unwrap();
+        assert_ne!(a, b);
+    }
+}
