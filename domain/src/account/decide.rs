@@ -142,7 +142,7 @@ impl Account {
         facts.push(AccountFact::SessionStarted {
             session_id: cmd.grant.session_id,
             token_hash: cmd.grant.token_hash,
-            device_id: cmd.context.device_id,
+            context: cmd.context,
             expires_at,
             idle_expires_at: (now + policy.idle).min(expires_at),
         });

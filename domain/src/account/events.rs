@@ -88,8 +88,8 @@ pub enum AccountFact {
         session_id: Uuid,
         /// SHA-256 (hex) of the token's secret part.
         token_hash: String,
-        /// Device id the frontend gave, if any.
-        device_id: Option<String>,
+        /// Where the session was opened from (IP, user agent, device id).
+        context: RequestContext,
         /// Hard end of the session.
         expires_at: DateTime<Utc>,
         /// End of the session if it is not used again.
@@ -220,7 +220,7 @@ mod tests {
             AccountFact::SessionStarted {
                 session_id: sid(),
                 token_hash: "h".into(),
-                device_id: Some("d".into()),
+                context: RequestContext::new(None, None, Some("d".into())),
                 expires_at: at(),
                 idle_expires_at: at(),
             },

@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::chain::ChainLink;
+use crate::context::RequestContext;
 use crate::password::PasswordHash;
 
 use super::events::{AccountEvent, AccountFact};
@@ -43,8 +44,8 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// End if unused.
     pub idle_expires_at: DateTime<Utc>,
-    /// Device id, if given.
-    pub device_id: Option<String>,
+    /// Where it was opened from.
+    pub context: RequestContext,
 }
 
 impl Session {
@@ -149,7 +150,7 @@ impl Account {
             AccountFact::PasswordRehashed { password_hash } => {
                 self.password_hash = Some(password_hash.clone());
             }
-            AccountFact::SessionStarted { session_id, token_hash, device_id, expires_at, idle_expires_at } => {
+            AccountFact::SessionStarted { session_id, token_hash, context, expires_at, idle_expires_at } => {
                 self.sessions.insert(
                     *session_id,
                     Session {
@@ -157,7 +158,7 @@ impl Account {
                         started_at: event.at,
                         expires_at: *expires_at,
                         idle_expires_at: *idle_expires_at,
-                        device_id: device_id.clone(),
+                        context: context.clone(),
                     },
                 );
             }

@@ -103,7 +103,7 @@ fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
         AccountFact::SessionStarted {
             session_id: id,
             token_hash: format!("hash-{id}"),
-            device_id: None,
+            context: ctx(),
             expires_at: at + Duration::hours(12),
             idle_expires_at: at + Duration::minutes(30),
         },

@@ -1,0 +1,71 @@
+//! Gatehouse's persistence and read side.
+//!
+//! - [`store`]: the event store on PostgreSQL (postgres-es) or an embedded SQLite file
+//!   (sqlite-es), snapshots, the gap-free global stream, and the command executor;
+//! - [`runner`]: feeds every projection from the persisted stream, with a checkpoint written in
+//!   the same transaction as each read-model change;
+//! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`].
+#![forbid(unsafe_code)]
+#![deny(clippy::all)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod lockout_state;
+pub mod login_history;
+pub mod runner;
+pub mod sessions;
+pub mod store;
+mod time;
+
+pub use runner::{Projection, ProjectionRunner};
+pub use store::{Store, StoreError, StoredEvent, StreamPosition};
+
+use std::sync::Arc;
+
+use gatehouse_domain::AccountEvent;
+
+/// The read models Gatehouse maintains.
+pub fn standard_projections() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(lockout_state::LockoutStateProjection),
+        Arc::new(login_history::LoginHistoryProjection),
+        Arc::new(sessions::SessionsProjection),
+    ]
+}
+
+/// Decodes an `Account` event from the stream; `None` for other aggregates.
+pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreError> {
+    if event.aggregate_type != "Account" {
+        return Ok(None);
+    }
+    serde_json::from_value(event.payload.clone())
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))
+}
+
+#[cfg(test)]
+mod test_support {
+    use gatehouse_domain::chain::ChainLink;
+    use gatehouse_domain::{AccountEvent, AccountFact};
+
+    use crate::store::{StoredEvent, StreamPosition};
+
+    /// A stored `Account` event for fold tests.
+    pub fn stored(account: &str, sequence: i64, at_ms: i64, fact: AccountFact) -> StoredEvent {
+        let event = AccountEvent {
+            at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap(),
+            prev: ChainLink::default(),
+            fact,
+        };
+        StoredEvent {
+            position: StreamPosition { tx: 1, pos: sequence },
+            aggregate_type: "Account".into(),
+            aggregate_id: account.into(),
+            sequence,
+            event_type: cqrs_es::DomainEvent::event_type(&event),
+            event_version: "1.0".into(),
+            payload: serde_json::to_value(&event).unwrap(),
+            metadata: serde_json::json!({}),
+            recorded_at: None,
+        }
+    }
+}

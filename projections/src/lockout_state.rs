@@ -1,0 +1,155 @@
+//! `lockout_state_v1`: per account, the consecutive failures, the lock level and the lock's end.
+use gatehouse_domain::AccountFact;
+use sqlx::AnyConnection;
+
+use crate::runner::{BoxFuture, Projection};
+use crate::store::{StoreError, StoredEvent};
+use crate::time::to_ms;
+
+/// A change to one account's lockout row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockoutChange {
+    /// A checked attempt failed; `consecutive` is the count the aggregate decided.
+    Failed { account_id: String, consecutive: i64, at_ms: i64 },
+    /// The account was locked.
+    Locked { account_id: String, until_ms: i64, level: i64, at_ms: i64 },
+    /// A sign-in succeeded: counters reset, lock lifted.
+    Succeeded { account_id: String, at_ms: i64 },
+}
+
+/// The pure fold: which changes an event makes.
+pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
+    let Some(e) = crate::account_event(event)? else {
+        return Ok(Vec::new());
+    };
+    let account_id = event.aggregate_id.clone();
+    let at_ms = to_ms(e.at);
+    Ok(match e.fact {
+        AccountFact::LoginFailed { consecutive_failures, .. } => {
+            vec![LockoutChange::Failed { account_id, consecutive: i64::from(consecutive_failures), at_ms }]
+        }
+        AccountFact::AccountLocked { until, level, .. } => {
+            vec![LockoutChange::Locked { account_id, until_ms: to_ms(until), level: i64::from(level), at_ms }]
+        }
+        AccountFact::LoginSucceeded { .. } => vec![LockoutChange::Succeeded { account_id, at_ms }],
+        _ => Vec::new(),
+    })
+}
+
+/// Writes one change.
+pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(), StoreError> {
+    match change {
+        LockoutChange::Failed { account_id, consecutive, at_ms } => {
+            sqlx::query(
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_failure_ms, updated_ms)
+                 values ($1, $2, 0, $3, $3)
+                 on conflict (account_id) do update
+                    set consecutive_failures = $2, last_failure_ms = $3, updated_ms = $3",
+            )
+            .bind(account_id)
+            .bind(consecutive)
+            .bind(at_ms)
+            .execute(conn)
+            .await?;
+        }
+        LockoutChange::Locked { account_id, until_ms, level, at_ms } => {
+            sqlx::query(
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms, updated_ms)
+                 values ($1, 0, $2, $3, $4)
+                 on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = $2, locked_until_ms = $3, updated_ms = $4",
+            )
+            .bind(account_id)
+            .bind(level)
+            .bind(until_ms)
+            .bind(at_ms)
+            .execute(conn)
+            .await?;
+        }
+        LockoutChange::Succeeded { account_id, at_ms } => {
+            sqlx::query(
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_success_ms, updated_ms)
+                 values ($1, 0, 0, $2, $2)
+                 on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
+                        last_success_ms = $2, updated_ms = $2",
+            )
+            .bind(account_id)
+            .bind(at_ms)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The projection.
+pub struct LockoutStateProjection;
+
+impl Projection for LockoutStateProjection {
+    fn name(&self) -> &'static str {
+        "lockout_state_v1"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["lockout_state_v1"]
+    }
+
+    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for change in changes(event)? {
+                write(conn, &change).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::stored;
+    use gatehouse_domain::account::LoginFailureReason;
+    use gatehouse_domain::context::RequestContext;
+
+    #[test]
+    fn test_lockout_fold_failed_locked_succeeded() {
+        let failed = stored(
+            "acc",
+            3,
+            1_000,
+            AccountFact::LoginFailed {
+                reason: LoginFailureReason::WrongPassword,
+                consecutive_failures: 5,
+                context: RequestContext::default(),
+            },
+        );
+        assert_eq!(
+            changes(&failed).unwrap(),
+            vec![LockoutChange::Failed { account_id: "acc".into(), consecutive: 5, at_ms: 1_000 }]
+        );
+        let until = chrono::DateTime::from_timestamp_millis(901_000).unwrap();
+        let locked = stored("acc", 4, 1_000, AccountFact::AccountLocked { until, level: 1, failed_attempts: 5 });
+        assert_eq!(
+            changes(&locked).unwrap(),
+            vec![LockoutChange::Locked { account_id: "acc".into(), until_ms: 901_000, level: 1, at_ms: 1_000 }]
+        );
+    }
+
+    #[test]
+    fn test_lockout_fold_ignores_other_events_and_aggregates() {
+        let ended = stored(
+            "acc",
+            9,
+            1,
+            AccountFact::SessionEnded {
+                session_id: uuid::Uuid::nil(),
+                reason: gatehouse_domain::account::SessionEndReason::LoggedOut,
+            },
+        );
+        assert!(changes(&ended).unwrap().is_empty());
+        let mut other = ended.clone();
+        other.aggregate_type = "Team".into();
+        assert!(changes(&other).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! `login_history_v1`: every sign-in attempt of an account, with time, IP, user agent, device,
+//! outcome and reason.
+use gatehouse_domain::account::LoginFailureReason;
+use gatehouse_domain::context::RequestContext;
+use gatehouse_domain::AccountFact;
+use sqlx::AnyConnection;
+
+use crate::runner::{BoxFuture, Projection};
+use crate::store::{StoreError, StoredEvent};
+use crate::time::to_ms;
+
+/// One row of login history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRecord {
+    /// Account (or stand-in aggregate of an unknown identifier).
+    pub account_id: String,
+    /// Event sequence (unique per account, makes the insert idempotent).
+    pub sequence: i64,
+    /// When.
+    pub at_ms: i64,
+    /// `succeeded`, `failed` or `locked`.
+    pub outcome: &'static str,
+    /// Failure reason, for failures.
+    pub reason: Option<&'static str>,
+    /// Request context.
+    pub context: RequestContext,
+    /// Session opened, for successes.
+    pub session_id: Option<String>,
+}
+
+/// The pure fold.
+pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
+    let Some(e) = crate::account_event(event)? else {
+        return Ok(None);
+    };
+    let (outcome, reason, context, session_id) = match e.fact {
+        AccountFact::LoginSucceeded { session_id, context } => {
+            ("succeeded", None, context, Some(session_id.to_string()))
+        }
+        AccountFact::LoginFailed { reason, context, .. } => {
+            let reason = match reason {
+                LoginFailureReason::WrongPassword => "wrong_password",
+                LoginFailureReason::UnknownIdentifier => "unknown_identifier",
+            };
+            ("failed", Some(reason), context, None)
+        }
+        AccountFact::LoginRejectedWhileLocked { context, .. } => ("locked", Some("account_locked"), context, None),
+        _ => return Ok(None),
+    };
+    Ok(Some(LoginRecord {
+        account_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        at_ms: to_ms(e.at),
+        outcome,
+        reason,
+        context,
+        session_id,
+    }))
+}
+
+/// The projection.
+pub struct LoginHistoryProjection;
+
+impl Projection for LoginHistoryProjection {
+    fn name(&self) -> &'static str {
+        "login_history_v1"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["login_history_v1"]
+    }
+
+    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(r) = record(event)? else {
+                return Ok(());
+            };
+            sqlx::query(
+                "insert into login_history_v1
+                    (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 on conflict (account_id, sequence) do nothing",
+            )
+            .bind(&r.account_id)
+            .bind(r.sequence)
+            .bind(r.at_ms)
+            .bind(r.outcome)
+            .bind(r.reason)
+            .bind(&r.context.ip)
+            .bind(&r.context.user_agent)
+            .bind(&r.context.device_id)
+            .bind(&r.session_id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::stored;
+
+    #[test]
+    fn test_login_history_records_each_outcome() {
+        let ctx = RequestContext::new(Some("203.0.113.5".into()), Some("UA".into()), Some("dev".into()));
+        let ok = stored("a", 2, 5, AccountFact::LoginSucceeded { session_id: uuid::Uuid::nil(), context: ctx.clone() });
+        let r = record(&ok).unwrap().unwrap();
+        assert_eq!((r.outcome, r.reason, r.sequence, r.at_ms), ("succeeded", None, 2, 5));
+        assert_eq!(r.context, ctx);
+
+        let failed = stored(
+            "a",
+            3,
+            6,
+            AccountFact::LoginFailed {
+                reason: LoginFailureReason::UnknownIdentifier,
+                consecutive_failures: 1,
+                context: ctx.clone(),
+            },
+        );
+        let r = record(&failed).unwrap().unwrap();
+        assert_eq!((r.outcome, r.reason), ("failed", Some("unknown_identifier")));
+
+        let until = chrono::DateTime::from_timestamp_millis(10).unwrap();
+        let locked = stored("a", 4, 7, AccountFact::LoginRejectedWhileLocked { locked_until: until, context: ctx });
+        assert_eq!(record(&locked).unwrap().unwrap().outcome, "locked");
+    }
+}

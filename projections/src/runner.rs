@@ -1,0 +1,222 @@
+//! The projections runner: feeds every read model from the persisted global stream.
+//!
+//! Crash safety: each batch of a projection is applied in one transaction that also moves that
+//! projection's checkpoint, so a kill at any point leaves the read model and its checkpoint
+//! consistent, and a restart resumes exactly after the last applied event. The same code serves
+//! live operation and rebuilds (replay).
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::{Any, AnyConnection, Row, Transaction};
+use tokio::sync::{watch, Notify};
+
+use crate::store::{Store, StoreError, StoredEvent, StreamPosition};
+
+/// A boxed future, so projections can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A read model folded from the event stream.
+pub trait Projection: Send + Sync {
+    /// Checkpoint key; includes the read model's version (e.g. `lockout_state_v1`).
+    fn name(&self) -> &'static str;
+    /// Tables this projection owns (emptied by a rebuild).
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event inside the batch transaction. Must be idempotent per event.
+    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// Feeds projections from a store.
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    store: Store,
+    projections: Vec<Arc<dyn Projection>>,
+    batch: i64,
+    poll: Duration,
+    wake: Arc<Notify>,
+    progress: Arc<watch::Sender<StreamPosition>>,
+}
+
+impl ProjectionRunner {
+    /// A runner over `store` for `projections`.
+    pub fn new(store: Store, projections: Vec<Arc<dyn Projection>>) -> Self {
+        let (progress, _) = watch::channel(StreamPosition::default());
+        Self {
+            store,
+            projections,
+            batch: 500,
+            poll: Duration::from_millis(100),
+            wake: Arc::new(Notify::new()),
+            progress: Arc::new(progress),
+        }
+    }
+
+    /// Gatehouse's standard read models.
+    pub fn standard(store: Store) -> Self {
+        Self::new(store, crate::standard_projections())
+    }
+
+    /// Events per transaction.
+    pub fn with_batch(mut self, batch: i64) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How often to look for new events when not woken.
+    pub fn with_poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Wakes the runner now (call after committing events, to keep lag low).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Positions every projection has reached (the minimum), updated after each batch.
+    pub fn progress(&self) -> watch::Receiver<StreamPosition> {
+        self.progress.subscribe()
+    }
+
+    /// The projections fed by this runner.
+    pub fn projections(&self) -> &[Arc<dyn Projection>] {
+        &self.projections
+    }
+
+    /// Runs until `shutdown` turns true. Errors are logged and retried after a pause.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.run_once().await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "projection batch failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies one batch to every projection that is behind; returns the events applied.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let mut checkpoints = Vec::with_capacity(self.projections.len());
+        for p in &self.projections {
+            checkpoints.push(self.checkpoint(p.name()).await?);
+        }
+        let Some(from) = checkpoints.iter().min().copied() else {
+            return Ok(0);
+        };
+        let events = self.store.read_stream(from, self.batch).await?;
+        let mut applied = 0;
+        for projection in &self.projections {
+            applied += self.apply_batch(projection.as_ref(), &events).await?;
+        }
+        if let Some(last) = events.last() {
+            self.progress.send_replace(last.position);
+        }
+        Ok(applied)
+    }
+
+    /// Applies the events a projection has not seen yet, in one transaction with its checkpoint.
+    /// Processes that run a runner each are serialised per projection (an advisory lock on
+    /// PostgreSQL, the write lock on SQLite), and the checkpoint is re-read under that lock, so no
+    /// event is applied twice or out of order.
+    async fn apply_batch(&self, projection: &dyn Projection, events: &[StoredEvent]) -> Result<usize, StoreError> {
+        let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
+        if self.store.kind() == "postgres" {
+            sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
+                .bind(projection.name())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // A write first: on SQLite this takes the write lock before anything is read.
+        sqlx::query(
+            "insert into projection_checkpoints (projection, tx_id, position, updated_ms) values ($1, 0, 0, $2)
+             on conflict (projection) do nothing",
+        )
+        .bind(projection.name())
+        .bind(Utc::now().timestamp_millis())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
+            .bind(projection.name())
+            .fetch_one(&mut *tx)
+            .await?;
+        let checkpoint = StreamPosition { tx: row.try_get("tx_id")?, pos: row.try_get("position")? };
+        let pending: Vec<&StoredEvent> = events.iter().filter(|e| e.position > checkpoint).collect();
+        let Some(last) = pending.last().map(|e| e.position) else {
+            tx.rollback().await?;
+            return Ok(0);
+        };
+        for event in &pending {
+            projection.apply(&mut tx, event).await?;
+        }
+        save_checkpoint(&mut tx, projection.name(), last).await?;
+        tx.commit().await?;
+        Ok(pending.len())
+    }
+
+    /// Runs batches until every projection has reached the stream head seen at the start.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_once().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Where a projection stands.
+    pub async fn checkpoint(&self, name: &str) -> Result<StreamPosition, StoreError> {
+        let row = sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
+            .bind(name)
+            .fetch_optional(self.store.any())
+            .await?;
+        Ok(match row {
+            Some(r) => StreamPosition { tx: r.try_get("tx_id")?, pos: r.try_get("position")? },
+            None => StreamPosition::default(),
+        })
+    }
+
+    /// Empties every projection's tables and checkpoint, then rebuilds them from the first event.
+    pub async fn rebuild(&self) -> Result<usize, StoreError> {
+        {
+            let mut tx = self.store.any().begin().await?;
+            for p in &self.projections {
+                sqlx::query("delete from projection_checkpoints where projection = $1")
+                    .bind(p.name())
+                    .execute(&mut *tx)
+                    .await?;
+                for table in p.tables() {
+                    sqlx::query(&format!("delete from {table}")).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        self.catch_up().await
+    }
+}
+
+async fn save_checkpoint(conn: &mut AnyConnection, name: &str, at: StreamPosition) -> Result<(), StoreError> {
+    sqlx::query("update projection_checkpoints set tx_id = $2, position = $3, updated_ms = $4 where projection = $1")
+    .bind(name)
+    .bind(at.tx)
+    .bind(at.pos)
+    .bind(Utc::now().timestamp_millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

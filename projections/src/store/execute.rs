@@ -1,0 +1,138 @@
+//! Runs commands: load, decide, commit, and on an optimistic-concurrency conflict reload and
+//! decide again (never drop the command). Within one process, commands on one aggregate queue
+//! behind a per-aggregate lock, so parallel sign-in attempts do not each burn a password hash
+//! only to conflict; across processes the store's unique key still decides.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use thiserror::Error;
+
+use super::aggregate_store::AggregateStore;
+
+/// Attempts before a conflict is reported to the caller.
+const MAX_ATTEMPTS: u32 = 12;
+
+/// Why a command did not complete.
+#[derive(Debug, Error)]
+pub enum ExecuteError<E: std::error::Error> {
+    /// The aggregate refused the command; nothing was written.
+    #[error("refused: {0}")]
+    Refused(E),
+    /// Conflicts persisted through every retry (extreme contention across processes).
+    #[error("too much contention on one aggregate")]
+    Contention,
+    /// The store failed; the detail is for logs only.
+    #[error("store failure: {0}")]
+    Store(String),
+}
+
+/// The outcome of a command: the events committed and the aggregate's state after them.
+pub struct Executed<A: Aggregate> {
+    /// Events written (empty when the command decided nothing).
+    pub events: Vec<EventEnvelope<A>>,
+    /// State after the events.
+    pub aggregate: A,
+}
+
+/// Executes commands for aggregate type `A`.
+pub struct CommandExecutor<A: Aggregate> {
+    store: AggregateStore<A>,
+    services: A::Services,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<A: Aggregate> CommandExecutor<A> {
+    /// An executor over `store` with the given services.
+    pub fn new(store: AggregateStore<A>, services: A::Services) -> Self {
+        Self { store, services, locks: Mutex::new(HashMap::new()) }
+    }
+
+    /// The injected services.
+    pub fn services(&self) -> &A::Services {
+        &self.services
+    }
+
+    /// Loads an aggregate's current state.
+    pub async fn load(&self, aggregate_id: &str) -> Result<A, ExecuteError<A::Error>> {
+        let context = self.store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+        Ok(context.aggregate)
+    }
+
+    /// All events of one aggregate, in order.
+    pub async fn events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, ExecuteError<A::Error>> {
+        self.store.load_events(aggregate_id).await.map_err(store_error)
+    }
+
+    /// Runs `command()` against the aggregate, retrying on conflicts. `command` is called once per
+    /// attempt, so it must build the same command each time.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: impl Fn() -> A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let lock = self.lock_for(aggregate_id);
+        let result = {
+            let _guard = lock.lock().await;
+            self.execute_unserialized(aggregate_id, command, metadata).await
+        };
+        drop(lock);
+        self.release(aggregate_id);
+        result
+    }
+
+    async fn execute_unserialized(
+        &self,
+        aggregate_id: &str,
+        command: impl Fn() -> A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut context: EventStoreAggregateContext<A> =
+                self.store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+            let sink = EventSink::<A>::default();
+            context
+                .aggregate
+                .handle(command(), &self.services, &sink)
+                .await
+                .map_err(ExecuteError::Refused)?;
+            let events = sink.collect().await;
+            match self.store.append(events, &mut context, metadata.clone()).await {
+                Ok(events) => return Ok(Executed { events, aggregate: context.aggregate }),
+                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    // Another process wrote first: back off a little, then decide on fresh state.
+                    let jitter = u64::from(attempt) * 3 + (std::process::id() as u64 % 5);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(ExecuteError::Contention),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    fn lock_for(&self, aggregate_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(aggregate_id.to_string()).or_default().clone()
+    }
+
+    fn release(&self, aggregate_id: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.get(aggregate_id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(aggregate_id);
+        }
+    }
+}
+
+fn store_error<E: std::error::Error>(e: AggregateError<E>) -> ExecuteError<E> {
+    match e {
+        AggregateError::UserError(e) => ExecuteError::Refused(e),
+        AggregateError::AggregateConflict => ExecuteError::Contention,
+        other => ExecuteError::Store(other.to_string()),
+    }
+}

@@ -1,0 +1,145 @@
+//! The event store and the side tables, on PostgreSQL or an embedded SQLite file.
+//!
+//! Two pools per store: a typed one (postgres-es and sqlite-es need `Pool<Postgres>` /
+//! `Pool<Sqlite>`, and the global stream reader uses dialect-specific SQL) and an `Any` pool for
+//! the read models and side tables, whose SQL is written once in the subset both dialects share
+//! (`$n` parameters, `on conflict`, integers and text).
+mod aggregate_store;
+mod execute;
+mod repo;
+mod stream;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AnyPool, PgPool, SqlitePool};
+use thiserror::Error;
+
+pub use aggregate_store::{AggregateStore, SNAPSHOT_EVERY};
+pub use execute::{CommandExecutor, ExecuteError, Executed};
+pub use repo::EventRepo;
+pub use stream::{StoredEvent, StreamPosition};
+
+/// Which database holds the events.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// PostgreSQL (production).
+    Postgres(PgPool),
+    /// An embedded SQLite file (laptops, demos).
+    Sqlite(SqlitePool),
+}
+
+/// Store failures. The message may hold database detail: log it, never return it to a client.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Connecting or a query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be decoded.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A connected store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    any: AnyPool,
+}
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+impl Store {
+    /// Connects to PostgreSQL. Fails (never panics) when the server cannot be reached.
+    pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options = PgConnectOptions::from_str(url)?;
+        let typed = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let any = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { backend: Backend::Postgres(typed), any })
+    }
+
+    /// Opens (creating if needed) the embedded store `gatehouse.db` in `dir`.
+    pub async fn open_embedded(dir: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let file = dir.join("gatehouse.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let typed = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let url = format!("sqlite://{}", file.display());
+        let any = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("pragma busy_timeout = 30000").execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { backend: Backend::Sqlite(typed), any })
+    }
+
+    /// Applies the schema for this backend (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The typed backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The pool for read models and side tables.
+    pub fn any(&self) -> &AnyPool {
+        &self.any
+    }
+
+    /// `"postgres"` or `"embedded"`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "embedded",
+        }
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.any).await?;
+        Ok(())
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.any.close().await;
+        match &self.backend {
+            Backend::Postgres(p) => p.close().await,
+            Backend::Sqlite(p) => p.close().await,
+        }
+    }
+}

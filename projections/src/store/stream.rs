@@ -1,0 +1,139 @@
+//! The global stream: every event of every aggregate, in one order that never skips a late commit.
+//!
+//! PostgreSQL takes a `bigserial` value before commit, so a reader that follows it alone can pass
+//! over a row whose transaction commits late. Here the order is `(tx_id, global_position)` and a
+//! reader only sees rows of transactions older than the oldest one still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`): that set never grows below a position already
+//! read. On SQLite, writers are serialised and the position is assigned inside the writing
+//! transaction, so position order is commit order.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+/// A point in the global stream: everything at or before it has been read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// Transaction id (always 0 on SQLite).
+    pub tx: i64,
+    /// Position within the store.
+    pub pos: i64,
+}
+
+/// One stored event as read from the global stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Where it stands in the global stream.
+    pub position: StreamPosition,
+    /// Aggregate type, e.g. `Account`.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Sequence within the aggregate (from 1).
+    pub sequence: i64,
+    /// Event type string.
+    pub event_type: String,
+    /// Payload version.
+    pub event_version: String,
+    /// Payload as stored.
+    pub payload: Value,
+    /// Request metadata (request id, …).
+    pub metadata: Value,
+    /// When the row was written.
+    pub recorded_at: Option<DateTime<Utc>>,
+}
+
+const PG_READ: &str = "
+select aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+       global_position, tx_id::text::bigint as tx, recorded_at
+  from events
+ where (tx_id, global_position) > ($1::text::xid8, $2)
+   and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ order by tx_id, global_position
+ limit $3";
+
+const SQLITE_READ: &str = "
+select aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
+       position, recorded_at
+  from events
+ where position > $1
+ order by position
+ limit $2";
+
+impl Store {
+    /// Reads up to `limit` events after `after`, in global order.
+    pub async fn read_stream(&self, after: StreamPosition, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                let rows = sqlx::query(PG_READ)
+                    .bind(after.tx.to_string())
+                    .bind(after.pos)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(StoredEvent {
+                            position: StreamPosition { tx: row.try_get("tx")?, pos: row.try_get("global_position")? },
+                            aggregate_type: row.try_get("aggregate_type")?,
+                            aggregate_id: row.try_get("aggregate_id")?,
+                            sequence: row.try_get("sequence")?,
+                            event_type: row.try_get("event_type")?,
+                            event_version: row.try_get("event_version")?,
+                            payload: row.try_get("payload")?,
+                            metadata: row.try_get("metadata")?,
+                            recorded_at: row.try_get("recorded_at")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
+            }
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query(SQLITE_READ).bind(after.pos).bind(limit).fetch_all(pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        let payload: String = row.try_get("payload")?;
+                        let metadata: String = row.try_get("metadata")?;
+                        let recorded: String = row.try_get("recorded_at")?;
+                        Ok(StoredEvent {
+                            position: StreamPosition { tx: 0, pos: row.try_get("position")? },
+                            aggregate_type: row.try_get("aggregate_type")?,
+                            aggregate_id: row.try_get("aggregate_id")?,
+                            sequence: row.try_get("sequence")?,
+                            event_type: row.try_get("event_type")?,
+                            event_version: row.try_get("event_version")?,
+                            payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                            metadata: serde_json::from_str(&metadata).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                            recorded_at: DateTime::parse_from_rfc3339(&recorded).ok().map(|t| t.with_timezone(&Utc)),
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(StoreError::from)
+            }
+        }
+    }
+
+    /// The last position in the stream that a reader could see now (`None` when empty).
+    pub async fn stream_head(&self) -> Result<Option<StreamPosition>, StoreError> {
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                let row = sqlx::query(
+                    "select tx_id::text::bigint as tx, global_position from events
+                      where tx_id < pg_snapshot_xmin(pg_current_snapshot())
+                      order by tx_id desc, global_position desc limit 1",
+                )
+                .fetch_optional(pool)
+                .await?;
+                row.map(|r| Ok(StreamPosition { tx: r.try_get("tx")?, pos: r.try_get("global_position")? }))
+                    .transpose()
+                    .map_err(|e: sqlx::Error| e.into())
+            }
+            Backend::Sqlite(pool) => {
+                let pos: Option<i64> = sqlx::query_scalar("select max(position) from events").fetch_one(pool).await?;
+                Ok(pos.map(|pos| StreamPosition { tx: 0, pos }))
+            }
+        }
+    }
+}
