@@ -18,4 +18,7 @@ pub mod contact;
 pub mod password;
 pub mod policy;
 
-pub use account::{Account, AccountCommand, AccountError, AccountEvent, AccountFact};
+pub use account::{
+    Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices, AttemptLogin, RegisterAccount,
+    SessionGrant,
+};

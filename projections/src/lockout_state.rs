@@ -153,3 +153,41 @@ mod tests {
         assert!(changes(&other).unwrap().is_empty());
     }
 }
+
+/// An account's lockout row as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LockoutRow {
+    /// Failures since the last success or lock.
+    pub consecutive_failures: i64,
+    /// How many locks in a row (drives the doubling).
+    pub lock_level: i64,
+    /// End of the current or last lock.
+    pub locked_until_ms: Option<i64>,
+    /// Last failed attempt.
+    pub last_failure_ms: Option<i64>,
+    /// Last successful sign-in.
+    pub last_success_ms: Option<i64>,
+}
+
+/// The lockout row of an account (`None` before its first attempt).
+pub async fn get(store: &crate::Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "select consecutive_failures, lock_level, locked_until_ms, last_failure_ms, last_success_ms
+           from lockout_state_v1 where account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_optional(store.any())
+    .await?;
+    row.map(|r| {
+        Ok(LockoutRow {
+            consecutive_failures: r.try_get("consecutive_failures")?,
+            lock_level: r.try_get("lock_level")?,
+            locked_until_ms: r.try_get("locked_until_ms")?,
+            last_failure_ms: r.try_get("last_failure_ms")?,
+            last_success_ms: r.try_get("last_success_ms")?,
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| e.into())
+}

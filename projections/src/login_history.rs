@@ -28,6 +28,59 @@ pub struct LoginRecord {
     pub session_id: Option<String>,
 }
 
+/// One row as read back for the account's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginHistoryRow {
+    /// Event sequence (the paging cursor).
+    pub sequence: i64,
+    /// When, in milliseconds since the epoch.
+    pub at_ms: i64,
+    /// `succeeded`, `failed` or `locked`.
+    pub outcome: String,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Device id.
+    pub device_id: Option<String>,
+}
+
+/// Newest-first page of an account's history, strictly before `before` (a sequence) when given.
+pub async fn page(
+    store: &crate::Store,
+    account_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<LoginHistoryRow>, StoreError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "select sequence, at_ms, outcome, reason, ip, user_agent, device_id from login_history_v1
+          where account_id = $1 and sequence < $2
+          order by sequence desc limit $3",
+    )
+    .bind(account_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LoginHistoryRow {
+                sequence: r.try_get("sequence")?,
+                at_ms: r.try_get("at_ms")?,
+                outcome: r.try_get("outcome")?,
+                reason: r.try_get("reason")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+                device_id: r.try_get("device_id")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 /// The pure fold.
 pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
     let Some(e) = crate::account_event(event)? else {

@@ -1,0 +1,104 @@
+//! The router: routes, the OpenAPI document, and the middleware every request passes through.
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ApiError;
+use crate::routes::{accounts, health, login, me};
+use crate::state::AppState;
+
+/// Largest request body: far above any legitimate request, far below what could hurt.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Gatehouse", description = "Account security: sign-up, sign-in with lockout, sessions, login history. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
+    paths(
+        accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
+        me::revoke_other_sessions, me::login_history, me::lockout, health::healthz, health::readyz
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Builds the application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/accounts", post(accounts::register))
+        .route("/v1/login", post(login::login))
+        .route("/v1/logout", post(login::logout))
+        .route("/v1/me", get(me::me))
+        .route("/v1/me/sessions", get(me::list_sessions).delete(me::revoke_other_sessions))
+        .route("/v1/me/sessions/{session_id}", delete(me::revoke_session))
+        .route("/v1/me/login-history", get(me::login_history))
+        .route("/v1/me/lockout", get(me::lockout))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::map_response(uniform_errors))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::other(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+}
+
+/// Rewrites any plain-text error that slipped past the handlers (e.g. a path that fails to parse,
+/// a timeout) into the documented JSON shape.
+async fn uniform_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::BAD_REQUEST => ("invalid_request", "the request is malformed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as JSON"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is temporarily unavailable; retry shortly"),
+        s if s.is_client_error() => ("invalid_request", "the request was refused"),
+        _ => ("internal", "an internal error occurred"),
+    };
+    ApiError::other(status, code, message).into_response()
+}

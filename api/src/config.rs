@@ -1,0 +1,141 @@
+//! Settings, from flags or environment variables (every one is listed in the README).
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
+use gatehouse_domain::policy::{LockoutPolicy, SessionPolicy};
+
+/// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(Box<ServeArgs>),
+    /// Print a fresh random master key (64 hex characters) for GATEHOUSE_MASTER_KEY.
+    Keygen,
+}
+
+/// Settings of `gatehouse serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// PostgreSQL URL; when absent the embedded store under the data directory is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded store (and of its generated master key).
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the chosen one is logged).
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Master secret, 64 hex characters. Required with PostgreSQL; generated and kept in the data
+    /// directory for the embedded store.
+    #[arg(long, env = "GATEHOUSE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Proxy addresses whose `X-Forwarded-For` is believed (comma-separated IPs). Empty: the socket
+    /// address is the client address.
+    #[arg(long, env = "GATEHOUSE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Connections in the database pool.
+    #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Consecutive failed sign-ins that lock an account.
+    #[arg(long, env = "GATEHOUSE_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub lockout_threshold: u32,
+    /// First lock duration in seconds (doubles on each repeated lock).
+    #[arg(long, env = "GATEHOUSE_LOCKOUT_SECONDS", default_value_t = 900)]
+    pub lockout_seconds: i64,
+    /// Longest lock in seconds.
+    #[arg(long, env = "GATEHOUSE_LOCKOUT_MAX_SECONDS", default_value_t = 86_400)]
+    pub lockout_max_seconds: i64,
+    /// Absolute session lifetime in seconds.
+    #[arg(long, env = "GATEHOUSE_SESSION_ABSOLUTE_SECONDS", default_value_t = 43_200)]
+    pub session_absolute_seconds: i64,
+    /// Idle session lifetime in seconds.
+    #[arg(long, env = "GATEHOUSE_SESSION_IDLE_SECONDS", default_value_t = 1_800)]
+    pub session_idle_seconds: i64,
+    /// Most open sessions per account; signing in beyond it ends the oldest.
+    #[arg(long, env = "GATEHOUSE_SESSION_MAX_ACTIVE", default_value_t = 50)]
+    pub session_max_active: usize,
+    /// Argon2id memory in KiB (OWASP: 19456).
+    #[arg(long, env = "GATEHOUSE_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    #[arg(long, env = "GATEHOUSE_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    #[arg(long, env = "GATEHOUSE_ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once (default: the number of CPU cores).
+    #[arg(long, env = "GATEHOUSE_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+    /// Shortest password, in code points.
+    #[arg(long, env = "GATEHOUSE_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub password_min_length: usize,
+    /// Longest password, in code points.
+    #[arg(long, env = "GATEHOUSE_PASSWORD_MAX_LENGTH", default_value_t = 128)]
+    pub password_max_length: usize,
+}
+
+/// A setting is out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting: {0}")]
+pub struct ConfigError(pub String);
+
+impl ServeArgs {
+    /// Lockout policy from the settings.
+    pub fn lockout(&self) -> Result<LockoutPolicy, ConfigError> {
+        if self.lockout_threshold == 0 || self.lockout_seconds <= 0 || self.lockout_max_seconds < self.lockout_seconds {
+            return Err(ConfigError(
+                "GATEHOUSE_LOCKOUT_THRESHOLD and GATEHOUSE_LOCKOUT_SECONDS must be positive, and GATEHOUSE_LOCKOUT_MAX_SECONDS at least GATEHOUSE_LOCKOUT_SECONDS".into(),
+            ));
+        }
+        Ok(LockoutPolicy {
+            threshold: self.lockout_threshold,
+            base: chrono::Duration::seconds(self.lockout_seconds),
+            max: chrono::Duration::seconds(self.lockout_max_seconds),
+        })
+    }
+
+    /// Session policy from the settings.
+    pub fn sessions(&self) -> Result<SessionPolicy, ConfigError> {
+        if self.session_idle_seconds <= 0 || self.session_absolute_seconds < self.session_idle_seconds || self.session_max_active == 0 {
+            return Err(ConfigError(
+                "session lifetimes must be positive, the absolute one at least the idle one, and GATEHOUSE_SESSION_MAX_ACTIVE at least 1".into(),
+            ));
+        }
+        let idle = chrono::Duration::seconds(self.session_idle_seconds);
+        Ok(SessionPolicy {
+            absolute: chrono::Duration::seconds(self.session_absolute_seconds),
+            idle,
+            // Extend at most every sixth of the idle window: bounded writes, bounded staleness.
+            extend_after: idle / 6,
+            max_active: self.session_max_active,
+        })
+    }
+
+    /// Argon2 parameters from the settings.
+    pub fn argon2(&self) -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    /// Password policy from the settings.
+    pub fn password_policy(&self) -> Result<PasswordPolicy, ConfigError> {
+        if self.password_min_length == 0 || self.password_max_length < self.password_min_length || self.password_max_length > 4096 {
+            return Err(ConfigError("password lengths must satisfy 0 < min <= max <= 4096".into()));
+        }
+        Ok(PasswordPolicy { min_len: self.password_min_length, max_len: self.password_max_length })
+    }
+}

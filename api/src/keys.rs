@@ -1,0 +1,191 @@
+//! Server secrets: one master key, sub-keys derived from it (HKDF-SHA256), and per-account data
+//! keys wrapped under the key-encryption sub-key.
+//!
+//! Personal data (email, phone) is sealed under the account's data key, so destroying that key
+//! erases it while the events that carry the ciphertext stay (crypto-shredding). Lookups go through
+//! an HMAC of the normalised identifier, so the store never holds an identifier in clear.
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use thiserror::Error;
+
+use gatehouse_domain::contact::{Contact, SealedContact};
+
+/// Length of the master key in bytes (64 hex characters).
+pub const MASTER_KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+/// Version prefix of sealed values, so the scheme can change without ambiguity.
+const SEALED_PREFIX: &str = "v1.";
+
+/// Key handling failures. Messages never include key material.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// The configured master key is not 64 hex characters.
+    #[error("GATEHOUSE_MASTER_KEY must be 64 hex characters (32 bytes); generate one with `gatehouse keygen`")]
+    MalformedMasterKey,
+    /// The system random source failed.
+    #[error("the system random source failed")]
+    Random,
+    /// A wrapped key or sealed value failed authentication (wrong master key or tampering).
+    #[error("sealed data failed authentication")]
+    Unseal,
+}
+
+/// Keys derived from the master key.
+pub struct Keys {
+    lookup: Hmac<Sha256>,
+    kek: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(<redacted>)")
+    }
+}
+
+/// Draws `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| KeyError::Random)?;
+    Ok(bytes)
+}
+
+/// A fresh master key as 64 hex characters.
+pub fn generate_master_key_hex() -> Result<String, KeyError> {
+    Ok(hex::encode(random_bytes::<MASTER_KEY_LEN>()?))
+}
+
+impl Keys {
+    /// Derives the sub-keys from a 64-hex-character master key.
+    pub fn from_master_hex(master_hex: &str) -> Result<Self, KeyError> {
+        let master = hex::decode(master_hex.trim()).map_err(|_| KeyError::MalformedMasterKey)?;
+        if master.len() != MASTER_KEY_LEN {
+            return Err(KeyError::MalformedMasterKey);
+        }
+        let hk = Hkdf::<Sha256>::new(Some(b"gatehouse"), &master);
+        let mut lookup = [0u8; 32];
+        let mut kek = [0u8; 32];
+        // Both lengths are valid for HKDF-SHA256 (at most 255 * 32 bytes), so expand cannot fail.
+        hk.expand(b"gatehouse/identifier-lookup/v1", &mut lookup).map_err(|_| KeyError::MalformedMasterKey)?;
+        hk.expand(b"gatehouse/key-encryption/v1", &mut kek).map_err(|_| KeyError::MalformedMasterKey)?;
+        let kek = XChaCha20Poly1305::new_from_slice(&kek).map_err(|_| KeyError::MalformedMasterKey)?;
+        let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup).map_err(|_| KeyError::MalformedMasterKey)?;
+        Ok(Self { lookup, kek })
+    }
+
+    /// The keyed lookup hash (HMAC-SHA256, hex) of a normalised identifier.
+    pub fn lookup(&self, normalized_identifier: &str) -> String {
+        let mut mac = self.lookup.clone();
+        mac.update(normalized_identifier.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A fresh data key for a new account, and its wrapped form for storage.
+    pub fn new_data_key(&self, account_id: &str) -> Result<(DataKey, Vec<u8>), KeyError> {
+        let key = random_bytes::<32>()?;
+        let wrapped = seal_bytes(&self.kek, &key, account_id.as_bytes())?;
+        Ok((DataKey::from_bytes(&key)?, wrapped))
+    }
+
+    /// Unwraps a stored data key; the account id is bound as associated data.
+    pub fn unwrap_data_key(&self, account_id: &str, wrapped: &[u8]) -> Result<DataKey, KeyError> {
+        let key = open_bytes(&self.kek, wrapped, account_id.as_bytes())?;
+        DataKey::from_bytes(&key)
+    }
+}
+
+/// One account's data key.
+pub struct DataKey(XChaCha20Poly1305);
+
+impl DataKey {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        XChaCha20Poly1305::new_from_slice(bytes).map(Self).map_err(|_| KeyError::Unseal)
+    }
+
+    /// Seals a contact: ciphertext under this key, bound to the account and the contact's kind.
+    pub fn seal(&self, keys: &Keys, account_id: &str, contact: &Contact) -> Result<SealedContact, KeyError> {
+        let aad = format!("{account_id}/{:?}", contact.kind());
+        let sealed = seal_bytes(&self.0, contact.as_str().as_bytes(), aad.as_bytes())?;
+        Ok(SealedContact {
+            sealed: format!("{SEALED_PREFIX}{}", base64_url(&sealed)),
+            lookup: keys.lookup(contact.as_str()),
+        })
+    }
+
+    /// Opens a sealed contact value of the given kind (`Email` or `Phone`).
+    pub fn open(&self, account_id: &str, kind: &str, sealed: &str) -> Result<String, KeyError> {
+        use base64::Engine as _;
+        let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(KeyError::Unseal)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).map_err(|_| KeyError::Unseal)?;
+        let aad = format!("{account_id}/{kind}");
+        let plain = open_bytes(&self.0, &bytes, aad.as_bytes())?;
+        String::from_utf8(plain).map_err(|_| KeyError::Unseal)
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `nonce || ciphertext` with a random 24-byte nonce (XChaCha: random nonces are safe).
+fn seal_bytes(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let nonce_bytes = random_bytes::<NONCE_LEN>()?;
+    let nonce = XNonce::try_from(&nonce_bytes[..]).map_err(|_| KeyError::Random)?;
+    let mut out = nonce_bytes.to_vec();
+    let ciphertext = cipher.encrypt(&nonce, Payload { msg: plain, aad }).map_err(|_| KeyError::Random)?;
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+fn open_bytes(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(KeyError::Unseal);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = XNonce::try_from(nonce).map_err(|_| KeyError::Unseal)?;
+    cipher.decrypt(&nonce, Payload { msg: ciphertext, aad }).map_err(|_| KeyError::Unseal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASTER: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    #[test]
+    fn test_master_key_must_be_64_hex_characters() {
+        assert_eq!(Keys::from_master_hex("abcd").unwrap_err(), KeyError::MalformedMasterKey);
+        assert_eq!(Keys::from_master_hex(&"zz".repeat(32)).unwrap_err(), KeyError::MalformedMasterKey);
+        assert!(Keys::from_master_hex(MASTER).is_ok());
+    }
+
+    #[test]
+    fn test_lookup_is_keyed_and_deterministic() {
+        let a = Keys::from_master_hex(MASTER).unwrap();
+        let b = Keys::from_master_hex(&generate_master_key_hex().unwrap()).unwrap();
+        assert_eq!(a.lookup("ann@example.com"), a.lookup("ann@example.com"));
+        assert_ne!(a.lookup("ann@example.com"), b.lookup("ann@example.com"));
+        assert_ne!(a.lookup("ann@example.com"), a.lookup("bob@example.com"));
+    }
+
+    #[test]
+    fn test_sealed_contact_round_trips_and_is_bound_to_its_account() {
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let (key, wrapped) = keys.new_data_key("acct-1").unwrap();
+        let email = Contact::email("Ann@Example.com").unwrap();
+        let sealed = key.seal(&keys, "acct-1", &email).unwrap();
+        assert!(!sealed.sealed.contains("example"));
+        let reopened = keys.unwrap_data_key("acct-1", &wrapped).unwrap();
+        assert_eq!(reopened.open("acct-1", "Email", &sealed.sealed).unwrap(), email.as_str());
+        // Another account's id, another kind, or a tampered byte: refused.
+        assert_eq!(reopened.open("acct-2", "Email", &sealed.sealed).unwrap_err(), KeyError::Unseal);
+        assert_eq!(reopened.open("acct-1", "Phone", &sealed.sealed).unwrap_err(), KeyError::Unseal);
+        assert!(keys.unwrap_data_key("acct-2", &wrapped).is_err());
+        let mut tampered = wrapped.clone();
+        tampered[30] ^= 1;
+        assert!(keys.unwrap_data_key("acct-1", &tampered).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Gatehouse's HTTP API: handlers, the request edge (client IP, bearer sessions), server secrets,
+//! and the `serve` entry point used by the `gatehouse` binary.
+#![forbid(unsafe_code)]
+#![deny(clippy::all)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod app;
+pub mod config;
+pub mod directory;
+pub mod error;
+pub mod hasher;
+pub mod keys;
+pub mod request;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod tokens;

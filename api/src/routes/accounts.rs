@@ -1,0 +1,154 @@
+//! `POST /v1/accounts`: sign-up.
+//!
+//! The answer is the same whether or not an identifier is already registered (the holder's
+//! aggregate records a `DuplicateRegistrationAttempted` instead), so sign-up cannot be used to
+//! find out who has an account. Both paths do one password hash, so timing does not tell either.
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use gatehouse_domain::contact::{Contact, ContactKind};
+use gatehouse_domain::password::PasswordRejection;
+use gatehouse_domain::{AccountCommand, RegisterAccount};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{execute_error, metadata, store_error, ApiJson};
+use crate::directory::{self, Claim};
+use crate::error::ApiError;
+use crate::keys::random_bytes;
+use crate::request::Caller;
+use crate::state::AppState;
+
+/// Sign-up request: an email, a phone, or both, and a password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address.
+    pub email: Option<String>,
+    /// Phone number in international format (`+14155550100`).
+    pub phone: Option<String>,
+    /// Password: 12 to 128 characters by default, not common, not built from the identifiers.
+    pub password: String,
+    /// Device id chosen by the frontend, recorded for audit.
+    pub device_id: Option<String>,
+}
+
+/// Sign-up answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterResponse {
+    /// The new account's id.
+    pub account_id: Uuid,
+}
+
+/// Opens an account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterRequest,
+    responses(
+        (status = 201, body = RegisterResponse, description = "Account created (the same answer when an identifier is already registered)"),
+        (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
+        (status = 422, body = crate::error::ErrorBody, description = "Invalid identifier or password refused by the policy (the message says why)"),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    let email = parse_contact(req.email.as_deref(), Contact::email, "email")?;
+    let phone = parse_contact(req.phone.as_deref(), Contact::phone, "phone")?;
+    if email.is_none() && phone.is_none() {
+        return Err(ApiError::validation("identifier_required", "give an email, a phone, or both").with_field("email"));
+    }
+    let words: Vec<String> = email.iter().chain(phone.iter()).flat_map(Contact::context_words).collect();
+    let password = state.password_policy().check(&req.password, &words).map_err(password_error)?;
+
+    let now = Utc::now();
+    let context = caller.context(req.device_id);
+    let account_id = uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?).into_uuid();
+    let id = account_id.to_string();
+    let (data_key, wrapped) = state.keys().new_data_key(&id).map_err(ApiError::internal)?;
+    let contacts: Vec<&Contact> = email.iter().chain(phone.iter()).collect();
+    let lookups: Vec<(String, &'static str)> =
+        contacts.iter().map(|c| (state.keys().lookup(c.as_str()), kind_name(c.kind()))).collect();
+
+    match directory::claim_identifiers(state.store(), &id, &lookups, &wrapped, now.timestamp_millis())
+        .await
+        .map_err(store_error)?
+    {
+        Claim::Taken { holder } => {
+            // Same cost as a real sign-up, then a note on the holder's account; the caller gets
+            // an id that leads nowhere.
+            let _ = state.accounts().services().hasher.hash(password.secret()).await;
+            if !holder.is_empty() {
+                let result = state
+                    .accounts()
+                    .execute(
+                        &holder,
+                        || AccountCommand::RecordDuplicateRegistration { at: now, context: context.clone() },
+                        metadata(None),
+                    )
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "could not record a duplicate registration");
+                }
+                state.runner().nudge();
+            }
+        }
+        Claim::Claimed => {
+            let seal = |c: &Option<Contact>| {
+                c.as_ref().map(|c| data_key.seal(state.keys(), &id, c)).transpose().map_err(ApiError::internal)
+            };
+            let (sealed_email, sealed_phone) = (seal(&email)?, seal(&phone)?);
+            let result = state
+                .accounts()
+                .execute(
+                    &id,
+                    || {
+                        AccountCommand::RegisterAccount(RegisterAccount {
+                            email: sealed_email.clone(),
+                            phone: sealed_phone.clone(),
+                            password: password.clone(),
+                            at: now,
+                            context: context.clone(),
+                        })
+                    },
+                    metadata(None),
+                )
+                .await;
+            if let Err(e) = result {
+                // Free the identifiers again so the person can retry.
+                if let Err(release) = directory::release_claims(state.store(), &id).await {
+                    tracing::error!(error = %release, account_id = %id, "could not release identifier claims");
+                }
+                return Err(execute_error(e));
+            }
+            state.runner().nudge();
+        }
+    }
+    Ok((StatusCode::CREATED, Json(RegisterResponse { account_id })))
+}
+
+fn parse_contact(
+    raw: Option<&str>,
+    parse: fn(&str) -> Result<Contact, gatehouse_domain::contact::ContactError>,
+    field: &'static str,
+) -> Result<Option<Contact>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => parse(raw)
+            .map(Some)
+            .map_err(|e| ApiError::validation(if field == "email" { "invalid_email" } else { "invalid_phone" }, e.to_string()).with_field(field)),
+    }
+}
+
+fn password_error(rejection: PasswordRejection) -> ApiError {
+    ApiError::validation("weak_password", rejection.to_string()).with_field("password")
+}
+
+/// The kind as stored in `identifier_claims` and bound into sealed values.
+pub fn kind_name(kind: ContactKind) -> &'static str {
+    match kind {
+        ContactKind::Email => "Email",
+        ContactKind::Phone => "Phone",
+    }
+}

@@ -1,0 +1,166 @@
+//! `POST /v1/login` and `POST /v1/logout`.
+//!
+//! An identifier that matches no account is sent to a stand-in aggregate named after its keyed
+//! hash: it runs the same decision (a dummy password verification, the same failure count and
+//! lock), so the answers and their timing cannot tell the two cases apart, and the attempts are
+//! recorded.
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::contact::Contact;
+use gatehouse_domain::password::normalize;
+use gatehouse_domain::{AccountCommand, AccountFact, AttemptLogin};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{execute_error, metadata, store_error, ApiJson};
+use crate::directory;
+use crate::error::ApiError;
+use crate::request::{Authenticated, Caller};
+use crate::state::AppState;
+use crate::tokens;
+
+/// Longest identifier accepted (an email is at most 254 characters).
+const MAX_IDENTIFIER_LEN: usize = 320;
+
+/// Sign-in request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email or phone (`+` and digits).
+    pub identifier: String,
+    /// Password.
+    pub password: String,
+    /// Device id chosen by the frontend, recorded in the login history.
+    pub device_id: Option<String>,
+}
+
+/// Sign-in answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization: Bearer …`. Shown once; only its hash is stored.
+    pub session_token: String,
+    /// The session's id (as listed by `GET /v1/me/sessions`).
+    pub session_id: Uuid,
+    /// The account signed in to.
+    pub account_id: Uuid,
+    /// Absolute expiry; the session also ends after a period without use.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs in with a password.
+#[utoipa::path(post, path = "/v1/login", tag = "sessions", request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
+        (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier and a wrong password"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    if req.identifier.chars().count() > MAX_IDENTIFIER_LEN {
+        return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
+    }
+    let max_password = state.password_policy().max_len.saturating_mul(4);
+    if req.password.len() > max_password {
+        // No account can have such a password: refuse before spending a hash on it.
+        return Err(ApiError::bad_request("password is too long").with_field("password"));
+    }
+    let lookup = match Contact::identifier(&req.identifier) {
+        Ok(contact) => state.keys().lookup(contact.as_str()),
+        Err(_) => state.keys().lookup(&format!("unparsed:{}", req.identifier.trim())),
+    };
+    let (aggregate_id, account_uuid) = match directory::find_account(state.store(), &lookup).await.map_err(store_error)? {
+        Some(id) => {
+            let uuid = Uuid::parse_str(&id).map_err(ApiError::internal)?;
+            (id, uuid)
+        }
+        None => (format!("unknown-{lookup}"), Uuid::nil()),
+    };
+    let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+    let password = normalize(&req.password);
+    let now = Utc::now();
+    let context = caller.context(req.device_id);
+    let executed = state
+        .accounts()
+        .execute(
+            &aggregate_id,
+            || {
+                AccountCommand::AttemptLogin(AttemptLogin {
+                    password: password.clone(),
+                    grant: issued.grant.clone(),
+                    at: now,
+                    context: context.clone(),
+                })
+            },
+            metadata(None),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+
+    let mut locked_until = None;
+    for envelope in &executed.events {
+        match &envelope.payload.fact {
+            AccountFact::SessionStarted { session_id, expires_at, .. } => {
+                return Ok(Json(LoginResponse {
+                    session_token: issued.token.expose_secret().to_string(),
+                    session_id: *session_id,
+                    account_id: account_uuid,
+                    expires_at: *expires_at,
+                }));
+            }
+            AccountFact::AccountLocked { until, .. } => locked_until = Some(*until),
+            AccountFact::LoginRejectedWhileLocked { locked_until: until, .. } => locked_until = Some(*until),
+            _ => {}
+        }
+    }
+    match locked_until {
+        Some(until) => Err(ApiError::locked(seconds_until(until, now))),
+        None => Err(ApiError::invalid_credentials()),
+    }
+}
+
+/// Whole seconds from `now` to `until`, rounded up.
+fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let ms = (until - now).num_milliseconds().max(0);
+    (ms + 999) / 1000
+}
+
+/// Ends the caller's session.
+#[utoipa::path(post, path = "/v1/logout", tag = "sessions", security(("bearer" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, caller: Caller, auth: Authenticated) -> Result<StatusCode, ApiError> {
+    let session = auth.session_id();
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &auth.account_id(),
+            || AccountCommand::EndSession { session_id: session, by_session: session, at: auth.now, context: context.clone() },
+            metadata(None),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_retry_after_rounds_up_and_never_goes_negative() {
+        let now = Utc::now();
+        assert_eq!(seconds_until(now + chrono::Duration::milliseconds(1500), now), 2);
+        assert_eq!(seconds_until(now + chrono::Duration::seconds(900), now), 900);
+        assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
+    }
+}

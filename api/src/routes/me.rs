@@ -1,0 +1,242 @@
+//! The signed-in account's own views: profile, sessions, login history, lockout.
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::AccountCommand;
+use gatehouse_projections::{lockout_state, login_history};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{execute_error, metadata, store_error};
+use crate::error::ApiError;
+use crate::request::{Authenticated, Caller};
+use crate::state::AppState;
+
+/// One open session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id.
+    pub session_id: Uuid,
+    /// Whether this is the session making the request.
+    pub current: bool,
+    /// Sign-in time.
+    pub started_at: DateTime<Utc>,
+    /// Absolute expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Expiry if unused.
+    pub idle_expires_at: DateTime<Utc>,
+    /// IP at sign-in.
+    pub ip: Option<String>,
+    /// User agent at sign-in.
+    pub user_agent: Option<String>,
+    /// Device id at sign-in.
+    pub device_id: Option<String>,
+}
+
+/// The account's open sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// Lists the account's open sessions (read from the account itself, so always current).
+#[utoipa::path(get, path = "/v1/me/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_sessions(auth: Authenticated) -> Json<SessionList> {
+    let current = auth.session_id();
+    let mut sessions: Vec<SessionView> = auth
+        .account
+        .live_sessions(auth.now)
+        .into_iter()
+        .map(|(id, s)| SessionView {
+            session_id: id,
+            current: id == current,
+            started_at: s.started_at,
+            expires_at: s.expires_at,
+            idle_expires_at: s.idle_expires_at,
+            ip: s.context.ip.clone(),
+            user_agent: s.context.user_agent.clone(),
+            device_id: s.context.device_id.clone(),
+        })
+        .collect();
+    sessions.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.session_id.cmp(&b.session_id)));
+    Json(SessionList { sessions })
+}
+
+/// Ends one session of the account (its token fails on its next use).
+#[utoipa::path(delete, path = "/v1/me/sessions/{session_id}", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = Uuid, Path, description = "Session to end")),
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    Path(session_id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let by = auth.session_id();
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &auth.account_id(),
+            || AccountCommand::EndSession { session_id, by_session: by, at: auth.now, context: context.clone() },
+            metadata(None),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many sessions were ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedCount {
+    /// Sessions ended.
+    pub revoked: usize,
+}
+
+/// Ends every session of the account except the caller's.
+#[utoipa::path(delete, path = "/v1/me/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = RevokedCount), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+) -> Result<Json<RevokedCount>, ApiError> {
+    let keep = auth.session_id();
+    let context = caller.context(None);
+    let executed = state
+        .accounts()
+        .execute(
+            &auth.account_id(),
+            || AccountCommand::EndOtherSessions { keep, at: auth.now, context: context.clone() },
+            metadata(None),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    Ok(Json(RevokedCount { revoked: executed.events.len() }))
+}
+
+/// Paging of the login history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Entries per page, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+}
+
+/// One sign-in attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginHistoryEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `succeeded`, `failed` or `locked`.
+    pub outcome: String,
+    /// Why it failed (`wrong_password`, `account_locked`).
+    pub reason: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Device id.
+    pub device_id: Option<String>,
+}
+
+/// A page of login history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginHistoryPage {
+    /// Entries.
+    pub entries: Vec<LoginHistoryEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// The account's sign-in attempts (from the `login_history` read model, which may lag the
+/// latest attempt by a moment).
+#[utoipa::path(get, path = "/v1/me/login-history", tag = "history", security(("bearer" = [])), params(HistoryQuery),
+    responses((status = 200, body = LoginHistoryPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn login_history(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LoginHistoryPage>, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::bad_request("limit and cursor must be integers"))?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100").with_field("limit"));
+    }
+    let rows = login_history::page(state.store(), &auth.account_id(), query.cursor, limit + 1)
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() as i64 > limit;
+    let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next_cursor = if more { rows.last().map(|r| r.sequence) } else { None };
+    let entries = rows
+        .into_iter()
+        .map(|r| LoginHistoryEntry {
+            at: DateTime::from_timestamp_millis(r.at_ms).unwrap_or_default(),
+            outcome: r.outcome,
+            reason: r.reason,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            device_id: r.device_id,
+        })
+        .collect();
+    Ok(Json(LoginHistoryPage { entries, next_cursor }))
+}
+
+/// Lockout status of the account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LockoutView {
+    /// Whether sign-in is refused right now.
+    pub locked: bool,
+    /// End of the current lock.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Failed attempts since the last success or lock.
+    pub consecutive_failures: i64,
+    /// Failures allowed before the next lock.
+    pub remaining_attempts: i64,
+    /// Locks in a row (each doubles the next one).
+    pub lock_level: i64,
+    /// Last failed attempt.
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+/// The account's lockout state (from the `lockout_state` read model).
+#[utoipa::path(get, path = "/v1/me/lockout", tag = "history", security(("bearer" = [])),
+    responses((status = 200, body = LockoutView), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn lockout(State(state): State<AppState>, auth: Authenticated) -> Result<Json<LockoutView>, ApiError> {
+    let row = lockout_state::get(state.store(), &auth.account_id()).await.map_err(store_error)?.unwrap_or_default();
+    let threshold = i64::from(state.accounts().services().lockout.threshold);
+    let until = row.locked_until_ms.and_then(DateTime::from_timestamp_millis).filter(|u| *u > auth.now);
+    Ok(Json(LockoutView {
+        locked: until.is_some(),
+        locked_until: until,
+        consecutive_failures: row.consecutive_failures,
+        remaining_attempts: (threshold - row.consecutive_failures).max(0),
+        lock_level: row.lock_level,
+        last_failure_at: row.last_failure_ms.and_then(DateTime::from_timestamp_millis),
+    }))
+}
+
+/// The signed-in account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    /// Account id.
+    pub account_id: Uuid,
+    /// The session making the request.
+    pub session_id: Uuid,
+}
+
+/// Who am I.
+#[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn me(auth: Authenticated) -> Json<MeView> {
+    Json(MeView { account_id: auth.token.account_id, session_id: auth.session_id() })
+}

@@ -1,0 +1,152 @@
+//! `gatehouse serve`: open the store, apply migrations, start the projections runner and the HTTP
+//! server, and stop both cleanly on SIGINT/SIGTERM.
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gatehouse_domain::{Account, AccountServices};
+use gatehouse_projections::store::{AggregateStore, CommandExecutor};
+use gatehouse_projections::{ProjectionRunner, Store};
+use tokio::sync::watch;
+
+use crate::config::ServeArgs;
+use crate::hasher::Argon2Hasher;
+use crate::keys::{generate_master_key_hex, Keys};
+use crate::state::AppState;
+
+/// Why the server could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The store could not be opened or migrated.
+    #[error("cannot open the event store: {0}")]
+    Store(String),
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {cause}")]
+    Listen {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        cause: std::io::Error,
+    },
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let (store, master_hex) = match &args.database_url {
+        Some(url) => {
+            let key = args.master_key.clone().ok_or_else(|| {
+                StartError::Config(
+                    "GATEHOUSE_MASTER_KEY is required with DATABASE_URL (PostgreSQL). Create one with \
+                     `gatehouse keygen`, keep it in your secret manager, and pass it as GATEHOUSE_MASTER_KEY."
+                        .into(),
+                )
+            })?;
+            let store = Store::connect_postgres(url, args.db_max_connections)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?;
+            (store, key)
+        }
+        None => {
+            let key = match &args.master_key {
+                Some(key) => key.clone(),
+                None => embedded_master_key(&args.data_dir)?,
+            };
+            let store = Store::open_embedded(&args.data_dir).await.map_err(|e| StartError::Store(e.to_string()))?;
+            (store, key)
+        }
+    };
+    let keys = Keys::from_master_hex(&master_hex).map_err(|e| StartError::Config(e.to_string()))?;
+    store.migrate().await.map_err(|e| StartError::Store(e.to_string()))?;
+
+    let concurrency = args
+        .hash_concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let hasher = Argon2Hasher::new(args.argon2(), concurrency).map_err(|e| StartError::Config(e.to_string()))?;
+    let services = AccountServices {
+        hasher: Arc::new(hasher),
+        lockout: args.lockout().map_err(|e| StartError::Config(e.to_string()))?,
+        sessions: args.sessions().map_err(|e| StartError::Config(e.to_string()))?,
+    };
+    let password_policy = args.password_policy().map_err(|e| StartError::Config(e.to_string()))?;
+    let accounts = CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
+    let runner = ProjectionRunner::standard(store.clone());
+    let state = AppState::new(store.clone(), accounts, keys, runner.clone(), password_policy, args.trusted_proxies.clone());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|cause| StartError::Listen { addr: args.listen, cause })?;
+    let local = listener.local_addr().map_err(|cause| StartError::Listen { addr: args.listen, cause })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let runner_task = tokio::spawn(runner.run(stop_rx.clone()));
+    // Tests and operators wait for this exact line.
+    println!("gatehouse listening on {local} (store: {})", store.kind());
+    tracing::info!(%local, store = store.kind(), "listening");
+
+    let app = crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut stop = stop_rx.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.changed() => {}
+            }
+        })
+        .await;
+    let _ = stop_tx.send(true);
+    let _ = runner_task.await;
+    store.close().await;
+    served.map_err(|cause| StartError::Listen { addr: local, cause })
+}
+
+/// The embedded store's master key: read from `master.key` in the data directory, or generated
+/// and written there (owner-only permissions) on first start.
+fn embedded_master_key(dir: &Path) -> Result<String, StartError> {
+    let path = dir.join("master.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| StartError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    let key = generate_master_key_hex().map_err(|e| StartError::Config(e.to_string()))?;
+    write_private(&path, &key).map_err(|e| StartError::Config(format!("cannot write {}: {e}", path.display())))?;
+    tracing::warn!(path = %path.display(), "generated a master key for the embedded store; back it up with the data");
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
