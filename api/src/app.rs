@@ -36,7 +36,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -55,7 +58,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/login", post(login::login))
         .route("/v1/logout", post(login::logout))
         .route("/v1/me", get(me::me))
-        .route("/v1/me/sessions", get(me::list_sessions).delete(me::revoke_other_sessions))
+        .route(
+            "/v1/me/sessions",
+            get(me::list_sessions).delete(me::revoke_other_sessions),
+        )
         .route("/v1/me/sessions/{session_id}", delete(me::revoke_session))
         .route("/v1/me/login-history", get(me::login_history))
         .route("/v1/me/lockout", get(me::lockout))
@@ -67,16 +73,37 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(axum::middleware::map_response(uniform_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal("handler panicked").into_response()))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::other(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+    ApiError::other(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
 }
 
 /// Rewrites any plain-text error that slipped past the handlers (e.g. a path that fails to parse,
@@ -96,7 +123,10 @@ async fn uniform_errors(response: Response) -> Response {
         StatusCode::NOT_FOUND => ("not_found", "no such resource"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as JSON"),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is temporarily unavailable; retry shortly"),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "unavailable",
+            "the service is temporarily unavailable; retry shortly",
+        ),
         s if s.is_client_error() => ("invalid_request", "the request was refused"),
         _ => ("internal", "an internal error occurred"),
     };

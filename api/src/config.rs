@@ -57,7 +57,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_LOCKOUT_MAX_SECONDS", default_value_t = 86_400)]
     pub lockout_max_seconds: i64,
     /// Absolute session lifetime in seconds.
-    #[arg(long, env = "GATEHOUSE_SESSION_ABSOLUTE_SECONDS", default_value_t = 43_200)]
+    #[arg(
+        long,
+        env = "GATEHOUSE_SESSION_ABSOLUTE_SECONDS",
+        default_value_t = 43_200
+    )]
     pub session_absolute_seconds: i64,
     /// Idle session lifetime in seconds.
     #[arg(long, env = "GATEHOUSE_SESSION_IDLE_SECONDS", default_value_t = 1_800)]
@@ -93,7 +97,10 @@ pub struct ConfigError(pub String);
 impl ServeArgs {
     /// Lockout policy from the settings.
     pub fn lockout(&self) -> Result<LockoutPolicy, ConfigError> {
-        if self.lockout_threshold == 0 || self.lockout_seconds <= 0 || self.lockout_max_seconds < self.lockout_seconds {
+        if self.lockout_threshold == 0
+            || self.lockout_seconds <= 0
+            || self.lockout_max_seconds < self.lockout_seconds
+        {
             return Err(ConfigError(
                 "GATEHOUSE_LOCKOUT_THRESHOLD and GATEHOUSE_LOCKOUT_SECONDS must be positive, and GATEHOUSE_LOCKOUT_MAX_SECONDS at least GATEHOUSE_LOCKOUT_SECONDS".into(),
             ));
@@ -107,7 +114,10 @@ impl ServeArgs {
 
     /// Session policy from the settings.
     pub fn sessions(&self) -> Result<SessionPolicy, ConfigError> {
-        if self.session_idle_seconds <= 0 || self.session_absolute_seconds < self.session_idle_seconds || self.session_max_active == 0 {
+        if self.session_idle_seconds <= 0
+            || self.session_absolute_seconds < self.session_idle_seconds
+            || self.session_max_active == 0
+        {
             return Err(ConfigError(
                 "session lifetimes must be positive, the absolute one at least the idle one, and GATEHOUSE_SESSION_MAX_ACTIVE at least 1".into(),
             ));
@@ -133,9 +143,17 @@ impl ServeArgs {
 
     /// Password policy from the settings.
     pub fn password_policy(&self) -> Result<PasswordPolicy, ConfigError> {
-        if self.password_min_length == 0 || self.password_max_length < self.password_min_length || self.password_max_length > 4096 {
-            return Err(ConfigError("password lengths must satisfy 0 < min <= max <= 4096".into()));
+        if self.password_min_length == 0
+            || self.password_max_length < self.password_min_length
+            || self.password_max_length > 4096
+        {
+            return Err(ConfigError(
+                "password lengths must satisfy 0 < min <= max <= 4096".into(),
+            ));
         }
-        Ok(PasswordPolicy { min_len: self.password_min_length, max_len: self.password_max_length })
+        Ok(PasswordPolicy {
+            min_len: self.password_min_length,
+            max_len: self.password_max_length,
+        })
     }
 }

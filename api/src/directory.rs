@@ -43,12 +43,14 @@ pub async fn claim_identifiers(
             return Ok(Claim::Taken { holder });
         }
     }
-    sqlx::query("insert into account_keys (account_id, wrapped_key, created_ms) values ($1, $2, $3)")
-        .bind(account_id)
-        .bind(wrapped_key.to_vec())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "insert into account_keys (account_id, wrapped_key, created_ms) values ($1, $2, $3)",
+    )
+    .bind(account_id)
+    .bind(wrapped_key.to_vec())
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(Claim::Claimed)
 }
@@ -56,8 +58,14 @@ pub async fn claim_identifiers(
 /// Undoes a claim whose account could not be created, so the identifiers are free again.
 pub async fn release_claims(store: &Store, account_id: &str) -> Result<(), StoreError> {
     let mut tx = store.any().begin().await?;
-    sqlx::query("delete from identifier_claims where account_id = $1").bind(account_id).execute(&mut *tx).await?;
-    sqlx::query("delete from account_keys where account_id = $1").bind(account_id).execute(&mut *tx).await?;
+    sqlx::query("delete from identifier_claims where account_id = $1")
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from account_keys where account_id = $1")
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -68,14 +76,20 @@ pub async fn find_account(store: &Store, lookup: &str) -> Result<Option<String>,
         .bind(lookup)
         .fetch_optional(store.any())
         .await?;
-    row.map(|r| r.try_get::<String, _>("account_id")).transpose().map_err(StoreError::from)
+    row.map(|r| r.try_get::<String, _>("account_id"))
+        .transpose()
+        .map_err(StoreError::from)
 }
 
 /// An account's wrapped data key (`None` once destroyed or never created).
 pub async fn wrapped_key(store: &Store, account_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    let row = sqlx::query("select wrapped_key from account_keys where account_id = $1 and destroyed_ms is null")
-        .bind(account_id)
-        .fetch_optional(store.any())
-        .await?;
-    row.map(|r| r.try_get::<Vec<u8>, _>("wrapped_key")).transpose().map_err(StoreError::from)
+    let row = sqlx::query(
+        "select wrapped_key from account_keys where account_id = $1 and destroyed_ms is null",
+    )
+    .bind(account_id)
+    .fetch_optional(store.any())
+    .await?;
+    row.map(|r| r.try_get::<Vec<u8>, _>("wrapped_key"))
+        .transpose()
+        .map_err(StoreError::from)
 }

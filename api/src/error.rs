@@ -40,7 +40,13 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     /// 400: the request is malformed.
@@ -61,12 +67,20 @@ impl ApiError {
 
     /// 401: the same answer for an unknown identifier and a wrong password.
     pub fn invalid_credentials() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the identifier or password is incorrect")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the identifier or password is incorrect",
+        )
     }
 
     /// 401: no valid session token.
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid session token is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid session token is required",
+        )
     }
 
     /// 429 with `retry_after`: the account is locked.
@@ -87,13 +101,21 @@ impl ApiError {
 
     /// 503: a dependency is unavailable or contention persisted; safe to retry.
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable; retry shortly")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; retry shortly",
+        )
     }
 
     /// 500, logging the cause (which never reaches the client).
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred",
+        )
     }
 
     /// Any status with a code and message (used by the fallback handlers).
@@ -115,7 +137,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: self.message, field: self.field, retry_after: self.retry_after },
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+                retry_after: self.retry_after,
+            },
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
@@ -137,8 +164,14 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             ),
-            R::BytesRejection(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"),
-            R::JsonDataError(e) => Self::bad_request(format!("invalid request body: {}", e.body_text())),
+            R::BytesRejection(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
+            R::JsonDataError(e) => {
+                Self::bad_request(format!("invalid request body: {}", e.body_text()))
+            }
             R::JsonSyntaxError(_) => Self::bad_request("the request body is not valid JSON"),
             _ => Self::bad_request("invalid request body"),
         }

@@ -68,10 +68,14 @@ impl Keys {
         let mut lookup = [0u8; 32];
         let mut kek = [0u8; 32];
         // Both lengths are valid for HKDF-SHA256 (at most 255 * 32 bytes), so expand cannot fail.
-        hk.expand(b"gatehouse/identifier-lookup/v1", &mut lookup).map_err(|_| KeyError::MalformedMasterKey)?;
-        hk.expand(b"gatehouse/key-encryption/v1", &mut kek).map_err(|_| KeyError::MalformedMasterKey)?;
-        let kek = XChaCha20Poly1305::new_from_slice(&kek).map_err(|_| KeyError::MalformedMasterKey)?;
-        let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup).map_err(|_| KeyError::MalformedMasterKey)?;
+        hk.expand(b"gatehouse/identifier-lookup/v1", &mut lookup)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
+        hk.expand(b"gatehouse/key-encryption/v1", &mut kek)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
+        let kek =
+            XChaCha20Poly1305::new_from_slice(&kek).map_err(|_| KeyError::MalformedMasterKey)?;
+        let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
         Ok(Self { lookup, kek })
     }
 
@@ -101,11 +105,18 @@ pub struct DataKey(XChaCha20Poly1305);
 
 impl DataKey {
     fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        XChaCha20Poly1305::new_from_slice(bytes).map(Self).map_err(|_| KeyError::Unseal)
+        XChaCha20Poly1305::new_from_slice(bytes)
+            .map(Self)
+            .map_err(|_| KeyError::Unseal)
     }
 
     /// Seals a contact: ciphertext under this key, bound to the account and the contact's kind.
-    pub fn seal(&self, keys: &Keys, account_id: &str, contact: &Contact) -> Result<SealedContact, KeyError> {
+    pub fn seal(
+        &self,
+        keys: &Keys,
+        account_id: &str,
+        contact: &Contact,
+    ) -> Result<SealedContact, KeyError> {
         let aad = format!("{account_id}/{:?}", contact.kind());
         let sealed = seal_bytes(&self.0, contact.as_str().as_bytes(), aad.as_bytes())?;
         Ok(SealedContact {
@@ -118,7 +129,9 @@ impl DataKey {
     pub fn open(&self, account_id: &str, kind: &str, sealed: &str) -> Result<String, KeyError> {
         use base64::Engine as _;
         let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(KeyError::Unseal)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).map_err(|_| KeyError::Unseal)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| KeyError::Unseal)?;
         let aad = format!("{account_id}/{kind}");
         let plain = open_bytes(&self.0, &bytes, aad.as_bytes())?;
         String::from_utf8(plain).map_err(|_| KeyError::Unseal)
@@ -135,7 +148,9 @@ fn seal_bytes(cipher: &XChaCha20Poly1305, plain: &[u8], aad: &[u8]) -> Result<Ve
     let nonce_bytes = random_bytes::<NONCE_LEN>()?;
     let nonce = XNonce::try_from(&nonce_bytes[..]).map_err(|_| KeyError::Random)?;
     let mut out = nonce_bytes.to_vec();
-    let ciphertext = cipher.encrypt(&nonce, Payload { msg: plain, aad }).map_err(|_| KeyError::Random)?;
+    let ciphertext = cipher
+        .encrypt(&nonce, Payload { msg: plain, aad })
+        .map_err(|_| KeyError::Random)?;
     out.extend_from_slice(&ciphertext);
     Ok(out)
 }
@@ -146,7 +161,15 @@ fn open_bytes(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Result<V
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
     let nonce = XNonce::try_from(nonce).map_err(|_| KeyError::Unseal)?;
-    cipher.decrypt(&nonce, Payload { msg: ciphertext, aad }).map_err(|_| KeyError::Unseal)
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::Unseal)
 }
 
 #[cfg(test)]
@@ -157,8 +180,14 @@ mod tests {
 
     #[test]
     fn test_master_key_must_be_64_hex_characters() {
-        assert_eq!(Keys::from_master_hex("abcd").unwrap_err(), KeyError::MalformedMasterKey);
-        assert_eq!(Keys::from_master_hex(&"zz".repeat(32)).unwrap_err(), KeyError::MalformedMasterKey);
+        assert_eq!(
+            Keys::from_master_hex("abcd").unwrap_err(),
+            KeyError::MalformedMasterKey
+        );
+        assert_eq!(
+            Keys::from_master_hex(&"zz".repeat(32)).unwrap_err(),
+            KeyError::MalformedMasterKey
+        );
         assert!(Keys::from_master_hex(MASTER).is_ok());
     }
 
@@ -179,10 +208,23 @@ mod tests {
         let sealed = key.seal(&keys, "acct-1", &email).unwrap();
         assert!(!sealed.sealed.contains("example"));
         let reopened = keys.unwrap_data_key("acct-1", &wrapped).unwrap();
-        assert_eq!(reopened.open("acct-1", "Email", &sealed.sealed).unwrap(), email.as_str());
+        assert_eq!(
+            reopened.open("acct-1", "Email", &sealed.sealed).unwrap(),
+            email.as_str()
+        );
         // Another account's id, another kind, or a tampered byte: refused.
-        assert_eq!(reopened.open("acct-2", "Email", &sealed.sealed).unwrap_err(), KeyError::Unseal);
-        assert_eq!(reopened.open("acct-1", "Phone", &sealed.sealed).unwrap_err(), KeyError::Unseal);
+        assert_eq!(
+            reopened
+                .open("acct-2", "Email", &sealed.sealed)
+                .unwrap_err(),
+            KeyError::Unseal
+        );
+        assert_eq!(
+            reopened
+                .open("acct-1", "Phone", &sealed.sealed)
+                .unwrap_err(),
+            KeyError::Unseal
+        );
         assert!(keys.unwrap_data_key("acct-2", &wrapped).is_err());
         let mut tampered = wrapped.clone();
         tampered[30] ^= 1;

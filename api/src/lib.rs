@@ -2,7 +2,10 @@
 //! and the `serve` entry point used by the `gatehouse` binary.
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod app;
 pub mod config;

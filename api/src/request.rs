@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use chrono::{DateTime, Utc};
 use gatehouse_domain::context::RequestContext;
-use gatehouse_domain::Account;
+use gatehouse_domain::{Account, AccountCommand};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -26,15 +26,25 @@ pub struct Caller {
 impl Caller {
     /// The event context, with the device id the frontend gave.
     pub fn context(&self, device_id: Option<String>) -> RequestContext {
-        RequestContext::new(self.ip.map(|ip| ip.to_string()), self.user_agent.clone(), device_id)
+        RequestContext::new(
+            self.ip.map(|ip| ip.to_string()),
+            self.user_agent.clone(),
+            device_id,
+        )
     }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
         let ip = peer.map(|peer| client_ip(peer, &parts.headers, state.trusted_proxies()));
         let user_agent = parts
             .headers
@@ -59,7 +69,11 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    forwarded.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer)
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }
 
 /// A request authenticated by a live session, with the account state it was checked against.
@@ -87,21 +101,62 @@ impl Authenticated {
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let raw = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .ok_or_else(ApiError::unauthenticated)?;
-        let token = tokens::parse(&SecretString::from(raw.trim())).ok_or_else(ApiError::unauthenticated)?;
+        let token =
+            tokens::parse(&SecretString::from(raw.trim())).ok_or_else(ApiError::unauthenticated)?;
         let now = Utc::now();
         // Checked against the aggregate, not a projection: a revoked token fails on its next use.
-        let account = state.accounts().load(&token.account_id.to_string()).await.map_err(crate::routes::execute_error)?;
-        if account.authenticate(token.session_id, &token.token_hash, now).is_err() {
-            return Err(ApiError::unauthenticated());
-        }
-        Ok(Self { token, account, now })
+        let account = state
+            .accounts()
+            .load(&token.account_id.to_string())
+            .await
+            .map_err(crate::routes::execute_error)?;
+        let session = account
+            .authenticate(token.session_id, &token.token_hash, now)
+            .map_err(|_| ApiError::unauthenticated())?;
+        // Use keeps a session alive: push its idle expiry back, but write at most once per
+        // `extend_after` rather than on every request.
+        let policy = &state.accounts().services().sessions;
+        let last_extended = session.idle_expires_at - policy.idle;
+        let account = if now - last_extended >= policy.extend_after
+            && session.idle_expires_at < session.expires_at
+        {
+            let session_id = token.session_id;
+            let id = token.account_id.to_string();
+            let executed = state
+                .accounts()
+                .execute(
+                    &id,
+                    || AccountCommand::ExtendSession {
+                        session_id,
+                        at: now,
+                    },
+                    crate::routes::metadata(None),
+                )
+                .await
+                .map_err(crate::routes::execute_error)?;
+            state.runner().nudge();
+            executed.aggregate
+        } else {
+            account
+        };
+        Ok(Self {
+            token,
+            account,
+            now,
+        })
     }
 }
 
@@ -126,7 +181,11 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let inner: IpAddr = "10.0.0.2".parse().unwrap();
         // "6.6.6.6" was written by the client itself; 198.51.100.7 is what our proxy saw.
-        let got = client_ip(proxy, &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"), &[proxy, inner]);
+        let got = client_ip(
+            proxy,
+            &headers("6.6.6.6, 198.51.100.7, 10.0.0.2"),
+            &[proxy, inner],
+        );
         assert_eq!(got, "198.51.100.7".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(proxy, &headers("garbage"), &[proxy]), proxy);
     }

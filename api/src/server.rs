@@ -54,31 +54,59 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
                 Some(key) => key.clone(),
                 None => embedded_master_key(&args.data_dir)?,
             };
-            let store = Store::open_embedded(&args.data_dir).await.map_err(|e| StartError::Store(e.to_string()))?;
+            let store = Store::open_embedded(&args.data_dir)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?;
             (store, key)
         }
     };
     let keys = Keys::from_master_hex(&master_hex).map_err(|e| StartError::Config(e.to_string()))?;
-    store.migrate().await.map_err(|e| StartError::Store(e.to_string()))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
 
-    let concurrency = args
-        .hash_concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let hasher = Argon2Hasher::new(args.argon2(), concurrency).map_err(|e| StartError::Config(e.to_string()))?;
+    let concurrency = args.hash_concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let hasher = Argon2Hasher::new(args.argon2(), concurrency)
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let services = AccountServices {
         hasher: Arc::new(hasher),
-        lockout: args.lockout().map_err(|e| StartError::Config(e.to_string()))?,
-        sessions: args.sessions().map_err(|e| StartError::Config(e.to_string()))?,
+        lockout: args
+            .lockout()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+        sessions: args
+            .sessions()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
-    let password_policy = args.password_policy().map_err(|e| StartError::Config(e.to_string()))?;
-    let accounts = CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
+    let password_policy = args
+        .password_policy()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let accounts =
+        CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
     let runner = ProjectionRunner::standard(store.clone());
-    let state = AppState::new(store.clone(), accounts, keys, runner.clone(), password_policy, args.trusted_proxies.clone());
+    let state = AppState::new(
+        store.clone(),
+        accounts,
+        keys,
+        runner.clone(),
+        password_policy,
+        args.trusted_proxies.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|cause| StartError::Listen { addr: args.listen, cause })?;
-    let local = listener.local_addr().map_err(|cause| StartError::Listen { addr: args.listen, cause })?;
+        .map_err(|cause| StartError::Listen {
+            addr: args.listen,
+            cause,
+        })?;
+    let local = listener.local_addr().map_err(|cause| StartError::Listen {
+        addr: args.listen,
+        cause,
+    })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_task = tokio::spawn(runner.run(stop_rx.clone()));
@@ -109,9 +137,11 @@ fn embedded_master_key(dir: &Path) -> Result<String, StartError> {
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return Ok(existing.trim().to_string());
     }
-    std::fs::create_dir_all(dir).map_err(|e| StartError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StartError::Config(format!("cannot create {}: {e}", dir.display())))?;
     let key = generate_master_key_hex().map_err(|e| StartError::Config(e.to_string()))?;
-    write_private(&path, &key).map_err(|e| StartError::Config(format!("cannot write {}: {e}", path.display())))?;
+    write_private(&path, &key)
+        .map_err(|e| StartError::Config(format!("cannot write {}: {e}", path.display())))?;
     tracing::warn!(path = %path.display(), "generated a master key for the embedded store; back it up with the data");
     Ok(key)
 }
@@ -120,7 +150,11 @@ fn embedded_master_key(dir: &Path) -> Result<String, StartError> {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
@@ -133,13 +167,14 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

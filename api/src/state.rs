@@ -34,7 +34,16 @@ impl AppState {
         password_policy: PasswordPolicy,
         trusted_proxies: Vec<IpAddr>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { store, accounts, keys, runner, password_policy, trusted_proxies }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                accounts,
+                keys,
+                runner,
+                password_policy,
+                trusted_proxies,
+            }),
+        }
     }
 
     /// The store (side tables and read models).

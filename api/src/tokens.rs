@@ -28,7 +28,10 @@ pub fn issue(account_id: Uuid) -> Result<IssuedToken, KeyError> {
     let token_hash = hash_secret(&secret);
     Ok(IssuedToken {
         token: SecretString::from(format!("{PREFIX}.{account_id}.{session_id}.{secret}")),
-        grant: SessionGrant { session_id, token_hash },
+        grant: SessionGrant {
+            session_id,
+            token_hash,
+        },
     })
 }
 
@@ -46,7 +49,8 @@ pub struct PresentedToken {
 /// Parses a bearer token; `None` for anything malformed.
 pub fn parse(token: &SecretString) -> Option<PresentedToken> {
     let mut parts = token.expose_secret().split('.');
-    let (prefix, account, session, secret) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (prefix, account, session, secret) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if prefix != PREFIX || parts.next().is_some() || secret.len() != 43 {
         return None;
     }
@@ -74,7 +78,10 @@ mod tests {
         assert_eq!(parsed.account_id, account);
         assert_eq!(parsed.session_id, issued.grant.session_id);
         assert_eq!(parsed.token_hash, issued.grant.token_hash);
-        assert!(!issued.grant.token_hash.contains(issued.token.expose_secret().rsplit('.').next().unwrap()));
+        assert!(!issued
+            .grant
+            .token_hash
+            .contains(issued.token.expose_secret().rsplit('.').next().unwrap()));
     }
 
     #[test]

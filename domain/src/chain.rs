@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(ChainLink::default().next(&a), ChainLink::default().next(&b));
         let mut out = Vec::new();
         write_canonical(&a, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":{"x":null,"y":[1,"x"]},"b":1}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":{"x":null,"y":[1,"x"]},"b":1}"#
+        );
     }
 
     fn chain_of(n: usize) -> Vec<Value> {

@@ -61,7 +61,9 @@ impl Contact {
     /// parentheses are dropped.
     pub fn phone(raw: &str) -> Result<Self, ContactError> {
         let trimmed = raw.trim();
-        let rest = trimmed.strip_prefix('+').ok_or(ContactError::InvalidPhone)?;
+        let rest = trimmed
+            .strip_prefix('+')
+            .ok_or(ContactError::InvalidPhone)?;
         let mut digits = String::with_capacity(16);
         for c in rest.chars() {
             match c {
@@ -140,8 +142,14 @@ mod tests {
 
     #[test]
     fn test_contact_email_rejects_malformed() {
-        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a@c.", "a b@c.d", "a@b@c.d", "a\n@b.c"] {
-            assert_eq!(Contact::email(bad), Err(ContactError::InvalidEmail), "{bad:?}");
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@.c", "a@c.", "a b@c.d", "a@b@c.d", "a\n@b.c",
+        ] {
+            assert_eq!(
+                Contact::email(bad),
+                Err(ContactError::InvalidEmail),
+                "{bad:?}"
+            );
         }
         let long = format!("{}@example.com", "a".repeat(300));
         assert!(Contact::email(&long).is_err());
@@ -149,15 +157,34 @@ mod tests {
 
     #[test]
     fn test_contact_phone_is_e164() {
-        assert_eq!(Contact::phone("+1 (415) 555-0100").unwrap().as_str(), "+14155550100");
-        for bad in ["4155550100", "+1", "+0123456789", "+1415555010x", "+1234567890123456"] {
-            assert_eq!(Contact::phone(bad), Err(ContactError::InvalidPhone), "{bad:?}");
+        assert_eq!(
+            Contact::phone("+1 (415) 555-0100").unwrap().as_str(),
+            "+14155550100"
+        );
+        for bad in [
+            "4155550100",
+            "+1",
+            "+0123456789",
+            "+1415555010x",
+            "+1234567890123456",
+        ] {
+            assert_eq!(
+                Contact::phone(bad),
+                Err(ContactError::InvalidPhone),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn test_contact_identifier_picks_kind() {
-        assert_eq!(Contact::identifier("+14155550100").unwrap().kind(), ContactKind::Phone);
-        assert_eq!(Contact::identifier("x@y.io").unwrap().kind(), ContactKind::Email);
+        assert_eq!(
+            Contact::identifier("+14155550100").unwrap().kind(),
+            ContactKind::Phone
+        );
+        assert_eq!(
+            Contact::identifier("x@y.io").unwrap().kind(),
+            ContactKind::Email
+        );
     }
 }

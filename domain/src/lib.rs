@@ -13,12 +13,12 @@
 
 pub mod account;
 pub mod chain;
-pub mod context;
 pub mod contact;
+pub mod context;
 pub mod password;
 pub mod policy;
 
 pub use account::{
-    Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices, AttemptLogin, RegisterAccount,
-    SessionGrant,
+    Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
+    AttemptLogin, RegisterAccount, SessionGrant,
 };

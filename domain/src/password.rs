@@ -165,10 +165,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Password hashing as an injected capability: the real one runs argon2 off the async threads.
 pub trait PasswordHasher: Send + Sync {
     /// Hashes a normalised password with a fresh salt at the current parameters.
-    fn hash<'a>(&'a self, password: &'a SecretString) -> BoxFuture<'a, Result<PasswordHash, HashError>>;
+    fn hash<'a>(
+        &'a self,
+        password: &'a SecretString,
+    ) -> BoxFuture<'a, Result<PasswordHash, HashError>>;
     /// Verifies a normalised password. With `None` it verifies against a dummy hash and returns
     /// false, so an unknown identifier costs the same as a known one.
-    fn verify<'a>(&'a self, password: &'a SecretString, hash: Option<&'a PasswordHash>) -> BoxFuture<'a, bool>;
+    fn verify<'a>(
+        &'a self,
+        password: &'a SecretString,
+        hash: Option<&'a PasswordHash>,
+    ) -> BoxFuture<'a, bool>;
     /// Whether a stored hash was made with other parameters than the current ones.
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
@@ -202,7 +209,11 @@ impl Argon2Settings {
     }
 
     /// Hashes with the given 16-byte salt (drawn by the caller from a CSPRNG). CPU-bound.
-    pub fn hash_blocking(&self, password: &SecretString, salt: &[u8]) -> Result<PasswordHash, HashError> {
+    pub fn hash_blocking(
+        &self,
+        password: &SecretString,
+        salt: &[u8],
+    ) -> Result<PasswordHash, HashError> {
         let hash = self
             .argon2()?
             .hash_password_with_salt(password.expose_secret().as_bytes(), salt)
@@ -222,7 +233,10 @@ impl Argon2Settings {
 
     /// The PHC parameter segment these settings produce, e.g. `m=19456,t=2,p=1`.
     pub fn phc_params(&self) -> String {
-        format!("m={},t={},p={}", self.memory_kib, self.iterations, self.parallelism)
+        format!(
+            "m={},t={},p={}",
+            self.memory_kib, self.iterations, self.parallelism
+        )
     }
 
     /// True when `hash` is not argon2id v19 at exactly these parameters.
@@ -242,7 +256,10 @@ mod tests {
 
     #[test]
     fn test_password_policy_length_counts_code_points_after_collapsing_spaces() {
-        assert_eq!(policy().check("Kx9 vq#2 Lm", &[]), Err(PasswordRejection::TooShort { min: 12 }));
+        assert_eq!(
+            policy().check("Kx9 vq#2 Lm", &[]),
+            Err(PasswordRejection::TooShort { min: 12 })
+        );
         assert_eq!(
             policy().check("Kx9       vq#2 Lm", &[]),
             Err(PasswordRejection::TooShort { min: 12 })
@@ -255,18 +272,32 @@ mod tests {
     #[test]
     fn test_password_policy_bounds_maximum_without_truncating() {
         let long = "correct horse battery staple ".repeat(5); // 145 code points
-        assert_eq!(policy().check(&long, &[]), Err(PasswordRejection::TooLong { max: 128 }));
+        assert_eq!(
+            policy().check(&long, &[]),
+            Err(PasswordRejection::TooLong { max: 128 })
+        );
         let megabyte = "a".repeat(1 << 20);
-        assert_eq!(policy().check(&megabyte, &[]), Err(PasswordRejection::TooLong { max: 128 }));
+        assert_eq!(
+            policy().check(&megabyte, &[]),
+            Err(PasswordRejection::TooLong { max: 128 })
+        );
         let ok = "Zq8!pL3#vN6@".repeat(5); // 60 code points
         assert!(policy().check(&ok, &[]).is_ok());
     }
 
     #[test]
     fn test_password_policy_rejects_common_repetitive_sequential() {
-        for weak in ["password1234", "aaaaaaaaaaaa", "123456789012", "qwertyuiopasdf"] {
+        for weak in [
+            "password1234",
+            "aaaaaaaaaaaa",
+            "123456789012",
+            "qwertyuiopasdf",
+        ] {
             assert!(
-                matches!(policy().check(weak, &[]), Err(PasswordRejection::TooGuessable { .. })),
+                matches!(
+                    policy().check(weak, &[]),
+                    Err(PasswordRejection::TooGuessable { .. })
+                ),
                 "{weak}"
             );
         }
@@ -299,10 +330,20 @@ mod tests {
 
     #[test]
     fn test_argon2_hash_is_phc_argon2id_and_verifies_without_truncation() {
-        let settings = Argon2Settings { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let settings = Argon2Settings {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
         let p = "Zq8!pL3#vN6@".repeat(8) + "abcd"; // 100 chars
-        let hash = settings.hash_blocking(&SecretString::from(p.clone()), &[7u8; 16]).unwrap();
-        assert!(hash.0.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{}", hash.0);
+        let hash = settings
+            .hash_blocking(&SecretString::from(p.clone()), &[7u8; 16])
+            .unwrap();
+        assert!(
+            hash.0.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+            "{}",
+            hash.0
+        );
         assert!(settings.verify_blocking(&SecretString::from(p.clone()), &hash));
         for wrong in [&p[..72], &p[..99], &(p.clone() + "x")] {
             assert!(!settings.verify_blocking(&SecretString::from(wrong.to_string()), &hash));
@@ -313,7 +354,11 @@ mod tests {
 
     #[test]
     fn test_argon2_same_password_different_salts_differ() {
-        let settings = Argon2Settings { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let settings = Argon2Settings {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
         let pw = SecretString::from("same password here".to_string());
         let a = settings.hash_blocking(&pw, &[1u8; 16]).unwrap();
         let b = settings.hash_blocking(&pw, &[2u8; 16]).unwrap();

@@ -7,7 +7,10 @@
 //! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`].
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod lockout_state;
 pub mod login_history;
@@ -39,7 +42,9 @@ pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreE
     }
     serde_json::from_value(event.payload.clone())
         .map(Some)
-        .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))
+        .map_err(|e| {
+            StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence))
+        })
 }
 
 #[cfg(test)]
@@ -57,7 +62,10 @@ mod test_support {
             fact,
         };
         StoredEvent {
-            position: StreamPosition { tx: 1, pos: sequence },
+            position: StreamPosition {
+                tx: 1,
+                pos: sequence,
+            },
             aggregate_type: "Account".into(),
             aggregate_id: account.into(),
             sequence,

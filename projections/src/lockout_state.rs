@@ -10,9 +10,18 @@ use crate::time::to_ms;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockoutChange {
     /// A checked attempt failed; `consecutive` is the count the aggregate decided.
-    Failed { account_id: String, consecutive: i64, at_ms: i64 },
+    Failed {
+        account_id: String,
+        consecutive: i64,
+        at_ms: i64,
+    },
     /// The account was locked.
-    Locked { account_id: String, until_ms: i64, level: i64, at_ms: i64 },
+    Locked {
+        account_id: String,
+        until_ms: i64,
+        level: i64,
+        at_ms: i64,
+    },
     /// A sign-in succeeded: counters reset, lock lifted.
     Succeeded { account_id: String, at_ms: i64 },
 }
@@ -25,11 +34,23 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
     let account_id = event.aggregate_id.clone();
     let at_ms = to_ms(e.at);
     Ok(match e.fact {
-        AccountFact::LoginFailed { consecutive_failures, .. } => {
-            vec![LockoutChange::Failed { account_id, consecutive: i64::from(consecutive_failures), at_ms }]
+        AccountFact::LoginFailed {
+            consecutive_failures,
+            ..
+        } => {
+            vec![LockoutChange::Failed {
+                account_id,
+                consecutive: i64::from(consecutive_failures),
+                at_ms,
+            }]
         }
         AccountFact::AccountLocked { until, level, .. } => {
-            vec![LockoutChange::Locked { account_id, until_ms: to_ms(until), level: i64::from(level), at_ms }]
+            vec![LockoutChange::Locked {
+                account_id,
+                until_ms: to_ms(until),
+                level: i64::from(level),
+                at_ms,
+            }]
         }
         AccountFact::LoginSucceeded { .. } => vec![LockoutChange::Succeeded { account_id, at_ms }],
         _ => Vec::new(),
@@ -39,7 +60,11 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
 /// Writes one change.
 pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(), StoreError> {
     match change {
-        LockoutChange::Failed { account_id, consecutive, at_ms } => {
+        LockoutChange::Failed {
+            account_id,
+            consecutive,
+            at_ms,
+        } => {
             sqlx::query(
                 "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_failure_ms, updated_ms)
                  values ($1, $2, 0, $3, $3)
@@ -52,7 +77,12 @@ pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(
             .execute(conn)
             .await?;
         }
-        LockoutChange::Locked { account_id, until_ms, level, at_ms } => {
+        LockoutChange::Locked {
+            account_id,
+            until_ms,
+            level,
+            at_ms,
+        } => {
             sqlx::query(
                 "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms, updated_ms)
                  values ($1, 0, $2, $3, $4)
@@ -95,7 +125,11 @@ impl Projection for LockoutStateProjection {
         &["lockout_state_v1"]
     }
 
-    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             for change in changes(event)? {
                 write(conn, &change).await?;
@@ -126,13 +160,31 @@ mod tests {
         );
         assert_eq!(
             changes(&failed).unwrap(),
-            vec![LockoutChange::Failed { account_id: "acc".into(), consecutive: 5, at_ms: 1_000 }]
+            vec![LockoutChange::Failed {
+                account_id: "acc".into(),
+                consecutive: 5,
+                at_ms: 1_000
+            }]
         );
         let until = chrono::DateTime::from_timestamp_millis(901_000).unwrap();
-        let locked = stored("acc", 4, 1_000, AccountFact::AccountLocked { until, level: 1, failed_attempts: 5 });
+        let locked = stored(
+            "acc",
+            4,
+            1_000,
+            AccountFact::AccountLocked {
+                until,
+                level: 1,
+                failed_attempts: 5,
+            },
+        );
         assert_eq!(
             changes(&locked).unwrap(),
-            vec![LockoutChange::Locked { account_id: "acc".into(), until_ms: 901_000, level: 1, at_ms: 1_000 }]
+            vec![LockoutChange::Locked {
+                account_id: "acc".into(),
+                until_ms: 901_000,
+                level: 1,
+                at_ms: 1_000
+            }]
         );
     }
 

@@ -87,17 +87,22 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         return Ok(None);
     };
     let (outcome, reason, context, session_id) = match e.fact {
-        AccountFact::LoginSucceeded { session_id, context } => {
-            ("succeeded", None, context, Some(session_id.to_string()))
-        }
-        AccountFact::LoginFailed { reason, context, .. } => {
+        AccountFact::LoginSucceeded {
+            session_id,
+            context,
+        } => ("succeeded", None, context, Some(session_id.to_string())),
+        AccountFact::LoginFailed {
+            reason, context, ..
+        } => {
             let reason = match reason {
                 LoginFailureReason::WrongPassword => "wrong_password",
                 LoginFailureReason::UnknownIdentifier => "unknown_identifier",
             };
             ("failed", Some(reason), context, None)
         }
-        AccountFact::LoginRejectedWhileLocked { context, .. } => ("locked", Some("account_locked"), context, None),
+        AccountFact::LoginRejectedWhileLocked { context, .. } => {
+            ("locked", Some("account_locked"), context, None)
+        }
         _ => return Ok(None),
     };
     Ok(Some(LoginRecord {
@@ -123,7 +128,11 @@ impl Projection for LoginHistoryProjection {
         &["login_history_v1"]
     }
 
-    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let Some(r) = record(event)? else {
                 return Ok(());
@@ -157,10 +166,25 @@ mod tests {
 
     #[test]
     fn test_login_history_records_each_outcome() {
-        let ctx = RequestContext::new(Some("203.0.113.5".into()), Some("UA".into()), Some("dev".into()));
-        let ok = stored("a", 2, 5, AccountFact::LoginSucceeded { session_id: uuid::Uuid::nil(), context: ctx.clone() });
+        let ctx = RequestContext::new(
+            Some("203.0.113.5".into()),
+            Some("UA".into()),
+            Some("dev".into()),
+        );
+        let ok = stored(
+            "a",
+            2,
+            5,
+            AccountFact::LoginSucceeded {
+                session_id: uuid::Uuid::nil(),
+                context: ctx.clone(),
+            },
+        );
         let r = record(&ok).unwrap().unwrap();
-        assert_eq!((r.outcome, r.reason, r.sequence, r.at_ms), ("succeeded", None, 2, 5));
+        assert_eq!(
+            (r.outcome, r.reason, r.sequence, r.at_ms),
+            ("succeeded", None, 2, 5)
+        );
         assert_eq!(r.context, ctx);
 
         let failed = stored(
@@ -174,10 +198,21 @@ mod tests {
             },
         );
         let r = record(&failed).unwrap().unwrap();
-        assert_eq!((r.outcome, r.reason), ("failed", Some("unknown_identifier")));
+        assert_eq!(
+            (r.outcome, r.reason),
+            ("failed", Some("unknown_identifier"))
+        );
 
         let until = chrono::DateTime::from_timestamp_millis(10).unwrap();
-        let locked = stored("a", 4, 7, AccountFact::LoginRejectedWhileLocked { locked_until: until, context: ctx });
+        let locked = stored(
+            "a",
+            4,
+            7,
+            AccountFact::LoginRejectedWhileLocked {
+                locked_until: until,
+                context: ctx,
+            },
+        );
         assert_eq!(record(&locked).unwrap().unwrap().outcome, "locked");
     }
 }

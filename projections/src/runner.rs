@@ -25,7 +25,11 @@ pub trait Projection: Send + Sync {
     /// Tables this projection owns (emptied by a rebuild).
     fn tables(&self) -> &'static [&'static str];
     /// Applies one event inside the batch transaction. Must be idempotent per event.
-    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// Feeds projections from a store.
@@ -132,7 +136,11 @@ impl ProjectionRunner {
     /// Processes that run a runner each are serialised per projection (an advisory lock on
     /// PostgreSQL, the write lock on SQLite), and the checkpoint is re-read under that lock, so no
     /// event is applied twice or out of order.
-    async fn apply_batch(&self, projection: &dyn Projection, events: &[StoredEvent]) -> Result<usize, StoreError> {
+    async fn apply_batch(
+        &self,
+        projection: &dyn Projection,
+        events: &[StoredEvent],
+    ) -> Result<usize, StoreError> {
         let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
         if self.store.kind() == "postgres" {
             sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
@@ -149,12 +157,17 @@ impl ProjectionRunner {
         .bind(Utc::now().timestamp_millis())
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
-            .bind(projection.name())
-            .fetch_one(&mut *tx)
-            .await?;
-        let checkpoint = StreamPosition { tx: row.try_get("tx_id")?, pos: row.try_get("position")? };
-        let pending: Vec<&StoredEvent> = events.iter().filter(|e| e.position > checkpoint).collect();
+        let row =
+            sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
+                .bind(projection.name())
+                .fetch_one(&mut *tx)
+                .await?;
+        let checkpoint = StreamPosition {
+            tx: row.try_get("tx_id")?,
+            pos: row.try_get("position")?,
+        };
+        let pending: Vec<&StoredEvent> =
+            events.iter().filter(|e| e.position > checkpoint).collect();
         let Some(last) = pending.last().map(|e| e.position) else {
             tx.rollback().await?;
             return Ok(0);
@@ -181,12 +194,16 @@ impl ProjectionRunner {
 
     /// Where a projection stands.
     pub async fn checkpoint(&self, name: &str) -> Result<StreamPosition, StoreError> {
-        let row = sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
-            .bind(name)
-            .fetch_optional(self.store.any())
-            .await?;
+        let row =
+            sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
+                .bind(name)
+                .fetch_optional(self.store.any())
+                .await?;
         Ok(match row {
-            Some(r) => StreamPosition { tx: r.try_get("tx_id")?, pos: r.try_get("position")? },
+            Some(r) => StreamPosition {
+                tx: r.try_get("tx_id")?,
+                pos: r.try_get("position")?,
+            },
             None => StreamPosition::default(),
         })
     }
@@ -201,7 +218,9 @@ impl ProjectionRunner {
                     .execute(&mut *tx)
                     .await?;
                 for table in p.tables() {
-                    sqlx::query(&format!("delete from {table}")).execute(&mut *tx).await?;
+                    sqlx::query(&format!("delete from {table}"))
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;
@@ -210,7 +229,11 @@ impl ProjectionRunner {
     }
 }
 
-async fn save_checkpoint(conn: &mut AnyConnection, name: &str, at: StreamPosition) -> Result<(), StoreError> {
+async fn save_checkpoint(
+    conn: &mut AnyConnection,
+    name: &str,
+    at: StreamPosition,
+) -> Result<(), StoreError> {
     sqlx::query("update projection_checkpoints set tx_id = $2, position = $3, updated_ms = $4 where projection = $1")
     .bind(name)
     .bind(at.tx)

@@ -21,9 +21,17 @@ pub enum SessionChange {
         context: RequestContext,
     },
     /// Its idle expiry moved.
-    Extended { session_id: String, idle_expires_ms: i64, at_ms: i64 },
+    Extended {
+        session_id: String,
+        idle_expires_ms: i64,
+        at_ms: i64,
+    },
     /// It ended early.
-    Ended { session_id: String, at_ms: i64, reason: &'static str },
+    Ended {
+        session_id: String,
+        at_ms: i64,
+        reason: &'static str,
+    },
 }
 
 /// The pure fold.
@@ -33,7 +41,13 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
     };
     let at_ms = to_ms(e.at);
     Ok(match e.fact {
-        AccountFact::SessionStarted { session_id, context, expires_at, idle_expires_at, .. } => {
+        AccountFact::SessionStarted {
+            session_id,
+            context,
+            expires_at,
+            idle_expires_at,
+            ..
+        } => {
             vec![SessionChange::Started {
                 session_id: session_id.to_string(),
                 account_id: event.aggregate_id.clone(),
@@ -43,7 +57,10 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 context,
             }]
         }
-        AccountFact::SessionExtended { session_id, idle_expires_at } => vec![SessionChange::Extended {
+        AccountFact::SessionExtended {
+            session_id,
+            idle_expires_at,
+        } => vec![SessionChange::Extended {
             session_id: session_id.to_string(),
             idle_expires_ms: to_ms(idle_expires_at),
             at_ms,
@@ -63,7 +80,14 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
 
 async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), StoreError> {
     match change {
-        SessionChange::Started { session_id, account_id, at_ms, expires_ms, idle_expires_ms, context } => {
+        SessionChange::Started {
+            session_id,
+            account_id,
+            at_ms,
+            expires_ms,
+            idle_expires_ms,
+            context,
+        } => {
             sqlx::query(
                 "insert into sessions_v1 (session_id, account_id, started_ms, expires_ms, idle_expires_ms,
                                           last_extended_ms, device_id, ip, user_agent)
@@ -81,7 +105,11 @@ async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), S
             .execute(conn)
             .await?;
         }
-        SessionChange::Extended { session_id, idle_expires_ms, at_ms } => {
+        SessionChange::Extended {
+            session_id,
+            idle_expires_ms,
+            at_ms,
+        } => {
             sqlx::query("update sessions_v1 set idle_expires_ms = $2, last_extended_ms = $3 where session_id = $1")
                 .bind(session_id)
                 .bind(idle_expires_ms)
@@ -89,13 +117,19 @@ async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), S
                 .execute(conn)
                 .await?;
         }
-        SessionChange::Ended { session_id, at_ms, reason } => {
-            sqlx::query("update sessions_v1 set ended_ms = $2, end_reason = $3 where session_id = $1")
-                .bind(session_id)
-                .bind(at_ms)
-                .bind(*reason)
-                .execute(conn)
-                .await?;
+        SessionChange::Ended {
+            session_id,
+            at_ms,
+            reason,
+        } => {
+            sqlx::query(
+                "update sessions_v1 set ended_ms = $2, end_reason = $3 where session_id = $1",
+            )
+            .bind(session_id)
+            .bind(at_ms)
+            .bind(*reason)
+            .execute(conn)
+            .await?;
         }
     }
     Ok(())
@@ -113,7 +147,11 @@ impl Projection for SessionsProjection {
         &["sessions_v1"]
     }
 
-    fn apply<'a>(&'a self, conn: &'a mut AnyConnection, event: &'a StoredEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             for change in changes(event)? {
                 write(conn, &change).await?;
@@ -147,10 +185,22 @@ mod tests {
         );
         assert!(matches!(&changes(&start).unwrap()[0],
             SessionChange::Started { account_id, expires_ms: 1000, idle_expires_ms: 500, .. } if account_id == "acc"));
-        let end = stored("acc", 3, 200, AccountFact::SessionEnded { session_id: id, reason: SessionEndReason::Evicted });
+        let end = stored(
+            "acc",
+            3,
+            200,
+            AccountFact::SessionEnded {
+                session_id: id,
+                reason: SessionEndReason::Evicted,
+            },
+        );
         assert_eq!(
             changes(&end).unwrap(),
-            vec![SessionChange::Ended { session_id: id.to_string(), at_ms: 200, reason: "evicted" }]
+            vec![SessionChange::Ended {
+                session_id: id.to_string(),
+                at_ms: 200,
+                reason: "evicted"
+            }]
         );
     }
 }

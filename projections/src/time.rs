@@ -5,4 +5,3 @@ use chrono::{DateTime, Utc};
 pub fn to_ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
-

@@ -57,34 +57,62 @@ pub async fn register(
     let email = parse_contact(req.email.as_deref(), Contact::email, "email")?;
     let phone = parse_contact(req.phone.as_deref(), Contact::phone, "phone")?;
     if email.is_none() && phone.is_none() {
-        return Err(ApiError::validation("identifier_required", "give an email, a phone, or both").with_field("email"));
+        return Err(
+            ApiError::validation("identifier_required", "give an email, a phone, or both")
+                .with_field("email"),
+        );
     }
-    let words: Vec<String> = email.iter().chain(phone.iter()).flat_map(Contact::context_words).collect();
-    let password = state.password_policy().check(&req.password, &words).map_err(password_error)?;
+    let words: Vec<String> = email
+        .iter()
+        .chain(phone.iter())
+        .flat_map(Contact::context_words)
+        .collect();
+    let password = state
+        .password_policy()
+        .check(&req.password, &words)
+        .map_err(password_error)?;
 
     let now = Utc::now();
     let context = caller.context(req.device_id);
-    let account_id = uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?).into_uuid();
+    let account_id =
+        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
+            .into_uuid();
     let id = account_id.to_string();
     let (data_key, wrapped) = state.keys().new_data_key(&id).map_err(ApiError::internal)?;
     let contacts: Vec<&Contact> = email.iter().chain(phone.iter()).collect();
-    let lookups: Vec<(String, &'static str)> =
-        contacts.iter().map(|c| (state.keys().lookup(c.as_str()), kind_name(c.kind()))).collect();
+    let lookups: Vec<(String, &'static str)> = contacts
+        .iter()
+        .map(|c| (state.keys().lookup(c.as_str()), kind_name(c.kind())))
+        .collect();
 
-    match directory::claim_identifiers(state.store(), &id, &lookups, &wrapped, now.timestamp_millis())
-        .await
-        .map_err(store_error)?
+    match directory::claim_identifiers(
+        state.store(),
+        &id,
+        &lookups,
+        &wrapped,
+        now.timestamp_millis(),
+    )
+    .await
+    .map_err(store_error)?
     {
         Claim::Taken { holder } => {
             // Same cost as a real sign-up, then a note on the holder's account; the caller gets
             // an id that leads nowhere.
-            let _ = state.accounts().services().hasher.hash(password.secret()).await;
+            let _ = state
+                .accounts()
+                .services()
+                .hasher
+                .hash(password.secret())
+                .await;
             if !holder.is_empty() {
                 let result = state
                     .accounts()
                     .execute(
                         &holder,
-                        || AccountCommand::RecordDuplicateRegistration { at: now, context: context.clone() },
+                        || AccountCommand::RecordDuplicateRegistration {
+                            at: now,
+                            context: context.clone(),
+                        },
                         metadata(None),
                     )
                     .await;
@@ -96,7 +124,10 @@ pub async fn register(
         }
         Claim::Claimed => {
             let seal = |c: &Option<Contact>| {
-                c.as_ref().map(|c| data_key.seal(state.keys(), &id, c)).transpose().map_err(ApiError::internal)
+                c.as_ref()
+                    .map(|c| data_key.seal(state.keys(), &id, c))
+                    .transpose()
+                    .map_err(ApiError::internal)
             };
             let (sealed_email, sealed_phone) = (seal(&email)?, seal(&phone)?);
             let result = state
@@ -135,9 +166,17 @@ fn parse_contact(
 ) -> Result<Option<Contact>, ApiError> {
     match raw {
         None => Ok(None),
-        Some(raw) => parse(raw)
-            .map(Some)
-            .map_err(|e| ApiError::validation(if field == "email" { "invalid_email" } else { "invalid_phone" }, e.to_string()).with_field(field)),
+        Some(raw) => parse(raw).map(Some).map_err(|e| {
+            ApiError::validation(
+                if field == "email" {
+                    "invalid_email"
+                } else {
+                    "invalid_phone"
+                },
+                e.to_string(),
+            )
+            .with_field(field)
+        }),
     }
 }
 

@@ -20,13 +20,23 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok", store: None })
+    Json(Health {
+        status: "ok",
+        store: None,
+    })
 }
 
 /// The process can serve: the store answers.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state.store().ping().await.map_err(crate::routes::store_error)?;
-    Ok(Json(Health { status: "ok", store: Some(state.store().kind()) }))
+    state
+        .store()
+        .ping()
+        .await
+        .map_err(crate::routes::store_error)?;
+    Ok(Json(Health {
+        status: "ok",
+        store: Some(state.store().kind()),
+    }))
 }

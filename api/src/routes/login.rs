@@ -74,9 +74,14 @@ pub async fn login(
     }
     let lookup = match Contact::identifier(&req.identifier) {
         Ok(contact) => state.keys().lookup(contact.as_str()),
-        Err(_) => state.keys().lookup(&format!("unparsed:{}", req.identifier.trim())),
+        Err(_) => state
+            .keys()
+            .lookup(&format!("unparsed:{}", req.identifier.trim())),
     };
-    let (aggregate_id, account_uuid) = match directory::find_account(state.store(), &lookup).await.map_err(store_error)? {
+    let (aggregate_id, account_uuid) = match directory::find_account(state.store(), &lookup)
+        .await
+        .map_err(store_error)?
+    {
         Some(id) => {
             let uuid = Uuid::parse_str(&id).map_err(ApiError::internal)?;
             (id, uuid)
@@ -108,7 +113,11 @@ pub async fn login(
     let mut locked_until = None;
     for envelope in &executed.events {
         match &envelope.payload.fact {
-            AccountFact::SessionStarted { session_id, expires_at, .. } => {
+            AccountFact::SessionStarted {
+                session_id,
+                expires_at,
+                ..
+            } => {
                 return Ok(Json(LoginResponse {
                     session_token: issued.token.expose_secret().to_string(),
                     session_id: *session_id,
@@ -117,7 +126,10 @@ pub async fn login(
                 }));
             }
             AccountFact::AccountLocked { until, .. } => locked_until = Some(*until),
-            AccountFact::LoginRejectedWhileLocked { locked_until: until, .. } => locked_until = Some(*until),
+            AccountFact::LoginRejectedWhileLocked {
+                locked_until: until,
+                ..
+            } => locked_until = Some(*until),
             _ => {}
         }
     }
@@ -136,14 +148,23 @@ fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 /// Ends the caller's session.
 #[utoipa::path(post, path = "/v1/logout", tag = "sessions", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn logout(State(state): State<AppState>, caller: Caller, auth: Authenticated) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+) -> Result<StatusCode, ApiError> {
     let session = auth.session_id();
     let context = caller.context(None);
     state
         .accounts()
         .execute(
             &auth.account_id(),
-            || AccountCommand::EndSession { session_id: session, by_session: session, at: auth.now, context: context.clone() },
+            || AccountCommand::EndSession {
+                session_id: session,
+                by_session: session,
+                at: auth.now,
+                context: context.clone(),
+            },
             metadata(None),
         )
         .await
@@ -159,8 +180,14 @@ mod tests {
     #[test]
     fn test_retry_after_rounds_up_and_never_goes_negative() {
         let now = Utc::now();
-        assert_eq!(seconds_until(now + chrono::Duration::milliseconds(1500), now), 2);
-        assert_eq!(seconds_until(now + chrono::Duration::seconds(900), now), 900);
+        assert_eq!(
+            seconds_until(now + chrono::Duration::milliseconds(1500), now),
+            2
+        );
+        assert_eq!(
+            seconds_until(now + chrono::Duration::seconds(900), now),
+            900
+        );
         assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
     }
 }

@@ -62,7 +62,11 @@ pub async fn list_sessions(auth: Authenticated) -> Json<SessionList> {
             device_id: s.context.device_id.clone(),
         })
         .collect();
-    sessions.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.session_id.cmp(&b.session_id)));
+    sessions.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then(a.session_id.cmp(&b.session_id))
+    });
     Json(SessionList { sessions })
 }
 
@@ -82,7 +86,12 @@ pub async fn revoke_session(
         .accounts()
         .execute(
             &auth.account_id(),
-            || AccountCommand::EndSession { session_id, by_session: by, at: auth.now, context: context.clone() },
+            || AccountCommand::EndSession {
+                session_id,
+                by_session: by,
+                at: auth.now,
+                context: context.clone(),
+            },
             metadata(None),
         )
         .await
@@ -112,13 +121,19 @@ pub async fn revoke_other_sessions(
         .accounts()
         .execute(
             &auth.account_id(),
-            || AccountCommand::EndOtherSessions { keep, at: auth.now, context: context.clone() },
+            || AccountCommand::EndOtherSessions {
+                keep,
+                at: auth.now,
+                context: context.clone(),
+            },
             metadata(None),
         )
         .await
         .map_err(execute_error)?;
     state.runner().nudge();
-    Ok(Json(RevokedCount { revoked: executed.events.len() }))
+    Ok(Json(RevokedCount {
+        revoked: executed.events.len(),
+    }))
 }
 
 /// Paging of the login history.
@@ -166,7 +181,8 @@ pub async fn login_history(
     auth: Authenticated,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LoginHistoryPage>, ApiError> {
-    let Query(query) = query.map_err(|_| ApiError::bad_request("limit and cursor must be integers"))?;
+    let Query(query) =
+        query.map_err(|_| ApiError::bad_request("limit and cursor must be integers"))?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100").with_field("limit"));
@@ -176,7 +192,11 @@ pub async fn login_history(
         .map_err(store_error)?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next_cursor = if more { rows.last().map(|r| r.sequence) } else { None };
+    let next_cursor = if more {
+        rows.last().map(|r| r.sequence)
+    } else {
+        None
+    };
     let entries = rows
         .into_iter()
         .map(|r| LoginHistoryEntry {
@@ -188,7 +208,10 @@ pub async fn login_history(
             device_id: r.device_id,
         })
         .collect();
-    Ok(Json(LoginHistoryPage { entries, next_cursor }))
+    Ok(Json(LoginHistoryPage {
+        entries,
+        next_cursor,
+    }))
 }
 
 /// Lockout status of the account.
@@ -211,17 +234,28 @@ pub struct LockoutView {
 /// The account's lockout state (from the `lockout_state` read model).
 #[utoipa::path(get, path = "/v1/me/lockout", tag = "history", security(("bearer" = [])),
     responses((status = 200, body = LockoutView), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn lockout(State(state): State<AppState>, auth: Authenticated) -> Result<Json<LockoutView>, ApiError> {
-    let row = lockout_state::get(state.store(), &auth.account_id()).await.map_err(store_error)?.unwrap_or_default();
+pub async fn lockout(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<LockoutView>, ApiError> {
+    let row = lockout_state::get(state.store(), &auth.account_id())
+        .await
+        .map_err(store_error)?
+        .unwrap_or_default();
     let threshold = i64::from(state.accounts().services().lockout.threshold);
-    let until = row.locked_until_ms.and_then(DateTime::from_timestamp_millis).filter(|u| *u > auth.now);
+    let until = row
+        .locked_until_ms
+        .and_then(DateTime::from_timestamp_millis)
+        .filter(|u| *u > auth.now);
     Ok(Json(LockoutView {
         locked: until.is_some(),
         locked_until: until,
         consecutive_failures: row.consecutive_failures,
         remaining_attempts: (threshold - row.consecutive_failures).max(0),
         lock_level: row.lock_level,
-        last_failure_at: row.last_failure_ms.and_then(DateTime::from_timestamp_millis),
+        last_failure_at: row
+            .last_failure_ms
+            .and_then(DateTime::from_timestamp_millis),
     }))
 }
 
@@ -238,5 +272,8 @@ pub struct MeView {
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = MeView), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn me(auth: Authenticated) -> Json<MeView> {
-    Json(MeView { account_id: auth.token.account_id, session_id: auth.session_id() })
+    Json(MeView {
+        account_id: auth.token.account_id,
+        session_id: auth.session_id(),
+    })
 }

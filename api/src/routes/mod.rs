@@ -27,7 +27,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Maps a command failure to the API's answer; store detail goes to the log only.
 pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
     match e {
-        ExecuteError::Refused(AccountError::SessionNotFound) => ApiError::not_found("no such open session"),
+        ExecuteError::Refused(AccountError::SessionNotFound) => {
+            ApiError::not_found("no such open session")
+        }
         ExecuteError::Refused(AccountError::NotRegistered) => ApiError::unauthenticated(),
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),

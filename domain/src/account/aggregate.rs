@@ -25,7 +25,11 @@ impl Aggregate for Account {
         let (at, facts) = self.decide(command, services).await?;
         for fact in facts {
             // Each event links to the chain head *after* its predecessor was applied.
-            let event = AccountEvent { at, prev: self.chain.clone(), fact };
+            let event = AccountEvent {
+                at,
+                prev: self.chain.clone(),
+                fact,
+            };
             sink.write(event, self).await;
         }
         Ok(())

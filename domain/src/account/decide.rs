@@ -26,7 +26,10 @@ impl Account {
             }
             AccountCommand::RecordDuplicateRegistration { at, context } => {
                 self.require_active()?;
-                Ok((at, vec![AccountFact::DuplicateRegistrationAttempted { context }]))
+                Ok((
+                    at,
+                    vec![AccountFact::DuplicateRegistrationAttempted { context }],
+                ))
             }
             AccountCommand::AttemptLogin(cmd) => {
                 let at = cmd.at;
@@ -35,9 +38,18 @@ impl Account {
             AccountCommand::ExtendSession { session_id, at } => {
                 Ok((at, self.extend_session(session_id, at, services)?))
             }
-            AccountCommand::EndSession { session_id, by_session, at, .. } => {
+            AccountCommand::EndSession {
+                session_id,
+                by_session,
+                at,
+                ..
+            } => {
                 self.require_active()?;
-                if !self.sessions.get(&session_id).is_some_and(|s| s.is_live(at)) {
+                if !self
+                    .sessions
+                    .get(&session_id)
+                    .is_some_and(|s| s.is_live(at))
+                {
                     return Err(AccountError::SessionNotFound);
                 }
                 let reason = if session_id == by_session {
@@ -71,7 +83,11 @@ impl Account {
         }
     }
 
-    async fn register(&self, cmd: RegisterAccount, services: &AccountServices) -> Result<Vec<AccountFact>, AccountError> {
+    async fn register(
+        &self,
+        cmd: RegisterAccount,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
         if self.status != AccountStatus::New {
             return Err(AccountError::AlreadyRegistered);
         }
@@ -87,7 +103,11 @@ impl Account {
         }])
     }
 
-    async fn attempt_login(&self, cmd: AttemptLogin, services: &AccountServices) -> Result<Vec<AccountFact>, AccountError> {
+    async fn attempt_login(
+        &self,
+        cmd: AttemptLogin,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
         let now = cmd.at;
         // A lock refuses without checking the password: no guess is evaluated while locked.
         if let Some(lock) = self.lock_at(now) {
@@ -109,17 +129,30 @@ impl Account {
         };
         if !verified {
             let mut facts = Vec::with_capacity(2);
-            let outcome = services.lockout.after_failure(self.consecutive_failures, self.lock_level, now);
+            let outcome =
+                services
+                    .lockout
+                    .after_failure(self.consecutive_failures, self.lock_level, now);
             let consecutive = match &outcome {
-                FailureOutcome::Counted { consecutive } | FailureOutcome::Lock { consecutive, .. } => *consecutive,
+                FailureOutcome::Counted { consecutive }
+                | FailureOutcome::Lock { consecutive, .. } => *consecutive,
             };
             facts.push(AccountFact::LoginFailed {
                 reason,
                 consecutive_failures: consecutive,
                 context: cmd.context,
             });
-            if let FailureOutcome::Lock { consecutive, level, until } = outcome {
-                facts.push(AccountFact::AccountLocked { until, level, failed_attempts: consecutive });
+            if let FailureOutcome::Lock {
+                consecutive,
+                level,
+                until,
+            } = outcome
+            {
+                facts.push(AccountFact::AccountLocked {
+                    until,
+                    level,
+                    failed_attempts: consecutive,
+                });
             }
             return Ok(facts);
         }
@@ -129,9 +162,15 @@ impl Account {
         let live = self.live_sessions(now);
         let excess = (live.len() + 1).saturating_sub(policy.max_active.max(1));
         for (session_id, _) in live.into_iter().take(excess) {
-            facts.push(AccountFact::SessionEnded { session_id, reason: SessionEndReason::Evicted });
+            facts.push(AccountFact::SessionEnded {
+                session_id,
+                reason: SessionEndReason::Evicted,
+            });
         }
-        facts.push(AccountFact::LoginSucceeded { session_id: cmd.grant.session_id, context: cmd.context.clone() });
+        facts.push(AccountFact::LoginSucceeded {
+            session_id: cmd.grant.session_id,
+            context: cmd.context.clone(),
+        });
         if let Some(hash) = &self.password_hash {
             if services.hasher.needs_rehash(hash) {
                 let password_hash = services.hasher.hash(&cmd.password).await?;
@@ -167,6 +206,9 @@ impl Account {
         if now - last_extended < policy.extend_after || target <= session.idle_expires_at {
             return Ok(Vec::new());
         }
-        Ok(vec![AccountFact::SessionExtended { session_id, idle_expires_at: target }])
+        Ok(vec![AccountFact::SessionExtended {
+            session_id,
+            idle_expires_at: target,
+        }])
     }
 }

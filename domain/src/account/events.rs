@@ -202,21 +202,38 @@ mod tests {
         let ctx = RequestContext::new(Some("203.0.113.9".into()), Some("ua".into()), None);
         vec![
             AccountFact::AccountRegistered {
-                email: Some(SealedContact { sealed: "c".into(), lookup: "l".into() }),
+                email: Some(SealedContact {
+                    sealed: "c".into(),
+                    lookup: "l".into(),
+                }),
                 phone: None,
                 password_hash: PasswordHash("$argon2id$x".into()),
                 context: ctx.clone(),
             },
-            AccountFact::DuplicateRegistrationAttempted { context: ctx.clone() },
-            AccountFact::LoginSucceeded { session_id: sid(), context: ctx.clone() },
+            AccountFact::DuplicateRegistrationAttempted {
+                context: ctx.clone(),
+            },
+            AccountFact::LoginSucceeded {
+                session_id: sid(),
+                context: ctx.clone(),
+            },
             AccountFact::LoginFailed {
                 reason: LoginFailureReason::WrongPassword,
                 consecutive_failures: 2,
                 context: ctx.clone(),
             },
-            AccountFact::LoginRejectedWhileLocked { locked_until: at(), context: ctx },
-            AccountFact::AccountLocked { until: at(), level: 1, failed_attempts: 5 },
-            AccountFact::PasswordRehashed { password_hash: PasswordHash("$argon2id$y".into()) },
+            AccountFact::LoginRejectedWhileLocked {
+                locked_until: at(),
+                context: ctx,
+            },
+            AccountFact::AccountLocked {
+                until: at(),
+                level: 1,
+                failed_attempts: 5,
+            },
+            AccountFact::PasswordRehashed {
+                password_hash: PasswordHash("$argon2id$y".into()),
+            },
             AccountFact::SessionStarted {
                 session_id: sid(),
                 token_hash: "h".into(),
@@ -224,8 +241,14 @@ mod tests {
                 expires_at: at(),
                 idle_expires_at: at(),
             },
-            AccountFact::SessionExtended { session_id: sid(), idle_expires_at: at() },
-            AccountFact::SessionEnded { session_id: sid(), reason: SessionEndReason::Evicted },
+            AccountFact::SessionExtended {
+                session_id: sid(),
+                idle_expires_at: at(),
+            },
+            AccountFact::SessionEnded {
+                session_id: sid(),
+                reason: SessionEndReason::Evicted,
+            },
         ]
     }
 
@@ -248,7 +271,11 @@ mod tests {
             ]
         );
         for fact in every_fact() {
-            let event = AccountEvent { at: at(), prev: ChainLink::default(), fact };
+            let event = AccountEvent {
+                at: at(),
+                prev: ChainLink::default(),
+                fact,
+            };
             assert_eq!(event.event_version(), "1.0");
             let value = serde_json::to_value(&event).unwrap();
             // The serialized tag equals the event type string.

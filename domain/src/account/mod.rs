@@ -10,9 +10,7 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{AccountCommand, AttemptLogin, RegisterAccount, SessionGrant};
 pub use error::AccountError;
-pub use events::{
-    AccountEvent, AccountFact, LoginFailureReason, SessionEndReason, EVENT_VERSION,
-};
+pub use events::{AccountEvent, AccountFact, LoginFailureReason, SessionEndReason, EVENT_VERSION};
 pub use services::AccountServices;
 pub use state::{AccountStatus, Lock, Session, SessionRejection};
 

@@ -108,9 +108,21 @@ impl Account {
     }
 
     /// Checks a presented session token (its id and the hash of its secret) at `now`.
-    pub fn authenticate(&self, session_id: Uuid, token_hash: &str, now: DateTime<Utc>) -> Result<&Session, SessionRejection> {
-        let session = self.sessions.get(&session_id).ok_or(SessionRejection::Invalid)?;
-        let matches: bool = session.token_hash.as_bytes().ct_eq(token_hash.as_bytes()).into();
+    pub fn authenticate(
+        &self,
+        session_id: Uuid,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Session, SessionRejection> {
+        let session = self
+            .sessions
+            .get(&session_id)
+            .ok_or(SessionRejection::Invalid)?;
+        let matches: bool = session
+            .token_hash
+            .as_bytes()
+            .ct_eq(token_hash.as_bytes())
+            .into();
         if matches && session.is_live(now) && self.status == AccountStatus::Active {
             Ok(session)
         } else {
@@ -134,7 +146,10 @@ impl Account {
                 self.lock_level = 0;
                 self.lock = None;
             }
-            AccountFact::LoginFailed { consecutive_failures, .. } => {
+            AccountFact::LoginFailed {
+                consecutive_failures,
+                ..
+            } => {
                 if self.status == AccountStatus::New {
                     self.status = AccountStatus::Unregistered;
                 }
@@ -150,7 +165,13 @@ impl Account {
             AccountFact::PasswordRehashed { password_hash } => {
                 self.password_hash = Some(password_hash.clone());
             }
-            AccountFact::SessionStarted { session_id, token_hash, context, expires_at, idle_expires_at } => {
+            AccountFact::SessionStarted {
+                session_id,
+                token_hash,
+                context,
+                expires_at,
+                idle_expires_at,
+            } => {
                 self.sessions.insert(
                     *session_id,
                     Session {
@@ -162,7 +183,10 @@ impl Account {
                     },
                 );
             }
-            AccountFact::SessionExtended { session_id, idle_expires_at } => {
+            AccountFact::SessionExtended {
+                session_id,
+                idle_expires_at,
+            } => {
                 if let Some(s) = self.sessions.get_mut(session_id) {
                     s.idle_expires_at = *idle_expires_at;
                 }

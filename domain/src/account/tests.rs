@@ -20,10 +20,17 @@ type AccountTestFramework = TestFramework<Account>;
 struct FakeHasher;
 
 impl PasswordHasher for FakeHasher {
-    fn hash<'a>(&'a self, password: &'a SecretString) -> BoxFuture<'a, Result<PasswordHash, HashError>> {
+    fn hash<'a>(
+        &'a self,
+        password: &'a SecretString,
+    ) -> BoxFuture<'a, Result<PasswordHash, HashError>> {
         Box::pin(async move { Ok(PasswordHash(format!("fake${}", password.expose_secret()))) })
     }
-    fn verify<'a>(&'a self, password: &'a SecretString, hash: Option<&'a PasswordHash>) -> BoxFuture<'a, bool> {
+    fn verify<'a>(
+        &'a self,
+        password: &'a SecretString,
+        hash: Option<&'a PasswordHash>,
+    ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             hash.is_some_and(|h| {
                 h.0.split_once('$').map(|(_, p)| p) == Some(password.expose_secret())
@@ -63,7 +70,11 @@ fn history(facts: Vec<(DateTime<Utc>, AccountFact)>) -> Vec<AccountEvent> {
     facts
         .into_iter()
         .map(|(at, fact)| {
-            let event = AccountEvent { at, prev: state.chain_head().clone(), fact };
+            let event = AccountEvent {
+                at,
+                prev: state.chain_head().clone(),
+                fact,
+            };
             state.apply(event.clone());
             event
         })
@@ -74,7 +85,10 @@ fn registered_with(hash: &str) -> (DateTime<Utc>, AccountFact) {
     (
         t(0),
         AccountFact::AccountRegistered {
-            email: Some(SealedContact { sealed: "sealed".into(), lookup: "lookup".into() }),
+            email: Some(SealedContact {
+                sealed: "sealed".into(),
+                lookup: "lookup".into(),
+            }),
             phone: None,
             password_hash: PasswordHash(hash.into()),
             context: ctx(),
@@ -89,12 +103,23 @@ fn registered() -> (DateTime<Utc>, AccountFact) {
 fn failed(at: DateTime<Utc>, n: u32) -> (DateTime<Utc>, AccountFact) {
     (
         at,
-        AccountFact::LoginFailed { reason: LoginFailureReason::WrongPassword, consecutive_failures: n, context: ctx() },
+        AccountFact::LoginFailed {
+            reason: LoginFailureReason::WrongPassword,
+            consecutive_failures: n,
+            context: ctx(),
+        },
     )
 }
 
 fn locked(at: DateTime<Utc>, until: DateTime<Utc>, level: u32) -> (DateTime<Utc>, AccountFact) {
-    (at, AccountFact::AccountLocked { until, level, failed_attempts: 5 })
+    (
+        at,
+        AccountFact::AccountLocked {
+            until,
+            level,
+            failed_attempts: 5,
+        },
+    )
 }
 
 fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
@@ -113,7 +138,10 @@ fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
 fn login(password: &str, at: DateTime<Utc>, session: Uuid) -> AccountCommand {
     AccountCommand::AttemptLogin(AttemptLogin {
         password: SecretString::from(password.to_string()),
-        grant: SessionGrant { session_id: session, token_hash: format!("hash-{session}") },
+        grant: SessionGrant {
+            session_id: session,
+            token_hash: format!("hash-{session}"),
+        },
         at,
         context: ctx(),
     })
@@ -123,7 +151,10 @@ fn facts_of(events: Vec<AccountEvent>) -> Vec<AccountFact> {
     events.into_iter().map(|e| e.fact).collect()
 }
 
-fn run(given: Vec<(DateTime<Utc>, AccountFact)>, when: AccountCommand) -> Result<Vec<AccountFact>, AccountError> {
+fn run(
+    given: Vec<(DateTime<Utc>, AccountFact)>,
+    when: AccountCommand,
+) -> Result<Vec<AccountFact>, AccountError> {
     AccountTestFramework::with(services())
         .given(history(given))
         .when(when)
@@ -137,7 +168,10 @@ fn test_register_account_hashes_password_and_records_sealed_contact() {
     let facts = run(
         vec![],
         AccountCommand::RegisterAccount(RegisterAccount {
-            email: Some(SealedContact { sealed: "sealed".into(), lookup: "lookup".into() }),
+            email: Some(SealedContact {
+                sealed: "sealed".into(),
+                lookup: "lookup".into(),
+            }),
             phone: None,
             password,
             at: t(0),
@@ -155,7 +189,10 @@ fn test_register_account_twice_is_refused() {
         vec![registered()],
         AccountCommand::RegisterAccount(RegisterAccount {
             email: None,
-            phone: Some(SealedContact { sealed: "s".into(), lookup: "l".into() }),
+            phone: Some(SealedContact {
+                sealed: "s".into(),
+                lookup: "l".into(),
+            }),
             password,
             at: t(1),
             context: ctx(),
@@ -169,7 +206,13 @@ fn test_register_account_without_identifier_is_refused() {
     let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
     let result = run(
         vec![],
-        AccountCommand::RegisterAccount(RegisterAccount { email: None, phone: None, password, at: t(0), context: ctx() }),
+        AccountCommand::RegisterAccount(RegisterAccount {
+            email: None,
+            phone: None,
+            password,
+            at: t(0),
+            context: ctx(),
+        }),
     );
     assert_eq!(result, Err(AccountError::NoIdentifier));
 }
@@ -180,7 +223,10 @@ fn test_attempt_login_success_opens_session() {
     assert_eq!(
         facts,
         vec![
-            AccountFact::LoginSucceeded { session_id: sid(1), context: ctx() },
+            AccountFact::LoginSucceeded {
+                session_id: sid(1),
+                context: ctx()
+            },
             started(t(1), sid(1)).1,
         ]
     );
@@ -188,13 +234,23 @@ fn test_attempt_login_success_opens_session() {
 
 #[test]
 fn test_attempt_login_wrong_password_counts_failure() {
-    let facts = run(vec![registered(), failed(t(1), 1)], login("wrong password!", t(2), sid(1))).unwrap();
+    let facts = run(
+        vec![registered(), failed(t(1), 1)],
+        login("wrong password!", t(2), sid(1)),
+    )
+    .unwrap();
     assert_eq!(facts, vec![failed(t(2), 2).1]);
 }
 
 #[test]
 fn test_attempt_login_fifth_failure_locks_for_fifteen_minutes() {
-    let given = vec![registered(), failed(t(1), 1), failed(t(1), 2), failed(t(1), 3), failed(t(1), 4)];
+    let given = vec![
+        registered(),
+        failed(t(1), 1),
+        failed(t(1), 2),
+        failed(t(1), 3),
+        failed(t(1), 4),
+    ];
     let facts = run(given, login("wrong password!", t(2), sid(1))).unwrap();
     assert_eq!(facts, vec![failed(t(2), 5).1, locked(t(2), t(17), 1).1]);
 }
@@ -204,14 +260,26 @@ fn test_attempt_login_while_locked_is_refused_without_checking_password() {
     let given = vec![registered(), failed(t(2), 5), locked(t(2), t(17), 1)];
     // Even the right password is refused while locked.
     let facts = run(given, login(PASSWORD, t(10), sid(1))).unwrap();
-    assert_eq!(facts, vec![AccountFact::LoginRejectedWhileLocked { locked_until: t(17), context: ctx() }]);
+    assert_eq!(
+        facts,
+        vec![AccountFact::LoginRejectedWhileLocked {
+            locked_until: t(17),
+            context: ctx()
+        }]
+    );
 }
 
 #[test]
 fn test_attempt_login_after_lock_expiry_succeeds() {
     let given = vec![registered(), failed(t(2), 5), locked(t(2), t(17), 1)];
     let facts = run(given, login(PASSWORD, t(17), sid(1))).unwrap();
-    assert_eq!(facts[0], AccountFact::LoginSucceeded { session_id: sid(1), context: ctx() });
+    assert_eq!(
+        facts[0],
+        AccountFact::LoginSucceeded {
+            session_id: sid(1),
+            context: ctx()
+        }
+    );
 }
 
 #[test]
@@ -230,7 +298,13 @@ fn test_attempt_login_success_resets_failures_and_level() {
         registered(),
         failed(t(2), 5),
         locked(t(2), t(17), 1),
-        (t(20), AccountFact::LoginSucceeded { session_id: sid(9), context: ctx() }),
+        (
+            t(20),
+            AccountFact::LoginSucceeded {
+                session_id: sid(9),
+                context: ctx(),
+            },
+        ),
         failed(t(21), 1),
     ];
     let mut state = Account::default();
@@ -272,8 +346,14 @@ fn test_attempt_login_unknown_identifier_fails_and_locks_identically() {
 
 #[test]
 fn test_attempt_login_with_outdated_hash_rehashes() {
-    let facts = run(vec![registered_with(&format!("old${PASSWORD}"))], login(PASSWORD, t(1), sid(1))).unwrap();
-    assert!(facts.contains(&AccountFact::PasswordRehashed { password_hash: PasswordHash(format!("fake${PASSWORD}")) }));
+    let facts = run(
+        vec![registered_with(&format!("old${PASSWORD}"))],
+        login(PASSWORD, t(1), sid(1)),
+    )
+    .unwrap();
+    assert!(facts.contains(&AccountFact::PasswordRehashed {
+        password_hash: PasswordHash(format!("fake${PASSWORD}"))
+    }));
 }
 
 #[test]
@@ -283,30 +363,70 @@ fn test_attempt_login_beyond_session_cap_evicts_oldest() {
         given.push(started(t(1) + Duration::seconds(n as i64), sid(100 + n)));
     }
     let facts = run(given, login(PASSWORD, t(2), sid(1))).unwrap();
-    assert_eq!(facts[0], AccountFact::SessionEnded { session_id: sid(100), reason: SessionEndReason::Evicted });
+    assert_eq!(
+        facts[0],
+        AccountFact::SessionEnded {
+            session_id: sid(100),
+            reason: SessionEndReason::Evicted
+        }
+    );
 }
 
 #[test]
 fn test_end_session_logout_and_revoke() {
     let given = vec![registered(), started(t(1), sid(1)), started(t(1), sid(2))];
-    let logout = AccountCommand::EndSession { session_id: sid(1), by_session: sid(1), at: t(2), context: ctx() };
+    let logout = AccountCommand::EndSession {
+        session_id: sid(1),
+        by_session: sid(1),
+        at: t(2),
+        context: ctx(),
+    };
     assert_eq!(
         run(given.clone(), logout).unwrap(),
-        vec![AccountFact::SessionEnded { session_id: sid(1), reason: SessionEndReason::LoggedOut }]
+        vec![AccountFact::SessionEnded {
+            session_id: sid(1),
+            reason: SessionEndReason::LoggedOut
+        }]
     );
-    let revoke = AccountCommand::EndSession { session_id: sid(2), by_session: sid(1), at: t(2), context: ctx() };
+    let revoke = AccountCommand::EndSession {
+        session_id: sid(2),
+        by_session: sid(1),
+        at: t(2),
+        context: ctx(),
+    };
     assert_eq!(
         run(given.clone(), revoke).unwrap(),
-        vec![AccountFact::SessionEnded { session_id: sid(2), reason: SessionEndReason::Revoked { by_session: sid(1) } }]
+        vec![AccountFact::SessionEnded {
+            session_id: sid(2),
+            reason: SessionEndReason::Revoked { by_session: sid(1) }
+        }]
     );
-    let unknown = AccountCommand::EndSession { session_id: sid(3), by_session: sid(1), at: t(2), context: ctx() };
+    let unknown = AccountCommand::EndSession {
+        session_id: sid(3),
+        by_session: sid(1),
+        at: t(2),
+        context: ctx(),
+    };
     assert_eq!(run(given, unknown), Err(AccountError::SessionNotFound));
 }
 
 #[test]
 fn test_end_other_sessions_keeps_callers() {
-    let given = vec![registered(), started(t(1), sid(1)), started(t(1), sid(2)), started(t(1), sid(3))];
-    let facts = run(given, AccountCommand::EndOtherSessions { keep: sid(2), at: t(2), context: ctx() }).unwrap();
+    let given = vec![
+        registered(),
+        started(t(1), sid(1)),
+        started(t(1), sid(2)),
+        started(t(1), sid(3)),
+    ];
+    let facts = run(
+        given,
+        AccountCommand::EndOtherSessions {
+            keep: sid(2),
+            at: t(2),
+            context: ctx(),
+        },
+    )
+    .unwrap();
     let ended: Vec<Uuid> = facts
         .iter()
         .map(|f| match f {
@@ -327,11 +447,22 @@ fn test_session_authenticate_refuses_ended_expired_and_wrong_token() {
     let hash = format!("hash-{id}");
     assert!(state.authenticate(id, &hash, t(2)).is_ok());
     assert!(state.authenticate(id, "hash-other", t(2)).is_err());
-    assert!(state.authenticate(id, &hash, t(1) + Duration::minutes(30)).is_err(), "idle expiry");
+    assert!(
+        state
+            .authenticate(id, &hash, t(1) + Duration::minutes(30))
+            .is_err(),
+        "idle expiry"
+    );
     let ended = history(vec![
         registered(),
         started(t(1), id),
-        (t(2), AccountFact::SessionEnded { session_id: id, reason: SessionEndReason::LoggedOut }),
+        (
+            t(2),
+            AccountFact::SessionEnded {
+                session_id: id,
+                reason: SessionEndReason::LoggedOut,
+            },
+        ),
     ]);
     let mut state = Account::default();
     for e in ended {
@@ -343,32 +474,54 @@ fn test_session_authenticate_refuses_ended_expired_and_wrong_token() {
 #[test]
 fn test_extend_session_only_after_interval() {
     let given = vec![registered(), started(t(1), sid(1))];
-    let early = AccountCommand::ExtendSession { session_id: sid(1), at: t(3) };
+    let early = AccountCommand::ExtendSession {
+        session_id: sid(1),
+        at: t(3),
+    };
     assert_eq!(run(given.clone(), early).unwrap(), vec![]);
-    let later = AccountCommand::ExtendSession { session_id: sid(1), at: t(10) };
+    let later = AccountCommand::ExtendSession {
+        session_id: sid(1),
+        at: t(10),
+    };
     assert_eq!(
         run(given, later).unwrap(),
-        vec![AccountFact::SessionExtended { session_id: sid(1), idle_expires_at: t(40) }]
+        vec![AccountFact::SessionExtended {
+            session_id: sid(1),
+            idle_expires_at: t(40)
+        }]
     );
 }
 
 #[test]
 fn test_session_commands_on_unregistered_aggregate_are_refused() {
-    let cmd = AccountCommand::EndOtherSessions { keep: sid(1), at: t(1), context: ctx() };
+    let cmd = AccountCommand::EndOtherSessions {
+        keep: sid(1),
+        at: t(1),
+        context: ctx(),
+    };
     assert_eq!(run(vec![], cmd), Err(AccountError::NotRegistered));
 }
 
 #[test]
 fn test_handle_chains_every_written_event() {
-    let given = history(vec![registered(), failed(t(1), 1), failed(t(1), 2), failed(t(1), 3), failed(t(1), 4)]);
+    let given = history(vec![
+        registered(),
+        failed(t(1), 1),
+        failed(t(1), 2),
+        failed(t(1), 3),
+        failed(t(1), 4),
+    ]);
     let new_events = AccountTestFramework::with(services())
         .given(given.clone())
         .when(login("wrong password!", t(2), sid(1)))
         .inspect_result()
         .unwrap();
     assert_eq!(new_events.len(), 2);
-    let all: Vec<serde_json::Value> =
-        given.iter().chain(new_events.iter()).map(|e| serde_json::to_value(e).unwrap()).collect();
+    let all: Vec<serde_json::Value> = given
+        .iter()
+        .chain(new_events.iter())
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
     assert!(chain::verify(&all).is_ok());
     assert_ne!(new_events[0].prev, ChainLink::default());
 }

@@ -69,7 +69,12 @@ impl LockoutPolicy {
     }
 
     /// Decides what one more failure means, given the failures and lock level so far.
-    pub fn after_failure(&self, failures_so_far: u32, lock_level: u32, now: DateTime<Utc>) -> FailureOutcome {
+    pub fn after_failure(
+        &self,
+        failures_so_far: u32,
+        lock_level: u32,
+        now: DateTime<Utc>,
+    ) -> FailureOutcome {
         let consecutive = failures_so_far.saturating_add(1);
         if consecutive >= self.threshold.max(1) {
             let level = lock_level.saturating_add(1);
@@ -96,8 +101,14 @@ mod tests {
     #[test]
     fn test_lockout_policy_counts_below_threshold() {
         let p = LockoutPolicy::default();
-        assert_eq!(p.after_failure(0, 0, t0()), FailureOutcome::Counted { consecutive: 1 });
-        assert_eq!(p.after_failure(3, 0, t0()), FailureOutcome::Counted { consecutive: 4 });
+        assert_eq!(
+            p.after_failure(0, 0, t0()),
+            FailureOutcome::Counted { consecutive: 1 }
+        );
+        assert_eq!(
+            p.after_failure(3, 0, t0()),
+            FailureOutcome::Counted { consecutive: 4 }
+        );
     }
 
     #[test]
@@ -105,7 +116,11 @@ mod tests {
         let p = LockoutPolicy::default();
         assert_eq!(
             p.after_failure(4, 0, t0()),
-            FailureOutcome::Lock { consecutive: 5, level: 1, until: t0() + Duration::minutes(15) }
+            FailureOutcome::Lock {
+                consecutive: 5,
+                level: 1,
+                until: t0() + Duration::minutes(15)
+            }
         );
     }
 

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
-use cqrs_es::persist::{EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, SerializedEvent};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 
 use super::repo::EventRepo;
@@ -27,10 +29,18 @@ pub struct AggregateStore<A> {
 impl<A: Aggregate> AggregateStore<A> {
     /// A store for `A` over `store`, with the upcasters that bring old payloads to current form.
     pub fn new(store: &Store, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
-        Self { repo: EventRepo::for_store(store), store: store.clone(), upcasters, _aggregate: PhantomData }
+        Self {
+            repo: EventRepo::for_store(store),
+            store: store.clone(),
+            upcasters,
+            _aggregate: PhantomData,
+        }
     }
 
-    fn envelopes(&self, events: Vec<SerializedEvent>) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+    fn envelopes(
+        &self,
+        events: Vec<SerializedEvent>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         events
             .into_iter()
             .map(|event| {
@@ -85,8 +95,12 @@ impl<A: Aggregate> AggregateStore<A> {
         Ok(envelopes)
     }
 
-    async fn write_snapshot(&self, context: &EventStoreAggregateContext<A>) -> Result<(), sqlx::Error> {
-        let payload = serde_json::to_value(&context.aggregate).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    async fn write_snapshot(
+        &self,
+        context: &EventStoreAggregateContext<A>,
+    ) -> Result<(), sqlx::Error> {
+        let payload = serde_json::to_value(&context.aggregate)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let sequence = i64::try_from(context.current_sequence).unwrap_or(i64::MAX);
         let snapshot_number = sequence / SNAPSHOT_EVERY as i64;
         match self.store.backend() {
@@ -132,12 +146,18 @@ impl<A: Aggregate> AggregateStore<A> {
 impl<A: Aggregate> EventStore<A> for AggregateStore<A> {
     type AC = EventStoreAggregateContext<A>;
 
-    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         let events = self.repo.get_events::<A>(aggregate_id).await?;
         self.envelopes(events)
     }
 
-    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Self::AC, AggregateError<A::Error>> {
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Self::AC, AggregateError<A::Error>> {
         let mut context = EventStoreAggregateContext {
             aggregate_id: aggregate_id.to_string(),
             aggregate: A::default(),
@@ -153,7 +173,10 @@ impl<A: Aggregate> EventStore<A> for AggregateStore<A> {
                 context.current_snapshot = Some(snapshot.current_snapshot);
             }
         }
-        let events = self.repo.get_last_events::<A>(aggregate_id, context.current_sequence).await?;
+        let events = self
+            .repo
+            .get_last_events::<A>(aggregate_id, context.current_sequence)
+            .await?;
         for envelope in self.envelopes(events)? {
             context.current_sequence = envelope.sequence;
             context.aggregate.apply(envelope.payload);

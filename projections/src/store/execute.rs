@@ -48,7 +48,11 @@ pub struct CommandExecutor<A: Aggregate> {
 impl<A: Aggregate> CommandExecutor<A> {
     /// An executor over `store` with the given services.
     pub fn new(store: AggregateStore<A>, services: A::Services) -> Self {
-        Self { store, services, locks: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            services,
+            locks: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The injected services.
@@ -58,13 +62,23 @@ impl<A: Aggregate> CommandExecutor<A> {
 
     /// Loads an aggregate's current state.
     pub async fn load(&self, aggregate_id: &str) -> Result<A, ExecuteError<A::Error>> {
-        let context = self.store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+        let context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(store_error)?;
         Ok(context.aggregate)
     }
 
     /// All events of one aggregate, in order.
-    pub async fn events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, ExecuteError<A::Error>> {
-        self.store.load_events(aggregate_id).await.map_err(store_error)
+    pub async fn events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, ExecuteError<A::Error>> {
+        self.store
+            .load_events(aggregate_id)
+            .await
+            .map_err(store_error)
     }
 
     /// Runs `command()` against the aggregate, retrying on conflicts. `command` is called once per
@@ -78,7 +92,8 @@ impl<A: Aggregate> CommandExecutor<A> {
         let lock = self.lock_for(aggregate_id);
         let result = {
             let _guard = lock.lock().await;
-            self.execute_unserialized(aggregate_id, command, metadata).await
+            self.execute_unserialized(aggregate_id, command, metadata)
+                .await
         };
         drop(lock);
         self.release(aggregate_id);
@@ -94,8 +109,11 @@ impl<A: Aggregate> CommandExecutor<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut context: EventStoreAggregateContext<A> =
-                self.store.load_aggregate(aggregate_id).await.map_err(store_error)?;
+            let mut context: EventStoreAggregateContext<A> = self
+                .store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(store_error)?;
             let sink = EventSink::<A>::default();
             context
                 .aggregate
@@ -103,8 +121,17 @@ impl<A: Aggregate> CommandExecutor<A> {
                 .await
                 .map_err(ExecuteError::Refused)?;
             let events = sink.collect().await;
-            match self.store.append(events, &mut context, metadata.clone()).await {
-                Ok(events) => return Ok(Executed { events, aggregate: context.aggregate }),
+            match self
+                .store
+                .append(events, &mut context, metadata.clone())
+                .await
+            {
+                Ok(events) => {
+                    return Ok(Executed {
+                        events,
+                        aggregate: context.aggregate,
+                    })
+                }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     // Another process wrote first: back off a little, then decide on fresh state.
                     let jitter = u64::from(attempt) * 3 + (std::process::id() as u64 % 5);
@@ -123,7 +150,10 @@ impl<A: Aggregate> CommandExecutor<A> {
 
     fn release(&self, aggregate_id: &str) {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.get(aggregate_id).is_some_and(|l| Arc::strong_count(l) == 1) {
+        if locks
+            .get(aggregate_id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
             locks.remove(aggregate_id);
         }
     }

@@ -72,7 +72,10 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { backend: Backend::Postgres(typed), any })
+        Ok(Self {
+            backend: Backend::Postgres(typed),
+            any,
+        })
     }
 
     /// Opens (creating if needed) the embedded store `gatehouse.db` in `dir`.
@@ -86,19 +89,27 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30));
-        let typed = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let typed = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         let url = format!("sqlite://{}", file.display());
         let any = AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("pragma busy_timeout = 30000").execute(conn).await?;
+                    sqlx::query("pragma busy_timeout = 30000")
+                        .execute(conn)
+                        .await?;
                     Ok(())
                 })
             })
             .connect(&url)
             .await?;
-        Ok(Self { backend: Backend::Sqlite(typed), any })
+        Ok(Self {
+            backend: Backend::Sqlite(typed),
+            any,
+        })
     }
 
     /// Applies the schema for this backend (idempotent).

@@ -4,7 +4,9 @@
 //! before checking it (so a reported conflict may follow stored events) and records the last
 //! event's sequence even when the snapshot stops mid-batch. [`super::AggregateStore`] writes
 //! snapshots itself, after the events commit, as a pure cache.
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -31,7 +33,10 @@ impl EventRepo {
 }
 
 impl PersistedEventRepository for EventRepo {
-    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
             Self::Postgres(r) => r.get_events::<A>(aggregate_id).await,
             Self::Sqlite(r) => r.get_events::<A>(aggregate_id).await,
@@ -49,7 +54,10 @@ impl PersistedEventRepository for EventRepo {
         }
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self {
             Self::Postgres(r) => r.get_snapshot::<A>(aggregate_id).await,
             Self::Sqlite(r) => r.get_snapshot::<A>(aggregate_id).await,
@@ -67,7 +75,10 @@ impl PersistedEventRepository for EventRepo {
         }
     }
 
-    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
         match self {
             Self::Postgres(r) => r.stream_events::<A>(aggregate_id).await,
             Self::Sqlite(r) => r.stream_events::<A>(aggregate_id).await,

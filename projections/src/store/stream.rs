@@ -14,7 +14,9 @@ use sqlx::Row;
 use super::{Backend, Store, StoreError};
 
 /// A point in the global stream: everything at or before it has been read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct StreamPosition {
     /// Transaction id (always 0 on SQLite).
     pub tx: i64,
@@ -64,7 +66,11 @@ select aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
 
 impl Store {
     /// Reads up to `limit` events after `after`, in global order.
-    pub async fn read_stream(&self, after: StreamPosition, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn read_stream(
+        &self,
+        after: StreamPosition,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => {
                 let rows = sqlx::query(PG_READ)
@@ -76,7 +82,10 @@ impl Store {
                 rows.iter()
                     .map(|row| {
                         Ok(StoredEvent {
-                            position: StreamPosition { tx: row.try_get("tx")?, pos: row.try_get("global_position")? },
+                            position: StreamPosition {
+                                tx: row.try_get("tx")?,
+                                pos: row.try_get("global_position")?,
+                            },
                             aggregate_type: row.try_get("aggregate_type")?,
                             aggregate_id: row.try_get("aggregate_id")?,
                             sequence: row.try_get("sequence")?,
@@ -91,22 +100,33 @@ impl Store {
                     .map_err(StoreError::from)
             }
             Backend::Sqlite(pool) => {
-                let rows = sqlx::query(SQLITE_READ).bind(after.pos).bind(limit).fetch_all(pool).await?;
+                let rows = sqlx::query(SQLITE_READ)
+                    .bind(after.pos)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
                 rows.iter()
                     .map(|row| {
                         let payload: String = row.try_get("payload")?;
                         let metadata: String = row.try_get("metadata")?;
                         let recorded: String = row.try_get("recorded_at")?;
                         Ok(StoredEvent {
-                            position: StreamPosition { tx: 0, pos: row.try_get("position")? },
+                            position: StreamPosition {
+                                tx: 0,
+                                pos: row.try_get("position")?,
+                            },
                             aggregate_type: row.try_get("aggregate_type")?,
                             aggregate_id: row.try_get("aggregate_id")?,
                             sequence: row.try_get("sequence")?,
                             event_type: row.try_get("event_type")?,
                             event_version: row.try_get("event_version")?,
-                            payload: serde_json::from_str(&payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                            metadata: serde_json::from_str(&metadata).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                            recorded_at: DateTime::parse_from_rfc3339(&recorded).ok().map(|t| t.with_timezone(&Utc)),
+                            payload: serde_json::from_str(&payload)
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                            metadata: serde_json::from_str(&metadata)
+                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                            recorded_at: DateTime::parse_from_rfc3339(&recorded)
+                                .ok()
+                                .map(|t| t.with_timezone(&Utc)),
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()
@@ -126,12 +146,19 @@ impl Store {
                 )
                 .fetch_optional(pool)
                 .await?;
-                row.map(|r| Ok(StreamPosition { tx: r.try_get("tx")?, pos: r.try_get("global_position")? }))
-                    .transpose()
-                    .map_err(|e: sqlx::Error| e.into())
+                row.map(|r| {
+                    Ok(StreamPosition {
+                        tx: r.try_get("tx")?,
+                        pos: r.try_get("global_position")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e: sqlx::Error| e.into())
             }
             Backend::Sqlite(pool) => {
-                let pos: Option<i64> = sqlx::query_scalar("select max(position) from events").fetch_one(pool).await?;
+                let pos: Option<i64> = sqlx::query_scalar("select max(position) from events")
+                    .fetch_one(pool)
+                    .await?;
                 Ok(pos.map(|pos| StreamPosition { tx: 0, pos }))
             }
         }

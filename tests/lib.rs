@@ -1,0 +1,1 @@
+//! Holds no code: the integration suite lives in `main.rs` and `suite/` (one test binary).

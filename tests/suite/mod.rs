@@ -1,0 +1,8 @@
+mod support;
+
+mod e2e_accounts;
+mod e2e_login;
+mod e2e_sessions;
+mod projections_restart;
+mod secrets;
+mod store_contract;

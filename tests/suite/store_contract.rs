@@ -1,0 +1,315 @@
+//! One contract, two stores: PostgreSQL and the embedded SQLite file must both append with
+//! optimistic concurrency, load aggregates, retry conflicts, and deliver the global stream in
+//! order without skipping an event that commits late.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use cqrs_es::{AggregateError, EventStore};
+use gatehouse_api::hasher::Argon2Hasher;
+use gatehouse_domain::chain::ChainLink;
+use gatehouse_domain::context::RequestContext;
+use gatehouse_domain::password::Argon2Settings;
+use gatehouse_domain::policy::{LockoutPolicy, SessionPolicy};
+use gatehouse_domain::{
+    Account, AccountCommand, AccountEvent, AccountFact, AccountServices, AttemptLogin, SessionGrant,
+};
+use gatehouse_projections::store::{AggregateStore, CommandExecutor};
+use gatehouse_projections::{Store, StreamPosition};
+use secrecy::SecretString;
+
+use super::support::TestDb;
+
+fn services() -> AccountServices {
+    let settings = Argon2Settings {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+    AccountServices {
+        hasher: Arc::new(Argon2Hasher::new(settings, 2).unwrap()),
+        // A high threshold keeps every attempt a checked failure in these tests.
+        lockout: LockoutPolicy {
+            threshold: 1000,
+            ..LockoutPolicy::default()
+        },
+        sessions: SessionPolicy::default(),
+    }
+}
+
+fn executor(store: &Store) -> CommandExecutor<Account> {
+    CommandExecutor::new(AggregateStore::new(store, Vec::new()), services())
+}
+
+fn failed_login() -> AccountCommand {
+    AccountCommand::AttemptLogin(AttemptLogin {
+        password: SecretString::from("not the password"),
+        grant: SessionGrant {
+            session_id: uuid::Uuid::new_v4(),
+            token_hash: "00".into(),
+        },
+        at: Utc::now(),
+        context: RequestContext::default(),
+    })
+}
+
+fn note() -> AccountEvent {
+    AccountEvent {
+        at: Utc::now(),
+        prev: ChainLink::default(),
+        fact: AccountFact::DuplicateRegistrationAttempted {
+            context: RequestContext::default(),
+        },
+    }
+}
+
+async fn embedded() -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-contract-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let store = Store::open_embedded(&dir).await.unwrap();
+    store.migrate().await.unwrap();
+    (store, dir)
+}
+
+async fn append_and_load(store: Store) {
+    let accounts = executor(&store);
+    let done = accounts
+        .execute("acct-a", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(done.events.len(), 1);
+    let done = accounts
+        .execute("acct-a", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(done.events[0].sequence, 2);
+    let loaded = accounts.load("acct-a").await.unwrap();
+    assert_eq!(loaded.consecutive_failures(), 2);
+    assert_eq!(accounts.events("acct-a").await.unwrap().len(), 2);
+    // A fresh aggregate loads empty.
+    assert_eq!(accounts.events("nobody").await.unwrap().len(), 0);
+}
+
+async fn optimistic_concurrency(store: Store) {
+    let raw = AggregateStore::<Account>::new(&store, Vec::new());
+    let mut first = raw.load_aggregate("acct-b").await.unwrap();
+    let mut second = raw.load_aggregate("acct-b").await.unwrap();
+    raw.append(vec![note()], &mut first, HashMap::new())
+        .await
+        .unwrap();
+    let conflict = raw.append(vec![note()], &mut second, HashMap::new()).await;
+    assert!(
+        matches!(conflict, Err(AggregateError::AggregateConflict)),
+        "second writer at the same version must conflict"
+    );
+    assert_eq!(raw.load_events("acct-b").await.unwrap().len(), 1);
+}
+
+/// Two executors stand for two server processes: their locks do not see each other, so only
+/// the store's unique key serialises them; every command must still land exactly once.
+async fn conflicts_are_retried_not_dropped(store: Store) {
+    let one = Arc::new(executor(&store));
+    let two = Arc::new(executor(&store));
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let ex = if i % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.push(tokio::spawn(async move {
+            ex.execute("acct-c", failed_login, HashMap::new())
+                .await
+                .is_ok()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    let events = one.events("acct-c").await.unwrap();
+    assert_eq!(events.len(), 30);
+    let sequences: Vec<usize> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=30).collect::<Vec<_>>());
+    assert_eq!(one.load("acct-c").await.unwrap().consecutive_failures(), 30);
+}
+
+/// Writers on many aggregates while a reader tails the stream in small batches: the reader sees
+/// every event exactly once, in increasing position.
+async fn stream_misses_nothing_under_concurrent_writers(store: Store) {
+    let accounts = Arc::new(executor(&store));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let accounts = accounts.clone();
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    accounts
+                        .execute(&format!("stream-{w}"), failed_login, HashMap::new())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut position = StreamPosition::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen.len() < 90 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reader stalled at {} events",
+            seen.len()
+        );
+        let batch = store.read_stream(position, 7).await.unwrap();
+        for event in &batch {
+            assert!(event.position > position, "stream went backwards");
+            position = event.position;
+            assert!(
+                seen.insert((event.aggregate_id.clone(), event.sequence)),
+                "event delivered twice"
+            );
+        }
+        if batch.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(store.read_stream(position, 100).await.unwrap().is_empty());
+    assert_eq!(seen.len(), 90);
+}
+
+#[tokio::test]
+async fn test_postgres_append_and_load() {
+    append_and_load(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_append_and_load() {
+    append_and_load(embedded().await.0).await;
+}
+
+#[tokio::test]
+async fn test_postgres_optimistic_concurrency() {
+    optimistic_concurrency(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_optimistic_concurrency() {
+    optimistic_concurrency(embedded().await.0).await;
+}
+
+#[tokio::test]
+async fn test_postgres_conflicts_are_retried_not_dropped() {
+    conflicts_are_retried_not_dropped(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_conflicts_are_retried_not_dropped() {
+    conflicts_are_retried_not_dropped(embedded().await.0).await;
+}
+
+#[tokio::test]
+async fn test_postgres_stream_misses_nothing_under_concurrent_writers() {
+    stream_misses_nothing_under_concurrent_writers(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_stream_misses_nothing_under_concurrent_writers() {
+    stream_misses_nothing_under_concurrent_writers(embedded().await.0).await;
+}
+
+/// The pitfall itself: a transaction that took its position early and commits late must not be
+/// skipped by a reader that has already moved past a later position.
+#[tokio::test]
+async fn test_postgres_stream_waits_for_a_late_commit() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let pool = db.pool().await;
+    let mut late = pool.begin().await.unwrap();
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('Account', 'late', 1, 'DuplicateRegistrationAttempted', '1.0', $1, '{}')",
+    )
+    .bind(serde_json::to_value(note()).unwrap())
+    .execute(&mut *late)
+    .await
+    .unwrap();
+    // A later transaction commits first.
+    executor(&store)
+        .execute("early", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    let visible = store
+        .read_stream(StreamPosition::default(), 100)
+        .await
+        .unwrap();
+    assert!(
+        visible.is_empty(),
+        "nothing may be read past a transaction still in flight: {visible:?}"
+    );
+    late.commit().await.unwrap();
+    let visible = store
+        .read_stream(StreamPosition::default(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = visible.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(ids, ["late", "early"]);
+}
+
+#[tokio::test]
+async fn test_events_are_append_only_on_both_stores() {
+    let db = TestDb::new().await;
+    let pg = db.store().await;
+    executor(&pg)
+        .execute("fixed", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    let pool = db.pool().await;
+    assert!(sqlx::query("update events set payload = '{}'")
+        .execute(&pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("delete from events")
+        .execute(&pool)
+        .await
+        .is_err());
+
+    let (sqlite, _dir) = embedded().await;
+    executor(&sqlite)
+        .execute("fixed", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    assert!(sqlx::query("update events set payload = '{}'")
+        .execute(sqlite.any())
+        .await
+        .is_err());
+    assert!(sqlx::query("delete from events")
+        .execute(sqlite.any())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn test_each_aggregate_history_is_hash_chained() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let accounts = executor(&store);
+    for _ in 0..25 {
+        accounts
+            .execute("chained", failed_login, HashMap::new())
+            .await
+            .unwrap();
+    }
+    let pool = db.pool().await;
+    let payloads: Vec<serde_json::Value> = sqlx::query_scalar(
+        "select payload from events where aggregate_id = 'chained' order by sequence",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(payloads.len(), 25);
+    gatehouse_domain::chain::verify(&payloads).unwrap();
+    // Tampering with one stored payload breaks the chain at the next event.
+    let mut tampered = payloads.clone();
+    tampered[10]["fact"]["LoginFailed"]["consecutive_failures"] = serde_json::json!(0);
+    assert!(gatehouse_domain::chain::verify(&tampered).is_err());
+}
