@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Hashes computed at once (default: the number of CPU cores).
     #[arg(long, env = "GATEHOUSE_HASH_CONCURRENCY")]
     pub hash_concurrency: Option<usize>,
+    /// Milliseconds the projections runner gathers new events before applying them (read models
+    /// lag by about this much; larger batches cost less under load).
+    #[arg(long, env = "GATEHOUSE_PROJECTION_COALESCE_MS", default_value_t = 100)]
+    pub projection_coalesce_ms: u64,
     /// Shortest password, in code points.
     #[arg(long, env = "GATEHOUSE_PASSWORD_MIN_LENGTH", default_value_t = 12)]
     pub password_min_length: usize,

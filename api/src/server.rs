@@ -87,7 +87,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .map_err(|e| StartError::Config(e.to_string()))?;
     let accounts =
         CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
-    let runner = ProjectionRunner::standard(store.clone());
+    let runner = ProjectionRunner::standard(store.clone()).with_coalesce(
+        std::time::Duration::from_millis(args.projection_coalesce_ms),
+    );
     let state = AppState::new(
         store.clone(),
         accounts,

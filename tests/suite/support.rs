@@ -141,6 +141,8 @@ pub fn fast_env() -> HashMap<String, String> {
             "1024".to_string(),
         ),
         ("GATEHOUSE_ARGON2_ITERATIONS".to_string(), "1".to_string()),
+        // Two tests run at once on a server that may allow only 100 connections.
+        ("GATEHOUSE_DB_MAX_CONNECTIONS".to_string(), "6".to_string()),
     ])
 }
 

@@ -1,0 +1,221 @@
+//! `gatehouse-bench`: successful password logins per second over HTTP, on PostgreSQL, against the
+//! physical limit at the same Argon2 parameters: raw verifications per second on every core,
+//! measured in the same run (before and after the HTTP phase, averaged, so drift on a shared
+//! machine shows up as a gap between the two).
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use gatehouse_domain::password::Argon2Settings;
+use secrecy::SecretString;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Benchmark settings.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse-bench")]
+struct Args {
+    /// PostgreSQL server (admin URL); a fresh database is created for the run and dropped after.
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Accounts signed in to (spread so that no account's queue is the bottleneck).
+    #[arg(long, default_value_t = 32)]
+    accounts: usize,
+    /// The `gatehouse` binary (default: next to this one).
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+const PASSWORD: &str = "benchmark-lantern-fjord-91";
+
+fn raw_verifications_per_second(seconds: u64) -> f64 {
+    let settings = Argon2Settings::default();
+    let password = SecretString::from(PASSWORD);
+    let hash = match settings.hash_blocking(&password, b"benchmarksalt123") {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("argon2 failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let (stop, count, hash, password) =
+                (stop.clone(), count.clone(), hash.clone(), password.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(settings.verify_blocking(&password, &hash));
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn database_url(admin: &str, db: &str) -> String {
+    match admin.rfind('/') {
+        Some(i) => format!("{}/{db}", &admin[..i]),
+        None => format!("{admin}/{db}"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let server_bin = args.server.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("gatehouse")))
+            .unwrap_or_default()
+    });
+    if !server_bin.exists() {
+        eprintln!(
+            "{} not found: build it with `cargo build --release -p gatehouse-api`",
+            server_bin.display()
+        );
+        std::process::exit(2);
+    }
+    let admin = sqlx::PgPool::connect(&args.database_url)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("cannot reach PostgreSQL at {}: {e}", args.database_url);
+            std::process::exit(2);
+        });
+    let db = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("create database {db}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    let url = database_url(&args.database_url, &db);
+
+    let mut child = tokio::process::Command::new(&server_bin)
+        .arg("serve")
+        .env("DATABASE_URL", &url)
+        .env("GATEHOUSE_MASTER_KEY", "0".repeat(64))
+        .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_LOG", "warn")
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start gatehouse");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = lines.next_line().await.ok().flatten().unwrap_or_default();
+    let addr = line
+        .trim_start_matches("gatehouse listening on ")
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .build()
+        .expect("client");
+
+    eprintln!("registering {} accounts…", args.accounts);
+    for i in 0..args.accounts {
+        let r = http
+            .post(format!("{base}/v1/accounts"))
+            .json(&serde_json::json!({"email": format!("bench{i}@example.com"), "password": PASSWORD}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+
+    eprintln!("raw argon2 verifications ({} s)…", args.seconds);
+    let raw_before = tokio::task::spawn_blocking({
+        let s = args.seconds;
+        move || raw_verifications_per_second(s)
+    })
+    .await
+    .expect("raw");
+
+    eprintln!(
+        "HTTP logins with {} clients ({} s)…",
+        args.clients, args.seconds
+    );
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    let clients: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let (http, base, ok, failed) = (http.clone(), base.clone(), ok.clone(), failed.clone());
+            let accounts = args.accounts;
+            tokio::spawn(async move {
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let r = http
+                        .post(format!("{base}/v1/login"))
+                        .json(&serde_json::json!({"identifier": format!("bench{}@example.com", i % accounts), "password": PASSWORD}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    i += 7;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        let _ = c.await;
+    }
+    let http_rate = ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+
+    eprintln!("raw argon2 verifications again ({} s)…", args.seconds);
+    let raw_after = tokio::task::spawn_blocking({
+        let s = args.seconds;
+        move || raw_verifications_per_second(s)
+    })
+    .await
+    .expect("raw");
+
+    let _ = child.kill().await;
+    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
+        .execute(&admin)
+        .await;
+    let raw = (raw_before + raw_after) / 2.0;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "cores: {cores}, argon2id m=19456 KiB t=2 p=1, clients: {}, accounts: {}",
+        args.clients, args.accounts
+    );
+    println!("raw argon2 verifications/s: {raw:.1} (before {raw_before:.1}, after {raw_after:.1})");
+    println!(
+        "HTTP logins/s (successful): {http_rate:.1} ({} ok, {} failed)",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+    println!("ratio logins/raw: {:.3}", http_rate / raw);
+}
