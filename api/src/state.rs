@@ -22,7 +22,13 @@ struct Inner {
     runner: ProjectionRunner,
     password_policy: PasswordPolicy,
     trusted_proxies: Vec<IpAddr>,
+    /// Identifier lookup hash → account id, for accounts that have signed in (a claim that led to
+    /// a sign-in is permanent, so the entry can never go stale).
+    known_accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// Entries kept in the identifier cache before it starts over.
+const KNOWN_ACCOUNTS_CAPACITY: usize = 100_000;
 
 impl AppState {
     /// Assembles the state.
@@ -42,6 +48,7 @@ impl AppState {
                 runner,
                 password_policy,
                 trusted_proxies,
+                known_accounts: Default::default(),
             }),
         }
     }
@@ -74,5 +81,28 @@ impl AppState {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> &[IpAddr] {
         &self.inner.trusted_proxies
+    }
+
+    /// The account a lookup hash is known to belong to.
+    pub fn known_account(&self, lookup: &str) -> Option<String> {
+        let known = self
+            .inner
+            .known_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known.get(lookup).cloned()
+    }
+
+    /// Records that a lookup hash belongs to an account that has signed in.
+    pub fn remember_account(&self, lookup: &str, account_id: &str) {
+        let mut known = self
+            .inner
+            .known_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KNOWN_ACCOUNTS_CAPACITY {
+            known.clear();
+        }
+        known.insert(lookup.to_string(), account_id.to_string());
     }
 }

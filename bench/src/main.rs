@@ -33,6 +33,9 @@ struct Args {
     /// Accounts signed in to (spread so that no account's queue is the bottleneck).
     #[arg(long, default_value_t = 32)]
     accounts: usize,
+    /// Alternating rounds (raw, HTTP, raw, HTTP, …, raw).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The `gatehouse` binary (default: next to this one).
     #[arg(long)]
     server: Option<PathBuf>,
@@ -149,25 +152,67 @@ async fn main() {
         assert_eq!(r.status().as_u16(), 201);
     }
 
-    eprintln!("raw argon2 verifications ({} s)…", args.seconds);
-    let raw_before = tokio::task::spawn_blocking({
-        let s = args.seconds;
-        move || raw_verifications_per_second(s)
-    })
-    .await
-    .expect("raw");
+    // Alternate raw and HTTP phases; each HTTP phase is compared with the raw phases on either
+    // side of it, so a neighbour's burst on this shared machine skews one round, not the result.
+    let mut raws = vec![raw_phase(args.seconds).await];
+    let mut https = Vec::new();
+    let (mut ok_total, mut failed_total) = (0u64, 0u64);
+    for round in 0..args.rounds {
+        eprintln!(
+            "round {}: HTTP logins with {} clients ({} s), then raw argon2…",
+            round + 1,
+            args.clients,
+            args.seconds
+        );
+        let (rate, ok, failed) = http_phase(&http, &base, &args).await;
+        https.push(rate);
+        ok_total += ok;
+        failed_total += failed;
+        raws.push(raw_phase(args.seconds).await);
+    }
+    let ratios: Vec<f64> = https
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h / ((raws[i] + raws[i + 1]) / 2.0))
+        .collect();
 
-    eprintln!(
-        "HTTP logins with {} clients ({} s)…",
-        args.clients, args.seconds
+    let _ = child.kill().await;
+    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
+        .execute(&admin)
+        .await;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!("cores: {cores}, argon2id m=19456 KiB t=2 p=1, clients: {}, accounts: {}, {} rounds of {} s", args.clients, args.accounts, args.rounds, args.seconds);
+    println!("raw argon2 verifications/s per phase: {}", fmt(&raws));
+    println!(
+        "HTTP logins/s per round (successful): {} ({ok_total} ok, {failed_total} failed)",
+        fmt(&https)
     );
+    println!("ratio per round: {}", fmt3(&ratios));
+    println!(
+        "median raw: {:.1}/s, median logins: {:.1}/s, median ratio: {:.3}",
+        median(&raws),
+        median(&https),
+        median(&ratios)
+    );
+}
+
+async fn raw_phase(seconds: u64) -> f64 {
+    tokio::task::spawn_blocking(move || raw_verifications_per_second(seconds))
+        .await
+        .unwrap_or(0.0)
+}
+
+/// Successful logins per second over one phase, with the ok and failed counts.
+async fn http_phase(http: &reqwest::Client, base: &str, args: &Args) -> (f64, u64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let start = Instant::now();
     let clients: Vec<_> = (0..args.clients)
         .map(|c| {
-            let (http, base, ok, failed) = (http.clone(), base.clone(), ok.clone(), failed.clone());
+            let (http, base, ok, failed) = (http.clone(), base.to_string(), ok.clone(), failed.clone());
             let accounts = args.accounts;
             tokio::spawn(async move {
                 let mut i = c;
@@ -189,33 +234,32 @@ async fn main() {
     for c in clients {
         let _ = c.await;
     }
-    let http_rate = ok.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    (ok as f64 / start.elapsed().as_secs_f64(), ok, failed)
+}
 
-    eprintln!("raw argon2 verifications again ({} s)…", args.seconds);
-    let raw_after = tokio::task::spawn_blocking({
-        let s = args.seconds;
-        move || raw_verifications_per_second(s)
-    })
-    .await
-    .expect("raw");
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
 
-    let _ = child.kill().await;
-    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
-        .execute(&admin)
-        .await;
-    let raw = (raw_before + raw_after) / 2.0;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    println!(
-        "cores: {cores}, argon2id m=19456 KiB t=2 p=1, clients: {}, accounts: {}",
-        args.clients, args.accounts
-    );
-    println!("raw argon2 verifications/s: {raw:.1} (before {raw_before:.1}, after {raw_after:.1})");
-    println!(
-        "HTTP logins/s (successful): {http_rate:.1} ({} ok, {} failed)",
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed)
-    );
-    println!("ratio logins/raw: {:.3}", http_rate / raw);
+fn fmt(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fmt3(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -78,10 +78,13 @@ pub async fn login(
             .keys()
             .lookup(&format!("unparsed:{}", req.identifier.trim())),
     };
-    let (aggregate_id, account_uuid) = match directory::find_account(state.store(), &lookup)
-        .await
-        .map_err(store_error)?
-    {
+    let holder = match state.known_account(&lookup) {
+        Some(id) => Some(id),
+        None => directory::find_account(state.store(), &lookup)
+            .await
+            .map_err(store_error)?,
+    };
+    let (aggregate_id, account_uuid) = match holder {
         Some(id) => {
             let uuid = Uuid::parse_str(&id).map_err(ApiError::internal)?;
             (id, uuid)
@@ -118,6 +121,7 @@ pub async fn login(
                 expires_at,
                 ..
             } => {
+                state.remember_account(&lookup, &aggregate_id);
                 return Ok(Json(LoginResponse {
                     session_token: issued.token.expose_secret().to_string(),
                     session_id: *session_id,

@@ -56,6 +56,31 @@ impl<A: Aggregate> AggregateStore<A> {
             .collect()
     }
 
+    /// Brings a known state (`aggregate` after `sequence` events) up to date with the events
+    /// committed since: one small query instead of a snapshot and the events after it.
+    pub async fn load_from(
+        &self,
+        aggregate_id: &str,
+        mut aggregate: A,
+        sequence: usize,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let newer = self.envelopes(
+            self.repo
+                .get_last_events::<A>(aggregate_id, sequence)
+                .await?,
+        )?;
+        let current_sequence = sequence + newer.len();
+        for envelope in newer {
+            aggregate.apply(envelope.payload);
+        }
+        Ok(EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate,
+            current_sequence,
+            current_snapshot: None,
+        })
+    }
+
     /// Commits `events` after `context` (whose aggregate has already applied them, as `handle`
     /// does) and advances `context` past them; snapshots when a multiple of [`SNAPSHOT_EVERY`] is
     /// crossed.

@@ -2,6 +2,11 @@
 //! decide again (never drop the command). Within one process, commands on one aggregate queue
 //! behind a per-aggregate lock, so parallel sign-in attempts do not each burn a password hash
 //! only to conflict; across processes the store's unique key still decides.
+//!
+//! The executor keeps the latest state it has seen of recently used aggregates. A cached state is
+//! always one that followed committed events in order, so reading the events after its sequence
+//! gives exactly the current state; a stale entry costs a conflict and a retry, never a wrong
+//! decision.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +20,8 @@ use super::aggregate_store::AggregateStore;
 
 /// Attempts before a conflict is reported to the caller.
 const MAX_ATTEMPTS: u32 = 12;
+/// Aggregates whose state is kept in memory; beyond it the cache starts over.
+const CACHE_CAPACITY: usize = 4096;
 
 /// Why a command did not complete.
 #[derive(Debug, Error)]
@@ -39,19 +46,21 @@ pub struct Executed<A: Aggregate> {
 }
 
 /// Executes commands for aggregate type `A`.
-pub struct CommandExecutor<A: Aggregate> {
+pub struct CommandExecutor<A: Aggregate + Clone> {
     store: AggregateStore<A>,
     services: A::Services,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    states: Mutex<HashMap<String, (A, usize)>>,
 }
 
-impl<A: Aggregate> CommandExecutor<A> {
+impl<A: Aggregate + Clone> CommandExecutor<A> {
     /// An executor over `store` with the given services.
     pub fn new(store: AggregateStore<A>, services: A::Services) -> Self {
         Self {
             store,
             services,
             locks: Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,12 +71,50 @@ impl<A: Aggregate> CommandExecutor<A> {
 
     /// Loads an aggregate's current state.
     pub async fn load(&self, aggregate_id: &str) -> Result<A, ExecuteError<A::Error>> {
-        let context = self
-            .store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(store_error)?;
-        Ok(context.aggregate)
+        Ok(self.load_context(aggregate_id).await?.aggregate)
+    }
+
+    async fn load_context(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, ExecuteError<A::Error>> {
+        let cached = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(aggregate_id)
+            .cloned();
+        let context = match cached {
+            Some((aggregate, sequence)) => {
+                self.store
+                    .load_from(aggregate_id, aggregate, sequence)
+                    .await
+            }
+            None => self.store.load_aggregate(aggregate_id).await,
+        }
+        .map_err(store_error)?;
+        self.remember(&context);
+        Ok(context)
+    }
+
+    fn remember(&self, context: &EventStoreAggregateContext<A>) {
+        if context.current_sequence == 0 {
+            return;
+        }
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if states.len() >= CACHE_CAPACITY && !states.contains_key(&context.aggregate_id) {
+            states.clear();
+        }
+        let newer = states
+            .get(&context.aggregate_id)
+            .is_none_or(|(_, sequence)| *sequence <= context.current_sequence);
+        // Never replace a newer state with an older one.
+        if newer {
+            states.insert(
+                context.aggregate_id.clone(),
+                (context.aggregate.clone(), context.current_sequence),
+            );
+        }
     }
 
     /// All events of one aggregate, in order.
@@ -109,11 +156,7 @@ impl<A: Aggregate> CommandExecutor<A> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut context: EventStoreAggregateContext<A> = self
-                .store
-                .load_aggregate(aggregate_id)
-                .await
-                .map_err(store_error)?;
+            let mut context = self.load_context(aggregate_id).await?;
             let sink = EventSink::<A>::default();
             context
                 .aggregate
@@ -127,10 +170,11 @@ impl<A: Aggregate> CommandExecutor<A> {
                 .await
             {
                 Ok(events) => {
+                    self.remember(&context);
                     return Ok(Executed {
                         events,
                         aggregate: context.aggregate,
-                    })
+                    });
                 }
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     // Another process wrote first: back off a little, then decide on fresh state.
