@@ -143,7 +143,7 @@ impl FromRequestParts<AppState> for Authenticated {
                         session_id,
                         at: now,
                     },
-                    crate::routes::metadata(None),
+                    crate::routes::metadata(),
                 )
                 .await
                 .map_err(crate::routes::execute_error)?;

@@ -197,6 +197,7 @@ mod tests {
             AccountFact::SessionEnded {
                 session_id: uuid::Uuid::nil(),
                 reason: gatehouse_domain::account::SessionEndReason::LoggedOut,
+                context: Default::default(),
             },
         );
         assert!(changes(&ended).unwrap().is_empty());

@@ -65,7 +65,9 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
             idle_expires_ms: to_ms(idle_expires_at),
             at_ms,
         }],
-        AccountFact::SessionEnded { session_id, reason } => vec![SessionChange::Ended {
+        AccountFact::SessionEnded {
+            session_id, reason, ..
+        } => vec![SessionChange::Ended {
             session_id: session_id.to_string(),
             at_ms,
             reason: match reason {
@@ -192,6 +194,7 @@ mod tests {
             AccountFact::SessionEnded {
                 session_id: id,
                 reason: SessionEndReason::Evicted,
+                context: Default::default(),
             },
         );
         assert_eq!(

@@ -52,6 +52,21 @@ async fn test_revoked_tokens_fail_on_their_very_next_use() {
     assert_eq!(server.authed(Method::GET, "/v1/me", &c).await.0, 401);
     assert_eq!(server.authed(Method::POST, "/v1/logout", &c).await.0, 401);
 
+    // Every ending is recorded with who asked and from where.
+    let ended: Vec<serde_json::Value> = sqlx::query_scalar(
+        "select payload from events where event_type = 'SessionEnded' order by sequence",
+    )
+    .fetch_all(&db.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(ended.len(), 3, "revoked b, revoked a, logged out c");
+    for e in &ended {
+        assert_eq!(
+            e["fact"]["SessionEnded"]["context"]["ip"], "127.0.0.1",
+            "{e}"
+        );
+    }
+
     // A token with a valid shape but a forged secret is refused.
     let forged = format!("{}.{}", a.rsplit_once('.').unwrap().0, "A".repeat(43));
     assert_eq!(server.authed(Method::GET, "/v1/me", &forged).await.0, 401);

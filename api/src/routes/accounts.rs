@@ -113,7 +113,7 @@ pub async fn register(
                             at: now,
                             context: context.clone(),
                         },
-                        metadata(None),
+                        metadata(),
                     )
                     .await;
                 if let Err(e) = result {
@@ -143,7 +143,7 @@ pub async fn register(
                             context: context.clone(),
                         })
                     },
-                    metadata(None),
+                    metadata(),
                 )
                 .await;
             if let Err(e) = result {

@@ -107,7 +107,7 @@ pub async fn login(
                     context: context.clone(),
                 })
             },
-            metadata(None),
+            metadata(),
         )
         .await
         .map_err(execute_error)?;
@@ -169,7 +169,7 @@ pub async fn logout(
                 at: auth.now,
                 context: context.clone(),
             },
-            metadata(None),
+            metadata(),
         )
         .await
         .map_err(execute_error)?;

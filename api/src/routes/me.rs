@@ -92,7 +92,7 @@ pub async fn revoke_session(
                 at: auth.now,
                 context: context.clone(),
             },
-            metadata(None),
+            metadata(),
         )
         .await
         .map_err(execute_error)?;
@@ -126,7 +126,7 @@ pub async fn revoke_other_sessions(
                 at: auth.now,
                 context: context.clone(),
             },
-            metadata(None),
+            metadata(),
         )
         .await
         .map_err(execute_error)?;

@@ -46,11 +46,11 @@ pub fn store_error(e: StoreError) -> ApiError {
     ApiError::unavailable()
 }
 
-/// Request metadata stored with events (correlation only, never secrets).
-pub fn metadata(request_id: Option<&str>) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
-    if let Some(id) = request_id {
-        m.insert("request_id".to_string(), id.to_string());
-    }
-    m
+/// Metadata stored beside every event: which software wrote it, so an auditor replaying the
+/// stream knows which rules were in force. Never secrets.
+pub fn metadata() -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(
+        "recorded_by".to_string(),
+        concat!("gatehouse/", env!("CARGO_PKG_VERSION")).to_string(),
+    )])
 }

@@ -42,7 +42,7 @@ impl Account {
                 session_id,
                 by_session,
                 at,
-                ..
+                context,
             } => {
                 self.require_active()?;
                 if !self
@@ -57,9 +57,16 @@ impl Account {
                 } else {
                     SessionEndReason::Revoked { by_session }
                 };
-                Ok((at, vec![AccountFact::SessionEnded { session_id, reason }]))
+                Ok((
+                    at,
+                    vec![AccountFact::SessionEnded {
+                        session_id,
+                        reason,
+                        context,
+                    }],
+                ))
             }
-            AccountCommand::EndOtherSessions { keep, at, .. } => {
+            AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self
                     .live_sessions(at)
@@ -68,6 +75,7 @@ impl Account {
                     .map(|(session_id, _)| AccountFact::SessionEnded {
                         session_id,
                         reason: SessionEndReason::Revoked { by_session: keep },
+                        context: context.clone(),
                     })
                     .collect();
                 Ok((at, facts))
@@ -165,6 +173,7 @@ impl Account {
             facts.push(AccountFact::SessionEnded {
                 session_id,
                 reason: SessionEndReason::Evicted,
+                context: cmd.context.clone(),
             });
         }
         facts.push(AccountFact::LoginSucceeded {

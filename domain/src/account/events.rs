@@ -108,6 +108,8 @@ pub enum AccountFact {
         session_id: Uuid,
         /// Why.
         reason: SessionEndReason,
+        /// Who asked, from where (for an eviction: the sign-in that caused it).
+        context: RequestContext,
     },
 }
 
@@ -248,6 +250,7 @@ mod tests {
             AccountFact::SessionEnded {
                 session_id: sid(),
                 reason: SessionEndReason::Evicted,
+                context: Default::default(),
             },
         ]
     }

@@ -367,7 +367,8 @@ fn test_attempt_login_beyond_session_cap_evicts_oldest() {
         facts[0],
         AccountFact::SessionEnded {
             session_id: sid(100),
-            reason: SessionEndReason::Evicted
+            reason: SessionEndReason::Evicted,
+            context: ctx(),
         }
     );
 }
@@ -385,7 +386,8 @@ fn test_end_session_logout_and_revoke() {
         run(given.clone(), logout).unwrap(),
         vec![AccountFact::SessionEnded {
             session_id: sid(1),
-            reason: SessionEndReason::LoggedOut
+            reason: SessionEndReason::LoggedOut,
+            context: ctx(),
         }]
     );
     let revoke = AccountCommand::EndSession {
@@ -398,7 +400,8 @@ fn test_end_session_logout_and_revoke() {
         run(given.clone(), revoke).unwrap(),
         vec![AccountFact::SessionEnded {
             session_id: sid(2),
-            reason: SessionEndReason::Revoked { by_session: sid(1) }
+            reason: SessionEndReason::Revoked { by_session: sid(1) },
+            context: ctx(),
         }]
     );
     let unknown = AccountCommand::EndSession {
@@ -461,6 +464,7 @@ fn test_session_authenticate_refuses_ended_expired_and_wrong_token() {
             AccountFact::SessionEnded {
                 session_id: id,
                 reason: SessionEndReason::LoggedOut,
+                context: ctx(),
             },
         ),
     ]);
