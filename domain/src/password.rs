@@ -6,10 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHasher as _;
+use std::cell::RefCell;
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 
@@ -180,6 +183,28 @@ pub trait PasswordHasher: Send + Sync {
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
 }
 
+thread_local! {
+    /// Argon2's working memory (19 MiB at the default parameters), kept per thread between
+    /// verifications. Allocating it zeroed each time costs page faults and a memset for nothing:
+    /// Argon2 writes every block before it reads it, so leftover contents never matter.
+    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_working_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+    WORKING_MEMORY.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut memory) => {
+            if memory.len() != blocks {
+                memory.clear();
+                memory.shrink_to_fit();
+                memory.resize(blocks, Block::new());
+            }
+            work(&mut memory[..])
+        }
+        // Re-entered on the same thread (cannot happen today): use a fresh buffer.
+        Err(_) => work(&mut vec![Block::new(); blocks][..]),
+    })
+}
+
 /// Argon2id parameters; the default is OWASP's m=19456 KiB, t=2, p=1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
@@ -221,14 +246,35 @@ impl Argon2Settings {
         Ok(PasswordHash(hash.to_string()))
     }
 
-    /// Verifies against a PHC string, at the parameters recorded in it. CPU-bound.
+    /// Verifies against a PHC string, at the parameters recorded in it (not necessarily the
+    /// current ones). CPU-bound.
     pub fn verify_blocking(&self, password: &SecretString, hash: &PasswordHash) -> bool {
-        match self.argon2() {
-            Ok(argon) => argon
-                .verify_password(password.expose_secret().as_bytes(), hash.0.as_str())
-                .is_ok(),
-            Err(_) => false,
-        }
+        let Ok(phc) = argon2::PasswordHash::new(&hash.0) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+            return false;
+        };
+        let (Ok(algorithm), Ok(params)) = (
+            Algorithm::try_from(phc.algorithm.as_str()),
+            Params::try_from(&phc),
+        ) else {
+            return false;
+        };
+        let Ok(version) = Version::try_from(phc.version.unwrap_or(0x13)) else {
+            return false;
+        };
+        let argon = Argon2::new(algorithm, version, params.clone());
+        let mut computed = vec![0u8; expected.len()];
+        let hashed = with_working_memory(params.block_count(), |blocks| {
+            argon.hash_password_into_with_memory(
+                password.expose_secret().as_bytes(),
+                salt.as_ref(),
+                &mut computed,
+                blocks,
+            )
+        });
+        hashed.is_ok() && bool::from(computed.as_slice().ct_eq(expected.as_bytes()))
     }
 
     /// The PHC parameter segment these settings produce, e.g. `m=19456,t=2,p=1`.
@@ -363,5 +409,49 @@ mod tests {
         let a = settings.hash_blocking(&pw, &[1u8; 16]).unwrap();
         let b = settings.hash_blocking(&pw, &[2u8; 16]).unwrap();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn test_argon2_verify_agrees_with_the_reference_and_reuses_memory_safely() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let small = Argon2Settings {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let large = Argon2Settings {
+            memory_kib: 512,
+            iterations: 2,
+            parallelism: 1,
+        };
+        let pw = SecretString::from("reference check password".to_string());
+        let h_small = small.hash_blocking(&pw, &[3u8; 16]).unwrap();
+        let h_large = large.hash_blocking(&pw, &[4u8; 16]).unwrap();
+        // Alternating sizes on one thread: the kept memory is resized, results stay exact, and a
+        // hash verifies at its own parameters whatever the current settings are.
+        for _ in 0..2 {
+            for hash in [&h_small, &h_large] {
+                assert!(small.verify_blocking(&pw, hash));
+                assert!(!small.verify_blocking(
+                    &SecretString::from("reference check passworD".to_string()),
+                    hash
+                ));
+                let reference =
+                    Argon2::default().verify_password(b"reference check password", hash.0.as_str());
+                assert!(reference.is_ok());
+            }
+        }
+        // Tampered or malformed verifiers never verify.
+        let mut tampered = h_small.0.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        for bad in [
+            tampered,
+            String::new(),
+            "$argon2id$v=19$m=256,t=1,p=1$".into(),
+            "plain".into(),
+        ] {
+            assert!(!small.verify_blocking(&pw, &PasswordHash(bad)));
+        }
     }
 }

@@ -11,6 +11,7 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
+use sqlx::Row as _;
 
 use super::{Backend, Store};
 
@@ -19,7 +20,7 @@ pub enum EventRepo {
     /// PostgreSQL (reads through postgres-es; appends with one statement, see [`append_pg`]).
     Postgres(PostgresEventRepository, sqlx::PgPool),
     /// Embedded SQLite.
-    Sqlite(SqliteEventRepository),
+    Sqlite(SqliteEventRepository, sqlx::SqlitePool),
 }
 
 impl EventRepo {
@@ -29,7 +30,9 @@ impl EventRepo {
             Backend::Postgres(pool) => {
                 Self::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone())
             }
-            Backend::Sqlite(pool) => Self::Sqlite(SqliteEventRepository::new(pool.clone())),
+            Backend::Sqlite(pool) => {
+                Self::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone())
+            }
         }
     }
 }
@@ -41,7 +44,7 @@ impl PersistedEventRepository for EventRepo {
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         match self {
             Self::Postgres(r, _) => r.get_events::<A>(aggregate_id).await,
-            Self::Sqlite(r) => r.get_events::<A>(aggregate_id).await,
+            Self::Sqlite(r, _) => r.get_events::<A>(aggregate_id).await,
         }
     }
 
@@ -50,10 +53,44 @@ impl PersistedEventRepository for EventRepo {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match self {
-            Self::Postgres(r, _) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
-            Self::Sqlite(r) => r.get_last_events::<A>(aggregate_id, last_sequence).await,
-        }
+        // postgres-es and sqlite-es format the sequence into the SQL text, so each value is a new
+        // statement to parse, plan and cache; this is the hot path of every command, so bind it.
+        let after = i64::try_from(last_sequence).unwrap_or(i64::MAX);
+        let rows = match self {
+            Self::Postgres(_, pool) => sqlx::query(EVENTS_AFTER)
+                .bind(A::TYPE)
+                .bind(aggregate_id)
+                .bind(after)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?
+                .iter()
+                .map(|row| {
+                    let payload: Value = row.try_get("payload")?;
+                    let metadata: Value = row.try_get("metadata")?;
+                    serialized(row, payload, metadata)
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>(),
+            Self::Sqlite(_, pool) => sqlx::query(EVENTS_AFTER)
+                .bind(A::TYPE)
+                .bind(aggregate_id)
+                .bind(after)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?
+                .iter()
+                .map(|row| {
+                    let payload: String = row.try_get("payload")?;
+                    let metadata: String = row.try_get("metadata")?;
+                    let parse = |s: &str| {
+                        serde_json::from_str::<Value>(s)
+                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                    };
+                    serialized(row, parse(&payload)?, parse(&metadata)?)
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>(),
+        };
+        rows.map_err(|e| PersistenceError::DeserializationError(Box::new(e)))
     }
 
     async fn get_snapshot<A: Aggregate>(
@@ -62,7 +99,7 @@ impl PersistedEventRepository for EventRepo {
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         match self {
             Self::Postgres(r, _) => r.get_snapshot::<A>(aggregate_id).await,
-            Self::Sqlite(r) => r.get_snapshot::<A>(aggregate_id).await,
+            Self::Sqlite(r, _) => r.get_snapshot::<A>(aggregate_id).await,
         }
     }
 
@@ -73,7 +110,7 @@ impl PersistedEventRepository for EventRepo {
     ) -> Result<(), PersistenceError> {
         match self {
             Self::Postgres(_, pool) => append_pg(pool, events).await,
-            Self::Sqlite(r) => r.persist::<A>(events, None).await,
+            Self::Sqlite(r, _) => r.persist::<A>(events, None).await,
         }
     }
 
@@ -83,14 +120,14 @@ impl PersistedEventRepository for EventRepo {
     ) -> Result<ReplayStream, PersistenceError> {
         match self {
             Self::Postgres(r, _) => r.stream_events::<A>(aggregate_id).await,
-            Self::Sqlite(r) => r.stream_events::<A>(aggregate_id).await,
+            Self::Sqlite(r, _) => r.stream_events::<A>(aggregate_id).await,
         }
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         match self {
             Self::Postgres(r, _) => r.stream_all_events::<A>().await,
-            Self::Sqlite(r) => r.stream_all_events::<A>().await,
+            Self::Sqlite(r, _) => r.stream_all_events::<A>().await,
         }
     }
 }
@@ -133,4 +170,32 @@ async fn append_pg(
         }
         Err(e) => Err(PersistenceError::ConnectionError(Box::new(e))),
     }
+}
+
+const EVENTS_AFTER: &str = "
+select aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+  from events
+ where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
+ order by sequence";
+
+fn serialized<R: sqlx::Row>(
+    row: &R,
+    payload: Value,
+    metadata: Value,
+) -> Result<SerializedEvent, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let sequence: i64 = row.try_get("sequence")?;
+    Ok(SerializedEvent {
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: usize::try_from(sequence).unwrap_or_default(),
+        aggregate_type: row.try_get("aggregate_type")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload,
+        metadata,
+    })
 }
