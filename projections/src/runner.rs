@@ -124,38 +124,56 @@ impl ProjectionRunner {
 
     /// Applies one batch to every projection that is behind; returns the events applied.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let mut checkpoints = Vec::with_capacity(self.projections.len());
-        for p in &self.projections {
-            checkpoints.push(self.checkpoint(p.name()).await?);
-        }
-        let Some(from) = checkpoints.iter().min().copied() else {
+        let known: Vec<(String, i64, i64)> =
+            sqlx::query_as("select projection, tx_id, position from projection_checkpoints")
+                .fetch_all(self.store.any())
+                .await?;
+        let Some(from) = self
+            .projections
+            .iter()
+            .map(|p| {
+                known
+                    .iter()
+                    .find(|(name, _, _)| name == p.name())
+                    .map(|(_, tx, pos)| StreamPosition { tx: *tx, pos: *pos })
+                    .unwrap_or_default()
+            })
+            .min()
+        else {
             return Ok(0);
         };
         let events = self.store.read_stream(from, self.batch).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        // One transaction for the whole batch: every read model and its checkpoint move together.
+        let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
         let mut applied = 0;
         for projection in &self.projections {
-            applied += self.apply_batch(projection.as_ref(), &events).await?;
+            applied += self
+                .apply_pending(&mut tx, projection.as_ref(), &events)
+                .await?;
         }
-        if let Some(last) = events.last() {
-            self.progress.send_replace(last.position);
-        }
+        tx.commit().await?;
+        self.progress.send_replace(last);
         Ok(applied)
     }
 
-    /// Applies the events a projection has not seen yet, in one transaction with its checkpoint.
-    /// Processes that run a runner each are serialised per projection (an advisory lock on
-    /// PostgreSQL, the write lock on SQLite), and the checkpoint is re-read under that lock, so no
-    /// event is applied twice or out of order.
-    async fn apply_batch(
+    /// Applies the events a projection has not seen yet and moves its checkpoint, inside the
+    /// caller's transaction. Processes that run a runner each are serialised per projection (an
+    /// advisory lock on PostgreSQL, taken in the same order everywhere; the write lock on SQLite),
+    /// and the checkpoint is re-read under that lock, so no event is applied twice or out of
+    /// order.
+    async fn apply_pending(
         &self,
+        tx: &mut Transaction<'_, Any>,
         projection: &dyn Projection,
         events: &[StoredEvent],
     ) -> Result<usize, StoreError> {
-        let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
         if self.store.kind() == "postgres" {
             sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
                 .bind(projection.name())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
         }
         // A write first: on SQLite this takes the write lock before anything is read.
@@ -165,12 +183,12 @@ impl ProjectionRunner {
         )
         .bind(projection.name())
         .bind(Utc::now().timestamp_millis())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let row =
             sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
                 .bind(projection.name())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
         let checkpoint = StreamPosition {
             tx: row.try_get("tx_id")?,
@@ -179,14 +197,12 @@ impl ProjectionRunner {
         let pending: Vec<&StoredEvent> =
             events.iter().filter(|e| e.position > checkpoint).collect();
         let Some(last) = pending.last().map(|e| e.position) else {
-            tx.rollback().await?;
             return Ok(0);
         };
         for event in &pending {
-            projection.apply(&mut tx, event).await?;
+            projection.apply(tx, event).await?;
         }
-        save_checkpoint(&mut tx, projection.name(), last).await?;
-        tx.commit().await?;
+        save_checkpoint(tx, projection.name(), last).await?;
         Ok(pending.len())
     }
 
