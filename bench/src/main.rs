@@ -79,10 +79,15 @@ fn raw_verifications_per_second(seconds: u64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The admin URL with its database name replaced (query parameters such as `sslmode` kept).
 fn database_url(admin: &str, db: &str) -> String {
-    match admin.rfind('/') {
-        Some(i) => format!("{}/{db}", &admin[..i]),
-        None => format!("{admin}/{db}"),
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin, String::new()),
+    };
+    match base.rfind('/') {
+        Some(i) => format!("{}/{db}{query}", &base[..i]),
+        None => format!("{base}/{db}{query}"),
     }
 }
 
