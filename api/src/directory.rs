@@ -93,3 +93,41 @@ pub async fn wrapped_key(store: &Store, account_id: &str) -> Result<Option<Vec<u
         .transpose()
         .map_err(StoreError::from)
 }
+
+/// Whether the store was set up under the same master key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// First start: the fingerprint was recorded.
+    Recorded,
+    /// The fingerprint matches.
+    Matches,
+    /// The store was set up under another master key.
+    Mismatch,
+}
+
+/// Records the master key's fingerprint on first start, or compares it with the recorded one.
+pub async fn check_master_key(
+    store: &Store,
+    fingerprint: &str,
+    now_ms: i64,
+) -> Result<KeyCheck, StoreError> {
+    let inserted = sqlx::query(
+        "insert into key_check (id, fingerprint, created_ms) values (1, $1, $2) on conflict (id) do nothing",
+    )
+    .bind(fingerprint)
+    .bind(now_ms)
+    .execute(store.any())
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(KeyCheck::Recorded);
+    }
+    let recorded: String = sqlx::query_scalar("select fingerprint from key_check where id = 1")
+        .fetch_one(store.any())
+        .await?;
+    Ok(if recorded == fingerprint {
+        KeyCheck::Matches
+    } else {
+        KeyCheck::Mismatch
+    })
+}

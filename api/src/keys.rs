@@ -36,6 +36,7 @@ pub enum KeyError {
 /// Keys derived from the master key.
 pub struct Keys {
     lookup: Hmac<Sha256>,
+    fingerprint: String,
     kek: XChaCha20Poly1305,
 }
 
@@ -72,11 +73,24 @@ impl Keys {
             .map_err(|_| KeyError::MalformedMasterKey)?;
         hk.expand(b"gatehouse/key-encryption/v1", &mut kek)
             .map_err(|_| KeyError::MalformedMasterKey)?;
+        let mut check = [0u8; 16];
+        hk.expand(b"gatehouse/key-check/v1", &mut check)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
         let kek =
             XChaCha20Poly1305::new_from_slice(&kek).map_err(|_| KeyError::MalformedMasterKey)?;
         let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup)
             .map_err(|_| KeyError::MalformedMasterKey)?;
-        Ok(Self { lookup, kek })
+        Ok(Self {
+            lookup,
+            kek,
+            fingerprint: hex::encode(check),
+        })
+    }
+
+    /// A fingerprint that identifies the master key without revealing it (stored to detect a
+    /// server started with the wrong key).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The keyed lookup hash (HMAC-SHA256, hex) of a normalised identifier.
@@ -189,6 +203,18 @@ mod tests {
             KeyError::MalformedMasterKey
         );
         assert!(Keys::from_master_hex(MASTER).is_ok());
+    }
+
+    #[test]
+    fn test_fingerprint_identifies_the_key_without_revealing_it() {
+        let a = Keys::from_master_hex(MASTER).unwrap();
+        let b = Keys::from_master_hex(&generate_master_key_hex().unwrap()).unwrap();
+        assert_eq!(
+            a.fingerprint(),
+            Keys::from_master_hex(MASTER).unwrap().fingerprint()
+        );
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert!(!MASTER.contains(a.fingerprint()));
     }
 
     #[test]

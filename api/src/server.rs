@@ -65,6 +65,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .migrate()
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let check = crate::directory::check_master_key(&store, keys.fingerprint(), now_ms)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
+    if check == crate::directory::KeyCheck::Mismatch {
+        return Err(StartError::Config(
+            "GATEHOUSE_MASTER_KEY is not the key this store was set up with: identifiers could \
+             not be found and personal data could not be unsealed. Start with the original key."
+                .into(),
+        ));
+    }
 
     let concurrency = args.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism()

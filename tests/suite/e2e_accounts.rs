@@ -354,3 +354,31 @@ async fn test_embedded_store_is_durable_across_restarts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn test_server_refuses_a_master_key_other_than_the_stores() {
+    let db = TestDb::new().await;
+    let first = Server::start(Some(&db.url), &fast_env()).await;
+    first.register("keyed@example.com", PASSWORD).await;
+    first.kill().await;
+
+    let mut env = fast_env();
+    env.insert("GATEHOUSE_MASTER_KEY".into(), "ab".repeat(32));
+    let refused = Server::try_start(Some(&db.url), &env).await;
+    let stderr = match refused {
+        Ok(_) => panic!("a server with another master key must not start"),
+        Err(stderr) => stderr,
+    };
+    assert!(
+        stderr.contains("not the key this store was set up with"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"ab".repeat(32)),
+        "the key must not be echoed"
+    );
+
+    // The original key still works, and the account is still found.
+    let again = Server::start(Some(&db.url), &fast_env()).await;
+    again.token("keyed@example.com", PASSWORD).await;
+}
