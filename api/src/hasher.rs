@@ -1,19 +1,23 @@
-//! Argon2id off the async threads, with at most one hash per CPU core at a time (more would only
-//! add memory and queueing, not throughput).
-use std::sync::Arc;
+//! Argon2id off the async threads, on a fixed set of hashing threads (one per CPU core by
+//! default): more would only add memory and queueing, not throughput, and fixed threads keep
+//! each one's Argon2 working memory warm between hashes.
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use gatehouse_domain::password::{
     Argon2Settings, BoxFuture, HashError, PasswordHash, PasswordHasher,
 };
 use secrecy::SecretString;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::keys::random_bytes;
+
+type Job = Box<dyn FnOnce() + Send>;
 
 /// The production hasher.
 pub struct Argon2Hasher {
     settings: Argon2Settings,
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the identifier is unknown, so that case costs a real verification.
     dummy: PasswordHash,
 }
@@ -24,9 +28,31 @@ impl Argon2Hasher {
         let salt = random_bytes::<16>().map_err(|e| HashError(e.to_string()))?;
         let filler = hex::encode(random_bytes::<16>().map_err(|e| HashError(e.to_string()))?);
         let dummy = settings.hash_blocking(&SecretString::from(filler), &salt)?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..concurrency.max(1) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || loop {
+                    // The lock is held only while waiting for the next job, not while hashing.
+                    let job = match receiver.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        // A panicking job must not take its thread with it.
+                        Ok(job) => {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                        Err(_) => return,
+                    }
+                })
+                .map_err(|e| HashError(format!("cannot start a hashing thread: {e}")))?;
+        }
         Ok(Self {
             settings,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs: sender,
             dummy,
         })
     }
@@ -35,12 +61,14 @@ impl Argon2Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError("hasher closed".into()))?;
-        tokio::task::spawn_blocking(work)
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError("hashing threads stopped".into()))?;
+        result
             .await
             .map_err(|_| HashError("hashing task failed".into()))
     }
