@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod store;
 mod time;
 
-pub use runner::{Projection, ProjectionRunner};
+pub use runner::{ChangeProjection, Projection, ProjectionRunner};
 pub use store::{Store, StoreError, StoredEvent, StreamPosition};
 
 use std::sync::Arc;
@@ -29,9 +29,9 @@ use gatehouse_domain::AccountEvent;
 /// The read models Gatehouse maintains.
 pub fn standard_projections() -> Vec<Arc<dyn Projection>> {
     vec![
-        Arc::new(lockout_state::LockoutStateProjection),
-        Arc::new(login_history::LoginHistoryProjection),
-        Arc::new(sessions::SessionsProjection),
+        Arc::new(lockout_state::projection()),
+        Arc::new(login_history::projection()),
+        Arc::new(sessions::projection()),
     ]
 }
 

@@ -2,7 +2,7 @@
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
-use crate::runner::{BoxFuture, Projection};
+use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
@@ -113,29 +113,13 @@ pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(
     Ok(())
 }
 
-/// The projection.
-pub struct LockoutStateProjection;
-
-impl Projection for LockoutStateProjection {
-    fn name(&self) -> &'static str {
-        "lockout_state_v1"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["lockout_state_v1"]
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        event: &'a StoredEvent,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            for change in changes(event)? {
-                write(conn, &change).await?;
-            }
-            Ok(())
-        })
+/// The `lockout_state_v1` projection.
+pub fn projection() -> ChangeProjection<LockoutChange> {
+    ChangeProjection {
+        name: "lockout_state_v1",
+        tables: &["lockout_state_v1"],
+        changes,
+        write: |conn, change| Box::pin(write(conn, change)),
     }
 }
 

@@ -5,7 +5,7 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
-use crate::runner::{BoxFuture, Projection};
+use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
@@ -116,47 +116,35 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
     }))
 }
 
-/// The projection.
-pub struct LoginHistoryProjection;
-
-impl Projection for LoginHistoryProjection {
-    fn name(&self) -> &'static str {
-        "login_history_v1"
+/// The `login_history_v1` projection.
+pub fn projection() -> ChangeProjection<LoginRecord> {
+    ChangeProjection {
+        name: "login_history_v1",
+        tables: &["login_history_v1"],
+        changes: |event| Ok(record(event)?.into_iter().collect()),
+        write: |conn, r| Box::pin(write(conn, r)),
     }
+}
 
-    fn tables(&self) -> &'static [&'static str] {
-        &["login_history_v1"]
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        event: &'a StoredEvent,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let Some(r) = record(event)? else {
-                return Ok(());
-            };
-            sqlx::query(
-                "insert into login_history_v1
-                    (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 on conflict (account_id, sequence) do nothing",
-            )
-            .bind(&r.account_id)
-            .bind(r.sequence)
-            .bind(r.at_ms)
-            .bind(r.outcome)
-            .bind(r.reason)
-            .bind(&r.context.ip)
-            .bind(&r.context.user_agent)
-            .bind(&r.context.device_id)
-            .bind(&r.session_id)
-            .execute(conn)
-            .await?;
-            Ok(())
-        })
-    }
+async fn write(conn: &mut AnyConnection, r: &LoginRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into login_history_v1
+            (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         on conflict (account_id, sequence) do nothing",
+    )
+    .bind(&r.account_id)
+    .bind(r.sequence)
+    .bind(r.at_ms)
+    .bind(r.outcome)
+    .bind(r.reason)
+    .bind(&r.context.ip)
+    .bind(&r.context.user_agent)
+    .bind(&r.context.device_id)
+    .bind(&r.session_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

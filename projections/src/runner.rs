@@ -32,6 +32,42 @@ pub trait Projection: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// A read model given as two functions: the changes an event implies (pure, unit-tested on its
+/// own) and how one change is written.
+pub struct ChangeProjection<C> {
+    /// Checkpoint key, with the read model's version.
+    pub name: &'static str,
+    /// Tables it owns.
+    pub tables: &'static [&'static str],
+    /// The pure fold: what an event changes (nothing for events it ignores).
+    pub changes: fn(&StoredEvent) -> Result<Vec<C>, StoreError>,
+    /// Writes one change; must be idempotent.
+    pub write: for<'a> fn(&'a mut AnyConnection, &'a C) -> BoxFuture<'a, Result<(), StoreError>>,
+}
+
+impl<C: Send + Sync> Projection for ChangeProjection<C> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        self.tables
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for change in (self.changes)(event)? {
+                (self.write)(&mut *conn, &change).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Feeds projections from a store.
 #[derive(Clone)]
 pub struct ProjectionRunner {

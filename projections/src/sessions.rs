@@ -4,7 +4,7 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
-use crate::runner::{BoxFuture, Projection};
+use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
@@ -137,29 +137,13 @@ async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), S
     Ok(())
 }
 
-/// The projection.
-pub struct SessionsProjection;
-
-impl Projection for SessionsProjection {
-    fn name(&self) -> &'static str {
-        "sessions_v1"
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["sessions_v1"]
-    }
-
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut AnyConnection,
-        event: &'a StoredEvent,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            for change in changes(event)? {
-                write(conn, &change).await?;
-            }
-            Ok(())
-        })
+/// The `sessions_v1` projection.
+pub fn projection() -> ChangeProjection<SessionChange> {
+    ChangeProjection {
+        name: "sessions_v1",
+        tables: &["sessions_v1"],
+        changes,
+        write: |conn, change| Box::pin(write(conn, change)),
     }
 }
 
