@@ -157,23 +157,7 @@ pub async fn logout(
     caller: Caller,
     auth: Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    let session = auth.session_id();
-    let context = caller.context(None);
-    state
-        .accounts()
-        .execute(
-            &auth.account_id(),
-            || AccountCommand::EndSession {
-                session_id: session,
-                by_session: session,
-                at: auth.now,
-                context: context.clone(),
-            },
-            metadata(),
-        )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+    super::me::end_session(&state, &caller, &auth, auth.session_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -80,6 +80,17 @@ pub async fn revoke_session(
     auth: Authenticated,
     Path(session_id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    end_session(&state, &caller, &auth, session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends `session_id` on behalf of the authenticated session (a logout when they are the same).
+pub async fn end_session(
+    state: &AppState,
+    caller: &Caller,
+    auth: &Authenticated,
+    session_id: Uuid,
+) -> Result<(), ApiError> {
     let by = auth.session_id();
     let context = caller.context(None);
     state
@@ -97,7 +108,7 @@ pub async fn revoke_session(
         .await
         .map_err(execute_error)?;
     state.runner().nudge();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// How many sessions were ended.
