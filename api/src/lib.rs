@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 pub mod hasher;
 pub mod keys;
+pub mod mask;
 pub mod request;
 pub mod routes;
 pub mod server;

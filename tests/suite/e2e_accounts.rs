@@ -89,7 +89,11 @@ async fn test_identifiers_are_validated_and_required() {
         )
         .await;
     assert_eq!(status, 201);
-    server.token("+442079460958", PASSWORD).await;
+    let token = server.token("+442079460958", PASSWORD).await;
+    let (status, me) = server.authed(reqwest::Method::GET, "/v1/me", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["phone"], "+44*******958", "{me}");
+    assert!(me["email"].is_null(), "{me}");
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ async fn test_revoked_tokens_fail_on_their_very_next_use() {
     let b = server.token("sam@example.com", PASSWORD).await;
     let c = server.token("sam@example.com", PASSWORD).await;
 
+    let (_, me) = server.authed(Method::GET, "/v1/me", &a).await;
+    assert_eq!(me["email"], "s*m@example.com", "{me}");
     let (status, list) = server.authed(Method::GET, "/v1/me/sessions", &a).await;
     assert_eq!(status, 200);
     let sessions = list["sessions"].as_array().unwrap();

@@ -10,7 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{execute_error, metadata, store_error};
+use crate::directory;
 use crate::error::ApiError;
+use crate::mask;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 
@@ -277,14 +279,47 @@ pub struct MeView {
     pub account_id: Uuid,
     /// The session making the request.
     pub session_id: Uuid,
+    /// Registered email, masked (`a*****e@example.com`); absent when none, or once erased.
+    pub email: Option<String>,
+    /// Registered phone, masked (`+44*******958`).
+    pub phone: Option<String>,
 }
 
 /// Who am I.
 #[utoipa::path(get, path = "/v1/me", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = MeView), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn me(auth: Authenticated) -> Json<MeView> {
-    Json(MeView {
+pub async fn me(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<MeView>, ApiError> {
+    let id = auth.account_id();
+    let (mut email, mut phone) = (None, None);
+    // No key (erased account) means no contact: the sealed values stay unreadable.
+    if let Some(wrapped) = directory::wrapped_key(state.store(), &id)
+        .await
+        .map_err(store_error)?
+    {
+        let key = state
+            .keys()
+            .unwrap_data_key(&id, &wrapped)
+            .map_err(ApiError::internal)?;
+        if let Some(sealed) = auth.account.email() {
+            email = Some(mask::email(
+                &key.open(&id, "Email", &sealed.sealed)
+                    .map_err(ApiError::internal)?,
+            ));
+        }
+        if let Some(sealed) = auth.account.phone() {
+            phone = Some(mask::phone(
+                &key.open(&id, "Phone", &sealed.sealed)
+                    .map_err(ApiError::internal)?,
+            ));
+        }
+    }
+    Ok(Json(MeView {
         account_id: auth.token.account_id,
         session_id: auth.session_id(),
-    })
+        email,
+        phone,
+    }))
 }

@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::chain::ChainLink;
+use crate::contact::SealedContact;
 use crate::context::RequestContext;
 use crate::password::PasswordHash;
 
@@ -72,6 +73,11 @@ pub struct Account {
     pub(super) lock: Option<Lock>,
     pub(super) sessions: BTreeMap<Uuid, Session>,
     pub(super) chain: ChainLink,
+    /// Sealed contacts, as registered (opaque here; only the edge holds the keys).
+    #[serde(default)]
+    pub(super) email: Option<SealedContact>,
+    #[serde(default)]
+    pub(super) phone: Option<SealedContact>,
 }
 
 impl Account {
@@ -88,6 +94,16 @@ impl Account {
     /// Consecutive failures counted toward the next lock.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
+    }
+
+    /// The sealed email, if one was registered.
+    pub fn email(&self) -> Option<&SealedContact> {
+        self.email.as_ref()
+    }
+
+    /// The sealed phone, if one was registered.
+    pub fn phone(&self) -> Option<&SealedContact> {
+        self.phone.as_ref()
     }
 
     /// Head of this aggregate's hash chain.
@@ -136,9 +152,16 @@ impl Account {
         // event's own time keeps replays deterministic.
         self.sessions.retain(|_, s| s.is_live(event.at));
         match &event.fact {
-            AccountFact::AccountRegistered { password_hash, .. } => {
+            AccountFact::AccountRegistered {
+                password_hash,
+                email,
+                phone,
+                ..
+            } => {
                 self.status = AccountStatus::Active;
                 self.password_hash = Some(password_hash.clone());
+                self.email = email.clone();
+                self.phone = phone.clone();
             }
             AccountFact::DuplicateRegistrationAttempted { .. } => {}
             AccountFact::LoginSucceeded { .. } => {
