@@ -12,6 +12,8 @@ pub enum Claim {
     Taken {
         /// The holder.
         holder: String,
+        /// When it was claimed (epoch ms).
+        claimed_ms: i64,
     },
 }
 
@@ -39,8 +41,19 @@ pub async fn claim_identifiers(
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await?;
-            let holder = find_account(store, lookup).await?.unwrap_or_default();
-            return Ok(Claim::Taken { holder });
+            let row = sqlx::query(
+                "select account_id, claimed_ms from identifier_claims where lookup = $1",
+            )
+            .bind(lookup)
+            .fetch_optional(store.any())
+            .await?;
+            let (holder, claimed_ms) = match row {
+                Some(r) => (r.try_get("account_id")?, r.try_get("claimed_ms")?),
+                // Released in the meantime: report it taken by nobody; the caller's answer is
+                // the same either way.
+                None => (String::new(), now_ms),
+            };
+            return Ok(Claim::Taken { holder, claimed_ms });
         }
     }
     sqlx::query(

@@ -388,3 +388,31 @@ async fn test_server_refuses_a_master_key_other_than_the_stores() {
     let again = Server::start(Some(&db.url), &fast_env()).await;
     again.token("keyed@example.com", PASSWORD).await;
 }
+
+#[tokio::test]
+async fn test_claims_left_by_a_crashed_sign_up_are_reclaimed_once_stale() {
+    let db = TestDb::new().await;
+    let server = Server::start(Some(&db.url), &fast_env()).await;
+    let keys = gatehouse_api::keys::Keys::from_master_hex(super::support::TEST_MASTER_KEY).unwrap();
+    let pool = db.pool().await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // A crash between the claim and the first event leaves a claim whose account has no events.
+    for (email, age_ms) in [
+        ("recent@example.com", 0),
+        ("stale@example.com", 10 * 60 * 1000),
+    ] {
+        sqlx::query("insert into identifier_claims (lookup, account_id, kind, claimed_ms) values ($1, $2, 'Email', $3)")
+            .bind(keys.lookup(email))
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(now_ms - age_ms)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // A recent claim may belong to a sign-up still in flight: it is respected.
+    server.register("recent@example.com", PASSWORD).await;
+    assert_eq!(server.login("recent@example.com", PASSWORD).await.0, 401);
+    // A stale one is released and the sign-up goes through.
+    server.register("stale@example.com", PASSWORD).await;
+    server.token("stale@example.com", PASSWORD).await;
+}

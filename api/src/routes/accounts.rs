@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use gatehouse_domain::account::AccountStatus;
 use gatehouse_domain::contact::{Contact, ContactKind};
 use gatehouse_domain::password::PasswordRejection;
 use gatehouse_domain::{AccountCommand, RegisterAccount};
@@ -85,17 +86,8 @@ pub async fn register(
         .map(|c| (state.keys().lookup(c.as_str()), kind_name(c.kind())))
         .collect();
 
-    match directory::claim_identifiers(
-        state.store(),
-        &id,
-        &lookups,
-        &wrapped,
-        now.timestamp_millis(),
-    )
-    .await
-    .map_err(store_error)?
-    {
-        Claim::Taken { holder } => {
+    match claim(&state, &id, &lookups, &wrapped, now.timestamp_millis()).await? {
+        Claim::Taken { holder, .. } => {
             // Same cost as a real sign-up, then a note on the holder's account; the caller gets
             // an id that leads nowhere.
             let _ = state
@@ -157,6 +149,41 @@ pub async fn register(
         }
     }
     Ok((StatusCode::CREATED, Json(RegisterResponse { account_id })))
+}
+
+/// A claim this old whose account never got its first event is left over from a crash between
+/// the two writes of a sign-up (claims and key, then the event).
+const ORPHANED_CLAIM_AFTER_MS: i64 = 5 * 60 * 1000;
+
+/// Claims the identifiers; a claim orphaned by a crashed sign-up is released and claimed again,
+/// so no identifier stays blocked by an account that was never created.
+async fn claim(
+    state: &AppState,
+    id: &str,
+    lookups: &[(String, &'static str)],
+    wrapped: &[u8],
+    now_ms: i64,
+) -> Result<Claim, ApiError> {
+    let first = directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
+        .await
+        .map_err(store_error)?;
+    let Claim::Taken { holder, claimed_ms } = &first else {
+        return Ok(first);
+    };
+    if holder.is_empty() || now_ms - claimed_ms < ORPHANED_CLAIM_AFTER_MS {
+        return Ok(first);
+    }
+    let holder_state = state.accounts().load(holder).await.map_err(execute_error)?;
+    if holder_state.status() == AccountStatus::Active {
+        return Ok(first);
+    }
+    tracing::warn!(account_id = %holder, "releasing identifiers of a sign-up that never completed");
+    directory::release_claims(state.store(), holder)
+        .await
+        .map_err(store_error)?;
+    directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
+        .await
+        .map_err(store_error)
 }
 
 fn parse_contact(
