@@ -4,5 +4,6 @@ mod e2e_accounts;
 mod e2e_login;
 mod e2e_sessions;
 mod projections_restart;
+mod replay_tool;
 mod secrets;
 mod store_contract;
