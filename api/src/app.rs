@@ -24,7 +24,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
     info(title = "Gatehouse", description = "Account security: sign-up, sign-in with lockout, sessions, login history. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
     paths(
         accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
-        me::revoke_other_sessions, me::login_history, me::lockout, health::healthz, health::readyz
+        me::revoke_other_sessions, me::login_history, me::lockout, health::healthz, health::readyz, health::metrics
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/lockout", get(me::lockout))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

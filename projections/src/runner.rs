@@ -270,6 +270,16 @@ impl ProjectionRunner {
         })
     }
 
+    /// Each projection's name and how many visible events it has yet to apply.
+    pub async fn lag(&self) -> Result<Vec<(&'static str, i64)>, StoreError> {
+        let mut lags = Vec::with_capacity(self.projections.len());
+        for p in &self.projections {
+            let at = self.checkpoint(p.name()).await?;
+            lags.push((p.name(), self.store.count_after(at).await?));
+        }
+        Ok(lags)
+    }
+
     /// Empties every projection's tables and checkpoint, then rebuilds them from the first event.
     pub async fn rebuild(&self) -> Result<usize, StoreError> {
         {

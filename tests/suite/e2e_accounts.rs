@@ -256,6 +256,7 @@ async fn test_service_documents() {
     .await;
     assert_eq!(status, 200);
     for path in [
+        "/metrics",
         "/v1/accounts",
         "/v1/login",
         "/v1/logout",
@@ -266,6 +267,25 @@ async fn test_service_documents() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
+    // Metrics: every read model reports its lag, which returns to zero once it catches up.
+    server.register("metrics@example.com", PASSWORD).await;
+    super::support::eventually("projections report zero lag", || async {
+        let r = server
+            .http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        ["lockout_state_v1", "login_history_v1", "sessions_v1"]
+            .iter()
+            .all(|p| {
+                text.contains(&format!(
+                    "gatehouse_projection_lag_events{{projection=\"{p}\"}} 0"
+                ))
+            })
+    })
+    .await;
     let r = server
         .http
         .get(format!("{}/healthz", server.base))

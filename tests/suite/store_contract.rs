@@ -175,6 +175,12 @@ async fn stream_misses_nothing_under_concurrent_writers(store: Store) {
     }
     assert!(store.read_stream(position, 100).await.unwrap().is_empty());
     assert_eq!(seen.len(), 90);
+    // Lag as /metrics reports it: everything from the start, nothing from the end.
+    assert_eq!(
+        store.count_after(StreamPosition::default()).await.unwrap(),
+        90
+    );
+    assert_eq!(store.count_after(position).await.unwrap(), 0);
 }
 
 #[tokio::test]

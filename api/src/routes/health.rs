@@ -40,3 +40,35 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
         store: Some(state.store().kind()),
     }))
 }
+
+/// Prometheus text metrics: how far each read model lags the event stream. Nothing personal.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format"),
+              (status = 503, body = crate::error::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    use std::fmt::Write as _;
+    let lags = state
+        .runner()
+        .lag()
+        .await
+        .map_err(crate::routes::store_error)?;
+    let mut text = String::from(
+        "# HELP gatehouse_projection_lag_events Events in the stream a read model has not applied yet.\n\
+         # TYPE gatehouse_projection_lag_events gauge\n",
+    );
+    for (name, lag) in lags {
+        let _ = writeln!(
+            text,
+            "gatehouse_projection_lag_events{{projection=\"{name}\"}} {lag}"
+        );
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    ))
+}

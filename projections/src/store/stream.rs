@@ -163,4 +163,28 @@ impl Store {
             }
         }
     }
+
+    /// How many events a reader at `after` has yet to read (those visible now).
+    pub async fn count_after(&self, after: StreamPosition) -> Result<i64, StoreError> {
+        let count = match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "select count(*) from events
+                      where (tx_id, global_position) > ($1::text::xid8, $2)
+                        and tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+                )
+                .bind(after.tx.to_string())
+                .bind(after.pos)
+                .fetch_one(pool)
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar("select count(*) from events where position > $1")
+                    .bind(after.pos)
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(count)
+    }
 }
