@@ -63,6 +63,10 @@ impl Argon2Hasher {
     ) -> Result<T, HashError> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
+            // The request gave up while queued (client gone, timeout): spend no hash on it.
+            if done.is_closed() {
+                return;
+            }
             let _ = done.send(work());
         });
         self.jobs
