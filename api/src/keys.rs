@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
-use gatehouse_domain::contact::{Contact, SealedContact};
+use gatehouse_domain::contact::{Contact, ContactKind, SealedContact};
 
 /// Length of the master key in bytes (64 hex characters).
 pub const MASTER_KEY_LEN: usize = 32;
@@ -131,7 +131,7 @@ impl DataKey {
         account_id: &str,
         contact: &Contact,
     ) -> Result<SealedContact, KeyError> {
-        let aad = format!("{account_id}/{:?}", contact.kind());
+        let aad = format!("{account_id}/{}", contact.kind().as_str());
         let sealed = seal_bytes(&self.0, contact.as_str().as_bytes(), aad.as_bytes())?;
         Ok(SealedContact {
             sealed: format!("{SEALED_PREFIX}{}", base64_url(&sealed)),
@@ -139,14 +139,19 @@ impl DataKey {
         })
     }
 
-    /// Opens a sealed contact value of the given kind (`Email` or `Phone`).
-    pub fn open(&self, account_id: &str, kind: &str, sealed: &str) -> Result<String, KeyError> {
+    /// Opens a sealed contact value of the given kind.
+    pub fn open(
+        &self,
+        account_id: &str,
+        kind: ContactKind,
+        sealed: &str,
+    ) -> Result<String, KeyError> {
         use base64::Engine as _;
         let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(KeyError::Unseal)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| KeyError::Unseal)?;
-        let aad = format!("{account_id}/{kind}");
+        let aad = format!("{account_id}/{}", kind.as_str());
         let plain = open_bytes(&self.0, &bytes, aad.as_bytes())?;
         String::from_utf8(plain).map_err(|_| KeyError::Unseal)
     }
@@ -235,19 +240,21 @@ mod tests {
         assert!(!sealed.sealed.contains("example"));
         let reopened = keys.unwrap_data_key("acct-1", &wrapped).unwrap();
         assert_eq!(
-            reopened.open("acct-1", "Email", &sealed.sealed).unwrap(),
+            reopened
+                .open("acct-1", ContactKind::Email, &sealed.sealed)
+                .unwrap(),
             email.as_str()
         );
         // Another account's id, another kind, or a tampered byte: refused.
         assert_eq!(
             reopened
-                .open("acct-2", "Email", &sealed.sealed)
+                .open("acct-2", ContactKind::Email, &sealed.sealed)
                 .unwrap_err(),
             KeyError::Unseal
         );
         assert_eq!(
             reopened
-                .open("acct-1", "Phone", &sealed.sealed)
+                .open("acct-1", ContactKind::Phone, &sealed.sealed)
                 .unwrap_err(),
             KeyError::Unseal
         );

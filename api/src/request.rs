@@ -126,13 +126,12 @@ impl FromRequestParts<AppState> for Authenticated {
         let session = account
             .authenticate(token.session_id, &token.token_hash, now)
             .map_err(|_| ApiError::unauthenticated())?;
-        // Use keeps a session alive: push its idle expiry back, but write at most once per
-        // `extend_after` rather than on every request.
-        let policy = &state.accounts().services().sessions;
-        let last_extended = session.idle_expires_at - policy.idle;
-        let account = if now - last_extended >= policy.extend_after
-            && session.idle_expires_at < session.expires_at
-        {
+        // Use keeps a session alive; the domain says when that needs a write (at most once per
+        // `extend_after`, not on every request).
+        let needs_extension = session
+            .extension_at(now, &state.accounts().services().sessions)
+            .is_some();
+        let account = if needs_extension {
             let session_id = token.session_id;
             let id = token.account_id.to_string();
             let executed = state

@@ -35,6 +35,16 @@ pub enum ContactError {
 
 const MAX_EMAIL_LEN: usize = 254;
 
+impl ContactKind {
+    /// Stable name, as stored in `identifier_claims` and bound into sealed values.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "Email",
+            Self::Phone => "Phone",
+        }
+    }
+}
+
 impl Contact {
     /// Parses an email address: trimmed, lower-cased, one `@`, a dotted domain, no spaces.
     pub fn email(raw: &str) -> Result<Self, ContactError> {

@@ -92,14 +92,19 @@ pub fn normalize(raw: &str) -> SecretString {
 const SERVICE_WORDS: &[&str] = &["gatehouse"];
 
 impl PasswordPolicy {
+    /// Longest input, in bytes, that could still be an acceptable password (no code point is
+    /// wider than 4 bytes): anything longer is refused before any normalising or hashing.
+    pub fn max_bytes(&self) -> usize {
+        self.max_len.saturating_mul(4)
+    }
+
     /// Checks a new password against the policy; `context_words` are the account's identifiers.
     pub fn check(
         &self,
         raw: &str,
         context_words: &[String],
     ) -> Result<CandidatePassword, PasswordRejection> {
-        // Bound the work before normalising: no code point is wider than 4 bytes.
-        if raw.len() > self.max_len.saturating_mul(4) {
+        if raw.len() > self.max_bytes() {
             return Err(PasswordRejection::TooLong { max: self.max_len });
         }
         let normalized = normalize(raw);

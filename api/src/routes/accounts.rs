@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use gatehouse_domain::account::AccountStatus;
-use gatehouse_domain::contact::{Contact, ContactKind};
+use gatehouse_domain::contact::Contact;
 use gatehouse_domain::password::PasswordRejection;
 use gatehouse_domain::{AccountCommand, RegisterAccount};
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,7 @@ pub async fn register(
     let contacts: Vec<&Contact> = email.iter().chain(phone.iter()).collect();
     let lookups: Vec<(String, &'static str)> = contacts
         .iter()
-        .map(|c| (state.keys().lookup(c.as_str()), kind_name(c.kind())))
+        .map(|c| (state.keys().lookup(c.as_str()), c.kind().as_str()))
         .collect();
 
     match claim(&state, &id, &lookups, &wrapped, now.timestamp_millis()).await? {
@@ -209,12 +209,4 @@ fn parse_contact(
 
 fn password_error(rejection: PasswordRejection) -> ApiError {
     ApiError::validation("weak_password", rejection.to_string()).with_field("password")
-}
-
-/// The kind as stored in `identifier_claims` and bound into sealed values.
-pub fn kind_name(kind: ContactKind) -> &'static str {
-    match kind {
-        ContactKind::Email => "Email",
-        ContactKind::Phone => "Phone",
-    }
 }

@@ -67,7 +67,7 @@ pub async fn login(
     if req.identifier.chars().count() > MAX_IDENTIFIER_LEN {
         return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
     }
-    let max_password = state.password_policy().max_len.saturating_mul(4);
+    let max_password = state.password_policy().max_bytes();
     if req.password.len() > max_password {
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));

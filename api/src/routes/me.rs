@@ -3,6 +3,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::AccountCommand;
 use gatehouse_projections::{lockout_state, login_history};
 use serde::{Deserialize, Serialize};
@@ -305,13 +306,13 @@ pub async fn me(
             .map_err(ApiError::internal)?;
         if let Some(sealed) = auth.account.email() {
             email = Some(mask::email(
-                &key.open(&id, "Email", &sealed.sealed)
+                &key.open(&id, ContactKind::Email, &sealed.sealed)
                     .map_err(ApiError::internal)?,
             ));
         }
         if let Some(sealed) = auth.account.phone() {
             phone = Some(mask::phone(
-                &key.open(&id, "Phone", &sealed.sealed)
+                &key.open(&id, ContactKind::Phone, &sealed.sealed)
                     .map_err(ApiError::internal)?,
             ));
         }

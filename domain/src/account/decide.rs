@@ -204,20 +204,18 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        let policy = &services.sessions;
         let session = self
             .sessions
             .get(&session_id)
             .filter(|s| s.is_live(now))
             .ok_or(AccountError::SessionNotFound)?;
-        let last_extended = session.idle_expires_at - policy.idle;
-        let target = (now + policy.idle).min(session.expires_at);
-        if now - last_extended < policy.extend_after || target <= session.idle_expires_at {
-            return Ok(Vec::new());
-        }
-        Ok(vec![AccountFact::SessionExtended {
-            session_id,
-            idle_expires_at: target,
-        }])
+        Ok(session
+            .extension_at(now, &services.sessions)
+            .map(|idle_expires_at| AccountFact::SessionExtended {
+                session_id,
+                idle_expires_at,
+            })
+            .into_iter()
+            .collect())
     }
 }

@@ -10,6 +10,7 @@ use crate::chain::ChainLink;
 use crate::contact::SealedContact;
 use crate::context::RequestContext;
 use crate::password::PasswordHash;
+use crate::policy::SessionPolicy;
 
 use super::events::{AccountEvent, AccountFact};
 
@@ -53,6 +54,20 @@ impl Session {
     /// Whether the session is still usable at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at && now < self.idle_expires_at
+    }
+
+    /// The new idle expiry if use at `now` should extend this session under `policy`, `None`
+    /// when it is too soon since the last extension or the absolute limit is already reached.
+    /// The one rule for both the decision and the edge's "is a write needed" check.
+    pub fn extension_at(
+        &self,
+        now: DateTime<Utc>,
+        policy: &SessionPolicy,
+    ) -> Option<DateTime<Utc>> {
+        let last_extended = self.idle_expires_at - policy.idle;
+        let target = (now + policy.idle).min(self.expires_at);
+        (now - last_extended >= policy.extend_after && target > self.idle_expires_at)
+            .then_some(target)
     }
 }
 

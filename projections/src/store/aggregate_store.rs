@@ -26,6 +26,16 @@ pub struct AggregateStore<A> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
+/// Same text on both backends; only the payload's type differs (json on PostgreSQL, text on
+/// SQLite). Never moves a snapshot backwards.
+const SNAPSHOT_UPSERT: &str = "
+insert into snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
+values ($1, $2, $3, $4, $5)
+on conflict (aggregate_type, aggregate_id) do update
+   set last_sequence = excluded.last_sequence, current_snapshot = excluded.current_snapshot,
+       payload = excluded.payload
+ where snapshots.last_sequence < excluded.last_sequence";
+
 impl<A: Aggregate> AggregateStore<A> {
     /// A store for `A` over `store`, with the upcasters that bring old payloads to current form.
     pub fn new(store: &Store, upcasters: Vec<Box<dyn EventUpcaster>>) -> Self {
@@ -130,38 +140,24 @@ impl<A: Aggregate> AggregateStore<A> {
         let snapshot_number = sequence / SNAPSHOT_EVERY as i64;
         match self.store.backend() {
             Backend::Postgres(pool) => {
-                sqlx::query(
-                    "insert into snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-                     values ($1, $2, $3, $4, $5)
-                     on conflict (aggregate_type, aggregate_id) do update
-                        set last_sequence = excluded.last_sequence, current_snapshot = excluded.current_snapshot,
-                            payload = excluded.payload
-                      where snapshots.last_sequence < excluded.last_sequence",
-                )
-                .bind(A::TYPE)
-                .bind(&context.aggregate_id)
-                .bind(sequence)
-                .bind(snapshot_number)
-                .bind(&payload)
-                .execute(pool)
-                .await?;
+                sqlx::query(SNAPSHOT_UPSERT)
+                    .bind(A::TYPE)
+                    .bind(&context.aggregate_id)
+                    .bind(sequence)
+                    .bind(snapshot_number)
+                    .bind(&payload)
+                    .execute(pool)
+                    .await?;
             }
             Backend::Sqlite(pool) => {
-                sqlx::query(
-                    "insert into snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload)
-                     values ($1, $2, $3, $4, $5)
-                     on conflict (aggregate_type, aggregate_id) do update
-                        set last_sequence = excluded.last_sequence, current_snapshot = excluded.current_snapshot,
-                            payload = excluded.payload
-                      where snapshots.last_sequence < excluded.last_sequence",
-                )
-                .bind(A::TYPE)
-                .bind(&context.aggregate_id)
-                .bind(sequence)
-                .bind(snapshot_number)
-                .bind(payload.to_string())
-                .execute(pool)
-                .await?;
+                sqlx::query(SNAPSHOT_UPSERT)
+                    .bind(A::TYPE)
+                    .bind(&context.aggregate_id)
+                    .bind(sequence)
+                    .bind(snapshot_number)
+                    .bind(payload.to_string())
+                    .execute(pool)
+                    .await?;
             }
         }
         Ok(())
