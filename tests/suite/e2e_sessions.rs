@@ -180,3 +180,48 @@ async fn test_login_history_pages_and_lockout_view() {
     );
     assert_eq!(lockout["remaining_attempts"], 5);
 }
+
+#[tokio::test]
+async fn test_one_account_cannot_touch_another_accounts_sessions() {
+    let db = TestDb::new().await;
+    let server = Server::start(Some(&db.url), &fast_env()).await;
+    server.register("alice@example.com", PASSWORD).await;
+    server.register("mallory@example.com", PASSWORD).await;
+    let alice = server.token("alice@example.com", PASSWORD).await;
+    let mallory = server.token("mallory@example.com", PASSWORD).await;
+
+    // Revoking Alice's session id from Mallory's session: not found, and Alice is still in.
+    let alice_session = alice.split('.').nth(2).unwrap();
+    let (status, body) = server
+        .authed(
+            Method::DELETE,
+            &format!("/v1/me/sessions/{alice_session}"),
+            &mallory,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(server.authed(Method::GET, "/v1/me", &alice).await.0, 200);
+
+    // Mallory's secret under Alice's account and session ids: refused.
+    let parts: Vec<&str> = alice.split('.').collect();
+    let grafted = format!(
+        "gh1.{}.{}.{}",
+        parts[1],
+        parts[2],
+        mallory.rsplit('.').next().unwrap()
+    );
+    assert_eq!(server.authed(Method::GET, "/v1/me", &grafted).await.0, 401);
+    // Alice's own token with Mallory's account id: refused too.
+    let moved = format!(
+        "gh1.{}.{}.{}",
+        mallory.split('.').nth(1).unwrap(),
+        parts[2],
+        parts[3]
+    );
+    assert_eq!(server.authed(Method::GET, "/v1/me", &moved).await.0, 401);
+    // Revoking everything else from Mallory's session leaves Alice's session alone.
+    server
+        .authed(Method::DELETE, "/v1/me/sessions", &mallory)
+        .await;
+    assert_eq!(server.authed(Method::GET, "/v1/me", &alice).await.0, 200);
+}

@@ -5,7 +5,10 @@ use super::support::{fast_env, Server, TestDb, TEST_MASTER_KEY};
 #[tokio::test]
 async fn test_no_secret_or_personal_data_in_any_table() {
     let db = TestDb::new().await;
-    let server = Server::start(Some(&db.url), &fast_env()).await;
+    // Debug logging, so that anything the server might log about requests is in the scan too.
+    let mut env = fast_env();
+    env.insert("GATEHOUSE_LOG".into(), "debug".into());
+    let server = Server::start(Some(&db.url), &env).await;
     let password = "saffron-kettle-orbit-73-drift";
     let email = "secret.keeper@example.org";
     let (status, _) = server
@@ -53,6 +56,17 @@ async fn test_no_secret_or_personal_data_in_any_table() {
     for token in &tokens {
         needles.push(token.clone());
         needles.push(token.rsplit('.').next().unwrap().to_string());
+    }
+    let logs = server.logs().to_lowercase();
+    assert!(
+        !logs.is_empty(),
+        "debug logging should have produced output"
+    );
+    for needle in &needles {
+        assert!(
+            !logs.contains(&needle.to_lowercase()),
+            "the server logged a secret: {needle}"
+        );
     }
     for table in &tables {
         let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))

@@ -153,6 +153,8 @@ pub struct Server {
     pub base: String,
     /// Client with a 30 s timeout.
     pub http: reqwest::Client,
+    /// Everything the server wrote to stderr so far (drained, so the pipe never fills).
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -205,8 +207,20 @@ impl Server {
                 return Err(stderr);
             }
         };
-        // Keep draining stdout so the child never blocks on a full pipe.
+        // Keep draining stdout and stderr so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut all = logs.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -215,7 +229,13 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             http,
+            logs,
         })
+    }
+
+    /// What the server has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 
     /// Sends SIGKILL and waits for the process to go.
