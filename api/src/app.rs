@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, health, login, me};
+use crate::routes::{accounts, health, login, me, recovery};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -21,10 +21,13 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Gatehouse", description = "Account security: sign-up, sign-in with lockout, sessions, login history. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
+    info(title = "Gatehouse", description = "Account security: sign-up with contact verification, sign-in with lockout, sessions, login history, self-service recovery (forgot password, unlock) by one-time code. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
     paths(
         accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
-        me::revoke_other_sessions, me::login_history, me::lockout, health::healthz, health::readyz, health::metrics
+        me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
+        me::remove_anti_phishing_phrase, me::restrictions, recovery::forgot_password, recovery::reset_password,
+        recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
+        recovery::resend, health::healthz, health::readyz, health::metrics
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -65,6 +68,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/sessions/{session_id}", delete(me::revoke_session))
         .route("/v1/me/login-history", get(me::login_history))
         .route("/v1/me/lockout", get(me::lockout))
+        .route(
+            "/v1/me/anti-phishing-phrase",
+            axum::routing::put(me::set_anti_phishing_phrase)
+                .delete(me::remove_anti_phishing_phrase),
+        )
+        .route("/v1/me/restrictions", get(me::restrictions))
+        .route("/v1/password/forgot", post(recovery::forgot_password))
+        .route("/v1/password/reset", post(recovery::reset_password))
+        .route("/v1/unlock/request", post(recovery::request_unlock))
+        .route("/v1/unlock/confirm", post(recovery::confirm_unlock))
+        .route("/v1/verify", post(recovery::verify_contact))
+        .route("/v1/flows/{flow_id}", get(recovery::get_flow))
+        .route("/v1/flows/{flow_id}/resend", post(recovery::resend))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
-use gatehouse_domain::policy::{LockoutPolicy, SessionPolicy};
+use gatehouse_domain::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
@@ -91,6 +91,61 @@ pub struct ServeArgs {
     /// Longest password, in code points.
     #[arg(long, env = "GATEHOUSE_PASSWORD_MAX_LENGTH", default_value_t = 128)]
     pub password_max_length: usize,
+    /// One-time code lifetime in seconds.
+    #[arg(long, env = "GATEHOUSE_CODE_TTL_SECONDS", default_value_t = 600)]
+    pub code_ttl_seconds: i64,
+    /// Wrong tries that exhaust a one-time code.
+    #[arg(long, env = "GATEHOUSE_CODE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub code_max_attempts: u32,
+    /// Seconds before a flow's code may be resent.
+    #[arg(long, env = "GATEHOUSE_CODE_RESEND_SECONDS", default_value_t = 60)]
+    pub code_resend_seconds: i64,
+    /// Most codes issued to one account per hour.
+    #[arg(long, env = "GATEHOUSE_CODE_MAX_PER_HOUR", default_value_t = 10)]
+    pub code_max_per_hour: u32,
+    /// Seconds high-risk actions stay blocked after a password reset.
+    #[arg(
+        long,
+        env = "GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub high_risk_cooldown_seconds: i64,
+    /// SMTP server for email, in lettre's URL form (`smtp://host:2525`, `smtps://user:pass@host`,
+    /// `smtp://host:587?tls=required`). Unset: emails are written to the development outbox.
+    #[arg(long, env = "GATEHOUSE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of emails.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SMTP_FROM",
+        default_value = "Gatehouse <no-reply@gatehouse.invalid>"
+    )]
+    pub smtp_from: String,
+    /// URL the SMS provider webhook receives `{"to", "body", "id"}` at. Unset: text messages are
+    /// written to the development outbox.
+    #[arg(long, env = "GATEHOUSE_SMS_WEBHOOK_URL", hide_env_values = true)]
+    pub sms_webhook_url: Option<String>,
+    /// Directory of the development outbox (messages as files) when no SMTP server or SMS
+    /// webhook is configured; defaults to `<data dir>/outbox`.
+    #[arg(long, env = "GATEHOUSE_DEV_OUTBOX_DIR")]
+    pub dev_outbox_dir: Option<PathBuf>,
+    /// Tries before a message is given up.
+    #[arg(long, env = "GATEHOUSE_DELIVERY_MAX_ATTEMPTS", default_value_t = 6)]
+    pub delivery_max_attempts: u32,
+    /// Self-service requests (forgot password, unlock, codes) allowed per client IP per minute.
+    #[arg(
+        long,
+        env = "GATEHOUSE_RATE_LIMIT_PER_IP_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub rate_limit_per_ip_per_minute: u32,
+    /// Self-service requests allowed per identifier (or flow) per minute.
+    #[arg(
+        long,
+        env = "GATEHOUSE_RATE_LIMIT_PER_IDENTIFIER_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub rate_limit_per_identifier_per_minute: u32,
 }
 
 /// A setting is out of range.
@@ -133,6 +188,37 @@ impl ServeArgs {
             // Extend at most every sixth of the idle window: bounded writes, bounded staleness.
             extend_after: idle / 6,
             max_active: self.session_max_active,
+        })
+    }
+
+    /// One-time code policy from the settings.
+    pub fn codes(&self) -> Result<CodePolicy, ConfigError> {
+        if self.code_ttl_seconds <= 0
+            || self.code_max_attempts == 0
+            || self.code_resend_seconds < 0
+            || self.code_max_per_hour == 0
+        {
+            return Err(ConfigError(
+                "GATEHOUSE_CODE_TTL_SECONDS, GATEHOUSE_CODE_MAX_ATTEMPTS and GATEHOUSE_CODE_MAX_PER_HOUR must be positive, GATEHOUSE_CODE_RESEND_SECONDS not negative".into(),
+            ));
+        }
+        Ok(CodePolicy {
+            ttl: chrono::Duration::seconds(self.code_ttl_seconds),
+            max_attempts: self.code_max_attempts,
+            resend_cooldown: chrono::Duration::seconds(self.code_resend_seconds),
+            max_per_hour: self.code_max_per_hour,
+        })
+    }
+
+    /// Cooldown policy from the settings.
+    pub fn cooldowns(&self) -> Result<CooldownPolicy, ConfigError> {
+        if self.high_risk_cooldown_seconds < 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS must not be negative".into(),
+            ));
+        }
+        Ok(CooldownPolicy {
+            after_password_reset: chrono::Duration::seconds(self.high_risk_cooldown_seconds),
         })
     }
 

@@ -23,7 +23,7 @@ pub struct ErrorDetail {
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
-    /// Seconds until the caller may retry (`account_locked` only).
+    /// Seconds until the caller may retry (`account_locked`, `rate_limited`, `resend_too_soon`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<i64>,
 }
@@ -90,6 +90,13 @@ impl ApiError {
             "account_locked",
             "too many failed sign-in attempts; try again later",
         );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
+    /// 429 with `retry_after`: too many requests of this kind.
+    pub fn rate_limited(code: &'static str, message: impl Into<String>, retry_after: i64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message);
         e.retry_after = Some(retry_after.max(1));
         e
     }

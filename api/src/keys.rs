@@ -38,7 +38,16 @@ pub struct Keys {
     lookup: Hmac<Sha256>,
     fingerprint: String,
     kek: XChaCha20Poly1305,
+    code_verifier: Hmac<Sha256>,
+    code_delivery: XChaCha20Poly1305,
+    flow_token: XChaCha20Poly1305,
 }
+
+/// Bytes a flow token's plaintext is padded to, so that tokens of accounts and of unknown
+/// identifiers (whose aggregate ids are longer) have the same length.
+const FLOW_TOKEN_PLAINTEXT: usize = 112;
+/// Prefix of flow tokens.
+const FLOW_TOKEN_PREFIX: &str = "fl1.";
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -78,12 +87,30 @@ impl Keys {
             .map_err(|_| KeyError::MalformedMasterKey)?;
         let kek =
             XChaCha20Poly1305::new_from_slice(&kek).map_err(|_| KeyError::MalformedMasterKey)?;
+        let derive = |label: &[u8]| -> Result<[u8; 32], KeyError> {
+            let mut key = [0u8; 32];
+            hk.expand(label, &mut key)
+                .map_err(|_| KeyError::MalformedMasterKey)?;
+            Ok(key)
+        };
+        let code_verifier = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&derive(
+            b"gatehouse/one-time-code-verifier/v1",
+        )?)
+        .map_err(|_| KeyError::MalformedMasterKey)?;
+        let code_delivery =
+            XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/one-time-code-delivery/v1")?)
+                .map_err(|_| KeyError::MalformedMasterKey)?;
+        let flow_token = XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/flow-token/v1")?)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
         let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup)
             .map_err(|_| KeyError::MalformedMasterKey)?;
         Ok(Self {
             lookup,
             kek,
             fingerprint: hex::encode(check),
+            code_verifier,
+            code_delivery,
+            flow_token,
         })
     }
 
@@ -98,6 +125,58 @@ impl Keys {
         let mut mac = self.lookup.clone();
         mac.update(normalized_identifier.as_bytes());
         hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The verifier of a one-time code: an HMAC under a server key, bound to its flow, so the
+    /// event store alone cannot be used to recover a code by trying all of them.
+    pub fn code_verifier(&self, flow_id: uuid::Uuid, code: &str) -> String {
+        let mut mac = self.code_verifier.clone();
+        mac.update(flow_id.as_bytes());
+        mac.update(b":");
+        mac.update(code.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Seals a code for the delivery queue (bound to its code id).
+    pub fn seal_code(&self, code_id: uuid::Uuid, code: &str) -> Result<String, KeyError> {
+        let sealed = seal_bytes(&self.code_delivery, code.as_bytes(), code_id.as_bytes())?;
+        Ok(base64_url(&sealed))
+    }
+
+    /// Opens a code sealed by [`Keys::seal_code`].
+    pub fn open_code(&self, code_id: uuid::Uuid, sealed: &str) -> Result<String, KeyError> {
+        let bytes = base64_decode(sealed)?;
+        let plain = open_bytes(&self.code_delivery, &bytes, code_id.as_bytes())?;
+        String::from_utf8(plain).map_err(|_| KeyError::Unseal)
+    }
+
+    /// An opaque, authenticated flow id naming the aggregate that holds the flow, of one fixed
+    /// length whatever the aggregate.
+    pub fn flow_token(&self, aggregate_id: &str, flow_id: uuid::Uuid) -> Result<String, KeyError> {
+        let mut plain = Vec::with_capacity(FLOW_TOKEN_PLAINTEXT);
+        plain.extend_from_slice(flow_id.as_bytes());
+        plain.extend_from_slice(aggregate_id.as_bytes());
+        if plain.len() > FLOW_TOKEN_PLAINTEXT {
+            return Err(KeyError::Unseal);
+        }
+        plain.resize(FLOW_TOKEN_PLAINTEXT, 0);
+        let sealed = seal_bytes(&self.flow_token, &plain, FLOW_TOKEN_PREFIX.as_bytes())?;
+        Ok(format!("{FLOW_TOKEN_PREFIX}{}", base64_url(&sealed)))
+    }
+
+    /// The aggregate and flow a token names; `None` for anything not made by this server.
+    pub fn open_flow_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
+        let body = token.strip_prefix(FLOW_TOKEN_PREFIX)?;
+        if body.len() > 256 {
+            return None;
+        }
+        let bytes = base64_decode(body).ok()?;
+        let plain = open_bytes(&self.flow_token, &bytes, FLOW_TOKEN_PREFIX.as_bytes()).ok()?;
+        let (flow, rest) = plain.split_at_checked(16)?;
+        let flow_id = uuid::Uuid::from_slice(flow).ok()?;
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        let aggregate = String::from_utf8(rest[..end].to_vec()).ok()?;
+        Some((aggregate, flow_id))
     }
 
     /// A fresh data key for a new account, and its wrapped form for storage.
@@ -139,6 +218,27 @@ impl DataKey {
         })
     }
 
+    /// Seals free text (e.g. the anti-phishing phrase) under a label bound as associated data.
+    pub fn seal_text(&self, account_id: &str, label: &str, text: &str) -> Result<String, KeyError> {
+        let aad = format!("{account_id}/{label}");
+        let sealed = seal_bytes(&self.0, text.as_bytes(), aad.as_bytes())?;
+        Ok(format!("{SEALED_PREFIX}{}", base64_url(&sealed)))
+    }
+
+    /// Opens text sealed by [`DataKey::seal_text`] with the same label.
+    pub fn open_text(
+        &self,
+        account_id: &str,
+        label: &str,
+        sealed: &str,
+    ) -> Result<String, KeyError> {
+        let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(KeyError::Unseal)?;
+        let bytes = base64_decode(body)?;
+        let aad = format!("{account_id}/{label}");
+        let plain = open_bytes(&self.0, &bytes, aad.as_bytes())?;
+        String::from_utf8(plain).map_err(|_| KeyError::Unseal)
+    }
+
     /// Opens a sealed contact value of the given kind.
     pub fn open(
         &self,
@@ -146,15 +246,19 @@ impl DataKey {
         kind: ContactKind,
         sealed: &str,
     ) -> Result<String, KeyError> {
-        use base64::Engine as _;
         let body = sealed.strip_prefix(SEALED_PREFIX).ok_or(KeyError::Unseal)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| KeyError::Unseal)?;
+        let bytes = base64_decode(body)?;
         let aad = format!("{account_id}/{}", kind.as_str());
         let plain = open_bytes(&self.0, &bytes, aad.as_bytes())?;
         String::from_utf8(plain).map_err(|_| KeyError::Unseal)
     }
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>, KeyError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| KeyError::Unseal)
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -229,6 +333,48 @@ mod tests {
         assert_eq!(a.lookup("ann@example.com"), a.lookup("ann@example.com"));
         assert_ne!(a.lookup("ann@example.com"), b.lookup("ann@example.com"));
         assert_ne!(a.lookup("ann@example.com"), a.lookup("bob@example.com"));
+    }
+
+    #[test]
+    fn test_flow_tokens_round_trip_have_one_length_and_resist_forgery() {
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let flow = uuid::Uuid::from_u128(42);
+        let short = keys
+            .flow_token("0b7c7d4e-0000-4000-8000-000000000001", flow)
+            .unwrap();
+        let long = keys
+            .flow_token(&format!("unknown-{}", "a".repeat(64)), flow)
+            .unwrap();
+        assert_eq!(short.len(), long.len());
+        assert_eq!(
+            keys.open_flow_token(&short),
+            Some(("0b7c7d4e-0000-4000-8000-000000000001".to_string(), flow))
+        );
+        let other = Keys::from_master_hex(&generate_master_key_hex().unwrap()).unwrap();
+        assert_eq!(other.open_flow_token(&short), None);
+        let mut forged = short.clone().into_bytes();
+        let last = forged.len() - 3;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            keys.open_flow_token(&String::from_utf8(forged).unwrap()),
+            None
+        );
+        assert_eq!(keys.open_flow_token("fl1.!!"), None);
+    }
+
+    #[test]
+    fn test_code_verifier_is_keyed_and_bound_to_the_flow() {
+        let a = Keys::from_master_hex(MASTER).unwrap();
+        let b = Keys::from_master_hex(&generate_master_key_hex().unwrap()).unwrap();
+        let f1 = uuid::Uuid::from_u128(1);
+        let f2 = uuid::Uuid::from_u128(2);
+        assert_eq!(a.code_verifier(f1, "123456"), a.code_verifier(f1, "123456"));
+        assert_ne!(a.code_verifier(f1, "123456"), a.code_verifier(f2, "123456"));
+        assert_ne!(a.code_verifier(f1, "123456"), b.code_verifier(f1, "123456"));
+        let sealed = a.seal_code(f1, "123456").unwrap();
+        assert!(!sealed.contains("123456"));
+        assert_eq!(a.open_code(f1, &sealed).unwrap(), "123456");
+        assert!(a.open_code(f2, &sealed).is_err());
     }
 
     #[test]

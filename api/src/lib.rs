@@ -8,7 +8,9 @@
 )]
 
 pub mod app;
+pub mod codes;
 pub mod config;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod hasher;
@@ -18,4 +20,11 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod throttle;
 pub mod tokens;
+
+/// Installs the TLS crypto provider (ring) that the SMTP and HTTP clients share. Idempotent; call
+/// before building any `reqwest` client in a process that links this crate.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

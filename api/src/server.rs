@@ -92,7 +92,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         sessions: args
             .sessions()
             .map_err(|e| StartError::Config(e.to_string()))?,
+        codes: args
+            .codes()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+        cooldowns: args
+            .cooldowns()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
+    let delivery = delivery(&args)?;
     let password_policy = args
         .password_policy()
         .map_err(|e| StartError::Config(e.to_string()))?;
@@ -108,6 +115,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         runner.clone(),
         password_policy,
         args.trusted_proxies.clone(),
+        crate::throttle::Throttle::new(
+            args.rate_limit_per_ip_per_minute,
+            args.rate_limit_per_identifier_per_minute,
+        ),
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -123,6 +134,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_task = tokio::spawn(runner.run(stop_rx.clone()));
+    tracing::info!(email = %delivery.email.describe(), sms = %delivery.sms.describe(), "message delivery");
+    let worker_task = tokio::spawn(crate::delivery::worker::run(
+        state.clone(),
+        delivery,
+        std::time::Duration::from_millis(500),
+        stop_rx.clone(),
+    ));
     // Tests and operators wait for this exact line.
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
@@ -139,8 +157,35 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .await;
     let _ = stop_tx.send(true);
     let _ = runner_task.await;
+    let _ = worker_task.await;
     store.close().await;
     served.map_err(|cause| StartError::Listen { addr: local, cause })
+}
+
+/// The message senders: SMTP and the SMS webhook when configured, else development files.
+fn delivery(args: &ServeArgs) -> Result<crate::delivery::worker::Delivery, StartError> {
+    use crate::delivery::{email, sms, EmailSender, SmsProvider};
+    // One TLS provider for both lettre and reqwest (ring: no C toolchain beyond cc).
+    crate::install_tls_provider();
+    let outbox = args
+        .dev_outbox_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("outbox"));
+    let email: Arc<dyn EmailSender> = match &args.smtp_url {
+        Some(url) => {
+            Arc::new(email::SmtpSender::new(url, &args.smtp_from).map_err(StartError::Config)?)
+        }
+        None => Arc::new(email::FileEmailSender::new(outbox.clone())),
+    };
+    let sms: Arc<dyn SmsProvider> = match &args.sms_webhook_url {
+        Some(url) => Arc::new(sms::WebhookSms::new(url).map_err(StartError::Config)?),
+        None => Arc::new(sms::FileSms::new(outbox)),
+    };
+    Ok(crate::delivery::worker::Delivery {
+        email,
+        sms,
+        max_attempts: args.delivery_max_attempts.max(1),
+    })
 }
 
 /// The embedded store's master key: read from `master.key` in the data directory, or generated

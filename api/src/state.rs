@@ -8,6 +8,7 @@ use gatehouse_projections::store::CommandExecutor;
 use gatehouse_projections::{ProjectionRunner, Store};
 
 use crate::keys::Keys;
+use crate::throttle::Throttle;
 
 /// Shared application state.
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     runner: ProjectionRunner,
     password_policy: PasswordPolicy,
     trusted_proxies: Vec<IpAddr>,
+    throttle: Throttle,
     /// Identifier lookup hash → account id, for accounts that have signed in (a claim that led to
     /// a sign-in is permanent, so the entry can never go stale).
     known_accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -39,6 +41,7 @@ impl AppState {
         runner: ProjectionRunner,
         password_policy: PasswordPolicy,
         trusted_proxies: Vec<IpAddr>,
+        throttle: Throttle,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -48,6 +51,7 @@ impl AppState {
                 runner,
                 password_policy,
                 trusted_proxies,
+                throttle,
                 known_accounts: Default::default(),
             }),
         }
@@ -81,6 +85,11 @@ impl AppState {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> &[IpAddr] {
         &self.inner.trusted_proxies
+    }
+
+    /// Throttling of the self-service flows.
+    pub fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
     }
 
     /// The account a lookup hash is known to belong to.

@@ -141,6 +141,9 @@ async fn main() {
         .to_string();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let base = format!("http://{addr}");
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()

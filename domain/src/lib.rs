@@ -20,5 +20,6 @@ pub mod policy;
 
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
-    AttemptLogin, RegisterAccount, SessionGrant,
+    AttemptLogin, CodeAction, CodeGrant, FlowGrant, RedeemCode, RegisterAccount, SessionGrant,
+    StartFlow,
 };

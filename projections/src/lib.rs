@@ -4,7 +4,8 @@
 //!   (sqlite-es), snapshots, the gap-free global stream, and the command executor;
 //! - [`runner`]: feeds every projection from the persisted stream, with a checkpoint written in
 //!   the same transaction as each read-model change;
-//! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`].
+//! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`],
+//!   [`notifications`] (the outbox the delivery worker drains).
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
 #![cfg_attr(
@@ -14,6 +15,7 @@
 
 pub mod lockout_state;
 pub mod login_history;
+pub mod notifications;
 pub mod runner;
 pub mod sessions;
 pub mod store;
@@ -32,6 +34,7 @@ pub fn standard_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(lockout_state::projection()),
         Arc::new(login_history::projection()),
         Arc::new(sessions::projection()),
+        Arc::new(notifications::projection()),
     ]
 }
 

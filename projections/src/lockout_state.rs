@@ -24,6 +24,8 @@ pub enum LockoutChange {
     },
     /// A sign-in succeeded: counters reset, lock lifted.
     Succeeded { account_id: String, at_ms: i64 },
+    /// The lock was lifted early (unlock code, password reset): counters reset.
+    Unlocked { account_id: String, at_ms: i64 },
 }
 
 /// The pure fold: which changes an event makes.
@@ -53,6 +55,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
             }]
         }
         AccountFact::LoginSucceeded { .. } => vec![LockoutChange::Succeeded { account_id, at_ms }],
+        AccountFact::AccountUnlocked { .. } => vec![LockoutChange::Unlocked { account_id, at_ms }],
         _ => Vec::new(),
     })
 }
@@ -103,6 +106,18 @@ pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(
                  on conflict (account_id) do update
                     set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
                         last_success_ms = $2, updated_ms = $2",
+            )
+            .bind(account_id)
+            .bind(at_ms)
+            .execute(conn)
+            .await?;
+        }
+        LockoutChange::Unlocked { account_id, at_ms } => {
+            sqlx::query(
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, updated_ms)
+                 values ($1, 0, 0, $2)
+                 on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null, updated_ms = $2",
             )
             .bind(account_id)
             .bind(at_ms)

@@ -74,6 +74,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 SessionEndReason::LoggedOut => "logged_out",
                 SessionEndReason::Revoked { .. } => "revoked",
                 SessionEndReason::Evicted => "evicted",
+                SessionEndReason::PasswordReset => "password_reset",
             },
         }],
         _ => Vec::new(),

@@ -123,7 +123,20 @@ async fn test_duplicate_sign_up_looks_like_success_and_is_recorded_on_the_holder
     assert!(event_types(&pool, &holder)
         .await
         .contains(&"DuplicateRegistrationAttempted".to_string()));
-    assert!(event_types(&pool, decoy).await.is_empty());
+    // The decoy id holds only the answer's verification flow, which sends nothing.
+    assert_eq!(
+        event_types(&pool, decoy).await,
+        vec!["FlowStarted".to_string(), "CodeIssued".to_string()]
+    );
+    let deliverable: Vec<bool> = sqlx::query_scalar(
+        "select (payload->'fact'->'CodeIssued'->>'deliverable')::boolean from events
+          where aggregate_id = $1 and event_type = 'CodeIssued'",
+    )
+    .bind(decoy)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(deliverable, vec![false]);
 }
 
 #[tokio::test]
@@ -133,6 +146,7 @@ async fn test_malformed_requests_get_the_error_shape_never_a_500() {
     let url = |p: &str| format!("{}{p}", server.base);
     // No connection reuse: the server answers an oversized body with 413 and closes the
     // connection before reading it all, which a pooled connection would trip over.
+    gatehouse_api::install_tls_provider();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

@@ -34,6 +34,8 @@ fn services() -> AccountServices {
             ..LockoutPolicy::default()
         },
         sessions: SessionPolicy::default(),
+        codes: Default::default(),
+        cooldowns: Default::default(),
     }
 }
 

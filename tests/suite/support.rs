@@ -179,6 +179,14 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Messages of tests that bring no SMTP server or SMS webhook go to a scratch directory.
+        static OUTBOXES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let outbox = std::env::temp_dir().join(format!(
+            "gatehouse-test-outbox-{}-{}",
+            std::process::id(),
+            OUTBOXES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        cmd.env("GATEHOUSE_DEV_OUTBOX_DIR", &outbox);
         if let Some(url) = database_url {
             cmd.env("DATABASE_URL", url)
                 .env("GATEHOUSE_MASTER_KEY", TEST_MASTER_KEY);
@@ -221,6 +229,7 @@ impl Server {
                 }
             });
         }
+        gatehouse_api::install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

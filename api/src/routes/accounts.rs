@@ -8,14 +8,16 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use gatehouse_domain::account::AccountStatus;
-use gatehouse_domain::contact::Contact;
+use gatehouse_domain::contact::{Contact, ContactKind};
 use gatehouse_domain::password::PasswordRejection;
-use gatehouse_domain::{AccountCommand, RegisterAccount};
+use gatehouse_domain::policy::{Channel, FlowKind};
+use gatehouse_domain::{AccountCommand, RegisterAccount, StartFlow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{execute_error, metadata, store_error, ApiJson};
+use crate::codes;
 use crate::directory::{self, Claim};
 use crate::error::ApiError;
 use crate::keys::random_bytes;
@@ -41,6 +43,12 @@ pub struct RegisterRequest {
 pub struct RegisterResponse {
     /// The new account's id.
     pub account_id: Uuid,
+    /// Flow confirming the first contact given (the email if any, else the phone): a code was
+    /// sent there; confirm it with `POST /v1/verify`.
+    pub verification_flow_id: String,
+    /// Flow confirming the phone, when both an email and a phone were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_verification_flow_id: Option<String>,
 }
 
 /// Opens an account.
@@ -86,6 +94,8 @@ pub async fn register(
         .map(|c| (state.keys().lookup(c.as_str()), c.kind().as_str()))
         .collect();
 
+    let kinds: Vec<ContactKind> = contacts.iter().map(|c| c.kind()).collect();
+    let mut flows: Vec<(ContactKind, Uuid)> = Vec::with_capacity(kinds.len());
     match claim(&state, &id, &lookups, &wrapped, now.timestamp_millis()).await? {
         Claim::Taken { holder, .. } => {
             // Same cost as a real sign-up, then a note on the holder's account; the caller gets
@@ -111,8 +121,32 @@ pub async fn register(
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "could not record a duplicate registration");
                 }
-                state.runner().nudge();
             }
+            // The answer's verification flows live on a decoy aggregate named by the returned
+            // id: they behave like real ones (tries counted, resend cooldowns) and send nothing.
+            for kind in &kinds {
+                let (grant, _) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
+                let flow_id = grant.flow_id;
+                let command = StartFlow {
+                    grant,
+                    kind: FlowKind::verify(*kind),
+                    channel: None,
+                    typed: Channel::for_contact(*kind),
+                    at: now,
+                    context: context.clone(),
+                };
+                state
+                    .accounts()
+                    .execute(
+                        &id,
+                        || AccountCommand::StartFlow(command.clone()),
+                        metadata(),
+                    )
+                    .await
+                    .map_err(execute_error)?;
+                flows.push((*kind, flow_id));
+            }
+            state.runner().nudge();
         }
         Claim::Claimed => {
             let seal = |c: &Option<Contact>| {
@@ -122,6 +156,22 @@ pub async fn register(
                     .map_err(ApiError::internal)
             };
             let (sealed_email, sealed_phone) = (seal(&email)?, seal(&phone)?);
+            let expires_at = now + state.accounts().services().codes.ttl;
+            let mut verifications = Vec::with_capacity(kinds.len());
+            for kind in &kinds {
+                let (grant, code) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
+                codes::keep_for_delivery(
+                    state.store(),
+                    state.keys(),
+                    grant.code.code_id,
+                    &code,
+                    expires_at,
+                )
+                .await
+                .map_err(store_error)?;
+                flows.push((*kind, grant.flow_id));
+                verifications.push((*kind, grant));
+            }
             let result = state
                 .accounts()
                 .execute(
@@ -130,6 +180,7 @@ pub async fn register(
                         AccountCommand::RegisterAccount(RegisterAccount {
                             email: sealed_email.clone(),
                             phone: sealed_phone.clone(),
+                            verifications: verifications.clone(),
                             password: password.clone(),
                             at: now,
                             context: context.clone(),
@@ -148,7 +199,36 @@ pub async fn register(
             state.runner().nudge();
         }
     }
-    Ok((StatusCode::CREATED, Json(RegisterResponse { account_id })))
+    let token = |flow_id| {
+        state
+            .keys()
+            .flow_token(&id, flow_id)
+            .map_err(ApiError::internal)
+    };
+    let mut tokens = Vec::with_capacity(flows.len());
+    for (kind, flow_id) in flows {
+        tokens.push((kind, token(flow_id)?));
+    }
+    let verification_flow_id = tokens
+        .first()
+        .map(|(_, t)| t.clone())
+        .ok_or_else(|| ApiError::internal("no verification flow"))?;
+    let phone_verification_flow_id = (tokens.len() > 1)
+        .then(|| {
+            tokens
+                .iter()
+                .find(|(k, _)| *k == ContactKind::Phone)
+                .map(|(_, t)| t.clone())
+        })
+        .flatten();
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            account_id,
+            verification_flow_id,
+            phone_verification_flow_id,
+        }),
+    ))
 }
 
 /// A claim this old whose account never got its first event is left over from a crash between

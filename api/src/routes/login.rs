@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use gatehouse_domain::contact::Contact;
 use gatehouse_domain::password::normalize;
 use gatehouse_domain::{AccountCommand, AccountFact, AttemptLogin};
 use secrecy::ExposeSecret;
@@ -16,15 +15,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata, store_error, ApiJson};
-use crate::directory;
+use super::{execute_error, metadata, ApiJson};
 use crate::error::ApiError;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::tokens;
-
-/// Longest identifier accepted (an email is at most 254 characters).
-const MAX_IDENTIFIER_LEN: usize = 320;
 
 /// Sign-in request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,33 +59,14 @@ pub async fn login(
     caller: Caller,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    if req.identifier.chars().count() > MAX_IDENTIFIER_LEN {
-        return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
-    }
     let max_password = state.password_policy().max_bytes();
     if req.password.len() > max_password {
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
-    let lookup = match Contact::identifier(&req.identifier) {
-        Ok(contact) => state.keys().lookup(contact.as_str()),
-        Err(_) => state
-            .keys()
-            .lookup(&format!("unparsed:{}", req.identifier.trim())),
-    };
-    let holder = match state.known_account(&lookup) {
-        Some(id) => Some(id),
-        None => directory::find_account(state.store(), &lookup)
-            .await
-            .map_err(store_error)?,
-    };
-    let (aggregate_id, account_uuid) = match holder {
-        Some(id) => {
-            let uuid = Uuid::parse_str(&id).map_err(ApiError::internal)?;
-            (id, uuid)
-        }
-        None => (format!("unknown-{lookup}"), Uuid::nil()),
-    };
+    let resolved = super::resolve_identifier(&state, &req.identifier).await?;
+    let (aggregate_id, lookup) = (resolved.aggregate_id, resolved.lookup);
+    let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
     let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
     let password = normalize(&req.password);
     let now = Utc::now();

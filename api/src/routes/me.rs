@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
+use gatehouse_domain::policy::Channel;
 use gatehouse_domain::AccountCommand;
 use gatehouse_projections::{lockout_state, login_history};
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{execute_error, metadata, store_error};
+use crate::delivery::worker::PHRASE_LABEL;
 use crate::directory;
 use crate::error::ApiError;
 use crate::mask;
@@ -284,6 +286,12 @@ pub struct MeView {
     pub email: Option<String>,
     /// Registered phone, masked (`+44*******958`).
     pub phone: Option<String>,
+    /// Whether the email was confirmed with a code.
+    pub email_verified: bool,
+    /// Whether the phone was confirmed with a code.
+    pub phone_verified: bool,
+    /// Whether an anti-phishing phrase is set (the phrase itself is shown only in emails).
+    pub anti_phishing_phrase_set: bool,
 }
 
 /// Who am I.
@@ -322,5 +330,107 @@ pub async fn me(
         session_id: auth.session_id(),
         email,
         phone,
+        email_verified: auth.account.is_verified(Channel::Email),
+        phone_verified: auth.account.is_verified(Channel::Sms),
+        anti_phishing_phrase_set: auth.account.anti_phishing_phrase().is_some(),
     }))
+}
+
+/// The anti-phishing phrase to show in every email.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhraseRequest {
+    /// 4 to 64 characters, no control characters.
+    pub phrase: String,
+}
+
+/// Sets or changes the anti-phishing phrase: every email to this account starts with it, so a
+/// message without it is not from the platform.
+#[utoipa::path(put, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
+    request_body = PhraseRequest,
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn set_anti_phishing_phrase(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    super::ApiJson(req): super::ApiJson<PhraseRequest>,
+) -> Result<StatusCode, ApiError> {
+    let phrase = req.phrase.trim();
+    let len = phrase.chars().count();
+    if !(4..=64).contains(&len) || phrase.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "invalid_phrase",
+            "the phrase must be 4 to 64 characters without control characters",
+        )
+        .with_field("phrase"));
+    }
+    let id = auth.account_id();
+    let wrapped = directory::wrapped_key(state.store(), &id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::internal("account key missing"))?;
+    let sealed = state
+        .keys()
+        .unwrap_data_key(&id, &wrapped)
+        .and_then(|key| key.seal_text(&id, PHRASE_LABEL, phrase))
+        .map_err(ApiError::internal)?;
+    change_phrase(&state, &caller, &auth, Some(sealed)).await
+}
+
+/// Removes the anti-phishing phrase.
+#[utoipa::path(delete, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn remove_anti_phishing_phrase(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    change_phrase(&state, &caller, &auth, None).await
+}
+
+async fn change_phrase(
+    state: &AppState,
+    caller: &Caller,
+    auth: &Authenticated,
+    sealed_phrase: Option<String>,
+) -> Result<StatusCode, ApiError> {
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &auth.account_id(),
+            || AccountCommand::SetAntiPhishingPhrase {
+                sealed_phrase: sealed_phrase.clone(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the platform must refuse for now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RestrictionsView {
+    /// High-risk actions (withdrawals, whitelist changes, second-factor removal, withdraw-scoped
+    /// keys) are refused until then; absent when none applies.
+    pub high_risk_blocked_until: Option<DateTime<Utc>>,
+    /// Why (`password_reset`, …).
+    pub reasons: Vec<String>,
+}
+
+/// The restrictions in force on the account, for the platform to honour on withdrawals.
+#[utoipa::path(get, path = "/v1/me/restrictions", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = RestrictionsView), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn restrictions(auth: Authenticated) -> Json<RestrictionsView> {
+    let until = auth.account.high_risk_until(auth.now);
+    Json(RestrictionsView {
+        high_risk_blocked_until: until,
+        reasons: until
+            .map(|_| auth.account.high_risk_reasons(auth.now))
+            .unwrap_or_default(),
+    })
 }

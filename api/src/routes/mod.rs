@@ -3,6 +3,7 @@ pub mod accounts;
 pub mod health;
 pub mod login;
 pub mod me;
+pub mod recovery;
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_domain::AccountError;
@@ -24,6 +25,57 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Longest identifier accepted (an email is at most 254 characters).
+pub const MAX_IDENTIFIER_LEN: usize = 320;
+
+/// Where a typed identifier leads.
+pub struct Resolved {
+    /// The holder's aggregate id, or the stand-in aggregate of an unknown identifier.
+    pub aggregate_id: String,
+    /// The account's id; `None` for an unknown identifier.
+    pub account_id: Option<uuid::Uuid>,
+    /// Keyed lookup hash of the identifier.
+    pub lookup: String,
+    /// The kind of identifier typed; `None` when it parses as neither.
+    pub kind: Option<gatehouse_domain::contact::ContactKind>,
+}
+
+/// Finds the account an identifier belongs to. Identifiers that match no account (or do not
+/// even parse) lead to a stand-in aggregate named after their keyed hash, which runs the same
+/// decisions, so the caller cannot tell the difference.
+pub async fn resolve_identifier(
+    state: &crate::state::AppState,
+    raw: &str,
+) -> Result<Resolved, ApiError> {
+    if raw.chars().count() > MAX_IDENTIFIER_LEN {
+        return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
+    }
+    let parsed = gatehouse_domain::contact::Contact::identifier(raw).ok();
+    let lookup = match &parsed {
+        Some(contact) => state.keys().lookup(contact.as_str()),
+        None => state.keys().lookup(&format!("unparsed:{}", raw.trim())),
+    };
+    let holder = match state.known_account(&lookup) {
+        Some(id) => Some(id),
+        None => crate::directory::find_account(state.store(), &lookup)
+            .await
+            .map_err(store_error)?,
+    };
+    let (aggregate_id, account_id) = match holder {
+        Some(id) => {
+            let uuid = uuid::Uuid::parse_str(&id).map_err(ApiError::internal)?;
+            (id, Some(uuid))
+        }
+        None => (format!("unknown-{lookup}"), None),
+    };
+    Ok(Resolved {
+        aggregate_id,
+        account_id,
+        lookup,
+        kind: parsed.map(|c| c.kind()),
+    })
+}
+
 /// Maps a command failure to the API's answer; store detail goes to the log only.
 pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
     match e {
@@ -31,6 +83,26 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             ApiError::not_found("no such open session")
         }
         ExecuteError::Refused(AccountError::NotRegistered) => ApiError::unauthenticated(),
+        ExecuteError::Refused(AccountError::FlowNotFound) => flow_not_found(),
+        ExecuteError::Refused(AccountError::CodeUnusable(why)) => code_unusable(why),
+        ExecuteError::Refused(AccountError::CodeRateLimited { retry_at }) => {
+            let seconds = (retry_at - chrono::Utc::now()).num_seconds() + 1;
+            ApiError::rate_limited(
+                "code_rate_limited",
+                "a code was sent recently or too many were sent in the past hour; wait before asking again",
+                seconds,
+            )
+        }
+        ExecuteError::Refused(AccountError::PasswordReused) => ApiError::validation(
+            "password_reused",
+            "choose a password you have not used recently",
+        )
+        .with_field("new_password"),
+        ExecuteError::Refused(AccountError::ChannelNotAllowed) => ApiError::validation(
+            "channel_not_allowed",
+            "this flow cannot switch to that channel",
+        )
+        .with_field("channel"),
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),
         ExecuteError::Store(detail) => {
@@ -38,6 +110,29 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             ApiError::unavailable()
         }
     }
+}
+
+/// 404 for a flow id that is unknown, forged or of another kind.
+pub fn flow_not_found() -> ApiError {
+    ApiError::other(
+        axum::http::StatusCode::NOT_FOUND,
+        "flow_not_found",
+        "no such flow; start again",
+    )
+}
+
+/// 410 for a code that can no longer be used.
+pub fn code_unusable(why: &'static str) -> ApiError {
+    let (code, message) = match why {
+        "used" => ("code_used", "this code was already used"),
+        "exhausted" => ("code_exhausted", "too many wrong codes; ask for a new code"),
+        "expired" => ("code_expired", "the code expired; ask for a new code"),
+        _ => (
+            "code_superseded",
+            "a newer code was sent; use the latest one",
+        ),
+    };
+    ApiError::other(axum::http::StatusCode::GONE, code, message)
 }
 
 /// Maps a store failure (side tables, read models): logged, then 503.

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::contact::SealedContact;
 use crate::context::RequestContext;
 use crate::password::CandidatePassword;
+use crate::policy::codes::{Channel, FlowKind};
 
 /// A command to the `Account` aggregate.
 #[derive(Debug)]
@@ -40,6 +41,40 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Begin a flow and issue its first code (forgot password, unlock, or a verification flow on
+    /// a decoy aggregate for a duplicate sign-up).
+    StartFlow(StartFlow),
+    /// Issue a new code for a flow, optionally on the other channel.
+    ResendCode {
+        /// The flow.
+        flow_id: Uuid,
+        /// Channel wanted; `None` keeps the flow's channel.
+        channel: Option<Channel>,
+        /// The new code's id and verifier.
+        code: CodeGrant,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Present a code for a flow, and what to do when it is right.
+    RedeemCode(RedeemCode),
+    /// Set (`Some`) or remove (`None`) the anti-phishing phrase, sealed at the edge.
+    SetAntiPhishingPhrase {
+        /// The sealed phrase.
+        sealed_phrase: Option<String>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Record the outcome of a delivery (`NotificationDelivered` or `NotificationFailed`).
+    RecordNotificationOutcome {
+        /// The outcome fact.
+        outcome: crate::account::AccountFact,
+        /// Now.
+        at: DateTime<Utc>,
+    },
     /// End every session but the caller's.
     EndOtherSessions {
         /// The caller's session, kept open.
@@ -58,6 +93,8 @@ pub struct RegisterAccount {
     pub email: Option<SealedContact>,
     /// Sealed phone, if given.
     pub phone: Option<SealedContact>,
+    /// One verification flow per contact given, each with its first code.
+    pub verifications: Vec<(crate::contact::ContactKind, FlowGrant)>,
     /// A password that passed the policy.
     pub password: CandidatePassword,
     /// Now.
@@ -87,4 +124,78 @@ pub struct SessionGrant {
     pub session_id: Uuid,
     /// SHA-256 (hex) of the token's secret part.
     pub token_hash: String,
+}
+
+/// A one-time code prepared at the edge: a random id and the keyed verifier of the code (the code
+/// itself goes to the delivery queue, never to the aggregate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    /// Random code id.
+    pub code_id: Uuid,
+    /// HMAC of the code bound to its flow, under the server's code key (hex).
+    pub verifier: String,
+}
+
+/// A new flow's id with its first code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowGrant {
+    /// Random flow id.
+    pub flow_id: Uuid,
+    /// The first code.
+    pub code: CodeGrant,
+}
+
+/// Input of `StartFlow`.
+#[derive(Debug, Clone)]
+pub struct StartFlow {
+    /// The flow's id and first code.
+    pub grant: FlowGrant,
+    /// What the flow achieves.
+    pub kind: FlowKind,
+    /// Channel asked for, if any.
+    pub channel: Option<Channel>,
+    /// Channel of the identifier the person typed (the default).
+    pub typed: Channel,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
+}
+
+/// Input of `RedeemCode`.
+#[derive(Debug, Clone)]
+pub struct RedeemCode {
+    /// The flow.
+    pub flow_id: Uuid,
+    /// Keyed verifier of the code typed (computed at the edge like the issued one).
+    pub verifier: String,
+    /// What a right code unlocks.
+    pub action: CodeAction,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
+}
+
+/// What a right code does.
+#[derive(Debug, Clone)]
+pub enum CodeAction {
+    /// Verify a contact (verification flows).
+    Verify,
+    /// Lift a lock (unlock flows).
+    Unlock,
+    /// Set a new password (reset flows); it already passed the policy.
+    ResetPassword(CandidatePassword),
+}
+
+impl CodeAction {
+    /// Whether this action belongs to a flow of `kind`.
+    pub fn fits(&self, kind: FlowKind) -> bool {
+        matches!(
+            (self, kind),
+            (Self::Verify, FlowKind::VerifyEmail | FlowKind::VerifyPhone)
+                | (Self::Unlock, FlowKind::Unlock)
+                | (Self::ResetPassword(_), FlowKind::ResetPassword)
+        )
+    }
 }

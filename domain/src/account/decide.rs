@@ -4,6 +4,8 @@
 //! because an `Err` would commit nothing and auditors need every attempt.
 use chrono::{DateTime, Utc};
 
+use crate::contact::ContactKind;
+use crate::policy::codes::{Channel, FlowKind};
 use crate::policy::lockout::FailureOutcome;
 
 use super::commands::{AccountCommand, AttemptLogin, RegisterAccount};
@@ -66,6 +68,32 @@ impl Account {
                     }],
                 ))
             }
+            AccountCommand::StartFlow(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.start_flow(cmd, services)?))
+            }
+            AccountCommand::ResendCode {
+                flow_id,
+                channel,
+                code,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.resend_code(flow_id, channel, code, at, context, services)?,
+            )),
+            AccountCommand::RedeemCode(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.redeem_code(cmd, services).await?))
+            }
+            AccountCommand::SetAntiPhishingPhrase {
+                sealed_phrase,
+                at,
+                context,
+            } => Ok((at, self.set_anti_phishing_phrase(sealed_phrase, context)?)),
+            AccountCommand::RecordNotificationOutcome { outcome, at } => {
+                Ok((at, self.record_notification_outcome(outcome)?))
+            }
             AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self
@@ -83,7 +111,7 @@ impl Account {
         }
     }
 
-    fn require_active(&self) -> Result<(), AccountError> {
+    pub(super) fn require_active(&self) -> Result<(), AccountError> {
         if self.status == AccountStatus::Active {
             Ok(())
         } else {
@@ -103,12 +131,37 @@ impl Account {
             return Err(AccountError::NoIdentifier);
         }
         let password_hash = services.hasher.hash(cmd.password.secret()).await?;
-        Ok(vec![AccountFact::AccountRegistered {
-            email: cmd.email,
-            phone: cmd.phone,
+        let mut facts = vec![AccountFact::AccountRegistered {
+            email: cmd.email.clone(),
+            phone: cmd.phone.clone(),
             password_hash,
-            context: cmd.context,
-        }])
+            context: cmd.context.clone(),
+        }];
+        // Every contact starts unverified, with a code on its way.
+        for (kind, grant) in cmd.verifications {
+            let present = match kind {
+                ContactKind::Email => cmd.email.is_some(),
+                ContactKind::Phone => cmd.phone.is_some(),
+            };
+            if !present {
+                continue;
+            }
+            facts.push(AccountFact::FlowStarted {
+                flow_id: grant.flow_id,
+                kind: FlowKind::verify(kind),
+                context: cmd.context.clone(),
+            });
+            facts.push(AccountFact::CodeIssued {
+                flow_id: grant.flow_id,
+                code_id: grant.code.code_id,
+                channel: Channel::for_contact(kind),
+                verifier: grant.code.verifier,
+                expires_at: cmd.at + services.codes.ttl,
+                deliverable: true,
+                context: cmd.context.clone(),
+            });
+        }
+        Ok(facts)
     }
 
     async fn attempt_login(

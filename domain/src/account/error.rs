@@ -18,6 +18,27 @@ pub enum AccountError {
     /// No such open session.
     #[error("AC0004 session not found")]
     SessionNotFound,
+    /// No such flow on this account (or one of another kind).
+    #[error("AC0006 flow not found")]
+    FlowNotFound,
+    /// The flow's code was already used, exhausted, expired or replaced: ask for a new one.
+    #[error("AC0007 the code no longer works ({0})")]
+    CodeUnusable(&'static str),
+    /// Too soon for another code.
+    #[error("AC0008 too many codes requested")]
+    CodeRateLimited {
+        /// When another code may be requested.
+        retry_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The new password equals the current one or one of the previous ones.
+    #[error("AC0009 the new password was used before")]
+    PasswordReused,
+    /// The channel cannot be used for this flow.
+    #[error("AC0010 this flow cannot switch to that channel")]
+    ChannelNotAllowed,
+    /// An outcome command carried something other than a notification outcome.
+    #[error("AC0011 not a notification outcome")]
+    NotAnOutcome,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

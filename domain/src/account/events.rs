@@ -9,6 +9,7 @@ use crate::chain::ChainLink;
 use crate::contact::{ContactKind, SealedContact};
 use crate::context::RequestContext;
 use crate::password::PasswordHash;
+use crate::policy::codes::{Channel, FlowKind};
 
 /// Payload version of every `AccountEvent` written by this code.
 pub const EVENT_VERSION: &str = "1.0";
@@ -111,6 +112,143 @@ pub enum AccountFact {
         /// Who asked, from where (for an eviction: the sign-in that caused it).
         context: RequestContext,
     },
+    /// A self-service flow began (contact verification, forgot password, unlock).
+    FlowStarted {
+        /// Random flow id.
+        flow_id: Uuid,
+        /// What the flow achieves.
+        kind: FlowKind,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A one-time code was issued for a flow. Holds a verifier keyed with a server secret, never
+    /// the code; any earlier code of the same flow kind stops working.
+    CodeIssued {
+        /// The flow.
+        flow_id: Uuid,
+        /// Random id of this code (names its delivery).
+        code_id: Uuid,
+        /// Where it is sent.
+        channel: Channel,
+        /// HMAC of the code under the server's code key (hex).
+        verifier: String,
+        /// When it stops working.
+        expires_at: DateTime<Utc>,
+        /// Whether it is sent at all: false when the channel is not a (verified, for recovery)
+        /// contact of the account, or for an identifier that matches no account. The caller's
+        /// answer is the same either way.
+        deliverable: bool,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A wrong code was typed.
+    CodeAttemptFailed {
+        /// The flow.
+        flow_id: Uuid,
+        /// The code tried against.
+        code_id: Uuid,
+        /// Wrong tries of this code so far, including this one.
+        attempts: u32,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A code reached its limit of wrong tries and no longer works.
+    CodeExhausted {
+        /// The flow.
+        flow_id: Uuid,
+        /// The code.
+        code_id: Uuid,
+    },
+    /// A code was presented after it expired.
+    CodeExpired {
+        /// The flow.
+        flow_id: Uuid,
+        /// The code.
+        code_id: Uuid,
+    },
+    /// The right code was typed; it cannot be used again.
+    CodeUsed {
+        /// The flow.
+        flow_id: Uuid,
+        /// The code.
+        code_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The owner proved they receive messages at a contact.
+    ContactVerified {
+        /// Which contact.
+        kind: ContactKind,
+        /// The verification flow.
+        flow_id: Uuid,
+    },
+    /// The password was replaced through a reset flow.
+    PasswordReset {
+        /// New argon2id PHC string.
+        password_hash: PasswordHash,
+        /// The reset flow.
+        flow_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A lock (and the failure count) was lifted before its time.
+    AccountUnlocked {
+        /// Why.
+        reason: UnlockReason,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// High-risk actions (withdrawals, whitelist changes, second-factor removal) are refused
+    /// until `until`.
+    HighRiskCooldownStarted {
+        /// End of the cooldown.
+        until: DateTime<Utc>,
+        /// What caused it.
+        reason: CooldownReason,
+    },
+    /// The owner set or changed the phrase shown in every email, so that they can tell a real
+    /// message from a phishing one.
+    AntiPhishingPhraseSet {
+        /// The phrase sealed under the account's data key.
+        sealed_phrase: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The owner removed the anti-phishing phrase.
+    AntiPhishingPhraseRemoved {
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A message reached the provider (SMTP server accepted it, SMS gateway answered 2xx).
+    NotificationDelivered {
+        /// Stable id of the message (source event and channel).
+        notification_id: String,
+        /// What it said.
+        topic: String,
+        /// Channel used.
+        channel: Channel,
+        /// The destination, masked (`a***@example.com`, `+14*****0100`).
+        destination: String,
+        /// Tries it took.
+        attempts: u32,
+    },
+    /// A message could not be delivered (this try, or for good).
+    NotificationFailed {
+        /// Stable id of the message.
+        notification_id: String,
+        /// What it said.
+        topic: String,
+        /// Channel used.
+        channel: Channel,
+        /// The destination, masked; empty when there was none.
+        destination: String,
+        /// Why (provider's answer, without secrets).
+        reason: String,
+        /// Tries so far.
+        attempts: u32,
+        /// No more tries will be made.
+        permanent: bool,
+    },
 }
 
 /// Why a checked sign-in failed. Stored in events; the wire always says `invalid_credentials`.
@@ -136,6 +274,26 @@ pub enum SessionEndReason {
     },
     /// Too many sessions were open; the oldest was closed.
     Evicted,
+    /// The password was reset: every session ends.
+    PasswordReset,
+}
+
+/// Why a lock was lifted early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlockReason {
+    /// The owner confirmed an unlock code.
+    UnlockCode,
+    /// The owner reset the password.
+    PasswordReset,
+}
+
+/// Why high-risk actions are paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CooldownReason {
+    /// The password was reset by code.
+    PasswordReset,
 }
 
 impl AccountFact {
@@ -152,6 +310,20 @@ impl AccountFact {
             Self::SessionStarted { .. } => "SessionStarted",
             Self::SessionExtended { .. } => "SessionExtended",
             Self::SessionEnded { .. } => "SessionEnded",
+            Self::FlowStarted { .. } => "FlowStarted",
+            Self::CodeIssued { .. } => "CodeIssued",
+            Self::CodeAttemptFailed { .. } => "CodeAttemptFailed",
+            Self::CodeExhausted { .. } => "CodeExhausted",
+            Self::CodeExpired { .. } => "CodeExpired",
+            Self::CodeUsed { .. } => "CodeUsed",
+            Self::ContactVerified { .. } => "ContactVerified",
+            Self::PasswordReset { .. } => "PasswordReset",
+            Self::AccountUnlocked { .. } => "AccountUnlocked",
+            Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
+            Self::AntiPhishingPhraseSet { .. } => "AntiPhishingPhraseSet",
+            Self::AntiPhishingPhraseRemoved { .. } => "AntiPhishingPhraseRemoved",
+            Self::NotificationDelivered { .. } => "NotificationDelivered",
+            Self::NotificationFailed { .. } => "NotificationFailed",
         }
     }
 }
@@ -252,6 +424,79 @@ mod tests {
                 reason: SessionEndReason::Evicted,
                 context: Default::default(),
             },
+            AccountFact::FlowStarted {
+                flow_id: sid(),
+                kind: FlowKind::ResetPassword,
+                context: RequestContext::default(),
+            },
+            AccountFact::CodeIssued {
+                flow_id: sid(),
+                code_id: sid(),
+                channel: Channel::Email,
+                verifier: "v".into(),
+                expires_at: at(),
+                deliverable: true,
+                context: RequestContext::default(),
+            },
+            AccountFact::CodeAttemptFailed {
+                flow_id: sid(),
+                code_id: sid(),
+                attempts: 1,
+                context: RequestContext::default(),
+            },
+            AccountFact::CodeExhausted {
+                flow_id: sid(),
+                code_id: sid(),
+            },
+            AccountFact::CodeExpired {
+                flow_id: sid(),
+                code_id: sid(),
+            },
+            AccountFact::CodeUsed {
+                flow_id: sid(),
+                code_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::ContactVerified {
+                kind: ContactKind::Email,
+                flow_id: sid(),
+            },
+            AccountFact::PasswordReset {
+                password_hash: PasswordHash("$argon2id$z".into()),
+                flow_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::AccountUnlocked {
+                reason: UnlockReason::UnlockCode,
+                context: RequestContext::default(),
+            },
+            AccountFact::HighRiskCooldownStarted {
+                until: at(),
+                reason: CooldownReason::PasswordReset,
+            },
+            AccountFact::AntiPhishingPhraseSet {
+                sealed_phrase: "v1.x".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::AntiPhishingPhraseRemoved {
+                context: RequestContext::default(),
+            },
+            AccountFact::NotificationDelivered {
+                notification_id: "n".into(),
+                topic: "code".into(),
+                channel: Channel::Sms,
+                destination: "+1*****0100".into(),
+                attempts: 1,
+            },
+            AccountFact::NotificationFailed {
+                notification_id: "n".into(),
+                topic: "code".into(),
+                channel: Channel::Email,
+                destination: "a***@example.com".into(),
+                reason: "timeout".into(),
+                attempts: 2,
+                permanent: false,
+            },
         ]
     }
 
@@ -271,6 +516,20 @@ mod tests {
                 "SessionStarted",
                 "SessionExtended",
                 "SessionEnded",
+                "FlowStarted",
+                "CodeIssued",
+                "CodeAttemptFailed",
+                "CodeExhausted",
+                "CodeExpired",
+                "CodeUsed",
+                "ContactVerified",
+                "PasswordReset",
+                "AccountUnlocked",
+                "HighRiskCooldownStarted",
+                "AntiPhishingPhraseSet",
+                "AntiPhishingPhraseRemoved",
+                "NotificationDelivered",
+                "NotificationFailed",
             ]
         );
         for fact in every_fact() {

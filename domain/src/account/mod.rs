@@ -4,15 +4,24 @@ mod commands;
 mod decide;
 mod error;
 mod events;
+mod recovery;
 mod services;
 mod state;
 
 pub use aggregate::Account;
-pub use commands::{AccountCommand, AttemptLogin, RegisterAccount, SessionGrant};
+pub use commands::{
+    AccountCommand, AttemptLogin, CodeAction, CodeGrant, FlowGrant, RedeemCode, RegisterAccount,
+    SessionGrant, StartFlow,
+};
 pub use error::AccountError;
-pub use events::{AccountEvent, AccountFact, LoginFailureReason, SessionEndReason, EVENT_VERSION};
+pub use events::{
+    AccountEvent, AccountFact, CooldownReason, LoginFailureReason, SessionEndReason, UnlockReason,
+    EVENT_VERSION,
+};
 pub use services::AccountServices;
-pub use state::{AccountStatus, Lock, Session, SessionRejection};
+pub use state::{
+    AccountStatus, CodeStatus, Flow, IssuedCode, Lock, Session, SessionRejection, PASSWORD_HISTORY,
+};
 
 #[cfg(test)]
 mod tests;

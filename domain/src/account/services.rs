@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use crate::password::PasswordHasher;
-use crate::policy::{LockoutPolicy, SessionPolicy};
+use crate::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
 
 /// Injected into every command: the password hasher and the policies in force.
 #[derive(Clone)]
@@ -13,4 +13,8 @@ pub struct AccountServices {
     pub lockout: LockoutPolicy,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
+    /// One-time code limits.
+    pub codes: CodePolicy,
+    /// Cooldowns on high-risk actions.
+    pub cooldowns: CooldownPolicy,
 }

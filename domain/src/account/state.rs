@@ -10,6 +10,7 @@ use crate::chain::ChainLink;
 use crate::contact::SealedContact;
 use crate::context::RequestContext;
 use crate::password::PasswordHash;
+use crate::policy::codes::{Channel, FlowKind};
 use crate::policy::SessionPolicy;
 
 use super::events::{AccountEvent, AccountFact};
@@ -78,6 +79,57 @@ pub enum SessionRejection {
     Invalid,
 }
 
+/// Where a flow's current code stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeStatus {
+    /// Awaiting the right code.
+    Active,
+    /// Redeemed.
+    Used,
+    /// Too many wrong tries.
+    Exhausted,
+    /// Presented after its expiry.
+    Expired,
+    /// Replaced by a newer code of the same kind of flow.
+    Superseded,
+}
+
+/// The latest code of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCode {
+    /// Its id.
+    pub code_id: Uuid,
+    /// Where it went.
+    pub channel: Channel,
+    /// Keyed verifier (hex HMAC).
+    pub verifier: String,
+    /// Issue time.
+    pub issued_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Wrong tries so far.
+    pub attempts: u32,
+    /// Status.
+    pub status: CodeStatus,
+}
+
+/// A self-service flow in progress or finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// What it achieves.
+    pub kind: FlowKind,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// Its latest code.
+    pub code: Option<IssuedCode>,
+}
+
+/// Passwords remembered besides the current one, so a reset cannot reuse them.
+pub const PASSWORD_HISTORY: usize = 4;
+/// Flows older than this are forgotten (their codes expired long before).
+const FLOW_RETENTION_HOURS: i64 = 24;
+
 /// The `Account` aggregate state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
@@ -93,6 +145,24 @@ pub struct Account {
     pub(super) email: Option<SealedContact>,
     #[serde(default)]
     pub(super) phone: Option<SealedContact>,
+    #[serde(default)]
+    pub(super) email_verified: bool,
+    #[serde(default)]
+    pub(super) phone_verified: bool,
+    /// Earlier password verifiers, newest first (at most [`PASSWORD_HISTORY`]).
+    #[serde(default)]
+    pub(super) previous_passwords: Vec<PasswordHash>,
+    #[serde(default)]
+    pub(super) flows: BTreeMap<Uuid, Flow>,
+    /// Issue times of the codes counted toward the hourly cap (past hour only).
+    #[serde(default)]
+    pub(super) recent_code_issues: Vec<DateTime<Utc>>,
+    /// High-risk cooldowns in force: end and cause.
+    #[serde(default)]
+    pub(super) cooldowns: Vec<(DateTime<Utc>, super::events::CooldownReason)>,
+    /// Sealed anti-phishing phrase.
+    #[serde(default)]
+    pub(super) anti_phishing_phrase: Option<String>,
 }
 
 impl Account {
@@ -119,6 +189,57 @@ impl Account {
     /// The sealed phone, if one was registered.
     pub fn phone(&self) -> Option<&SealedContact> {
         self.phone.as_ref()
+    }
+
+    /// Whether the owner proved they receive messages on a channel.
+    pub fn is_verified(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email.is_some() && self.email_verified,
+            Channel::Sms => self.phone.is_some() && self.phone_verified,
+        }
+    }
+
+    /// Verified channels, email first.
+    pub fn verified_channels(&self) -> Vec<Channel> {
+        [Channel::Email, Channel::Sms]
+            .into_iter()
+            .filter(|c| self.is_verified(*c))
+            .collect()
+    }
+
+    /// A flow by id.
+    pub fn flow(&self, flow_id: Uuid) -> Option<&Flow> {
+        self.flows.get(&flow_id)
+    }
+
+    /// End of the high-risk cooldown, if one is in force at `now`.
+    pub fn high_risk_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cooldowns
+            .iter()
+            .map(|(until, _)| *until)
+            .filter(|until| now < *until)
+            .max()
+    }
+
+    /// The causes of the cooldowns in force at `now` (`password_reset`, …).
+    pub fn high_risk_reasons(&self, now: DateTime<Utc>) -> Vec<String> {
+        let mut reasons: Vec<String> = self
+            .cooldowns
+            .iter()
+            .filter(|(until, _)| now < *until)
+            .filter_map(|(_, reason)| {
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })
+            .collect();
+        reasons.dedup();
+        reasons
+    }
+
+    /// The sealed anti-phishing phrase, if set.
+    pub fn anti_phishing_phrase(&self) -> Option<&str> {
+        self.anti_phishing_phrase.as_deref()
     }
 
     /// Head of this aggregate's hash chain.
@@ -161,11 +282,44 @@ impl Account {
         }
     }
 
+    fn fold_code_issued(&mut self, flow_id: Uuid, code: IssuedCode) {
+        let Some(kind) = self.flows.get(&flow_id).map(|f| f.kind) else {
+            return;
+        };
+        // A new code for a kind of flow retires every earlier code of that kind.
+        for flow in self.flows.values_mut().filter(|f| f.kind == kind) {
+            if let Some(old) = flow
+                .code
+                .as_mut()
+                .filter(|c| c.status == CodeStatus::Active)
+            {
+                old.status = CodeStatus::Superseded;
+            }
+        }
+        if let Some(flow) = self.flows.get_mut(&flow_id) {
+            flow.code = Some(code);
+        }
+    }
+
+    fn code_mut(&mut self, flow_id: Uuid) -> Option<&mut IssuedCode> {
+        self.flows.get_mut(&flow_id).and_then(|f| f.code.as_mut())
+    }
+
+    fn set_code_status(&mut self, flow_id: Uuid, status: CodeStatus) {
+        if let Some(code) = self.code_mut(flow_id) {
+            code.status = status;
+        }
+    }
+
     /// Folds one event into the state. Total and infallible; no policy here.
     pub(super) fn fold(&mut self, event: &AccountEvent) {
         // Sessions that expired before this event are dropped, so state stays bounded. Using the
         // event's own time keeps replays deterministic.
         self.sessions.retain(|_, s| s.is_live(event.at));
+        let flow_horizon = event.at - chrono::Duration::hours(FLOW_RETENTION_HOURS);
+        self.flows.retain(|_, f| f.started_at > flow_horizon);
+        let hour_ago = event.at - chrono::Duration::hours(1);
+        self.recent_code_issues.retain(|t| *t > hour_ago);
         match &event.fact {
             AccountFact::AccountRegistered {
                 password_hash,
@@ -232,6 +386,81 @@ impl Account {
             AccountFact::SessionEnded { session_id, .. } => {
                 self.sessions.remove(session_id);
             }
+            AccountFact::FlowStarted { flow_id, kind, .. } => {
+                if self.status == AccountStatus::New {
+                    self.status = AccountStatus::Unregistered;
+                }
+                self.flows.insert(
+                    *flow_id,
+                    Flow {
+                        kind: *kind,
+                        started_at: event.at,
+                        code: None,
+                    },
+                );
+            }
+            AccountFact::CodeIssued {
+                flow_id,
+                code_id,
+                channel,
+                verifier,
+                expires_at,
+                ..
+            } => {
+                self.recent_code_issues.push(event.at);
+                self.fold_code_issued(
+                    *flow_id,
+                    IssuedCode {
+                        code_id: *code_id,
+                        channel: *channel,
+                        verifier: verifier.clone(),
+                        issued_at: event.at,
+                        expires_at: *expires_at,
+                        attempts: 0,
+                        status: CodeStatus::Active,
+                    },
+                )
+            }
+            AccountFact::CodeAttemptFailed {
+                flow_id, attempts, ..
+            } => {
+                if let Some(code) = self.code_mut(*flow_id) {
+                    code.attempts = *attempts;
+                }
+            }
+            AccountFact::CodeExhausted { flow_id, .. } => {
+                self.set_code_status(*flow_id, CodeStatus::Exhausted)
+            }
+            AccountFact::CodeExpired { flow_id, .. } => {
+                self.set_code_status(*flow_id, CodeStatus::Expired)
+            }
+            AccountFact::CodeUsed { flow_id, .. } => {
+                self.set_code_status(*flow_id, CodeStatus::Used)
+            }
+            AccountFact::ContactVerified { kind, .. } => match kind {
+                crate::contact::ContactKind::Email => self.email_verified = true,
+                crate::contact::ContactKind::Phone => self.phone_verified = true,
+            },
+            AccountFact::PasswordReset { password_hash, .. } => {
+                if let Some(old) = self.password_hash.replace(password_hash.clone()) {
+                    self.previous_passwords.insert(0, old);
+                    self.previous_passwords.truncate(PASSWORD_HISTORY);
+                }
+            }
+            AccountFact::AccountUnlocked { .. } => {
+                self.lock = None;
+                self.lock_level = 0;
+                self.consecutive_failures = 0;
+            }
+            AccountFact::HighRiskCooldownStarted { until, reason } => {
+                self.cooldowns.retain(|(end, _)| *end > event.at);
+                self.cooldowns.push((*until, *reason));
+            }
+            AccountFact::AntiPhishingPhraseSet { sealed_phrase, .. } => {
+                self.anti_phishing_phrase = Some(sealed_phrase.clone());
+            }
+            AccountFact::AntiPhishingPhraseRemoved { .. } => self.anti_phishing_phrase = None,
+            AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {}
         }
         if let Ok(value) = serde_json::to_value(event) {
             self.chain = self.chain.next(&value);

@@ -1,6 +1,8 @@
 //! Pure, time-driven security policies.
+pub mod codes;
 pub mod lockout;
 pub mod sessions;
 
+pub use codes::{Channel, CodePolicy, CooldownPolicy, FlowKind};
 pub use lockout::LockoutPolicy;
 pub use sessions::SessionPolicy;

@@ -1,0 +1,165 @@
+//! The words of each message. Emails carry the owner's anti-phishing phrase first, so a message
+//! without it is recognisably not from us; text messages stay short.
+use gatehouse_domain::policy::FlowKind;
+use serde_json::Value;
+
+/// What a message is about, with what it needs to say.
+#[derive(Debug, Clone)]
+pub enum Topic<'a> {
+    /// A one-time code.
+    Code {
+        /// The digits.
+        code: &'a str,
+        /// What it is for.
+        kind: FlowKind,
+        /// Minutes until it expires.
+        valid_minutes: i64,
+    },
+    /// A notice about a security event (`password_reset`, `account_locked`, …) with its details.
+    Notice {
+        /// Outbox topic.
+        topic: &'a str,
+        /// Details recorded with the event.
+        details: &'a Value,
+    },
+}
+
+/// Subject and body of an email.
+pub fn email(topic: &Topic<'_>, phrase: Option<&str>) -> (String, String) {
+    let (subject, text) = words(topic);
+    let mut body = String::new();
+    if let Some(phrase) = phrase {
+        body.push_str(&format!("Your anti-phishing phrase: {phrase}\n\n"));
+    }
+    body.push_str(&text);
+    body.push_str(
+        "\n\nGatehouse never asks for your password or codes by email or phone. If you did not \
+         expect this message, change your password and contact support.\n",
+    );
+    (subject, body)
+}
+
+/// Text of an SMS.
+pub fn sms(topic: &Topic<'_>) -> String {
+    match topic {
+        Topic::Code {
+            code,
+            kind,
+            valid_minutes,
+        } => format!(
+            "{code} is your Gatehouse {} code. It expires in {valid_minutes} min. Never share it.",
+            purpose(*kind)
+        ),
+        Topic::Notice { .. } => {
+            let (subject, _) = words(topic);
+            format!("Gatehouse: {subject}. If this was not you, secure your account now.")
+        }
+    }
+}
+
+fn purpose(kind: FlowKind) -> &'static str {
+    match kind {
+        FlowKind::VerifyEmail => "email verification",
+        FlowKind::VerifyPhone => "phone verification",
+        FlowKind::ResetPassword => "password reset",
+        FlowKind::Unlock => "account unlock",
+    }
+}
+
+fn detail<'a>(details: &'a Value, key: &str) -> &'a str {
+    details
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+}
+
+fn words(topic: &Topic<'_>) -> (String, String) {
+    match topic {
+        Topic::Code {
+            code,
+            kind,
+            valid_minutes,
+        } => (
+            format!("Your {} code", purpose(*kind)),
+            format!(
+                "Your {} code is: {code}\n\nIt expires in {valid_minutes} minutes and works once.",
+                purpose(*kind)
+            ),
+        ),
+        Topic::Notice { topic, details } => match *topic {
+            "password_reset" => (
+                "Your password was changed".into(),
+                format!(
+                    "Your password was reset (request from {}). Every session was signed out, and \
+                     withdrawals and other high-risk changes are paused for a while.",
+                    detail(details, "ip")
+                ),
+            ),
+            "account_locked" => (
+                "Your account was locked".into(),
+                format!(
+                    "Too many failed sign-ins: your account is locked until {} (UTC). You can \
+                     unlock it early with a code sent to you.",
+                    detail(details, "until")
+                ),
+            ),
+            "account_unlocked" => (
+                "Your account was unlocked".into(),
+                "Your account was unlocked and its failed sign-in count reset.".into(),
+            ),
+            "new_sign_in" => (
+                "New sign-in to your account".into(),
+                format!(
+                    "A new sign-in to your account from {} ({}).",
+                    detail(details, "ip"),
+                    detail(details, "user_agent")
+                ),
+            ),
+            "duplicate_registration" => (
+                "Someone tried to sign up with your address".into(),
+                "Someone tried to open a new account with this address, which already has one. \
+                 If it was you, sign in or reset your password instead."
+                    .into(),
+            ),
+            "anti_phishing_phrase_set" => (
+                "Your anti-phishing phrase was changed".into(),
+                "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),
+            ),
+            other => (
+                "Security notice".into(),
+                format!("A security event occurred on your account ({other})."),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_email_starts_with_the_phrase_and_carries_the_code() {
+        let topic = Topic::Code {
+            code: "123456",
+            kind: FlowKind::ResetPassword,
+            valid_minutes: 10,
+        };
+        let (subject, body) = email(&topic, Some("blue heron"));
+        assert_eq!(subject, "Your password reset code");
+        assert!(body.starts_with("Your anti-phishing phrase: blue heron\n"));
+        assert!(body.contains("123456"));
+        let (_, body) = email(&topic, None);
+        assert!(!body.contains("anti-phishing phrase:"));
+    }
+
+    #[test]
+    fn test_sms_is_short_and_has_the_code_first() {
+        let text = sms(&Topic::Code {
+            code: "654321",
+            kind: FlowKind::Unlock,
+            valid_minutes: 10,
+        });
+        assert!(text.starts_with("654321 "));
+        assert!(text.len() <= 160);
+    }
+}

@@ -1,0 +1,368 @@
+//! The delivery worker: drains `notification_outbox_v1`, sends each message, and appends the
+//! outcome (`NotificationDelivered` / `NotificationFailed`) to the account's stream.
+//!
+//! Each message is leased in `notification_attempts` before it is sent, so several server
+//! processes can run workers against one database without sending a message twice at once.
+//! Failures are retried with exponential backoff up to a limit; codes that expire before they
+//! could be sent are given up at once.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use gatehouse_domain::contact::ContactKind;
+use gatehouse_domain::policy::Channel;
+use gatehouse_domain::{Account, AccountCommand, AccountFact};
+use gatehouse_projections::StoreError;
+use sqlx::Row;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::render::{self, Topic};
+use super::{DeliveryError, EmailMessage, EmailSender, SmsMessage, SmsProvider};
+use crate::state::AppState;
+
+/// Label the anti-phishing phrase is sealed under.
+pub const PHRASE_LABEL: &str = "anti-phishing-phrase";
+/// How long a lease lasts: longer than any send may take.
+const LEASE: Duration = Duration::from_secs(60);
+/// Messages taken per round.
+const BATCH: i64 = 32;
+/// Longest wait between two tries.
+const MAX_BACKOFF_SECONDS: i64 = 300;
+
+/// Where messages go and how hard to try.
+pub struct Delivery {
+    /// Email.
+    pub email: Arc<dyn EmailSender>,
+    /// SMS.
+    pub sms: Arc<dyn SmsProvider>,
+    /// Tries before giving up.
+    pub max_attempts: u32,
+}
+
+struct Pending {
+    id: String,
+    account_id: String,
+    topic: String,
+    channel: Channel,
+    code_id: Option<Uuid>,
+    details: serde_json::Value,
+    expires_ms: Option<i64>,
+    attempts: u32,
+}
+
+/// Runs until `shutdown` turns true: a round whenever the projections move, and at least every
+/// `poll` for retries.
+pub async fn run(
+    state: AppState,
+    delivery: Delivery,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut progress = state.runner().progress();
+    let mut last_sweep = std::time::Instant::now();
+    loop {
+        match round(&state, &delivery).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "delivery round failed; retrying"),
+        }
+        if last_sweep.elapsed() > Duration::from_secs(60) {
+            last_sweep = std::time::Instant::now();
+            if let Err(e) = crate::codes::forget_expired(state.store(), Utc::now()).await {
+                tracing::warn!(error = %e, "could not purge expired codes");
+            }
+            state.throttle().housekeep();
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = progress.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One round: every due message, leased, sent, recorded. Returns how many were taken.
+pub async fn round(state: &AppState, delivery: &Delivery) -> Result<usize, StoreError> {
+    let now_ms = Utc::now().timestamp_millis();
+    let rows = sqlx::query(
+        "select o.id, o.account_id, o.topic, o.channel, o.code_id, o.details, o.expires_ms,
+                coalesce(a.attempts, 0) as attempts
+         from notification_outbox_v1 o
+         left join notification_attempts a on a.id = o.id
+         where o.status = 'pending'
+           and (a.id is null or (a.next_attempt_ms <= $1 and a.leased_until_ms <= $1))
+         order by o.created_ms
+         limit $2",
+    )
+    .bind(now_ms)
+    .bind(BATCH)
+    .fetch_all(state.store().any())
+    .await?;
+    let mut taken = 0;
+    for row in rows {
+        let channel: String = row.try_get("channel")?;
+        let code_id: Option<String> = row.try_get("code_id")?;
+        let details: String = row.try_get("details")?;
+        let pending = Pending {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            topic: row.try_get("topic")?,
+            channel: if channel == "sms" {
+                Channel::Sms
+            } else {
+                Channel::Email
+            },
+            code_id: code_id.and_then(|c| Uuid::parse_str(&c).ok()),
+            details: serde_json::from_str(&details).unwrap_or_default(),
+            expires_ms: row.try_get("expires_ms")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        };
+        if !lease(state, &pending.id, now_ms).await? {
+            continue;
+        }
+        taken += 1;
+        deliver_one(state, delivery, pending).await?;
+    }
+    Ok(taken)
+}
+
+async fn lease(state: &AppState, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    let until = now_ms + LEASE.as_millis() as i64;
+    let leased = sqlx::query(
+        "insert into notification_attempts (id, attempts, next_attempt_ms, leased_until_ms)
+         values ($1, 0, $2, $3)
+         on conflict (id) do update set leased_until_ms = $3
+           where notification_attempts.leased_until_ms <= $2
+             and notification_attempts.next_attempt_ms <= $2",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .bind(until)
+    .execute(state.store().any())
+    .await?
+    .rows_affected();
+    Ok(leased == 1)
+}
+
+async fn deliver_one(
+    state: &AppState,
+    delivery: &Delivery,
+    pending: Pending,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let attempts = pending.attempts + 1;
+    let (destination, result) = match prepare_and_send(state, delivery, &pending, now).await {
+        Ok(destination) => (destination, Ok(())),
+        Err((destination, e)) => (destination, Err(e)),
+    };
+    let outcome = match &result {
+        Ok(()) => AccountFact::NotificationDelivered {
+            notification_id: pending.id.clone(),
+            topic: pending.topic.clone(),
+            channel: pending.channel,
+            destination,
+            attempts,
+        },
+        Err(e) => AccountFact::NotificationFailed {
+            notification_id: pending.id.clone(),
+            topic: pending.topic.clone(),
+            channel: pending.channel,
+            destination,
+            reason: e.reason.clone(),
+            attempts,
+            permanent: e.permanent || attempts >= delivery.max_attempts,
+        },
+    };
+    let settled = !matches!(
+        outcome,
+        AccountFact::NotificationFailed {
+            permanent: false,
+            ..
+        }
+    );
+    match &result {
+        Ok(()) => {
+            tracing::info!(notification = %pending.id, topic = %pending.topic, channel = pending.channel.as_str(), "message delivered")
+        }
+        Err(e) => {
+            tracing::warn!(notification = %pending.id, topic = %pending.topic, channel = pending.channel.as_str(), reason = %e.reason, attempts, "message not delivered")
+        }
+    }
+    let recorded = state
+        .accounts()
+        .execute(
+            &pending.account_id,
+            || AccountCommand::RecordNotificationOutcome {
+                outcome: outcome.clone(),
+                at: now,
+            },
+            crate::routes::metadata(),
+        )
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, notification = %pending.id, "could not record a delivery outcome");
+    }
+    state.runner().nudge();
+    // Backoff: 2, 4, 8 … seconds, capped; a settled message is never taken again (its row
+    // leaves `pending` when the projection sees the outcome).
+    let backoff = if settled {
+        MAX_BACKOFF_SECONDS
+    } else {
+        (1i64 << attempts.min(16)).min(MAX_BACKOFF_SECONDS)
+    };
+    sqlx::query(
+        "update notification_attempts set attempts = $2, next_attempt_ms = $3, leased_until_ms = 0
+         where id = $1",
+    )
+    .bind(&pending.id)
+    .bind(i64::from(attempts))
+    .bind(now.timestamp_millis() + backoff * 1000)
+    .execute(state.store().any())
+    .await?;
+    if settled {
+        if let Some(code_id) = pending.code_id {
+            crate::codes::forget(state.store(), code_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the message and sends it; returns the masked destination either way.
+async fn prepare_and_send(
+    state: &AppState,
+    delivery: &Delivery,
+    pending: &Pending,
+    now: DateTime<Utc>,
+) -> Result<String, (String, DeliveryError)> {
+    if let Some(expires_ms) = pending.expires_ms {
+        if now.timestamp_millis() >= expires_ms {
+            return Err((
+                String::new(),
+                DeliveryError::permanent("the code expired before it could be sent"),
+            ));
+        }
+    }
+    let account = state
+        .accounts()
+        .load(&pending.account_id)
+        .await
+        .map_err(|e| {
+            (
+                String::new(),
+                DeliveryError::transient(format!("cannot load the account: {e}")),
+            )
+        })?;
+    let opened = open_contact_and_phrase(state, &pending.account_id, &account, pending.channel)
+        .await
+        .map_err(|e| (String::new(), e))?;
+    let Some((address, phrase)) = opened else {
+        return Err((
+            String::new(),
+            DeliveryError::permanent("the account has no such contact (or it was erased)"),
+        ));
+    };
+    let masked = match pending.channel {
+        Channel::Email => crate::mask::email(&address),
+        Channel::Sms => crate::mask::phone(&address),
+    };
+    let code;
+    let topic = match pending.code_id {
+        Some(code_id) => {
+            let flow = pending
+                .details
+                .get("flow_id")
+                .and_then(|v| v.as_str())
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .and_then(|id| account.flow(id));
+            let Some(flow) = flow else {
+                return Err((masked, DeliveryError::permanent("the flow is gone")));
+            };
+            code = crate::codes::take_for_delivery(state.store(), state.keys(), code_id)
+                .await
+                .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?
+                .ok_or_else(|| {
+                    (
+                        masked.clone(),
+                        DeliveryError::permanent("the code is no longer held for delivery"),
+                    )
+                })?;
+            let valid_minutes = pending
+                .expires_ms
+                .map(|ms| ((ms - now.timestamp_millis()) / 60_000).max(1))
+                .unwrap_or(1);
+            Topic::Code {
+                code: &code,
+                kind: flow.kind,
+                valid_minutes,
+            }
+        }
+        None => Topic::Notice {
+            topic: &pending.topic,
+            details: &pending.details,
+        },
+    };
+    let sent = match pending.channel {
+        Channel::Email => {
+            let (subject, body) = render::email(&topic, phrase.as_deref());
+            delivery
+                .email
+                .send(&EmailMessage {
+                    id: pending.id.clone(),
+                    to: address,
+                    subject,
+                    body,
+                })
+                .await
+        }
+        Channel::Sms => {
+            delivery
+                .sms
+                .send(&SmsMessage {
+                    id: pending.id.clone(),
+                    to: address,
+                    body: render::sms(&topic),
+                })
+                .await
+        }
+    };
+    sent.map(|()| masked.clone()).map_err(|e| (masked, e))
+}
+
+/// The contact for `channel` and the anti-phishing phrase, unsealed; `None` when the account has
+/// no such contact or its data key was destroyed.
+async fn open_contact_and_phrase(
+    state: &AppState,
+    account_id: &str,
+    account: &Account,
+    channel: Channel,
+) -> Result<Option<(String, Option<String>)>, DeliveryError> {
+    let kind = channel.contact_kind();
+    let sealed = match kind {
+        ContactKind::Email => account.email(),
+        ContactKind::Phone => account.phone(),
+    };
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let wrapped = crate::directory::wrapped_key(state.store(), account_id)
+        .await
+        .map_err(|e| DeliveryError::transient(format!("cannot read the account key: {e}")))?;
+    let Some(wrapped) = wrapped else {
+        return Ok(None);
+    };
+    let key = state
+        .keys()
+        .unwrap_data_key(account_id, &wrapped)
+        .map_err(|_| DeliveryError::permanent("the account key cannot be unwrapped"))?;
+    let address = key
+        .open(account_id, kind, &sealed.sealed)
+        .map_err(|_| DeliveryError::permanent("the contact cannot be unsealed"))?;
+    let phrase = account
+        .anti_phishing_phrase()
+        .and_then(|p| key.open_text(account_id, PHRASE_LABEL, p).ok());
+    Ok(Some((address, phrase)))
+}

@@ -1,0 +1,453 @@
+//! Self-service flows: forgot password, unlock, contact verification, and the flow view with its
+//! step counter.
+//!
+//! Every answer about an identifier is the same whether or not it belongs to an account: unknown
+//! identifiers run the same flow on their stand-in aggregate, which records it and sends nothing.
+//! Flow ids are opaque tokens sealed by the server (they name the aggregate and the flow, with one
+//! fixed length), so they cannot be forged or enumerated.
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::account::{CodeStatus, Flow};
+use gatehouse_domain::policy::{Channel, FlowKind};
+use gatehouse_domain::{AccountCommand, AccountFact, CodeAction, RedeemCode, StartFlow};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{code_unusable, execute_error, flow_not_found, metadata, store_error, ApiJson};
+use crate::codes;
+use crate::error::ApiError;
+use crate::request::Caller;
+use crate::state::AppState;
+
+/// Channel a code is sent on.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelParam {
+    /// Email.
+    Email,
+    /// Text message.
+    Sms,
+}
+
+impl From<ChannelParam> for Channel {
+    fn from(c: ChannelParam) -> Self {
+        match c {
+            ChannelParam::Email => Channel::Email,
+            ChannelParam::Sms => Channel::Sms,
+        }
+    }
+}
+
+/// Starts a recovery flow for an identifier.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryRequest {
+    /// Email or phone of the account.
+    pub identifier: String,
+    /// Where to send the code; default: the channel of the identifier, else the other verified
+    /// one. Codes only ever go to verified contacts.
+    pub channel: Option<ChannelParam>,
+}
+
+/// Resend a flow's code, optionally on the other channel.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResendRequest {
+    /// Channel for the new code (recovery flows only).
+    pub channel: Option<ChannelParam>,
+}
+
+/// A code for a flow.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The flow id.
+    pub flow_id: String,
+    /// The code received (spaces and dashes are ignored).
+    pub code: String,
+}
+
+/// A code and the new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The flow id from `POST /v1/password/forgot`.
+    pub flow_id: String,
+    /// The code received.
+    pub code: String,
+    /// The new password: the password policy applies, and it must differ from the last 5.
+    pub new_password: String,
+}
+
+/// Where a flow stands, for a frontend to show "step 2 of 2" and when "resend" works.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowView {
+    /// The flow id (opaque).
+    pub flow_id: String,
+    /// `verify_email`, `verify_phone`, `reset_password` or `unlock`.
+    pub kind: &'static str,
+    /// Current step, from 1.
+    pub step: u32,
+    /// Steps in this flow.
+    pub steps_total: u32,
+    /// `enter_code`, `enter_code_and_new_password`, `request_new_code` or `done`.
+    pub next_action: &'static str,
+    /// `awaiting_code`, `completed`, `code_exhausted`, `code_expired` or `code_superseded`.
+    pub status: &'static str,
+    /// Channel of the current code.
+    pub channel: &'static str,
+    /// When the current code expires.
+    pub expires_at: DateTime<Utc>,
+    /// When a new code may be requested.
+    pub resend_available_at: DateTime<Utc>,
+    /// Wrong tries left on the current code.
+    pub attempts_remaining: u32,
+}
+
+fn view(state: &AppState, token: String, flow: &Flow, now: DateTime<Utc>) -> Option<FlowView> {
+    let code = flow.code.as_ref()?;
+    let policy = &state.accounts().services().codes;
+    let status = match code.status {
+        CodeStatus::Active if now >= code.expires_at => "code_expired",
+        CodeStatus::Active => "awaiting_code",
+        CodeStatus::Used => "completed",
+        CodeStatus::Exhausted => "code_exhausted",
+        CodeStatus::Expired => "code_expired",
+        CodeStatus::Superseded => "code_superseded",
+    };
+    let steps_total = flow.kind.steps_total();
+    let next_action = match status {
+        "awaiting_code" => flow.kind.next_action(),
+        "completed" => "done",
+        _ => "request_new_code",
+    };
+    Some(FlowView {
+        flow_id: token,
+        kind: flow.kind.as_str(),
+        step: steps_total,
+        steps_total,
+        next_action,
+        status,
+        channel: code.channel.as_str(),
+        expires_at: code.expires_at,
+        resend_available_at: code.issued_at + policy.resend_cooldown,
+        attempts_remaining: policy.max_attempts.saturating_sub(code.attempts),
+    })
+}
+
+/// Loads the flow a token names and renders it.
+async fn current_view(
+    state: &AppState,
+    aggregate_id: &str,
+    flow_id: Uuid,
+    token: String,
+) -> Result<FlowView, ApiError> {
+    let account = state
+        .accounts()
+        .load(aggregate_id)
+        .await
+        .map_err(execute_error)?;
+    account
+        .flow(flow_id)
+        .and_then(|f| view(state, token, f, Utc::now()))
+        .ok_or_else(flow_not_found)
+}
+
+fn open_token(state: &AppState, token: &str) -> Result<(String, Uuid), ApiError> {
+    state
+        .keys()
+        .open_flow_token(token)
+        .ok_or_else(flow_not_found)
+}
+
+/// Starts a recovery flow (shared by forgot password and unlock).
+async fn start_recovery(
+    state: &AppState,
+    caller: &Caller,
+    req: RecoveryRequest,
+    kind: FlowKind,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    let resolved = super::resolve_identifier(state, &req.identifier).await?;
+    if let Some(ip) = caller.ip {
+        state.throttle().admit(ip, &resolved.lookup)?;
+    }
+    let typed = resolved
+        .kind
+        .map(Channel::for_contact)
+        .unwrap_or(Channel::Email);
+    let (grant, code) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let expires_at = now + state.accounts().services().codes.ttl;
+    // Kept for every flow, stand-ins included, so both paths do the same work; undelivered
+    // codes are purged at expiry.
+    codes::keep_for_delivery(
+        state.store(),
+        state.keys(),
+        grant.code.code_id,
+        &code,
+        expires_at,
+    )
+    .await
+    .map_err(store_error)?;
+    let flow_id = grant.flow_id;
+    let context = caller.context(None);
+    let command = StartFlow {
+        grant,
+        kind,
+        channel: req.channel.map(Channel::from),
+        typed,
+        at: now,
+        context,
+    };
+    state
+        .accounts()
+        .execute(
+            &resolved.aggregate_id,
+            || AccountCommand::StartFlow(command.clone()),
+            metadata(),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    let token = state
+        .keys()
+        .flow_token(&resolved.aggregate_id, flow_id)
+        .map_err(ApiError::internal)?;
+    let view = current_view(state, &resolved.aggregate_id, flow_id, token).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Asks for a password reset code.
+#[utoipa::path(post, path = "/v1/password/forgot", tag = "recovery", request_body = RecoveryRequest,
+    responses(
+        (status = 202, body = FlowView, description = "Always the same answer: a code is on its way if the identifier belongs to an account with a verified contact"),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
+    ))]
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RecoveryRequest>,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    start_recovery(&state, &caller, req, FlowKind::ResetPassword).await
+}
+
+/// Asks for an unlock code.
+#[utoipa::path(post, path = "/v1/unlock/request", tag = "recovery", request_body = RecoveryRequest,
+    responses(
+        (status = 202, body = FlowView, description = "Always the same answer"),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody),
+    ))]
+pub async fn request_unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RecoveryRequest>,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    start_recovery(&state, &caller, req, FlowKind::Unlock).await
+}
+
+/// Where a flow stands.
+#[utoipa::path(get, path = "/v1/flows/{flow_id}", tag = "recovery",
+    params(("flow_id" = String, Path, description = "Flow id")),
+    responses((status = 200, body = FlowView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_flow(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<FlowView>, ApiError> {
+    let (aggregate_id, flow_id) = open_token(&state, &token)?;
+    Ok(Json(
+        current_view(&state, &aggregate_id, flow_id, token).await?,
+    ))
+}
+
+/// Sends a new code for a flow (after the resend cooldown), optionally on the other channel.
+#[utoipa::path(post, path = "/v1/flows/{flow_id}/resend", tag = "recovery",
+    params(("flow_id" = String, Path, description = "Flow id")), request_body = ResendRequest,
+    responses(
+        (status = 202, body = FlowView),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 410, body = crate::error::ErrorBody, description = "`code_used`: the flow is complete"),
+        (status = 422, body = crate::error::ErrorBody, description = "`channel_not_allowed`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap)"),
+    ))]
+pub async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    // The body is optional: no body keeps the channel.
+    let req: ResendRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResendRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| {
+            ApiError::bad_request("the body must be {\"channel\": \"email\" | \"sms\"} or empty")
+        })?
+    };
+    let (aggregate_id, flow_id) = open_token(&state, &token)?;
+    if let Some(ip) = caller.ip {
+        state.throttle().admit(ip, &flow_id.to_string())?;
+    }
+    let drawn = codes::draw(state.keys(), flow_id).map_err(ApiError::internal)?;
+    let now = Utc::now();
+    codes::keep_for_delivery(
+        state.store(),
+        state.keys(),
+        drawn.grant.code_id,
+        &drawn.code,
+        now + state.accounts().services().codes.ttl,
+    )
+    .await
+    .map_err(store_error)?;
+    let context = caller.context(None);
+    let channel = req.channel.map(Channel::from);
+    state
+        .accounts()
+        .execute(
+            &aggregate_id,
+            || AccountCommand::ResendCode {
+                flow_id,
+                channel,
+                code: drawn.grant.clone(),
+                at: now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    let view = current_view(&state, &aggregate_id, flow_id, token).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Presents a code; `Ok` means the flow completed.
+async fn redeem(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    code: &str,
+    action: CodeAction,
+) -> Result<(), ApiError> {
+    let (aggregate_id, flow_id) = open_token(state, token)?;
+    if let Some(ip) = caller.ip {
+        state.throttle().admit(ip, &flow_id.to_string())?;
+    }
+    if code.len() > 64 {
+        return Err(ApiError::bad_request("code is too long").with_field("code"));
+    }
+    let verifier = codes::typed_verifier(state.keys(), flow_id, code);
+    let now = Utc::now();
+    let context = caller.context(None);
+    let command = RedeemCode {
+        flow_id,
+        verifier,
+        action,
+        at: now,
+        context,
+    };
+    let executed = state
+        .accounts()
+        .execute(
+            &aggregate_id,
+            || AccountCommand::RedeemCode(command.clone()),
+            metadata(),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    let max = state.accounts().services().codes.max_attempts;
+    let mut wrong = None;
+    for envelope in &executed.events {
+        match &envelope.payload.fact {
+            AccountFact::CodeUsed { .. } => return Ok(()),
+            AccountFact::CodeExpired { .. } => return Err(code_unusable("expired")),
+            AccountFact::CodeExhausted { .. } => return Err(code_unusable("exhausted")),
+            AccountFact::CodeAttemptFailed { attempts, .. } => wrong = Some(*attempts),
+            _ => {}
+        }
+    }
+    let left = max.saturating_sub(wrong.unwrap_or(max));
+    Err(ApiError::validation(
+        "invalid_code",
+        format!(
+            "the code is wrong; {left} {} left",
+            if left == 1 { "try" } else { "tries" }
+        ),
+    )
+    .with_field("code"))
+}
+
+/// Sets a new password with the code from `POST /v1/password/forgot`. Signs nobody in: every
+/// session ends, and the person signs in again (with their second factor, if enrolled).
+#[utoipa::path(post, path = "/v1/password/reset", tag = "recovery", request_body = ResetRequest,
+    responses(
+        (status = 204, description = "Password replaced; every session ended; owner notified; high-risk actions paused"),
+        (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`"),
+        (status = 410, body = crate::error::ErrorBody, description = "`code_used`, `code_expired`, `code_exhausted`, `code_superseded`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left), `weak_password`, `password_reused`"),
+        (status = 429, body = crate::error::ErrorBody),
+    ))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    // Only the general policy here: checking the password against the account's identifiers
+    // before the code is checked would tell a stranger whether the flow belongs to an account.
+    let password = state
+        .password_policy()
+        .check(&req.new_password, &[])
+        .map_err(|r| {
+            ApiError::validation("weak_password", r.to_string()).with_field("new_password")
+        })?;
+    redeem(
+        &state,
+        &caller,
+        &req.flow_id,
+        &req.code,
+        CodeAction::ResetPassword(password),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts a lockout with the code from `POST /v1/unlock/request`.
+#[utoipa::path(post, path = "/v1/unlock/confirm", tag = "recovery", request_body = CodeRequest,
+    responses(
+        (status = 204, description = "Unlocked; the failure count is reset"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 410, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code`"),
+        (status = 429, body = crate::error::ErrorBody),
+    ))]
+pub async fn confirm_unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> Result<StatusCode, ApiError> {
+    redeem(&state, &caller, &req.flow_id, &req.code, CodeAction::Unlock).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Confirms a contact with the code sent at sign-up (`verification_flow_id`).
+#[utoipa::path(post, path = "/v1/verify", tag = "recovery", request_body = CodeRequest,
+    responses(
+        (status = 204, description = "The contact is verified"),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 410, body = crate::error::ErrorBody),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code`"),
+        (status = 429, body = crate::error::ErrorBody),
+    ))]
+pub async fn verify_contact(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> Result<StatusCode, ApiError> {
+    redeem(&state, &caller, &req.flow_id, &req.code, CodeAction::Verify).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

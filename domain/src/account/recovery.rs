@@ -1,0 +1,300 @@
+//! Self-service flows: issuing one-time codes, resending them, and redeeming them to verify a
+//! contact, lift a lock or reset the password.
+//!
+//! An identifier that matches no account runs the same decisions on its stand-in aggregate: the
+//! flow and its code are recorded (undeliverable), tries are counted, and a right code can never
+//! succeed there, so nothing outside can tell the two apart.
+use chrono::{DateTime, Utc};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::context::RequestContext;
+use crate::policy::codes::{Channel, IssueRefusal};
+
+use super::commands::{CodeAction, CodeGrant, RedeemCode, StartFlow};
+use super::error::AccountError;
+use super::events::{AccountFact, CooldownReason, SessionEndReason, UnlockReason};
+use super::services::AccountServices;
+use super::state::{Account, AccountStatus, CodeStatus};
+
+impl Account {
+    /// `StartFlow`: the flow and its first code.
+    pub(super) fn start_flow(
+        &self,
+        cmd: StartFlow,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        services
+            .codes
+            .may_issue(cmd.at, None, &self.recent_code_issues)
+            .map_err(refused)?;
+        let (channel, deliverable) = match cmd.kind.verifies() {
+            Some(kind) => {
+                let channel = Channel::for_contact(kind);
+                (channel, self.has_contact(channel))
+            }
+            None => self.recovery_channel(cmd.channel, cmd.typed),
+        };
+        Ok(vec![
+            AccountFact::FlowStarted {
+                flow_id: cmd.grant.flow_id,
+                kind: cmd.kind,
+                context: cmd.context.clone(),
+            },
+            self.code_issued(
+                cmd.grant.flow_id,
+                cmd.grant.code,
+                channel,
+                deliverable,
+                cmd.at,
+                cmd.context,
+                services,
+            ),
+        ])
+    }
+
+    /// `ResendCode`: a new code for a flow, after the cooldown, possibly on the other channel.
+    pub(super) fn resend_code(
+        &self,
+        flow_id: Uuid,
+        wanted: Option<Channel>,
+        code: CodeGrant,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        let flow = self.flows.get(&flow_id).ok_or(AccountError::FlowNotFound)?;
+        let current = flow.code.as_ref().ok_or(AccountError::FlowNotFound)?;
+        if current.status == CodeStatus::Used {
+            return Err(AccountError::CodeUnusable("used"));
+        }
+        services
+            .codes
+            .may_issue(at, Some(current.issued_at), &self.recent_code_issues)
+            .map_err(refused)?;
+        let (channel, deliverable) = match flow.kind.verifies() {
+            Some(kind) => {
+                let channel = Channel::for_contact(kind);
+                if wanted.is_some_and(|w| w != channel) {
+                    return Err(AccountError::ChannelNotAllowed);
+                }
+                (channel, self.has_contact(channel))
+            }
+            None => {
+                let channel = wanted.unwrap_or(current.channel);
+                (
+                    channel,
+                    self.status == AccountStatus::Active && self.is_verified(channel),
+                )
+            }
+        };
+        Ok(vec![self.code_issued(
+            flow_id,
+            code,
+            channel,
+            deliverable,
+            at,
+            context,
+            services,
+        )])
+    }
+
+    /// `RedeemCode`: checks the code and, when it is right, does what the flow is for.
+    pub(super) async fn redeem_code(
+        &self,
+        cmd: RedeemCode,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        let flow = self
+            .flows
+            .get(&cmd.flow_id)
+            .filter(|f| cmd.action.fits(f.kind))
+            .ok_or(AccountError::FlowNotFound)?;
+        let code = flow.code.as_ref().ok_or(AccountError::FlowNotFound)?;
+        match code.status {
+            CodeStatus::Active => {}
+            CodeStatus::Used => return Err(AccountError::CodeUnusable("used")),
+            CodeStatus::Exhausted => return Err(AccountError::CodeUnusable("exhausted")),
+            CodeStatus::Expired => return Err(AccountError::CodeUnusable("expired")),
+            CodeStatus::Superseded => return Err(AccountError::CodeUnusable("superseded")),
+        }
+        let (flow_id, code_id) = (cmd.flow_id, code.code_id);
+        if cmd.at >= code.expires_at {
+            return Ok(vec![AccountFact::CodeExpired { flow_id, code_id }]);
+        }
+        let matches: bool = code
+            .verifier
+            .as_bytes()
+            .ct_eq(cmd.verifier.as_bytes())
+            .into();
+        // A stand-in aggregate never succeeds, whatever is typed.
+        if !matches || self.status != AccountStatus::Active {
+            let attempts = code.attempts + 1;
+            let mut facts = vec![AccountFact::CodeAttemptFailed {
+                flow_id,
+                code_id,
+                attempts,
+                context: cmd.context,
+            }];
+            if attempts >= services.codes.max_attempts {
+                facts.push(AccountFact::CodeExhausted { flow_id, code_id });
+            }
+            return Ok(facts);
+        }
+        let used = AccountFact::CodeUsed {
+            flow_id,
+            code_id,
+            context: cmd.context.clone(),
+        };
+        match (cmd.action, flow.kind.verifies()) {
+            (CodeAction::Verify, Some(kind)) => {
+                Ok(vec![used, AccountFact::ContactVerified { kind, flow_id }])
+            }
+            (CodeAction::Unlock, _) => Ok(vec![
+                used,
+                AccountFact::AccountUnlocked {
+                    reason: UnlockReason::UnlockCode,
+                    context: cmd.context,
+                },
+            ]),
+            (CodeAction::ResetPassword(password), _) => {
+                self.reset_password(flow_id, used, password, cmd.at, cmd.context, services)
+                    .await
+            }
+            (CodeAction::Verify, None) => Err(AccountError::FlowNotFound),
+        }
+    }
+
+    async fn reset_password(
+        &self,
+        flow_id: Uuid,
+        used: AccountFact,
+        password: crate::password::CandidatePassword,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        // The current password and the remembered ones may not come back.
+        for old in self
+            .password_hash
+            .iter()
+            .chain(self.previous_passwords.iter())
+        {
+            if services.hasher.verify(password.secret(), Some(old)).await {
+                return Err(AccountError::PasswordReused);
+            }
+        }
+        let password_hash = services.hasher.hash(password.secret()).await?;
+        let mut facts = vec![
+            used,
+            AccountFact::PasswordReset {
+                password_hash,
+                flow_id,
+                context: context.clone(),
+            },
+        ];
+        // Revocation is immediate: every session ends with the old password.
+        facts.extend(self.live_sessions(at).into_iter().map(|(session_id, _)| {
+            AccountFact::SessionEnded {
+                session_id,
+                reason: SessionEndReason::PasswordReset,
+                context: context.clone(),
+            }
+        }));
+        if self.lock_at(at).is_some() || self.consecutive_failures > 0 || self.lock_level > 0 {
+            facts.push(AccountFact::AccountUnlocked {
+                reason: UnlockReason::PasswordReset,
+                context,
+            });
+        }
+        facts.push(AccountFact::HighRiskCooldownStarted {
+            until: at + services.cooldowns.after_password_reset,
+            reason: CooldownReason::PasswordReset,
+        });
+        Ok(facts)
+    }
+
+    /// `SetAntiPhishingPhrase`.
+    pub(super) fn set_anti_phishing_phrase(
+        &self,
+        sealed_phrase: Option<String>,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        Ok(match sealed_phrase {
+            Some(sealed_phrase) => vec![AccountFact::AntiPhishingPhraseSet {
+                sealed_phrase,
+                context,
+            }],
+            None if self.anti_phishing_phrase.is_some() => {
+                vec![AccountFact::AntiPhishingPhraseRemoved { context }]
+            }
+            None => Vec::new(),
+        })
+    }
+
+    /// `RecordNotificationOutcome`.
+    pub(super) fn record_notification_outcome(
+        &self,
+        outcome: AccountFact,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        match outcome {
+            AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {
+                Ok(vec![outcome])
+            }
+            _ => Err(AccountError::NotAnOutcome),
+        }
+    }
+
+    /// Whether the account has a contact for the channel (verified or not).
+    fn has_contact(&self, channel: Channel) -> bool {
+        self.status == AccountStatus::Active
+            && match channel {
+                Channel::Email => self.email.is_some(),
+                Channel::Sms => self.phone.is_some(),
+            }
+    }
+
+    /// Recovery codes go only to verified channels: the one asked for, else the one typed, else
+    /// the other verified one. With none, the code is recorded but sent nowhere.
+    fn recovery_channel(&self, asked: Option<Channel>, typed: Channel) -> (Channel, bool) {
+        let usable = |c: Channel| self.status == AccountStatus::Active && self.is_verified(c);
+        match asked {
+            Some(channel) => (channel, usable(channel)),
+            None if usable(typed) => (typed, true),
+            None if usable(typed.other()) => (typed.other(), true),
+            None => (typed, false),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn code_issued(
+        &self,
+        flow_id: Uuid,
+        code: CodeGrant,
+        channel: Channel,
+        deliverable: bool,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> AccountFact {
+        AccountFact::CodeIssued {
+            flow_id,
+            code_id: code.code_id,
+            channel,
+            verifier: code.verifier,
+            expires_at: at + services.codes.ttl,
+            deliverable,
+            context,
+        }
+    }
+}
+
+fn refused(refusal: IssueRefusal) -> AccountError {
+    match refusal {
+        IssueRefusal::Cooldown { until } | IssueRefusal::HourlyCap { until } => {
+            AccountError::CodeRateLimited { retry_at: until }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! One-time codes: what they are for, where they go, and the limits on issuing and trying them.
+//!
+//! A code is issued for a *flow* (forgot password, unlock, contact verification). The aggregate
+//! stores only a verifier keyed with a server secret (an HMAC computed at the edge), because a
+//! plain hash of a 6-digit code is a million guesses away from the code itself.
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::contact::ContactKind;
+
+/// Where a code or notice is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// To the account's email address.
+    Email,
+    /// By text message to the account's phone.
+    Sms,
+}
+
+impl Channel {
+    /// The contact kind this channel delivers to.
+    pub fn contact_kind(self) -> ContactKind {
+        match self {
+            Self::Email => ContactKind::Email,
+            Self::Sms => ContactKind::Phone,
+        }
+    }
+
+    /// The channel that delivers to a contact kind.
+    pub fn for_contact(kind: ContactKind) -> Self {
+        match kind {
+            ContactKind::Email => Self::Email,
+            ContactKind::Phone => Self::Sms,
+        }
+    }
+
+    /// The other channel.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Email => Self::Sms,
+            Self::Sms => Self::Email,
+        }
+    }
+
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+        }
+    }
+}
+
+/// What a flow achieves once its code is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    /// Confirm the account's email address.
+    VerifyEmail,
+    /// Confirm the account's phone number.
+    VerifyPhone,
+    /// Set a new password without the old one.
+    ResetPassword,
+    /// End a lockout early.
+    Unlock,
+}
+
+impl FlowKind {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::VerifyPhone => "verify_phone",
+            Self::ResetPassword => "reset_password",
+            Self::Unlock => "unlock",
+        }
+    }
+
+    /// The verification flow of a contact kind.
+    pub fn verify(kind: ContactKind) -> Self {
+        match kind {
+            ContactKind::Email => Self::VerifyEmail,
+            ContactKind::Phone => Self::VerifyPhone,
+        }
+    }
+
+    /// The contact a verification flow confirms; `None` for recovery flows.
+    pub fn verifies(self) -> Option<ContactKind> {
+        match self {
+            Self::VerifyEmail => Some(ContactKind::Email),
+            Self::VerifyPhone => Some(ContactKind::Phone),
+            Self::ResetPassword | Self::Unlock => None,
+        }
+    }
+
+    /// Steps a person sees: identifying themselves counts as the first step of a recovery.
+    pub fn steps_total(self) -> u32 {
+        match self {
+            Self::VerifyEmail | Self::VerifyPhone => 1,
+            Self::ResetPassword | Self::Unlock => 2,
+        }
+    }
+
+    /// What the frontend should ask for while a code is awaited.
+    pub fn next_action(self) -> &'static str {
+        match self {
+            Self::VerifyEmail | Self::VerifyPhone => "enter_code",
+            Self::ResetPassword => "enter_code_and_new_password",
+            Self::Unlock => "enter_code",
+        }
+    }
+}
+
+/// Limits on codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodePolicy {
+    /// A code expires this long after it is issued.
+    pub ttl: Duration,
+    /// Wrong tries that exhaust a code.
+    pub max_attempts: u32,
+    /// Least time between two codes of one flow (resend).
+    pub resend_cooldown: Duration,
+    /// Most codes issued to one account within an hour, all flows together.
+    pub max_per_hour: u32,
+}
+
+impl Default for CodePolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::minutes(10),
+            max_attempts: 5,
+            resend_cooldown: Duration::seconds(60),
+            max_per_hour: 10,
+        }
+    }
+}
+
+/// Why a code may not be issued now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueRefusal {
+    /// Too soon after the previous code of this flow.
+    Cooldown {
+        /// When a new code may be issued.
+        until: DateTime<Utc>,
+    },
+    /// The hourly cap is reached.
+    HourlyCap {
+        /// When the oldest counted code leaves the window.
+        until: DateTime<Utc>,
+    },
+}
+
+impl CodePolicy {
+    /// Checks whether a code may be issued at `now`, given when this flow's last code was issued
+    /// and when the account's codes of the past hour were issued.
+    pub fn may_issue(
+        &self,
+        now: DateTime<Utc>,
+        flow_last_issued: Option<DateTime<Utc>>,
+        recent_issues: &[DateTime<Utc>],
+    ) -> Result<(), IssueRefusal> {
+        if let Some(last) = flow_last_issued {
+            let until = last + self.resend_cooldown;
+            if now < until {
+                return Err(IssueRefusal::Cooldown { until });
+            }
+        }
+        let window_start = now - Duration::hours(1);
+        let mut in_window: Vec<DateTime<Utc>> = recent_issues
+            .iter()
+            .copied()
+            .filter(|t| *t > window_start)
+            .collect();
+        if in_window.len() >= self.max_per_hour as usize {
+            in_window.sort();
+            let oldest = in_window.first().copied().unwrap_or(now);
+            return Err(IssueRefusal::HourlyCap {
+                until: oldest + Duration::hours(1),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Cooldowns on high-risk actions after security-sensitive changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CooldownPolicy {
+    /// After a password reset by code.
+    pub after_password_reset: Duration,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        Self {
+            after_password_reset: Duration::hours(24),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    #[test]
+    fn test_resend_waits_for_the_cooldown() {
+        let p = CodePolicy::default();
+        assert_eq!(
+            p.may_issue(t(30), Some(t(0)), &[t(0)]),
+            Err(IssueRefusal::Cooldown { until: t(60) })
+        );
+        assert_eq!(p.may_issue(t(60), Some(t(0)), &[t(0)]), Ok(()));
+    }
+
+    #[test]
+    fn test_hourly_cap_counts_only_the_last_hour() {
+        let p = CodePolicy {
+            max_per_hour: 3,
+            ..CodePolicy::default()
+        };
+        let issued = [t(0), t(100), t(200)];
+        assert_eq!(
+            p.may_issue(t(300), None, &issued),
+            Err(IssueRefusal::HourlyCap { until: t(3600) })
+        );
+        assert_eq!(p.may_issue(t(3601), None, &issued), Ok(()));
+    }
+
+    #[test]
+    fn test_channel_and_contact_kind_correspond() {
+        for c in [Channel::Email, Channel::Sms] {
+            assert_eq!(Channel::for_contact(c.contact_kind()), c);
+            assert_ne!(c.other(), c);
+        }
+        assert_eq!(
+            FlowKind::verify(ContactKind::Phone).verifies(),
+            Some(ContactKind::Phone)
+        );
+        assert_eq!(FlowKind::ResetPassword.verifies(), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! `notification_outbox_v1`: the messages owed to account owners, one row per message and channel.
+//!
+//! Rows are derived from events (a code issued, a password reset, a lock, a new sign-in…), and a
+//! row leaves `pending` only through the outcome events the delivery worker appends
+//! (`NotificationDelivered`, a permanent `NotificationFailed`). A rebuild from zero therefore
+//! reproduces the table exactly and sends nothing twice. Notices go to the channels the owner has
+//! verified at the time of the event (tracked in `notification_contacts_v1`).
+use gatehouse_domain::policy::Channel;
+use gatehouse_domain::AccountFact;
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
+
+use crate::runner::ChangeProjection;
+use crate::store::{StoreError, StoredEvent};
+use crate::time::to_ms;
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Exactly this channel (one-time codes: the flow chose it).
+    Channel(Channel),
+    /// Every channel the owner has verified.
+    AllVerified,
+    /// The email, if verified (routine notices are not worth a text message).
+    EmailIfVerified,
+}
+
+/// A change to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotificationChange {
+    /// The owner verified a channel.
+    ChannelVerified {
+        account_id: String,
+        channel: Channel,
+    },
+    /// A message is owed.
+    Enqueue {
+        account_id: String,
+        sequence: i64,
+        topic: &'static str,
+        target: Target,
+        code_id: Option<String>,
+        details: serde_json::Value,
+        created_ms: i64,
+        expires_ms: Option<i64>,
+    },
+    /// The worker recorded how a message ended.
+    Settled {
+        notification_id: String,
+        status: &'static str,
+        at_ms: i64,
+    },
+}
+
+/// The id of a message: its source event and channel.
+pub fn notification_id(account_id: &str, sequence: i64, channel: Channel) -> String {
+    format!("{account_id}/{sequence}/{}", channel.as_str())
+}
+
+/// The pure fold.
+pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreError> {
+    let Some(e) = crate::account_event(event)? else {
+        return Ok(Vec::new());
+    };
+    let account_id = event.aggregate_id.clone();
+    let created_ms = to_ms(e.at);
+    let enqueue = |topic, target, details, code_id, expires_ms| NotificationChange::Enqueue {
+        account_id: account_id.clone(),
+        sequence: event.sequence,
+        topic,
+        target,
+        code_id,
+        details,
+        created_ms,
+        expires_ms,
+    };
+    Ok(match e.fact {
+        AccountFact::CodeIssued {
+            flow_id,
+            code_id,
+            channel,
+            expires_at,
+            deliverable: true,
+            ..
+        } => vec![enqueue(
+            "code",
+            Target::Channel(channel),
+            json!({ "flow_id": flow_id }),
+            Some(code_id.to_string()),
+            Some(to_ms(expires_at)),
+        )],
+        AccountFact::ContactVerified { kind, .. } => vec![NotificationChange::ChannelVerified {
+            account_id,
+            channel: Channel::for_contact(kind),
+        }],
+        AccountFact::PasswordReset { context, .. } => vec![enqueue(
+            "password_reset",
+            Target::AllVerified,
+            json!({ "ip": context.ip }),
+            None,
+            None,
+        )],
+        AccountFact::AccountLocked { until, .. } => vec![enqueue(
+            "account_locked",
+            Target::AllVerified,
+            json!({ "until": until }),
+            None,
+            None,
+        )],
+        AccountFact::AccountUnlocked { reason, .. } => vec![enqueue(
+            "account_unlocked",
+            Target::AllVerified,
+            json!({ "reason": reason }),
+            None,
+            None,
+        )],
+        AccountFact::LoginSucceeded { context, .. } => vec![enqueue(
+            "new_sign_in",
+            Target::EmailIfVerified,
+            json!({ "ip": context.ip, "user_agent": context.user_agent, "device_id": context.device_id }),
+            None,
+            None,
+        )],
+        AccountFact::DuplicateRegistrationAttempted { context } => vec![enqueue(
+            "duplicate_registration",
+            Target::EmailIfVerified,
+            json!({ "ip": context.ip }),
+            None,
+            None,
+        )],
+        AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
+            "anti_phishing_phrase_set",
+            Target::EmailIfVerified,
+            json!({}),
+            None,
+            None,
+        )],
+        AccountFact::NotificationDelivered {
+            notification_id, ..
+        } => vec![NotificationChange::Settled {
+            notification_id,
+            status: "delivered",
+            at_ms: created_ms,
+        }],
+        AccountFact::NotificationFailed {
+            notification_id,
+            permanent: true,
+            ..
+        } => vec![NotificationChange::Settled {
+            notification_id,
+            status: "failed",
+            at_ms: created_ms,
+        }],
+        _ => Vec::new(),
+    })
+}
+
+async fn verified_channels(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> Result<Vec<Channel>, StoreError> {
+    let row = sqlx::query(
+        "select email_verified, phone_verified from notification_contacts_v1 where account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Vec::new());
+    };
+    let (email, phone): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok([(email, Channel::Email), (phone, Channel::Sms)]
+        .into_iter()
+        .filter(|(flag, _)| *flag != 0)
+        .map(|(_, c)| c)
+        .collect())
+}
+
+async fn write(conn: &mut AnyConnection, change: &NotificationChange) -> Result<(), StoreError> {
+    match change {
+        NotificationChange::ChannelVerified {
+            account_id,
+            channel,
+        } => {
+            let sql = match channel {
+                Channel::Email => {
+                    "insert into notification_contacts_v1 (account_id, email_verified) values ($1, 1)
+                     on conflict (account_id) do update set email_verified = 1"
+                }
+                Channel::Sms => {
+                    "insert into notification_contacts_v1 (account_id, phone_verified) values ($1, 1)
+                     on conflict (account_id) do update set phone_verified = 1"
+                }
+            };
+            sqlx::query(sql).bind(account_id).execute(conn).await?;
+        }
+        NotificationChange::Enqueue {
+            account_id,
+            sequence,
+            topic,
+            target,
+            code_id,
+            details,
+            created_ms,
+            expires_ms,
+        } => {
+            let channels = match target {
+                Target::Channel(c) => vec![*c],
+                Target::AllVerified => verified_channels(&mut *conn, account_id).await?,
+                Target::EmailIfVerified => verified_channels(&mut *conn, account_id)
+                    .await?
+                    .into_iter()
+                    .filter(|c| *c == Channel::Email)
+                    .collect(),
+            };
+            for channel in channels {
+                sqlx::query(
+                    "insert into notification_outbox_v1 (id, account_id, sequence, topic, channel, code_id,
+                                                         details, created_ms, expires_ms, status, updated_ms)
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $8)
+                     on conflict (id) do nothing",
+                )
+                .bind(notification_id(account_id, *sequence, channel))
+                .bind(account_id)
+                .bind(sequence)
+                .bind(*topic)
+                .bind(channel.as_str())
+                .bind(code_id)
+                .bind(details.to_string())
+                .bind(created_ms)
+                .bind(expires_ms)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        NotificationChange::Settled {
+            notification_id,
+            status,
+            at_ms,
+        } => {
+            sqlx::query(
+                "update notification_outbox_v1 set status = $2, updated_ms = $3 where id = $1",
+            )
+            .bind(notification_id)
+            .bind(*status)
+            .bind(at_ms)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The `notification_outbox_v1` projection.
+pub fn projection() -> ChangeProjection<NotificationChange> {
+    ChangeProjection {
+        name: "notification_outbox_v1",
+        tables: &["notification_outbox_v1", "notification_contacts_v1"],
+        changes,
+        write: |conn, change| Box::pin(write(conn, change)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::stored;
+    use gatehouse_domain::context::RequestContext;
+    use uuid::Uuid;
+
+    #[test]
+    fn test_only_deliverable_codes_are_queued_on_their_channel() {
+        let code = |deliverable| AccountFact::CodeIssued {
+            flow_id: Uuid::from_u128(1),
+            code_id: Uuid::from_u128(2),
+            channel: Channel::Sms,
+            verifier: "v".into(),
+            expires_at: chrono::DateTime::from_timestamp_millis(900).unwrap(),
+            deliverable,
+            context: RequestContext::default(),
+        };
+        let queued = changes(&stored("acc", 4, 100, code(true))).unwrap();
+        assert!(matches!(&queued[..], [NotificationChange::Enqueue {
+            topic: "code", target: Target::Channel(Channel::Sms), sequence: 4, expires_ms: Some(900), code_id: Some(id), ..
+        }] if id == &Uuid::from_u128(2).to_string()));
+        assert!(changes(&stored("acc", 4, 100, code(false)))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn test_outcomes_settle_rows_and_transient_failures_do_not() {
+        let failed = |permanent| AccountFact::NotificationFailed {
+            notification_id: "acc/4/sms".into(),
+            topic: "code".into(),
+            channel: Channel::Sms,
+            destination: String::new(),
+            reason: "x".into(),
+            attempts: 1,
+            permanent,
+        };
+        assert!(changes(&stored("acc", 5, 100, failed(false)))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            changes(&stored("acc", 5, 100, failed(true))).unwrap(),
+            vec![NotificationChange::Settled {
+                notification_id: "acc/4/sms".into(),
+                status: "failed",
+                at_ms: 100
+            }]
+        );
+    }
+}
