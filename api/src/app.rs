@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, health, login, me, recovery};
+use crate::routes::{accounts, contacts, health, login, me, recovery};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -25,7 +25,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
     paths(
         accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
         me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
-        me::remove_anti_phishing_phrase, me::restrictions, recovery::forgot_password, recovery::reset_password,
+        me::remove_anti_phishing_phrase, me::restrictions, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, health::healthz, health::readyz, health::metrics
     ),
@@ -74,6 +74,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(me::remove_anti_phishing_phrase),
         )
         .route("/v1/me/restrictions", get(me::restrictions))
+        .route("/v1/me/email", axum::routing::put(contacts::change_email))
+        .route("/v1/me/phone", axum::routing::put(contacts::change_phone))
         .route("/v1/password/forgot", post(recovery::forgot_password))
         .route("/v1/password/reset", post(recovery::reset_password))
         .route("/v1/unlock/request", post(recovery::request_unlock))

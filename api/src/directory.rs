@@ -144,3 +144,46 @@ pub async fn check_master_key(
         KeyCheck::Mismatch
     })
 }
+
+/// Claims one more identifier for an existing account (a contact change).
+pub async fn claim_identifier(
+    store: &Store,
+    account_id: &str,
+    lookup: &str,
+    kind: &'static str,
+    now_ms: i64,
+) -> Result<Claim, StoreError> {
+    let inserted = sqlx::query(
+        "insert into identifier_claims (lookup, account_id, kind, claimed_ms) values ($1, $2, $3, $4)
+         on conflict (lookup) do nothing",
+    )
+    .bind(lookup)
+    .bind(account_id)
+    .bind(kind)
+    .bind(now_ms)
+    .execute(store.any())
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::Claimed);
+    }
+    let holder = find_account(store, lookup).await?.unwrap_or_default();
+    Ok(Claim::Taken {
+        holder,
+        claimed_ms: now_ms,
+    })
+}
+
+/// Releases one identifier of an account (the contact it named was replaced).
+pub async fn release_identifier(
+    store: &Store,
+    account_id: &str,
+    lookup: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("delete from identifier_claims where lookup = $1 and account_id = $2")
+        .bind(lookup)
+        .bind(account_id)
+        .execute(store.any())
+        .await?;
+    Ok(())
+}

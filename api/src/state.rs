@@ -24,8 +24,9 @@ struct Inner {
     password_policy: PasswordPolicy,
     trusted_proxies: Vec<IpAddr>,
     throttle: Throttle,
-    /// Identifier lookup hash → account id, for accounts that have signed in (a claim that led to
-    /// a sign-in is permanent, so the entry can never go stale).
+    /// Identifier lookup hash → account id, for accounts that have signed in. An entry goes stale
+    /// only when the account changes that contact; the account then refuses the attempt
+    /// (`IdentifierMoved`) and the entry is dropped.
     known_accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
@@ -100,6 +101,16 @@ impl AppState {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         known.get(lookup).cloned()
+    }
+
+    /// Drops a cached lookup (the account no longer holds that identifier).
+    pub fn forget_account(&self, lookup: &str) {
+        let mut known = self
+            .inner
+            .known_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known.remove(lookup);
     }
 
     /// Records that a lookup hash belongs to an account that has signed in.

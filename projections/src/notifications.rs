@@ -33,6 +33,11 @@ pub enum NotificationChange {
         account_id: String,
         channel: Channel,
     },
+    /// A channel's contact was replaced: unverified until confirmed.
+    ChannelUnverified {
+        account_id: String,
+        channel: Channel,
+    },
     /// A message is owed.
     Enqueue {
         account_id: String,
@@ -93,6 +98,25 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             account_id,
             channel: Channel::for_contact(kind),
         }],
+        AccountFact::ContactChanged { kind, previous, .. } => {
+            let channel = Channel::for_contact(kind);
+            let mut out = Vec::with_capacity(2);
+            // The old address hears of the change (sent to it, not to the new one).
+            if let Some(previous) = previous {
+                out.push(enqueue(
+                    "contact_changed",
+                    Target::Channel(channel),
+                    json!({ "previous_sealed": previous.sealed }),
+                    None,
+                    None,
+                ));
+            }
+            out.push(NotificationChange::ChannelUnverified {
+                account_id: account_id.clone(),
+                channel,
+            });
+            out
+        }
         AccountFact::PasswordReset { context, .. } => vec![enqueue(
             "password_reset",
             Target::AllVerified,
@@ -190,6 +214,20 @@ async fn write(conn: &mut AnyConnection, change: &NotificationChange) -> Result<
                 Channel::Sms => {
                     "insert into notification_contacts_v1 (account_id, phone_verified) values ($1, 1)
                      on conflict (account_id) do update set phone_verified = 1"
+                }
+            };
+            sqlx::query(sql).bind(account_id).execute(conn).await?;
+        }
+        NotificationChange::ChannelUnverified {
+            account_id,
+            channel,
+        } => {
+            let sql = match channel {
+                Channel::Email => {
+                    "update notification_contacts_v1 set email_verified = 0 where account_id = $1"
+                }
+                Channel::Sms => {
+                    "update notification_contacts_v1 set phone_verified = 0 where account_id = $1"
                 }
             };
             sqlx::query(sql).bind(account_id).execute(conn).await?;

@@ -675,3 +675,73 @@ async fn test_no_code_or_unkeyed_code_hash_in_any_table_after_the_flows() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tells_the_old() {
+    let w = world(&[]).await;
+    let old = "old.address@example.com";
+    let new = "new.address@example.com";
+    let account = w.verified_email_account(old).await;
+    w.verified_email_account("taken.address@example.com").await;
+    // Signed in by the old address: the server now caches where it leads.
+    let token = w.server.token(old, PASSWORD).await;
+
+    let change = |email: &str, password: &str| json!({"email": email, "password": password});
+    let (status, body) = w
+        .put_authed("/v1/me/email", &token, change(new, "not-the-password-x"))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_error_shape(&body, "invalid_password");
+    let (status, body) = w
+        .put_authed(
+            "/v1/me/email",
+            &token,
+            change("taken.address@example.com", PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_error_shape(&body, "identifier_unavailable");
+    let (status, body) = w
+        .put_authed("/v1/me/email", &token, change(new, PASSWORD))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let flow = body["verification_flow_id"].as_str().unwrap().to_string();
+
+    w.smtp
+        .wait_for(old, "contact details were changed", 1)
+        .await;
+    let code = w
+        .smtp
+        .wait_for(new, "email verification code", 1)
+        .await
+        .code();
+    let (_, me) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me", &token)
+        .await;
+    assert_eq!(me["email_verified"], false, "{me}");
+    assert_eq!(
+        w.server
+            .post("/v1/verify", json!({"flow_id": flow, "code": code}))
+            .await
+            .0,
+        204
+    );
+    let (_, me) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me", &token)
+        .await;
+    assert_eq!(me["email_verified"], true, "{me}");
+
+    // The old address no longer leads to the account, even from the server's cache.
+    assert_eq!(w.server.login(old, PASSWORD).await.0, 401);
+    let (status, body) = w.server.login(new, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["account_id"], account.as_str());
+    // And the old address is free for someone else.
+    let (status, _) = w
+        .server
+        .post("/v1/accounts", json!({"email": old, "password": PASSWORD}))
+        .await;
+    assert_eq!(status, 201);
+}

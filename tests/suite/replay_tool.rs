@@ -42,21 +42,35 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 broken"), "{out}");
 
-    let (code, out) = replay(&db, &["history", "--aggregate", &account]).await;
-    assert_eq!(code, 0);
     // Sign-up (with its email verification flow), two sign-ins and a failure; the delivery of
-    // the verification code may or may not have been recorded yet.
-    let types: Vec<String> = out
+    // the verification code may or may not have been recorded yet. The stream shows a
+    // transaction only once every older one in the cluster has finished (other tests run
+    // alongside), so the tail may take a moment to appear.
+    let mut out = String::new();
+    for _ in 0..100 {
+        let (code, text) = replay(&db, &["history", "--aggregate", &account]).await;
+        assert_eq!(code, 0);
+        out = text;
+        let types = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["event_type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .filter(|t| !t.starts_with("Notification"))
+            .count();
+        if types == 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let types = out
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["event_type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .filter(|t| !t.starts_with("Notification"))
-        .collect();
-    assert_eq!(types.len(), 8, "{out}");
+        .filter(|l| !l.contains("\"event_type\":\"Notification"))
+        .count();
+    assert_eq!(types, 8, "{out}");
     let failed_sequence = out
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

@@ -45,6 +45,7 @@ fn executor(store: &Store) -> CommandExecutor<Account> {
 
 fn failed_login() -> AccountCommand {
     AccountCommand::AttemptLogin(AttemptLogin {
+        lookup: None,
         password: SecretString::from("not the password"),
         grant: SessionGrant {
             session_id: uuid::Uuid::new_v4(),
@@ -255,11 +256,19 @@ async fn test_postgres_stream_waits_for_a_late_commit() {
         "nothing may be read past a transaction still in flight: {visible:?}"
     );
     late.commit().await.unwrap();
-    let visible = store
-        .read_stream(StreamPosition::default(), 100)
-        .await
-        .unwrap();
-    let ids: Vec<&str> = visible.iter().map(|e| e.aggregate_id.as_str()).collect();
+    // Visibility waits for every older transaction in the cluster (other tests' too), so poll.
+    let mut ids: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        let visible = store
+            .read_stream(StreamPosition::default(), 100)
+            .await
+            .unwrap();
+        ids = visible.iter().map(|e| e.aggregate_id.clone()).collect();
+        if ids.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(ids, ["late", "early"]);
 }
 

@@ -121,6 +121,12 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  If it was you, sign in or reset your password instead."
                     .into(),
             ),
+            "contact_changed" => (
+                "Your contact details were changed".into(),
+                "This address was replaced on your account and will no longer receive our \
+                 messages. If you did not do this, reset your password at once."
+                    .into(),
+            ),
             "anti_phishing_phrase_set" => (
                 "Your anti-phishing phrase was changed".into(),
                 "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),

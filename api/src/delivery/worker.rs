@@ -256,9 +256,20 @@ async fn prepare_and_send(
                 DeliveryError::transient(format!("cannot load the account: {e}")),
             )
         })?;
-    let opened = open_contact_and_phrase(state, &pending.account_id, &account, pending.channel)
-        .await
-        .map_err(|e| (String::new(), e))?;
+    // A change notice goes to the contact that was replaced.
+    let previous = pending
+        .details
+        .get("previous_sealed")
+        .and_then(|v| v.as_str());
+    let opened = open_contact_and_phrase(
+        state,
+        &pending.account_id,
+        &account,
+        pending.channel,
+        previous,
+    )
+    .await
+    .map_err(|e| (String::new(), e))?;
     let Some((address, phrase)) = opened else {
         return Err((
             String::new(),
@@ -339,13 +350,14 @@ async fn open_contact_and_phrase(
     account_id: &str,
     account: &Account,
     channel: Channel,
+    instead: Option<&str>,
 ) -> Result<Option<(String, Option<String>)>, DeliveryError> {
     let kind = channel.contact_kind();
-    let sealed = match kind {
+    let current = match kind {
         ContactKind::Email => account.email(),
         ContactKind::Phone => account.phone(),
     };
-    let Some(sealed) = sealed else {
+    let Some(sealed) = instead.or(current.map(|c| c.sealed.as_str())) else {
         return Ok(None);
     };
     let wrapped = crate::directory::wrapped_key(state.store(), account_id)
@@ -359,7 +371,7 @@ async fn open_contact_and_phrase(
         .unwrap_data_key(account_id, &wrapped)
         .map_err(|_| DeliveryError::permanent("the account key cannot be unwrapped"))?;
     let address = key
-        .open(account_id, kind, &sealed.sealed)
+        .open(account_id, kind, sealed)
         .map_err(|_| DeliveryError::permanent("the contact cannot be unsealed"))?;
     let phrase = account
         .anti_phishing_phrase()

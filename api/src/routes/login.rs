@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::password::normalize;
-use gatehouse_domain::{AccountCommand, AccountFact, AttemptLogin};
+use gatehouse_domain::{AccountCommand, AccountError, AccountFact, AttemptLogin};
+use gatehouse_projections::store::ExecuteError;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,29 +65,53 @@ pub async fn login(
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
-    let resolved = super::resolve_identifier(&state, &req.identifier).await?;
-    let (aggregate_id, lookup) = (resolved.aggregate_id, resolved.lookup);
-    let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
-    let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
     let password = normalize(&req.password);
     let now = Utc::now();
     let context = caller.context(req.device_id);
-    let executed = state
-        .accounts()
-        .execute(
-            &aggregate_id,
-            || {
-                AccountCommand::AttemptLogin(AttemptLogin {
-                    password: password.clone(),
-                    grant: issued.grant.clone(),
-                    at: now,
-                    context: context.clone(),
-                })
-            },
-            metadata(),
-        )
-        .await
-        .map_err(execute_error)?;
+    // The edge caches where an identifier leads; if the account let go of it since (a contact
+    // change), the account refuses and the directory is asked afresh.
+    let mut fresh = false;
+    let (aggregate_id, lookup, account_uuid, issued, executed) = loop {
+        let resolved = super::resolve_identifier_with(&state, &req.identifier, !fresh).await?;
+        let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
+        let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+        let lookup = resolved.lookup;
+        let result = state
+            .accounts()
+            .execute(
+                &resolved.aggregate_id,
+                || {
+                    AccountCommand::AttemptLogin(AttemptLogin {
+                        lookup: Some(lookup.clone()),
+                        password: password.clone(),
+                        grant: issued.grant.clone(),
+                        at: now,
+                        context: context.clone(),
+                    })
+                },
+                metadata(),
+            )
+            .await;
+        match result {
+            Err(ExecuteError::Refused(AccountError::IdentifierMoved)) if !fresh => {
+                state.forget_account(&lookup);
+                fresh = true;
+            }
+            Err(ExecuteError::Refused(AccountError::IdentifierMoved)) => {
+                return Err(ApiError::invalid_credentials())
+            }
+            other => {
+                let executed = other.map_err(execute_error)?;
+                break (
+                    resolved.aggregate_id,
+                    lookup,
+                    account_uuid,
+                    issued,
+                    executed,
+                );
+            }
+        }
+    };
     state.runner().nudge();
 
     let mut locked_until = None;

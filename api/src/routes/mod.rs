@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 pub mod accounts;
+pub mod contacts;
 pub mod health;
 pub mod login;
 pub mod me;
@@ -47,6 +48,15 @@ pub async fn resolve_identifier(
     state: &crate::state::AppState,
     raw: &str,
 ) -> Result<Resolved, ApiError> {
+    resolve_identifier_with(state, raw, true).await
+}
+
+/// [`resolve_identifier`], optionally bypassing the cache of signed-in identifiers.
+pub async fn resolve_identifier_with(
+    state: &crate::state::AppState,
+    raw: &str,
+    use_cache: bool,
+) -> Result<Resolved, ApiError> {
     if raw.chars().count() > MAX_IDENTIFIER_LEN {
         return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
     }
@@ -55,7 +65,12 @@ pub async fn resolve_identifier(
         Some(contact) => state.keys().lookup(contact.as_str()),
         None => state.keys().lookup(&format!("unparsed:{}", raw.trim())),
     };
-    let holder = match state.known_account(&lookup) {
+    let cached = if use_cache {
+        state.known_account(&lookup)
+    } else {
+        None
+    };
+    let holder = match cached {
         Some(id) => Some(id),
         None => crate::directory::find_account(state.store(), &lookup)
             .await
@@ -103,6 +118,15 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             "this flow cannot switch to that channel",
         )
         .with_field("channel"),
+        ExecuteError::Refused(AccountError::WrongPassword) => ApiError::other(
+            axum::http::StatusCode::FORBIDDEN,
+            "invalid_password",
+            "the password is incorrect",
+        )
+        .with_field("password"),
+        ExecuteError::Refused(AccountError::ContactUnchanged) => {
+            ApiError::validation("contact_unchanged", "that is already the account's contact")
+        }
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),
         ExecuteError::Store(detail) => {

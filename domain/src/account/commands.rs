@@ -59,6 +59,8 @@ pub enum AccountCommand {
     },
     /// Present a code for a flow, and what to do when it is right.
     RedeemCode(RedeemCode),
+    /// Replace or add a contact (the password confirms it is the owner); starts its verification.
+    ChangeContact(ChangeContact),
     /// Set (`Some`) or remove (`None`) the anti-phishing phrase, sealed at the edge.
     SetAntiPhishingPhrase {
         /// The sealed phrase.
@@ -103,9 +105,29 @@ pub struct RegisterAccount {
     pub context: RequestContext,
 }
 
+/// Input of `ChangeContact`.
+#[derive(Debug, Clone)]
+pub struct ChangeContact {
+    /// Which contact.
+    pub kind: crate::contact::ContactKind,
+    /// The new contact, sealed.
+    pub contact: SealedContact,
+    /// The current password, typed again.
+    pub password: SecretString,
+    /// The verification flow for the new contact.
+    pub grant: FlowGrant,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
+}
+
 /// Input of `AttemptLogin`.
 #[derive(Debug)]
 pub struct AttemptLogin {
+    /// Lookup hash of the identifier typed: an account refuses one it no longer holds (a
+    /// contact changed since the edge cached where the identifier leads).
+    pub lookup: Option<String>,
     /// The typed password, normalised; never stored.
     pub password: SecretString,
     /// The session to open if the attempt succeeds.

@@ -86,6 +86,10 @@ impl Account {
                 let at = cmd.at;
                 Ok((at, self.redeem_code(cmd, services).await?))
             }
+            AccountCommand::ChangeContact(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.change_contact(cmd, services).await?))
+            }
             AccountCommand::SetAntiPhishingPhrase {
                 sealed_phrase,
                 at,
@@ -170,6 +174,11 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         let now = cmd.at;
+        if let Some(lookup) = &cmd.lookup {
+            if self.status == AccountStatus::Active && !self.holds_lookup(lookup) {
+                return Err(AccountError::IdentifierMoved);
+            }
+        }
         // A lock refuses without checking the password: no guess is evaluated while locked.
         if let Some(lock) = self.lock_at(now) {
             return Ok(vec![AccountFact::LoginRejectedWhileLocked {

@@ -39,6 +39,15 @@ pub enum AccountError {
     /// An outcome command carried something other than a notification outcome.
     #[error("AC0011 not a notification outcome")]
     NotAnOutcome,
+    /// The password typed to confirm a change is wrong.
+    #[error("AC0012 wrong password")]
+    WrongPassword,
+    /// The new contact equals the current one.
+    #[error("AC0013 the contact is unchanged")]
+    ContactUnchanged,
+    /// The identifier no longer belongs to this account.
+    #[error("AC0014 identifier moved")]
+    IdentifierMoved,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

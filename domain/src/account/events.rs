@@ -175,6 +175,18 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// The owner replaced (or added) a contact; the new one is unverified until its code is
+    /// confirmed.
+    ContactChanged {
+        /// Which contact.
+        kind: ContactKind,
+        /// The new contact, sealed.
+        contact: SealedContact,
+        /// The contact it replaces, sealed (told about the change); `None` when added.
+        previous: Option<SealedContact>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// The owner proved they receive messages at a contact.
     ContactVerified {
         /// Which contact.
@@ -316,6 +328,7 @@ impl AccountFact {
             Self::CodeExhausted { .. } => "CodeExhausted",
             Self::CodeExpired { .. } => "CodeExpired",
             Self::CodeUsed { .. } => "CodeUsed",
+            Self::ContactChanged { .. } => "ContactChanged",
             Self::ContactVerified { .. } => "ContactVerified",
             Self::PasswordReset { .. } => "PasswordReset",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
@@ -457,6 +470,15 @@ mod tests {
                 code_id: sid(),
                 context: RequestContext::default(),
             },
+            AccountFact::ContactChanged {
+                kind: ContactKind::Phone,
+                contact: SealedContact {
+                    sealed: "n".into(),
+                    lookup: "ln".into(),
+                },
+                previous: None,
+                context: RequestContext::default(),
+            },
             AccountFact::ContactVerified {
                 kind: ContactKind::Email,
                 flow_id: sid(),
@@ -522,6 +544,7 @@ mod tests {
                 "CodeExhausted",
                 "CodeExpired",
                 "CodeUsed",
+                "ContactChanged",
                 "ContactVerified",
                 "PasswordReset",
                 "AccountUnlocked",

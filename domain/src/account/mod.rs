@@ -10,8 +10,8 @@ mod state;
 
 pub use aggregate::Account;
 pub use commands::{
-    AccountCommand, AttemptLogin, CodeAction, CodeGrant, FlowGrant, RedeemCode, RegisterAccount,
-    SessionGrant, StartFlow,
+    AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, FlowGrant, RedeemCode,
+    RegisterAccount, SessionGrant, StartFlow,
 };
 pub use error::AccountError;
 pub use events::{

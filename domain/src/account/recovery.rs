@@ -214,6 +214,56 @@ impl Account {
         Ok(facts)
     }
 
+    /// `ChangeContact`: the password confirms the owner; the new contact starts unverified with a
+    /// code on its way, and the old one is told.
+    pub(super) async fn change_contact(
+        &self,
+        cmd: super::commands::ChangeContact,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !services
+            .hasher
+            .verify(&cmd.password, self.password_hash.as_ref())
+            .await
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        let previous = match cmd.kind {
+            crate::contact::ContactKind::Email => self.email.clone(),
+            crate::contact::ContactKind::Phone => self.phone.clone(),
+        };
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.lookup == cmd.contact.lookup)
+        {
+            return Err(AccountError::ContactUnchanged);
+        }
+        let channel = Channel::for_contact(cmd.kind);
+        Ok(vec![
+            AccountFact::ContactChanged {
+                kind: cmd.kind,
+                contact: cmd.contact,
+                previous,
+                context: cmd.context.clone(),
+            },
+            AccountFact::FlowStarted {
+                flow_id: cmd.grant.flow_id,
+                kind: crate::policy::codes::FlowKind::verify(cmd.kind),
+                context: cmd.context.clone(),
+            },
+            self.code_issued(
+                cmd.grant.flow_id,
+                cmd.grant.code,
+                channel,
+                true,
+                cmd.at,
+                cmd.context,
+                services,
+            ),
+        ])
+    }
+
     /// `SetAntiPhishingPhrase`.
     pub(super) fn set_anti_phishing_phrase(
         &self,

@@ -242,6 +242,14 @@ impl Account {
         self.anti_phishing_phrase.as_deref()
     }
 
+    /// Whether a lookup hash is one of this account's current contacts.
+    pub fn holds_lookup(&self, lookup: &str) -> bool {
+        self.email
+            .iter()
+            .chain(self.phone.iter())
+            .any(|c| c.lookup == lookup)
+    }
+
     /// Head of this aggregate's hash chain.
     pub fn chain_head(&self) -> &ChainLink {
         &self.chain
@@ -437,6 +445,16 @@ impl Account {
             AccountFact::CodeUsed { flow_id, .. } => {
                 self.set_code_status(*flow_id, CodeStatus::Used)
             }
+            AccountFact::ContactChanged { kind, contact, .. } => match kind {
+                crate::contact::ContactKind::Email => {
+                    self.email = Some(contact.clone());
+                    self.email_verified = false;
+                }
+                crate::contact::ContactKind::Phone => {
+                    self.phone = Some(contact.clone());
+                    self.phone_verified = false;
+                }
+            },
             AccountFact::ContactVerified { kind, .. } => match kind {
                 crate::contact::ContactKind::Email => self.email_verified = true,
                 crate::contact::ContactKind::Phone => self.phone_verified = true,

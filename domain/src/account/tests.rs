@@ -139,6 +139,7 @@ fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
 
 fn login(password: &str, at: DateTime<Utc>, session: Uuid) -> AccountCommand {
     AccountCommand::AttemptLogin(AttemptLogin {
+        lookup: None,
         password: SecretString::from(password.to_string()),
         grant: SessionGrant {
             session_id: session,
@@ -1019,5 +1020,91 @@ mod recovery {
         }
         assert!(state.is_verified(Channel::Email));
         assert!(!state.is_verified(Channel::Sms));
+    }
+}
+
+mod contact_change {
+    use super::*;
+    use crate::contact::ContactKind;
+
+    fn change(password: &str, lookup: &str) -> AccountCommand {
+        AccountCommand::ChangeContact(ChangeContact {
+            kind: ContactKind::Email,
+            contact: SealedContact {
+                sealed: "new".into(),
+                lookup: lookup.into(),
+            },
+            password: SecretString::from(password.to_string()),
+            grant: FlowGrant {
+                flow_id: sid(300),
+                code: CodeGrant {
+                    code_id: sid(301),
+                    verifier: "v".into(),
+                },
+            },
+            at: t(1),
+            context: ctx(),
+        })
+    }
+
+    #[test]
+    fn test_change_needs_the_password_and_a_different_contact() {
+        assert_eq!(
+            run(
+                vec![registered()],
+                change("wrong password here", "new-lookup")
+            ),
+            Err(AccountError::WrongPassword)
+        );
+        assert_eq!(
+            run(vec![registered()], change(PASSWORD, "lookup")),
+            Err(AccountError::ContactUnchanged)
+        );
+        let facts = run(vec![registered()], change(PASSWORD, "new-lookup")).unwrap();
+        assert!(matches!(
+            &facts[0],
+            AccountFact::ContactChanged { previous: Some(p), .. } if p.lookup == "lookup"
+        ));
+        assert!(matches!(
+            &facts[2],
+            AccountFact::CodeIssued {
+                deliverable: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn test_sign_in_by_a_replaced_identifier_is_refused_without_a_record() {
+        let mut given = vec![registered()];
+        given.push((
+            t(1),
+            AccountFact::ContactChanged {
+                kind: ContactKind::Email,
+                contact: SealedContact {
+                    sealed: "new".into(),
+                    lookup: "new-lookup".into(),
+                },
+                previous: None,
+                context: ctx(),
+            },
+        ));
+        let attempt = |lookup: &str| {
+            AccountCommand::AttemptLogin(AttemptLogin {
+                lookup: Some(lookup.into()),
+                password: SecretString::from(PASSWORD.to_string()),
+                grant: SessionGrant {
+                    session_id: sid(9),
+                    token_hash: "h".into(),
+                },
+                at: t(2),
+                context: ctx(),
+            })
+        };
+        assert_eq!(
+            run(given.clone(), attempt("lookup")),
+            Err(AccountError::IdentifierMoved)
+        );
+        assert!(run(given, attempt("new-lookup")).is_ok());
     }
 }
