@@ -278,8 +278,25 @@ async fn test_service_documents() {
         "/v1/me/sessions/{session_id}",
         "/v1/me/login-history",
         "/v1/me/lockout",
+        "/v1/me/email",
+        "/v1/me/phone",
+        "/v1/me/anti-phishing-phrase",
+        "/v1/me/restrictions",
+        "/v1/password/forgot",
+        "/v1/password/reset",
+        "/v1/unlock/request",
+        "/v1/unlock/confirm",
+        "/v1/verify",
+        "/v1/flows/{flow_id}",
+        "/v1/flows/{flow_id}/resend",
     ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    for schema in ["FlowView", "ResetRequest", "RestrictionsView", "ErrorBody"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "OpenAPI lacks the {schema} schema"
+        );
     }
     // Metrics: every read model reports its lag, which returns to zero once it catches up.
     server.register("metrics@example.com", PASSWORD).await;
@@ -291,13 +308,18 @@ async fn test_service_documents() {
             .await
             .unwrap();
         let text = r.text().await.unwrap();
-        ["lockout_state_v1", "login_history_v1", "sessions_v1"]
-            .iter()
-            .all(|p| {
-                text.contains(&format!(
-                    "gatehouse_projection_lag_events{{projection=\"{p}\"}} 0"
-                ))
-            })
+        [
+            "lockout_state_v1",
+            "login_history_v1",
+            "sessions_v1",
+            "notification_outbox_v1",
+        ]
+        .iter()
+        .all(|p| {
+            text.contains(&format!(
+                "gatehouse_projection_lag_events{{projection=\"{p}\"}} 0"
+            ))
+        })
     })
     .await;
     let r = server
