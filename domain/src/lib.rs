@@ -20,6 +20,6 @@ pub mod policy;
 
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
-    AttemptLogin, ChangeContact, CodeAction, CodeGrant, FlowGrant, RedeemCode, RegisterAccount,
-    SessionGrant, StartFlow,
+    AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant, MfaProof,
+    RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };

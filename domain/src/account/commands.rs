@@ -61,6 +61,51 @@ pub enum AccountCommand {
     RedeemCode(RedeemCode),
     /// Replace or add a contact (the password confirms it is the owner); starts its verification.
     ChangeContact(ChangeContact),
+    /// Begin TOTP enrolment with a secret drawn and sealed at the edge.
+    StartTotpEnrolment {
+        /// The secret sealed under the account's data key.
+        sealed_secret: String,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Confirm TOTP enrolment with a first code; the first backup codes come with it.
+    ConfirmTotpEnrolment {
+        /// The time step the typed code matched (checked at the edge, which holds the key);
+        /// `None` when it matched none.
+        matched_step: Option<u64>,
+        /// Keyed verifiers of the new backup codes.
+        backup_verifiers: Vec<String>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Answer a sign-in challenge with a second factor.
+    CompleteMfa(CompleteMfa),
+    /// Replace the backup codes (proven with a second factor).
+    RegenerateBackupCodes {
+        /// The proof.
+        proof: MfaProof,
+        /// Keyed verifiers of the new codes.
+        verifiers: Vec<String>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Remove every second factor (password and a current factor required).
+    RemoveSecondFactor {
+        /// The password, typed again.
+        password: SecretString,
+        /// A current factor.
+        proof: MfaProof,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// Set (`Some`) or remove (`None`) the anti-phishing phrase, sealed at the edge.
     SetAntiPhishingPhrase {
         /// The sealed phrase.
@@ -220,4 +265,45 @@ impl CodeAction {
                 | (Self::ResetPassword(_), FlowKind::ResetPassword)
         )
     }
+}
+
+/// A second factor as the aggregate can judge it: the edge unseals the TOTP secret and reports
+/// the time step a code matched; backup codes arrive as keyed verifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MfaProof {
+    /// A TOTP code.
+    Totp {
+        /// The step it matched within the allowed skew, or `None`.
+        matched_step: Option<u64>,
+    },
+    /// A backup code.
+    BackupCode {
+        /// Its keyed verifier.
+        verifier: String,
+    },
+}
+
+impl MfaProof {
+    /// Wire name of the method.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Totp { .. } => "totp",
+            Self::BackupCode { .. } => "backup_code",
+        }
+    }
+}
+
+/// Input of `CompleteMfa`.
+#[derive(Debug, Clone)]
+pub struct CompleteMfa {
+    /// The challenge from the password step.
+    pub challenge_id: Uuid,
+    /// The second factor.
+    pub proof: MfaProof,
+    /// The session to open on success.
+    pub grant: SessionGrant,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
 }

@@ -90,6 +90,43 @@ impl Account {
                 let at = cmd.at;
                 Ok((at, self.change_contact(cmd, services).await?))
             }
+            AccountCommand::StartTotpEnrolment {
+                sealed_secret,
+                at,
+                context,
+            } => Ok((at, self.start_totp_enrolment(sealed_secret, context)?)),
+            AccountCommand::ConfirmTotpEnrolment {
+                matched_step,
+                backup_verifiers,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.confirm_totp_enrolment(matched_step, backup_verifiers, context)?,
+            )),
+            AccountCommand::CompleteMfa(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.complete_mfa(cmd, services)?))
+            }
+            AccountCommand::RegenerateBackupCodes {
+                proof,
+                verifiers,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.regenerate_backup_codes(proof, verifiers, at, context, services)?,
+            )),
+            AccountCommand::RemoveSecondFactor {
+                password,
+                proof,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.remove_second_factor(&password, proof, at, context, services)
+                    .await?,
+            )),
             AccountCommand::SetAntiPhishingPhrase {
                 sealed_phrase,
                 at,
@@ -226,36 +263,27 @@ impl Account {
             }
             return Ok(facts);
         }
-        let policy = &services.sessions;
-        let mut facts = Vec::with_capacity(4);
-        // Beyond the cap, the oldest sessions make room for the new one.
-        let live = self.live_sessions(now);
-        let excess = (live.len() + 1).saturating_sub(policy.max_active.max(1));
-        for (session_id, _) in live.into_iter().take(excess) {
-            facts.push(AccountFact::SessionEnded {
-                session_id,
-                reason: SessionEndReason::Evicted,
-                context: cmd.context.clone(),
-            });
-        }
-        facts.push(AccountFact::LoginSucceeded {
-            session_id: cmd.grant.session_id,
-            context: cmd.context.clone(),
-        });
-        if let Some(hash) = &self.password_hash {
-            if services.hasher.needs_rehash(hash) {
-                let password_hash = services.hasher.hash(&cmd.password).await?;
-                facts.push(AccountFact::PasswordRehashed { password_hash });
+        let rehash = match &self.password_hash {
+            Some(hash) if services.hasher.needs_rehash(hash) => {
+                Some(AccountFact::PasswordRehashed {
+                    password_hash: services.hasher.hash(&cmd.password).await?,
+                })
             }
+            _ => None,
+        };
+        if self.has_second_factor() {
+            // The password was right; the session waits for the second factor. The challenge
+            // takes the id drawn for the session (a new one is drawn for the session itself).
+            let mut facts: Vec<AccountFact> = rehash.into_iter().collect();
+            facts.push(self.mfa_challenge(cmd.grant.session_id, now, cmd.context));
+            return Ok(facts);
         }
-        let expires_at = now + policy.absolute;
-        facts.push(AccountFact::SessionStarted {
-            session_id: cmd.grant.session_id,
-            token_hash: cmd.grant.token_hash,
-            context: cmd.context,
-            expires_at,
-            idle_expires_at: (now + policy.idle).min(expires_at),
-        });
+        let mut facts = self.open_session(cmd.grant, cmd.context, now, services);
+        if let Some(rehash) = rehash {
+            // Before the session starts, as recorded since the first version.
+            let at = facts.len() - 1;
+            facts.insert(at, rehash);
+        }
         Ok(facts)
     }
 

@@ -48,6 +48,27 @@ pub enum AccountError {
     /// The identifier no longer belongs to this account.
     #[error("AC0014 identifier moved")]
     IdentifierMoved,
+    /// TOTP is already enrolled.
+    #[error("AC0015 a second factor is already enrolled")]
+    AlreadyEnrolled,
+    /// No TOTP enrolment awaits confirmation.
+    #[error("AC0016 no enrolment to confirm")]
+    NoPendingEnrolment,
+    /// The code does not match (enrolment confirmation).
+    #[error("AC0017 invalid second factor")]
+    InvalidSecondFactor,
+    /// Unknown, used or expired sign-in challenge.
+    #[error("AC0018 challenge invalid")]
+    ChallengeInvalid,
+    /// A high-risk action during the cooldown.
+    #[error("AC0019 high-risk actions are paused")]
+    HighRiskCooldown {
+        /// End of the cooldown.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// No second factor to use or remove.
+    #[error("AC0020 no second factor enrolled")]
+    NoSecondFactor,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

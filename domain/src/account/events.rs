@@ -231,6 +231,68 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// TOTP enrolment began: the secret, sealed under the account's data key, awaits a first
+    /// code from the person's app.
+    TotpEnrolmentStarted {
+        /// Sealed secret.
+        sealed_secret: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A first code confirmed the TOTP app: it is now a second factor.
+    TotpEnrolled {
+        /// The time step of the confirming code (accepted once only).
+        step: u64,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A new set of backup codes replaced any earlier one.
+    BackupCodesGenerated {
+        /// Keyed verifiers of the codes (HMAC under a server key), never the codes.
+        verifiers: Vec<String>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The password was right on an account with a second factor: a challenge awaits it.
+    MfaChallengeIssued {
+        /// Random challenge id.
+        challenge_id: Uuid,
+        /// Methods that can answer (`totp`, `backup_code`).
+        methods: Vec<String>,
+        /// When the challenge stops working.
+        expires_at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A second factor was proven.
+    SecondFactorVerified {
+        /// The challenge answered, if it was a sign-in.
+        challenge_id: Option<Uuid>,
+        /// `totp` or `backup_code`.
+        method: String,
+        /// TOTP time step used (never accepted again).
+        step: Option<u64>,
+        /// Backup code spent (its index in the set).
+        backup_code: Option<u32>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A wrong second factor was presented; it counts toward the lockout like a wrong password.
+    SecondFactorFailed {
+        /// The challenge.
+        challenge_id: Option<Uuid>,
+        /// Method tried.
+        method: String,
+        /// Consecutive failures including this one.
+        consecutive_failures: u32,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Every second factor (TOTP and backup codes) was removed.
+    SecondFactorRemoved {
+        /// Request context.
+        context: RequestContext,
+    },
     /// A message reached the provider (SMTP server accepted it, SMS gateway answered 2xx).
     NotificationDelivered {
         /// Stable id of the message (source event and channel).
@@ -306,6 +368,8 @@ pub enum UnlockReason {
 pub enum CooldownReason {
     /// The password was reset by code.
     PasswordReset,
+    /// A second factor was removed.
+    SecondFactorRemoved,
 }
 
 impl AccountFact {
@@ -335,6 +399,13 @@ impl AccountFact {
             Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
             Self::AntiPhishingPhraseSet { .. } => "AntiPhishingPhraseSet",
             Self::AntiPhishingPhraseRemoved { .. } => "AntiPhishingPhraseRemoved",
+            Self::TotpEnrolmentStarted { .. } => "TotpEnrolmentStarted",
+            Self::TotpEnrolled { .. } => "TotpEnrolled",
+            Self::BackupCodesGenerated { .. } => "BackupCodesGenerated",
+            Self::MfaChallengeIssued { .. } => "MfaChallengeIssued",
+            Self::SecondFactorVerified { .. } => "SecondFactorVerified",
+            Self::SecondFactorFailed { .. } => "SecondFactorFailed",
+            Self::SecondFactorRemoved { .. } => "SecondFactorRemoved",
             Self::NotificationDelivered { .. } => "NotificationDelivered",
             Self::NotificationFailed { .. } => "NotificationFailed",
         }
@@ -503,6 +574,40 @@ mod tests {
             AccountFact::AntiPhishingPhraseRemoved {
                 context: RequestContext::default(),
             },
+            AccountFact::TotpEnrolmentStarted {
+                sealed_secret: "v1.s".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::TotpEnrolled {
+                step: 7,
+                context: RequestContext::default(),
+            },
+            AccountFact::BackupCodesGenerated {
+                verifiers: vec!["a".into()],
+                context: RequestContext::default(),
+            },
+            AccountFact::MfaChallengeIssued {
+                challenge_id: sid(),
+                methods: vec!["totp".into()],
+                expires_at: at(),
+                context: RequestContext::default(),
+            },
+            AccountFact::SecondFactorVerified {
+                challenge_id: Some(sid()),
+                method: "totp".into(),
+                step: Some(7),
+                backup_code: None,
+                context: RequestContext::default(),
+            },
+            AccountFact::SecondFactorFailed {
+                challenge_id: None,
+                method: "backup_code".into(),
+                consecutive_failures: 1,
+                context: RequestContext::default(),
+            },
+            AccountFact::SecondFactorRemoved {
+                context: RequestContext::default(),
+            },
             AccountFact::NotificationDelivered {
                 notification_id: "n".into(),
                 topic: "code".into(),
@@ -551,6 +656,13 @@ mod tests {
                 "HighRiskCooldownStarted",
                 "AntiPhishingPhraseSet",
                 "AntiPhishingPhraseRemoved",
+                "TotpEnrolmentStarted",
+                "TotpEnrolled",
+                "BackupCodesGenerated",
+                "MfaChallengeIssued",
+                "SecondFactorVerified",
+                "SecondFactorFailed",
+                "SecondFactorRemoved",
                 "NotificationDelivered",
                 "NotificationFailed",
             ]

@@ -5,22 +5,25 @@ mod decide;
 mod error;
 mod events;
 mod recovery;
+mod second_factor;
 mod services;
 mod state;
 
 pub use aggregate::Account;
 pub use commands::{
-    AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, FlowGrant, RedeemCode,
-    RegisterAccount, SessionGrant, StartFlow,
+    AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
+    MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use error::AccountError;
 pub use events::{
     AccountEvent, AccountFact, CooldownReason, LoginFailureReason, SessionEndReason, UnlockReason,
     EVENT_VERSION,
 };
+pub use second_factor::MFA_CHALLENGE_TTL;
 pub use services::AccountServices;
 pub use state::{
-    AccountStatus, CodeStatus, Flow, IssuedCode, Lock, Session, SessionRejection, PASSWORD_HISTORY,
+    AccountStatus, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge, Session,
+    SessionRejection, TotpFactor, PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

@@ -125,6 +125,35 @@ pub struct Flow {
     pub code: Option<IssuedCode>,
 }
 
+/// The TOTP app of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpFactor {
+    /// Secret sealed under the account's data key.
+    pub sealed_secret: String,
+    /// Whether a first code confirmed it.
+    pub confirmed: bool,
+    /// The last time step accepted: codes of this step or earlier are refused (no replay).
+    pub last_step: u64,
+}
+
+/// One backup code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCode {
+    /// Keyed verifier.
+    pub verifier: String,
+    /// Spent.
+    pub used: bool,
+}
+
+/// A sign-in waiting for its second factor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaChallenge {
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Answered already.
+    pub used: bool,
+}
+
 /// Passwords remembered besides the current one, so a reset cannot reuse them.
 pub const PASSWORD_HISTORY: usize = 4;
 /// Flows older than this are forgotten (their codes expired long before).
@@ -163,6 +192,12 @@ pub struct Account {
     /// Sealed anti-phishing phrase.
     #[serde(default)]
     pub(super) anti_phishing_phrase: Option<String>,
+    #[serde(default)]
+    pub(super) totp: Option<TotpFactor>,
+    #[serde(default)]
+    pub(super) backup_codes: Vec<BackupCode>,
+    #[serde(default)]
+    pub(super) challenges: BTreeMap<Uuid, MfaChallenge>,
 }
 
 impl Account {
@@ -250,6 +285,26 @@ impl Account {
             .any(|c| c.lookup == lookup)
     }
 
+    /// Whether sign-in needs a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
+
+    /// The TOTP factor, confirmed or pending.
+    pub fn totp(&self) -> Option<&TotpFactor> {
+        self.totp.as_ref()
+    }
+
+    /// Unused backup codes.
+    pub fn backup_codes_left(&self) -> usize {
+        self.backup_codes.iter().filter(|c| !c.used).count()
+    }
+
+    /// A sign-in challenge by id.
+    pub fn challenge(&self, id: Uuid) -> Option<&MfaChallenge> {
+        self.challenges.get(&id)
+    }
+
     /// Head of this aggregate's hash chain.
     pub fn chain_head(&self) -> &ChainLink {
         &self.chain
@@ -328,6 +383,8 @@ impl Account {
         self.flows.retain(|_, f| f.started_at > flow_horizon);
         let hour_ago = event.at - chrono::Duration::hours(1);
         self.recent_code_issues.retain(|t| *t > hour_ago);
+        self.challenges
+            .retain(|_, c| c.expires_at > event.at && !c.used);
         match &event.fact {
             AccountFact::AccountRegistered {
                 password_hash,
@@ -478,6 +535,67 @@ impl Account {
                 self.anti_phishing_phrase = Some(sealed_phrase.clone());
             }
             AccountFact::AntiPhishingPhraseRemoved { .. } => self.anti_phishing_phrase = None,
+            AccountFact::TotpEnrolmentStarted { sealed_secret, .. } => {
+                self.totp = Some(TotpFactor {
+                    sealed_secret: sealed_secret.clone(),
+                    confirmed: false,
+                    last_step: 0,
+                });
+            }
+            AccountFact::TotpEnrolled { step, .. } => {
+                if let Some(t) = self.totp.as_mut() {
+                    t.confirmed = true;
+                    t.last_step = *step;
+                }
+            }
+            AccountFact::BackupCodesGenerated { verifiers, .. } => {
+                self.backup_codes = verifiers
+                    .iter()
+                    .map(|v| BackupCode {
+                        verifier: v.clone(),
+                        used: false,
+                    })
+                    .collect();
+            }
+            AccountFact::MfaChallengeIssued {
+                challenge_id,
+                expires_at,
+                ..
+            } => {
+                self.challenges.insert(
+                    *challenge_id,
+                    MfaChallenge {
+                        expires_at: *expires_at,
+                        used: false,
+                    },
+                );
+            }
+            AccountFact::SecondFactorVerified {
+                challenge_id,
+                step,
+                backup_code,
+                ..
+            } => {
+                if let Some(c) = challenge_id.and_then(|id| self.challenges.get_mut(&id)) {
+                    c.used = true;
+                }
+                if let (Some(step), Some(t)) = (step, self.totp.as_mut()) {
+                    t.last_step = t.last_step.max(*step);
+                }
+                if let Some(code) = backup_code.and_then(|i| self.backup_codes.get_mut(i as usize))
+                {
+                    code.used = true;
+                }
+            }
+            AccountFact::SecondFactorFailed {
+                consecutive_failures,
+                ..
+            } => self.consecutive_failures = *consecutive_failures,
+            AccountFact::SecondFactorRemoved { .. } => {
+                self.totp = None;
+                self.backup_codes.clear();
+                self.challenges.clear();
+            }
             AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {}
         }
         if let Ok(value) = serde_json::to_value(event) {

@@ -1,0 +1,309 @@
+//! Second factors: TOTP enrolment, backup codes, the sign-in challenge, and removal.
+//!
+//! The aggregate never sees a TOTP secret in clear or a backup code: the edge unseals the secret,
+//! reports which time step a code matched, and sends keyed verifiers of backup codes. The rules
+//! are here: a step is accepted once, a backup code once, a challenge once and for 5 minutes,
+//! wrong factors count toward the same lockout as wrong passwords, and removal is a high-risk
+//! action (password and a current factor, refused during a cooldown, starting one).
+use chrono::{DateTime, Duration, Utc};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::context::RequestContext;
+use crate::policy::lockout::FailureOutcome;
+
+use super::commands::{CompleteMfa, MfaProof, SessionGrant};
+use super::error::AccountError;
+use super::events::{AccountFact, CooldownReason};
+use super::services::AccountServices;
+use super::state::Account;
+
+/// How long a sign-in challenge waits for its second factor.
+pub const MFA_CHALLENGE_TTL: Duration = Duration::minutes(5);
+
+/// What a valid proof spends.
+struct Proven {
+    method: &'static str,
+    step: Option<u64>,
+    backup_code: Option<u32>,
+}
+
+impl Account {
+    /// The sign-in challenge issued instead of a session when a second factor is enrolled.
+    pub(super) fn mfa_challenge(
+        &self,
+        challenge_id: Uuid,
+        at: DateTime<Utc>,
+        context: RequestContext,
+    ) -> AccountFact {
+        let mut methods = vec!["totp".to_string()];
+        if self.backup_codes_left() > 0 {
+            methods.push("backup_code".to_string());
+        }
+        AccountFact::MfaChallengeIssued {
+            challenge_id,
+            methods,
+            expires_at: at + MFA_CHALLENGE_TTL,
+            context,
+        }
+    }
+
+    /// `StartTotpEnrolment`.
+    pub(super) fn start_totp_enrolment(
+        &self,
+        sealed_secret: String,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if self.has_second_factor() {
+            return Err(AccountError::AlreadyEnrolled);
+        }
+        Ok(vec![AccountFact::TotpEnrolmentStarted {
+            sealed_secret,
+            context,
+        }])
+    }
+
+    /// `ConfirmTotpEnrolment`.
+    pub(super) fn confirm_totp_enrolment(
+        &self,
+        matched_step: Option<u64>,
+        backup_verifiers: Vec<String>,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        match &self.totp {
+            Some(t) if t.confirmed => Err(AccountError::AlreadyEnrolled),
+            None => Err(AccountError::NoPendingEnrolment),
+            Some(_) => {
+                let step = matched_step.ok_or(AccountError::InvalidSecondFactor)?;
+                Ok(vec![
+                    AccountFact::TotpEnrolled {
+                        step,
+                        context: context.clone(),
+                    },
+                    AccountFact::BackupCodesGenerated {
+                        verifiers: backup_verifiers,
+                        context,
+                    },
+                ])
+            }
+        }
+    }
+
+    /// `CompleteMfa`: the second step of a sign-in.
+    pub(super) fn complete_mfa(
+        &self,
+        cmd: CompleteMfa,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()
+            .map_err(|_| AccountError::ChallengeInvalid)?;
+        let now = cmd.at;
+        let challenge = self
+            .challenges
+            .get(&cmd.challenge_id)
+            .filter(|c| !c.used && now < c.expires_at)
+            .ok_or(AccountError::ChallengeInvalid)?;
+        let _ = challenge;
+        if let Some(lock) = self.lock_at(now) {
+            return Ok(vec![AccountFact::LoginRejectedWhileLocked {
+                locked_until: lock.until,
+                context: cmd.context,
+            }]);
+        }
+        match self.check_proof(&cmd.proof) {
+            None => Ok(self.second_factor_failed(
+                Some(cmd.challenge_id),
+                cmd.proof.method(),
+                now,
+                cmd.context,
+                services,
+            )),
+            Some(proven) => {
+                let mut facts = vec![AccountFact::SecondFactorVerified {
+                    challenge_id: Some(cmd.challenge_id),
+                    method: proven.method.to_string(),
+                    step: proven.step,
+                    backup_code: proven.backup_code,
+                    context: cmd.context.clone(),
+                }];
+                facts.extend(self.open_session(cmd.grant, cmd.context, now, services));
+                Ok(facts)
+            }
+        }
+    }
+
+    /// `RegenerateBackupCodes`.
+    pub(super) fn regenerate_backup_codes(
+        &self,
+        proof: MfaProof,
+        verifiers: Vec<String>,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !self.has_second_factor() {
+            return Err(AccountError::NoSecondFactor);
+        }
+        match self.check_proof(&proof) {
+            None => Ok(self.second_factor_failed(None, proof.method(), at, context, services)),
+            Some(proven) => Ok(vec![
+                self.verified(proven, context.clone()),
+                AccountFact::BackupCodesGenerated { verifiers, context },
+            ]),
+        }
+    }
+
+    /// `RemoveSecondFactor`.
+    pub(super) async fn remove_second_factor(
+        &self,
+        password: &secrecy::SecretString,
+        proof: MfaProof,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !self.has_second_factor() {
+            return Err(AccountError::NoSecondFactor);
+        }
+        if let Some(until) = self.high_risk_until(at) {
+            return Err(AccountError::HighRiskCooldown { until });
+        }
+        if !services
+            .hasher
+            .verify(password, self.password_hash.as_ref())
+            .await
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        match self.check_proof(&proof) {
+            None => Ok(self.second_factor_failed(None, proof.method(), at, context, services)),
+            Some(proven) => Ok(vec![
+                self.verified(proven, context.clone()),
+                AccountFact::SecondFactorRemoved { context },
+                AccountFact::HighRiskCooldownStarted {
+                    until: at + services.cooldowns.after_password_reset,
+                    reason: CooldownReason::SecondFactorRemoved,
+                },
+            ]),
+        }
+    }
+
+    fn verified(&self, proven: Proven, context: RequestContext) -> AccountFact {
+        AccountFact::SecondFactorVerified {
+            challenge_id: None,
+            method: proven.method.to_string(),
+            step: proven.step,
+            backup_code: proven.backup_code,
+            context,
+        }
+    }
+
+    /// Whether a proof is good now: a TOTP step later than the last one accepted, or an unused
+    /// backup code.
+    fn check_proof(&self, proof: &MfaProof) -> Option<Proven> {
+        match proof {
+            MfaProof::Totp { matched_step } => {
+                let totp = self.totp.as_ref().filter(|t| t.confirmed)?;
+                let step = matched_step.filter(|s| *s > totp.last_step)?;
+                Some(Proven {
+                    method: "totp",
+                    step: Some(step),
+                    backup_code: None,
+                })
+            }
+            MfaProof::BackupCode { verifier } => {
+                let mut found = None;
+                // Compare with every code, so timing does not tell which one matched.
+                for (i, code) in self.backup_codes.iter().enumerate() {
+                    let same: bool = code.verifier.as_bytes().ct_eq(verifier.as_bytes()).into();
+                    if same && !code.used && found.is_none() {
+                        found = Some(i as u32);
+                    }
+                }
+                found.map(|i| Proven {
+                    method: "backup_code",
+                    step: None,
+                    backup_code: Some(i),
+                })
+            }
+        }
+    }
+
+    /// A wrong second factor: counted toward the lockout like a wrong password.
+    fn second_factor_failed(
+        &self,
+        challenge_id: Option<Uuid>,
+        method: &str,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Vec<AccountFact> {
+        let outcome =
+            services
+                .lockout
+                .after_failure(self.consecutive_failures, self.lock_level, at);
+        let consecutive = match &outcome {
+            FailureOutcome::Counted { consecutive } | FailureOutcome::Lock { consecutive, .. } => {
+                *consecutive
+            }
+        };
+        let mut facts = vec![AccountFact::SecondFactorFailed {
+            challenge_id,
+            method: method.to_string(),
+            consecutive_failures: consecutive,
+            context,
+        }];
+        if let FailureOutcome::Lock {
+            consecutive,
+            level,
+            until,
+        } = outcome
+        {
+            facts.push(AccountFact::AccountLocked {
+                until,
+                level,
+                failed_attempts: consecutive,
+            });
+        }
+        facts
+    }
+
+    /// The facts of a completed sign-in: evictions beyond the session cap, the success, the
+    /// new session.
+    pub(super) fn open_session(
+        &self,
+        grant: SessionGrant,
+        context: RequestContext,
+        now: DateTime<Utc>,
+        services: &AccountServices,
+    ) -> Vec<AccountFact> {
+        let policy = &services.sessions;
+        let mut facts = Vec::with_capacity(3);
+        let live = self.live_sessions(now);
+        let excess = (live.len() + 1).saturating_sub(policy.max_active.max(1));
+        for (session_id, _) in live.into_iter().take(excess) {
+            facts.push(AccountFact::SessionEnded {
+                session_id,
+                reason: super::events::SessionEndReason::Evicted,
+                context: context.clone(),
+            });
+        }
+        facts.push(AccountFact::LoginSucceeded {
+            session_id: grant.session_id,
+            context: context.clone(),
+        });
+        let expires_at = now + policy.absolute;
+        facts.push(AccountFact::SessionStarted {
+            session_id: grant.session_id,
+            token_hash: grant.token_hash,
+            context,
+            expires_at,
+            idle_expires_at: (now + policy.idle).min(expires_at),
+        });
+        facts
+    }
+}
