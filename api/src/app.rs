@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, contacts, health, login, me, recovery};
+use crate::routes::{accounts, contacts, health, login, me, mfa, recovery};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -27,7 +27,8 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
         me::remove_anti_phishing_phrase, me::restrictions, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
-        recovery::resend, health::healthz, health::readyz, health::metrics
+        recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
+        mfa::regenerate_backup_codes, mfa::complete_mfa, health::healthz, health::readyz, health::metrics
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -60,6 +61,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/accounts", post(accounts::register))
         .route("/v1/login", post(login::login))
         .route("/v1/logout", post(login::logout))
+        .route("/v1/login/mfa", post(mfa::complete_mfa))
+        .route(
+            "/v1/me/totp",
+            post(mfa::start_totp).delete(mfa::remove_totp),
+        )
+        .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
+        .route(
+            "/v1/me/backup-codes",
+            get(mfa::backup_codes_left).post(mfa::regenerate_backup_codes),
+        )
         .route("/v1/me", get(me::me))
         .route(
             "/v1/me/sessions",

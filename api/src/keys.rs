@@ -137,6 +137,17 @@ impl Keys {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// The verifier of a backup code, bound to its account (same key as one-time codes, another
+    /// domain of input).
+    pub fn backup_code_verifier(&self, account_id: &str, code: &str) -> String {
+        let mut mac = self.code_verifier.clone();
+        mac.update(b"backup-code:");
+        mac.update(account_id.as_bytes());
+        mac.update(b":");
+        mac.update(code.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// Seals a code for the delivery queue (bound to its code id).
     pub fn seal_code(&self, code_id: uuid::Uuid, code: &str) -> Result<String, KeyError> {
         let sealed = seal_bytes(&self.code_delivery, code.as_bytes(), code_id.as_bytes())?;
@@ -162,6 +173,22 @@ impl Keys {
         plain.resize(FLOW_TOKEN_PLAINTEXT, 0);
         let sealed = seal_bytes(&self.flow_token, &plain, FLOW_TOKEN_PREFIX.as_bytes())?;
         Ok(format!("{FLOW_TOKEN_PREFIX}{}", base64_url(&sealed)))
+    }
+
+    /// An opaque sign-in challenge id (same construction as flow ids, another prefix).
+    pub fn challenge_token(
+        &self,
+        aggregate_id: &str,
+        challenge_id: uuid::Uuid,
+    ) -> Result<String, KeyError> {
+        self.flow_token(aggregate_id, challenge_id)
+            .map(|t| format!("ch1.{}", &t[FLOW_TOKEN_PREFIX.len()..]))
+    }
+
+    /// The aggregate and challenge a challenge token names.
+    pub fn open_challenge_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
+        let body = token.strip_prefix("ch1.")?;
+        self.open_flow_token(&format!("{FLOW_TOKEN_PREFIX}{body}"))
     }
 
     /// The aggregate and flow a token names; `None` for anything not made by this server.

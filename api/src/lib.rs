@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod directory;
 pub mod error;
+pub mod factors;
 pub mod hasher;
 pub mod keys;
 pub mod mask;

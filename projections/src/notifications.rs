@@ -152,6 +152,20 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::TotpEnrolled { .. } => vec![enqueue(
+            "second_factor_added",
+            Target::EmailIfVerified,
+            json!({}),
+            None,
+            None,
+        )],
+        AccountFact::SecondFactorRemoved { context } => vec![enqueue(
+            "second_factor_removed",
+            Target::AllVerified,
+            json!({ "ip": context.ip }),
+            None,
+            None,
+        )],
         AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
             "anti_phishing_phrase_set",
             Target::EmailIfVerified,

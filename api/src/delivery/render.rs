@@ -127,6 +127,20 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  messages. If you did not do this, reset your password at once."
                     .into(),
             ),
+            "second_factor_added" => (
+                "Two-step sign-in is on".into(),
+                "An authenticator app was added to your account; sign-ins now ask for its code. \
+                 Keep your backup codes somewhere safe."
+                    .into(),
+            ),
+            "second_factor_removed" => (
+                "Two-step sign-in was turned off".into(),
+                format!(
+                    "Your second factor was removed (request from {}). Withdrawals and other \
+                     high-risk changes are paused for a while.",
+                    detail(details, "ip")
+                ),
+            ),
             "anti_phishing_phrase_set" => (
                 "Your anti-phishing phrase was changed".into(),
                 "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),

@@ -47,10 +47,34 @@ pub struct LoginResponse {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The password was right and the account has a second factor: answer the challenge with
+/// `POST /v1/login/mfa` within 5 minutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// The challenge (opaque).
+    pub challenge_id: String,
+    /// Methods that can answer: `totp`, `backup_code`.
+    pub methods: Vec<String>,
+    /// When the challenge expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Sign-in answer: a session, or a second-factor challenge.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    /// Signed in.
+    Session(LoginResponse),
+    /// A second factor is needed.
+    SecondFactorRequired(MfaRequired),
+}
+
 /// Signs in with a password.
 #[utoipa::path(post, path = "/v1/login", tag = "sessions", request_body = LoginRequest,
     responses(
-        (status = 200, body = LoginResponse),
+        (status = 200, body = LoginAnswer, description = "A session, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier and a wrong password"),
         (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers"),
@@ -59,7 +83,7 @@ pub async fn login(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Json<LoginAnswer>, ApiError> {
     let max_password = state.password_policy().max_bytes();
     if req.password.len() > max_password {
         // No account can have such a password: refuse before spending a hash on it.
@@ -123,12 +147,30 @@ pub async fn login(
                 ..
             } => {
                 state.remember_account(&lookup, &aggregate_id);
-                return Ok(Json(LoginResponse {
+                return Ok(Json(LoginAnswer::Session(LoginResponse {
                     session_token: issued.token.expose_secret().to_string(),
                     session_id: *session_id,
                     account_id: account_uuid,
                     expires_at: *expires_at,
-                }));
+                })));
+            }
+            AccountFact::MfaChallengeIssued {
+                challenge_id,
+                methods,
+                expires_at,
+                ..
+            } => {
+                state.remember_account(&lookup, &aggregate_id);
+                let token = state
+                    .keys()
+                    .challenge_token(&aggregate_id, *challenge_id)
+                    .map_err(ApiError::internal)?;
+                return Ok(Json(LoginAnswer::SecondFactorRequired(MfaRequired {
+                    mfa_required: true,
+                    challenge_id: token,
+                    methods: methods.clone(),
+                    expires_at: *expires_at,
+                })));
             }
             AccountFact::AccountLocked { until, .. } => locked_until = Some(*until),
             AccountFact::LoginRejectedWhileLocked {
@@ -145,7 +187,7 @@ pub async fn login(
 }
 
 /// Whole seconds from `now` to `until`, rounded up.
-fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let ms = (until - now).num_milliseconds().max(0);
     (ms + 999) / 1000
 }

@@ -4,6 +4,7 @@ pub mod contacts;
 pub mod health;
 pub mod login;
 pub mod me;
+pub mod mfa;
 pub mod recovery;
 
 use axum::extract::{FromRequest, Request};

@@ -1191,12 +1191,11 @@ mod second_factor {
         let facts = run(challenged(10), answer(totp(11), t(2))).unwrap();
         assert!(matches!(
             &facts[0],
-            AccountFact::SecondFactorVerified {
-                step: Some(11),
-                ..
-            }
+            AccountFact::SecondFactorVerified { step: Some(11), .. }
         ));
-        assert!(matches!(facts.last(), Some(AccountFact::SessionStarted { session_id, .. }) if *session_id == sid(51)));
+        assert!(
+            matches!(facts.last(), Some(AccountFact::SessionStarted { session_id, .. }) if *session_id == sid(51))
+        );
         // The same challenge cannot be answered twice.
         let mut given = challenged(10);
         given.extend(facts.into_iter().map(|f| (t(2), f)));
@@ -1229,16 +1228,7 @@ mod second_factor {
                 },
             ));
         }
-        let facts = run(
-            given,
-            answer(
-                MfaProof::Totp {
-                    matched_step: None,
-                },
-                t(3),
-            ),
-        )
-        .unwrap();
+        let facts = run(given, answer(MfaProof::Totp { matched_step: None }, t(3))).unwrap();
         assert!(matches!(facts[1], AccountFact::AccountLocked { .. }));
     }
 

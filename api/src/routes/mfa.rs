@@ -1,0 +1,502 @@
+//! Second factors: TOTP enrolment and removal, backup codes, and the second step of sign-in.
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::contact::ContactKind;
+use gatehouse_domain::password::normalize;
+use gatehouse_domain::{AccountCommand, AccountFact, CompleteMfa, MfaProof};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::login::{seconds_until, LoginResponse};
+use super::{execute_error, metadata, store_error, ApiJson};
+use crate::directory;
+use crate::error::ApiError;
+use crate::factors;
+use crate::keys::DataKey;
+use crate::request::{Authenticated, Caller};
+use crate::state::AppState;
+use crate::tokens;
+
+/// TOTP enrolment: show the secret or the QR code to the person, then confirm a first code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// The secret in base32, for typing into an app.
+    pub secret: String,
+    /// `otpauth://totp/…` URI (SHA1, 6 digits, 30 s).
+    pub otpauth_uri: String,
+    /// The URI as a QR code (SVG document).
+    pub qr_svg: String,
+}
+
+/// A code from the authenticator app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    /// Six digits.
+    pub code: String,
+}
+
+/// Backup codes, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupCodes {
+    /// Ten single-use codes; only their keyed hashes are kept.
+    pub backup_codes: Vec<String>,
+}
+
+/// How many backup codes are left.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupCodesLeft {
+    /// Unused codes.
+    pub remaining: usize,
+    /// Whether TOTP is enrolled.
+    pub totp_enrolled: bool,
+}
+
+/// A second factor, for sign-in or to confirm a sensitive change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A code from the authenticator app.
+    Totp,
+    /// A backup code.
+    BackupCode,
+}
+
+/// Second step of a sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    /// From the `POST /v1/login` answer.
+    pub challenge_id: String,
+    /// `totp` or `backup_code`.
+    pub method: Method,
+    /// The code.
+    pub code: String,
+    /// Device id, recorded in the login history.
+    pub device_id: Option<String>,
+}
+
+/// Removes the second factors.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveFactorRequest {
+    /// The password.
+    pub password: String,
+    /// `totp` or `backup_code`.
+    pub method: Method,
+    /// A current code.
+    pub code: String,
+}
+
+/// Regenerates backup codes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegenerateRequest {
+    /// `totp` or `backup_code`.
+    pub method: Method,
+    /// A current code.
+    pub code: String,
+}
+
+async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
+    let wrapped = directory::wrapped_key(state.store(), account_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::internal("account key missing"))?;
+    state
+        .keys()
+        .unwrap_data_key(account_id, &wrapped)
+        .map_err(ApiError::internal)
+}
+
+fn unix_seconds(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp()).unwrap_or(0)
+}
+
+/// What a typed factor proves, as the aggregate can judge it.
+async fn proof(
+    state: &AppState,
+    account_id: &str,
+    account: &gatehouse_domain::Account,
+    method: &Method,
+    code: &str,
+    at: DateTime<Utc>,
+) -> Result<MfaProof, ApiError> {
+    if code.len() > 64 {
+        return Err(ApiError::bad_request("code is too long").with_field("code"));
+    }
+    Ok(match method {
+        Method::Totp => {
+            let matched_step = match account.totp().filter(|t| t.confirmed) {
+                Some(t) => {
+                    let key = data_key(state, account_id).await?;
+                    let secret = factors::open_secret(&key, account_id, &t.sealed_secret)
+                        .map_err(ApiError::internal)?;
+                    factors::matched_step(&secret, code, unix_seconds(at))
+                }
+                None => None,
+            };
+            MfaProof::Totp { matched_step }
+        }
+        Method::BackupCode => MfaProof::BackupCode {
+            verifier: factors::typed_backup_verifier(state.keys(), account_id, code),
+        },
+    })
+}
+
+/// Starts TOTP enrolment: a new secret, its URI and QR code. Confirm with a first code.
+#[utoipa::path(post, path = "/v1/me/totp", tag = "second factors", security(("bearer" = [])),
+    responses(
+        (status = 201, body = TotpEnrolment),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`already_enrolled`"),
+    ))]
+pub async fn start_totp(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+) -> Result<(StatusCode, Json<TotpEnrolment>), ApiError> {
+    let id = auth.account_id();
+    if auth.account.has_second_factor() {
+        return Err(already_enrolled());
+    }
+    let key = data_key(&state, &id).await?;
+    let secret = factors::new_secret().map_err(ApiError::internal)?;
+    // The app shows the account by its email (or phone) so the person recognises it.
+    let label = match (auth.account.email(), auth.account.phone()) {
+        (Some(e), _) => key.open(&id, ContactKind::Email, &e.sealed).ok(),
+        (None, Some(p)) => key.open(&id, ContactKind::Phone, &p.sealed).ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| id.clone());
+    let totp = factors::totp(&secret, &label).map_err(ApiError::internal)?;
+    let otpauth_uri = totp
+        .to_url()
+        .map_err(|e| ApiError::internal(format!("{e:?}")))?;
+    let qr_svg = factors::qr_svg(&otpauth_uri).map_err(ApiError::internal)?;
+    let sealed_secret = factors::seal_secret(&key, &id, &secret).map_err(ApiError::internal)?;
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &id,
+            || AccountCommand::StartTotpEnrolment {
+                sealed_secret: sealed_secret.clone(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(mfa_error)?;
+    state.runner().nudge();
+    Ok((
+        StatusCode::CREATED,
+        Json(TotpEnrolment {
+            secret: totp_rs::Secret::from(secret.to_vec()).to_base32(),
+            otpauth_uri,
+            qr_svg,
+        }),
+    ))
+}
+
+/// Confirms TOTP enrolment with a first code; answers the backup codes, shown this once.
+#[utoipa::path(post, path = "/v1/me/totp/confirm", tag = "second factors", security(("bearer" = [])),
+    request_body = TotpCode,
+    responses(
+        (status = 200, body = BackupCodes),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`already_enrolled`, `no_pending_enrolment`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_second_factor`"),
+    ))]
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<TotpCode>,
+) -> Result<Json<BackupCodes>, ApiError> {
+    let id = auth.account_id();
+    if let Some(ip) = caller.ip {
+        state.throttle().admit(ip, &format!("totp-confirm:{id}"))?;
+    }
+    let pending = auth
+        .account
+        .totp()
+        .ok_or_else(|| conflict("no_pending_enrolment", "start the enrolment first"))?;
+    let key = data_key(&state, &id).await?;
+    let secret =
+        factors::open_secret(&key, &id, &pending.sealed_secret).map_err(ApiError::internal)?;
+    let matched_step = factors::matched_step(&secret, &req.code, unix_seconds(auth.now));
+    let (codes, verifiers) =
+        factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &id,
+            || AccountCommand::ConfirmTotpEnrolment {
+                matched_step,
+                backup_verifiers: verifiers.clone(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(mfa_error)?;
+    state.runner().nudge();
+    Ok(Json(BackupCodes {
+        backup_codes: codes,
+    }))
+}
+
+/// How many backup codes are left (never the codes).
+#[utoipa::path(get, path = "/v1/me/backup-codes", tag = "second factors", security(("bearer" = [])),
+    responses((status = 200, body = BackupCodesLeft), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn backup_codes_left(auth: Authenticated) -> Json<BackupCodesLeft> {
+    Json(BackupCodesLeft {
+        remaining: auth.account.backup_codes_left(),
+        totp_enrolled: auth.account.has_second_factor(),
+    })
+}
+
+/// Replaces the backup codes (a current factor required); the old set stops working.
+#[utoipa::path(post, path = "/v1/me/backup-codes", tag = "second factors", security(("bearer" = [])),
+    request_body = RegenerateRequest,
+    responses(
+        (status = 200, body = BackupCodes),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_second_factor`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`"),
+    ))]
+pub async fn regenerate_backup_codes(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<RegenerateRequest>,
+) -> Result<Json<BackupCodes>, ApiError> {
+    let id = auth.account_id();
+    let proof = proof(&state, &id, &auth.account, &req.method, &req.code, auth.now).await?;
+    let (codes, verifiers) =
+        factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
+    let context = caller.context(None);
+    let executed = state
+        .accounts()
+        .execute(
+            &id,
+            || AccountCommand::RegenerateBackupCodes {
+                proof: proof.clone(),
+                verifiers: verifiers.clone(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(mfa_error)?;
+    state.runner().nudge();
+    refuse_failed_factor(&executed.events, auth.now)?;
+    Ok(Json(BackupCodes {
+        backup_codes: codes,
+    }))
+}
+
+/// Removes TOTP and the backup codes: password and a current factor required; refused during a
+/// high-risk cooldown; starts one; the owner is told on every verified channel.
+#[utoipa::path(delete, path = "/v1/me/totp", tag = "second factors", security(("bearer" = [])),
+    request_body = RemoveFactorRequest,
+    responses(
+        (status = 204),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor`, `high_risk_cooldown` (with `retry_after`)"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`"),
+    ))]
+pub async fn remove_totp(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    ApiJson(req): ApiJson<RemoveFactorRequest>,
+) -> Result<StatusCode, ApiError> {
+    let id = auth.account_id();
+    if let Some(ip) = caller.ip {
+        state
+            .throttle()
+            .admit(ip, &format!("factor-removal:{id}"))?;
+    }
+    if req.password.len() > state.password_policy().max_bytes() {
+        return Err(ApiError::bad_request("password is too long").with_field("password"));
+    }
+    let proof = proof(&state, &id, &auth.account, &req.method, &req.code, auth.now).await?;
+    let password = normalize(&req.password);
+    let context = caller.context(None);
+    let executed = state
+        .accounts()
+        .execute(
+            &id,
+            || AccountCommand::RemoveSecondFactor {
+                password: password.clone(),
+                proof: proof.clone(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(mfa_error)?;
+    state.runner().nudge();
+    refuse_failed_factor(&executed.events, auth.now)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Second step of a sign-in: answers the challenge with a TOTP or backup code.
+#[utoipa::path(post, path = "/v1/login/mfa", tag = "sessions", request_body = MfaRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, body = crate::error::ErrorBody, description = "`invalid_second_factor` (counts toward the lockout), `invalid_challenge` (unknown, used or expired)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`"),
+    ))]
+pub async fn complete_mfa(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<MfaRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let (aggregate_id, challenge_id) = state
+        .keys()
+        .open_challenge_token(&req.challenge_id)
+        .ok_or_else(invalid_challenge)?;
+    let account_uuid = uuid::Uuid::parse_str(&aggregate_id).map_err(|_| invalid_challenge())?;
+    let now = Utc::now();
+    let account = state
+        .accounts()
+        .load(&aggregate_id)
+        .await
+        .map_err(execute_error)?;
+    let proof = proof(&state, &aggregate_id, &account, &req.method, &req.code, now).await?;
+    let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+    let context = caller.context(req.device_id);
+    let command = CompleteMfa {
+        challenge_id,
+        proof,
+        grant: issued.grant.clone(),
+        at: now,
+        context,
+    };
+    let executed = state
+        .accounts()
+        .execute(
+            &aggregate_id,
+            || AccountCommand::CompleteMfa(command.clone()),
+            metadata(),
+        )
+        .await
+        .map_err(mfa_error)?;
+    state.runner().nudge();
+    let mut locked_until = None;
+    for envelope in &executed.events {
+        match &envelope.payload.fact {
+            AccountFact::SessionStarted {
+                session_id,
+                expires_at,
+                ..
+            } => {
+                return Ok(Json(LoginResponse {
+                    session_token: issued.token.expose_secret().to_string(),
+                    session_id: *session_id,
+                    account_id: account_uuid,
+                    expires_at: *expires_at,
+                }))
+            }
+            AccountFact::AccountLocked { until, .. }
+            | AccountFact::LoginRejectedWhileLocked {
+                locked_until: until,
+                ..
+            } => locked_until = Some(*until),
+            _ => {}
+        }
+    }
+    match locked_until {
+        Some(until) => Err(ApiError::locked(seconds_until(until, now))),
+        None => Err(invalid_second_factor(StatusCode::UNAUTHORIZED)),
+    }
+}
+
+/// A recorded wrong factor (possibly with a lock) becomes the refusal.
+fn refuse_failed_factor(
+    events: &[cqrs_es::EventEnvelope<gatehouse_domain::Account>],
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let mut failed = false;
+    for envelope in events {
+        match &envelope.payload.fact {
+            AccountFact::AccountLocked { until, .. } => {
+                return Err(ApiError::locked(seconds_until(*until, now)))
+            }
+            AccountFact::SecondFactorFailed { .. } => failed = true,
+            _ => {}
+        }
+    }
+    if failed {
+        Err(invalid_second_factor(StatusCode::FORBIDDEN))
+    } else {
+        Ok(())
+    }
+}
+
+fn invalid_second_factor(status: StatusCode) -> ApiError {
+    ApiError::other(
+        status,
+        "invalid_second_factor",
+        "the code is not valid (a code works once; wrong codes count toward the lockout)",
+    )
+    .with_field("code")
+}
+
+fn invalid_challenge() -> ApiError {
+    ApiError::other(
+        StatusCode::UNAUTHORIZED,
+        "invalid_challenge",
+        "the sign-in challenge is unknown, used or expired; sign in again",
+    )
+}
+
+fn already_enrolled() -> ApiError {
+    conflict("already_enrolled", "a second factor is already enrolled")
+}
+
+fn conflict(code: &'static str, message: &'static str) -> ApiError {
+    ApiError::other(StatusCode::CONFLICT, code, message)
+}
+
+/// Maps the second-factor refusals; the rest as usual.
+fn mfa_error(
+    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
+) -> ApiError {
+    use gatehouse_domain::AccountError as E;
+    use gatehouse_projections::store::ExecuteError::Refused;
+    match e {
+        Refused(E::AlreadyEnrolled) => already_enrolled(),
+        Refused(E::NoPendingEnrolment) => {
+            conflict("no_pending_enrolment", "start the enrolment first")
+        }
+        Refused(E::InvalidSecondFactor) => ApiError::validation(
+            "invalid_second_factor",
+            "the code does not match; check the app's clock and try the current code",
+        )
+        .with_field("code"),
+        Refused(E::ChallengeInvalid) => invalid_challenge(),
+        Refused(E::NoSecondFactor) => conflict("no_second_factor", "no second factor is enrolled"),
+        Refused(E::HighRiskCooldown { until }) => {
+            let mut e = ApiError::rate_limited(
+                "high_risk_cooldown",
+                "high-risk changes are paused after a recent security change; see GET /v1/me/restrictions",
+                seconds_until(until, Utc::now()),
+            );
+            e = e.with_status(StatusCode::FORBIDDEN);
+            e
+        }
+        other => execute_error(other),
+    }
+}
