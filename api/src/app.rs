@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, contacts, health, login, me, mfa, recovery};
+use crate::routes::{accounts, contacts, health, login, lost_factor, me, mfa, recovery};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -28,7 +28,8 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         me::remove_anti_phishing_phrase, me::restrictions, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
-        mfa::regenerate_backup_codes, mfa::complete_mfa, health::healthz, health::readyz, health::metrics
+        mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
+        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, health::healthz, health::readyz, health::metrics
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -67,6 +68,17 @@ pub fn router(state: AppState) -> Router {
             post(mfa::start_totp).delete(mfa::remove_totp),
         )
         .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
+        .route("/v1/recovery/lost-2fa", post(lost_factor::start))
+        .route("/v1/recovery/lost-2fa/code", post(lost_factor::code_step))
+        .route(
+            "/v1/recovery/lost-2fa/evidence",
+            post(lost_factor::evidence),
+        )
+        .route(
+            "/v1/recovery/lost-2fa/complete",
+            post(lost_factor::complete),
+        )
+        .route("/v1/me/recovery", delete(lost_factor::cancel))
         .route(
             "/v1/me/backup-codes",
             get(mfa::backup_codes_left).post(mfa::regenerate_backup_codes),

@@ -110,6 +110,14 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub high_risk_cooldown_seconds: i64,
+    /// Seconds between the approval of a lost-second-factor recovery and the removal of the
+    /// factors, during which the owner can cancel from any session.
+    #[arg(
+        long,
+        env = "GATEHOUSE_RECOVERY_HOLD_SECONDS",
+        default_value_t = 172_800
+    )]
+    pub recovery_hold_seconds: i64,
     /// SMTP server for email, in lettre's URL form (`smtp://host:2525`, `smtps://user:pass@host`,
     /// `smtp://host:587?tls=required`). Unset: emails are written to the development outbox.
     #[arg(long, env = "GATEHOUSE_SMTP_URL", hide_env_values = true)]
@@ -212,13 +220,14 @@ impl ServeArgs {
 
     /// Cooldown policy from the settings.
     pub fn cooldowns(&self) -> Result<CooldownPolicy, ConfigError> {
-        if self.high_risk_cooldown_seconds < 0 {
+        if self.high_risk_cooldown_seconds < 0 || self.recovery_hold_seconds < 0 {
             return Err(ConfigError(
-                "GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS must not be negative".into(),
+                "GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS and GATEHOUSE_RECOVERY_HOLD_SECONDS must not be negative".into(),
             ));
         }
         Ok(CooldownPolicy {
             after_password_reset: chrono::Duration::seconds(self.high_risk_cooldown_seconds),
+            recovery_hold: chrono::Duration::seconds(self.recovery_hold_seconds),
         })
     }
 

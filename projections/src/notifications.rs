@@ -166,6 +166,35 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::RecoveryEvidenceSubmitted { .. } => vec![enqueue(
+            "recovery_started",
+            Target::AllVerified,
+            json!({}),
+            None,
+            None,
+        )],
+        AccountFact::RecoveryReviewed {
+            approved,
+            hold_until,
+            ..
+        } => vec![enqueue(
+            if approved {
+                "recovery_approved"
+            } else {
+                "recovery_denied"
+            },
+            Target::AllVerified,
+            json!({ "hold_until": hold_until }),
+            None,
+            None,
+        )],
+        AccountFact::RecoveryCancelled { .. } => vec![enqueue(
+            "recovery_cancelled",
+            Target::AllVerified,
+            json!({}),
+            None,
+            None,
+        )],
         AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
             "anti_phishing_phrase_set",
             Target::EmailIfVerified,

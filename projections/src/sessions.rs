@@ -75,6 +75,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 SessionEndReason::Revoked { .. } => "revoked",
                 SessionEndReason::Evicted => "evicted",
                 SessionEndReason::PasswordReset => "password_reset",
+                SessionEndReason::Recovery => "recovery",
             },
         }],
         _ => Vec::new(),

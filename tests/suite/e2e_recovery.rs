@@ -11,14 +11,14 @@ use super::support::{assert_error_shape, event_types, fast_env, read, Server, Te
 
 const NEW_PASSWORD: &str = "lantern-meadow-quartz-58";
 
-struct World {
-    db: TestDb,
-    smtp: SmtpSink,
-    sms: SmsSink,
-    server: Server,
+pub(super) struct World {
+    pub(super) db: TestDb,
+    pub(super) smtp: SmtpSink,
+    pub(super) sms: SmsSink,
+    pub(super) server: Server,
 }
 
-async fn world(extra: &[(&str, &str)]) -> World {
+pub(super) async fn world(extra: &[(&str, &str)]) -> World {
     let db = TestDb::new().await;
     let smtp = SmtpSink::start().await;
     let sms = SmsSink::start().await;
@@ -40,7 +40,7 @@ async fn world(extra: &[(&str, &str)]) -> World {
 
 impl World {
     /// Signs up with an email and confirms it with the code from the verification email.
-    async fn verified_email_account(&self, email: &str) -> String {
+    pub(super) async fn verified_email_account(&self, email: &str) -> String {
         let (status, body) = self
             .server
             .post(
@@ -63,7 +63,7 @@ impl World {
         body_account(&body, email, self).await
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(super) async fn get(&self, path: &str) -> (u16, Value) {
         read(
             self.server
                 .http

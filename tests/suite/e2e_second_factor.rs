@@ -26,7 +26,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
 }
 
 /// RFC 6238 TOTP (SHA-1, 6 digits, 30 s) for a time step.
-fn totp_at_step(secret: &[u8], step: u64) -> String {
+pub(super) fn totp_at_step(secret: &[u8], step: u64) -> String {
     let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret).unwrap();
     mac.update(&step.to_be_bytes());
     let digest = mac.finalize().into_bytes();
@@ -40,7 +40,7 @@ fn totp_at_step(secret: &[u8], step: u64) -> String {
     format!("{:06}", value % 1_000_000)
 }
 
-fn now_step() -> u64 {
+pub(super) fn now_step() -> u64 {
     (chrono::Utc::now().timestamp() as u64) / 30
 }
 
@@ -74,7 +74,7 @@ async fn send(
 }
 
 /// Enrols TOTP for a signed-in account; returns the secret and the backup codes.
-async fn enrol(server: &Server, token: &str) -> (Vec<u8>, Vec<String>) {
+pub(super) async fn enrol(server: &Server, token: &str) -> (Vec<u8>, Vec<String>) {
     let (status, body) = send(
         server,
         reqwest::Method::POST,

@@ -3,6 +3,7 @@ mod support;
 
 mod e2e_accounts;
 mod e2e_login;
+mod e2e_lost_factor;
 mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_sessions;

@@ -63,6 +63,7 @@ fn purpose(kind: FlowKind) -> &'static str {
         FlowKind::VerifyPhone => "phone verification",
         FlowKind::ResetPassword => "password reset",
         FlowKind::Unlock => "account unlock",
+        FlowKind::LostSecondFactor => "account recovery",
     }
 }
 
@@ -140,6 +141,30 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                      high-risk changes are paused for a while.",
                     detail(details, "ip")
                 ),
+            ),
+            "recovery_started" => (
+                "Account recovery requested".into(),
+                "Someone asked to recover access to your account without its second factor. If \
+                 it was not you, sign in and cancel it, then change your password."
+                    .into(),
+            ),
+            "recovery_approved" => (
+                "Account recovery approved: second factor removal pending".into(),
+                format!(
+                    "A reviewer approved the recovery of your account. Your second factor will be \
+                     removed after {} (UTC) unless you cancel from any signed-in session \
+                     (DELETE /v1/me/recovery).",
+                    detail(details, "hold_until")
+                ),
+            ),
+            "recovery_denied" => (
+                "Account recovery denied".into(),
+                "A reviewer denied the request to recover your account without its second factor."
+                    .into(),
+            ),
+            "recovery_cancelled" => (
+                "Account recovery cancelled".into(),
+                "The pending recovery of your account was cancelled.".into(),
             ),
             "anti_phishing_phrase_set" => (
                 "Your anti-phishing phrase was changed".into(),

@@ -3,6 +3,7 @@ pub mod accounts;
 pub mod contacts;
 pub mod health;
 pub mod login;
+pub mod lost_factor;
 pub mod me;
 pub mod mfa;
 pub mod recovery;
@@ -128,6 +129,11 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
         ExecuteError::Refused(AccountError::ContactUnchanged) => {
             ApiError::validation("contact_unchanged", "that is already the account's contact")
         }
+        ExecuteError::Refused(AccountError::RecoveryStage) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "wrong_step",
+            "the recovery is not at this step; see GET /v1/flows/{flow_id}",
+        ),
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),
         ExecuteError::Store(detail) => {

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use gatehouse_domain::account::{CodeStatus, Flow};
+use gatehouse_domain::account::{CodeStatus, Flow, RecoveryStage};
 use gatehouse_domain::policy::{Channel, FlowKind};
 use gatehouse_domain::{AccountCommand, AccountFact, CodeAction, RedeemCode, StartFlow};
 use serde::{Deserialize, Serialize};
@@ -93,9 +93,11 @@ pub struct FlowView {
     pub step: u32,
     /// Steps in this flow.
     pub steps_total: u32,
-    /// `enter_code`, `enter_code_and_new_password`, `request_new_code` or `done`.
+    /// `enter_code`, `enter_code_and_new_password`, `request_new_code`, `submit_evidence`,
+    /// `await_review`, `await_hold_end` or `done`.
     pub next_action: &'static str,
-    /// `awaiting_code`, `completed`, `code_exhausted`, `code_expired` or `code_superseded`.
+    /// `awaiting_code`, `completed`, `code_exhausted`, `code_expired`, `code_superseded`; for a
+    /// lost second factor also `awaiting_evidence`, `in_review`, `approved`, `closed`.
     pub status: &'static str,
     /// Channel of the current code.
     pub channel: &'static str,
@@ -107,7 +109,14 @@ pub struct FlowView {
     pub attempts_remaining: u32,
 }
 
-fn view(state: &AppState, token: String, flow: &Flow, now: DateTime<Utc>) -> Option<FlowView> {
+fn view(
+    state: &AppState,
+    token: String,
+    account: &gatehouse_domain::Account,
+    flow_id: Uuid,
+    flow: &Flow,
+    now: DateTime<Utc>,
+) -> Option<FlowView> {
     let code = flow.code.as_ref()?;
     let policy = &state.accounts().services().codes;
     let status = match code.status {
@@ -124,10 +133,37 @@ fn view(state: &AppState, token: String, flow: &Flow, now: DateTime<Utc>) -> Opt
         "completed" => "done",
         _ => "request_new_code",
     };
+    let (step, steps_total, next_action, status) = match account
+        .recovery()
+        .filter(|c| flow.kind == FlowKind::LostSecondFactor && c.flow_id == flow_id)
+    {
+        // A lost-second-factor recovery moves through its own stages.
+        Some(case) => {
+            let (step, total) = case.step_of();
+            let (action, status) = match case.stage {
+                RecoveryStage::EmailCode | RecoveryStage::PhoneCode => (next_action, status),
+                RecoveryStage::Evidence => ("submit_evidence", "awaiting_evidence"),
+                RecoveryStage::Review => ("await_review", "in_review"),
+                RecoveryStage::Hold => ("await_hold_end", "approved"),
+            };
+            (step, total, action, status)
+        }
+        None if flow.kind == FlowKind::LostSecondFactor => (
+            steps_total,
+            steps_total,
+            "done",
+            if status == "completed" {
+                "closed"
+            } else {
+                status
+            },
+        ),
+        None => (steps_total, steps_total, next_action, status),
+    };
     Some(FlowView {
         flow_id: token,
         kind: flow.kind.as_str(),
-        step: steps_total,
+        step,
         steps_total,
         next_action,
         status,
@@ -139,7 +175,7 @@ fn view(state: &AppState, token: String, flow: &Flow, now: DateTime<Utc>) -> Opt
 }
 
 /// Loads the flow a token names and renders it.
-async fn current_view(
+pub(super) async fn current_view(
     state: &AppState,
     aggregate_id: &str,
     flow_id: Uuid,
@@ -152,19 +188,19 @@ async fn current_view(
         .map_err(execute_error)?;
     account
         .flow(flow_id)
-        .and_then(|f| view(state, token, f, Utc::now()))
+        .and_then(|f| view(state, token, &account, flow_id, f, Utc::now()))
         .ok_or_else(flow_not_found)
 }
 
-fn open_token(state: &AppState, token: &str) -> Result<(String, Uuid), ApiError> {
+pub(super) fn open_token(state: &AppState, token: &str) -> Result<(String, Uuid), ApiError> {
     state
         .keys()
         .open_flow_token(token)
         .ok_or_else(flow_not_found)
 }
 
-/// Starts a recovery flow (shared by forgot password and unlock).
-async fn start_recovery(
+/// Starts a recovery flow (shared by forgot password, unlock and lost second factor).
+pub(super) async fn start_recovery(
     state: &AppState,
     caller: &Caller,
     req: RecoveryRequest,
@@ -325,8 +361,8 @@ pub async fn resend(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-/// Presents a code; `Ok` means the flow completed.
-async fn redeem(
+/// Presents a code; `Ok` means the code was right and its step done.
+pub(super) async fn redeem(
     state: &AppState,
     caller: &Caller,
     token: &str,
@@ -343,10 +379,28 @@ async fn redeem(
     let verifier = codes::typed_verifier(state.keys(), flow_id, code);
     let now = Utc::now();
     let context = caller.context(None);
+    // A lost-second-factor email step may lead to a phone code: draw it now, used if needed.
+    let next_code = match action {
+        CodeAction::RecoveryStep => {
+            let drawn = codes::draw(state.keys(), flow_id).map_err(ApiError::internal)?;
+            codes::keep_for_delivery(
+                state.store(),
+                state.keys(),
+                drawn.grant.code_id,
+                &drawn.code,
+                now + state.accounts().services().codes.ttl,
+            )
+            .await
+            .map_err(store_error)?;
+            Some(drawn.grant)
+        }
+        _ => None,
+    };
     let command = RedeemCode {
         flow_id,
         verifier,
         action,
+        next_code,
         at: now,
         context,
     };

@@ -106,6 +106,46 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Submit identity evidence for a lost-second-factor recovery.
+    SubmitRecoveryEvidence {
+        /// The flow.
+        flow_id: Uuid,
+        /// KYC reference and statement, sealed at the edge.
+        sealed_evidence: String,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A reviewer's decision on a recovery.
+    ReviewRecovery {
+        /// The flow.
+        flow_id: Uuid,
+        /// Approve or deny.
+        approve: bool,
+        /// Staff member.
+        reviewer: String,
+        /// Why.
+        reason: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// The owner cancels a recovery (from a session).
+    CancelRecovery {
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// After the hold: remove the factors.
+    CompleteRecovery {
+        /// The flow.
+        flow_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// Set (`Some`) or remove (`None`) the anti-phishing phrase, sealed at the edge.
     SetAntiPhishingPhrase {
         /// The sealed phrase.
@@ -238,6 +278,9 @@ pub struct RedeemCode {
     pub verifier: String,
     /// What a right code unlocks.
     pub action: CodeAction,
+    /// A code for the next step, when the flow has one (the phone step of a lost-second-factor
+    /// recovery); drawn at the edge, used only if needed.
+    pub next_code: Option<CodeGrant>,
     /// Now.
     pub at: DateTime<Utc>,
     /// Request context.
@@ -253,6 +296,8 @@ pub enum CodeAction {
     Unlock,
     /// Set a new password (reset flows); it already passed the policy.
     ResetPassword(CandidatePassword),
+    /// Pass a code step of a lost-second-factor recovery.
+    RecoveryStep,
 }
 
 impl CodeAction {
@@ -263,6 +308,7 @@ impl CodeAction {
             (Self::Verify, FlowKind::VerifyEmail | FlowKind::VerifyPhone)
                 | (Self::Unlock, FlowKind::Unlock)
                 | (Self::ResetPassword(_), FlowKind::ResetPassword)
+                | (Self::RecoveryStep, FlowKind::LostSecondFactor)
         )
     }
 }

@@ -127,6 +127,33 @@ impl Account {
                 self.remove_second_factor(&password, proof, at, context, services)
                     .await?,
             )),
+            AccountCommand::SubmitRecoveryEvidence {
+                flow_id,
+                sealed_evidence,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.submit_recovery_evidence(flow_id, sealed_evidence, context)?,
+            )),
+            AccountCommand::ReviewRecovery {
+                flow_id,
+                approve,
+                reviewer,
+                reason,
+                at,
+            } => Ok((
+                at,
+                self.review_recovery(flow_id, approve, reviewer, reason, at, services)?,
+            )),
+            AccountCommand::CancelRecovery { at, context } => {
+                Ok((at, self.cancel_recovery(context)?))
+            }
+            AccountCommand::CompleteRecovery {
+                flow_id,
+                at,
+                context,
+            } => Ok((at, self.complete_recovery(flow_id, at, context, services)?)),
             AccountCommand::SetAntiPhishingPhrase {
                 sealed_phrase,
                 at,

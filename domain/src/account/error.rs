@@ -69,6 +69,15 @@ pub enum AccountError {
     /// No second factor to use or remove.
     #[error("AC0020 no second factor enrolled")]
     NoSecondFactor,
+    /// The recovery is not at a stage that accepts this.
+    #[error("AC0021 the recovery is not at that step")]
+    RecoveryStage,
+    /// The hold has not ended yet.
+    #[error("AC0022 the recovery hold has not ended")]
+    RecoveryHold {
+        /// When it ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

@@ -293,6 +293,49 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// A step of a lost-second-factor recovery was passed (`email`, `phone`).
+    RecoveryStepPassed {
+        /// The flow.
+        flow_id: Uuid,
+        /// Which step.
+        step: String,
+    },
+    /// Identity evidence was submitted for manual review.
+    RecoveryEvidenceSubmitted {
+        /// The flow.
+        flow_id: Uuid,
+        /// KYC reference and statement, sealed under the account's data key.
+        sealed_evidence: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A reviewer approved or denied a recovery.
+    RecoveryReviewed {
+        /// The flow.
+        flow_id: Uuid,
+        /// Approved or denied.
+        approved: bool,
+        /// The reviewing staff member.
+        reviewer: String,
+        /// Why.
+        reason: String,
+        /// End of the hold before the factors are removed (approvals only).
+        hold_until: Option<DateTime<Utc>>,
+    },
+    /// The owner cancelled a recovery from an existing session.
+    RecoveryCancelled {
+        /// The flow.
+        flow_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The hold ended: the second factors are removed (with `SecondFactorRemoved`).
+    RecoveryCompleted {
+        /// The flow.
+        flow_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
     /// A message reached the provider (SMTP server accepted it, SMS gateway answered 2xx).
     NotificationDelivered {
         /// Stable id of the message (source event and channel).
@@ -350,6 +393,8 @@ pub enum SessionEndReason {
     Evicted,
     /// The password was reset: every session ends.
     PasswordReset,
+    /// A lost-second-factor recovery completed: every session ends.
+    Recovery,
 }
 
 /// Why a lock was lifted early.
@@ -370,6 +415,8 @@ pub enum CooldownReason {
     PasswordReset,
     /// A second factor was removed.
     SecondFactorRemoved,
+    /// A lost second factor was recovered through review.
+    LostFactorRecovery,
 }
 
 impl AccountFact {
@@ -406,6 +453,11 @@ impl AccountFact {
             Self::SecondFactorVerified { .. } => "SecondFactorVerified",
             Self::SecondFactorFailed { .. } => "SecondFactorFailed",
             Self::SecondFactorRemoved { .. } => "SecondFactorRemoved",
+            Self::RecoveryStepPassed { .. } => "RecoveryStepPassed",
+            Self::RecoveryEvidenceSubmitted { .. } => "RecoveryEvidenceSubmitted",
+            Self::RecoveryReviewed { .. } => "RecoveryReviewed",
+            Self::RecoveryCancelled { .. } => "RecoveryCancelled",
+            Self::RecoveryCompleted { .. } => "RecoveryCompleted",
             Self::NotificationDelivered { .. } => "NotificationDelivered",
             Self::NotificationFailed { .. } => "NotificationFailed",
         }
@@ -608,6 +660,30 @@ mod tests {
             AccountFact::SecondFactorRemoved {
                 context: RequestContext::default(),
             },
+            AccountFact::RecoveryStepPassed {
+                flow_id: sid(),
+                step: "email".into(),
+            },
+            AccountFact::RecoveryEvidenceSubmitted {
+                flow_id: sid(),
+                sealed_evidence: "v1.e".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::RecoveryReviewed {
+                flow_id: sid(),
+                approved: true,
+                reviewer: "staff-1".into(),
+                reason: "documents match".into(),
+                hold_until: Some(at()),
+            },
+            AccountFact::RecoveryCancelled {
+                flow_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::RecoveryCompleted {
+                flow_id: sid(),
+                context: RequestContext::default(),
+            },
             AccountFact::NotificationDelivered {
                 notification_id: "n".into(),
                 topic: "code".into(),
@@ -663,6 +739,11 @@ mod tests {
                 "SecondFactorVerified",
                 "SecondFactorFailed",
                 "SecondFactorRemoved",
+                "RecoveryStepPassed",
+                "RecoveryEvidenceSubmitted",
+                "RecoveryReviewed",
+                "RecoveryCancelled",
+                "RecoveryCompleted",
                 "NotificationDelivered",
                 "NotificationFailed",
             ]

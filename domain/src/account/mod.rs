@@ -4,6 +4,7 @@ mod commands;
 mod decide;
 mod error;
 mod events;
+mod lost_factor;
 mod recovery;
 mod second_factor;
 mod services;
@@ -22,8 +23,8 @@ pub use events::{
 pub use second_factor::MFA_CHALLENGE_TTL;
 pub use services::AccountServices;
 pub use state::{
-    AccountStatus, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge, Session,
-    SessionRejection, TotpFactor, PASSWORD_HISTORY,
+    AccountStatus, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge, RecoveryCase,
+    RecoveryStage, Session, SessionRejection, TotpFactor, PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

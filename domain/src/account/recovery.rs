@@ -161,6 +161,9 @@ impl Account {
                 self.reset_password(flow_id, used, password, cmd.at, cmd.context, services)
                     .await
             }
+            (CodeAction::RecoveryStep, _) => {
+                self.recovery_code_step(flow_id, used, cmd.next_code, cmd.at, cmd.context, services)
+            }
             (CodeAction::Verify, None) => Err(AccountError::FlowNotFound),
         }
     }

@@ -154,6 +154,49 @@ pub struct MfaChallenge {
     pub used: bool,
 }
 
+/// Where a lost-second-factor recovery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryStage {
+    /// Awaiting the code sent to the verified email.
+    EmailCode,
+    /// Awaiting the code sent to the verified phone.
+    PhoneCode,
+    /// Awaiting identity evidence.
+    Evidence,
+    /// Awaiting a reviewer.
+    Review,
+    /// Approved; the factors are removed when the hold ends unless the owner cancels.
+    Hold,
+}
+
+/// A lost-second-factor recovery in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCase {
+    /// Its flow.
+    pub flow_id: Uuid,
+    /// Current stage.
+    pub stage: RecoveryStage,
+    /// Whether a phone step is part of it (a verified phone when it began).
+    pub needs_phone: bool,
+    /// End of the hold, once approved.
+    pub hold_until: Option<DateTime<Utc>>,
+}
+
+impl RecoveryCase {
+    /// Step number (from 1) and steps in this case, for "step 2 of 4".
+    pub fn step_of(&self) -> (u32, u32) {
+        let total = if self.needs_phone { 4 } else { 3 };
+        let step = match self.stage {
+            RecoveryStage::EmailCode => 1,
+            RecoveryStage::PhoneCode => 2,
+            RecoveryStage::Evidence => total - 1,
+            RecoveryStage::Review | RecoveryStage::Hold => total,
+        };
+        (step, total)
+    }
+}
+
 /// Passwords remembered besides the current one, so a reset cannot reuse them.
 pub const PASSWORD_HISTORY: usize = 4;
 /// Flows older than this are forgotten (their codes expired long before).
@@ -198,6 +241,8 @@ pub struct Account {
     pub(super) backup_codes: Vec<BackupCode>,
     #[serde(default)]
     pub(super) challenges: BTreeMap<Uuid, MfaChallenge>,
+    #[serde(default)]
+    pub(super) recovery: Option<RecoveryCase>,
 }
 
 impl Account {
@@ -298,6 +343,11 @@ impl Account {
     /// Unused backup codes.
     pub fn backup_codes_left(&self) -> usize {
         self.backup_codes.iter().filter(|c| !c.used).count()
+    }
+
+    /// The lost-second-factor recovery in progress, if any.
+    pub fn recovery(&self) -> Option<&RecoveryCase> {
+        self.recovery.as_ref()
     }
 
     /// A sign-in challenge by id.
@@ -455,6 +505,14 @@ impl Account {
                 if self.status == AccountStatus::New {
                     self.status = AccountStatus::Unregistered;
                 }
+                if *kind == FlowKind::LostSecondFactor {
+                    self.recovery = Some(RecoveryCase {
+                        flow_id: *flow_id,
+                        stage: RecoveryStage::EmailCode,
+                        needs_phone: self.is_verified(Channel::Sms),
+                        hold_until: None,
+                    });
+                }
                 self.flows.insert(
                     *flow_id,
                     Flow {
@@ -595,6 +653,37 @@ impl Account {
                 self.totp = None;
                 self.backup_codes.clear();
                 self.challenges.clear();
+            }
+            AccountFact::RecoveryStepPassed { flow_id, step } => {
+                if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
+                    case.stage = match (step.as_str(), case.needs_phone) {
+                        ("email", true) => RecoveryStage::PhoneCode,
+                        _ => RecoveryStage::Evidence,
+                    };
+                }
+            }
+            AccountFact::RecoveryEvidenceSubmitted { flow_id, .. } => {
+                if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
+                    case.stage = RecoveryStage::Review;
+                }
+            }
+            AccountFact::RecoveryReviewed {
+                flow_id,
+                approved,
+                hold_until,
+                ..
+            } => {
+                if *approved {
+                    if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
+                        case.stage = RecoveryStage::Hold;
+                        case.hold_until = *hold_until;
+                    }
+                } else {
+                    self.recovery = None;
+                }
+            }
+            AccountFact::RecoveryCancelled { .. } | AccountFact::RecoveryCompleted { .. } => {
+                self.recovery = None;
             }
             AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {}
         }

@@ -64,6 +64,9 @@ pub enum FlowKind {
     ResetPassword,
     /// End a lockout early.
     Unlock,
+    /// Recover from a lost second factor: email code, phone code (when verified), identity
+    /// evidence, then manual review and a hold.
+    LostSecondFactor,
 }
 
 impl FlowKind {
@@ -74,6 +77,7 @@ impl FlowKind {
             Self::VerifyPhone => "verify_phone",
             Self::ResetPassword => "reset_password",
             Self::Unlock => "unlock",
+            Self::LostSecondFactor => "lost_second_factor",
         }
     }
 
@@ -90,7 +94,7 @@ impl FlowKind {
         match self {
             Self::VerifyEmail => Some(ContactKind::Email),
             Self::VerifyPhone => Some(ContactKind::Phone),
-            Self::ResetPassword | Self::Unlock => None,
+            Self::ResetPassword | Self::Unlock | Self::LostSecondFactor => None,
         }
     }
 
@@ -99,6 +103,7 @@ impl FlowKind {
         match self {
             Self::VerifyEmail | Self::VerifyPhone => 1,
             Self::ResetPassword | Self::Unlock => 2,
+            Self::LostSecondFactor => 4,
         }
     }
 
@@ -107,7 +112,7 @@ impl FlowKind {
         match self {
             Self::VerifyEmail | Self::VerifyPhone => "enter_code",
             Self::ResetPassword => "enter_code_and_new_password",
-            Self::Unlock => "enter_code",
+            Self::Unlock | Self::LostSecondFactor => "enter_code",
         }
     }
 }
@@ -186,14 +191,17 @@ impl CodePolicy {
 /// Cooldowns on high-risk actions after security-sensitive changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CooldownPolicy {
-    /// After a password reset by code.
+    /// After a password reset by code (and other high-risk changes).
     pub after_password_reset: Duration,
+    /// Between a lost-second-factor approval and the removal, during which the owner can cancel.
+    pub recovery_hold: Duration,
 }
 
 impl Default for CooldownPolicy {
     fn default() -> Self {
         Self {
             after_password_reset: Duration::hours(24),
+            recovery_hold: Duration::hours(48),
         }
     }
 }

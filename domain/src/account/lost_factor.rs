@@ -1,0 +1,158 @@
+//! Recovery from a lost second factor without a backup code: a code to the verified email, a
+//! code to the verified phone (when there is one), identity evidence, then a reviewer's decision.
+//! An approval starts a hold announced on every channel, during which the owner can cancel from
+//! any session; when it ends, the factors are removed, every session ends and the high-risk
+//! cooldown starts.
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::context::RequestContext;
+use crate::policy::codes::Channel;
+
+use super::commands::CodeGrant;
+use super::error::AccountError;
+use super::events::{AccountFact, CooldownReason, SessionEndReason};
+use super::services::AccountServices;
+use super::state::{Account, AccountStatus, RecoveryStage};
+
+impl Account {
+    fn case_at(
+        &self,
+        flow_id: Uuid,
+        stages: &[RecoveryStage],
+    ) -> Result<&super::state::RecoveryCase, AccountError> {
+        self.recovery
+            .as_ref()
+            .filter(|c| c.flow_id == flow_id)
+            .filter(|c| stages.contains(&c.stage))
+            .ok_or(AccountError::RecoveryStage)
+    }
+
+    /// A right code for the email or phone step.
+    pub(super) fn recovery_code_step(
+        &self,
+        flow_id: Uuid,
+        used: AccountFact,
+        next_code: Option<CodeGrant>,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        let case = self.case_at(
+            flow_id,
+            &[RecoveryStage::EmailCode, RecoveryStage::PhoneCode],
+        )?;
+        let step = if case.stage == RecoveryStage::EmailCode {
+            "email"
+        } else {
+            "phone"
+        };
+        let mut facts = vec![
+            used,
+            AccountFact::RecoveryStepPassed {
+                flow_id,
+                step: step.to_string(),
+            },
+        ];
+        if step == "email" && case.needs_phone {
+            let code = next_code.ok_or(AccountError::RecoveryStage)?;
+            facts.push(AccountFact::CodeIssued {
+                flow_id,
+                code_id: code.code_id,
+                channel: Channel::Sms,
+                verifier: code.verifier,
+                expires_at: at + services.codes.ttl,
+                deliverable: self.is_verified(Channel::Sms),
+                context,
+            });
+        }
+        Ok(facts)
+    }
+
+    /// `SubmitRecoveryEvidence`.
+    pub(super) fn submit_recovery_evidence(
+        &self,
+        flow_id: Uuid,
+        sealed_evidence: String,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        if self.status != AccountStatus::Active {
+            return Err(AccountError::RecoveryStage);
+        }
+        self.case_at(flow_id, &[RecoveryStage::Evidence])?;
+        Ok(vec![AccountFact::RecoveryEvidenceSubmitted {
+            flow_id,
+            sealed_evidence,
+            context,
+        }])
+    }
+
+    /// `ReviewRecovery`.
+    pub(super) fn review_recovery(
+        &self,
+        flow_id: Uuid,
+        approve: bool,
+        reviewer: String,
+        reason: String,
+        at: DateTime<Utc>,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.case_at(flow_id, &[RecoveryStage::Review])?;
+        Ok(vec![AccountFact::RecoveryReviewed {
+            flow_id,
+            approved: approve,
+            reviewer,
+            reason,
+            hold_until: approve.then(|| at + services.cooldowns.recovery_hold),
+        }])
+    }
+
+    /// `CancelRecovery`: from a signed-in session, whatever the stage.
+    pub(super) fn cancel_recovery(
+        &self,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        let case = self.recovery.as_ref().ok_or(AccountError::RecoveryStage)?;
+        Ok(vec![AccountFact::RecoveryCancelled {
+            flow_id: case.flow_id,
+            context,
+        }])
+    }
+
+    /// `CompleteRecovery`: after the hold, the factors go, every session ends, the cooldown
+    /// starts.
+    pub(super) fn complete_recovery(
+        &self,
+        flow_id: Uuid,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        let case = self.case_at(flow_id, &[RecoveryStage::Hold])?;
+        if let Some(until) = case.hold_until.filter(|u| at < *u) {
+            return Err(AccountError::RecoveryHold { until });
+        }
+        let mut facts = vec![
+            AccountFact::RecoveryCompleted {
+                flow_id,
+                context: context.clone(),
+            },
+            AccountFact::SecondFactorRemoved {
+                context: context.clone(),
+            },
+        ];
+        facts.extend(self.live_sessions(at).into_iter().map(|(session_id, _)| {
+            AccountFact::SessionEnded {
+                session_id,
+                reason: SessionEndReason::Recovery,
+                context: context.clone(),
+            }
+        }));
+        facts.push(AccountFact::HighRiskCooldownStarted {
+            until: at + services.cooldowns.after_password_reset,
+            reason: CooldownReason::LostFactorRecovery,
+        });
+        Ok(facts)
+    }
+}

@@ -1,0 +1,217 @@
+//! Lost second factor without a backup code: email code, evidence, review, hold, removal; the
+//! owner's cancellation; a denial. The reviewer's decision is executed as the domain command the
+//! reviewers' API issues.
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_api::hasher::Argon2Hasher;
+use gatehouse_domain::password::Argon2Settings;
+use gatehouse_domain::policy::CooldownPolicy;
+use gatehouse_domain::{Account, AccountCommand, AccountServices};
+use gatehouse_projections::store::{AggregateStore, CommandExecutor};
+use serde_json::json;
+
+use super::e2e_recovery::{world, World};
+use super::e2e_second_factor::enrol;
+use super::support::{assert_error_shape, PASSWORD};
+
+const HOLD_SECONDS: i64 = 2;
+
+async fn review(w: &World, account: &str, flow_id: uuid::Uuid, approve: bool) {
+    let services = AccountServices {
+        hasher: Arc::new(
+            Argon2Hasher::new(
+                Argon2Settings {
+                    memory_kib: 256,
+                    iterations: 1,
+                    parallelism: 1,
+                },
+                1,
+            )
+            .unwrap(),
+        ),
+        lockout: Default::default(),
+        sessions: Default::default(),
+        codes: Default::default(),
+        cooldowns: CooldownPolicy {
+            recovery_hold: chrono::Duration::seconds(HOLD_SECONDS),
+            ..Default::default()
+        },
+    };
+    let store = w.db.store().await;
+    let reviewers =
+        CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
+    reviewers
+        .execute(
+            account,
+            || AccountCommand::ReviewRecovery {
+                flow_id,
+                approve,
+                reviewer: "rita.reviewer".into(),
+                reason: "passport and selfie match the KYC record".into(),
+                at: chrono::Utc::now(),
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Signs up with a verified email and TOTP; returns the account id and a session token.
+async fn protected_account(w: &World, email: &str) -> (String, String) {
+    let account = w.verified_email_account(email).await;
+    let token = w.server.token(email, PASSWORD).await;
+    enrol(&w.server, &token).await;
+    (account, token)
+}
+
+/// Runs steps 1 to 3; returns the flow id.
+async fn up_to_review(w: &World, email: &str, nth_code: usize) -> String {
+    let (status, view) = w
+        .server
+        .post("/v1/recovery/lost-2fa", json!({"identifier": email}))
+        .await;
+    assert_eq!(status, 202, "{view}");
+    assert_eq!(view["kind"], "lost_second_factor");
+    assert_eq!(
+        (view["step"].as_u64(), view["steps_total"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let flow = view["flow_id"].as_str().unwrap().to_string();
+    let code = w
+        .smtp
+        .wait_for(email, "account recovery code", nth_code)
+        .await
+        .code();
+    let (status, view) = w
+        .server
+        .post(
+            "/v1/recovery/lost-2fa/code",
+            json!({"flow_id": flow, "code": code}),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["step"], 2);
+    assert_eq!(view["next_action"], "submit_evidence");
+    let (status, view) = w
+        .server
+        .post(
+            "/v1/recovery/lost-2fa/evidence",
+            json!({"flow_id": flow, "kyc_reference": "KYC-4471", "statement": "lost my phone in a lake"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{view}");
+    assert_eq!(
+        (view["step"].as_u64(), view["steps_total"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(view["status"], "in_review");
+    flow
+}
+
+async fn flow_uuid(w: &World, account: &str) -> uuid::Uuid {
+    let pool = w.db.pool().await;
+    let id: String = sqlx::query_scalar(
+        "select payload->'fact'->'FlowStarted'->>'flow_id' from events
+          where aggregate_id = $1 and event_type = 'FlowStarted'
+            and payload->'fact'->'FlowStarted'->>'kind' = 'lost_second_factor'
+          order by sequence desc limit 1",
+    )
+    .bind(account)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    uuid::Uuid::parse_str(&id).unwrap()
+}
+
+#[tokio::test]
+async fn test_approved_recovery_removes_the_factor_after_the_hold() {
+    let hold = HOLD_SECONDS.to_string();
+    let w = world(&[("GATEHOUSE_RECOVERY_HOLD_SECONDS", hold.as_str())]).await;
+    let email = "lost.phone@example.com";
+    let (account, old_session) = protected_account(&w, email).await;
+    let flow = up_to_review(&w, email, 1).await;
+    // The owner is told on every channel as soon as evidence is in.
+    w.smtp
+        .wait_for(email, "Account recovery requested", 1)
+        .await;
+
+    review(&w, &account, flow_uuid(&w, &account).await, true).await;
+    let (_, view) = w.get(&format!("/v1/flows/{flow}")).await;
+    assert_eq!(view["status"], "approved");
+    assert_eq!(view["next_action"], "await_hold_end");
+    w.smtp.wait_for(email, "recovery approved", 1).await;
+    let (status, body) = w
+        .server
+        .post("/v1/recovery/lost-2fa/complete", json!({"flow_id": flow}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_error_shape(&body, "hold_not_over");
+
+    tokio::time::sleep(Duration::from_millis(HOLD_SECONDS as u64 * 1000 + 200)).await;
+    let (status, body) = w
+        .server
+        .post("/v1/recovery/lost-2fa/complete", json!({"flow_id": flow}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // Every session ended; sign-in needs the password only; high-risk actions are paused.
+    assert_eq!(
+        w.server
+            .authed(reqwest::Method::GET, "/v1/me", &old_session)
+            .await
+            .0,
+        401
+    );
+    let (status, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_string();
+    let (_, restrictions) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me/restrictions", &token)
+        .await;
+    assert_eq!(restrictions["reasons"], json!(["lost_factor_recovery"]));
+    // The evidence is sealed: neither the reference nor the statement is stored in clear.
+    let pool = w.db.pool().await;
+    let leaked: i64 = sqlx::query_scalar(
+        "select count(*) from events where payload::text like '%KYC-4471%' or payload::text like '%lake%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leaked, 0);
+}
+
+#[tokio::test]
+async fn test_owner_cancels_during_the_hold_and_a_denial_ends_the_case() {
+    let w = world(&[("GATEHOUSE_RECOVERY_HOLD_SECONDS", "1")]).await;
+    let email = "still.here@example.com";
+    let (account, session) = protected_account(&w, email).await;
+
+    let flow = up_to_review(&w, email, 1).await;
+    review(&w, &account, flow_uuid(&w, &account).await, true).await;
+    let (status, _) = w
+        .server
+        .authed(reqwest::Method::DELETE, "/v1/me/recovery", &session)
+        .await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = w
+        .server
+        .post("/v1/recovery/lost-2fa/complete", json!({"flow_id": flow}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_error_shape(&body, "wrong_step");
+    // The second factor is still required.
+    let (_, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(body["mfa_required"], true, "{body}");
+
+    // Denied: the case closes, nothing changes.
+    tokio::time::sleep(Duration::from_millis(2100)).await; // resend cooldown of codes
+    let flow = up_to_review(&w, email, 2).await;
+    review(&w, &account, flow_uuid(&w, &account).await, false).await;
+    w.smtp.wait_for(email, "recovery denied", 1).await;
+    let (_, view) = w.get(&format!("/v1/flows/{flow}")).await;
+    assert_eq!(view["status"], "closed", "{view}");
+    let (_, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(body["mfa_required"], true, "{body}");
+}
