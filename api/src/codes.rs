@@ -121,6 +121,31 @@ pub async fn forget_expired(store: &Store, now: DateTime<Utc>) -> Result<u64, St
     )
 }
 
+/// A new code for `flow_id`, kept sealed for the delivery worker until `expires_at`.
+pub async fn draw_for_delivery(
+    store: &Store,
+    keys: &Keys,
+    flow_id: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<CodeGrant, crate::error::ApiError> {
+    let drawn = draw(keys, flow_id).map_err(crate::error::ApiError::internal)?;
+    keep_for_delivery(store, keys, drawn.grant.code_id, &drawn.code, expires_at)
+        .await
+        .map_err(crate::routes::store_error)?;
+    Ok(drawn.grant)
+}
+
+/// A new flow with its first code, kept for the delivery worker until `expires_at`.
+pub async fn draw_flow_for_delivery(
+    store: &Store,
+    keys: &Keys,
+    expires_at: DateTime<Utc>,
+) -> Result<FlowGrant, crate::error::ApiError> {
+    let flow_id = Uuid::from_bytes(random_bytes::<16>().map_err(crate::error::ApiError::internal)?);
+    let code = draw_for_delivery(store, keys, flow_id, expires_at).await?;
+    Ok(FlowGrant { flow_id, code })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,10 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::mail::{first_code, SmsSink, SmtpSink};
-use super::support::{assert_error_shape, event_types, fast_env, read, Server, TestDb, PASSWORD};
+use super::support::{
+    assert_error_shape, assert_nowhere_in_database, event_types, fast_env, read, Server, TestDb,
+    PASSWORD,
+};
 
 const NEW_PASSWORD: &str = "lantern-meadow-quartz-58";
 
@@ -643,27 +646,8 @@ async fn test_no_code_or_unkeyed_code_hash_in_any_table_after_the_flows() {
         needles.push(hex(&sha2::Sha512::digest(code.as_bytes())));
     }
     let pool = w.db.pool().await;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select table_name::text from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let tables = assert_nowhere_in_database(&pool, &needles).await;
     assert!(tables.contains(&"code_secrets".to_string()));
-    for table in &tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        for row in rows {
-            for needle in &needles {
-                assert!(
-                    !row.to_lowercase().contains(&needle.to_lowercase()),
-                    "{table} holds a secret in clear ({needle}): {row}"
-                );
-            }
-        }
-    }
     // A code waiting for delivery is sealed, and delivered ones are gone.
     let held: i64 = sqlx::query_scalar("select count(*) from code_secrets")
         .fetch_one(&pool)

@@ -356,3 +356,30 @@ where
 
 /// A strong password no test account's identifiers appear in.
 pub const PASSWORD: &str = "violet-anchor-tundra-58-quietly";
+
+/// Asserts that no row of any table holds any of `needles` (case-insensitive); returns the
+/// tables scanned.
+pub async fn assert_nowhere_in_database(pool: &sqlx::PgPool, needles: &[String]) -> Vec<String> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select table_name::text from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for table in &tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for row in rows {
+            let lower = row.to_lowercase();
+            for needle in needles {
+                assert!(
+                    !lower.contains(&needle.to_lowercase()),
+                    "{table} holds a secret in clear ({needle}): {row}"
+                );
+            }
+        }
+    }
+    tables
+}

@@ -159,16 +159,8 @@ pub async fn register(
             let expires_at = now + state.accounts().services().codes.ttl;
             let mut verifications = Vec::with_capacity(kinds.len());
             for kind in &kinds {
-                let (grant, code) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
-                codes::keep_for_delivery(
-                    state.store(),
-                    state.keys(),
-                    grant.code.code_id,
-                    &code,
-                    expires_at,
-                )
-                .await
-                .map_err(store_error)?;
+                let grant =
+                    codes::draw_flow_for_delivery(state.store(), state.keys(), expires_at).await?;
                 flows.push((*kind, grant.flow_id));
                 verifications.push((*kind, grant));
             }

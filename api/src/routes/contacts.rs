@@ -179,16 +179,12 @@ async fn execute_change(
         .unwrap_data_key(&id, &wrapped)
         .and_then(|key| key.seal(state.keys(), &id, contact))
         .map_err(ApiError::internal)?;
-    let (grant, code) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
-    codes::keep_for_delivery(
+    let grant = codes::draw_flow_for_delivery(
         state.store(),
         state.keys(),
-        grant.code.code_id,
-        &code,
         auth.now + state.accounts().services().codes.ttl,
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     let flow_id = grant.flow_id;
     let command = ChangeContact {
         kind: contact.kind(),

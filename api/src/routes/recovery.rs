@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{code_unusable, execute_error, flow_not_found, metadata, store_error, ApiJson};
+use super::{code_unusable, execute_error, flow_not_found, metadata, ApiJson};
 use crate::codes;
 use crate::error::ApiError;
 use crate::request::Caller;
@@ -214,20 +214,11 @@ pub(super) async fn start_recovery(
         .kind
         .map(Channel::for_contact)
         .unwrap_or(Channel::Email);
-    let (grant, code) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
-    let now = Utc::now();
-    let expires_at = now + state.accounts().services().codes.ttl;
+    let expires_at = Utc::now() + state.accounts().services().codes.ttl;
     // Kept for every flow, stand-ins included, so both paths do the same work; undelivered
     // codes are purged at expiry.
-    codes::keep_for_delivery(
-        state.store(),
-        state.keys(),
-        grant.code.code_id,
-        &code,
-        expires_at,
-    )
-    .await
-    .map_err(store_error)?;
+    let grant = codes::draw_flow_for_delivery(state.store(), state.keys(), expires_at).await?;
+    let now = Utc::now();
     let flow_id = grant.flow_id;
     let context = caller.context(None);
     let command = StartFlow {
@@ -328,17 +319,14 @@ pub async fn resend(
     if let Some(ip) = caller.ip {
         state.throttle().admit(ip, &flow_id.to_string())?;
     }
-    let drawn = codes::draw(state.keys(), flow_id).map_err(ApiError::internal)?;
     let now = Utc::now();
-    codes::keep_for_delivery(
+    let code = codes::draw_for_delivery(
         state.store(),
         state.keys(),
-        drawn.grant.code_id,
-        &drawn.code,
+        flow_id,
         now + state.accounts().services().codes.ttl,
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     let context = caller.context(None);
     let channel = req.channel.map(Channel::from);
     state
@@ -348,7 +336,7 @@ pub async fn resend(
             || AccountCommand::ResendCode {
                 flow_id,
                 channel,
-                code: drawn.grant.clone(),
+                code: code.clone(),
                 at: now,
                 context: context.clone(),
             },
@@ -381,19 +369,15 @@ pub(super) async fn redeem(
     let context = caller.context(None);
     // A lost-second-factor email step may lead to a phone code: draw it now, used if needed.
     let next_code = match action {
-        CodeAction::RecoveryStep => {
-            let drawn = codes::draw(state.keys(), flow_id).map_err(ApiError::internal)?;
-            codes::keep_for_delivery(
+        CodeAction::RecoveryStep => Some(
+            codes::draw_for_delivery(
                 state.store(),
                 state.keys(),
-                drawn.grant.code_id,
-                &drawn.code,
+                flow_id,
                 now + state.accounts().services().codes.ttl,
             )
-            .await
-            .map_err(store_error)?;
-            Some(drawn.grant)
-        }
+            .await?,
+        ),
         _ => None,
     };
     let command = RedeemCode {

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 
 use crate::contact::ContactKind;
 use crate::policy::codes::{Channel, FlowKind};
-use crate::policy::lockout::FailureOutcome;
 
 use super::commands::{AccountCommand, AttemptLogin, RegisterAccount};
 use super::error::AccountError;
@@ -262,33 +261,14 @@ impl Account {
             }
         };
         if !verified {
-            let mut facts = Vec::with_capacity(2);
-            let outcome =
-                services
-                    .lockout
-                    .after_failure(self.consecutive_failures, self.lock_level, now);
-            let consecutive = match &outcome {
-                FailureOutcome::Counted { consecutive }
-                | FailureOutcome::Lock { consecutive, .. } => *consecutive,
-            };
-            facts.push(AccountFact::LoginFailed {
-                reason,
-                consecutive_failures: consecutive,
-                context: cmd.context,
-            });
-            if let FailureOutcome::Lock {
-                consecutive,
-                level,
-                until,
-            } = outcome
-            {
-                facts.push(AccountFact::AccountLocked {
-                    until,
-                    level,
-                    failed_attempts: consecutive,
-                });
-            }
-            return Ok(facts);
+            let context = cmd.context;
+            return Ok(self.count_failure(now, services, |consecutive_failures| {
+                AccountFact::LoginFailed {
+                    reason,
+                    consecutive_failures,
+                    context,
+                }
+            }));
         }
         let rehash = match &self.password_hash {
             Some(hash) if services.hasher.needs_rehash(hash) => {

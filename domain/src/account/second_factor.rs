@@ -242,6 +242,24 @@ impl Account {
         context: RequestContext,
         services: &AccountServices,
     ) -> Vec<AccountFact> {
+        self.count_failure(at, services, |consecutive_failures| {
+            AccountFact::SecondFactorFailed {
+                challenge_id,
+                method: method.to_string(),
+                consecutive_failures,
+                context,
+            }
+        })
+    }
+
+    /// A failed sign-in step (password or second factor): the failure fact built by `failed`
+    /// with the count the lockout policy decides, and the lock when the threshold is reached.
+    pub(super) fn count_failure(
+        &self,
+        at: DateTime<Utc>,
+        services: &AccountServices,
+        failed: impl FnOnce(u32) -> AccountFact,
+    ) -> Vec<AccountFact> {
         let outcome =
             services
                 .lockout
@@ -251,12 +269,7 @@ impl Account {
                 *consecutive
             }
         };
-        let mut facts = vec![AccountFact::SecondFactorFailed {
-            challenge_id,
-            method: method.to_string(),
-            consecutive_failures: consecutive,
-            context,
-        }];
+        let mut facts = vec![failed(consecutive)];
         if let FailureOutcome::Lock {
             consecutive,
             level,
