@@ -20,6 +20,6 @@ pub mod policy;
 
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
-    AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant, MfaProof,
+    AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant, KeyCheck, MfaProof,
     RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };

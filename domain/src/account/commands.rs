@@ -95,6 +95,41 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Register a security key (checked by the WebAuthn library at the edge).
+    RegisterSecurityKey {
+        /// Credential id.
+        key_id: String,
+        /// The owner's name for it.
+        name: String,
+        /// The credential to store.
+        credential: serde_json::Value,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Rename a security key.
+    RenameSecurityKey {
+        /// Credential id.
+        key_id: String,
+        /// New name.
+        name: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Remove one security key (password and a current factor required).
+    RemoveSecurityKey {
+        /// Credential id.
+        key_id: String,
+        /// The password.
+        password: SecretString,
+        /// A current factor.
+        proof: MfaProof,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// Remove every second factor (password and a current factor required).
     RemoveSecondFactor {
         /// The password, typed again.
@@ -315,7 +350,7 @@ impl CodeAction {
 
 /// A second factor as the aggregate can judge it: the edge unseals the TOTP secret and reports
 /// the time step a code matched; backup codes arrive as keyed verifiers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MfaProof {
     /// A TOTP code.
     Totp {
@@ -327,6 +362,30 @@ pub enum MfaProof {
         /// Its keyed verifier.
         verifier: String,
     },
+    /// A security key's assertion, as checked at the edge by the WebAuthn library against the
+    /// stored credential.
+    SecurityKey {
+        /// Credential id that signed.
+        key_id: String,
+        /// What the check found.
+        check: KeyCheck,
+    },
+}
+
+/// The WebAuthn check of an assertion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyCheck {
+    /// Valid, with the new counter and the updated credential.
+    Verified {
+        /// Signature counter.
+        counter: u32,
+        /// Updated credential.
+        credential: serde_json::Value,
+    },
+    /// Valid signature but the counter did not move forward: a possible clone.
+    CounterRegressed,
+    /// Not a valid assertion.
+    Invalid,
 }
 
 impl MfaProof {
@@ -335,6 +394,7 @@ impl MfaProof {
         match self {
             Self::Totp { .. } => "totp",
             Self::BackupCode { .. } => "backup_code",
+            Self::SecurityKey { .. } => "security_key",
         }
     }
 }

@@ -116,6 +116,30 @@ impl Account {
                 at,
                 self.regenerate_backup_codes(proof, verifiers, at, context, services)?,
             )),
+            AccountCommand::RegisterSecurityKey {
+                key_id,
+                name,
+                credential,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.register_security_key(key_id, name, credential, context)?,
+            )),
+            AccountCommand::RenameSecurityKey { key_id, name, at } => {
+                Ok((at, self.rename_security_key(key_id, name)?))
+            }
+            AccountCommand::RemoveSecurityKey {
+                key_id,
+                password,
+                proof,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.remove_security_key(key_id, &password, proof, at, context, services)
+                    .await?,
+            )),
             AccountCommand::RemoveSecondFactor {
                 password,
                 proof,

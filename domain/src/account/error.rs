@@ -78,6 +78,12 @@ pub enum AccountError {
         /// When it ends.
         until: chrono::DateTime<chrono::Utc>,
     },
+    /// No such security key, or already registered.
+    #[error("AC0023 security key not found or already registered")]
+    SecurityKeyUnknown,
+    /// Too many security keys.
+    #[error("AC0024 too many security keys")]
+    TooManySecurityKeys,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

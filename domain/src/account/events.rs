@@ -293,6 +293,48 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// A security key (WebAuthn) was registered as a second factor.
+    SecurityKeyRegistered {
+        /// Credential id (base64url).
+        key_id: String,
+        /// The owner's name for it.
+        name: String,
+        /// The credential as the WebAuthn library stores it: public key and counter, no secret.
+        credential: serde_json::Value,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A security key was renamed.
+    SecurityKeyRenamed {
+        /// Credential id.
+        key_id: String,
+        /// New name.
+        name: String,
+    },
+    /// A security key was removed.
+    SecurityKeyRemoved {
+        /// Credential id.
+        key_id: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A security key signed a challenge; its counter (and stored credential) moved on.
+    SecurityKeyUsed {
+        /// Credential id.
+        key_id: String,
+        /// Signature counter reported.
+        counter: u32,
+        /// The credential after the update.
+        credential: serde_json::Value,
+    },
+    /// A security key presented a signature counter at or below the stored one: the key may
+    /// have been cloned. The sign-in is refused.
+    SecurityKeyCounterRegressed {
+        /// Credential id.
+        key_id: String,
+        /// Request context.
+        context: RequestContext,
+    },
     /// A step of a lost-second-factor recovery was passed (`email`, `phone`).
     RecoveryStepPassed {
         /// The flow.
@@ -453,6 +495,11 @@ impl AccountFact {
             Self::SecondFactorVerified { .. } => "SecondFactorVerified",
             Self::SecondFactorFailed { .. } => "SecondFactorFailed",
             Self::SecondFactorRemoved { .. } => "SecondFactorRemoved",
+            Self::SecurityKeyRegistered { .. } => "SecurityKeyRegistered",
+            Self::SecurityKeyRenamed { .. } => "SecurityKeyRenamed",
+            Self::SecurityKeyRemoved { .. } => "SecurityKeyRemoved",
+            Self::SecurityKeyUsed { .. } => "SecurityKeyUsed",
+            Self::SecurityKeyCounterRegressed { .. } => "SecurityKeyCounterRegressed",
             Self::RecoveryStepPassed { .. } => "RecoveryStepPassed",
             Self::RecoveryEvidenceSubmitted { .. } => "RecoveryEvidenceSubmitted",
             Self::RecoveryReviewed { .. } => "RecoveryReviewed",
@@ -660,6 +707,29 @@ mod tests {
             AccountFact::SecondFactorRemoved {
                 context: RequestContext::default(),
             },
+            AccountFact::SecurityKeyRegistered {
+                key_id: "k".into(),
+                name: "blue key".into(),
+                credential: serde_json::json!({"cred": {}}),
+                context: RequestContext::default(),
+            },
+            AccountFact::SecurityKeyRenamed {
+                key_id: "k".into(),
+                name: "red key".into(),
+            },
+            AccountFact::SecurityKeyRemoved {
+                key_id: "k".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::SecurityKeyUsed {
+                key_id: "k".into(),
+                counter: 3,
+                credential: serde_json::json!({"cred": {}}),
+            },
+            AccountFact::SecurityKeyCounterRegressed {
+                key_id: "k".into(),
+                context: RequestContext::default(),
+            },
             AccountFact::RecoveryStepPassed {
                 flow_id: sid(),
                 step: "email".into(),
@@ -739,6 +809,11 @@ mod tests {
                 "SecondFactorVerified",
                 "SecondFactorFailed",
                 "SecondFactorRemoved",
+                "SecurityKeyRegistered",
+                "SecurityKeyRenamed",
+                "SecurityKeyRemoved",
+                "SecurityKeyUsed",
+                "SecurityKeyCounterRegressed",
                 "RecoveryStepPassed",
                 "RecoveryEvidenceSubmitted",
                 "RecoveryReviewed",

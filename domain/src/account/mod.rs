@@ -13,7 +13,7 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
-    MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    KeyCheck, MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use error::AccountError;
 pub use events::{

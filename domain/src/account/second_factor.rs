@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::policy::lockout::FailureOutcome;
 
-use super::commands::{CompleteMfa, MfaProof, SessionGrant};
+use super::commands::{CompleteMfa, KeyCheck, MfaProof, SessionGrant};
 use super::error::AccountError;
 use super::events::{AccountFact, CooldownReason};
 use super::services::AccountServices;
@@ -21,11 +21,16 @@ use super::state::Account;
 /// How long a sign-in challenge waits for its second factor.
 pub const MFA_CHALLENGE_TTL: Duration = Duration::minutes(5);
 
+/// Most security keys per account.
+pub const MAX_SECURITY_KEYS: usize = 10;
+
 /// What a valid proof spends.
 struct Proven {
     method: &'static str,
     step: Option<u64>,
     backup_code: Option<u32>,
+    /// A security key's new counter and credential.
+    key_used: Option<(String, u32, serde_json::Value)>,
 }
 
 impl Account {
@@ -36,7 +41,13 @@ impl Account {
         at: DateTime<Utc>,
         context: RequestContext,
     ) -> AccountFact {
-        let mut methods = vec!["totp".to_string()];
+        let mut methods = Vec::with_capacity(3);
+        if self.has_totp() {
+            methods.push("totp".to_string());
+        }
+        if !self.security_keys.is_empty() {
+            methods.push("security_key".to_string());
+        }
         if self.backup_codes_left() > 0 {
             methods.push("backup_code".to_string());
         }
@@ -113,21 +124,15 @@ impl Account {
             }]);
         }
         match self.check_proof(&cmd.proof) {
-            None => Ok(self.second_factor_failed(
+            None => Ok(self.proof_failed(
                 Some(cmd.challenge_id),
-                cmd.proof.method(),
+                &cmd.proof,
                 now,
                 cmd.context,
                 services,
             )),
             Some(proven) => {
-                let mut facts = vec![AccountFact::SecondFactorVerified {
-                    challenge_id: Some(cmd.challenge_id),
-                    method: proven.method.to_string(),
-                    step: proven.step,
-                    backup_code: proven.backup_code,
-                    context: cmd.context.clone(),
-                }];
+                let mut facts = self.verified(Some(cmd.challenge_id), proven, cmd.context.clone());
                 facts.extend(self.open_session(cmd.grant, cmd.context, now, services));
                 Ok(facts)
             }
@@ -148,11 +153,12 @@ impl Account {
             return Err(AccountError::NoSecondFactor);
         }
         match self.check_proof(&proof) {
-            None => Ok(self.second_factor_failed(None, proof.method(), at, context, services)),
-            Some(proven) => Ok(vec![
-                self.verified(proven, context.clone()),
-                AccountFact::BackupCodesGenerated { verifiers, context },
-            ]),
+            None => Ok(self.proof_failed(None, &proof, at, context, services)),
+            Some(proven) => {
+                let mut facts = self.verified(None, proven, context.clone());
+                facts.push(AccountFact::BackupCodesGenerated { verifiers, context });
+                Ok(facts)
+            }
         }
     }
 
@@ -180,26 +186,147 @@ impl Account {
             return Err(AccountError::WrongPassword);
         }
         match self.check_proof(&proof) {
-            None => Ok(self.second_factor_failed(None, proof.method(), at, context, services)),
-            Some(proven) => Ok(vec![
-                self.verified(proven, context.clone()),
-                AccountFact::SecondFactorRemoved { context },
-                AccountFact::HighRiskCooldownStarted {
+            None => Ok(self.proof_failed(None, &proof, at, context, services)),
+            Some(proven) => {
+                let mut facts = self.verified(None, proven, context.clone());
+                facts.push(AccountFact::SecondFactorRemoved { context });
+                facts.push(AccountFact::HighRiskCooldownStarted {
                     until: at + services.cooldowns.after_password_reset,
                     reason: CooldownReason::SecondFactorRemoved,
-                },
-            ]),
+                });
+                Ok(facts)
+            }
         }
     }
 
-    fn verified(&self, proven: Proven, context: RequestContext) -> AccountFact {
-        AccountFact::SecondFactorVerified {
-            challenge_id: None,
+    /// `RegisterSecurityKey`.
+    pub(super) fn register_security_key(
+        &self,
+        key_id: String,
+        name: String,
+        credential: serde_json::Value,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if self.security_keys.contains_key(&key_id) {
+            return Err(AccountError::SecurityKeyUnknown);
+        }
+        if self.security_keys.len() >= MAX_SECURITY_KEYS {
+            return Err(AccountError::TooManySecurityKeys);
+        }
+        Ok(vec![AccountFact::SecurityKeyRegistered {
+            key_id,
+            name,
+            credential,
+            context,
+        }])
+    }
+
+    /// `RenameSecurityKey`.
+    pub(super) fn rename_security_key(
+        &self,
+        key_id: String,
+        name: String,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !self.security_keys.contains_key(&key_id) {
+            return Err(AccountError::SecurityKeyUnknown);
+        }
+        Ok(vec![AccountFact::SecurityKeyRenamed { key_id, name }])
+    }
+
+    /// `RemoveSecurityKey`: like removing every factor, for one key.
+    pub(super) async fn remove_security_key(
+        &self,
+        key_id: String,
+        password: &secrecy::SecretString,
+        proof: MfaProof,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !self.security_keys.contains_key(&key_id) {
+            return Err(AccountError::SecurityKeyUnknown);
+        }
+        if let Some(until) = self.high_risk_until(at) {
+            return Err(AccountError::HighRiskCooldown { until });
+        }
+        if !services
+            .hasher
+            .verify(password, self.password_hash.as_ref())
+            .await
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        match self.check_proof(&proof) {
+            None => Ok(self.proof_failed(None, &proof, at, context, services)),
+            Some(proven) => {
+                let mut facts = self.verified(None, proven, context.clone());
+                facts.push(AccountFact::SecurityKeyRemoved { key_id, context });
+                facts.push(AccountFact::HighRiskCooldownStarted {
+                    until: at + services.cooldowns.after_password_reset,
+                    reason: CooldownReason::SecondFactorRemoved,
+                });
+                Ok(facts)
+            }
+        }
+    }
+
+    /// The facts of a proven factor: the verification, and a security key's new counter.
+    fn verified(
+        &self,
+        challenge_id: Option<Uuid>,
+        proven: Proven,
+        context: RequestContext,
+    ) -> Vec<AccountFact> {
+        let mut facts = vec![AccountFact::SecondFactorVerified {
+            challenge_id,
             method: proven.method.to_string(),
             step: proven.step,
             backup_code: proven.backup_code,
             context,
+        }];
+        if let Some((key_id, counter, credential)) = proven.key_used {
+            facts.push(AccountFact::SecurityKeyUsed {
+                key_id,
+                counter,
+                credential,
+            });
         }
+        facts
+    }
+
+    /// A refused proof: a counter regression is recorded as such, then the failure counts.
+    fn proof_failed(
+        &self,
+        challenge_id: Option<Uuid>,
+        proof: &MfaProof,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Vec<AccountFact> {
+        let mut facts = Vec::with_capacity(3);
+        if let MfaProof::SecurityKey {
+            key_id,
+            check: KeyCheck::CounterRegressed,
+        } = proof
+        {
+            if self.security_keys.contains_key(key_id) {
+                facts.push(AccountFact::SecurityKeyCounterRegressed {
+                    key_id: key_id.clone(),
+                    context: context.clone(),
+                });
+            }
+        }
+        facts.extend(self.second_factor_failed(
+            challenge_id,
+            proof.method(),
+            at,
+            context,
+            services,
+        ));
+        facts
     }
 
     /// Whether a proof is good now: a TOTP step later than the last one accepted, or an unused
@@ -213,6 +340,7 @@ impl Account {
                     method: "totp",
                     step: Some(step),
                     backup_code: None,
+                    key_used: None,
                 })
             }
             MfaProof::BackupCode { verifier } => {
@@ -228,8 +356,31 @@ impl Account {
                     method: "backup_code",
                     step: None,
                     backup_code: Some(i),
+                    key_used: None,
                 })
             }
+            MfaProof::SecurityKey {
+                key_id,
+                check:
+                    KeyCheck::Verified {
+                        counter,
+                        credential,
+                    },
+            } => {
+                let key = self.security_keys.get(key_id)?;
+                // The library compared with the stored counter already; a zero counter means
+                // the key keeps none.
+                if *counter != 0 && *counter <= key.counter {
+                    return None;
+                }
+                Some(Proven {
+                    method: "security_key",
+                    step: None,
+                    backup_code: None,
+                    key_used: Some((key_id.clone(), *counter, credential.clone())),
+                })
+            }
+            MfaProof::SecurityKey { .. } => None,
         }
     }
 

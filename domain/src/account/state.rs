@@ -136,6 +136,21 @@ pub struct TotpFactor {
     pub last_step: u64,
 }
 
+/// A registered security key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecurityKeyFactor {
+    /// The owner's name for it.
+    pub name: String,
+    /// The stored credential (public key, counter).
+    pub credential: serde_json::Value,
+    /// Last counter seen.
+    pub counter: u32,
+    /// When it was registered.
+    pub registered_at: DateTime<Utc>,
+    /// When it last signed in.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 /// One backup code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupCode {
@@ -243,6 +258,8 @@ pub struct Account {
     pub(super) challenges: BTreeMap<Uuid, MfaChallenge>,
     #[serde(default)]
     pub(super) recovery: Option<RecoveryCase>,
+    #[serde(default)]
+    pub(super) security_keys: BTreeMap<String, SecurityKeyFactor>,
 }
 
 impl Account {
@@ -332,7 +349,17 @@ impl Account {
 
     /// Whether sign-in needs a second factor.
     pub fn has_second_factor(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed) || !self.security_keys.is_empty()
+    }
+
+    /// Whether a confirmed TOTP app is enrolled.
+    pub fn has_totp(&self) -> bool {
         self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
+
+    /// Registered security keys by credential id.
+    pub fn security_keys(&self) -> &BTreeMap<String, SecurityKeyFactor> {
+        &self.security_keys
     }
 
     /// The TOTP factor, confirmed or pending.
@@ -653,7 +680,45 @@ impl Account {
                 self.totp = None;
                 self.backup_codes.clear();
                 self.challenges.clear();
+                self.security_keys.clear();
             }
+            AccountFact::SecurityKeyRegistered {
+                key_id,
+                name,
+                credential,
+                ..
+            } => {
+                self.security_keys.insert(
+                    key_id.clone(),
+                    SecurityKeyFactor {
+                        name: name.clone(),
+                        credential: credential.clone(),
+                        counter: 0,
+                        registered_at: event.at,
+                        last_used_at: None,
+                    },
+                );
+            }
+            AccountFact::SecurityKeyRenamed { key_id, name } => {
+                if let Some(k) = self.security_keys.get_mut(key_id) {
+                    k.name = name.clone();
+                }
+            }
+            AccountFact::SecurityKeyRemoved { key_id, .. } => {
+                self.security_keys.remove(key_id);
+            }
+            AccountFact::SecurityKeyUsed {
+                key_id,
+                counter,
+                credential,
+            } => {
+                if let Some(k) = self.security_keys.get_mut(key_id) {
+                    k.counter = *counter;
+                    k.credential = credential.clone();
+                    k.last_used_at = Some(event.at);
+                }
+            }
+            AccountFact::SecurityKeyCounterRegressed { .. } => {}
             AccountFact::RecoveryStepPassed { flow_id, step } => {
                 if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
                     case.stage = match (step.as_str(), case.needs_phone) {

@@ -1548,3 +1548,101 @@ mod lost_factor {
         assert!(state_of(given).recovery().is_none());
     }
 }
+
+mod security_keys {
+    use super::*;
+
+    fn with_key(counter: u32) -> Vec<(DateTime<Utc>, AccountFact)> {
+        let mut given = vec![
+            registered(),
+            (
+                t(0),
+                AccountFact::SecurityKeyRegistered {
+                    key_id: "key-1".into(),
+                    name: "blue".into(),
+                    credential: serde_json::json!({"v": 0}),
+                    context: ctx(),
+                },
+            ),
+        ];
+        if counter > 0 {
+            given.push((
+                t(0),
+                AccountFact::SecurityKeyUsed {
+                    key_id: "key-1".into(),
+                    counter,
+                    credential: serde_json::json!({"v": counter}),
+                },
+            ));
+        }
+        given.push((
+            t(1),
+            AccountFact::MfaChallengeIssued {
+                challenge_id: sid(60),
+                methods: vec!["security_key".into()],
+                expires_at: t(6),
+                context: ctx(),
+            },
+        ));
+        given
+    }
+
+    fn answer(check: KeyCheck) -> AccountCommand {
+        AccountCommand::CompleteMfa(CompleteMfa {
+            challenge_id: sid(60),
+            proof: MfaProof::SecurityKey {
+                key_id: "key-1".into(),
+                check,
+            },
+            grant: SessionGrant {
+                session_id: sid(61),
+                token_hash: "h".into(),
+            },
+            at: t(2),
+            context: ctx(),
+        })
+    }
+
+    #[test]
+    fn test_a_security_key_is_a_second_factor_and_its_counter_moves_on() {
+        let facts = run(with_key(0)[..2].to_vec(), login(PASSWORD, t(1), sid(60))).unwrap();
+        assert!(
+            matches!(&facts[0], AccountFact::MfaChallengeIssued { methods, .. } if methods == &vec!["security_key".to_string()])
+        );
+        let facts = run(
+            with_key(3),
+            answer(KeyCheck::Verified {
+                counter: 4,
+                credential: serde_json::json!({"v": 4}),
+            }),
+        )
+        .unwrap();
+        assert!(matches!(
+            &facts[1],
+            AccountFact::SecurityKeyUsed { counter: 4, .. }
+        ));
+        assert!(matches!(
+            facts.last(),
+            Some(AccountFact::SessionStarted { .. })
+        ));
+    }
+
+    #[test]
+    fn test_a_counter_that_goes_backwards_is_refused_and_recorded() {
+        let facts = run(with_key(5), answer(KeyCheck::CounterRegressed)).unwrap();
+        assert!(
+            matches!(&facts[0], AccountFact::SecurityKeyCounterRegressed { key_id, .. } if key_id == "key-1")
+        );
+        assert!(matches!(facts[1], AccountFact::SecondFactorFailed { .. }));
+        // Even if the library had let it through, the aggregate checks the stored counter.
+        let facts = run(
+            with_key(5),
+            answer(KeyCheck::Verified {
+                counter: 5,
+                credential: serde_json::json!({}),
+            }),
+        )
+        .unwrap();
+        assert!(matches!(facts[0], AccountFact::SecondFactorFailed { .. }));
+    }
+}
