@@ -103,8 +103,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let password_policy = args
         .password_policy()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let accounts =
-        CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
+    let accounts = CommandExecutor::<Account>::new(
+        AggregateStore::new(&store, gatehouse_domain::upcast::account_upcasters()),
+        services,
+    );
     let runner = ProjectionRunner::standard(store.clone()).with_coalesce(
         std::time::Duration::from_millis(args.projection_coalesce_ms),
     );

@@ -17,6 +17,7 @@ pub mod contact;
 pub mod context;
 pub mod password;
 pub mod policy;
+pub mod upcast;
 
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,

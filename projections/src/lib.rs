@@ -43,11 +43,14 @@ pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreE
     if event.aggregate_type != "Account" {
         return Ok(None);
     }
-    serde_json::from_value(event.payload.clone())
-        .map(Some)
-        .map_err(|e| {
-            StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence))
-        })
+    // Old payload versions are upcast to the current shape on every read (never rewritten).
+    gatehouse_domain::upcast::decode_account_event(
+        &event.event_type,
+        &event.event_version,
+        event.payload.clone(),
+    )
+    .map(Some)
+    .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))
 }
 
 #[cfg(test)]

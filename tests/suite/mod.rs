@@ -7,6 +7,7 @@ mod e2e_lost_factor;
 mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_sessions;
+mod fixtures_v1;
 mod projections_restart;
 mod replay_tool;
 mod secrets;
