@@ -9,6 +9,7 @@ mod e2e_second_factor;
 mod e2e_sessions;
 mod fixtures_v1;
 mod projections_restart;
+mod replay_audit;
 mod replay_tool;
 mod secrets;
 mod store_contract;

@@ -111,8 +111,9 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
         .execute(&pool)
         .await
         .unwrap();
-    let (code, out) = replay(&db, &["rebuild"]).await;
-    assert_eq!(code, 0, "{out}");
+    // rebuild compares with the live read models (exit 1: they differ); --swap repairs them.
+    let (code, out) = replay(&db, &["rebuild", "--swap"]).await;
+    assert_eq!(code, 1, "{out}");
     let rows: i64 =
         sqlx::query_scalar("select count(*) from login_history_v1 where account_id = $1")
             .bind(&account)

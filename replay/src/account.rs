@@ -1,0 +1,487 @@
+//! One account seen by an auditor: `state --at T` (the domain's own fold of its events up to T,
+//! with the events that explain each part of the answer) and `timeline` (text, or a self-contained
+//! HTML page with an SVG chart of sign-ins and failures per day).
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use cqrs_es::Aggregate;
+use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndReason};
+use gatehouse_domain::{Account, AccountEvent, AccountFact};
+use gatehouse_projections::{Store, StoredEvent};
+use serde_json::{json, Value};
+
+use crate::source::{self, Error, Result, ERASED};
+
+/// A decoded event of the account.
+pub struct Entry {
+    /// Sequence within the account.
+    pub sequence: i64,
+    /// The decoded (upcast) event.
+    pub event: AccountEvent,
+}
+
+/// The account's events, decoded, in order.
+pub async fn load(store: &Store, account: &str) -> Result<Vec<Entry>> {
+    let stored = source::aggregate_events(store, "Account", account).await?;
+    if stored.is_empty() {
+        return Err(Error::Usage(format!("no events for account {account}")));
+    }
+    stored.iter().map(decode).collect()
+}
+
+fn decode(e: &StoredEvent) -> Result<Entry> {
+    let event = gatehouse_projections::account_event(e)?
+        .ok_or_else(|| Error::Usage(format!("{} is not an account", e.aggregate_id)))?;
+    Ok(Entry {
+        sequence: e.sequence,
+        event,
+    })
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The stored (snake_case) name of a serialisable value, for kinds added later.
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s.replace('_', " "),
+        Ok(other) => other.to_string(),
+        Err(_) => "?".into(),
+    }
+}
+
+fn reason_text(r: LoginFailureReason) -> String {
+    match r {
+        LoginFailureReason::WrongPassword => "wrong password".into(),
+        other => serde_name(&other),
+    }
+}
+
+/// One line describing a fact (no personal data: sealed values are never opened).
+pub fn describe(fact: &AccountFact) -> String {
+    let ctx = |c: &gatehouse_domain::context::RequestContext| {
+        let mut parts = Vec::new();
+        if let Some(ip) = &c.ip {
+            parts.push(format!("ip {ip}"));
+        }
+        if let Some(d) = &c.device_id {
+            parts.push(format!("device {d}"));
+        }
+        if let Some(ua) = &c.user_agent {
+            parts.push(format!("agent {ua:?}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    };
+    match fact {
+        AccountFact::LoginSucceeded {
+            session_id,
+            context,
+        } => format!("sign-in succeeded, session {session_id}{}", ctx(context)),
+        AccountFact::LoginFailed {
+            reason,
+            consecutive_failures,
+            context,
+        } => format!(
+            "sign-in failed: {} ({consecutive_failures} in a row){}",
+            reason_text(*reason),
+            ctx(context)
+        ),
+        AccountFact::LoginRejectedWhileLocked {
+            locked_until,
+            context,
+        } => format!(
+            "sign-in refused: locked until {}{}",
+            ts(*locked_until),
+            ctx(context)
+        ),
+        AccountFact::AccountLocked {
+            until,
+            level,
+            failed_attempts,
+        } => format!(
+            "locked until {} (lock #{level}, after {failed_attempts} failures)",
+            ts(*until)
+        ),
+        AccountFact::SessionStarted {
+            session_id,
+            expires_at,
+            ..
+        } => format!("session {session_id} opened, ends by {}", ts(*expires_at)),
+        AccountFact::SessionExtended {
+            session_id,
+            idle_expires_at,
+        } => format!(
+            "session {session_id} used, idle expiry now {}",
+            ts(*idle_expires_at)
+        ),
+        AccountFact::SessionEnded {
+            session_id, reason, ..
+        } => {
+            let why = match reason {
+                SessionEndReason::Revoked { by_session } => format!("revoked by {by_session}"),
+                SessionEndReason::Evicted => "evicted (too many sessions)".to_string(),
+                other => serde_name(other),
+            };
+            format!("session {session_id} ended: {why}")
+        }
+        AccountFact::AccountRegistered { email, phone, .. } => {
+            let mut ids = Vec::new();
+            if email.is_some() {
+                ids.push("email");
+            }
+            if phone.is_some() {
+                ids.push("phone");
+            }
+            format!("account registered ({} sealed)", ids.join(" and "))
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn evidence(entry: &Entry) -> Value {
+    json!({
+        "sequence": entry.sequence,
+        "at": ts(entry.event.at),
+        "event_type": entry.event.fact.name(),
+        "what": describe(&entry.event.fact),
+    })
+}
+
+/// The account as it stood at `at`: the domain's fold of every event up to and including `at`.
+pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Value> {
+    let entries = load(store, account).await?;
+    let erased = source::is_erased(store, account).await?;
+    let mut folded = Account::default();
+    let mut applied: Vec<&Entry> = Vec::new();
+    for entry in &entries {
+        if entry.event.at > at {
+            break;
+        }
+        folded.apply(entry.event.clone());
+        applied.push(entry);
+    }
+    // The events that explain each part of the answer.
+    let status_evidence: Vec<Value> = applied
+        .iter()
+        .filter(|e| {
+            matches!(e.event.fact, AccountFact::AccountRegistered { .. })
+                || (folded.status() == AccountStatus::Unregistered
+                    && matches!(e.event.fact, AccountFact::LoginFailed { .. }))
+        })
+        .take(1)
+        .map(|e| evidence(e))
+        .collect();
+    let since_success = applied
+        .iter()
+        .rposition(|e| matches!(e.event.fact, AccountFact::LoginSucceeded { .. }))
+        .map_or(0, |i| i + 1);
+    let lock_events: Vec<&&Entry> = applied[since_success..]
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.fact,
+                AccountFact::LoginFailed { .. }
+                    | AccountFact::AccountLocked { .. }
+                    | AccountFact::LoginRejectedWhileLocked { .. }
+            )
+        })
+        .collect();
+    let mut lockout_evidence: Vec<Value> = Vec::new();
+    if since_success > 0 {
+        lockout_evidence.push(evidence(applied[since_success - 1]));
+    }
+    lockout_evidence.extend(lock_events.iter().map(|e| evidence(e)));
+    let lock_level = lock_events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event.fact {
+            AccountFact::AccountLocked { level, .. } => Some(*level),
+            _ => None,
+        })
+        .unwrap_or(0);
+    let lock = folded.lock_at(at);
+    let sessions: Vec<Value> = folded
+        .live_sessions(at)
+        .into_iter()
+        .map(|(id, s)| {
+            let made: Vec<Value> = applied
+                .iter()
+                .filter(|e| match &e.event.fact {
+                    AccountFact::SessionStarted { session_id, .. }
+                    | AccountFact::SessionExtended { session_id, .. }
+                    | AccountFact::LoginSucceeded { session_id, .. } => *session_id == id,
+                    _ => false,
+                })
+                .map(|e| evidence(e))
+                .collect();
+            json!({
+                "session_id": id,
+                "started_at": ts(s.started_at),
+                "expires_at": ts(s.expires_at),
+                "idle_expires_at": ts(s.idle_expires_at),
+                "ip": s.context.ip,
+                "user_agent": s.context.user_agent,
+                "device_id": s.context.device_id,
+                "evidence": made,
+            })
+        })
+        .collect();
+    let sealed = |present: bool| -> Value {
+        match (present, erased) {
+            (false, _) => Value::Null,
+            (true, true) => Value::String(ERASED.into()),
+            (true, false) => Value::String("sealed".into()),
+        }
+    };
+    let status = serde_json::to_value(folded.status()).unwrap_or(Value::Null);
+    Ok(json!({
+        "account": account,
+        "at": ts(at),
+        "events_applied": applied.len(),
+        "last_sequence": applied.last().map(|e| e.sequence),
+        "status": status,
+        "status_evidence": status_evidence,
+        "contacts": {
+            "email": sealed(folded.email().is_some()),
+            "phone": sealed(folded.phone().is_some()),
+        },
+        "lockout": {
+            "locked": lock.is_some(),
+            "locked_until": lock.map(|l| ts(l.until)),
+            "consecutive_failures": folded.consecutive_failures(),
+            "lock_level": lock_level,
+            "evidence": lockout_evidence,
+        },
+        "sessions_open": sessions.len(),
+        "sessions": sessions,
+        "chain_head": folded.chain_head().0,
+    }))
+}
+
+/// Renders a `state` report as text.
+pub fn state_text(v: &Value) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "account {} at {} ({} events applied, last sequence {})",
+        s(&v["account"]),
+        s(&v["at"]),
+        s(&v["events_applied"]),
+        s(&v["last_sequence"])
+    );
+    let _ = writeln!(out, "status: {}", s(&v["status"]));
+    for e in v["status_evidence"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  #{} {} {}",
+            s(&e["sequence"]),
+            s(&e["at"]),
+            s(&e["what"])
+        );
+    }
+    let _ = writeln!(
+        out,
+        "contacts: email {}, phone {}",
+        s(&v["contacts"]["email"]),
+        s(&v["contacts"]["phone"])
+    );
+    let l = &v["lockout"];
+    if l["locked"].as_bool() == Some(true) {
+        let _ = writeln!(
+            out,
+            "lockout: LOCKED until {} (lock level {})",
+            s(&l["locked_until"]),
+            s(&l["lock_level"])
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "lockout: not locked; {} consecutive failure(s), lock level {}",
+            s(&l["consecutive_failures"]),
+            s(&l["lock_level"])
+        );
+    }
+    for e in l["evidence"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  #{} {} {}",
+            s(&e["sequence"]),
+            s(&e["at"]),
+            s(&e["what"])
+        );
+    }
+    let _ = writeln!(out, "sessions open: {}", s(&v["sessions_open"]));
+    for sess in v["sessions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  session {} since {} (ends by {}, idle expiry {}) from {}",
+            s(&sess["session_id"]),
+            s(&sess["started_at"]),
+            s(&sess["expires_at"]),
+            s(&sess["idle_expires_at"]),
+            s(&sess["ip"])
+        );
+        for e in sess["evidence"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    #{} {} {}",
+                s(&e["sequence"]),
+                s(&e["at"]),
+                s(&e["what"])
+            );
+        }
+    }
+    out
+}
+
+/// A readable timeline of the account, one event a line.
+pub fn timeline_text(account: &str, entries: &[Entry]) -> String {
+    let mut out = format!("timeline of account {account} ({} events)\n", entries.len());
+    let mut day: Option<NaiveDate> = None;
+    for e in entries {
+        let d = e.event.at.date_naive();
+        if day != Some(d) {
+            let _ = writeln!(out, "\n{d}");
+            day = Some(d);
+        }
+        let _ = writeln!(
+            out,
+            "  {}  #{:<4} {:<26} {}",
+            e.event.at.format("%H:%M:%S"),
+            e.sequence,
+            e.event.fact.name(),
+            describe(&e.event.fact)
+        );
+    }
+    out
+}
+
+/// Sign-ins, failures and refusals per day.
+pub fn per_day(entries: &[Entry]) -> BTreeMap<NaiveDate, (u32, u32, u32)> {
+    let mut days: BTreeMap<NaiveDate, (u32, u32, u32)> = BTreeMap::new();
+    for e in entries {
+        let slot = days.entry(e.event.at.date_naive()).or_default();
+        match e.event.fact {
+            AccountFact::LoginSucceeded { .. } => slot.0 += 1,
+            AccountFact::LoginFailed { .. } => slot.1 += 1,
+            AccountFact::LoginRejectedWhileLocked { .. } => slot.2 += 1,
+            _ => {}
+        }
+    }
+    days
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A self-contained HTML page: an inline SVG bar chart per day and the event table. No scripts.
+pub fn timeline_html(account: &str, entries: &[Entry]) -> String {
+    let days = per_day(entries);
+    let max = days
+        .values()
+        .map(|(s, f, r)| s + f + r)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bar_w = 28u32;
+    let gap = 10u32;
+    let chart_h = 200u32;
+    let left = 40u32;
+    let width = left + (bar_w + gap) * u32::try_from(days.len()).unwrap_or(0).max(1) + gap;
+    let height = chart_h + 70;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="sign-ins and failures per day" width="{width}" height="{height}" viewBox="0 0 {width} {height}">"#
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="10" x2="{left}" y2="{y}" stroke="#555"/><line x1="{left}" y1="{y}" x2="{width}" y2="{y}" stroke="#555"/><text x="{tx}" y="18" font-size="11" text-anchor="end">{max}</text><text x="{tx}" y="{y}" font-size="11" text-anchor="end">0</text>"##,
+        y = chart_h + 10,
+        tx = left - 4,
+    );
+    for (i, (day, (ok, failed, refused))) in days.iter().enumerate() {
+        let x = left + gap + (bar_w + gap) * u32::try_from(i).unwrap_or(0);
+        let mut base = chart_h + 10;
+        for (count, colour, label) in [
+            (*ok, "#2e7d32", "sign-ins"),
+            (*failed, "#c62828", "failures"),
+            (*refused, "#ef6c00", "refused while locked"),
+        ] {
+            if count == 0 {
+                continue;
+            }
+            let h = (count * chart_h) / max;
+            base -= h;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x}" y="{base}" width="{bar_w}" height="{h}" fill="{colour}"><title>{day}: {count} {label}</title></rect>"#
+            );
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{cx}" y="{ly}" font-size="10" text-anchor="end" transform="rotate(-45 {cx} {ly})">{day}</text>"#,
+            cx = x + bar_w / 2,
+            ly = chart_h + 24,
+        );
+    }
+    svg.push_str("</svg>");
+    let mut rows = String::new();
+    for e in entries {
+        let class = match e.event.fact {
+            AccountFact::LoginSucceeded { .. } => "ok",
+            AccountFact::LoginFailed { .. } | AccountFact::AccountLocked { .. } => "bad",
+            AccountFact::LoginRejectedWhileLocked { .. } => "refused",
+            _ => "",
+        };
+        let _ = writeln!(
+            rows,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&ts(e.event.at)),
+            e.sequence,
+            esc(e.event.fact.name()),
+            esc(&describe(&e.event.fact))
+        );
+    }
+    let (ok, failed, refused) = days
+        .values()
+        .fold((0, 0, 0), |a, d| (a.0 + d.0, a.1 + d.1, a.2 + d.2));
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Timeline of account {acc}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
+tr.ok td:nth-child(3) {{ color: #2e7d32; }} tr.bad td:nth-child(3) {{ color: #c62828; }}
+tr.refused td:nth-child(3) {{ color: #ef6c00; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }}
+</style></head><body>
+<h1>Account {acc}</h1>
+<p>{n} events; {ok} successful sign-ins, {failed} failed, {refused} refused while locked.</p>
+<p class="legend"><span style="background:#2e7d32"></span>sign-ins<span style="background:#c62828"></span>failures<span style="background:#ef6c00"></span>refused while locked</p>
+{svg}
+<h2>Events</h2>
+<table><thead><tr><th>time (UTC)</th><th>#</th><th>event</th><th>what happened</th></tr></thead>
+<tbody>
+{rows}</tbody></table>
+</body></html>
+"#,
+        acc = esc(account),
+        n = entries.len(),
+    )
+}

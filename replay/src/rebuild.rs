@@ -1,0 +1,572 @@
+//! `rebuild`: replays the stream from position zero into fresh shadow tables with the very
+//! projection code the live runner uses (`Projection::apply`), compares them row by row with the
+//! live read models, and optionally swaps the rebuilt rows in.
+//!
+//! Shadow tables: on PostgreSQL, tables of the same names in schema `gatehouse_rebuild` (created
+//! `like` the live ones, kept after the run for inspection); on the embedded store, temporary
+//! tables of the same names. The rebuild connection resolves unqualified names to the shadow
+//! tables first (`search_path` on PostgreSQL; SQLite searches `temp` first), so the projections'
+//! own SQL writes there unchanged.
+//!
+//! Exactness while the server runs: each projection is rebuilt up to its live checkpoint; then,
+//! holding the same per-projection lock the runner takes (advisory lock on PostgreSQL, the write
+//! lock on SQLite), the tool reads the checkpoint again, applies the few events the live side
+//! applied meanwhile, compares, swaps if asked, and commits. Live and rebuilt are therefore
+//! compared at the same stream position.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use gatehouse_projections::{Projection, Store, StreamPosition};
+use serde_json::{json, Map, Value};
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::source::{self, Error, Result};
+
+/// Schema of the shadow tables on PostgreSQL.
+pub const SHADOW_SCHEMA: &str = "gatehouse_rebuild";
+
+/// What to rebuild.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildArgs {
+    /// Only this projection (e.g. lockout_state_v1); default: all.
+    #[arg(long)]
+    pub projection: Option<String>,
+    /// Replace the live read models with the rebuilt rows (and move their checkpoints).
+    #[arg(long)]
+    pub swap: bool,
+    /// Machine-readable report on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row-level difference.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Difference {
+    /// A row the rebuild produced that the live table lacks.
+    MissingFromLive {
+        table: String,
+        key: Value,
+        row: Value,
+    },
+    /// A live row the rebuild did not produce.
+    ExtraInLive {
+        table: String,
+        key: Value,
+        row: Value,
+    },
+    /// Same key, different values: `(column, live, rebuilt)`.
+    Changed {
+        table: String,
+        key: Value,
+        columns: Vec<(String, Value, Value)>,
+    },
+}
+
+impl Difference {
+    fn to_json(&self) -> Value {
+        match self {
+            Self::MissingFromLive { table, key, row } => {
+                json!({"kind": "missing_from_live", "table": table, "key": key, "rebuilt": row})
+            }
+            Self::ExtraInLive { table, key, row } => {
+                json!({"kind": "extra_in_live", "table": table, "key": key, "live": row})
+            }
+            Self::Changed {
+                table,
+                key,
+                columns,
+            } => json!({
+                "kind": "changed", "table": table, "key": key,
+                "columns": columns.iter().map(|(c, l, r)| json!({"column": c, "live": l, "rebuilt": r})).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Self::MissingFromLive { table, key, row } => {
+                format!("DIFF {table} {key}: missing from live (rebuilt {row})")
+            }
+            Self::ExtraInLive { table, key, row } => {
+                format!("DIFF {table} {key}: in live only ({row})")
+            }
+            Self::Changed {
+                table,
+                key,
+                columns,
+            } => {
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|(c, l, r)| format!("{c} live={l} rebuilt={r}"))
+                    .collect();
+                format!("DIFF {table} {key}: {}", cols.join(", "))
+            }
+        }
+    }
+}
+
+struct Dialect {
+    postgres: bool,
+    live_schema: String,
+}
+
+impl Dialect {
+    fn live(&self, table: &str) -> String {
+        if self.postgres {
+            format!("\"{}\".{table}", self.live_schema.replace('"', "\"\""))
+        } else {
+            format!("main.{table}")
+        }
+    }
+
+    fn shadow(&self, table: &str) -> String {
+        if self.postgres {
+            format!("{SHADOW_SCHEMA}.{table}")
+        } else {
+            format!("temp.{table}")
+        }
+    }
+}
+
+/// Per-projection progress of the rebuild.
+struct Target {
+    projection: Arc<dyn Projection>,
+    /// Where the rebuild stops: the live read model's checkpoint (with `--swap`, at least the
+    /// stream head).
+    target: StreamPosition,
+    /// Where the shadow tables stand.
+    rebuilt: StreamPosition,
+    applied: u64,
+}
+
+/// Runs the rebuild; returns the report and whether any difference was found.
+pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)> {
+    let all = gatehouse_projections::standard_projections();
+    let projections: Vec<Arc<dyn Projection>> = match &args.projection {
+        None => all,
+        Some(name) => {
+            let chosen: Vec<_> = all.iter().filter(|p| p.name() == name).cloned().collect();
+            if chosen.is_empty() {
+                let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
+                return Err(Error::Usage(format!(
+                    "no projection {name:?}; known: {}",
+                    names.join(", ")
+                )));
+            }
+            chosen
+        }
+    };
+    // One dedicated connection: the shadow tables' name resolution is a session setting, and
+    // SQLite's temporary tables exist only on the connection that made them.
+    let mut conn = store.any().acquire().await?.detach();
+    let postgres = store.kind() == "postgres";
+    let live_schema = if postgres {
+        sqlx::query_scalar::<_, String>("select current_schema()::text")
+            .fetch_one(&mut conn)
+            .await?
+    } else {
+        "main".to_string()
+    };
+    let dialect = Dialect {
+        postgres,
+        live_schema,
+    };
+    create_shadow(&mut conn, &dialect, &projections).await?;
+
+    let head = if args.swap {
+        store.stream_head().await?.unwrap_or_default()
+    } else {
+        StreamPosition::default()
+    };
+    let mut targets = Vec::with_capacity(projections.len());
+    for p in &projections {
+        targets.push(Target {
+            target: checkpoint(&mut conn, p.name()).await?.max(head),
+            projection: p.clone(),
+            rebuilt: StreamPosition::default(),
+            applied: 0,
+        });
+    }
+    let total = store.count_after(StreamPosition::default()).await?;
+    let bar = source::progress(u64::try_from(total).unwrap_or(0), "rebuild");
+    catch_up(store, &mut conn, &mut targets, Some(&bar)).await?;
+    bar.finish_and_clear();
+
+    // Compare under the runner's locks, after applying what the live side applied meanwhile.
+    let mut tx = conn.begin().await?;
+    for t in &targets {
+        if dialect.postgres {
+            sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
+                .bind(t.projection.name())
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            // A write first takes SQLite's write lock, which the runner needs too.
+            sqlx::query(
+                "insert into main.projection_checkpoints (projection, tx_id, position, updated_ms)
+                 values ($1, 0, 0, $2) on conflict (projection) do nothing",
+            )
+            .bind(t.projection.name())
+            .bind(Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let mut moved_back = Vec::new();
+    for t in targets.iter_mut() {
+        let now = checkpoint(&mut tx, t.projection.name()).await?;
+        if args.swap {
+            // Swapping: everything the live side applied, and at least what was rebuilt.
+            t.target = now.max(t.rebuilt);
+        } else {
+            if now < t.rebuilt {
+                moved_back.push(t.projection.name());
+            }
+            t.target = now;
+        }
+    }
+    catch_up(store, &mut tx, &mut targets, None).await?;
+
+    let mut reports = Vec::new();
+    let mut differences = 0usize;
+    let mut text = Vec::new();
+    for t in &targets {
+        let mut tables = Vec::new();
+        let mut diff_count = 0usize;
+        for table in t.projection.tables() {
+            let (diffs, live_rows, rebuilt_rows) = compare(&mut tx, &dialect, table).await?;
+            diff_count += diffs.len();
+            for d in &diffs {
+                text.push(d.to_text());
+            }
+            tables.push(json!({
+                "table": table,
+                "rows_live": live_rows,
+                "rows_rebuilt": rebuilt_rows,
+                "differences": diffs.iter().map(Difference::to_json).collect::<Vec<_>>(),
+            }));
+        }
+        let behind = moved_back.contains(&t.projection.name());
+        if behind {
+            diff_count += 1;
+            text.push(format!(
+                "DIFF {}: the live checkpoint is behind the rebuilt position (reset meanwhile?)",
+                t.projection.name()
+            ));
+        }
+        differences += diff_count;
+        text.push(format!(
+            "{}: rebuilt from {} events up to position ({}, {}): {}",
+            t.projection.name(),
+            t.applied,
+            t.rebuilt.tx,
+            t.rebuilt.pos,
+            if diff_count == 0 {
+                "equal to live".to_string()
+            } else {
+                format!("{diff_count} difference(s)")
+            }
+        ));
+        reports.push(json!({
+            "projection": t.projection.name(),
+            "events_applied": t.applied,
+            "position": source::position_json(t.rebuilt),
+            "tables": tables,
+            "differences": diff_count,
+        }));
+    }
+    if args.swap {
+        for t in &targets {
+            for table in t.projection.tables() {
+                sqlx::query(&format!("delete from {}", dialect.live(table)))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&format!(
+                    "insert into {} select * from {}",
+                    dialect.live(table),
+                    dialect.shadow(table)
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
+                 values ($1, $2, $3, $4)
+                 on conflict (projection) do update
+                    set tx_id = excluded.tx_id, position = excluded.position,
+                        updated_ms = excluded.updated_ms",
+            )
+            .bind(t.projection.name())
+            .bind(t.rebuilt.tx)
+            .bind(t.rebuilt.pos)
+            .bind(Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        text.push(format!(
+            "swapped the rebuilt rows into {} read model(s)",
+            targets.len()
+        ));
+    }
+    tx.commit().await?;
+    let _ = conn.close().await;
+    let report = json!({
+        "projections": reports,
+        "differences": differences,
+        "swapped": args.swap,
+        "shadow": if dialect.postgres { Some(SHADOW_SCHEMA) } else { None },
+        "text": text,
+    });
+    Ok((report, differences > 0))
+}
+
+/// Drops and recreates the shadow tables, and makes the connection resolve to them first.
+async fn create_shadow(
+    conn: &mut AnyConnection,
+    dialect: &Dialect,
+    projections: &[Arc<dyn Projection>],
+) -> Result<()> {
+    if dialect.postgres {
+        sqlx::query(&format!("create schema if not exists {SHADOW_SCHEMA}"))
+            .execute(&mut *conn)
+            .await?;
+        for p in projections {
+            for table in p.tables() {
+                sqlx::query(&format!("drop table if exists {}", dialect.shadow(table)))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(&format!(
+                    "create table {} (like {} including all)",
+                    dialect.shadow(table),
+                    dialect.live(table)
+                ))
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        sqlx::query(&format!(
+            "set search_path to {SHADOW_SCHEMA}, \"{}\"",
+            dialect.live_schema.replace('"', "\"\"")
+        ))
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        for p in projections {
+            for table in p.tables() {
+                let sql: Option<String> = sqlx::query_scalar(
+                    "select sql from main.sqlite_master where type = 'table' and name = $1",
+                )
+                .bind(*table)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let sql = sql.ok_or_else(|| Error::Usage(format!("no table {table}")))?;
+                let lower = sql.to_ascii_lowercase();
+                let Some(at) = lower.find("create table") else {
+                    return Err(Error::Usage(format!("cannot copy the schema of {table}")));
+                };
+                let temp = format!(
+                    "{}create temp table{}",
+                    &sql[..at],
+                    &sql[at + "create table".len()..]
+                );
+                sqlx::query(&format!("drop table if exists temp.{table}"))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(&temp).execute(&mut *conn).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn checkpoint(conn: &mut AnyConnection, name: &str) -> Result<StreamPosition> {
+    let row =
+        sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some(r) => StreamPosition {
+            tx: r.try_get("tx_id")?,
+            pos: r.try_get("position")?,
+        },
+        None => StreamPosition::default(),
+    })
+}
+
+/// Applies, per projection, the events after its rebuilt position up to its live position.
+async fn catch_up(
+    store: &Store,
+    conn: &mut AnyConnection,
+    targets: &mut [Target],
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<()> {
+    let Some(from) = targets.iter().map(|t| t.rebuilt).min() else {
+        return Ok(());
+    };
+    let Some(until) = targets.iter().map(|t| t.target).max() else {
+        return Ok(());
+    };
+    let mut position = from;
+    while position < until {
+        let batch = store.read_stream(position, source::BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.position) else {
+            break;
+        };
+        let mut tx = conn.begin().await?;
+        for t in targets.iter_mut() {
+            let (after, upto) = (t.rebuilt, t.target);
+            for event in batch
+                .iter()
+                .filter(|e| e.position > after && e.position <= upto)
+            {
+                t.projection.apply(&mut tx, event).await?;
+                t.applied += 1;
+                t.rebuilt = event.position;
+            }
+        }
+        tx.commit().await?;
+        if let Some(bar) = bar {
+            bar.inc(batch.len() as u64);
+        }
+        position = last;
+    }
+    Ok(())
+}
+
+/// Rows by their key's JSON text: `(key, row)`.
+type RowsByKey = BTreeMap<String, (Value, Map<String, Value>)>;
+
+/// Column names and primary-key column names of a live table.
+async fn columns(
+    conn: &mut AnyConnection,
+    dialect: &Dialect,
+    table: &str,
+) -> Result<(Vec<String>, Vec<String>)> {
+    if dialect.postgres {
+        let cols: Vec<String> = sqlx::query_scalar(
+            "select column_name::text from information_schema.columns
+              where table_schema = $1 and table_name = $2 order by ordinal_position",
+        )
+        .bind(&dialect.live_schema)
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await?;
+        let pk: Vec<String> = sqlx::query_scalar(
+            "select a.attname::text from pg_index i
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+              where i.indrelid = ($1)::regclass and i.indisprimary order by a.attnum",
+        )
+        .bind(dialect.live(table))
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok((cols, pk))
+    } else {
+        let rows = sqlx::query("select name, pk from pragma_table_info($1) order by cid")
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut cols = Vec::new();
+        let mut pk = Vec::new();
+        for r in rows {
+            let name: String = r.try_get("name")?;
+            let key: i64 = r.try_get("pk")?;
+            if key > 0 {
+                pk.push(name.clone());
+            }
+            cols.push(name);
+        }
+        Ok((cols, pk))
+    }
+}
+
+/// Row-level differences between a live table and its shadow, and both row counts.
+async fn compare(
+    conn: &mut AnyConnection,
+    dialect: &Dialect,
+    table: &str,
+) -> Result<(Vec<Difference>, i64, i64)> {
+    let (cols, mut pk) = columns(conn, dialect, table).await?;
+    if pk.is_empty() {
+        pk = cols.clone();
+    }
+    let list = cols.join(", ");
+    let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', {c}")).collect();
+    let object = if dialect.postgres {
+        format!("json_build_object({})::text", pairs.join(", "))
+    } else {
+        format!("json_object({})", pairs.join(", "))
+    };
+    let only = |a: &str, b: &str| {
+        format!(
+            "select {object} as row from (select {list} from {a} except select {list} from {b}) d"
+        )
+    };
+    let live = dialect.live(table);
+    let shadow = dialect.shadow(table);
+    let rebuilt_only: Vec<String> = sqlx::query_scalar(&only(&shadow, &live))
+        .fetch_all(&mut *conn)
+        .await?;
+    let live_only: Vec<String> = sqlx::query_scalar(&only(&live, &shadow))
+        .fetch_all(&mut *conn)
+        .await?;
+    let live_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {live}"))
+        .fetch_one(&mut *conn)
+        .await?;
+    let rebuilt_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {shadow}"))
+        .fetch_one(&mut *conn)
+        .await?;
+    let parse = |rows: Vec<String>| -> Result<RowsByKey> {
+        let mut out = BTreeMap::new();
+        for text in rows {
+            let Value::Object(row) = serde_json::from_str::<Value>(&text)
+                .map_err(|e| Error::Usage(format!("unreadable row of {table}: {e}")))?
+            else {
+                continue;
+            };
+            let key: Map<String, Value> = pk
+                .iter()
+                .map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null)))
+                .collect();
+            let key = Value::Object(key);
+            out.insert(key.to_string(), (key, row));
+        }
+        Ok(out)
+    };
+    let rebuilt = parse(rebuilt_only)?;
+    let mut live_map = parse(live_only)?;
+    let mut diffs = Vec::new();
+    for (k, (key, row)) in rebuilt {
+        match live_map.remove(&k) {
+            Some((_, live_row)) => {
+                let columns = cols
+                    .iter()
+                    .filter_map(|c| {
+                        let l = live_row.get(c).cloned().unwrap_or(Value::Null);
+                        let r = row.get(c).cloned().unwrap_or(Value::Null);
+                        (l != r).then(|| (c.clone(), l, r))
+                    })
+                    .collect();
+                diffs.push(Difference::Changed {
+                    table: table.to_string(),
+                    key,
+                    columns,
+                });
+            }
+            None => diffs.push(Difference::MissingFromLive {
+                table: table.to_string(),
+                key,
+                row: Value::Object(row),
+            }),
+        }
+    }
+    for (_, (key, row)) in live_map {
+        diffs.push(Difference::ExtraInLive {
+            table: table.to_string(),
+            key,
+            row: Value::Object(row),
+        });
+    }
+    Ok((diffs, live_rows, rebuilt_rows))
+}
