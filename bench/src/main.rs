@@ -91,8 +91,14 @@ fn database_url(admin: &str, db: &str) -> String {
     }
 }
 
+mod replay;
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("replay") {
+        let argv = std::env::args().skip(1).collect();
+        std::process::exit(replay::main(argv).await);
+    }
     let args = Args::parse();
     let server_bin = args.server.clone().unwrap_or_else(|| {
         std::env::current_exe()

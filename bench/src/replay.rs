@@ -1,0 +1,222 @@
+//! `gatehouse-bench replay`: how fast every read model rebuilds from the stream, against the raw
+//! rate of reading the same rows, on PostgreSQL, in one run.
+//!
+//! A fresh database is filled with `--events` synthetic `Account` events (a realistic mix:
+//! failures, sign-ins with their sessions, logouts; 20 per account), then, alternating so that
+//! drift on a shared machine shows: a plain scan of the stream through the same reader the
+//! projections use, `COPY … TO STDOUT` of the same rows, and a rebuild of all read models from
+//! position zero (`ProjectionRunner::rebuild`, the live runner's code). Peak resident memory is
+//! read after each phase.
+use std::time::Instant;
+
+use clap::Parser;
+use futures::StreamExt;
+use gatehouse_projections::{ProjectionRunner, Store, StreamPosition};
+use sqlx::postgres::PgPoolCopyExt;
+
+/// Replay benchmark settings.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse-bench replay")]
+struct ReplayArgs {
+    /// PostgreSQL server (admin URL); a fresh database is created for the run and dropped after.
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: i64,
+    /// Events per read (and per projection transaction).
+    #[arg(long, default_value_t = 1000)]
+    batch: i64,
+    /// Keep the database afterwards (its name is printed).
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Synthetic events `$1..$2`: per account (20 events) a repeating failure, sign-in, session start,
+/// logout, one second apart.
+const GENERATE: &str = r#"
+insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+select 'Account', 'bench-' || (g / 20), g % 20 + 1,
+       (array['LoginFailed', 'LoginSucceeded', 'SessionStarted', 'SessionEnded'])[g % 4 + 1],
+       '1.0',
+       json_build_object(
+         'at', to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+         'prev', repeat('0', 64),
+         'fact', case g % 4
+           when 0 then json_build_object('LoginFailed', json_build_object(
+             'reason', 'wrong_password', 'consecutive_failures', 1, 'context', ctx))
+           when 1 then json_build_object('LoginSucceeded', json_build_object(
+             'session_id', sid, 'context', ctx))
+           when 2 then json_build_object('SessionStarted', json_build_object(
+             'session_id', sid, 'token_hash', md5(sid::text) || md5(g::text), 'context', ctx,
+             'expires_at', to_char((t + interval '12 hours') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+             'idle_expires_at', to_char((t + interval '30 minutes') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')))
+           else json_build_object('SessionEnded', json_build_object(
+             'session_id', sid, 'reason', 'logged_out', 'context', ctx))
+         end),
+       '{"recorded_by": "gatehouse-bench"}'::json
+  from (select g,
+               timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second' as t,
+               md5((g / 4)::text)::uuid as sid,
+               json_build_object('ip', '203.0.113.' || (g % 250), 'user_agent', 'bench/1.0',
+                                 'device_id', 'device-' || (g / 20)) as ctx
+          from generate_series($1::bigint, $2::bigint) g) s"#;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+async fn scan(store: &Store, batch: i64) -> Result<(u64, f64), String> {
+    let start = Instant::now();
+    let mut position = StreamPosition::default();
+    let mut n = 0u64;
+    loop {
+        let events = store
+            .read_stream(position, batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = events.last() else { break };
+        position = last.position;
+        n += events.len() as u64;
+    }
+    Ok((n, n as f64 / start.elapsed().as_secs_f64()))
+}
+
+async fn copy_out(pool: &sqlx::PgPool, events: i64) -> Result<(u64, f64), String> {
+    let start = Instant::now();
+    let mut stream = pool
+        .copy_out_raw(
+            "copy (select aggregate_type, aggregate_id, sequence, event_type, event_version, payload,
+                          metadata, global_position, tx_id, recorded_at
+                     from events order by tx_id, global_position) to stdout",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.map_err(|e| e.to_string())?.len() as u64;
+    }
+    Ok((bytes, events as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Runs the replay benchmark; returns the process exit status.
+pub async fn main(argv: Vec<String>) -> i32 {
+    let args = ReplayArgs::parse_from(argv);
+    match run(&args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gatehouse-bench replay: {e}");
+            2
+        }
+    }
+}
+
+async fn run(args: &ReplayArgs) -> Result<(), String> {
+    let admin = sqlx::PgPool::connect(&args.database_url)
+        .await
+        .map_err(|e| format!("cannot reach PostgreSQL at {}: {e}", args.database_url))?;
+    let db = format!("gatehouse_bench_replay_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("create database {db}"))
+        .execute(&admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = crate::database_url(&args.database_url, &db);
+    let result = measure(args, &url).await;
+    if args.keep {
+        eprintln!("kept database {db}");
+    } else {
+        let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
+            .execute(&admin)
+            .await;
+    }
+    result
+}
+
+async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
+    let store = Store::connect_postgres(url, 4)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let pool = sqlx::PgPool::connect(url).await.map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let chunk = 100_000i64;
+    let mut from = 0i64;
+    while from < args.events {
+        let to = (from + chunk).min(args.events) - 1;
+        sqlx::query(GENERATE)
+            .bind(from)
+            .bind(to)
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        from = to + 1;
+        eprintln!("generated {from} events");
+    }
+    sqlx::query("vacuum analyze events")
+        .execute(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "generated {} events in {:.1} s; measuring…",
+        args.events,
+        started.elapsed().as_secs_f64()
+    );
+    let rss_start = peak_rss_mib();
+
+    let (n1, scan1) = scan(&store, args.batch).await?;
+    let (bytes, copy1) = copy_out(&pool, args.events).await?;
+    let rss_scan = peak_rss_mib();
+    eprintln!("scan: {n1} events at {scan1:.0}/s; COPY: {bytes} bytes at {copy1:.0} events/s; rebuilding…");
+
+    let runner = ProjectionRunner::standard(store.clone()).with_batch(args.batch);
+    let start = Instant::now();
+    let applied = runner.rebuild().await.map_err(|e| e.to_string())?;
+    let rebuild_secs = start.elapsed().as_secs_f64();
+    let rebuild = args.events as f64 / rebuild_secs;
+    let rss_rebuild = peak_rss_mib();
+
+    let (n2, scan2) = scan(&store, args.batch).await?;
+    let (_, copy2) = copy_out(&pool, args.events).await?;
+    if n1 != n2 || n1 != u64::try_from(args.events).unwrap_or(0) {
+        return Err(format!("read {n1} then {n2} events, expected {}", args.events));
+    }
+    let rows: i64 = sqlx::query_scalar(
+        "select (select count(*) from lockout_state_v1) + (select count(*) from login_history_v1)
+              + (select count(*) from sessions_v1)",
+    )
+    .fetch_one(&pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let scan_mean = (scan1 + scan2) / 2.0;
+    let copy_mean = (copy1 + copy2) / 2.0;
+    println!(
+        "events: {}, batch: {}, read models: lockout_state_v1, login_history_v1, sessions_v1 ({rows} rows)",
+        args.events, args.batch
+    );
+    println!("plain scan (stream reader), events/s: {scan1:.0}, {scan2:.0} (mean {scan_mean:.0})");
+    println!("COPY TO STDOUT, events/s: {copy1:.0}, {copy2:.0} (mean {copy_mean:.0})");
+    println!(
+        "rebuild of all read models: {rebuild:.0} events/s ({applied} event applications in {rebuild_secs:.1} s)"
+    );
+    println!(
+        "ratio rebuild / plain scan: {:.3}; rebuild / COPY: {:.3}",
+        rebuild / scan_mean,
+        rebuild / copy_mean
+    );
+    println!(
+        "peak RSS (MiB): after generating {rss_start:.1}, after scans {rss_scan:.1}, after rebuild {rss_rebuild:.1}"
+    );
+    store.close().await;
+    Ok(())
+}
