@@ -130,6 +130,10 @@ pub fn describe(fact: &AccountFact) -> String {
             };
             format!("session {session_id} ended: {why}")
         }
+        AccountFact::AccountUnlocked { reason, .. } => {
+            format!("unlocked ({})", serde_name(reason))
+        }
+        AccountFact::PasswordReset { .. } => "password reset".to_string(),
         AccountFact::AccountRegistered { email, phone, .. } => {
             let mut ids = Vec::new();
             if email.is_some() {
@@ -177,9 +181,15 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         .take(1)
         .map(|e| evidence(e))
         .collect();
+    // A success or an unlock resets the failure count and the lock level.
     let since_success = applied
         .iter()
-        .rposition(|e| matches!(e.event.fact, AccountFact::LoginSucceeded { .. }))
+        .rposition(|e| {
+            matches!(
+                e.event.fact,
+                AccountFact::LoginSucceeded { .. } | AccountFact::AccountUnlocked { .. }
+            )
+        })
         .map_or(0, |i| i + 1);
     let lock_events: Vec<&&Entry> = applied[since_success..]
         .iter()
@@ -240,6 +250,19 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         }
     };
     let status = serde_json::to_value(folded.status()).unwrap_or(Value::Null);
+    let cooldown_evidence: Vec<Value> = applied
+        .iter()
+        .filter(|e| match &e.event.fact {
+            AccountFact::HighRiskCooldownStarted { until, .. } => e.event.at <= at && at < *until,
+            _ => false,
+        })
+        .map(|e| evidence(e))
+        .collect();
+    let verified: Vec<Value> = folded
+        .verified_channels()
+        .iter()
+        .map(|c| Value::String(c.as_str().to_string()))
+        .collect();
     Ok(json!({
         "account": account,
         "at": ts(at),
@@ -257,6 +280,12 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
             "consecutive_failures": folded.consecutive_failures(),
             "lock_level": lock_level,
             "evidence": lockout_evidence,
+        },
+        "verified_channels": verified,
+        "high_risk_cooldown": {
+            "until": folded.high_risk_until(at).map(ts),
+            "reasons": folded.high_risk_reasons(at),
+            "evidence": cooldown_evidence,
         },
         "sessions_open": sessions.len(),
         "sessions": sessions,
@@ -320,6 +349,39 @@ pub fn state_text(v: &Value) -> String {
             s(&e["at"]),
             s(&e["what"])
         );
+    }
+    let channels: Vec<String> = v["verified_channels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let _ = writeln!(
+        out,
+        "verified channels: {}",
+        if channels.is_empty() {
+            "none".to_string()
+        } else {
+            channels.join(", ")
+        }
+    );
+    let c = &v["high_risk_cooldown"];
+    if c["until"].is_string() {
+        let _ = writeln!(
+            out,
+            "high-risk cooldown until {} ({})",
+            s(&c["until"]),
+            s(&c["reasons"])
+        );
+        for e in c["evidence"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  #{} {} {}",
+                s(&e["sequence"]),
+                s(&e["at"]),
+                s(&e["what"])
+            );
+        }
     }
     let _ = writeln!(out, "sessions open: {}", s(&v["sessions_open"]));
     for sess in v["sessions"].as_array().into_iter().flatten() {

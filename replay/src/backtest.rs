@@ -132,6 +132,7 @@ pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<Value> {
                     | AccountFact::LoginSucceeded { .. }
                     | AccountFact::LoginRejectedWhileLocked { .. }
                     | AccountFact::AccountLocked { .. }
+                    | AccountFact::AccountUnlocked { .. }
             );
             if !relevant {
                 continue;
@@ -179,6 +180,15 @@ pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<Value> {
                     if !sim.locked(t) {
                         sim.unknown_outcome.push(seq);
                     }
+                }
+                AccountFact::AccountUnlocked { .. } => {
+                    // The owner unlocked themselves (after proving who they are): they would have
+                    // lifted a simulated lock the same way.
+                    sim.failures = 0;
+                    sim.level = 0;
+                    sim.until = None;
+                    sim.window.clear();
+                    sim.actual_window.clear();
                 }
                 AccountFact::AccountLocked { until, level, .. } => {
                     sim.actual.push(LockRecord {
