@@ -148,7 +148,9 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;
-    let pool = sqlx::PgPool::connect(url).await.map_err(|e| e.to_string())?;
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let chunk = 100_000i64;
     let mut from = 0i64;
@@ -189,7 +191,10 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
     let (n2, scan2) = scan(&store, args.batch).await?;
     let (_, copy2) = copy_out(&pool, args.events).await?;
     if n1 != n2 || n1 != u64::try_from(args.events).unwrap_or(0) {
-        return Err(format!("read {n1} then {n2} events, expected {}", args.events));
+        return Err(format!(
+            "read {n1} then {n2} events, expected {}",
+            args.events
+        ));
     }
     let rows: i64 = sqlx::query_scalar(
         "select (select count(*) from lockout_state_v1) + (select count(*) from login_history_v1)
