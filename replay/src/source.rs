@@ -181,19 +181,19 @@ pub async fn is_erased(store: &Store, account_id: &str) -> Result<bool> {
 /// The text shown in place of a sealed value whose key was destroyed.
 pub const ERASED: &str = "erased";
 
-/// Replaces every sealed value (`{"sealed": "v1.…", "lookup": …}`) in `value` by [`ERASED`].
+/// Replaces every sealed value in `value` by [`ERASED`]: the string value of any `sealed` or
+/// `sealed_*` field (contacts, TOTP secret, anti-phishing phrase, recovery evidence) in the sealed
+/// form (`v1.…`).
 pub fn redact_sealed(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            let sealed = map
-                .get("sealed")
-                .and_then(Value::as_str)
-                .is_some_and(|s| s.starts_with("v1."));
-            if sealed && map.contains_key("lookup") {
-                map.insert("sealed".into(), Value::String(ERASED.into()));
-            }
-            for v in map.values_mut() {
-                redact_sealed(v);
+            for (key, v) in map.iter_mut() {
+                let sealed_key = key == "sealed" || key.starts_with("sealed_");
+                if sealed_key && v.as_str().is_some_and(|s| s.starts_with("v1.")) {
+                    *v = Value::String(ERASED.into());
+                } else {
+                    redact_sealed(v);
+                }
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact_sealed),
@@ -251,6 +251,12 @@ mod tests {
         assert_eq!(
             v["fact"]["AccountRegistered"]["context"]["ip"],
             "203.0.113.1"
+        );
+        let mut totp = json!({"fact": {"TotpEnrolmentStarted": {"sealed_secret": "v1.s"}}});
+        redact_sealed(&mut totp);
+        assert_eq!(
+            totp["fact"]["TotpEnrolmentStarted"]["sealed_secret"],
+            "erased"
         );
     }
 
