@@ -12,7 +12,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, contacts, health, login, lost_factor, me, mfa, recovery};
+use crate::routes::{
+    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery,
+};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -29,7 +31,9 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
         mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
-        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, health::healthz, health::readyz, health::metrics
+        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, health::healthz, health::readyz, health::metrics,
+        admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
+        admin::login_history, admin::account_events, admin::create_staff
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -106,6 +110,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/verify", post(recovery::verify_contact))
         .route("/v1/flows/{flow_id}", get(recovery::get_flow))
         .route("/v1/flows/{flow_id}/resend", post(recovery::resend))
+        .route("/v1/admin/alerts", get(admin::list_alerts))
+        .route("/v1/admin/alerts/stream", get(admin::alerts_stream))
+        .route("/v1/admin/alerts/{id}", get(admin::get_alert))
+        .route(
+            "/v1/admin/alerts/{id}/acknowledge",
+            post(admin::acknowledge),
+        )
+        .route("/v1/admin/alerts/{id}/resolve", post(admin::resolve))
+        .route("/v1/admin/login-history", get(admin::login_history))
+        .route("/v1/admin/accounts/{id}/events", get(admin::account_events))
+        .route("/v1/admin/staff", post(admin::create_staff))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

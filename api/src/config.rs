@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
 use gatehouse_domain::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
+use gatehouse_projections::alerts::AlertPolicy;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
@@ -22,6 +23,40 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a fresh random master key (64 hex characters) for GATEHOUSE_MASTER_KEY.
     Keygen,
+    /// Manage staff (analysts, auditors, reviewers, admins) from the command line.
+    Staff(StaffArgs),
+}
+
+/// `gatehouse staff …`.
+#[derive(Debug, Args)]
+pub struct StaffArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: StaffCli,
+}
+
+/// Staff subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StaffCli {
+    /// Create a staff member (e.g. the first admin) and print their API token once on stdout.
+    Create(StaffCreateArgs),
+}
+
+/// Settings of `gatehouse staff create`.
+#[derive(Debug, Clone, Args)]
+pub struct StaffCreateArgs {
+    /// PostgreSQL URL; when absent the embedded store under the data directory is used.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// Role (`analyst`, `auditor`, `reviewer`, `admin`); repeat or comma-separate for several.
+    #[arg(long = "role", required = true, value_delimiter = ',')]
+    pub roles: Vec<String>,
 }
 
 /// Settings of `gatehouse serve`.
@@ -154,6 +189,116 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub rate_limit_per_identifier_per_minute: u32,
+    /// Sign-in attempts per minute allowed from an IP or network flagged for credential stuffing
+    /// (0: no feedback from alerts).
+    #[arg(long, env = "GATEHOUSE_FLAGGED_LOGINS_PER_MINUTE", default_value_t = 5)]
+    pub flagged_logins_per_minute: u32,
+    /// Seconds after its last evidence that a stuffing alert keeps its IP or network flagged.
+    #[arg(long, env = "GATEHOUSE_FLAGGED_SECONDS", default_value_t = 3600)]
+    pub flagged_seconds: i64,
+    /// Alerts: failed sign-ins on one account (or unknown identifier) that make brute force.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_BRUTE_FORCE_FAILURES",
+        default_value_t = 10
+    )]
+    pub alert_brute_force_failures: i64,
+    /// Alerts: brute-force window in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_BRUTE_FORCE_WINDOW_SECONDS",
+        default_value_t = 900
+    )]
+    pub alert_brute_force_window_seconds: i64,
+    /// Alerts: distinct identifiers one IP must fail against to be credential stuffing.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_STUFFING_IP_IDENTIFIERS",
+        default_value_t = 20
+    )]
+    pub alert_stuffing_ip_identifiers: i64,
+    /// Alerts: distinct identifiers one /24 (IPv4) or /64 (IPv6) must fail against.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_STUFFING_NET_IDENTIFIERS",
+        default_value_t = 40
+    )]
+    pub alert_stuffing_net_identifiers: i64,
+    /// Alerts: credential-stuffing window in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_STUFFING_WINDOW_SECONDS",
+        default_value_t = 3600
+    )]
+    pub alert_stuffing_window_seconds: i64,
+    /// Alerts: least failures in the spray window.
+    #[arg(long, env = "GATEHOUSE_ALERT_SPRAY_MIN_FAILURES", default_value_t = 50)]
+    pub alert_spray_min_failures: i64,
+    /// Alerts: least distinct accounts among the spray failures.
+    #[arg(long, env = "GATEHOUSE_ALERT_SPRAY_MIN_ACCOUNTS", default_value_t = 20)]
+    pub alert_spray_min_accounts: i64,
+    /// Alerts: least distinct IPs among the spray failures.
+    #[arg(long, env = "GATEHOUSE_ALERT_SPRAY_MIN_IPS", default_value_t = 10)]
+    pub alert_spray_min_ips: i64,
+    /// Alerts: how many times its baseline the spray window's failures must reach.
+    #[arg(long, env = "GATEHOUSE_ALERT_SPRAY_FACTOR", default_value_t = 5)]
+    pub alert_spray_factor: i64,
+    /// Alerts: spray window in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_SPRAY_WINDOW_SECONDS",
+        default_value_t = 900
+    )]
+    pub alert_spray_window_seconds: i64,
+    /// Alerts: preceding windows averaged into the spray baseline.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_SPRAY_BASELINE_WINDOWS",
+        default_value_t = 8
+    )]
+    pub alert_spray_baseline_windows: i64,
+    /// Alerts: seconds after a password reset or unlock in which a sign-in is reported.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_AFTER_RECOVERY_SECONDS",
+        default_value_t = 3600
+    )]
+    pub alert_after_recovery_seconds: i64,
+    /// Alerts: exhausted one-time codes of one account that make code guessing.
+    #[arg(long, env = "GATEHOUSE_ALERT_CODE_EXHAUSTED", default_value_t = 1)]
+    pub alert_code_exhausted: i64,
+    /// Alerts: recovery flows started for one account that make a burst.
+    #[arg(long, env = "GATEHOUSE_ALERT_RECOVERY_FLOWS", default_value_t = 5)]
+    pub alert_recovery_flows: i64,
+    /// Alerts: window of the code-guessing and recovery-burst counts, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_RECOVERY_WINDOW_SECONDS",
+        default_value_t = 3600
+    )]
+    pub alert_recovery_window_seconds: i64,
+    /// Alerts: distinct accounts locked that make a lockout storm.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_LOCKOUT_STORM_ACCOUNTS",
+        default_value_t = 10
+    )]
+    pub alert_lockout_storm_accounts: i64,
+    /// Alerts: lockout-storm window in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_LOCKOUT_STORM_WINDOW_SECONDS",
+        default_value_t = 600
+    )]
+    pub alert_lockout_storm_window_seconds: i64,
+    /// Alerts: how long a single-event alert (new device, code guessing…) gathers repeats, in
+    /// seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_REPEAT_WINDOW_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub alert_repeat_window_seconds: i64,
 }
 
 /// A setting is out of range.
@@ -238,6 +383,32 @@ impl ServeArgs {
             iterations: self.argon2_iterations,
             parallelism: self.argon2_parallelism,
         }
+    }
+
+    /// Alert thresholds from the settings.
+    pub fn alert_policy(&self) -> Result<AlertPolicy, ConfigError> {
+        let policy = AlertPolicy {
+            brute_force_failures: self.alert_brute_force_failures,
+            brute_force_window_s: self.alert_brute_force_window_seconds,
+            stuffing_ip_identifiers: self.alert_stuffing_ip_identifiers,
+            stuffing_net_identifiers: self.alert_stuffing_net_identifiers,
+            stuffing_window_s: self.alert_stuffing_window_seconds,
+            spray_min_failures: self.alert_spray_min_failures,
+            spray_min_accounts: self.alert_spray_min_accounts,
+            spray_min_ips: self.alert_spray_min_ips,
+            spray_factor: self.alert_spray_factor,
+            spray_window_s: self.alert_spray_window_seconds,
+            spray_baseline_windows: self.alert_spray_baseline_windows,
+            after_recovery_window_s: self.alert_after_recovery_seconds,
+            code_exhausted: self.alert_code_exhausted,
+            recovery_flows: self.alert_recovery_flows,
+            recovery_window_s: self.alert_recovery_window_seconds,
+            lockout_storm_accounts: self.alert_lockout_storm_accounts,
+            lockout_storm_window_s: self.alert_lockout_storm_window_seconds,
+            repeat_window_s: self.alert_repeat_window_seconds,
+        };
+        policy.validate().map_err(ConfigError)?;
+        Ok(policy)
     }
 
     /// Password policy from the settings.

@@ -83,6 +83,15 @@ impl ApiError {
         )
     }
 
+    /// 403: authenticated, but without a role this route needs.
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "your role does not allow this",
+        )
+    }
+
     /// 429 with `retry_after`: the account is locked.
     pub fn locked(retry_after: i64) -> Self {
         let mut e = Self::new(

@@ -25,6 +25,17 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Staff(args) => match gatehouse_api::staff::cli(args).await {
+            Ok(token) => {
+                // The token alone on stdout, once; everything else on stderr.
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatehouse: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve(args) => match gatehouse_api::server::serve(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

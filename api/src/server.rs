@@ -107,9 +107,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         AggregateStore::new(&store, gatehouse_domain::upcast::account_upcasters()),
         services,
     );
-    let runner = ProjectionRunner::standard(store.clone()).with_coalesce(
-        std::time::Duration::from_millis(args.projection_coalesce_ms),
-    );
+    let alert_policy = args
+        .alert_policy()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let runner = ProjectionRunner::new(
+        store.clone(),
+        gatehouse_projections::standard_projections_with(alert_policy),
+    )
+    .with_coalesce(std::time::Duration::from_millis(
+        args.projection_coalesce_ms,
+    ));
     let state = AppState::new(
         store.clone(),
         accounts,
@@ -121,7 +128,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             args.rate_limit_per_ip_per_minute,
             args.rate_limit_per_identifier_per_minute,
         ),
-    );
+    )
+    .with_protection(crate::protection::ProtectionSettings {
+        per_minute: args.flagged_logins_per_minute,
+        flag_for: chrono::Duration::seconds(args.flagged_seconds.max(1)),
+    });
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -147,6 +158,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
 
+    let closing = state.clone();
     let app = crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = stop_rx.clone();
     let served = axum::serve(listener, app)
@@ -155,6 +167,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
                 _ = shutdown_signal() => {}
                 _ = stop.changed() => {}
             }
+            closing.close();
         })
         .await;
     let _ = stop_tx.send(true);

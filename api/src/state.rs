@@ -28,6 +28,12 @@ struct Inner {
     /// only when the account changes that contact; the account then refuses the attempt
     /// (`IdentifierMoved`) and the entry is dropped.
     known_accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Runs `Staff` commands (admin API).
+    staff: CommandExecutor<gatehouse_domain::staff::Staff>,
+    /// Stricter sign-in limits for networks flagged by alerts.
+    protection: crate::protection::Protection,
+    /// Turns true when the server begins shutting down (ends live feeds).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Entries kept in the identifier cache before it starts over.
@@ -44,8 +50,18 @@ impl AppState {
         trusted_proxies: Vec<IpAddr>,
         throttle: Throttle,
     ) -> Self {
+        let staff = crate::staff::executor(&store);
         Self {
             inner: Arc::new(Inner {
+                staff,
+                closing: tokio::sync::watch::Sender::new(false),
+                protection: crate::protection::Protection::new(
+                    &store,
+                    crate::protection::ProtectionSettings {
+                        per_minute: 5,
+                        flag_for: chrono::Duration::hours(1),
+                    },
+                ),
                 store,
                 accounts,
                 keys,
@@ -66,6 +82,36 @@ impl AppState {
     /// Runs `Account` commands.
     pub fn accounts(&self) -> &CommandExecutor<Account> {
         &self.inner.accounts
+    }
+
+    /// Runs `Staff` commands.
+    pub fn staff(&self) -> &CommandExecutor<gatehouse_domain::staff::Staff> {
+        &self.inner.staff
+    }
+
+    /// Replaces the alert feedback settings (call right after [`AppState::new`], before the state
+    /// is shared).
+    pub fn with_protection(mut self, settings: crate::protection::ProtectionSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.protection = crate::protection::Protection::new(&inner.store, settings);
+        }
+        self
+    }
+
+    /// Stricter sign-in limits for networks flagged by alerts.
+    pub fn protection(&self) -> &crate::protection::Protection {
+        &self.inner.protection
+    }
+
+    /// Turns true when the server begins shutting down: long-lived responses (the alert feed)
+    /// end so that the graceful shutdown does not wait for their clients.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Signals shutdown to long-lived responses.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
     }
 
     /// Server keys.

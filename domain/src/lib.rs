@@ -17,6 +17,8 @@ pub mod contact;
 pub mod context;
 pub mod password;
 pub mod policy;
+pub mod protection;
+pub mod staff;
 pub mod upcast;
 
 pub use account::{

@@ -5,7 +5,7 @@
 //! - [`runner`]: feeds every projection from the persisted stream, with a checkpoint written in
 //!   the same transaction as each read-model change;
 //! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`],
-//!   [`notifications`] (the outbox the delivery worker drains).
+//!   [`notifications`] (the outbox the delivery worker drains), [`alerts`] (anomaly alerts).
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
 #![cfg_attr(
@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alerts;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;
@@ -28,13 +29,19 @@ use std::sync::Arc;
 
 use gatehouse_domain::AccountEvent;
 
-/// The read models Gatehouse maintains.
+/// The read models Gatehouse maintains (alerts under the default policy).
 pub fn standard_projections() -> Vec<Arc<dyn Projection>> {
+    standard_projections_with(alerts::AlertPolicy::default())
+}
+
+/// The read models Gatehouse maintains, with alerts under `policy`.
+pub fn standard_projections_with(policy: alerts::AlertPolicy) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(lockout_state::projection()),
         Arc::new(login_history::projection()),
         Arc::new(sessions::projection()),
         Arc::new(notifications::projection()),
+        Arc::new(alerts::AlertsProjection::new(policy)),
     ]
 }
 

@@ -6,6 +6,7 @@
 //! live operation and rebuilds (replay).
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,13 +79,17 @@ pub struct ProjectionRunner {
     coalesce: Duration,
     wake: Arc<Notify>,
     progress: Arc<watch::Sender<StreamPosition>>,
+    /// Events applied by this process, per projection (same order as `projections`).
+    applied: Arc<Vec<AtomicU64>>,
 }
 
 impl ProjectionRunner {
     /// A runner over `store` for `projections`.
     pub fn new(store: Store, projections: Vec<Arc<dyn Projection>>) -> Self {
         let (progress, _) = watch::channel(StreamPosition::default());
+        let applied = Arc::new(projections.iter().map(|_| AtomicU64::new(0)).collect());
         Self {
+            applied,
             store,
             projections,
             batch: 500,
@@ -128,6 +133,15 @@ impl ProjectionRunner {
     /// Positions every projection has reached (the minimum), updated after each batch.
     pub fn progress(&self) -> watch::Receiver<StreamPosition> {
         self.progress.subscribe()
+    }
+
+    /// Each projection's name and the events this process has applied to it since it started.
+    pub fn events_applied(&self) -> Vec<(&'static str, u64)> {
+        self.projections
+            .iter()
+            .zip(self.applied.iter())
+            .map(|(p, n)| (p.name(), n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// The projections fed by this runner.
@@ -185,12 +199,18 @@ impl ProjectionRunner {
         // One transaction for the whole batch: every read model and its checkpoint move together.
         let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
         let mut applied = 0;
+        let mut counts = Vec::with_capacity(self.projections.len());
         for projection in &self.projections {
-            applied += self
+            let n = self
                 .apply_pending(&mut tx, projection.as_ref(), &events)
                 .await?;
+            counts.push(n);
+            applied += n;
         }
         tx.commit().await?;
+        for (counter, n) in self.applied.iter().zip(counts) {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         self.progress.send_replace(last);
         Ok(applied)
     }

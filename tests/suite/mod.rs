@@ -1,6 +1,8 @@
 mod mail;
 mod support;
 
+mod admin_api;
+mod alerts_rules;
 mod e2e_accounts;
 mod e2e_login;
 mod e2e_lost_factor;

@@ -73,6 +73,7 @@ pub async fn run(
                 tracing::warn!(error = %e, "could not purge expired codes");
             }
             state.throttle().housekeep();
+            state.protection().housekeep();
         }
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -77,7 +77,7 @@ pub enum LoginAnswer {
         (status = 200, body = LoginAnswer, description = "A session, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier and a wrong password"),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -89,6 +89,11 @@ pub async fn login(
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
+    // Networks flagged by a credential-stuffing alert get a stricter limit.
+    state
+        .protection()
+        .admit_login(state.store(), caller.ip)
+        .await?;
     let password = normalize(&req.password);
     let now = Utc::now();
     let context = caller.context(req.device_id);

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 pub mod accounts;
+pub mod admin;
 pub mod contacts;
 pub mod health;
 pub mod login;

@@ -1,0 +1,177 @@
+//! Alerts feeding back into protection: sign-ins from an IP (or its /24 or /64 network) with an
+//! unresolved `credential_stuffing` alert seen recently are limited to a few a minute, and the
+//! decision is recorded once per alert as a `NetworkThrottled` fact on a `Protection` aggregate.
+//!
+//! The flagged subjects are read from the alerts read model at most every few seconds, so the
+//! sign-in path costs no extra query; the limiter is per process, like the other throttles.
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gatehouse_domain::protection::{Protection as ProtectionAggregate, ProtectionCommand};
+use gatehouse_projections::alerts::network;
+use gatehouse_projections::store::{AggregateStore, CommandExecutor, ExecuteError};
+use gatehouse_projections::Store;
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+use sqlx::Row;
+
+use crate::error::ApiError;
+
+/// How often the flagged subjects are re-read.
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// Settings of the feedback.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtectionSettings {
+    /// Sign-ins per minute from a flagged subject (0 turns the feedback off).
+    pub per_minute: u32,
+    /// How long after its last evidence an alert keeps its subject flagged.
+    pub flag_for: chrono::Duration,
+}
+
+struct Flagged {
+    read_at: Option<Instant>,
+    /// Subject → alert id.
+    subjects: HashMap<String, String>,
+}
+
+/// The stricter sign-in limiter for flagged networks.
+pub struct Protection {
+    settings: ProtectionSettings,
+    flagged: tokio::sync::Mutex<Flagged>,
+    limiter: RateLimiter<String, HashMapStateStore<String>, DefaultClock>,
+    clock: DefaultClock,
+    decisions: CommandExecutor<ProtectionAggregate>,
+    recorded: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Protection {
+    /// The feedback over `store`.
+    pub fn new(store: &Store, settings: ProtectionSettings) -> Self {
+        let quota = NonZeroU32::new(settings.per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            settings,
+            flagged: tokio::sync::Mutex::new(Flagged {
+                read_at: None,
+                subjects: HashMap::new(),
+            }),
+            limiter: RateLimiter::hashmap(Quota::per_minute(quota)),
+            clock: DefaultClock::default(),
+            decisions: CommandExecutor::new(AggregateStore::new(store, Vec::new()), ()),
+            recorded: Default::default(),
+        }
+    }
+
+    async fn flagged_subject(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+    ) -> Result<Option<(String, String)>, ApiError> {
+        let mut flagged = self.flagged.lock().await;
+        if flagged.read_at.is_none_or(|t| t.elapsed() >= REFRESH) {
+            let since = (Utc::now() - self.settings.flag_for).timestamp_millis();
+            let rows = sqlx::query(
+                "select subject, id from alerts_v1
+                  where rule = 'credential_stuffing' and status <> 'resolved' and last_seen_ms >= $1",
+            )
+            .bind(since)
+            .fetch_all(store.any())
+            .await
+            .map_err(|e| crate::routes::store_error(e.into()))?;
+            let mut subjects = HashMap::new();
+            for row in rows {
+                let subject: String = row.try_get("subject").map_err(ApiError::internal)?;
+                let id: String = row.try_get("id").map_err(ApiError::internal)?;
+                subjects.insert(subject, id);
+            }
+            flagged.subjects = subjects;
+            flagged.read_at = Some(Instant::now());
+        }
+        let ip = ip.to_string();
+        let candidates = [
+            Some(format!("ip:{ip}")),
+            network(&ip).map(|n| format!("net:{n}")),
+        ];
+        Ok(candidates.into_iter().flatten().find_map(|s| {
+            flagged
+                .subjects
+                .get(&s)
+                .map(|alert| (s.clone(), alert.clone()))
+        }))
+    }
+
+    /// Admits a sign-in attempt from `ip`, or refuses it with `429 rate_limited` when its IP or
+    /// network is flagged and over the stricter limit.
+    pub async fn admit_login(&self, store: &Store, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        if self.settings.per_minute == 0 {
+            return Ok(());
+        }
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        let Some((subject, alert_id)) = self.flagged_subject(store, ip).await? else {
+            return Ok(());
+        };
+        self.record(&subject, &alert_id).await;
+        if let Err(not_until) = self.limiter.check_key(&subject) {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let seconds = i64::try_from(wait.as_secs())
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
+            return Err(ApiError::rate_limited(
+                "rate_limited",
+                "too many requests; wait before trying again",
+                seconds,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the decision once per alert (and per process; the aggregate dedupes across).
+    async fn record(&self, subject: &str, alert_id: &str) {
+        let first = self
+            .recorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(alert_id.to_string());
+        if !first {
+            return;
+        }
+        let at = Utc::now();
+        let until = at + self.settings.flag_for;
+        let result = self
+            .decisions
+            .execute(
+                &format!("protection:{subject}"),
+                || ProtectionCommand::ThrottleNetwork {
+                    subject: subject.to_string(),
+                    alert_id: alert_id.to_string(),
+                    per_minute: self.settings.per_minute,
+                    until,
+                    at,
+                },
+                crate::routes::metadata(),
+            )
+            .await;
+        match result {
+            Ok(_) | Err(ExecuteError::Refused(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record a throttling decision");
+                self.recorded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(alert_id);
+            }
+        }
+    }
+
+    /// Drops limiter state of subjects back to full allowance.
+    pub fn housekeep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}

@@ -1,0 +1,389 @@
+//! Reads for the analysts' API: alerts (filtered, keyset-paged), their evidence, the alerts that
+//! changed after a stream position (live feed), login history across accounts, and one
+//! aggregate's raw event timeline.
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::store::{Store, StoreError, StreamPosition};
+
+/// One alert as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRow {
+    /// Alert id.
+    pub id: String,
+    /// Rule name.
+    pub rule: String,
+    /// `low`, `medium`, `high`, `critical`.
+    pub severity: String,
+    /// `account:<id>`, `identifier:<lookup>`, `ip:<addr>`, `net:<cidr>` or `global`.
+    pub subject: String,
+    /// Time of the earliest evidence (ms since the epoch).
+    pub first_seen_ms: i64,
+    /// Time of the latest evidence.
+    pub last_seen_ms: i64,
+    /// Evidence events.
+    pub count: i64,
+    /// `open`, `acknowledged`, `resolved`.
+    pub status: String,
+    /// Note of the last status change.
+    pub status_note: Option<String>,
+    /// Staff id of the last status change.
+    pub status_by: Option<String>,
+    /// Thresholds that produced it.
+    pub policy_version: String,
+    /// Stream position of its last change.
+    #[serde(skip)]
+    pub updated: StreamPosition,
+}
+
+/// Filters of [`list_alerts`]; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// Rule name.
+    pub rule: Option<String>,
+    /// Severity.
+    pub severity: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Exact subject.
+    pub subject: Option<String>,
+    /// Alerts whose last evidence is at or after this (ms).
+    pub from_ms: Option<i64>,
+    /// Alerts whose first evidence is at or before this (ms).
+    pub to_ms: Option<i64>,
+    /// Keyset cursor: strictly after this `(first_seen_ms, id)` in newest-first order.
+    pub before: Option<(i64, String)>,
+}
+
+const ALERT_COLUMNS: &str =
+    "id, rule, severity, subject, first_seen_ms, last_seen_ms, count, status,
+    status_note, status_by, policy_version, updated_tx, updated_pos";
+
+fn alert(r: &AnyRow) -> Result<AlertRow, sqlx::Error> {
+    Ok(AlertRow {
+        id: r.try_get("id")?,
+        rule: r.try_get("rule")?,
+        severity: r.try_get("severity")?,
+        subject: r.try_get("subject")?,
+        first_seen_ms: r.try_get("first_seen_ms")?,
+        last_seen_ms: r.try_get("last_seen_ms")?,
+        count: r.try_get("count")?,
+        status: r.try_get("status")?,
+        status_note: r.try_get("status_note")?,
+        status_by: r.try_get("status_by")?,
+        policy_version: r.try_get("policy_version")?,
+        updated: StreamPosition {
+            tx: r.try_get("updated_tx")?,
+            pos: r.try_get("updated_pos")?,
+        },
+    })
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Newest first (by first evidence, then id), at most `limit`.
+pub async fn list_alerts(
+    store: &Store,
+    filter: &AlertFilter,
+    limit: i64,
+) -> Result<Vec<AlertRow>, StoreError> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    for (column, value) in [
+        ("rule", &filter.rule),
+        ("severity", &filter.severity),
+        ("status", &filter.status),
+        ("subject", &filter.subject),
+    ] {
+        if let Some(v) = value {
+            binds.push(Bind::Text(v.clone()));
+            conditions.push(format!("{column} = ${}", binds.len()));
+        }
+    }
+    if let Some(from) = filter.from_ms {
+        binds.push(Bind::Int(from));
+        conditions.push(format!("last_seen_ms >= ${}", binds.len()));
+    }
+    if let Some(to) = filter.to_ms {
+        binds.push(Bind::Int(to));
+        conditions.push(format!("first_seen_ms <= ${}", binds.len()));
+    }
+    if let Some((ms, id)) = &filter.before {
+        binds.push(Bind::Int(*ms));
+        binds.push(Bind::Text(id.clone()));
+        let (m, i) = (binds.len() - 1, binds.len());
+        conditions.push(format!(
+            "(first_seen_ms < ${m} or (first_seen_ms = ${m} and id < ${i}))"
+        ));
+    }
+    let mut sql = format!("select {ALERT_COLUMNS} from alerts_v1");
+    if !conditions.is_empty() {
+        sql.push_str(" where ");
+        sql.push_str(&conditions.join(" and "));
+    }
+    sql.push_str(&format!(
+        " order by first_seen_ms desc, id desc limit ${}",
+        binds.len() + 1
+    ));
+    let mut query = sqlx::query(&sql);
+    for b in binds {
+        query = match b {
+            Bind::Text(s) => query.bind(s),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    let rows = query.bind(limit).fetch_all(store.any()).await?;
+    rows.iter()
+        .map(alert)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// One alert.
+pub async fn get_alert(store: &Store, id: &str) -> Result<Option<AlertRow>, StoreError> {
+    let row = sqlx::query(&format!(
+        "select {ALERT_COLUMNS} from alerts_v1 where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.any())
+    .await?;
+    Ok(row.as_ref().map(alert).transpose()?)
+}
+
+/// Alerts changed after `after` in stream order (the live feed), oldest change first.
+pub async fn alerts_changed_after(
+    store: &Store,
+    after: StreamPosition,
+    limit: i64,
+) -> Result<Vec<AlertRow>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "select {ALERT_COLUMNS} from alerts_v1
+          where updated_tx > $1 or (updated_tx = $1 and updated_pos > $2)
+          order by updated_tx, updated_pos, id limit $3"
+    ))
+    .bind(after.tx)
+    .bind(after.pos)
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(alert)
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// The latest change position over all alerts (where a new live feed starts).
+pub async fn alerts_head(store: &Store) -> Result<StreamPosition, StoreError> {
+    let row = sqlx::query(
+        "select updated_tx, updated_pos from alerts_v1
+          order by updated_tx desc, updated_pos desc limit 1",
+    )
+    .fetch_optional(store.any())
+    .await?;
+    Ok(match row {
+        Some(r) => StreamPosition {
+            tx: r.try_get("updated_tx")?,
+            pos: r.try_get("updated_pos")?,
+        },
+        None => StreamPosition::default(),
+    })
+}
+
+/// One evidence event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceRow {
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// Sequence in the aggregate.
+    pub sequence: i64,
+    /// Event time (ms).
+    pub at_ms: i64,
+}
+
+/// An alert's evidence, oldest first, at most `limit`.
+pub async fn evidence(
+    store: &Store,
+    alert_id: &str,
+    limit: i64,
+) -> Result<Vec<EvidenceRow>, StoreError> {
+    let rows = sqlx::query(
+        "select aggregate_id, sequence, at_ms from alert_evidence_v1 where alert_id = $1
+          order by at_ms, aggregate_id, sequence limit $2",
+    )
+    .bind(alert_id)
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EvidenceRow {
+                aggregate_id: r.try_get("aggregate_id")?,
+                sequence: r.try_get("sequence")?,
+                at_ms: r.try_get("at_ms")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// Alerts per rule, severity and status (for `/metrics`).
+pub async fn alert_counts(store: &Store) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+    let rows = sqlx::query(
+        "select rule, severity, status, count(*) as n from alerts_v1
+          group by rule, severity, status order by rule, severity, status",
+    )
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("rule")?,
+                r.try_get("severity")?,
+                r.try_get("status")?,
+                r.try_get("n")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// One login-history row across accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoginRow {
+    /// Account (or `unknown-<lookup>` stand-in).
+    pub account_id: String,
+    /// Event sequence.
+    pub sequence: i64,
+    /// When (ms).
+    pub at_ms: i64,
+    /// `succeeded`, `failed`, `locked`.
+    pub outcome: String,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Device id.
+    pub device_id: Option<String>,
+}
+
+/// Filters of [`search_logins`].
+#[derive(Debug, Clone, Default)]
+pub struct LoginFilter {
+    /// One account.
+    pub account: Option<String>,
+    /// One IP.
+    pub ip: Option<String>,
+    /// At or after (ms).
+    pub from_ms: Option<i64>,
+    /// At or before (ms).
+    pub to_ms: Option<i64>,
+    /// Keyset cursor: strictly before `(at_ms, account_id, sequence)` in newest-first order.
+    pub before: Option<(i64, String, i64)>,
+}
+
+/// Newest first, at most `limit`.
+pub async fn search_logins(
+    store: &Store,
+    f: &LoginFilter,
+    limit: i64,
+) -> Result<Vec<LoginRow>, StoreError> {
+    let (before_ms, before_account, before_seq) =
+        f.before
+            .clone()
+            .unwrap_or((i64::MAX, String::new(), i64::MAX));
+    let unbounded = f.before.is_none();
+    let rows = sqlx::query(
+        "select account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id
+           from login_history_v1
+          where ($1 is null or account_id = $1)
+            and ($2 is null or ip = $2)
+            and at_ms >= $3 and at_ms <= $4
+            and ($5 = 1 or at_ms < $6 or (at_ms = $6 and (account_id < $7
+                 or (account_id = $7 and sequence < $8))))
+          order by at_ms desc, account_id desc, sequence desc
+          limit $9",
+    )
+    .bind(f.account.as_deref())
+    .bind(f.ip.as_deref())
+    .bind(f.from_ms.unwrap_or(i64::MIN))
+    .bind(f.to_ms.unwrap_or(i64::MAX))
+    .bind(i64::from(unbounded))
+    .bind(before_ms)
+    .bind(before_account)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LoginRow {
+                account_id: r.try_get("account_id")?,
+                sequence: r.try_get("sequence")?,
+                at_ms: r.try_get("at_ms")?,
+                outcome: r.try_get("outcome")?,
+                reason: r.try_get("reason")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+                device_id: r.try_get("device_id")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// One raw event of an aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawEvent {
+    /// Sequence in the aggregate.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Payload version.
+    pub event_version: String,
+    /// Payload as stored.
+    pub payload: serde_json::Value,
+}
+
+/// Events of one aggregate of `aggregate_type` after `after_sequence`, at most `limit`.
+pub async fn aggregate_events(
+    store: &Store,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+    limit: i64,
+) -> Result<Vec<RawEvent>, StoreError> {
+    let payload = match store.kind() {
+        "postgres" => "payload::text as payload",
+        _ => "payload",
+    };
+    let rows = sqlx::query(&format!(
+        "select sequence, event_type, event_version, {payload} from events
+          where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
+          order by sequence limit $4"
+    ))
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(after_sequence)
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.try_get("payload")?;
+            Ok(RawEvent {
+                sequence: r.try_get("sequence")?,
+                event_type: r.try_get("event_type")?,
+                event_version: r.try_get("event_version")?,
+                payload: serde_json::from_str(&text)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
