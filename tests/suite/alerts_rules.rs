@@ -10,7 +10,7 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::policy::FlowKind;
 use gatehouse_domain::{AccountEvent, AccountFact};
 use gatehouse_projections::alerts::{AlertPolicy, AlertsProjection};
-use gatehouse_projections::{ProjectionRunner, Store};
+use gatehouse_projections::{ProjectionRunner, Store, StreamPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -133,10 +133,43 @@ pub async fn dump(pool: &PgPool) -> Vec<String> {
     rows
 }
 
+/// The last event appended, whether or not readers may see it yet.
+pub async fn last_event(pool: &PgPool) -> StreamPosition {
+    let (tx, pos): (i64, i64) = sqlx::query_as(
+        "select tx_id::text::bigint, global_position from events
+          order by tx_id desc, global_position desc limit 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    StreamPosition { tx, pos }
+}
+
+/// Runs `runner` until `projection` has applied every event appended so far. The stream shows
+/// an event only once every older transaction of the cluster has ended, and other tests run
+/// transactions at the same time, so one pass may stop short.
+pub async fn settle(runner: &ProjectionRunner, pool: &PgPool, projection: &str) {
+    let target = last_event(pool).await;
+    for _ in 0..800 {
+        runner.catch_up().await.unwrap();
+        if runner.checkpoint(projection).await.unwrap() >= target {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{projection} did not reach {target:?}");
+}
+
+async fn fold(store: &Store, pool: &PgPool, policy: &AlertPolicy) {
+    settle(&runner(store, policy.clone()), pool, "alerts_v1").await;
+}
+
 async fn assert_rebuild_equals_live(store: &Store, pool: &PgPool, policy: AlertPolicy) {
     let live = dump(pool).await;
     assert!(!live.is_empty());
-    runner(store, policy).rebuild().await.unwrap();
+    let runner = runner(store, policy);
+    runner.rebuild().await.unwrap();
+    settle(&runner, pool, "alerts_v1").await;
     assert_eq!(live, dump(pool).await);
 }
 
@@ -157,7 +190,7 @@ async fn test_stuffing_from_one_ip_over_200_identifiers() {
         );
     }
     let policy = AlertPolicy::default();
-    runner(&store, policy.clone()).catch_up().await.unwrap();
+    fold(&store, &s.pool, &policy).await;
 
     assert_eq!(
         alerts(&s.pool).await,
@@ -227,7 +260,7 @@ async fn test_spray_from_50_ips_against_its_baseline() {
         );
     }
     let policy = AlertPolicy::default();
-    runner(&store, policy.clone()).catch_up().await.unwrap();
+    fold(&store, &s.pool, &policy).await;
 
     assert_eq!(
         alerts(&s.pool).await,
@@ -275,7 +308,7 @@ async fn test_new_device_sign_in_and_a_person_mistyping_twice() {
     )
     .await;
     let policy = AlertPolicy::default();
-    runner(&store, policy.clone()).catch_up().await.unwrap();
+    fold(&store, &s.pool, &policy).await;
     assert_eq!(alerts(&s.pool).await, vec![]);
 
     // Ann signs in from her laptop twice, then from a device never seen.
@@ -290,7 +323,7 @@ async fn test_new_device_sign_in_and_a_person_mistyping_twice() {
             succeeded("192.0.2.30", "unknown-phone"),
         )
         .await;
-    runner(&store, policy.clone()).catch_up().await.unwrap();
+    fold(&store, &s.pool, &policy).await;
     assert_eq!(
         alerts(&s.pool).await,
         vec![(
@@ -389,7 +422,7 @@ async fn test_brute_force_recovery_code_guessing_and_lockout_storm() {
             .await,
         );
     }
-    runner(&store, policy.clone()).catch_up().await.unwrap();
+    fold(&store, &s.pool, &policy).await;
     let subject = format!("account:{victim}");
     assert_eq!(
         alerts(&s.pool).await,

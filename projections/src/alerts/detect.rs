@@ -142,6 +142,18 @@ async fn signal(
     Ok(())
 }
 
+/// Forgets signals before `before_ms` (no window reaches them any more).
+pub(crate) async fn prune(conn: &mut AnyConnection, before_ms: i64) -> Result<(), StoreError> {
+    for signal in [FAIL, LOCK, FLOW, EXHAUSTED] {
+        sqlx::query("delete from alert_signals_v1 where signal = $1 and at_ms < $2")
+            .bind(signal)
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Feeds one account fact to the rules.
 pub(crate) async fn account_event(
     this: &AlertsProjection,
@@ -375,15 +387,39 @@ async fn success(
     let p = &this.policy;
     let account = &me.aggregate_id;
     let subject = account_subject(account);
-    let prior = is_known(conn, account, "login", "").await?;
+    // One read for what this sign-in could reveal as new; writes only for what is new.
+    let device = context.device_id.as_deref();
+    let ip = context.ip.as_deref();
+    let rows = sqlx::query(
+        "select kind from alert_known_v1
+          where account_id = $1
+            and (kind = 'login' or (kind = 'device' and value = $2) or (kind = 'ip' and value = $3))",
+    )
+    .bind(account)
+    .bind(device)
+    .bind(ip)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut known = Vec::with_capacity(rows.len());
+    for r in &rows {
+        known.push(r.try_get::<String, _>("kind")?);
+    }
+    let prior = known.iter().any(|k| k == "login");
     let repeat_ms = p.repeat_window_s.saturating_mul(1000);
-    if let Some(device) = context.device_id.as_deref() {
-        if prior && !is_known(conn, account, "device", device).await? {
+    for (kind, value, rule) in [
+        ("device", device, Rule::NewDeviceSignIn),
+        ("ip", ip, Rule::NewIpSignIn),
+    ] {
+        let Some(value) = value else { continue };
+        if known.iter().any(|k| k == kind) {
+            continue;
+        }
+        if prior {
             raise(
                 this,
                 conn,
                 event,
-                Rule::NewDeviceSignIn,
+                rule,
                 &subject,
                 vec![me.clone()],
                 None,
@@ -391,41 +427,25 @@ async fn success(
             )
             .await?;
         }
-        remember(conn, account, "device", device).await?;
+        remember(conn, account, kind, value).await?;
     }
-    if let Some(ip) = context.ip.as_deref() {
-        if prior && !is_known(conn, account, "ip", ip).await? {
-            raise(
-                this,
-                conn,
-                event,
-                Rule::NewIpSignIn,
-                &subject,
-                vec![me.clone()],
-                None,
-                repeat_ms,
-            )
-            .await?;
-        }
-        remember(conn, account, "ip", ip).await?;
+    if !prior {
+        remember(conn, account, "login", "").await?;
     }
-    remember(conn, account, "login", "").await?;
 
-    let mark =
-        sqlx::query("select sequence, at_ms from alert_recovery_marks_v1 where account_id = $1")
-            .bind(account)
-            .fetch_optional(&mut *conn)
-            .await?;
+    // A sign-in consumes the mark of the last reset or unlock.
+    let mark = sqlx::query(
+        "delete from alert_recovery_marks_v1 where account_id = $1 returning sequence, at_ms",
+    )
+    .bind(account)
+    .fetch_optional(&mut *conn)
+    .await?;
     if let Some(mark) = mark {
         let mark = Evidence {
             aggregate_id: account.clone(),
             sequence: mark.try_get("sequence")?,
             at_ms: mark.try_get("at_ms")?,
         };
-        sqlx::query("delete from alert_recovery_marks_v1 where account_id = $1")
-            .bind(account)
-            .execute(&mut *conn)
-            .await?;
         if me.at_ms - mark.at_ms <= p.after_recovery_window_s.saturating_mul(1000) {
             raise(
                 this,
@@ -441,23 +461,6 @@ async fn success(
         }
     }
     Ok(())
-}
-
-async fn is_known(
-    conn: &mut AnyConnection,
-    account: &str,
-    kind: &str,
-    value: &str,
-) -> Result<bool, StoreError> {
-    let row = sqlx::query(
-        "select 1 from alert_known_v1 where account_id = $1 and kind = $2 and value = $3",
-    )
-    .bind(account)
-    .bind(kind)
-    .bind(value)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
 }
 
 async fn remember(

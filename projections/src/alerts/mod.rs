@@ -28,6 +28,9 @@ pub struct AlertsProjection {
     version: String,
 }
 
+/// Signals older than every window are pruned at stream positions that are multiples of this.
+const PRUNE_EVERY: i64 = 1024;
+
 /// The projection's checkpoint name.
 pub const NAME: &str = "alerts_v1";
 
@@ -64,6 +67,15 @@ impl Projection for AlertsProjection {
                 "Account" => {
                     if let Some(e) = crate::account_event(event)? {
                         detect::account_event(self, conn, event, &e).await?;
+                        // Every so often (a function of the stream alone, so rebuilds prune at the
+                        // same points), forget signals older than any window looks back.
+                        if event.position.pos % PRUNE_EVERY == 0 {
+                            detect::prune(
+                                conn,
+                                crate::time::to_ms(e.at) - self.policy.horizon_ms(),
+                            )
+                            .await?;
+                        }
                     }
                 }
                 "Staff" => apply_staff(conn, event).await?,

@@ -143,6 +143,22 @@ impl AlertPolicy {
         format!("v1-{}", &hex_prefix(&digest)[..12])
     }
 
+    /// How far back any windowed rule looks, in milliseconds.
+    pub fn horizon_ms(&self) -> i64 {
+        [
+            self.brute_force_window_s,
+            self.stuffing_window_s,
+            self.spray_window_s
+                .saturating_mul(self.spray_baseline_windows.saturating_add(1)),
+            self.recovery_window_s,
+            self.lockout_storm_window_s,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .saturating_mul(1000)
+    }
+
     /// Refuses thresholds or windows below 1.
     pub fn validate(&self) -> Result<(), String> {
         let all = [
