@@ -12,9 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{
-    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery,
-};
+use crate::routes::{accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
