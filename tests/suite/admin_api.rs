@@ -190,6 +190,25 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
         );
     }
 
+    // Every admin route is in the OpenAPI document.
+    let (status, doc) = call(&server, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/admin/alerts",
+        "/v1/admin/alerts/stream",
+        "/v1/admin/alerts/{id}",
+        "/v1/admin/alerts/{id}/acknowledge",
+        "/v1/admin/alerts/{id}/resolve",
+        "/v1/admin/login-history",
+        "/v1/admin/accounts/{id}/events",
+        "/v1/admin/staff",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+
     // A live feed opened before the new device signs in.
     let mut feed = server
         .http
