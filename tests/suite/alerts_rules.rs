@@ -341,7 +341,7 @@ async fn test_new_device_sign_in_and_a_person_mistyping_twice() {
 }
 
 #[tokio::test]
-async fn test_brute_force_recovery_code_guessing_and_lockout_storm() {
+async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter() {
     let db = TestDb::new().await;
     let store = db.store().await;
     let mut s = Script::new(&db).await;
@@ -422,6 +422,16 @@ async fn test_brute_force_recovery_code_guessing_and_lockout_storm() {
             .await,
         );
     }
+    let regressed = s
+        .append(
+            &victim,
+            t0() + Duration::minutes(9),
+            AccountFact::SecurityKeyCounterRegressed {
+                key_id: "key-1".into(),
+                context: ctx("192.0.2.40", None),
+            },
+        )
+        .await;
     fold(&store, &s.pool, &policy).await;
     let subject = format!("account:{victim}");
     assert_eq!(
@@ -437,7 +447,17 @@ async fn test_brute_force_recovery_code_guessing_and_lockout_storm() {
                 "open".into(),
                 2
             ),
+            (
+                "webauthn_counter_regression".into(),
+                subject.clone(),
+                "open".into(),
+                1
+            ),
         ]
+    );
+    assert_eq!(
+        evidence(&s.pool, "webauthn_counter_regression", &subject).await,
+        vec![regressed]
     );
     assert_eq!(evidence(&s.pool, "brute_force", &subject).await, brute);
     assert_eq!(evidence(&s.pool, "recovery_burst", &subject).await, flows);

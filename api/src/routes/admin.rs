@@ -126,7 +126,7 @@ fn view(row: AlertRow, evidence: Vec<EvidenceRow>) -> AlertView {
 pub struct AlertQuery {
     /// Rule name (`brute_force`, `credential_stuffing`, `password_spraying`,
     /// `new_device_sign_in`, `new_ip_sign_in`, `sign_in_after_recovery`, `code_guessing`,
-    /// `recovery_burst`, `lockout_storm`).
+    /// `recovery_burst`, `lockout_storm`, `webauthn_counter_regression`).
     pub rule: Option<String>,
     /// `low`, `medium`, `high`, `critical`.
     pub severity: Option<String>,

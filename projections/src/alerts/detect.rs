@@ -241,6 +241,20 @@ pub(crate) async fn account_event(
                 .await?;
             }
         }
+        AccountFact::SecurityKeyCounterRegressed { .. } => {
+            let subject = account_subject(&me.aggregate_id);
+            raise(
+                this,
+                conn,
+                event,
+                Rule::WebauthnCounterRegression,
+                &subject,
+                vec![me],
+                None,
+                p.repeat_window_s.saturating_mul(1000),
+            )
+            .await?;
+        }
         AccountFact::AccountLocked { .. } => {
             signal(conn, LOCK, &me, None).await?;
             let w = Window::new(LOCK, Filter::All, me.at_ms, p.lockout_storm_window_s);

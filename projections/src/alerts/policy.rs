@@ -24,12 +24,14 @@ pub enum Rule {
     RecoveryBurst,
     /// Many distinct accounts locked in a window.
     LockoutStorm,
-    // WebAuthn counter regression: no event yet (added with second factors).
+    /// A security key presented a signature counter that did not move forward (a cloned
+    /// authenticator).
+    WebauthnCounterRegression,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -39,6 +41,7 @@ impl Rule {
         Rule::CodeGuessing,
         Rule::RecoveryBurst,
         Rule::LockoutStorm,
+        Rule::WebauthnCounterRegression,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -53,6 +56,7 @@ impl Rule {
             Rule::CodeGuessing => "code_guessing",
             Rule::RecoveryBurst => "recovery_burst",
             Rule::LockoutStorm => "lockout_storm",
+            Rule::WebauthnCounterRegression => "webauthn_counter_regression",
         }
     }
 
@@ -61,7 +65,10 @@ impl Rule {
         match self {
             Rule::NewDeviceSignIn | Rule::NewIpSignIn => "low",
             Rule::SignInAfterRecovery | Rule::CodeGuessing | Rule::RecoveryBurst => "medium",
-            Rule::BruteForce | Rule::CredentialStuffing | Rule::LockoutStorm => "high",
+            Rule::BruteForce
+            | Rule::CredentialStuffing
+            | Rule::LockoutStorm
+            | Rule::WebauthnCounterRegression => "high",
             Rule::PasswordSpraying => "critical",
         }
     }
