@@ -12,7 +12,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
-use crate::routes::{accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery};
+use crate::routes::{
+    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery, review,
+};
 use crate::state::AppState;
 
 /// Largest request body: far above any legitimate request, far below what could hurt.
@@ -29,7 +31,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
         mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
-        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, health::healthz, health::readyz, health::metrics,
+        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
         admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
         admin::login_history, admin::account_events, admin::create_staff
     ),
@@ -81,6 +83,15 @@ pub fn router(state: AppState) -> Router {
             post(lost_factor::complete),
         )
         .route("/v1/me/recovery", delete(lost_factor::cancel))
+        .route("/v1/admin/recovery-cases", get(review::list))
+        .route(
+            "/v1/admin/recovery-cases/{case_id}/approve",
+            post(review::approve),
+        )
+        .route(
+            "/v1/admin/recovery-cases/{case_id}/deny",
+            post(review::deny),
+        )
         .route(
             "/v1/me/backup-codes",
             get(mfa::backup_codes_left).post(mfa::regenerate_backup_codes),

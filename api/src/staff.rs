@@ -88,6 +88,12 @@ impl Permission for ReadEvents {
     const ROLES: &'static [StaffRole] = &[StaffRole::Auditor, StaffRole::Analyst, StaffRole::Admin];
 }
 
+/// Review lost-second-factor recovery cases.
+pub struct ReviewRecoveries;
+impl Permission for ReviewRecoveries {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
+}
+
 /// Create staff.
 pub struct ManageStaff;
 impl Permission for ManageStaff {

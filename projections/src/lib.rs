@@ -17,6 +17,7 @@ pub mod alerts;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;
+pub mod recovery_cases;
 pub mod runner;
 pub mod sessions;
 pub mod store;
@@ -41,6 +42,7 @@ pub fn standard_projections_with(policy: alerts::AlertPolicy) -> Vec<Arc<dyn Pro
         Arc::new(login_history::projection()),
         Arc::new(sessions::projection()),
         Arc::new(notifications::projection()),
+        Arc::new(recovery_cases::projection()),
         Arc::new(alerts::AlertsProjection::new(policy)),
     ]
 }

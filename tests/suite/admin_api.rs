@@ -190,6 +190,39 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
         );
     }
 
+    // The reviewers' queue: reviewers and admins only.
+    let case = "00000000-0000-4000-8000-000000000000";
+    let review_routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, "/v1/admin/recovery-cases".into(), None),
+        (
+            Method::POST,
+            format!("/v1/admin/recovery-cases/{case}/approve"),
+            Some(json!({"reason": "checked"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/admin/recovery-cases/{case}/deny"),
+            Some(json!({"reason": "checked"})),
+        ),
+    ];
+    for (method, path, body) in &review_routes {
+        let (status, b) = call(&server, method.clone(), path, None, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path} without a token: {b}");
+        let (status, _) = call(&server, method.clone(), path, Some(&session), body.clone()).await;
+        assert_eq!(status, 401, "{method} {path} with a session token");
+        for wrong in [analyst.as_str(), auditor.as_str()] {
+            let (status, b) = call(&server, method.clone(), path, Some(wrong), body.clone()).await;
+            assert_eq!(status, 403, "{method} {path} with a wrong role: {b}");
+        }
+        for right in [reviewer.as_str(), admin.as_str()] {
+            let (status, b) = call(&server, method.clone(), path, Some(right), body.clone()).await;
+            assert!(
+                [200, 404].contains(&status),
+                "{method} {path}: {status} {b}"
+            );
+        }
+    }
+
     // Every admin route is in the OpenAPI document.
     let (status, doc) = call(&server, Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, 200);
@@ -202,6 +235,9 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
         "/v1/admin/login-history",
         "/v1/admin/accounts/{id}/events",
         "/v1/admin/staff",
+        "/v1/admin/recovery-cases",
+        "/v1/admin/recovery-cases/{case_id}/approve",
+        "/v1/admin/recovery-cases/{case_id}/deny",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

@@ -1,60 +1,103 @@
 //! Lost second factor without a backup code: email code, evidence, review, hold, removal; the
-//! owner's cancellation; a denial. The reviewer's decision is executed as the domain command the
-//! reviewers' API issues.
-use std::sync::Arc;
+//! owner's cancellation; a denial. Reviewers work through `/v1/admin/recovery-cases` with staff
+//! tokens (an admin bootstrapped with `gatehouse staff create`).
 use std::time::Duration;
 
-use gatehouse_api::hasher::Argon2Hasher;
-use gatehouse_domain::password::Argon2Settings;
-use gatehouse_domain::policy::CooldownPolicy;
-use gatehouse_domain::{Account, AccountCommand, AccountServices};
-use gatehouse_projections::store::{AggregateStore, CommandExecutor};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::e2e_recovery::{world, World};
 use super::e2e_second_factor::enrol;
-use super::support::{assert_error_shape, PASSWORD};
+use super::support::{assert_error_shape, binary, read, PASSWORD};
 
 const HOLD_SECONDS: i64 = 2;
 
-async fn review(w: &World, account: &str, flow_id: uuid::Uuid, approve: bool) {
-    let services = AccountServices {
-        hasher: Arc::new(
-            Argon2Hasher::new(
-                Argon2Settings {
-                    memory_kib: 256,
-                    iterations: 1,
-                    parallelism: 1,
-                },
-                1,
-            )
-            .unwrap(),
-        ),
-        lockout: Default::default(),
-        sessions: Default::default(),
-        codes: Default::default(),
-        cooldowns: CooldownPolicy {
-            recovery_hold: chrono::Duration::seconds(HOLD_SECONDS),
-            ..Default::default()
-        },
-    };
-    let store = w.db.store().await;
-    let reviewers =
-        CommandExecutor::<Account>::new(AggregateStore::new(&store, Vec::new()), services);
-    reviewers
-        .execute(
-            account,
-            || AccountCommand::ReviewRecovery {
-                flow_id,
-                approve,
-                reviewer: "rita.reviewer".into(),
-                reason: "passport and selfie match the KYC record".into(),
-                at: chrono::Utc::now(),
-            },
-            Default::default(),
-        )
+/// A reviewer's token: an admin bootstrapped with the CLI creates a `reviewer`.
+async fn reviewer(w: &World) -> (String, String) {
+    let out = tokio::process::Command::new(binary())
+        .args(["staff", "create", "--name", "root", "--role", "admin"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &w.db.url)
+        .env("GATEHOUSE_LOG", "warn")
+        .output()
         .await
         .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let create = |role: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let (status, body) = read(
+                w.server
+                    .http
+                    .post(format!("{}/v1/admin/staff", w.server.base))
+                    .bearer_auth(&admin)
+                    .json(&json!({"name": format!("a {role}"), "roles": [role]}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            body["token"].as_str().unwrap().to_string()
+        }
+    };
+    (create("reviewer").await, create("analyst").await)
+}
+
+/// The reviewer finds the case in the queue (with the evidence) and decides.
+async fn review(w: &World, reviewer: &str, analyst: &str, account: &str, approve: bool) {
+    let queue = |token: String| async move {
+        read(
+            w.server
+                .http
+                .get(format!("{}/v1/admin/recovery-cases", w.server.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    // Only reviewers (and admins) see the queue.
+    assert_eq!(queue(analyst.to_string()).await.0, 403);
+    let mut case = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = queue(reviewer.to_string()).await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(c) = body["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["account_id"] == account)
+        {
+            case = c.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(case["evidence"]["kyc_reference"], "KYC-4471", "{case}");
+    let verb = if approve { "approve" } else { "deny" };
+    let path = format!(
+        "{}/v1/admin/recovery-cases/{}/{verb}",
+        w.server.base,
+        case["case_id"].as_str().unwrap()
+    );
+    let decide = |token: &str| {
+        w.server
+            .http
+            .post(&path)
+            .bearer_auth(token)
+            .json(&json!({"reason": "passport and selfie match the KYC record"}))
+            .send()
+    };
+    assert_eq!(decide(analyst).await.unwrap().status().as_u16(), 403);
+    let (status, body) = read(decide(reviewer).await.unwrap()).await;
+    assert_eq!(status, 204, "{body}");
 }
 
 /// Signs up with a verified email and TOTP; returns the account id and a session token.
@@ -109,34 +152,20 @@ async fn up_to_review(w: &World, email: &str, nth_code: usize) -> String {
     flow
 }
 
-async fn flow_uuid(w: &World, account: &str) -> uuid::Uuid {
-    let pool = w.db.pool().await;
-    let id: String = sqlx::query_scalar(
-        "select payload->'fact'->'FlowStarted'->>'flow_id' from events
-          where aggregate_id = $1 and event_type = 'FlowStarted'
-            and payload->'fact'->'FlowStarted'->>'kind' = 'lost_second_factor'
-          order by sequence desc limit 1",
-    )
-    .bind(account)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    uuid::Uuid::parse_str(&id).unwrap()
-}
-
 #[tokio::test]
 async fn test_approved_recovery_removes_the_factor_after_the_hold() {
     let hold = HOLD_SECONDS.to_string();
     let w = world(&[("GATEHOUSE_RECOVERY_HOLD_SECONDS", hold.as_str())]).await;
     let email = "lost.phone@example.com";
     let (account, old_session) = protected_account(&w, email).await;
+    let (reviewer_token, analyst_token) = reviewer(&w).await;
     let flow = up_to_review(&w, email, 1).await;
     // The owner is told on every channel as soon as evidence is in.
     w.smtp
         .wait_for(email, "Account recovery requested", 1)
         .await;
 
-    review(&w, &account, flow_uuid(&w, &account).await, true).await;
+    review(&w, &reviewer_token, &analyst_token, &account, true).await;
     let (_, view) = w.get(&format!("/v1/flows/{flow}")).await;
     assert_eq!(view["status"], "approved");
     assert_eq!(view["next_action"], "await_hold_end");
@@ -186,9 +215,10 @@ async fn test_owner_cancels_during_the_hold_and_a_denial_ends_the_case() {
     let w = world(&[("GATEHOUSE_RECOVERY_HOLD_SECONDS", "1")]).await;
     let email = "still.here@example.com";
     let (account, session) = protected_account(&w, email).await;
+    let (reviewer_token, analyst_token) = reviewer(&w).await;
 
     let flow = up_to_review(&w, email, 1).await;
-    review(&w, &account, flow_uuid(&w, &account).await, true).await;
+    review(&w, &reviewer_token, &analyst_token, &account, true).await;
     let (status, _) = w
         .server
         .authed(reqwest::Method::DELETE, "/v1/me/recovery", &session)
@@ -208,7 +238,7 @@ async fn test_owner_cancels_during_the_hold_and_a_denial_ends_the_case() {
     // Denied: the case closes, nothing changes.
     tokio::time::sleep(Duration::from_millis(2100)).await; // resend cooldown of codes
     let flow = up_to_review(&w, email, 2).await;
-    review(&w, &account, flow_uuid(&w, &account).await, false).await;
+    review(&w, &reviewer_token, &analyst_token, &account, false).await;
     w.smtp.wait_for(email, "recovery denied", 1).await;
     let (_, view) = w.get(&format!("/v1/flows/{flow}")).await;
     assert_eq!(view["status"], "closed", "{view}");

@@ -23,7 +23,7 @@ use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 
 /// Label the evidence is sealed under.
-const EVIDENCE_LABEL: &str = "recovery-evidence";
+pub const EVIDENCE_LABEL: &str = "recovery-evidence";
 
 /// Starts a recovery.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@ pub mod lost_factor;
 pub mod me;
 pub mod mfa;
 pub mod recovery;
+pub mod review;
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_domain::AccountError;
