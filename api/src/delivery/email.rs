@@ -61,15 +61,30 @@ impl EmailSender for SmtpSender {
                 .header(ContentType::TEXT_PLAIN)
                 .body(message.body.clone())
                 .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))?;
+            // The reason is recorded in an event and logged: only the SMTP status code and the
+            // kind of failure, never the server's text, which often quotes the recipient.
             match self.transport.send(email).await {
                 Ok(_) => Ok(()),
-                Err(e) if e.is_permanent() => Err(DeliveryError::permanent(format!(
-                    "the SMTP server refused the message: {}",
-                    e.status().map(|c| c.to_string()).unwrap_or_default()
-                ))),
-                Err(e) => Err(DeliveryError::transient(format!(
-                    "SMTP delivery failed: {e}"
-                ))),
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_permanent() {
+                        "refused the message"
+                    } else if e.is_transient() {
+                        "deferred the message"
+                    } else {
+                        "could not be reached"
+                    };
+                    let reason = match e.status() {
+                        Some(code) => format!("the SMTP server {kind} ({code})"),
+                        None => format!("the SMTP server {kind}"),
+                    };
+                    if e.is_permanent() {
+                        Err(DeliveryError::permanent(reason))
+                    } else {
+                        Err(DeliveryError::transient(reason))
+                    }
+                }
             }
         })
     }
