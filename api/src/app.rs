@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
 use crate::routes::{
-    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery, review,
+    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery, review, security_keys,
 };
 use crate::state::AppState;
 
@@ -33,7 +33,10 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
         lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
         admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
-        admin::login_history, admin::account_events, admin::create_staff
+        admin::login_history, admin::account_events, admin::create_staff,
+        security_keys::list, security_keys::start_registration, security_keys::register,
+        security_keys::rename, security_keys::remove, security_keys::start_assertion,
+        security_keys::start_login_assertion
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -72,6 +75,26 @@ pub fn router(state: AppState) -> Router {
             post(mfa::start_totp).delete(mfa::remove_totp),
         )
         .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
+        .route(
+            "/v1/login/mfa/security-key",
+            post(security_keys::start_login_assertion),
+        )
+        .route(
+            "/v1/me/security-keys",
+            get(security_keys::list).post(security_keys::register),
+        )
+        .route(
+            "/v1/me/security-keys/registration",
+            post(security_keys::start_registration),
+        )
+        .route(
+            "/v1/me/security-keys/challenge",
+            post(security_keys::start_assertion),
+        )
+        .route(
+            "/v1/me/security-keys/{key_id}",
+            axum::routing::patch(security_keys::rename).delete(security_keys::remove),
+        )
         .route("/v1/recovery/lost-2fa", post(lost_factor::start))
         .route("/v1/recovery/lost-2fa/code", post(lost_factor::code_step))
         .route(

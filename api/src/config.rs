@@ -299,6 +299,21 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub alert_repeat_window_seconds: i64,
+    /// WebAuthn relying-party id: the registrable domain the security keys are bound to (the
+    /// site's host or a parent of it).
+    #[arg(long, env = "GATEHOUSE_WEBAUTHN_RP_ID", default_value = "localhost")]
+    pub webauthn_rp_id: String,
+    /// WebAuthn origins the frontends run on (comma-separated; https, or http on localhost).
+    #[arg(
+        long,
+        env = "GATEHOUSE_WEBAUTHN_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:8080"
+    )]
+    pub webauthn_origins: Vec<String>,
+    /// Name shown by the browser and the key when registering.
+    #[arg(long, env = "GATEHOUSE_WEBAUTHN_RP_NAME", default_value = "Gatehouse")]
+    pub webauthn_rp_name: String,
 }
 
 /// A setting is out of range.
@@ -409,6 +424,16 @@ impl ServeArgs {
         };
         policy.validate().map_err(ConfigError)?;
         Ok(policy)
+    }
+
+    /// WebAuthn relying party from the settings.
+    pub fn relying_party(&self) -> Result<crate::webauthn::RelyingParty, ConfigError> {
+        crate::webauthn::RelyingParty::new(&crate::webauthn::RelyingPartySettings {
+            rp_id: self.webauthn_rp_id.clone(),
+            origins: self.webauthn_origins.clone(),
+            rp_name: self.webauthn_rp_name.clone(),
+        })
+        .map_err(ConfigError)
     }
 
     /// Password policy from the settings.

@@ -25,6 +25,7 @@ pub mod staff;
 pub mod state;
 pub mod throttle;
 pub mod tokens;
+pub mod webauthn;
 
 /// Installs the TLS crypto provider (ring) that the SMTP and HTTP clients share. Idempotent; call
 /// before building any `reqwest` client in a process that links this crate.

@@ -132,7 +132,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_protection(crate::protection::ProtectionSettings {
         per_minute: args.flagged_logins_per_minute,
         flag_for: chrono::Duration::seconds(args.flagged_seconds.max(1)),
-    });
+    })
+    .with_relying_party(
+        args.relying_party()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

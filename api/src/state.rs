@@ -32,6 +32,8 @@ struct Inner {
     staff: CommandExecutor<gatehouse_domain::staff::Staff>,
     /// Stricter sign-in limits for networks flagged by alerts.
     protection: crate::protection::Protection,
+    /// WebAuthn relying party (security keys).
+    relying_party: Option<crate::webauthn::RelyingParty>,
     /// Turns true when the server begins shutting down (ends live feeds).
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -54,6 +56,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 staff,
+                relying_party: None,
                 closing: tokio::sync::watch::Sender::new(false),
                 protection: crate::protection::Protection::new(
                     &store,
@@ -96,6 +99,19 @@ impl AppState {
             inner.protection = crate::protection::Protection::new(&inner.store, settings);
         }
         self
+    }
+
+    /// Replaces the WebAuthn relying party (call right after [`AppState::new`]).
+    pub fn with_relying_party(mut self, relying_party: crate::webauthn::RelyingParty) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.relying_party = Some(relying_party);
+        }
+        self
+    }
+
+    /// WebAuthn relying party (security keys); `None` until [`AppState::with_relying_party`].
+    pub fn relying_party(&self) -> Option<&crate::webauthn::RelyingParty> {
+        self.inner.relying_party.as_ref()
     }
 
     /// Stricter sign-in limits for networks flagged by alerts.

@@ -159,6 +159,20 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::SecurityKeyRegistered { name, context, .. } => vec![enqueue(
+            "security_key_added",
+            Target::AllVerified,
+            json!({ "name": name, "ip": context.ip }),
+            None,
+            None,
+        )],
+        AccountFact::SecurityKeyRemoved { context, .. } => vec![enqueue(
+            "security_key_removed",
+            Target::AllVerified,
+            json!({ "ip": context.ip }),
+            None,
+            None,
+        )],
         AccountFact::SecondFactorRemoved { context } => vec![enqueue(
             "second_factor_removed",
             Target::AllVerified,

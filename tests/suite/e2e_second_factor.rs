@@ -55,7 +55,7 @@ fn test_independent_totp_matches_rfc_6238_sha1_vectors() {
     assert_eq!(totp_at_step(seed, 1234567890 / 30), "005924");
 }
 
-async fn send(
+pub(super) async fn send(
     server: &Server,
     method: reqwest::Method,
     path: &str,

@@ -142,6 +142,23 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                     detail(details, "ip")
                 ),
             ),
+            "security_key_added" => (
+                "A security key was added".into(),
+                format!(
+                    "The security key \"{}\" was added to your account (request from {}); \
+                     sign-ins may now use it. If you did not do this, reset your password at once.",
+                    detail(details, "name"),
+                    detail(details, "ip")
+                ),
+            ),
+            "security_key_removed" => (
+                "A security key was removed".into(),
+                format!(
+                    "A security key was removed from your account (request from {}). \
+                     Withdrawals and other high-risk changes are paused for a while.",
+                    detail(details, "ip")
+                ),
+            ),
             "recovery_started" => (
                 "Account recovery requested".into(),
                 "Someone asked to recover access to your account without its second factor. If \

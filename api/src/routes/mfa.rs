@@ -19,6 +19,7 @@ use crate::keys::DataKey;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::tokens;
+use crate::webauthn;
 
 /// TOTP enrolment: show the secret or the QR code to the person, then confirm a first code.
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,6 +64,16 @@ pub enum Method {
     Totp,
     /// A backup code.
     BackupCode,
+    /// A security key's assertion (`ceremony_id` and `assertion`).
+    SecurityKey,
+}
+
+/// The factor a request presents: a typed code, or a security key's answer to a ceremony.
+pub(crate) struct FactorAnswer<'a> {
+    pub method: &'a Method,
+    pub code: Option<&'a str>,
+    pub ceremony_id: Option<&'a str>,
+    pub assertion: Option<&'a serde_json::Value>,
 }
 
 /// Second step of a sign-in.
@@ -71,12 +82,28 @@ pub enum Method {
 pub struct MfaRequest {
     /// From the `POST /v1/login` answer.
     pub challenge_id: String,
-    /// `totp` or `backup_code`.
+    /// `totp`, `backup_code` or `security_key`.
     pub method: Method,
-    /// The code.
-    pub code: String,
+    /// The code (`totp`, `backup_code`).
+    pub code: Option<String>,
+    /// From `POST /v1/login/mfa/security-key` (`security_key`).
+    pub ceremony_id: Option<String>,
+    /// The key's `PublicKeyCredential`, as `navigator.credentials.get` gave it (`security_key`).
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<serde_json::Value>,
     /// Device id, recorded in the login history.
     pub device_id: Option<String>,
+}
+
+impl MfaRequest {
+    fn answer(&self) -> FactorAnswer<'_> {
+        FactorAnswer {
+            method: &self.method,
+            code: self.code.as_deref(),
+            ceremony_id: self.ceremony_id.as_deref(),
+            assertion: self.assertion.as_ref(),
+        }
+    }
 }
 
 /// Removes the second factors.
@@ -85,23 +112,55 @@ pub struct MfaRequest {
 pub struct RemoveFactorRequest {
     /// The password.
     pub password: String,
-    /// `totp` or `backup_code`.
+    /// `totp`, `backup_code` or `security_key`.
     pub method: Method,
-    /// A current code.
-    pub code: String,
+    /// A current code (`totp`, `backup_code`).
+    pub code: Option<String>,
+    /// From `POST /v1/me/security-keys/challenge` (`security_key`).
+    pub ceremony_id: Option<String>,
+    /// The key's `PublicKeyCredential` (`security_key`).
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<serde_json::Value>,
+}
+
+impl RemoveFactorRequest {
+    pub(crate) fn answer(&self) -> FactorAnswer<'_> {
+        FactorAnswer {
+            method: &self.method,
+            code: self.code.as_deref(),
+            ceremony_id: self.ceremony_id.as_deref(),
+            assertion: self.assertion.as_ref(),
+        }
+    }
 }
 
 /// Regenerates backup codes.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegenerateRequest {
-    /// `totp` or `backup_code`.
+    /// `totp`, `backup_code` or `security_key`.
     pub method: Method,
-    /// A current code.
-    pub code: String,
+    /// A current code (`totp`, `backup_code`).
+    pub code: Option<String>,
+    /// From `POST /v1/me/security-keys/challenge` (`security_key`).
+    pub ceremony_id: Option<String>,
+    /// The key's `PublicKeyCredential` (`security_key`).
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<serde_json::Value>,
 }
 
-async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
+impl RegenerateRequest {
+    fn answer(&self) -> FactorAnswer<'_> {
+        FactorAnswer {
+            method: &self.method,
+            code: self.code.as_deref(),
+            ceremony_id: self.ceremony_id.as_deref(),
+            assertion: self.assertion.as_ref(),
+        }
+    }
+}
+
+pub(crate) async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
     let wrapped = directory::wrapped_key(state.store(), account_id)
         .await
         .map_err(store_error)?
@@ -116,20 +175,26 @@ fn unix_seconds(at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp()).unwrap_or(0)
 }
 
-/// What a typed factor proves, as the aggregate can judge it.
-async fn proof(
+/// What a presented factor proves, as the aggregate can judge it.
+pub(crate) async fn proof(
     state: &AppState,
     account_id: &str,
     account: &gatehouse_domain::Account,
-    method: &Method,
-    code: &str,
+    answer: &FactorAnswer<'_>,
     at: DateTime<Utc>,
 ) -> Result<MfaProof, ApiError> {
-    if code.len() > 64 {
-        return Err(ApiError::bad_request("code is too long").with_field("code"));
-    }
-    Ok(match method {
+    let code = || {
+        let code = answer
+            .code
+            .ok_or_else(|| ApiError::bad_request("code is required").with_field("code"))?;
+        if code.len() > 64 {
+            return Err(ApiError::bad_request("code is too long").with_field("code"));
+        }
+        Ok(code)
+    };
+    Ok(match answer.method {
         Method::Totp => {
+            let code = code()?;
             let matched_step = match account.totp().filter(|t| t.confirmed) {
                 Some(t) => {
                     let key = data_key(state, account_id).await?;
@@ -142,9 +207,71 @@ async fn proof(
             MfaProof::Totp { matched_step }
         }
         Method::BackupCode => MfaProof::BackupCode {
-            verifier: factors::typed_backup_verifier(state.keys(), account_id, code),
+            verifier: factors::typed_backup_verifier(state.keys(), account_id, code()?),
         },
+        Method::SecurityKey => {
+            let (Some(ceremony_id), Some(assertion)) = (answer.ceremony_id, answer.assertion)
+            else {
+                return Err(ApiError::bad_request(
+                    "a security key answer needs `ceremony_id` and `assertion`",
+                )
+                .with_field("assertion"));
+            };
+            let assertion: webauthn_rs::prelude::PublicKeyCredential =
+                serde_json::from_value(assertion.clone()).map_err(|_| {
+                    ApiError::bad_request("assertion is not a WebAuthn PublicKeyCredential")
+                        .with_field("assertion")
+                })?;
+            let relying_party = relying_party(state)?;
+            let ceremony = webauthn::take_ceremony::<
+                webauthn_rs::prelude::SecurityKeyAuthentication,
+            >(
+                state.store(),
+                ceremony_id,
+                account_id,
+                webauthn::Purpose::Assertion,
+                at,
+            )
+            .await
+            .map_err(store_error)?
+            .ok_or_else(ceremony_unknown)?;
+            webauthn::check_assertion(relying_party, account, &assertion, &ceremony)
+        }
     })
+}
+
+/// The relying party, or 503 when security keys are not configured.
+pub(crate) fn relying_party(state: &AppState) -> Result<&webauthn::RelyingParty, ApiError> {
+    state.relying_party().ok_or_else(|| {
+        ApiError::other(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "security_keys_unavailable",
+            "security keys are not configured on this server",
+        )
+    })
+}
+
+/// 409 for a security-key ceremony that is unknown, used, expired or someone else's.
+pub(crate) fn ceremony_unknown() -> ApiError {
+    conflict(
+        "ceremony_unknown",
+        "the security-key challenge is unknown, used or expired; ask for a new one",
+    )
+}
+
+/// How an app or a key shows the account, so the person recognises it: its email, else its
+/// phone, else its id.
+pub(crate) fn account_label(
+    key: &DataKey,
+    id: &str,
+    account: &gatehouse_domain::Account,
+) -> String {
+    match (account.email(), account.phone()) {
+        (Some(e), _) => key.open(id, ContactKind::Email, &e.sealed).ok(),
+        (None, Some(p)) => key.open(id, ContactKind::Phone, &p.sealed).ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| id.to_string())
 }
 
 /// Starts TOTP enrolment: a new secret, its URI and QR code. Confirm with a first code.
@@ -160,18 +287,12 @@ pub async fn start_totp(
     auth: Authenticated,
 ) -> Result<(StatusCode, Json<TotpEnrolment>), ApiError> {
     let id = auth.account_id();
-    if auth.account.has_second_factor() {
+    if auth.account.has_totp() {
         return Err(already_enrolled());
     }
     let key = data_key(&state, &id).await?;
     let secret = factors::new_secret().map_err(ApiError::internal)?;
-    // The app shows the account by its email (or phone) so the person recognises it.
-    let label = match (auth.account.email(), auth.account.phone()) {
-        (Some(e), _) => key.open(&id, ContactKind::Email, &e.sealed).ok(),
-        (None, Some(p)) => key.open(&id, ContactKind::Phone, &p.sealed).ok(),
-        _ => None,
-    }
-    .unwrap_or_else(|| id.clone());
+    let label = account_label(&key, &id, &auth.account);
     let totp = factors::totp(&secret, &label).map_err(ApiError::internal)?;
     let otpauth_uri = totp
         .to_url()
@@ -259,7 +380,7 @@ pub async fn confirm_totp(
 pub async fn backup_codes_left(auth: Authenticated) -> Json<BackupCodesLeft> {
     Json(BackupCodesLeft {
         remaining: auth.account.backup_codes_left(),
-        totp_enrolled: auth.account.has_second_factor(),
+        totp_enrolled: auth.account.has_totp(),
     })
 }
 
@@ -279,7 +400,7 @@ pub async fn regenerate_backup_codes(
     ApiJson(req): ApiJson<RegenerateRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
     let id = auth.account_id();
-    let proof = proof(&state, &id, &auth.account, &req.method, &req.code, auth.now).await?;
+    let proof = proof(&state, &id, &auth.account, &req.answer(), auth.now).await?;
     let (codes, verifiers) =
         factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
     let context = caller.context(None);
@@ -329,7 +450,7 @@ pub async fn remove_totp(
     if req.password.len() > state.password_policy().max_bytes() {
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
-    let proof = proof(&state, &id, &auth.account, &req.method, &req.code, auth.now).await?;
+    let proof = proof(&state, &id, &auth.account, &req.answer(), auth.now).await?;
     let password = normalize(&req.password);
     let context = caller.context(None);
     let executed = state
@@ -374,7 +495,7 @@ pub async fn complete_mfa(
         .load(&aggregate_id)
         .await
         .map_err(execute_error)?;
-    let proof = proof(&state, &aggregate_id, &account, &req.method, &req.code, now).await?;
+    let proof = proof(&state, &aggregate_id, &account, &req.answer(), now).await?;
     let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
     let context = caller.context(req.device_id);
     let command = CompleteMfa {
@@ -424,7 +545,7 @@ pub async fn complete_mfa(
 }
 
 /// A recorded wrong factor (possibly with a lock) becomes the refusal.
-fn refuse_failed_factor(
+pub(crate) fn refuse_failed_factor(
     events: &[cqrs_es::EventEnvelope<gatehouse_domain::Account>],
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
@@ -454,7 +575,7 @@ fn invalid_second_factor(status: StatusCode) -> ApiError {
     .with_field("code")
 }
 
-fn invalid_challenge() -> ApiError {
+pub(crate) fn invalid_challenge() -> ApiError {
     ApiError::other(
         StatusCode::UNAUTHORIZED,
         "invalid_challenge",
@@ -466,12 +587,12 @@ fn already_enrolled() -> ApiError {
     conflict("already_enrolled", "a second factor is already enrolled")
 }
 
-fn conflict(code: &'static str, message: &'static str) -> ApiError {
+pub(crate) fn conflict(code: &'static str, message: &'static str) -> ApiError {
     ApiError::other(StatusCode::CONFLICT, code, message)
 }
 
 /// Maps the second-factor refusals; the rest as usual.
-fn mfa_error(
+pub(crate) fn mfa_error(
     e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
 ) -> ApiError {
     use gatehouse_domain::AccountError as E;

@@ -9,6 +9,7 @@ pub mod me;
 pub mod mfa;
 pub mod recovery;
 pub mod review;
+pub mod security_keys;
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_domain::AccountError;

@@ -103,6 +103,11 @@ pub enum AccountCommand {
         name: String,
         /// The credential to store.
         credential: serde_json::Value,
+        /// The password: a stolen session alone must not add a factor the thief controls.
+        password: SecretString,
+        /// Keyed verifiers of fresh backup codes, used when this is the account's first second
+        /// factor (so a lost key never leaves the owner without a way back).
+        backup_verifiers: Vec<String>,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.

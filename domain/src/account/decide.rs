@@ -11,6 +11,7 @@ use super::commands::{AccountCommand, AttemptLogin, RegisterAccount};
 use super::error::AccountError;
 use super::events::{AccountFact, LoginFailureReason, SessionEndReason};
 use super::services::AccountServices;
+use super::second_factor::NewSecurityKey;
 use super::state::{Account, AccountStatus};
 
 impl Account {
@@ -120,11 +121,24 @@ impl Account {
                 key_id,
                 name,
                 credential,
+                password,
+                backup_verifiers,
                 at,
                 context,
             } => Ok((
                 at,
-                self.register_security_key(key_id, name, credential, context)?,
+                self.register_security_key(
+                    NewSecurityKey {
+                        key_id,
+                        name,
+                        credential,
+                        backup_verifiers,
+                    },
+                    &password,
+                    context,
+                    services,
+                )
+                .await?,
             )),
             AccountCommand::RenameSecurityKey { key_id, name, at } => {
                 Ok((at, self.rename_security_key(key_id, name)?))

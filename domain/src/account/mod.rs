@@ -20,7 +20,7 @@ pub use events::{
     AccountEvent, AccountFact, CooldownReason, LoginFailureReason, SessionEndReason, UnlockReason,
     EVENT_VERSION,
 };
-pub use second_factor::MFA_CHALLENGE_TTL;
+pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
     AccountStatus, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge, RecoveryCase,

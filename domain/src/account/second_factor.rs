@@ -33,6 +33,14 @@ struct Proven {
     key_used: Option<(String, u32, serde_json::Value)>,
 }
 
+/// A security key to register, as checked at the edge.
+pub(super) struct NewSecurityKey {
+    pub(super) key_id: String,
+    pub(super) name: String,
+    pub(super) credential: serde_json::Value,
+    pub(super) backup_verifiers: Vec<String>,
+}
+
 impl Account {
     /// The sign-in challenge issued instead of a session when a second factor is enrolled.
     pub(super) fn mfa_challenge(
@@ -66,7 +74,7 @@ impl Account {
         context: RequestContext,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if self.has_second_factor() {
+        if self.has_totp() {
             return Err(AccountError::AlreadyEnrolled);
         }
         Ok(vec![AccountFact::TotpEnrolmentStarted {
@@ -199,27 +207,43 @@ impl Account {
         }
     }
 
-    /// `RegisterSecurityKey`.
-    pub(super) fn register_security_key(
+    /// `RegisterSecurityKey`: the password again, then the key; the first second factor also
+    /// brings backup codes.
+    pub(super) async fn register_security_key(
         &self,
-        key_id: String,
-        name: String,
-        credential: serde_json::Value,
+        key: NewSecurityKey,
+        password: &secrecy::SecretString,
         context: RequestContext,
+        services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if self.security_keys.contains_key(&key_id) {
+        if self.security_keys.contains_key(&key.key_id) {
             return Err(AccountError::SecurityKeyUnknown);
         }
         if self.security_keys.len() >= MAX_SECURITY_KEYS {
             return Err(AccountError::TooManySecurityKeys);
         }
-        Ok(vec![AccountFact::SecurityKeyRegistered {
-            key_id,
-            name,
-            credential,
-            context,
-        }])
+        if !services
+            .hasher
+            .verify(password, self.password_hash.as_ref())
+            .await
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        let first_factor = !self.has_second_factor();
+        let mut facts = vec![AccountFact::SecurityKeyRegistered {
+            key_id: key.key_id,
+            name: key.name,
+            credential: key.credential,
+            context: context.clone(),
+        }];
+        if first_factor {
+            facts.push(AccountFact::BackupCodesGenerated {
+                verifiers: key.backup_verifiers,
+                context,
+            });
+        }
+        Ok(facts)
     }
 
     /// `RenameSecurityKey`.
@@ -263,7 +287,14 @@ impl Account {
             None => Ok(self.proof_failed(None, &proof, at, context, services)),
             Some(proven) => {
                 let mut facts = self.verified(None, proven, context.clone());
-                facts.push(AccountFact::SecurityKeyRemoved { key_id, context });
+                facts.push(AccountFact::SecurityKeyRemoved {
+                    key_id,
+                    context: context.clone(),
+                });
+                // The last factor gone: two-step sign-in is off, backup codes included.
+                if self.security_keys.len() == 1 && !self.has_totp() {
+                    facts.push(AccountFact::SecondFactorRemoved { context });
+                }
                 facts.push(AccountFact::HighRiskCooldownStarted {
                     until: at + services.cooldowns.after_password_reset,
                     reason: CooldownReason::SecondFactorRemoved,
@@ -307,12 +338,17 @@ impl Account {
         services: &AccountServices,
     ) -> Vec<AccountFact> {
         let mut facts = Vec::with_capacity(3);
-        if let MfaProof::SecurityKey {
-            key_id,
-            check: KeyCheck::CounterRegressed,
-        } = proof
-        {
-            if self.security_keys.contains_key(key_id) {
+        if let MfaProof::SecurityKey { key_id, check } = proof {
+            // The library compares with the counter it saw when the challenge was made; a
+            // signature made meanwhile may have moved the stored one past this one.
+            let regressed = match (check, self.security_keys.get(key_id)) {
+                (KeyCheck::CounterRegressed, Some(_)) => true,
+                (KeyCheck::Verified { counter, .. }, Some(key)) => {
+                    *counter != 0 && *counter <= key.counter
+                }
+                _ => false,
+            };
+            if regressed {
                 facts.push(AccountFact::SecurityKeyCounterRegressed {
                     key_id: key_id.clone(),
                     context: context.clone(),

@@ -1388,7 +1388,7 @@ mod lost_factor {
         })
     }
 
-    fn apply_all(
+    pub(super) fn apply_all(
         mut given: Vec<(DateTime<Utc>, AccountFact)>,
         facts: Vec<AccountFact>,
         at: DateTime<Utc>,
@@ -1397,7 +1397,7 @@ mod lost_factor {
         given
     }
 
-    fn state_of(given: Vec<(DateTime<Utc>, AccountFact)>) -> Account {
+    pub(super) fn state_of(given: Vec<(DateTime<Utc>, AccountFact)>) -> Account {
         let mut state = Account::default();
         for e in history(given) {
             state.apply(e);
@@ -1643,6 +1643,91 @@ mod security_keys {
             }),
         )
         .unwrap();
+        assert!(
+            matches!(&facts[0], AccountFact::SecurityKeyCounterRegressed { key_id, .. } if key_id == "key-1")
+        );
+        assert!(matches!(facts[1], AccountFact::SecondFactorFailed { .. }));
+        assert!(!facts
+            .iter()
+            .any(|f| matches!(f, AccountFact::SessionStarted { .. })));
+    }
+
+    fn register(password: &str, key_id: &str) -> AccountCommand {
+        AccountCommand::RegisterSecurityKey {
+            key_id: key_id.into(),
+            name: "blue".into(),
+            credential: serde_json::json!({"v": 0}),
+            password: SecretString::from(password.to_string()),
+            backup_verifiers: vec!["v1".into(), "v2".into()],
+            at: t(1),
+            context: ctx(),
+        }
+    }
+
+    #[test]
+    fn test_the_first_key_needs_the_password_and_brings_backup_codes() {
+        assert_eq!(
+            run(vec![registered()], register("not the password", "key-1")),
+            Err(AccountError::WrongPassword)
+        );
+        let facts = run(vec![registered()], register(PASSWORD, "key-1")).unwrap();
+        assert!(
+            matches!(&facts[0], AccountFact::SecurityKeyRegistered { key_id, .. } if key_id == "key-1")
+        );
+        assert!(
+            matches!(&facts[1], AccountFact::BackupCodesGenerated { verifiers, .. } if verifiers.len() == 2)
+        );
+        // A second key keeps the codes the owner already holds.
+        let facts = run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-2")).unwrap();
+        assert_eq!(facts.len(), 1);
+        assert_eq!(
+            run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-1")),
+            Err(AccountError::SecurityKeyUnknown)
+        );
+    }
+
+    #[test]
+    fn test_removing_the_last_key_turns_two_step_sign_in_off() {
+        let mut given = with_key(3);
+        given.pop();
+        let remove = |proof: MfaProof| AccountCommand::RemoveSecurityKey {
+            key_id: "key-1".into(),
+            password: SecretString::from(PASSWORD.to_string()),
+            proof,
+            at: t(2),
+            context: ctx(),
+        };
+        let proof = MfaProof::SecurityKey {
+            key_id: "key-1".into(),
+            check: KeyCheck::Verified {
+                counter: 4,
+                credential: serde_json::json!({"v": 4}),
+            },
+        };
+        let facts = run(given.clone(), remove(proof)).unwrap();
+        let names: Vec<&str> = facts.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "SecondFactorVerified",
+                "SecurityKeyUsed",
+                "SecurityKeyRemoved",
+                "SecondFactorRemoved",
+                "HighRiskCooldownStarted"
+            ]
+        );
+        let after = super::lost_factor::apply_all(given.clone(), facts, t(2));
+        assert!(!super::lost_factor::state_of(after).has_second_factor());
+        // An invalid assertion removes nothing and counts as a failure.
+        let facts = run(
+            given,
+            remove(MfaProof::SecurityKey {
+                key_id: "key-1".into(),
+                check: KeyCheck::Invalid,
+            }),
+        )
+        .unwrap();
         assert!(matches!(facts[0], AccountFact::SecondFactorFailed { .. }));
+        assert_eq!(facts.len(), 1);
     }
 }
