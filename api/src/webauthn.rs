@@ -11,8 +11,8 @@ use gatehouse_projections::{Store, StoreError};
 use sqlx::Row;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
-    RequestChallengeResponse, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration,
-    Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+    RequestChallengeResponse, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration, Url,
+    Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 /// How long a started ceremony may be finished (the browser's own timeout is 60 s).
@@ -46,9 +46,9 @@ impl RelyingParty {
                     .map_err(|e| format!("GATEHOUSE_WEBAUTHN_ORIGINS: `{o}` is not a URL ({e})"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (first, rest) = origins
-            .split_first()
-            .ok_or_else(|| "GATEHOUSE_WEBAUTHN_ORIGINS must name at least one origin".to_string())?;
+        let (first, rest) = origins.split_first().ok_or_else(|| {
+            "GATEHOUSE_WEBAUTHN_ORIGINS must name at least one origin".to_string()
+        })?;
         let mut builder = WebauthnBuilder::new(&settings.rp_id, first).map_err(|e| {
             format!(
                 "GATEHOUSE_WEBAUTHN_RP_ID `{}` does not fit the origin `{first}` ({e})",
@@ -89,8 +89,7 @@ impl RelyingParty {
         answer: &RegisterPublicKeyCredential,
         state: &SecurityKeyRegistration,
     ) -> Result<SecurityKey, WebauthnError> {
-        self.webauthn
-            .finish_securitykey_registration(answer, state)
+        self.webauthn.finish_securitykey_registration(answer, state)
     }
 
     /// Starts an assertion by any of the account's keys.

@@ -88,7 +88,11 @@ async fn mfa_challenge(server: &Server, email: &str) -> String {
 }
 
 /// Asks for the key's sign-in ceremony and signs it.
-async fn key_signs_challenge(server: &Server, challenge: &str, key: &mut SoftPasskey) -> (String, Value) {
+async fn key_signs_challenge(
+    server: &Server,
+    challenge: &str,
+    key: &mut SoftPasskey,
+) -> (String, Value) {
     let (status, body) = server
         .post(
             "/v1/login/mfa/security-key",
@@ -99,7 +103,12 @@ async fn key_signs_challenge(server: &Server, challenge: &str, key: &mut SoftPas
     sign(key, &body)
 }
 
-async fn finish(server: &Server, challenge: &str, ceremony: &str, assertion: &Value) -> (u16, Value) {
+async fn finish(
+    server: &Server,
+    challenge: &str,
+    ceremony: &str,
+    assertion: &Value,
+) -> (u16, Value) {
     server
         .post(
             "/v1/login/mfa",
@@ -118,7 +127,8 @@ async fn test_register_sign_in_and_a_counter_that_goes_backwards_is_refused_and_
     let mut key = SoftPasskey::new(true);
 
     // The password is required, and a refused registration spends its ceremony.
-    let (ceremony, credential) = key_answer_to_registration(&server, &token, &mut key, ORIGIN).await;
+    let (ceremony, credential) =
+        key_answer_to_registration(&server, &token, &mut key, ORIGIN).await;
     let (status, body) = send(
         &server,
         reqwest::Method::POST,
@@ -187,7 +197,10 @@ async fn test_register_sign_in_and_a_counter_that_goes_backwards_is_refused_and_
 
     // A forged signature is a wrong second factor.
     let (ceremony, mut forged) = key_signs_challenge(&server, &challenge, &mut key).await;
-    let signature = forged["response"]["signature"].as_str().unwrap().to_string();
+    let signature = forged["response"]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let flipped = if signature.starts_with('A') { "B" } else { "A" };
     forged["response"]["signature"] = json!(format!("{flipped}{}", &signature[1..]));
     let (status, body) = finish(&server, &challenge, &ceremony, &forged).await;

@@ -223,18 +223,17 @@ pub(crate) async fn proof(
                         .with_field("assertion")
                 })?;
             let relying_party = relying_party(state)?;
-            let ceremony = webauthn::take_ceremony::<
-                webauthn_rs::prelude::SecurityKeyAuthentication,
-            >(
-                state.store(),
-                ceremony_id,
-                account_id,
-                webauthn::Purpose::Assertion,
-                at,
-            )
-            .await
-            .map_err(store_error)?
-            .ok_or_else(ceremony_unknown)?;
+            let ceremony =
+                webauthn::take_ceremony::<webauthn_rs::prelude::SecurityKeyAuthentication>(
+                    state.store(),
+                    ceremony_id,
+                    account_id,
+                    webauthn::Purpose::Assertion,
+                    at,
+                )
+                .await
+                .map_err(store_error)?
+                .ok_or_else(ceremony_unknown)?;
             webauthn::check_assertion(relying_party, account, &assertion, &ceremony)
         }
     })

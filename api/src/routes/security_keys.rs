@@ -113,7 +113,9 @@ pub struct LoginKeyRequest {
 
 fn key_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(
             "name must be 1 to 64 characters, without control characters",
@@ -468,10 +470,15 @@ async fn assertion_challenge(
     let (options, ceremony) = relying_party
         .start_authentication(&keys)
         .map_err(ApiError::internal)?;
-    let ceremony_id =
-        webauthn::keep_ceremony(state.store(), account_id, Purpose::Assertion, &ceremony, now)
-            .await
-            .map_err(store_error)?;
+    let ceremony_id = webauthn::keep_ceremony(
+        state.store(),
+        account_id,
+        Purpose::Assertion,
+        &ceremony,
+        now,
+    )
+    .await
+    .map_err(store_error)?;
     Ok(AssertionChallenge {
         ceremony_id: ceremony_id.to_string(),
         options: serde_json::to_value(options).map_err(ApiError::internal)?,

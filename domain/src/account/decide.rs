@@ -10,8 +10,8 @@ use crate::policy::codes::{Channel, FlowKind};
 use super::commands::{AccountCommand, AttemptLogin, RegisterAccount};
 use super::error::AccountError;
 use super::events::{AccountFact, LoginFailureReason, SessionEndReason};
-use super::services::AccountServices;
 use super::second_factor::NewSecurityKey;
+use super::services::AccountServices;
 use super::state::{Account, AccountStatus};
 
 impl Account {
