@@ -13,7 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
 use crate::routes::{
-    accounts, admin, contacts, health, login, lost_factor, me, mfa, recovery, review, security_keys,
+    accounts, admin, api_keys, contacts, controls, health, login, lost_factor, me, mfa, recovery,
+    review, security_keys, whitelist,
 };
 use crate::state::AppState;
 
@@ -36,7 +37,10 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         admin::login_history, admin::account_events, admin::create_staff,
         security_keys::list, security_keys::start_registration, security_keys::register,
         security_keys::rename, security_keys::remove, security_keys::start_assertion,
-        security_keys::start_login_assertion
+        security_keys::start_login_assertion, controls::step_up, api_keys::list, api_keys::create,
+        api_keys::rotate, api_keys::revoke, api_keys::revoke_all, api_keys::verify, whitelist::list,
+        whitelist::propose, whitelist::confirm, whitelist::remove, whitelist::set_mode,
+        whitelist::check
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -75,6 +79,33 @@ pub fn router(state: AppState) -> Router {
             post(mfa::start_totp).delete(mfa::remove_totp),
         )
         .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
+        .route("/v1/me/step-up", post(controls::step_up))
+        .route(
+            "/v1/me/api-keys",
+            get(api_keys::list)
+                .post(api_keys::create)
+                .delete(api_keys::revoke_all),
+        )
+        .route("/v1/me/api-keys/{key_id}", delete(api_keys::revoke))
+        .route("/v1/me/api-keys/{key_id}/rotate", post(api_keys::rotate))
+        .route("/v1/api-keys/verify", post(api_keys::verify))
+        .route(
+            "/v1/me/withdrawal-addresses",
+            get(whitelist::list).post(whitelist::propose),
+        )
+        .route(
+            "/v1/me/withdrawal-addresses/confirm",
+            post(whitelist::confirm),
+        )
+        .route(
+            "/v1/me/withdrawal-addresses/{address_id}",
+            delete(whitelist::remove),
+        )
+        .route(
+            "/v1/me/withdrawal-whitelist",
+            axum::routing::put(whitelist::set_mode),
+        )
+        .route("/v1/withdrawals/check", post(whitelist::check))
         .route(
             "/v1/login/mfa/security-key",
             post(security_keys::start_login_assertion),

@@ -314,6 +314,45 @@ pub struct ServeArgs {
     /// Name shown by the browser and the key when registering.
     #[arg(long, env = "GATEHOUSE_WEBAUTHN_RP_NAME", default_value = "Gatehouse")]
     pub webauthn_rp_name: String,
+    /// How long a session counts as stepped up after it proved a second factor (high-risk
+    /// routes need that), in seconds.
+    #[arg(long, env = "GATEHOUSE_STEP_UP_SECONDS", default_value_t = 900)]
+    pub step_up_seconds: i64,
+    /// High-risk actions pause this long after a second factor is added, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_COOLDOWN_AFTER_FACTOR_ADDED_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub cooldown_after_factor_added_seconds: i64,
+    /// High-risk actions pause this long after an API key with the `withdraw` scope is created.
+    #[arg(
+        long,
+        env = "GATEHOUSE_COOLDOWN_AFTER_WITHDRAW_KEY_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub cooldown_after_withdraw_key_seconds: i64,
+    /// High-risk actions pause this long after whitelist-only withdrawals are turned off.
+    #[arg(
+        long,
+        env = "GATEHOUSE_COOLDOWN_AFTER_WHITELIST_OFF_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub cooldown_after_whitelist_off_seconds: i64,
+    /// A newly whitelisted withdrawal address is usable after this long, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub whitelist_address_cooldown_seconds: i64,
+    /// After a rotation, an API key's previous secret keeps working this long, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_API_KEY_ROTATION_GRACE_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub api_key_rotation_grace_seconds: i64,
 }
 
 /// A setting is out of range.
@@ -380,14 +419,42 @@ impl ServeArgs {
 
     /// Cooldown policy from the settings.
     pub fn cooldowns(&self) -> Result<CooldownPolicy, ConfigError> {
-        if self.high_risk_cooldown_seconds < 0 || self.recovery_hold_seconds < 0 {
+        if [
+            self.high_risk_cooldown_seconds,
+            self.recovery_hold_seconds,
+            self.cooldown_after_factor_added_seconds,
+            self.cooldown_after_withdraw_key_seconds,
+            self.cooldown_after_whitelist_off_seconds,
+            self.whitelist_address_cooldown_seconds,
+        ]
+        .iter()
+        .any(|s| *s < 0)
+        {
             return Err(ConfigError(
-                "GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS and GATEHOUSE_RECOVERY_HOLD_SECONDS must not be negative".into(),
+                "cooldowns and holds (GATEHOUSE_HIGH_RISK_COOLDOWN_SECONDS, GATEHOUSE_RECOVERY_HOLD_SECONDS, GATEHOUSE_COOLDOWN_*, GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS) must not be negative".into(),
             ));
         }
+        let seconds = chrono::Duration::seconds;
         Ok(CooldownPolicy {
-            after_password_reset: chrono::Duration::seconds(self.high_risk_cooldown_seconds),
-            recovery_hold: chrono::Duration::seconds(self.recovery_hold_seconds),
+            after_password_reset: seconds(self.high_risk_cooldown_seconds),
+            recovery_hold: seconds(self.recovery_hold_seconds),
+            after_factor_added: seconds(self.cooldown_after_factor_added_seconds),
+            after_withdraw_key: seconds(self.cooldown_after_withdraw_key_seconds),
+            after_whitelist_disabled: seconds(self.cooldown_after_whitelist_off_seconds),
+            new_address: seconds(self.whitelist_address_cooldown_seconds),
+        })
+    }
+
+    /// Step-up window and API key rotation grace from the settings.
+    pub fn controls(&self) -> Result<crate::state::ControlSettings, ConfigError> {
+        if self.step_up_seconds <= 0 || self.api_key_rotation_grace_seconds < 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_STEP_UP_SECONDS must be positive and GATEHOUSE_API_KEY_ROTATION_GRACE_SECONDS not negative".into(),
+            ));
+        }
+        Ok(crate::state::ControlSettings {
+            step_up: chrono::Duration::seconds(self.step_up_seconds),
+            rotation_grace: chrono::Duration::seconds(self.api_key_rotation_grace_seconds),
         })
     }
 

@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod api_keys;
 pub mod app;
 pub mod codes;
 pub mod config;

@@ -133,6 +133,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         per_minute: args.flagged_logins_per_minute,
         flag_for: chrono::Duration::seconds(args.flagged_seconds.max(1)),
     })
+    .with_controls(
+        args.controls()
+            .map_err(|e| StartError::Config(e.to_string()))?,
+    )
     .with_relying_party(
         args.relying_party()
             .map_err(|e| StartError::Config(e.to_string()))?,

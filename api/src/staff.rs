@@ -94,6 +94,12 @@ impl Permission for ReviewRecoveries {
     const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
 }
 
+/// Verify API keys and check withdrawals (the platform's backend).
+pub struct PlatformChecks;
+impl Permission for PlatformChecks {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Platform, StaffRole::Admin];
+}
+
 /// Create staff.
 pub struct ManageStaff;
 impl Permission for ManageStaff {

@@ -32,10 +32,30 @@ struct Inner {
     staff: CommandExecutor<gatehouse_domain::staff::Staff>,
     /// Stricter sign-in limits for networks flagged by alerts.
     protection: crate::protection::Protection,
+    /// Step-up window and API key rotation grace.
+    controls: ControlSettings,
     /// WebAuthn relying party (security keys).
     relying_party: Option<crate::webauthn::RelyingParty>,
     /// Turns true when the server begins shutting down (ends live feeds).
     closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// Settings of the power-user controls.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// How long a session counts as stepped up after proving a second factor.
+    pub step_up: chrono::Duration,
+    /// How long a rotated API key's previous secret keeps working.
+    pub rotation_grace: chrono::Duration,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        Self {
+            step_up: chrono::Duration::minutes(15),
+            rotation_grace: chrono::Duration::hours(24),
+        }
+    }
 }
 
 /// Entries kept in the identifier cache before it starts over.
@@ -57,6 +77,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 staff,
                 relying_party: None,
+                controls: ControlSettings::default(),
                 closing: tokio::sync::watch::Sender::new(false),
                 protection: crate::protection::Protection::new(
                     &store,
@@ -99,6 +120,19 @@ impl AppState {
             inner.protection = crate::protection::Protection::new(&inner.store, settings);
         }
         self
+    }
+
+    /// Replaces the step-up and API key settings (call right after [`AppState::new`]).
+    pub fn with_controls(mut self, controls: ControlSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.controls = controls;
+        }
+        self
+    }
+
+    /// Step-up window and API key rotation grace.
+    pub fn controls(&self) -> &ControlSettings {
+        &self.inner.controls
     }
 
     /// Replaces the WebAuthn relying party (call right after [`AppState::new`]).

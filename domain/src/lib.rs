@@ -22,6 +22,10 @@ pub mod staff;
 pub mod upcast;
 
 pub use account::{
+    ip_allowed, parse_network, ApiKey, ApiKeyRefusal, ApiScope, NewApiKey, NewWithdrawalAddress,
+    WithdrawalAddress, WithdrawalRefusal,
+};
+pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
     AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant, KeyCheck, MfaProof,
     RedeemCode, RegisterAccount, SessionGrant, StartFlow,

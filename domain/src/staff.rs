@@ -28,6 +28,8 @@ pub enum StaffRole {
     Reviewer,
     /// Creates staff; may use every admin route.
     Admin,
+    /// The platform's own backend: verifies API keys and asks whether a withdrawal may go.
+    Platform,
 }
 
 impl StaffRole {
@@ -38,6 +40,7 @@ impl StaffRole {
             Self::Auditor => "auditor",
             Self::Reviewer => "reviewer",
             Self::Admin => "admin",
+            Self::Platform => "platform",
         }
     }
 
@@ -48,6 +51,7 @@ impl StaffRole {
             "auditor" => Some(Self::Auditor),
             "reviewer" => Some(Self::Reviewer),
             "admin" => Some(Self::Admin),
+            "platform" => Some(Self::Platform),
             _ => None,
         }
     }

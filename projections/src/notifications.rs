@@ -159,6 +159,31 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::WithdrawalAddressAdded { usable_from, .. } => vec![enqueue(
+            "withdrawal_address_added",
+            Target::AllVerified,
+            json!({ "usable_from": usable_from.to_rfc3339() }),
+            None,
+            None,
+        )],
+        AccountFact::WhitelistModeChanged { enabled: false, .. } => vec![enqueue(
+            "whitelist_disabled",
+            Target::AllVerified,
+            json!({}),
+            None,
+            None,
+        )],
+        AccountFact::ApiKeyCreated { name, scopes, .. }
+            if scopes.contains(&gatehouse_domain::ApiScope::Withdraw) =>
+        {
+            vec![enqueue(
+                "withdraw_key_created",
+                Target::AllVerified,
+                json!({ "name": name }),
+                None,
+                None,
+            )]
+        }
         AccountFact::SecurityKeyRegistered { name, context, .. } => vec![enqueue(
             "security_key_added",
             Target::AllVerified,

@@ -14,7 +14,7 @@ use super::support::{
 };
 
 /// `gatehouse staff create` against the test database; returns the printed token.
-async fn bootstrap_admin(db: &TestDb) -> String {
+pub(super) async fn bootstrap_admin(db: &TestDb) -> String {
     let out = tokio::process::Command::new(binary())
         .args(["staff", "create", "--name", "root", "--role", "admin"])
         .env_clear()
@@ -38,7 +38,7 @@ async fn bootstrap_admin(db: &TestDb) -> String {
     token
 }
 
-async fn create_staff(server: &Server, admin: &str, name: &str, role: &str) -> String {
+pub(super) async fn create_staff(server: &Server, admin: &str, name: &str, role: &str) -> String {
     let r = server
         .http
         .post(format!("{}/v1/admin/staff", server.base))

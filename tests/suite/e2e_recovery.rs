@@ -92,7 +92,7 @@ impl World {
         .await
     }
 
-    async fn forgot(&self, identifier: &str, channel: Option<&str>) -> Value {
+    pub(super) async fn forgot(&self, identifier: &str, channel: Option<&str>) -> Value {
         let mut req = json!({ "identifier": identifier });
         if let Some(c) = channel {
             req["channel"] = json!(c);
@@ -102,7 +102,7 @@ impl World {
         body
     }
 
-    async fn reset(&self, flow: &str, code: &str, password: &str) -> (u16, Value) {
+    pub(super) async fn reset(&self, flow: &str, code: &str, password: &str) -> (u16, Value) {
         self.server
             .post(
                 "/v1/password/reset",
@@ -119,7 +119,7 @@ async fn body_account(_: &Value, identifier: &str, w: &World) -> String {
     body["account_id"].as_str().unwrap().to_string()
 }
 
-fn flow_id(body: &Value) -> String {
+pub(super) fn flow_id(body: &Value) -> String {
     body["flow_id"].as_str().unwrap().to_string()
 }
 

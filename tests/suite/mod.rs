@@ -4,6 +4,7 @@ mod support;
 mod admin_api;
 mod alerts_rules;
 mod e2e_accounts;
+mod e2e_controls;
 mod e2e_login;
 mod e2e_lost_factor;
 mod e2e_recovery;

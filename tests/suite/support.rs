@@ -143,6 +143,12 @@ pub fn fast_env() -> HashMap<String, String> {
         ("GATEHOUSE_ARGON2_ITERATIONS".to_string(), "1".to_string()),
         // Two tests run at once on a server that may allow only 100 connections.
         ("GATEHOUSE_DB_MAX_CONNECTIONS".to_string(), "6".to_string()),
+        // Tests enrol a factor and go on to high-risk steps at once; the cooldown that adding a
+        // factor starts has its own test (e2e_controls) with the default duration.
+        (
+            "GATEHOUSE_COOLDOWN_AFTER_FACTOR_ADDED_SECONDS".to_string(),
+            "0".to_string(),
+        ),
     ])
 }
 

@@ -64,6 +64,7 @@ fn purpose(kind: FlowKind) -> &'static str {
         FlowKind::ResetPassword => "password reset",
         FlowKind::Unlock => "account unlock",
         FlowKind::LostSecondFactor => "account recovery",
+        FlowKind::WhitelistAddress => "withdrawal address confirmation",
     }
 }
 
@@ -140,6 +141,29 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                     "Your second factor was removed (request from {}). Withdrawals and other \
                      high-risk changes are paused for a while.",
                     detail(details, "ip")
+                ),
+            ),
+            "withdrawal_address_added" => (
+                "A withdrawal address was added".into(),
+                format!(
+                    "An address was added to your withdrawal whitelist; withdrawals to it are \
+                     possible from {}. If you did not do this, sign in, remove it and reset your \
+                     password.",
+                    detail(details, "usable_from")
+                ),
+            ),
+            "whitelist_disabled" => (
+                "Whitelist-only withdrawals were turned off".into(),
+                "Withdrawals may now go to any address. High-risk changes are paused for a \
+                 while. If you did not do this, sign in and turn it back on."
+                    .into(),
+            ),
+            "withdraw_key_created" => (
+                "An API key that can withdraw was created".into(),
+                format!(
+                    "An API key named \"{}\" with the withdraw scope was created; high-risk \
+                     changes are paused for a while. If you did not do this, revoke it at once.",
+                    detail(details, "name")
                 ),
             ),
             "security_key_added" => (

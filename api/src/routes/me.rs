@@ -418,19 +418,50 @@ pub struct RestrictionsView {
     /// High-risk actions (withdrawals, whitelist changes, second-factor removal, withdraw-scoped
     /// keys) are refused until then; absent when none applies.
     pub high_risk_blocked_until: Option<DateTime<Utc>>,
-    /// Why (`password_reset`, …).
+    /// Why (`password_reset`, `second_factor_removed`, `lost_factor_recovery`,
+    /// `second_factor_added`, `withdraw_key_created`, `whitelist_disabled`).
     pub reasons: Vec<String>,
+    /// What is refused until `high_risk_blocked_until`.
+    pub blocked_actions: Vec<&'static str>,
+    /// Until when this session counts as stepped up (high-risk routes need it); absent when it
+    /// is not.
+    pub step_up_valid_until: Option<DateTime<Utc>>,
+    /// Whether the account has a second factor (high-risk routes need one).
+    pub has_second_factor: bool,
+    /// Whether withdrawals may only go to whitelisted addresses.
+    pub whitelist_only: bool,
 }
 
 /// The restrictions in force on the account, for the platform to honour on withdrawals.
 #[utoipa::path(get, path = "/v1/me/restrictions", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = RestrictionsView), (status = 401, body = crate::error::ErrorBody)))]
-pub async fn restrictions(auth: Authenticated) -> Json<RestrictionsView> {
+pub async fn restrictions(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    auth: Authenticated,
+) -> Json<RestrictionsView> {
     let until = auth.account.high_risk_until(auth.now);
+    let step_up_valid_until = auth
+        .account
+        .stepped_up_until(auth.session_id(), state.controls().step_up)
+        .filter(|u| auth.now < *u);
     Json(RestrictionsView {
         high_risk_blocked_until: until,
         reasons: until
             .map(|_| auth.account.high_risk_reasons(auth.now))
             .unwrap_or_default(),
+        blocked_actions: if until.is_some() {
+            vec![
+                "withdrawals",
+                "whitelist_changes",
+                "second_factor_removal",
+                "withdraw_scoped_api_keys",
+                "whitelist_disable",
+            ]
+        } else {
+            Vec::new()
+        },
+        step_up_valid_until,
+        has_second_factor: auth.account.has_second_factor(),
+        whitelist_only: auth.account.whitelist_only(),
     })
 }

@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per area.
 pub mod accounts;
 pub mod admin;
+pub mod api_keys;
 pub mod contacts;
+pub mod controls;
 pub mod health;
 pub mod login;
 pub mod lost_factor;
@@ -10,6 +12,7 @@ pub mod mfa;
 pub mod recovery;
 pub mod review;
 pub mod security_keys;
+pub mod whitelist;
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_domain::AccountError;
@@ -137,6 +140,40 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             "wrong_step",
             "the recovery is not at this step; see GET /v1/flows/{flow_id}",
         ),
+        ExecuteError::Refused(AccountError::HighRiskCooldown { until }) => {
+            high_risk_cooldown(until)
+        }
+        ExecuteError::Refused(AccountError::NoSecondFactor) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "no_second_factor",
+            "no second factor is enrolled",
+        ),
+        ExecuteError::Refused(AccountError::EmailNotVerified) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "email_not_verified",
+            "verify the account's email address first: the confirmation code goes there",
+        ),
+        ExecuteError::Refused(AccountError::AddressAlreadyListed) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "address_already_listed",
+            "that address is already on the whitelist",
+        ),
+        ExecuteError::Refused(AccountError::TooManyAddresses) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "too_many_addresses",
+            "the whitelist is full; remove an address first",
+        ),
+        ExecuteError::Refused(AccountError::AddressUnknown) => {
+            ApiError::not_found("no such withdrawal address")
+        }
+        ExecuteError::Refused(AccountError::ApiKeyUnknown) => {
+            ApiError::not_found("no such API key (or revoked, or expired)")
+        }
+        ExecuteError::Refused(AccountError::TooManyApiKeys) => ApiError::other(
+            axum::http::StatusCode::CONFLICT,
+            "too_many_api_keys",
+            "the account has as many API keys as allowed; revoke one first",
+        ),
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),
         ExecuteError::Store(detail) => {
@@ -144,6 +181,29 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             ApiError::unavailable()
         }
     }
+}
+
+/// A name the owner gives something (a security key, an API key): trimmed, 1 to 64 characters,
+/// no control characters.
+pub fn object_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 64 characters, without control characters",
+        )
+        .with_field("name"));
+    }
+    Ok(name.to_string())
+}
+
+/// 403 while a high-risk cooldown runs, with `retry_after`.
+pub fn high_risk_cooldown(until: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::rate_limited(
+        "high_risk_cooldown",
+        "high-risk changes are paused after a recent security change; see GET /v1/me/restrictions",
+        (until - chrono::Utc::now()).num_seconds() + 1,
+    )
+    .with_status(axum::http::StatusCode::FORBIDDEN)
 }
 
 /// 404 for a flow id that is unknown, forged or of another kind.

@@ -26,9 +26,6 @@ use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::webauthn::{self, Purpose};
 
-/// Longest name kept for a key.
-const MAX_NAME_CHARS: usize = 64;
-
 /// A registered security key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecurityKeyView {
@@ -109,20 +106,6 @@ pub struct RenameKeyRequest {
 pub struct LoginKeyRequest {
     /// From the `POST /v1/login` answer.
     pub challenge_id: String,
-}
-
-fn key_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty()
-        || name.chars().count() > MAX_NAME_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "name must be 1 to 64 characters, without control characters",
-        )
-        .with_field("name"));
-    }
-    Ok(name.to_string())
 }
 
 fn no_security_key() -> ApiError {
@@ -227,7 +210,7 @@ pub async fn register(
     if let Some(ip) = caller.ip {
         state.throttle().admit(ip, &format!("key-register:{id}"))?;
     }
-    let name = key_name(&req.name)?;
+    let name = super::object_name(&req.name)?;
     if req.password.len() > state.password_policy().max_bytes() {
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
@@ -330,7 +313,7 @@ pub async fn rename(
     ApiJson(req): ApiJson<RenameKeyRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
-    let name = key_name(&req.name)?;
+    let name = super::object_name(&req.name)?;
     state
         .accounts()
         .execute(

@@ -211,6 +211,75 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Prove a second factor again within a session, for high-risk routes.
+    StepUp {
+        /// The session.
+        session_id: Uuid,
+        /// The factor.
+        proof: MfaProof,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Create an API key (the secret was drawn at the edge; only its verifier comes here).
+    CreateApiKey {
+        /// The key.
+        key: NewApiKey,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Give an API key a new secret; the old one works for `grace` more.
+    RotateApiKey {
+        /// Key id.
+        key_id: Uuid,
+        /// Verifier of the new secret.
+        verifier: String,
+        /// How long the previous secret keeps working.
+        grace: chrono::Duration,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Revoke one API key, or every live one (`None`).
+    RevokeApiKeys {
+        /// The key, or all.
+        key_id: Option<Uuid>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Propose a withdrawal address; a code goes to the verified email to confirm it.
+    ProposeWithdrawalAddress {
+        /// The address, sealed at the edge, with its flow and code.
+        address: NewWithdrawalAddress,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Take an address off the whitelist.
+    RemoveWithdrawalAddress {
+        /// The address id.
+        address_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Turn whitelist-only withdrawals on or off.
+    SetWhitelistMode {
+        /// On or off.
+        enabled: bool,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
 }
 
 /// Input of `RegisterAccount`.
@@ -338,6 +407,8 @@ pub enum CodeAction {
     ResetPassword(CandidatePassword),
     /// Pass a code step of a lost-second-factor recovery.
     RecoveryStep,
+    /// Put a proposed withdrawal address on the whitelist (its cooldown starts).
+    ConfirmWithdrawalAddress,
 }
 
 impl CodeAction {
@@ -349,6 +420,7 @@ impl CodeAction {
                 | (Self::Unlock, FlowKind::Unlock)
                 | (Self::ResetPassword(_), FlowKind::ResetPassword)
                 | (Self::RecoveryStep, FlowKind::LostSecondFactor)
+                | (Self::ConfirmWithdrawalAddress, FlowKind::WhitelistAddress)
         )
     }
 }
@@ -417,4 +489,43 @@ pub struct CompleteMfa {
     pub at: DateTime<Utc>,
     /// Request context.
     pub context: RequestContext,
+}
+
+/// An API key to create.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Key id.
+    pub key_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Scopes (at least one).
+    pub scopes: Vec<super::events::ApiScope>,
+    /// Addresses or CIDR networks; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Keyed verifier of the secret.
+    pub verifier: String,
+}
+
+/// A withdrawal address to propose.
+#[derive(Debug, Clone)]
+pub struct NewWithdrawalAddress {
+    /// Asset.
+    pub asset: String,
+    /// Network.
+    pub network: String,
+    /// Address, sealed.
+    pub sealed_address: String,
+    /// Keyed lookup of asset, network and address.
+    pub lookup: String,
+    /// Label, sealed.
+    pub sealed_label: String,
+    /// The confirming flow and its code (to the verified email).
+    pub grant: FlowGrant,
+    /// Whether the session proved a second factor recently (checked at the edge); if not, the
+    /// password must be given.
+    pub stepped_up: bool,
+    /// The password, when the session is not stepped up.
+    pub password: Option<SecretString>,
 }

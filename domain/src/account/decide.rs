@@ -102,7 +102,7 @@ impl Account {
                 context,
             } => Ok((
                 at,
-                self.confirm_totp_enrolment(matched_step, backup_verifiers, context)?,
+                self.confirm_totp_enrolment(matched_step, backup_verifiers, at, context, services)?,
             )),
             AccountCommand::CompleteMfa(cmd) => {
                 let at = cmd.at;
@@ -135,6 +135,7 @@ impl Account {
                         backup_verifiers,
                     },
                     &password,
+                    at,
                     context,
                     services,
                 )
@@ -199,6 +200,49 @@ impl Account {
             AccountCommand::RecordNotificationOutcome { outcome, at } => {
                 Ok((at, self.record_notification_outcome(outcome)?))
             }
+            AccountCommand::StepUp {
+                session_id,
+                proof,
+                at,
+                context,
+            } => Ok((at, self.step_up(session_id, proof, at, context, services)?)),
+            AccountCommand::CreateApiKey { key, at, context } => {
+                Ok((at, self.create_api_key(key, at, context, services)?))
+            }
+            AccountCommand::RotateApiKey {
+                key_id,
+                verifier,
+                grace,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.rotate_api_key(key_id, verifier, grace, at, context)?,
+            )),
+            AccountCommand::RevokeApiKeys {
+                key_id,
+                at,
+                context,
+            } => Ok((at, self.revoke_api_keys(key_id, context)?)),
+            AccountCommand::ProposeWithdrawalAddress {
+                address,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.propose_withdrawal_address(address, at, context, services)
+                    .await?,
+            )),
+            AccountCommand::RemoveWithdrawalAddress {
+                address_id,
+                at,
+                context,
+            } => Ok((at, self.remove_withdrawal_address(address_id, context)?)),
+            AccountCommand::SetWhitelistMode {
+                enabled,
+                at,
+                context,
+            } => Ok((at, self.set_whitelist_mode(enabled, at, context, services)?)),
             AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self

@@ -84,6 +84,24 @@ pub enum AccountError {
     /// Too many security keys.
     #[error("AC0024 too many security keys")]
     TooManySecurityKeys,
+    /// No such API key (or revoked, or expired).
+    #[error("AC0025 no such API key")]
+    ApiKeyUnknown,
+    /// As many live API keys as allowed.
+    #[error("AC0026 too many API keys")]
+    TooManyApiKeys,
+    /// Needs a verified email first.
+    #[error("AC0027 the email address is not verified")]
+    EmailNotVerified,
+    /// As many withdrawal addresses as allowed.
+    #[error("AC0028 too many withdrawal addresses")]
+    TooManyAddresses,
+    /// The address is already on the whitelist.
+    #[error("AC0029 the address is already on the whitelist")]
+    AddressAlreadyListed,
+    /// No such withdrawal address.
+    #[error("AC0030 no such withdrawal address")]
+    AddressUnknown,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

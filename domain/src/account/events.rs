@@ -335,6 +335,90 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// A session proved a second factor: high-risk routes accept it for a while.
+    SessionSteppedUp {
+        /// The session.
+        session_id: Uuid,
+        /// `totp`, `backup_code` or `security_key`.
+        method: String,
+    },
+    /// An API key was created. Only a keyed verifier of its secret is kept.
+    ApiKeyCreated {
+        /// Key id (public part of the key).
+        key_id: Uuid,
+        /// The owner's name for it.
+        name: String,
+        /// What it may do.
+        scopes: Vec<ApiScope>,
+        /// Client addresses or networks (CIDR) it may be used from; empty: anywhere.
+        allowed_ips: Vec<String>,
+        /// When it stops working, if ever.
+        expires_at: Option<DateTime<Utc>>,
+        /// Keyed verifier of the secret.
+        verifier: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// An API key got a new secret; the previous one keeps working until
+    /// `previous_valid_until`.
+    ApiKeyRotated {
+        /// Key id.
+        key_id: Uuid,
+        /// Keyed verifier of the new secret.
+        verifier: String,
+        /// End of the grace period of the previous secret.
+        previous_valid_until: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// Key id.
+        key_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A withdrawal address was proposed for the whitelist; a code went to the verified email.
+    WithdrawalAddressProposed {
+        /// The confirming flow (also the address id once added).
+        flow_id: Uuid,
+        /// Asset (e.g. `BTC`).
+        asset: String,
+        /// Network (e.g. `bitcoin`).
+        network: String,
+        /// The address sealed under the account's data key.
+        sealed_address: String,
+        /// Keyed lookup of asset, network and address, to match withdrawals.
+        lookup: String,
+        /// The owner's label, sealed.
+        sealed_label: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A proposed address was confirmed by code; withdrawals to it are allowed from
+    /// `usable_from`.
+    WithdrawalAddressAdded {
+        /// The address id (its proposing flow).
+        address_id: Uuid,
+        /// End of its cooldown.
+        usable_from: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// An address left the whitelist.
+    WithdrawalAddressRemoved {
+        /// The address id.
+        address_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Whitelist-only withdrawals were turned on or off.
+    WhitelistModeChanged {
+        /// Whether withdrawals may only go to whitelisted addresses.
+        enabled: bool,
+        /// Request context.
+        context: RequestContext,
+    },
     /// A step of a lost-second-factor recovery was passed (`email`, `phone`).
     RecoveryStepPassed {
         /// The flow.
@@ -459,6 +543,35 @@ pub enum CooldownReason {
     SecondFactorRemoved,
     /// A lost second factor was recovered through review.
     LostFactorRecovery,
+    /// A second factor was added (a thief with a session would add their own).
+    SecondFactorAdded,
+    /// An API key that may withdraw was created.
+    WithdrawKeyCreated,
+    /// Whitelist-only withdrawals were turned off.
+    WhitelistDisabled,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    /// Read balances, orders, history.
+    Read,
+    /// Place and cancel orders.
+    Trade,
+    /// Withdraw funds (a high-risk scope).
+    Withdraw,
+}
+
+impl ApiScope {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Trade => "trade",
+            Self::Withdraw => "withdraw",
+        }
+    }
 }
 
 impl AccountFact {
@@ -500,6 +613,14 @@ impl AccountFact {
             Self::SecurityKeyRemoved { .. } => "SecurityKeyRemoved",
             Self::SecurityKeyUsed { .. } => "SecurityKeyUsed",
             Self::SecurityKeyCounterRegressed { .. } => "SecurityKeyCounterRegressed",
+            Self::SessionSteppedUp { .. } => "SessionSteppedUp",
+            Self::ApiKeyCreated { .. } => "ApiKeyCreated",
+            Self::ApiKeyRotated { .. } => "ApiKeyRotated",
+            Self::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            Self::WithdrawalAddressProposed { .. } => "WithdrawalAddressProposed",
+            Self::WithdrawalAddressAdded { .. } => "WithdrawalAddressAdded",
+            Self::WithdrawalAddressRemoved { .. } => "WithdrawalAddressRemoved",
+            Self::WhitelistModeChanged { .. } => "WhitelistModeChanged",
             Self::RecoveryStepPassed { .. } => "RecoveryStepPassed",
             Self::RecoveryEvidenceSubmitted { .. } => "RecoveryEvidenceSubmitted",
             Self::RecoveryReviewed { .. } => "RecoveryReviewed",
@@ -730,6 +851,51 @@ mod tests {
                 key_id: "k".into(),
                 context: RequestContext::default(),
             },
+            AccountFact::SessionSteppedUp {
+                session_id: sid(),
+                method: "totp".into(),
+            },
+            AccountFact::ApiKeyCreated {
+                key_id: sid(),
+                name: "bot".into(),
+                scopes: vec![ApiScope::Read, ApiScope::Withdraw],
+                allowed_ips: vec!["192.0.2.0/24".into()],
+                expires_at: Some(at()),
+                verifier: "v".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::ApiKeyRotated {
+                key_id: sid(),
+                verifier: "w".into(),
+                previous_valid_until: at(),
+                context: RequestContext::default(),
+            },
+            AccountFact::ApiKeyRevoked {
+                key_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::WithdrawalAddressProposed {
+                flow_id: sid(),
+                asset: "BTC".into(),
+                network: "bitcoin".into(),
+                sealed_address: "v1.a".into(),
+                lookup: "l".into(),
+                sealed_label: "v1.b".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::WithdrawalAddressAdded {
+                address_id: sid(),
+                usable_from: at(),
+                context: RequestContext::default(),
+            },
+            AccountFact::WithdrawalAddressRemoved {
+                address_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::WhitelistModeChanged {
+                enabled: true,
+                context: RequestContext::default(),
+            },
             AccountFact::RecoveryStepPassed {
                 flow_id: sid(),
                 step: "email".into(),
@@ -814,6 +980,14 @@ mod tests {
                 "SecurityKeyRemoved",
                 "SecurityKeyUsed",
                 "SecurityKeyCounterRegressed",
+                "SessionSteppedUp",
+                "ApiKeyCreated",
+                "ApiKeyRotated",
+                "ApiKeyRevoked",
+                "WithdrawalAddressProposed",
+                "WithdrawalAddressAdded",
+                "WithdrawalAddressRemoved",
+                "WhitelistModeChanged",
                 "RecoveryStepPassed",
                 "RecoveryEvidenceSubmitted",
                 "RecoveryReviewed",

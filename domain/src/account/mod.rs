@@ -1,6 +1,7 @@
 //! The `Account` aggregate: registration, password sign-in, lockout and sessions.
 mod aggregate;
 mod commands;
+mod controls;
 mod decide;
 mod error;
 mod events;
@@ -13,18 +14,24 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
-    KeyCheck, MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    KeyCheck, MfaProof, NewApiKey, NewWithdrawalAddress, RedeemCode, RegisterAccount, SessionGrant,
+    StartFlow,
+};
+pub use controls::{
+    ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
+    MAX_WITHDRAWAL_ADDRESSES,
 };
 pub use error::AccountError;
 pub use events::{
-    AccountEvent, AccountFact, CooldownReason, LoginFailureReason, SessionEndReason, UnlockReason,
-    EVENT_VERSION,
+    AccountEvent, AccountFact, ApiScope, CooldownReason, LoginFailureReason, SessionEndReason,
+    UnlockReason, EVENT_VERSION,
 };
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
-    AccountStatus, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge, RecoveryCase,
-    RecoveryStage, Session, SessionRejection, TotpFactor, PASSWORD_HISTORY,
+    AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
+    RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor, WithdrawalAddress,
+    PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

@@ -164,6 +164,9 @@ impl Account {
             (CodeAction::RecoveryStep, _) => {
                 self.recovery_code_step(flow_id, used, cmd.next_code, cmd.at, cmd.context, services)
             }
+            (CodeAction::ConfirmWithdrawalAddress, _) => {
+                self.confirm_withdrawal_address(flow_id, used, cmd.at, cmd.context, services)
+            }
             (CodeAction::Verify, None) => Err(AccountError::FlowNotFound),
         }
     }

@@ -25,7 +25,7 @@ pub const MFA_CHALLENGE_TTL: Duration = Duration::minutes(5);
 pub const MAX_SECURITY_KEYS: usize = 10;
 
 /// What a valid proof spends.
-struct Proven {
+pub(super) struct Proven {
     method: &'static str,
     step: Option<u64>,
     backup_code: Option<u32>,
@@ -88,7 +88,9 @@ impl Account {
         &self,
         matched_step: Option<u64>,
         backup_verifiers: Vec<String>,
+        at: DateTime<Utc>,
         context: RequestContext,
+        services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
         match &self.totp {
@@ -96,7 +98,7 @@ impl Account {
             None => Err(AccountError::NoPendingEnrolment),
             Some(_) => {
                 let step = matched_step.ok_or(AccountError::InvalidSecondFactor)?;
-                Ok(vec![
+                let mut facts = vec![
                     AccountFact::TotpEnrolled {
                         step,
                         context: context.clone(),
@@ -105,7 +107,9 @@ impl Account {
                         verifiers: backup_verifiers,
                         context,
                     },
-                ])
+                ];
+                facts.extend(self.cooldown(CooldownReason::SecondFactorAdded, at, services));
+                Ok(facts)
             }
         }
     }
@@ -140,8 +144,12 @@ impl Account {
                 services,
             )),
             Some(proven) => {
+                let method = proven.method.to_string();
+                let session_id = cmd.grant.session_id;
                 let mut facts = self.verified(Some(cmd.challenge_id), proven, cmd.context.clone());
                 facts.extend(self.open_session(cmd.grant, cmd.context, now, services));
+                // A session opened with a second factor starts stepped up.
+                facts.push(AccountFact::SessionSteppedUp { session_id, method });
                 Ok(facts)
             }
         }
@@ -213,6 +221,7 @@ impl Account {
         &self,
         key: NewSecurityKey,
         password: &secrecy::SecretString,
+        at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
@@ -243,6 +252,7 @@ impl Account {
                 context,
             });
         }
+        facts.extend(self.cooldown(CooldownReason::SecondFactorAdded, at, services));
         Ok(facts)
     }
 
@@ -305,7 +315,7 @@ impl Account {
     }
 
     /// The facts of a proven factor: the verification, and a security key's new counter.
-    fn verified(
+    pub(super) fn verified(
         &self,
         challenge_id: Option<Uuid>,
         proven: Proven,
@@ -329,7 +339,7 @@ impl Account {
     }
 
     /// A refused proof: a counter regression is recorded as such, then the failure counts.
-    fn proof_failed(
+    pub(super) fn proof_failed(
         &self,
         challenge_id: Option<Uuid>,
         proof: &MfaProof,
@@ -367,7 +377,7 @@ impl Account {
 
     /// Whether a proof is good now: a TOTP step later than the last one accepted, or an unused
     /// backup code.
-    fn check_proof(&self, proof: &MfaProof) -> Option<Proven> {
+    pub(super) fn check_proof(&self, proof: &MfaProof) -> Option<Proven> {
         match proof {
             MfaProof::Totp { matched_step } => {
                 let totp = self.totp.as_ref().filter(|t| t.confirmed)?;

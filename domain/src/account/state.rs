@@ -49,6 +49,9 @@ pub struct Session {
     pub idle_expires_at: DateTime<Utc>,
     /// Where it was opened from.
     pub context: RequestContext,
+    /// When it last proved a second factor (at sign-in or by a step-up).
+    #[serde(default)]
+    pub stepped_up_at: Option<DateTime<Utc>>,
 }
 
 impl Session {
@@ -260,6 +263,55 @@ pub struct Account {
     pub(super) recovery: Option<RecoveryCase>,
     #[serde(default)]
     pub(super) security_keys: BTreeMap<String, SecurityKeyFactor>,
+    #[serde(default)]
+    pub(super) api_keys: BTreeMap<Uuid, ApiKey>,
+    /// Whitelisted withdrawal addresses by id (proposed ones wait for their code).
+    #[serde(default)]
+    pub(super) withdrawal_addresses: BTreeMap<Uuid, WithdrawalAddress>,
+    #[serde(default)]
+    pub(super) whitelist_only: bool,
+}
+
+/// An API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The owner's name for it.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<super::events::ApiScope>,
+    /// Addresses or CIDR networks it may be used from; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Keyed verifier of the current secret.
+    pub verifier: String,
+    /// The previous secret's verifier and the end of its grace period, after a rotation.
+    pub previous: Option<(String, DateTime<Utc>)>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was last rotated.
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Revoked keys stay listed, refused.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A withdrawal address on (or proposed for) the whitelist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WithdrawalAddress {
+    /// Asset.
+    pub asset: String,
+    /// Network.
+    pub network: String,
+    /// The address, sealed.
+    pub sealed_address: String,
+    /// Keyed lookup of asset, network and address.
+    pub lookup: String,
+    /// Label, sealed.
+    pub sealed_label: String,
+    /// When it was proposed.
+    pub proposed_at: DateTime<Utc>,
+    /// From when withdrawals to it are allowed; `None` while unconfirmed.
+    pub usable_from: Option<DateTime<Utc>>,
 }
 
 impl Account {
@@ -514,6 +566,7 @@ impl Account {
                         expires_at: *expires_at,
                         idle_expires_at: *idle_expires_at,
                         context: context.clone(),
+                        stepped_up_at: None,
                     },
                 );
             }
@@ -719,6 +772,90 @@ impl Account {
                 }
             }
             AccountFact::SecurityKeyCounterRegressed { .. } => {}
+            AccountFact::SessionSteppedUp { session_id, .. } => {
+                if let Some(session) = self.sessions.get_mut(session_id) {
+                    session.stepped_up_at = Some(event.at);
+                }
+            }
+            AccountFact::ApiKeyCreated {
+                key_id,
+                name,
+                scopes,
+                allowed_ips,
+                expires_at,
+                verifier,
+                ..
+            } => {
+                self.api_keys.insert(
+                    *key_id,
+                    ApiKey {
+                        name: name.clone(),
+                        scopes: scopes.clone(),
+                        allowed_ips: allowed_ips.clone(),
+                        expires_at: *expires_at,
+                        verifier: verifier.clone(),
+                        previous: None,
+                        created_at: event.at,
+                        rotated_at: None,
+                        revoked_at: None,
+                    },
+                );
+            }
+            AccountFact::ApiKeyRotated {
+                key_id,
+                verifier,
+                previous_valid_until,
+                ..
+            } => {
+                if let Some(key) = self.api_keys.get_mut(key_id) {
+                    let old = std::mem::replace(&mut key.verifier, verifier.clone());
+                    key.previous = Some((old, *previous_valid_until));
+                    key.rotated_at = Some(event.at);
+                }
+            }
+            AccountFact::ApiKeyRevoked { key_id, .. } => {
+                if let Some(key) = self.api_keys.get_mut(key_id) {
+                    key.revoked_at = Some(event.at);
+                    key.previous = None;
+                }
+            }
+            AccountFact::WithdrawalAddressProposed {
+                flow_id,
+                asset,
+                network,
+                sealed_address,
+                lookup,
+                sealed_label,
+                ..
+            } => {
+                self.withdrawal_addresses.insert(
+                    *flow_id,
+                    WithdrawalAddress {
+                        asset: asset.clone(),
+                        network: network.clone(),
+                        sealed_address: sealed_address.clone(),
+                        lookup: lookup.clone(),
+                        sealed_label: sealed_label.clone(),
+                        proposed_at: event.at,
+                        usable_from: None,
+                    },
+                );
+            }
+            AccountFact::WithdrawalAddressAdded {
+                address_id,
+                usable_from,
+                ..
+            } => {
+                if let Some(address) = self.withdrawal_addresses.get_mut(address_id) {
+                    address.usable_from = Some(*usable_from);
+                }
+            }
+            AccountFact::WithdrawalAddressRemoved { address_id, .. } => {
+                self.withdrawal_addresses.remove(address_id);
+            }
+            AccountFact::WhitelistModeChanged { enabled, .. } => {
+                self.whitelist_only = *enabled;
+            }
             AccountFact::RecoveryStepPassed { flow_id, step } => {
                 if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
                     case.stage = match (step.as_str(), case.needs_phone) {

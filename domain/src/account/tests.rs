@@ -1113,7 +1113,7 @@ mod contact_change {
 mod second_factor {
     use super::*;
 
-    fn enrolled(step: u64) -> Vec<(DateTime<Utc>, AccountFact)> {
+    pub(super) fn enrolled(step: u64) -> Vec<(DateTime<Utc>, AccountFact)> {
         vec![
             registered(),
             (
@@ -1167,7 +1167,7 @@ mod second_factor {
         })
     }
 
-    fn totp(step: u64) -> MfaProof {
+    pub(super) fn totp(step: u64) -> MfaProof {
         MfaProof::Totp {
             matched_step: Some(step),
         }
@@ -1194,8 +1194,13 @@ mod second_factor {
             &facts[0],
             AccountFact::SecondFactorVerified { step: Some(11), .. }
         ));
+        let n = facts.len();
         assert!(
-            matches!(facts.last(), Some(AccountFact::SessionStarted { session_id, .. }) if *session_id == sid(51))
+            matches!(&facts[n - 2], AccountFact::SessionStarted { session_id, .. } if *session_id == sid(51))
+        );
+        // A session opened with a second factor starts stepped up.
+        assert!(
+            matches!(&facts[n - 1], AccountFact::SessionSteppedUp { session_id, method } if *session_id == sid(51) && method == "totp")
         );
         // The same challenge cannot be answered twice.
         let mut given = challenged(10);
@@ -1622,8 +1627,12 @@ mod security_keys {
             AccountFact::SecurityKeyUsed { counter: 4, .. }
         ));
         assert!(matches!(
+            facts[facts.len() - 2],
+            AccountFact::SessionStarted { .. }
+        ));
+        assert!(matches!(
             facts.last(),
-            Some(AccountFact::SessionStarted { .. })
+            Some(AccountFact::SessionSteppedUp { .. })
         ));
     }
 
@@ -1677,9 +1686,18 @@ mod security_keys {
         assert!(
             matches!(&facts[1], AccountFact::BackupCodesGenerated { verifiers, .. } if verifiers.len() == 2)
         );
+        // Adding a factor pauses high-risk actions (a thief with a session would add theirs).
+        assert!(matches!(
+            facts[2],
+            AccountFact::HighRiskCooldownStarted {
+                reason: CooldownReason::SecondFactorAdded,
+                ..
+            }
+        ));
         // A second key keeps the codes the owner already holds.
         let facts = run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-2")).unwrap();
-        assert_eq!(facts.len(), 1);
+        let names: Vec<&str> = facts.iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["SecurityKeyRegistered", "HighRiskCooldownStarted"]);
         assert_eq!(
             run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-1")),
             Err(AccountError::SecurityKeyUnknown)
@@ -1729,5 +1747,344 @@ mod security_keys {
         .unwrap();
         assert!(matches!(facts[0], AccountFact::SecondFactorFailed { .. }));
         assert_eq!(facts.len(), 1);
+    }
+}
+
+mod controls {
+    use super::*;
+    use crate::policy::codes::FlowKind;
+
+    fn with_session() -> Vec<(DateTime<Utc>, AccountFact)> {
+        let mut given = super::second_factor::enrolled(10);
+        given.push(started(t(1), sid(70)));
+        given
+    }
+
+    fn state_of(given: Vec<(DateTime<Utc>, AccountFact)>) -> Account {
+        let mut state = Account::default();
+        for e in history(given) {
+            state.apply(e);
+        }
+        state
+    }
+
+    fn then(
+        given: Vec<(DateTime<Utc>, AccountFact)>,
+        facts: Vec<AccountFact>,
+        at: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, AccountFact)> {
+        let mut given = given;
+        given.extend(facts.into_iter().map(|f| (at, f)));
+        given
+    }
+
+    #[test]
+    fn test_step_up_needs_a_current_factor_and_lasts_its_window() {
+        let step_up = |proof| AccountCommand::StepUp {
+            session_id: sid(70),
+            proof,
+            at: t(2),
+            context: ctx(),
+        };
+        let facts = run(with_session(), step_up(super::second_factor::totp(11))).unwrap();
+        assert!(
+            matches!(&facts[1], AccountFact::SessionSteppedUp { session_id, method } if *session_id == sid(70) && method == "totp")
+        );
+        let state = state_of(then(with_session(), facts, t(2)));
+        assert_eq!(
+            state.stepped_up_until(sid(70), Duration::minutes(15)),
+            Some(t(17))
+        );
+        // A wrong code counts toward the lockout and steps nothing up.
+        let facts = run(with_session(), step_up(super::second_factor::totp(9))).unwrap();
+        assert!(matches!(facts[0], AccountFact::SecondFactorFailed { .. }));
+        assert_eq!(facts.len(), 1);
+        // Without any second factor there is nothing to step up with.
+        assert_eq!(
+            run(
+                vec![registered(), started(t(1), sid(70))],
+                step_up(super::second_factor::totp(11))
+            ),
+            Err(AccountError::NoSecondFactor)
+        );
+    }
+
+    fn key(scopes: Vec<ApiScope>, allowed_ips: Vec<String>) -> AccountCommand {
+        AccountCommand::CreateApiKey {
+            key: NewApiKey {
+                key_id: sid(80),
+                name: "bot".into(),
+                scopes,
+                allowed_ips,
+                expires_at: Some(t(600)),
+                verifier: "secret-1".into(),
+            },
+            at: t(1),
+            context: ctx(),
+        }
+    }
+
+    #[test]
+    fn test_a_withdraw_key_starts_a_cooldown_and_none_is_made_during_one() {
+        let facts = run(vec![registered()], key(vec![ApiScope::Withdraw], vec![])).unwrap();
+        assert!(matches!(
+            facts[1],
+            AccountFact::HighRiskCooldownStarted {
+                reason: CooldownReason::WithdrawKeyCreated,
+                ..
+            }
+        ));
+        let given = then(vec![registered()], facts, t(1));
+        let again = AccountCommand::CreateApiKey {
+            key: NewApiKey {
+                key_id: sid(81),
+                name: "bot 2".into(),
+                scopes: vec![ApiScope::Trade, ApiScope::Withdraw],
+                allowed_ips: vec![],
+                expires_at: None,
+                verifier: "secret-2".into(),
+            },
+            at: t(2),
+            context: ctx(),
+        };
+        assert!(matches!(
+            run(given.clone(), again),
+            Err(AccountError::HighRiskCooldown { .. })
+        ));
+        // A read-only key is not high-risk.
+        let read_only = AccountCommand::CreateApiKey {
+            key: NewApiKey {
+                key_id: sid(82),
+                name: "reader".into(),
+                scopes: vec![ApiScope::Read],
+                allowed_ips: vec![],
+                expires_at: None,
+                verifier: "secret-3".into(),
+            },
+            at: t(2),
+            context: ctx(),
+        };
+        assert_eq!(run(given, read_only).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn test_a_rotated_secret_works_through_its_grace_period_only() {
+        let created = run(
+            vec![registered()],
+            key(vec![ApiScope::Trade], vec!["192.0.2.0/24".into()]),
+        )
+        .unwrap();
+        let given = then(vec![registered()], created, t(1));
+        let rotated = run(
+            given.clone(),
+            AccountCommand::RotateApiKey {
+                key_id: sid(80),
+                verifier: "secret-2".into(),
+                grace: Duration::minutes(10),
+                at: t(5),
+                context: ctx(),
+            },
+        )
+        .unwrap();
+        let state = state_of(then(given, rotated, t(5)));
+        let inside: Option<std::net::IpAddr> = "192.0.2.7".parse().ok();
+        let outside: Option<std::net::IpAddr> = "198.51.100.7".parse().ok();
+        assert!(state
+            .check_api_key(sid(80), "secret-2", inside, t(6))
+            .is_ok());
+        assert!(state
+            .check_api_key(sid(80), "secret-1", inside, t(14))
+            .is_ok());
+        assert_eq!(
+            state
+                .check_api_key(sid(80), "secret-1", inside, t(15))
+                .err(),
+            Some(ApiKeyRefusal::Rotated)
+        );
+        assert_eq!(
+            state
+                .check_api_key(sid(80), "secret-2", outside, t(6))
+                .err(),
+            Some(ApiKeyRefusal::IpNotAllowed)
+        );
+        assert_eq!(
+            state.check_api_key(sid(80), "nope", inside, t(6)).err(),
+            Some(ApiKeyRefusal::Invalid)
+        );
+        assert_eq!(
+            state
+                .check_api_key(sid(80), "secret-2", inside, t(600))
+                .err(),
+            Some(ApiKeyRefusal::Expired)
+        );
+        let revoked = run(
+            then(vec![registered()], vec![], t(1)),
+            AccountCommand::RevokeApiKeys {
+                key_id: None,
+                at: t(7),
+                context: ctx(),
+            },
+        )
+        .unwrap();
+        assert!(revoked.is_empty(), "nothing to revoke without keys");
+    }
+
+    #[test]
+    fn test_networks_match_by_prefix() {
+        let nets = vec!["192.0.2.0/24".to_string(), "2001:db8::/32".to_string()];
+        assert!(ip_allowed(&nets, "192.0.2.255".parse().ok()));
+        assert!(!ip_allowed(&nets, "192.0.3.1".parse().ok()));
+        assert!(ip_allowed(&nets, "2001:db8:1::1".parse().ok()));
+        assert!(!ip_allowed(&nets, "2001:db9::1".parse().ok()));
+        assert!(!ip_allowed(&nets, None));
+        assert!(ip_allowed(&[], None));
+        assert!(ip_allowed(
+            &["0.0.0.0/0".to_string()],
+            "8.8.8.8".parse().ok()
+        ));
+        assert_eq!(parse_network("10.0.0.0/33"), None);
+        assert_eq!(parse_network("not an ip"), None);
+    }
+
+    fn verified() -> Vec<(DateTime<Utc>, AccountFact)> {
+        vec![
+            registered(),
+            (
+                t(0),
+                AccountFact::ContactVerified {
+                    kind: crate::contact::ContactKind::Email,
+                    flow_id: sid(99),
+                },
+            ),
+        ]
+    }
+
+    fn propose(at: DateTime<Utc>) -> AccountCommand {
+        AccountCommand::ProposeWithdrawalAddress {
+            address: NewWithdrawalAddress {
+                asset: "BTC".into(),
+                network: "bitcoin".into(),
+                sealed_address: "v1.addr".into(),
+                lookup: "addr-lookup".into(),
+                sealed_label: "v1.label".into(),
+                grant: FlowGrant {
+                    flow_id: sid(90),
+                    code: CodeGrant {
+                        code_id: sid(91),
+                        verifier: "code-v".into(),
+                    },
+                },
+                stepped_up: false,
+                password: Some(SecretString::from(PASSWORD.to_string())),
+            },
+            at,
+            context: ctx(),
+        }
+    }
+
+    #[test]
+    fn test_a_whitelisted_address_needs_a_code_then_waits_its_cooldown() {
+        assert_eq!(
+            run(vec![registered()], propose(t(1))),
+            Err(AccountError::EmailNotVerified)
+        );
+        let proposed = run(verified(), propose(t(1))).unwrap();
+        assert!(matches!(
+            &proposed[0],
+            AccountFact::FlowStarted {
+                kind: FlowKind::WhitelistAddress,
+                ..
+            }
+        ));
+        let mut given = then(verified(), proposed, t(1));
+        given.push((
+            t(1),
+            AccountFact::WhitelistModeChanged {
+                enabled: true,
+                context: ctx(),
+            },
+        ));
+        let state = state_of(given.clone());
+        assert_eq!(
+            state.check_withdrawal("addr-lookup", t(2)),
+            Err(WithdrawalRefusal::NotWhitelisted),
+            "a proposed address is not listed before its code"
+        );
+        let redeem = |verifier: &str| {
+            AccountCommand::RedeemCode(RedeemCode {
+                flow_id: sid(90),
+                verifier: verifier.into(),
+                action: CodeAction::ConfirmWithdrawalAddress,
+                next_code: None,
+                at: t(3),
+                context: ctx(),
+            })
+        };
+        let wrong = run(given.clone(), redeem("wrong")).unwrap();
+        assert!(matches!(wrong[0], AccountFact::CodeAttemptFailed { .. }));
+        let added = run(given.clone(), redeem("code-v")).unwrap();
+        assert!(
+            matches!(&added[1], AccountFact::WithdrawalAddressAdded { usable_from, .. } if *usable_from == t(3) + Duration::hours(24))
+        );
+        let state = state_of(then(given, added, t(3)));
+        assert_eq!(
+            state.check_withdrawal("addr-lookup", t(4)),
+            Err(WithdrawalRefusal::AddressCoolingDown {
+                until: t(3) + Duration::hours(24)
+            })
+        );
+        assert_eq!(
+            state.check_withdrawal("addr-lookup", t(3) + Duration::hours(24)),
+            Ok(())
+        );
+        assert_eq!(
+            state.check_withdrawal("other", t(3) + Duration::hours(24)),
+            Err(WithdrawalRefusal::NotWhitelisted)
+        );
+    }
+
+    #[test]
+    fn test_turning_the_whitelist_off_is_high_risk() {
+        let mut given = verified();
+        given.push((
+            t(1),
+            AccountFact::WhitelistModeChanged {
+                enabled: true,
+                context: ctx(),
+            },
+        ));
+        let off = |at| AccountCommand::SetWhitelistMode {
+            enabled: false,
+            at,
+            context: ctx(),
+        };
+        let facts = run(given.clone(), off(t(2))).unwrap();
+        assert!(matches!(
+            facts[1],
+            AccountFact::HighRiskCooldownStarted {
+                reason: CooldownReason::WhitelistDisabled,
+                ..
+            }
+        ));
+        let state = state_of(then(given.clone(), facts, t(2)));
+        assert!(matches!(
+            state.check_withdrawal("anything", t(3)),
+            Err(WithdrawalRefusal::HighRiskCooldown { .. })
+        ));
+        given.push((
+            t(1),
+            AccountFact::HighRiskCooldownStarted {
+                until: t(100),
+                reason: CooldownReason::PasswordReset,
+            },
+        ));
+        assert!(matches!(
+            run(given.clone(), off(t(2))),
+            Err(AccountError::HighRiskCooldown { .. })
+        ));
+        assert!(matches!(
+            run(given, propose(t(2))),
+            Err(AccountError::HighRiskCooldown { .. })
+        ));
     }
 }

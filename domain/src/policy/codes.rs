@@ -67,6 +67,8 @@ pub enum FlowKind {
     /// Recover from a lost second factor: email code, phone code (when verified), identity
     /// evidence, then manual review and a hold.
     LostSecondFactor,
+    /// Confirm a new withdrawal address for the whitelist (code to the verified email).
+    WhitelistAddress,
 }
 
 impl FlowKind {
@@ -78,6 +80,7 @@ impl FlowKind {
             Self::ResetPassword => "reset_password",
             Self::Unlock => "unlock",
             Self::LostSecondFactor => "lost_second_factor",
+            Self::WhitelistAddress => "whitelist_address",
         }
     }
 
@@ -94,7 +97,10 @@ impl FlowKind {
         match self {
             Self::VerifyEmail => Some(ContactKind::Email),
             Self::VerifyPhone => Some(ContactKind::Phone),
-            Self::ResetPassword | Self::Unlock | Self::LostSecondFactor => None,
+            Self::ResetPassword
+            | Self::Unlock
+            | Self::LostSecondFactor
+            | Self::WhitelistAddress => None,
         }
     }
 
@@ -102,7 +108,7 @@ impl FlowKind {
     pub fn steps_total(self) -> u32 {
         match self {
             Self::VerifyEmail | Self::VerifyPhone => 1,
-            Self::ResetPassword | Self::Unlock => 2,
+            Self::ResetPassword | Self::Unlock | Self::WhitelistAddress => 2,
             Self::LostSecondFactor => 4,
         }
     }
@@ -112,7 +118,7 @@ impl FlowKind {
         match self {
             Self::VerifyEmail | Self::VerifyPhone => "enter_code",
             Self::ResetPassword => "enter_code_and_new_password",
-            Self::Unlock | Self::LostSecondFactor => "enter_code",
+            Self::Unlock | Self::LostSecondFactor | Self::WhitelistAddress => "enter_code",
         }
     }
 }
@@ -188,13 +194,39 @@ impl CodePolicy {
     }
 }
 
-/// Cooldowns on high-risk actions after security-sensitive changes.
+/// Cooldowns on high-risk actions after security-sensitive changes: one table for every cause
+/// (see [`CooldownPolicy::after`]). While any cooldown runs, every high-risk action is refused:
+/// withdrawals (`POST /v1/withdrawals/check`), whitelist changes, second-factor removal and
+/// withdraw-scoped API keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CooldownPolicy {
-    /// After a password reset by code (and other high-risk changes).
+    /// After a password reset, a second-factor removal or a lost-factor recovery.
     pub after_password_reset: Duration,
     /// Between a lost-second-factor approval and the removal, during which the owner can cancel.
     pub recovery_hold: Duration,
+    /// After a second factor is added.
+    pub after_factor_added: Duration,
+    /// After an API key with the `withdraw` scope is created.
+    pub after_withdraw_key: Duration,
+    /// After whitelist-only withdrawals are turned off.
+    pub after_whitelist_disabled: Duration,
+    /// Before a newly whitelisted address may receive withdrawals.
+    pub new_address: Duration,
+}
+
+impl CooldownPolicy {
+    /// How long high-risk actions pause after a cause.
+    pub fn after(&self, reason: crate::account::CooldownReason) -> Duration {
+        use crate::account::CooldownReason as R;
+        match reason {
+            R::PasswordReset | R::SecondFactorRemoved | R::LostFactorRecovery => {
+                self.after_password_reset
+            }
+            R::SecondFactorAdded => self.after_factor_added,
+            R::WithdrawKeyCreated => self.after_withdraw_key,
+            R::WhitelistDisabled => self.after_whitelist_disabled,
+        }
+    }
 }
 
 impl Default for CooldownPolicy {
@@ -202,6 +234,10 @@ impl Default for CooldownPolicy {
         Self {
             after_password_reset: Duration::hours(24),
             recovery_hold: Duration::hours(48),
+            after_factor_added: Duration::hours(24),
+            after_withdraw_key: Duration::hours(24),
+            after_whitelist_disabled: Duration::hours(24),
+            new_address: Duration::hours(24),
         }
     }
 }
