@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ApiError;
 use crate::routes::{
     accounts, admin, api_keys, contacts, controls, health, login, lost_factor, me, mfa, recovery,
-    review, security_keys, whitelist,
+    review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -40,7 +40,9 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         security_keys::start_login_assertion, controls::step_up, api_keys::list, api_keys::create,
         api_keys::rotate, api_keys::revoke, api_keys::revoke_all, api_keys::verify, whitelist::list,
         whitelist::propose, whitelist::confirm, whitelist::remove, whitelist::set_mode,
-        whitelist::check
+        whitelist::check, teams::create, teams::get_team, teams::invite, teams::cancel_invitation,
+        teams::my_invitations, teams::accept, teams::change_role, teams::remove_member,
+        teams::permissions
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
@@ -106,6 +108,26 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(whitelist::set_mode),
         )
         .route("/v1/withdrawals/check", post(whitelist::check))
+        .route("/v1/teams", post(teams::create))
+        .route("/v1/teams/{team_id}", get(teams::get_team))
+        .route("/v1/teams/{team_id}/invitations", post(teams::invite))
+        .route(
+            "/v1/teams/{team_id}/invitations/{invitation_id}",
+            delete(teams::cancel_invitation),
+        )
+        .route(
+            "/v1/teams/{team_id}/invitations/{invitation_id}/accept",
+            post(teams::accept),
+        )
+        .route("/v1/me/team-invitations", get(teams::my_invitations))
+        .route(
+            "/v1/teams/{team_id}/members/{account_id}",
+            axum::routing::put(teams::change_role).delete(teams::remove_member),
+        )
+        .route(
+            "/v1/teams/{team_id}/permissions/{account_id}",
+            get(teams::permissions),
+        )
         .route(
             "/v1/login/mfa/security-key",
             post(security_keys::start_login_assertion),

@@ -353,6 +353,13 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub api_key_rotation_grace_seconds: i64,
+    /// How long a team invitation may be accepted, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_TEAM_INVITATION_SECONDS",
+        default_value_t = 604_800
+    )]
+    pub team_invitation_seconds: i64,
 }
 
 /// A setting is out of range.
@@ -447,14 +454,18 @@ impl ServeArgs {
 
     /// Step-up window and API key rotation grace from the settings.
     pub fn controls(&self) -> Result<crate::state::ControlSettings, ConfigError> {
-        if self.step_up_seconds <= 0 || self.api_key_rotation_grace_seconds < 0 {
+        if self.step_up_seconds <= 0
+            || self.api_key_rotation_grace_seconds < 0
+            || self.team_invitation_seconds <= 0
+        {
             return Err(ConfigError(
-                "GATEHOUSE_STEP_UP_SECONDS must be positive and GATEHOUSE_API_KEY_ROTATION_GRACE_SECONDS not negative".into(),
+                "GATEHOUSE_STEP_UP_SECONDS and GATEHOUSE_TEAM_INVITATION_SECONDS must be positive, GATEHOUSE_API_KEY_ROTATION_GRACE_SECONDS not negative".into(),
             ));
         }
         Ok(crate::state::ControlSettings {
             step_up: chrono::Duration::seconds(self.step_up_seconds),
             rotation_grace: chrono::Duration::seconds(self.api_key_rotation_grace_seconds),
+            team_invitation: chrono::Duration::seconds(self.team_invitation_seconds),
         })
     }
 

@@ -30,6 +30,8 @@ struct Inner {
     known_accounts: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Runs `Staff` commands (admin API).
     staff: CommandExecutor<gatehouse_domain::staff::Staff>,
+    /// Runs `Team` commands.
+    teams: CommandExecutor<gatehouse_domain::team::Team>,
     /// Stricter sign-in limits for networks flagged by alerts.
     protection: crate::protection::Protection,
     /// Step-up window and API key rotation grace.
@@ -47,6 +49,8 @@ pub struct ControlSettings {
     pub step_up: chrono::Duration,
     /// How long a rotated API key's previous secret keeps working.
     pub rotation_grace: chrono::Duration,
+    /// How long a team invitation may be accepted.
+    pub team_invitation: chrono::Duration,
 }
 
 impl Default for ControlSettings {
@@ -54,6 +58,7 @@ impl Default for ControlSettings {
         Self {
             step_up: chrono::Duration::minutes(15),
             rotation_grace: chrono::Duration::hours(24),
+            team_invitation: chrono::Duration::days(7),
         }
     }
 }
@@ -73,9 +78,14 @@ impl AppState {
         throttle: Throttle,
     ) -> Self {
         let staff = crate::staff::executor(&store);
+        let teams = CommandExecutor::new(
+            gatehouse_projections::store::AggregateStore::new(&store, Vec::new()),
+            (),
+        );
         Self {
             inner: Arc::new(Inner {
                 staff,
+                teams,
                 relying_party: None,
                 controls: ControlSettings::default(),
                 closing: tokio::sync::watch::Sender::new(false),
@@ -111,6 +121,11 @@ impl AppState {
     /// Runs `Staff` commands.
     pub fn staff(&self) -> &CommandExecutor<gatehouse_domain::staff::Staff> {
         &self.inner.staff
+    }
+
+    /// Runs `Team` commands.
+    pub fn teams(&self) -> &CommandExecutor<gatehouse_domain::team::Team> {
+        &self.inner.teams
     }
 
     /// Replaces the alert feedback settings (call right after [`AppState::new`], before the state

@@ -13,6 +13,47 @@ use sha2::{Digest, Sha256};
 #[serde(transparent)]
 pub struct ChainLink(pub String);
 
+/// Implements `cqrs_es::Aggregate` for an aggregate whose commands each decide one fact: the
+/// aggregate has `fn decide(&self, Command) -> Result<(DateTime<Utc>, Fact), Error>`,
+/// `fn fold(&mut self, &Event)` and a `chain: ChainLink` field; its event type has the fields
+/// `at`, `prev` and `fact`. The shim stamps the chain link on each new event and moves the link
+/// on as events are applied.
+#[macro_export]
+macro_rules! single_fact_aggregate {
+    ($aggregate:ty, $type_name:literal, $command:ty, $event:ident, $error:ty) => {
+        impl cqrs_es::Aggregate for $aggregate {
+            const TYPE: &'static str = $type_name;
+            type Command = $command;
+            type Event = $event;
+            type Error = $error;
+            type Services = ();
+
+            async fn handle(
+                &mut self,
+                command: Self::Command,
+                _services: &Self::Services,
+                sink: &cqrs_es::event_sink::EventSink<Self>,
+            ) -> Result<(), Self::Error> {
+                let (at, fact) = self.decide(command)?;
+                let event = $event {
+                    at,
+                    prev: self.chain.clone(),
+                    fact,
+                };
+                sink.write(event, self).await;
+                Ok(())
+            }
+
+            fn apply(&mut self, event: Self::Event) {
+                self.fold(&event);
+                if let Ok(value) = serde_json::to_value(&event) {
+                    self.chain = self.chain.next(&value);
+                }
+            }
+        }
+    };
+}
+
 /// The link an aggregate's first event points back to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -19,6 +19,7 @@ pub mod password;
 pub mod policy;
 pub mod protection;
 pub mod staff;
+pub mod team;
 pub mod upcast;
 
 pub use account::{

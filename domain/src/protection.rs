@@ -5,8 +5,7 @@
 //! throttled harder until a time. The aggregate refuses a second decision while one is in force,
 //! so several API processes record it once.
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::ChainLink;
@@ -115,41 +114,25 @@ impl Protection {
     }
 }
 
-impl Aggregate for Protection {
-    const TYPE: &'static str = "Protection";
-    type Command = ProtectionCommand;
-    type Event = ProtectionEvent;
-    type Error = ProtectionError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        let (at, fact) = self.decide(command)?;
-        let event = ProtectionEvent {
-            at,
-            prev: self.chain.clone(),
-            fact,
-        };
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
+impl Protection {
+    fn fold(&mut self, event: &ProtectionEvent) {
         let ProtectionFact::NetworkThrottled { until, .. } = &event.fact;
         self.throttled_until = Some(*until);
-        if let Ok(value) = serde_json::to_value(&event) {
-            self.chain = self.chain.next(&value);
-        }
     }
 }
+
+crate::single_fact_aggregate!(
+    Protection,
+    "Protection",
+    ProtectionCommand,
+    ProtectionEvent,
+    ProtectionError
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cqrs_es::Aggregate;
 
     #[test]
     fn test_throttle_is_decided_once_while_in_force() {

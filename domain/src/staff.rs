@@ -6,8 +6,7 @@
 //! model folds `AlertStatusChanged` from this stream, so an alert's status is a fact with an
 //! author. Events carry the same hash-chain link as account events.
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -316,9 +315,6 @@ impl Staff {
             self.roles = roles.clone();
             self.token_hash = token_hash.clone();
         }
-        if let Ok(value) = serde_json::to_value(event) {
-            self.chain = self.chain.next(&value);
-        }
     }
 }
 
@@ -326,33 +322,7 @@ fn bounded(s: &str) -> String {
     s.chars().take(MAX_STAFF_TEXT).collect()
 }
 
-impl Aggregate for Staff {
-    const TYPE: &'static str = "Staff";
-    type Command = StaffCommand;
-    type Event = StaffEvent;
-    type Error = StaffError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        let (at, fact) = self.decide(command)?;
-        let event = StaffEvent {
-            at,
-            prev: self.chain.clone(),
-            fact,
-        };
-        sink.write(event, self).await;
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        self.fold(&event);
-    }
-}
+crate::single_fact_aggregate!(Staff, "Staff", StaffCommand, StaffEvent, StaffError);
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_security_keys;
 mod e2e_sessions;
+mod e2e_teams;
 mod fixtures_v1;
 mod projections_restart;
 mod replay_audit;

@@ -12,6 +12,7 @@ pub mod mfa;
 pub mod recovery;
 pub mod review;
 pub mod security_keys;
+pub mod teams;
 pub mod whitelist;
 
 use axum::extract::{FromRequest, Request};
