@@ -166,6 +166,10 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     )
     .await;
     assert_eq!(status, 403);
+    // A viewer may look but not trade: the platform refuses her orders.
+    let (_, perms) = get(&w.server, &ask(&alice_id), &platform).await;
+    assert_eq!(perms["role"], "viewer");
+    assert_eq!(perms["permissions"], json!(["view"]));
     let (status, _) = send(
         &w.server,
         Method::DELETE,
