@@ -91,6 +91,15 @@ fn database_url(admin: &str, db: &str) -> String {
     }
 }
 
+/// The server part of a database URL, for messages: scheme, host, port and database, without the
+/// user name or password that may be in it.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://…@{host}"),
+        _ => url.to_string(),
+    }
+}
+
 mod replay;
 
 #[tokio::main]
@@ -116,7 +125,10 @@ async fn main() {
     let admin = sqlx::PgPool::connect(&args.database_url)
         .await
         .unwrap_or_else(|e| {
-            eprintln!("cannot reach PostgreSQL at {}: {e}", args.database_url);
+            eprintln!(
+                "cannot reach PostgreSQL at {}: {e}",
+                redacted(&args.database_url)
+            );
             std::process::exit(2);
         });
     let db = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
@@ -276,4 +288,19 @@ fn fmt3(values: &[f64]) -> String {
         .map(|v| format!("{v:.3}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_messages_show_no_credentials() {
+        assert_eq!(
+            super::redacted("postgres://bench:s3cret@db.internal:5432/postgres"),
+            "postgres://…@db.internal:5432/postgres"
+        );
+        assert_eq!(
+            super::redacted("postgres://127.0.0.1/x"),
+            "postgres://127.0.0.1/x"
+        );
+    }
 }

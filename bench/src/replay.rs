@@ -125,7 +125,12 @@ pub async fn main(argv: Vec<String>) -> i32 {
 async fn run(args: &ReplayArgs) -> Result<(), String> {
     let admin = sqlx::PgPool::connect(&args.database_url)
         .await
-        .map_err(|e| format!("cannot reach PostgreSQL at {}: {e}", args.database_url))?;
+        .map_err(|e| {
+            format!(
+                "cannot reach PostgreSQL at {}: {e}",
+                crate::redacted(&args.database_url)
+            )
+        })?;
     let db = format!("gatehouse_bench_replay_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("create database {db}"))
         .execute(&admin)
