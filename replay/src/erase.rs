@@ -10,6 +10,9 @@
 //! `AccountRegistered` event stays (events are never rewritten): it is pseudonymous and, with the
 //! claim gone, points nowhere.
 //!
+//! The side tables keyed by account (last API-key use with its client address, WebAuthn
+//! ceremonies and credential claims) lose the account's rows in the same transaction.
+//!
 //! After erasure the events still verify (their stored form is unchanged), every read model
 //! rebuilds identically, and `state`/`export` show the sealed fields as `erased`.
 use chrono::Utc;
@@ -45,6 +48,20 @@ pub async fn erase(store: &Store, account: &str) -> Result<Value> {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    // Side tables that hold what the account did, outside the events: the last client address
+    // of each API key (personal data), open WebAuthn ceremonies, and security-key claims.
+    let mut side_rows = 0;
+    for table in [
+        "api_key_usage",
+        "webauthn_ceremonies",
+        "security_key_claims",
+    ] {
+        side_rows += sqlx::query(&format!("delete from {table} where account_id = $1"))
+            .bind(account)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
     let destroyed_ms: i64 =
         sqlx::query_scalar("select destroyed_ms from account_keys where account_id = $1")
             .bind(account)
@@ -55,5 +72,6 @@ pub async fn erase(store: &Store, account: &str) -> Result<Value> {
         "account": account,
         "key_destroyed_ms": destroyed_ms,
         "identifier_claims_removed": claims,
+        "side_rows_removed": side_rows,
     }))
 }

@@ -715,10 +715,26 @@ async fn test_replay_erase_leaves_no_personal_data_and_replay_still_works() {
     server.token(email, PASSWORD).await;
     server.login(email, "wrong-password-z").await;
     let keep = server.register("keep.me@example.net", PASSWORD).await;
+    // A side row with personal data (an API key's last client address) goes with the account.
+    let pool = db.pool().await;
+    for owner in [&account, &keep] {
+        sqlx::query("insert into api_key_usage (key_id, account_id, last_used_ms, last_ip) values ($1, $2, 1, '198.51.100.23')")
+            .bind(format!("key-of-{owner}"))
+            .bind(owner)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
 
     let (code, v) = run_json(&db, &["erase", "--account", &account, "--json"], &[]).await;
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["identifier_claims_removed"], 2);
+    assert_eq!(v["side_rows_removed"], 1);
+    let left: Vec<String> = sqlx::query_scalar("select account_id from api_key_usage")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![keep.clone()]);
     let (code, _, err) = run(&db, &["erase", "--account", "no-such-account"], &[]).await;
     assert_eq!(code, 2, "{err}");
 
