@@ -34,6 +34,9 @@ struct ReplayArgs {
     /// Keep the database afterwards (its name is printed).
     #[arg(long)]
     keep: bool,
+    /// Also rebuild each read model alone, to show where the time goes.
+    #[arg(long)]
+    each: bool,
 }
 
 /// Synthetic events `$1..$2`: per account (20 events) a repeating failure, sign-in, session start,
@@ -210,9 +213,12 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let scan_mean = (scan1 + scan2) / 2.0;
     let copy_mean = (copy1 + copy2) / 2.0;
+    let names: Vec<&str> = runner.projections().iter().map(|p| p.name()).collect();
     println!(
-        "events: {}, batch: {}, read models: lockout_state_v1, login_history_v1, sessions_v1 ({rows} rows)",
-        args.events, args.batch
+        "events: {}, batch: {}, read models: {} ({rows} rows in lockout_state_v1, login_history_v1, sessions_v1)",
+        args.events,
+        args.batch,
+        names.join(", ")
     );
     println!("plain scan (stream reader), events/s: {scan1:.0}, {scan2:.0} (mean {scan_mean:.0})");
     println!("COPY TO STDOUT, events/s: {copy1:.0}, {copy2:.0} (mean {copy_mean:.0})");
@@ -227,6 +233,21 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
     println!(
         "peak RSS (MiB): after generating {rss_start:.1}, after scans {rss_scan:.1}, after rebuild {rss_rebuild:.1}"
     );
+    if args.each {
+        // Each read model alone, from zero, against the same scan reference.
+        for projection in runner.projections() {
+            let alone = ProjectionRunner::new(store.clone(), vec![projection.clone()])
+                .with_batch(args.batch);
+            let start = Instant::now();
+            alone.rebuild().await.map_err(|e| e.to_string())?;
+            let rate = args.events as f64 / start.elapsed().as_secs_f64();
+            println!(
+                "  {:<20} alone: {rate:>9.0} events/s, ratio to plain scan {:.3}",
+                projection.name(),
+                rate / scan_mean
+            );
+        }
+    }
     store.close().await;
     Ok(())
 }

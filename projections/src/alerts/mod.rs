@@ -236,8 +236,11 @@ pub(crate) async fn raise(
             (id, evidence)
         }
     };
+    // The count moves by the evidence actually added (a repeat is ignored), so a long-running
+    // alert costs the same per event as a new one (recounting would grow with its evidence).
+    let mut added: i64 = 0;
     for e in &evidence {
-        sqlx::query(
+        let inserted = sqlx::query(
             "insert into alert_evidence_v1 (alert_id, aggregate_id, sequence, at_ms)
              values ($1, $2, $3, $4) on conflict do nothing",
         )
@@ -246,11 +249,13 @@ pub(crate) async fn raise(
         .bind(e.sequence)
         .bind(e.at_ms)
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected();
+        added += i64::try_from(inserted).unwrap_or(0);
     }
     sqlx::query(
         "update alerts_v1
-            set count = (select count(*) from alert_evidence_v1 where alert_id = $1),
+            set count = count + $5,
                 last_seen_ms = case when last_seen_ms < $2 then $2 else last_seen_ms end,
                 updated_tx = $3, updated_pos = $4
           where id = $1",
@@ -259,6 +264,7 @@ pub(crate) async fn raise(
     .bind(now)
     .bind(event.position.tx)
     .bind(event.position.pos)
+    .bind(added)
     .execute(&mut *conn)
     .await?;
     Ok(())
