@@ -263,6 +263,75 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         .iter()
         .map(|c| Value::String(c.as_str().to_string()))
         .collect();
+    let factor_evidence: Vec<Value> = applied
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.fact,
+                AccountFact::TotpEnrolled { .. }
+                    | AccountFact::SecurityKeyRegistered { .. }
+                    | AccountFact::SecurityKeyRemoved { .. }
+                    | AccountFact::SecondFactorRemoved { .. }
+                    | AccountFact::BackupCodesGenerated { .. }
+            )
+        })
+        .map(|e| evidence(e))
+        .collect();
+    let security_keys: Vec<Value> = folded
+        .security_keys()
+        .iter()
+        .map(|(id, k)| {
+            json!({
+                "key_id": id,
+                "name": k.name,
+                "registered_at": ts(k.registered_at),
+                "last_used_at": k.last_used_at.map(ts),
+            })
+        })
+        .collect();
+    let recovery = folded.recovery().map(|r| {
+        let (step, of) = r.step_of();
+        json!({
+            "flow_id": r.flow_id,
+            "stage": serde_name(&r.stage),
+            "step": step,
+            "steps_total": of,
+            "hold_until": r.hold_until.map(ts),
+        })
+    });
+    let api_keys: Vec<Value> = folded
+        .api_keys()
+        .iter()
+        .map(|(id, k)| {
+            let status = if k.revoked_at.is_some() {
+                "revoked"
+            } else if k.expires_at.is_some_and(|e| at >= e) {
+                "expired"
+            } else {
+                "active"
+            };
+            json!({
+                "key_id": id,
+                "name": k.name,
+                "scopes": k.scopes,
+                "status": status,
+                "created_at": ts(k.created_at),
+            })
+        })
+        .collect();
+    let addresses: Vec<Value> = folded
+        .withdrawal_addresses()
+        .iter()
+        .map(|(id, a)| {
+            json!({
+                "address_id": id,
+                "asset": a.asset,
+                "network": a.network,
+                "address": if erased { ERASED } else { "sealed" },
+                "usable_from": a.usable_from.map(ts),
+            })
+        })
+        .collect();
     Ok(json!({
         "account": account,
         "at": ts(at),
@@ -286,6 +355,18 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
             "until": folded.high_risk_until(at).map(ts),
             "reasons": folded.high_risk_reasons(at),
             "evidence": cooldown_evidence,
+        },
+        "second_factors": {
+            "totp": folded.has_totp(),
+            "backup_codes_left": folded.backup_codes_left(),
+            "security_keys": security_keys,
+            "evidence": factor_evidence,
+        },
+        "recovery": recovery,
+        "api_keys": api_keys,
+        "withdrawal_whitelist": {
+            "whitelist_only": folded.whitelist_only(),
+            "addresses": addresses,
         },
         "sessions_open": sessions.len(),
         "sessions": sessions,
@@ -383,6 +464,59 @@ pub fn state_text(v: &Value) -> String {
             );
         }
     }
+    let f = &v["second_factors"];
+    let keys = f["security_keys"].as_array().map_or(0, Vec::len);
+    let _ = writeln!(
+        out,
+        "second factors: totp {}, {} backup code(s) left, {keys} security key(s)",
+        if f["totp"].as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        },
+        s(&f["backup_codes_left"])
+    );
+    for e in f["evidence"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  #{} {} {}",
+            s(&e["sequence"]),
+            s(&e["at"]),
+            s(&e["what"])
+        );
+    }
+    let r = &v["recovery"];
+    if r.is_object() {
+        let _ = writeln!(
+            out,
+            "lost-factor recovery: {} (step {} of {}), hold until {}",
+            s(&r["stage"]),
+            s(&r["step"]),
+            s(&r["steps_total"]),
+            s(&r["hold_until"])
+        );
+    }
+    for k in v["api_keys"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "api key {} ({}): {} {}",
+            s(&k["key_id"]),
+            s(&k["name"]),
+            s(&k["status"]),
+            s(&k["scopes"])
+        );
+    }
+    let w = &v["withdrawal_whitelist"];
+    let _ = writeln!(
+        out,
+        "withdrawal whitelist: {}, {} address(es)",
+        if w["whitelist_only"].as_bool() == Some(true) {
+            "whitelist only"
+        } else {
+            "off"
+        },
+        w["addresses"].as_array().map_or(0, Vec::len)
+    );
     let _ = writeln!(out, "sessions open: {}", s(&v["sessions_open"]));
     for sess in v["sessions"].as_array().into_iter().flatten() {
         let _ = writeln!(

@@ -898,3 +898,59 @@ async fn test_replay_backtest_reports_accounts_a_policy_would_lock_differently()
     let (code, _, err) = run(&db, &["backtest", "--policy", bad.to_str().unwrap()], &[]).await;
     assert_eq!(code, 2, "{err}");
 }
+
+#[tokio::test]
+async fn test_replay_state_shows_second_factors_keys_and_whitelist_as_of_an_instant() {
+    let db = TestDb::new().await;
+    let server = Server::start(Some(&db.url), &fast_env()).await;
+    let email = "factors.state@example.net";
+    let account = server.register(email, PASSWORD).await;
+    let token = server.token(email, PASSWORD).await;
+    let before = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    super::e2e_second_factor::enrol(&server, &token).await;
+    let (status, body) = super::e2e_second_factor::send(
+        &server,
+        reqwest::Method::POST,
+        "/v1/me/api-keys",
+        &token,
+        serde_json::json!({"name": "reader", "scopes": ["read"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (code, v) = run_json(&db, &["state", "--account", &account, "--json"], &[]).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["second_factors"]["totp"], true, "{v}");
+    assert_eq!(v["second_factors"]["backup_codes_left"], 10);
+    assert_eq!(v["second_factors"]["security_keys"], serde_json::json!([]));
+    let evidence: Vec<&str> = v["second_factors"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().or(e["what"].as_str()).unwrap_or(""))
+        .collect();
+    assert_eq!(evidence.len(), 2, "{v}");
+    assert_eq!(v["api_keys"][0]["name"], "reader");
+    assert_eq!(v["api_keys"][0]["status"], "active");
+    assert_eq!(v["withdrawal_whitelist"]["whitelist_only"], false);
+    assert!(v["recovery"].is_null());
+
+    // As of before the enrolment: nothing of it.
+    let at = before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (code, v) = run_json(
+        &db,
+        &["state", "--account", &account, "--at", &at, "--json"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["second_factors"]["totp"], false, "{v}");
+    assert_eq!(v["api_keys"], serde_json::json!([]));
+    let (code, text, _) = run(&db, &["state", "--account", &account], &[]).await;
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("second factors: totp on, 10 backup code(s) left"),
+        "{text}"
+    );
+}
