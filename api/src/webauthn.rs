@@ -200,7 +200,9 @@ pub async fn take_ceremony<T: serde::de::DeserializeOwned>(
 }
 
 /// Whether a credential id may be registered: WebAuthn wants a credential on one account only.
-/// Claims it for the account when free.
+/// Claims it for the account when free or already this account's (a claim outlives the key when
+/// every factor is removed at once, e.g. by a lost-factor recovery, and the owner may bring the
+/// key back).
 pub async fn claim_key(
     store: &Store,
     key_id: &str,
@@ -209,7 +211,8 @@ pub async fn claim_key(
 ) -> Result<bool, StoreError> {
     let inserted = sqlx::query(
         "insert into security_key_claims (key_id, account_id, claimed_ms) values ($1, $2, $3)
-         on conflict (key_id) do nothing",
+         on conflict (key_id) do update set claimed_ms = excluded.claimed_ms
+          where security_key_claims.account_id = excluded.account_id",
     )
     .bind(key_id)
     .bind(account_id)

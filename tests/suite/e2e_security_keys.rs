@@ -335,9 +335,29 @@ async fn test_rename_and_remove_with_the_key_itself_turns_two_step_sign_in_off()
         restrictions["high_risk_blocked_until"].is_string(),
         "{restrictions}"
     );
-    // The same key can be registered again once removed (its id was released).
+    // A key registered again (a new credential) brings new backup codes: the old set went with
+    // the last factor.
     let (_, codes) = register_key(&server, &token, &mut key).await;
     assert_eq!(codes.as_array().map(Vec::len), Some(10));
+}
+
+#[tokio::test]
+async fn test_a_credential_id_belongs_to_one_account_and_comes_back_to_its_owner() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let now = chrono::Utc::now();
+    use gatehouse_api::webauthn::{claim_key, release_key};
+    assert!(claim_key(&store, "cred-1", "alice", now).await.unwrap());
+    assert!(
+        !claim_key(&store, "cred-1", "mallory", now).await.unwrap(),
+        "another account cannot register the same credential"
+    );
+    // Every factor removed at once leaves the claim; the owner may bring the key back.
+    assert!(claim_key(&store, "cred-1", "alice", now).await.unwrap());
+    release_key(&store, "cred-1", "mallory").await.unwrap();
+    assert!(!claim_key(&store, "cred-1", "mallory", now).await.unwrap());
+    release_key(&store, "cred-1", "alice").await.unwrap();
+    assert!(claim_key(&store, "cred-1", "mallory", now).await.unwrap());
 }
 
 #[tokio::test]

@@ -242,9 +242,10 @@ pub async fn register(
         })?;
     let key_id = webauthn::key_id(key.cred_id());
     let credential = serde_json::to_value(&key).map_err(ApiError::internal)?;
-    if !webauthn::claim_key(state.store(), &key_id, &id, auth.now)
-        .await
-        .map_err(store_error)?
+    if auth.account.security_keys().contains_key(&key_id)
+        || !webauthn::claim_key(state.store(), &key_id, &id, auth.now)
+            .await
+            .map_err(store_error)?
     {
         return Err(conflict(
             "security_key_taken",
