@@ -14,6 +14,7 @@
 )]
 
 pub mod alerts;
+pub mod batch;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;

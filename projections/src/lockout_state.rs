@@ -128,6 +128,100 @@ pub async fn write(conn: &mut AnyConnection, change: &LockoutChange) -> Result<(
     Ok(())
 }
 
+impl LockoutChange {
+    fn account_id(&self) -> &str {
+        match self {
+            Self::Failed { account_id, .. }
+            | Self::Locked { account_id, .. }
+            | Self::Succeeded { account_id, .. }
+            | Self::Unlocked { account_id, .. } => account_id,
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Self::Failed { .. } => 0,
+            Self::Locked { .. } => 1,
+            Self::Succeeded { .. } => 2,
+            Self::Unlocked { .. } => 3,
+        }
+    }
+}
+
+/// A batch's changes: each run of one kind of change sets the same columns, so it collapses to
+/// the last change per account and goes in one multi-row upsert; runs stay in order.
+async fn write_many(conn: &mut AnyConnection, changes: &[LockoutChange]) -> Result<(), StoreError> {
+    use crate::batch::{insert_rows, last_per_key, runs};
+    for run in runs(changes, LockoutChange::kind) {
+        let rows = last_per_key(run, |c| c.account_id().to_string());
+        let (head, tail) = match rows.first() {
+            Some(LockoutChange::Failed { .. }) => (
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_failure_ms, updated_ms)",
+                "on conflict (account_id) do update
+                    set consecutive_failures = excluded.consecutive_failures,
+                        last_failure_ms = excluded.last_failure_ms, updated_ms = excluded.updated_ms",
+            ),
+            Some(LockoutChange::Locked { .. }) => (
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms, updated_ms)",
+                "on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = excluded.lock_level,
+                        locked_until_ms = excluded.locked_until_ms, updated_ms = excluded.updated_ms",
+            ),
+            Some(LockoutChange::Succeeded { .. }) => (
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_success_ms, updated_ms)",
+                "on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
+                        last_success_ms = excluded.last_success_ms, updated_ms = excluded.updated_ms",
+            ),
+            Some(LockoutChange::Unlocked { .. }) => (
+                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_success_ms, updated_ms)",
+                // The fourth value is only a placeholder here: unlocking sets no success time.
+                "on conflict (account_id) do update
+                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
+                        updated_ms = excluded.updated_ms",
+            ),
+            None => continue,
+        };
+        insert_rows(conn, head, 5, tail, &rows, |q, c| match c {
+            LockoutChange::Failed {
+                account_id,
+                consecutive,
+                at_ms,
+            } => q
+                .bind(account_id)
+                .bind(*consecutive)
+                .bind(0i64)
+                .bind(*at_ms)
+                .bind(*at_ms),
+            LockoutChange::Locked {
+                account_id,
+                until_ms,
+                level,
+                at_ms,
+            } => q
+                .bind(account_id)
+                .bind(0i64)
+                .bind(*level)
+                .bind(*until_ms)
+                .bind(*at_ms),
+            LockoutChange::Succeeded { account_id, at_ms } => q
+                .bind(account_id)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(*at_ms)
+                .bind(*at_ms),
+            LockoutChange::Unlocked { account_id, at_ms } => q
+                .bind(account_id)
+                .bind(0i64)
+                .bind(0i64)
+                .bind(None::<i64>)
+                .bind(*at_ms),
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// The `lockout_state_v1` projection.
 pub fn projection() -> ChangeProjection<LockoutChange> {
     ChangeProjection {
@@ -135,6 +229,7 @@ pub fn projection() -> ChangeProjection<LockoutChange> {
         tables: &["lockout_state_v1"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
+        write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),
     }
 }
 

@@ -123,7 +123,32 @@ pub fn projection() -> ChangeProjection<LoginRecord> {
         tables: &["login_history_v1"],
         changes: |event| Ok(record(event)?.into_iter().collect()),
         write: |conn, r| Box::pin(write(conn, r)),
+        write_many: Some(|conn, rows| Box::pin(write_many(conn, rows))),
     }
+}
+
+/// Every record of a batch in multi-row inserts (each row is new, or a repeat left alone).
+async fn write_many(conn: &mut AnyConnection, rows: &[LoginRecord]) -> Result<(), StoreError> {
+    crate::batch::insert_rows(
+        conn,
+        "insert into login_history_v1
+            (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)",
+        9,
+        "on conflict (account_id, sequence) do nothing",
+        rows,
+        |q, r| {
+            q.bind(&r.account_id)
+                .bind(r.sequence)
+                .bind(r.at_ms)
+                .bind(r.outcome)
+                .bind(r.reason)
+                .bind(&r.context.ip)
+                .bind(&r.context.user_agent)
+                .bind(&r.context.device_id)
+                .bind(&r.session_id)
+        },
+    )
+    .await
 }
 
 async fn write(conn: &mut AnyConnection, r: &LoginRecord) -> Result<(), StoreError> {

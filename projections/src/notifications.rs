@@ -378,6 +378,7 @@ pub fn projection() -> ChangeProjection<NotificationChange> {
         tables: &["notification_outbox_v1", "notification_contacts_v1"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
+        write_many: None,
     }
 }
 

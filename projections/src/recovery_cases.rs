@@ -123,6 +123,7 @@ pub fn projection() -> ChangeProjection<CaseChange> {
         tables: &["recovery_cases_v1"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
+        write_many: None,
     }
 }
 

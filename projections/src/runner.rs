@@ -31,7 +31,26 @@ pub trait Projection: Send + Sync {
         conn: &'a mut AnyConnection,
         event: &'a StoredEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Applies a batch of events, in order, inside the batch transaction. The result must equal
+    /// applying them one by one (the default); a projection overrides it to write set-based.
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [&'a StoredEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for event in events {
+                self.apply(&mut *conn, event).await?;
+            }
+            Ok(())
+        })
+    }
 }
+
+/// Writes a batch of changes, in order, with as few statements as it can.
+pub type WriteMany<C> =
+    for<'a> fn(&'a mut AnyConnection, &'a [C]) -> BoxFuture<'a, Result<(), StoreError>>;
 
 /// A read model given as two functions: the changes an event implies (pure, unit-tested on its
 /// own) and how one change is written.
@@ -44,6 +63,9 @@ pub struct ChangeProjection<C> {
     pub changes: fn(&StoredEvent) -> Result<Vec<C>, StoreError>,
     /// Writes one change; must be idempotent.
     pub write: for<'a> fn(&'a mut AnyConnection, &'a C) -> BoxFuture<'a, Result<(), StoreError>>,
+    /// Writes a batch's changes at once (same result as `write` on each, in order), when the
+    /// read model has a set-based form.
+    pub write_many: Option<WriteMany<C>>,
 }
 
 impl<C: Send + Sync> Projection for ChangeProjection<C> {
@@ -65,6 +87,28 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
                 (self.write)(&mut *conn, &change).await?;
             }
             Ok(())
+        })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [&'a StoredEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut changes = Vec::new();
+            for event in events {
+                changes.extend((self.changes)(event)?);
+            }
+            match self.write_many {
+                Some(write_many) => write_many(&mut *conn, &changes).await,
+                None => {
+                    for change in &changes {
+                        (self.write)(&mut *conn, change).await?;
+                    }
+                    Ok(())
+                }
+            }
         })
     }
 }
@@ -255,9 +299,7 @@ impl ProjectionRunner {
         let Some(last) = pending.last().map(|e| e.position) else {
             return Ok(0);
         };
-        for event in &pending {
-            projection.apply(tx, event).await?;
-        }
+        projection.apply_batch(tx, &pending).await?;
         save_checkpoint(tx, projection.name(), last).await?;
         Ok(pending.len())
     }

@@ -82,6 +82,50 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
     })
 }
 
+/// A batch's changes: each run of new sessions in one multi-row insert; extensions and ends, which
+/// touch rows that may have been inserted just before, one by one in order.
+async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Result<(), StoreError> {
+    for run in crate::batch::runs(changes, |c| matches!(c, SessionChange::Started { .. })) {
+        if matches!(run.first(), Some(SessionChange::Started { .. })) {
+            crate::batch::insert_rows(
+                conn,
+                "insert into sessions_v1 (session_id, account_id, started_ms, expires_ms, idle_expires_ms,
+                                          last_extended_ms, device_id, ip, user_agent)",
+                9,
+                "on conflict (session_id) do nothing",
+                run,
+                |q, c| match c {
+                    SessionChange::Started {
+                        session_id,
+                        account_id,
+                        at_ms,
+                        expires_ms,
+                        idle_expires_ms,
+                        context,
+                    } => q
+                        .bind(session_id)
+                        .bind(account_id)
+                        .bind(*at_ms)
+                        .bind(*expires_ms)
+                        .bind(*idle_expires_ms)
+                        .bind(*at_ms)
+                        .bind(&context.device_id)
+                        .bind(&context.ip)
+                        .bind(&context.user_agent),
+                    // Runs hold one kind only.
+                    _ => q,
+                },
+            )
+            .await?;
+        } else {
+            for change in run {
+                write(&mut *conn, change).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), StoreError> {
     match change {
         SessionChange::Started {
@@ -146,6 +190,7 @@ pub fn projection() -> ChangeProjection<SessionChange> {
         tables: &["sessions_v1"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
+        write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),
     }
 }
 

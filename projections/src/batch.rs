@@ -1,0 +1,121 @@
+//! Set-based writes for read models: a batch of rows in one multi-row statement instead of a
+//! round trip per row. The runner hands a projection every change of a batch at once (live
+//! batches are the events of many commands, a rebuild's are a thousand events).
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection};
+
+use crate::store::StoreError;
+
+/// Rows per statement: far below the bind limits of PostgreSQL (65,535) and SQLite (32,766),
+/// large enough that the round trip no longer counts.
+pub const ROWS_PER_STATEMENT: usize = 100;
+
+/// A query being built.
+pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// Writes `rows` as `{head} values (…), (…) {tail}`, `width` binds per row, in statements of at
+/// most [`ROWS_PER_STATEMENT`] rows. `bind` adds one row's values in column order.
+pub async fn insert_rows<R>(
+    conn: &mut AnyConnection,
+    head: &str,
+    width: usize,
+    tail: &str,
+    rows: &[R],
+    bind: for<'q> fn(AnyQuery<'q>, &'q R) -> AnyQuery<'q>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("{head} values {} {tail}", placeholders(chunk.len(), width));
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `($1, $2), ($3, $4)` for 2 rows of width 2.
+pub fn placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..width {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * width + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Keeps, for each key, only the last item (in order of first appearance of the key): a run of
+/// changes that each set the same columns of a row collapses to its last one, and one multi-row
+/// upsert may touch each row once.
+pub fn last_per_key<T: Clone, K: Eq + std::hash::Hash + Clone>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let mut index: std::collections::HashMap<K, usize> =
+        std::collections::HashMap::with_capacity(items.len());
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match index.get(&key(item)) {
+            Some(&i) => out[i] = item.clone(),
+            None => {
+                index.insert(key(item), out.len());
+                out.push(item.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Splits `items` into maximal runs of consecutive items of the same kind, in order.
+pub fn runs<T, K: PartialEq>(items: &[T], kind: impl Fn(&T) -> K) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=items.len() {
+        if i == items.len() || kind(&items[i]) != kind(&items[start]) {
+            if i > start {
+                out.push(&items[start..i]);
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_placeholders_number_across_rows() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
+    }
+
+    #[test]
+    fn test_last_per_key_keeps_order_of_first_appearance_and_last_value() {
+        let items = vec![("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
+        assert_eq!(
+            last_per_key(&items, |i| i.0),
+            vec![("a", 3), ("b", 5), ("c", 4)]
+        );
+    }
+
+    #[test]
+    fn test_runs_split_where_the_kind_changes() {
+        let items = [1, 1, 2, 2, 2, 1];
+        let r = runs(&items, |i| *i);
+        assert_eq!(r, vec![&[1, 1][..], &[2, 2, 2][..], &[1][..]]);
+        assert!(runs(&[] as &[i32], |i| *i).is_empty());
+    }
+}
