@@ -374,14 +374,33 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
     }))
 }
 
-/// Renders a `state` report as text.
-pub fn state_text(v: &Value) -> String {
-    let mut out = String::new();
-    let s = |v: &Value| match v {
+/// A report value as text: strings bare, null as `-`.
+fn text(v: &Value) -> String {
+    match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
-    };
+    }
+}
+
+/// One line per evidence event: `#sequence time what`, indented.
+fn evidence_lines(out: &mut String, evidence: &Value, indent: &str) {
+    let s = text;
+    for e in evidence.as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{indent}#{} {} {}",
+            s(&e["sequence"]),
+            s(&e["at"]),
+            s(&e["what"])
+        );
+    }
+}
+
+/// Renders a `state` report as text.
+pub fn state_text(v: &Value) -> String {
+    let mut out = String::new();
+    let s = text;
     let _ = writeln!(
         out,
         "account {} at {} ({} events applied, last sequence {})",
@@ -391,15 +410,7 @@ pub fn state_text(v: &Value) -> String {
         s(&v["last_sequence"])
     );
     let _ = writeln!(out, "status: {}", s(&v["status"]));
-    for e in v["status_evidence"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "  #{} {} {}",
-            s(&e["sequence"]),
-            s(&e["at"]),
-            s(&e["what"])
-        );
-    }
+    evidence_lines(&mut out, &v["status_evidence"], "  ");
     let _ = writeln!(
         out,
         "contacts: email {}, phone {}",
@@ -422,15 +433,7 @@ pub fn state_text(v: &Value) -> String {
             s(&l["lock_level"])
         );
     }
-    for e in l["evidence"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "  #{} {} {}",
-            s(&e["sequence"]),
-            s(&e["at"]),
-            s(&e["what"])
-        );
-    }
+    evidence_lines(&mut out, &l["evidence"], "  ");
     let channels: Vec<String> = v["verified_channels"]
         .as_array()
         .into_iter()
@@ -454,15 +457,7 @@ pub fn state_text(v: &Value) -> String {
             s(&c["until"]),
             s(&c["reasons"])
         );
-        for e in c["evidence"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "  #{} {} {}",
-                s(&e["sequence"]),
-                s(&e["at"]),
-                s(&e["what"])
-            );
-        }
+        evidence_lines(&mut out, &c["evidence"], "  ");
     }
     let f = &v["second_factors"];
     let keys = f["security_keys"].as_array().map_or(0, Vec::len);
@@ -476,15 +471,7 @@ pub fn state_text(v: &Value) -> String {
         },
         s(&f["backup_codes_left"])
     );
-    for e in f["evidence"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "  #{} {} {}",
-            s(&e["sequence"]),
-            s(&e["at"]),
-            s(&e["what"])
-        );
-    }
+    evidence_lines(&mut out, &f["evidence"], "  ");
     let r = &v["recovery"];
     if r.is_object() {
         let _ = writeln!(
@@ -528,15 +515,7 @@ pub fn state_text(v: &Value) -> String {
             s(&sess["idle_expires_at"]),
             s(&sess["ip"])
         );
-        for e in sess["evidence"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "    #{} {} {}",
-                s(&e["sequence"]),
-                s(&e["at"]),
-                s(&e["what"])
-            );
-        }
+        evidence_lines(&mut out, &sess["evidence"], "    ");
     }
     out
 }
