@@ -69,7 +69,9 @@ pub struct LastUse {
     pub ip: Option<String>,
 }
 
-/// Records a successful use.
+/// Records a successful use. The row changes only when a minute has passed since the recorded
+/// use or the client address differs: a key verified on every request of a busy bot must not
+/// cost a row version each time.
 pub async fn record_use(
     store: &Store,
     account_id: &str,
@@ -79,7 +81,9 @@ pub async fn record_use(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "insert into api_key_usage (key_id, account_id, last_used_ms, last_ip) values ($1, $2, $3, $4)
-         on conflict (key_id) do update set last_used_ms = excluded.last_used_ms, last_ip = excluded.last_ip",
+         on conflict (key_id) do update set last_used_ms = excluded.last_used_ms, last_ip = excluded.last_ip
+          where api_key_usage.last_used_ms < excluded.last_used_ms - 60000
+             or coalesce(api_key_usage.last_ip, '') <> coalesce(excluded.last_ip, '')",
     )
     .bind(key_id.to_string())
     .bind(account_id)

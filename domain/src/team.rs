@@ -602,6 +602,30 @@ mod tests {
     }
 
     #[test]
+    fn test_a_cancelled_invitation_cannot_be_accepted_and_only_admins_cancel() {
+        let mut history = created();
+        history.push(invite(TeamRole::Trader, "alice"));
+        let cancel = |by: &str| TeamCommand::CancelInvitation {
+            invitation_id: Uuid::from_u128(1),
+            by: by.into(),
+            at: at(2),
+        };
+        let team = given(history.clone());
+        assert_eq!(team.decide(cancel("bob")).unwrap_err(), TeamError::NotFound);
+        history.push(cancel("alice"));
+        let team = given(history);
+        assert_eq!(
+            team.decide(accept(Some("bob-lookup"), 3)).unwrap_err(),
+            TeamError::InvitationInvalid
+        );
+        assert_eq!(
+            team.decide(cancel("alice")).unwrap_err(),
+            TeamError::InvitationInvalid,
+            "cancelled once"
+        );
+    }
+
+    #[test]
     fn test_the_last_admin_can_be_neither_demoted_nor_removed() {
         let team = given(created());
         let demote = TeamCommand::ChangeRole {

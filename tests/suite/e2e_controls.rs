@@ -306,6 +306,27 @@ async fn test_api_keys_rotate_with_a_grace_period_and_the_platform_verifies_them
     assert_eq!(list["keys"][0]["last_used_ip"], "192.0.2.9", "{list}");
     assert!(list["keys"][0]["last_used_at"].is_string());
     assert!(!list.to_string().contains(&first[first.len() - 43..]));
+    // Within a minute, the same client address does not rewrite the use; another address does.
+    let used_at = list["keys"][0]["last_used_at"].clone();
+    platform(
+        &server,
+        &platform_token,
+        "/v1/api-keys/verify",
+        verify(&first, "192.0.2.9"),
+    )
+    .await;
+    let (_, list) = server.authed(Method::GET, "/v1/me/api-keys", &token).await;
+    assert_eq!(list["keys"][0]["last_used_at"], used_at, "{list}");
+    platform(
+        &server,
+        &platform_token,
+        "/v1/api-keys/verify",
+        verify(&first, "192.0.2.10"),
+    )
+    .await;
+    let (_, list) = server.authed(Method::GET, "/v1/me/api-keys", &token).await;
+    assert_eq!(list["keys"][0]["last_used_ip"], "192.0.2.10", "{list}");
+    assert_ne!(list["keys"][0]["last_used_at"], used_at, "{list}");
 
     // Rotation: both secrets work during the grace period, then the old one is `rotated`.
     let (status, rotated) = send(

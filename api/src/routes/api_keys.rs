@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::controls::{require_no_cooldown, require_step_up};
+use super::controls::require_step_up;
 use super::{execute_error, metadata, store_error, ApiJson};
 use crate::api_keys;
 use crate::error::ApiError;
@@ -223,8 +223,8 @@ pub async fn create(
         return Err(ApiError::bad_request("expires_at is in the past").with_field("expires_at"));
     }
     if scopes.contains(&ApiScope::Withdraw) {
+        // The cooldown is the aggregate's rule (it refuses with `high_risk_cooldown`).
         require_step_up(&state, &auth)?;
-        require_no_cooldown(&auth)?;
     }
     let id = auth.account_id();
     let key_id = new_key_id()?;

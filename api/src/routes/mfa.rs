@@ -590,7 +590,7 @@ pub(crate) fn conflict(code: &'static str, message: &'static str) -> ApiError {
     ApiError::other(StatusCode::CONFLICT, code, message)
 }
 
-/// Maps the second-factor refusals; the rest as usual.
+/// Maps the second-factor refusals; the rest (cooldown, no factor, …) as every route does.
 pub(crate) fn mfa_error(
     e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
 ) -> ApiError {
@@ -607,16 +607,6 @@ pub(crate) fn mfa_error(
         )
         .with_field("code"),
         Refused(E::ChallengeInvalid) => invalid_challenge(),
-        Refused(E::NoSecondFactor) => conflict("no_second_factor", "no second factor is enrolled"),
-        Refused(E::HighRiskCooldown { until }) => {
-            let mut e = ApiError::rate_limited(
-                "high_risk_cooldown",
-                "high-risk changes are paused after a recent security change; see GET /v1/me/restrictions",
-                seconds_until(until, Utc::now()),
-            );
-            e = e.with_status(StatusCode::FORBIDDEN);
-            e
-        }
         other => execute_error(other),
     }
 }

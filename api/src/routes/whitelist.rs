@@ -245,6 +245,8 @@ pub async fn propose(
     {
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
+    // The aggregate refuses during a cooldown too; checked here first so that no code is drawn
+    // and kept for delivery only to be refused.
     require_no_cooldown(&auth)?;
     let stepped_up = require_step_up(&state, &auth).is_ok();
     let key = data_key(&state, &id).await?;
@@ -398,7 +400,6 @@ pub async fn set_mode(
 ) -> Result<StatusCode, ApiError> {
     if !req.enabled && auth.account.whitelist_only() {
         require_step_up(&state, &auth)?;
-        require_no_cooldown(&auth)?;
     }
     let context = caller.context(None);
     state

@@ -2044,6 +2044,43 @@ mod controls {
     }
 
     #[test]
+    fn test_a_proposal_needs_the_password_unless_the_session_stepped_up() {
+        let with = |stepped_up: bool, password: Option<&str>| {
+            let mut cmd = propose(t(1));
+            if let AccountCommand::ProposeWithdrawalAddress { address, .. } = &mut cmd {
+                address.stepped_up = stepped_up;
+                address.password = password.map(|p| SecretString::from(p.to_string()));
+            }
+            cmd
+        };
+        assert_eq!(
+            run(verified(), with(false, None)),
+            Err(AccountError::WrongPassword)
+        );
+        assert_eq!(
+            run(verified(), with(false, Some("not the password"))),
+            Err(AccountError::WrongPassword)
+        );
+        assert!(run(verified(), with(true, None)).is_ok());
+    }
+
+    #[test]
+    fn test_no_withdrawal_while_locked_or_for_an_unknown_account() {
+        let mut given = verified();
+        given.push(locked(t(1), t(20), 1));
+        let state = state_of(given);
+        assert_eq!(
+            state.check_withdrawal("anything", t(2)),
+            Err(WithdrawalRefusal::AccountLocked { until: t(20) })
+        );
+        assert_eq!(state.check_withdrawal("anything", t(20)), Ok(()));
+        assert_eq!(
+            Account::default().check_withdrawal("anything", t(2)),
+            Err(WithdrawalRefusal::UnknownAccount)
+        );
+    }
+
+    #[test]
     fn test_turning_the_whitelist_off_is_high_risk() {
         let mut given = verified();
         given.push((
