@@ -137,86 +137,127 @@ impl LockoutChange {
             | Self::Unlocked { account_id, .. } => account_id,
         }
     }
-
-    fn kind(&self) -> u8 {
-        match self {
-            Self::Failed { .. } => 0,
-            Self::Locked { .. } => 1,
-            Self::Succeeded { .. } => 2,
-            Self::Unlocked { .. } => 3,
-        }
-    }
 }
 
-/// A batch's changes: each run of one kind of change sets the same columns, so it collapses to
-/// the last change per account and goes in one multi-row upsert; runs stay in order.
-async fn write_many(conn: &mut AnyConnection, changes: &[LockoutChange]) -> Result<(), StoreError> {
-    use crate::batch::{insert_rows, last_per_key, runs};
-    for run in runs(changes, LockoutChange::kind) {
-        let rows = last_per_key(run, |c| c.account_id().to_string());
-        let (head, tail) = match rows.first() {
-            Some(LockoutChange::Failed { .. }) => (
-                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_failure_ms, updated_ms)",
-                "on conflict (account_id) do update
-                    set consecutive_failures = excluded.consecutive_failures,
-                        last_failure_ms = excluded.last_failure_ms, updated_ms = excluded.updated_ms",
-            ),
-            Some(LockoutChange::Locked { .. }) => (
-                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms, updated_ms)",
-                "on conflict (account_id) do update
-                    set consecutive_failures = 0, lock_level = excluded.lock_level,
-                        locked_until_ms = excluded.locked_until_ms, updated_ms = excluded.updated_ms",
-            ),
-            Some(LockoutChange::Succeeded { .. }) => (
-                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_success_ms, updated_ms)",
-                "on conflict (account_id) do update
-                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
-                        last_success_ms = excluded.last_success_ms, updated_ms = excluded.updated_ms",
-            ),
-            Some(LockoutChange::Unlocked { .. }) => (
-                "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, last_success_ms, updated_ms)",
-                // The fourth value is only a placeholder here: unlocking sets no success time.
-                "on conflict (account_id) do update
-                    set consecutive_failures = 0, lock_level = 0, locked_until_ms = null,
-                        updated_ms = excluded.updated_ms",
-            ),
-            None => continue,
-        };
-        insert_rows(conn, head, 5, tail, &rows, |q, c| match c {
+/// One account's row after a batch: the columns its changes set (`Some`), in order, the last
+/// value winning; the others are left as they are (or take their defaults in a new row).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Folded {
+    consecutive: Option<i64>,
+    level: Option<i64>,
+    until: Option<Option<i64>>,
+    last_failure: Option<i64>,
+    last_success: Option<i64>,
+    updated: i64,
+}
+
+impl Folded {
+    /// The columns `change` sets, as [`write`] sets them.
+    fn apply(&mut self, change: &LockoutChange) {
+        match change {
             LockoutChange::Failed {
-                account_id,
-                consecutive,
-                at_ms,
-            } => q
-                .bind(account_id)
-                .bind(*consecutive)
-                .bind(0i64)
-                .bind(*at_ms)
-                .bind(*at_ms),
+                consecutive, at_ms, ..
+            } => {
+                self.consecutive = Some(*consecutive);
+                self.last_failure = Some(*at_ms);
+                self.updated = *at_ms;
+            }
             LockoutChange::Locked {
-                account_id,
                 until_ms,
                 level,
                 at_ms,
-            } => q
-                .bind(account_id)
-                .bind(0i64)
-                .bind(*level)
-                .bind(*until_ms)
-                .bind(*at_ms),
-            LockoutChange::Succeeded { account_id, at_ms } => q
-                .bind(account_id)
-                .bind(0i64)
-                .bind(0i64)
-                .bind(*at_ms)
-                .bind(*at_ms),
-            LockoutChange::Unlocked { account_id, at_ms } => q
-                .bind(account_id)
-                .bind(0i64)
-                .bind(0i64)
-                .bind(None::<i64>)
-                .bind(*at_ms),
-        })
+                ..
+            } => {
+                self.consecutive = Some(0);
+                self.level = Some(*level);
+                self.until = Some(Some(*until_ms));
+                self.updated = *at_ms;
+            }
+            LockoutChange::Succeeded { at_ms, .. } => {
+                self.consecutive = Some(0);
+                self.level = Some(0);
+                self.until = Some(None);
+                self.last_success = Some(*at_ms);
+                self.updated = *at_ms;
+            }
+            LockoutChange::Unlocked { at_ms, .. } => {
+                self.consecutive = Some(0);
+                self.level = Some(0);
+                self.until = Some(None);
+                self.updated = *at_ms;
+            }
+        }
+    }
+
+    /// Which columns are set: rows with the same set go in one statement.
+    fn columns(&self) -> [bool; 5] {
+        [
+            self.consecutive.is_some(),
+            self.level.is_some(),
+            self.until.is_some(),
+            self.last_failure.is_some(),
+            self.last_success.is_some(),
+        ]
+    }
+}
+
+/// An account and its folded row.
+type Row = (String, Folded);
+
+const COLUMNS: [&str; 5] = [
+    "consecutive_failures",
+    "lock_level",
+    "locked_until_ms",
+    "last_failure_ms",
+    "last_success_ms",
+];
+
+/// A batch's changes folded per account (the row's final columns), then one multi-row upsert per
+/// set of columns touched: a handful of statements whatever the batch holds.
+async fn write_many(conn: &mut AnyConnection, changes: &[LockoutChange]) -> Result<(), StoreError> {
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut rows: Vec<Row> = Vec::new();
+    for change in changes {
+        let i = *index.entry(change.account_id()).or_insert_with(|| {
+            rows.push((change.account_id().to_string(), Folded::default()));
+            rows.len() - 1
+        });
+        rows[i].1.apply(change);
+    }
+    let mut groups: Vec<([bool; 5], Vec<Row>)> = Vec::new();
+    for row in rows {
+        let columns = row.1.columns();
+        match groups.iter_mut().find(|(c, _)| *c == columns) {
+            Some((_, group)) => group.push(row),
+            None => groups.push((columns, vec![row])),
+        }
+    }
+    for (columns, group) in groups {
+        let mut set: Vec<String> = COLUMNS
+            .iter()
+            .zip(columns)
+            .filter(|(_, on)| *on)
+            .map(|(c, _)| format!("{c} = excluded.{c}"))
+            .collect();
+        set.push("updated_ms = excluded.updated_ms".into());
+        crate::batch::insert_rows(
+            conn,
+            "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms,
+                                           last_failure_ms, last_success_ms, updated_ms)",
+            7,
+            &format!("on conflict (account_id) do update set {}", set.join(", ")),
+            &group,
+            |q, (account_id, f)| {
+                // A new row takes the defaults for what the batch did not set.
+                q.bind(account_id)
+                    .bind(f.consecutive.unwrap_or(0))
+                    .bind(f.level.unwrap_or(0))
+                    .bind(f.until.flatten())
+                    .bind(f.last_failure)
+                    .bind(f.last_success)
+                    .bind(f.updated)
+            },
+        )
         .await?;
     }
     Ok(())

@@ -34,11 +34,18 @@ pub trait Projection: Send + Sync {
 
     /// Applies a batch of events, in order, inside the batch transaction. The result must equal
     /// applying them one by one (the default); a projection overrides it to write set-based.
+    ///
+    /// `after` is where the read model's tables stand before these events (its checkpoint). A
+    /// projection may keep state in memory from one batch to the next, but may trust it only if
+    /// it was left at exactly `after` (another process, a failed transaction or a rebuild moves
+    /// the tables without it).
     fn apply_batch<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
         events: &'a [&'a StoredEvent],
+        after: StreamPosition,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = after;
         Box::pin(async move {
             for event in events {
                 self.apply(&mut *conn, event).await?;
@@ -94,6 +101,7 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
         &'a self,
         conn: &'a mut AnyConnection,
         events: &'a [&'a StoredEvent],
+        _after: StreamPosition,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut changes = Vec::new();
@@ -299,7 +307,7 @@ impl ProjectionRunner {
         let Some(last) = pending.last().map(|e| e.position) else {
             return Ok(0);
         };
-        projection.apply_batch(tx, &pending).await?;
+        projection.apply_batch(tx, &pending, checkpoint).await?;
         save_checkpoint(tx, projection.name(), last).await?;
         Ok(pending.len())
     }

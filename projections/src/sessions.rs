@@ -82,48 +82,144 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
     })
 }
 
-/// A batch's changes: each run of new sessions in one multi-row insert; extensions and ends, which
-/// touch rows that may have been inserted just before, one by one in order.
+/// One session after a batch: opened in it (with everything after folded in), or only extended
+/// and/or ended.
+#[derive(Debug, Default)]
+struct Folded<'c> {
+    started: Option<&'c SessionChange>,
+    idle: Option<(i64, i64)>,
+    ended: Option<(i64, &'static str)>,
+}
+
+/// A batch's changes folded per session: sessions opened in the batch in one multi-row insert
+/// with their final columns, the others' extensions and ends in one multi-row update per kind.
 async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Result<(), StoreError> {
-    for run in crate::batch::runs(changes, |c| matches!(c, SessionChange::Started { .. })) {
-        if matches!(run.first(), Some(SessionChange::Started { .. })) {
-            crate::batch::insert_rows(
-                conn,
-                "insert into sessions_v1 (session_id, account_id, started_ms, expires_ms, idle_expires_ms,
-                                          last_extended_ms, device_id, ip, user_agent)",
-                9,
-                "on conflict (session_id) do nothing",
-                run,
-                |q, c| match c {
-                    SessionChange::Started {
-                        session_id,
-                        account_id,
-                        at_ms,
-                        expires_ms,
-                        idle_expires_ms,
-                        context,
-                    } => q
-                        .bind(session_id)
-                        .bind(account_id)
-                        .bind(*at_ms)
-                        .bind(*expires_ms)
-                        .bind(*idle_expires_ms)
-                        .bind(*at_ms)
-                        .bind(&context.device_id)
-                        .bind(&context.ip)
-                        .bind(&context.user_agent),
-                    // Runs hold one kind only.
-                    _ => q,
-                },
-            )
-            .await?;
-        } else {
-            for change in run {
-                write(&mut *conn, change).await?;
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut rows: Vec<(&str, Folded<'_>)> = Vec::new();
+    for change in changes {
+        let id = change.session_id();
+        let i = *index.entry(id).or_insert_with(|| {
+            rows.push((id, Folded::default()));
+            rows.len() - 1
+        });
+        let row = &mut rows[i].1;
+        match change {
+            // An update before the row exists changes nothing, so a start begins afresh.
+            SessionChange::Started { .. } => {
+                *row = Folded {
+                    started: Some(change),
+                    ..Folded::default()
+                }
             }
+            SessionChange::Extended {
+                idle_expires_ms,
+                at_ms,
+                ..
+            } => row.idle = Some((*idle_expires_ms, *at_ms)),
+            SessionChange::Ended { at_ms, reason, .. } => row.ended = Some((*at_ms, reason)),
         }
     }
+    let opened: Vec<&Folded<'_>> = rows
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.started.is_some())
+        .collect();
+    crate::batch::insert_rows(
+        conn,
+        "insert into sessions_v1 (session_id, account_id, started_ms, expires_ms, idle_expires_ms,
+                                  last_extended_ms, device_id, ip, user_agent, ended_ms, end_reason)",
+        11,
+        "on conflict (session_id) do nothing",
+        &opened,
+        |q, f| match f.started {
+            Some(SessionChange::Started {
+                session_id,
+                account_id,
+                at_ms,
+                expires_ms,
+                idle_expires_ms,
+                context,
+            }) => {
+                let (idle, extended) = f.idle.unwrap_or((*idle_expires_ms, *at_ms));
+                q.bind(session_id)
+                    .bind(account_id)
+                    .bind(*at_ms)
+                    .bind(*expires_ms)
+                    .bind(idle)
+                    .bind(extended)
+                    .bind(&context.device_id)
+                    .bind(&context.ip)
+                    .bind(&context.user_agent)
+                    .bind(f.ended.map(|(at, _)| at))
+                    .bind(f.ended.map(|(_, reason)| reason))
+            }
+            // Only opened sessions are in this list.
+            _ => q,
+        },
+    )
+    .await?;
+    let extended: Vec<(&str, (i64, i64))> = rows
+        .iter()
+        .filter(|(_, f)| f.started.is_none())
+        .filter_map(|(id, f)| f.idle.map(|i| (*id, i)))
+        .collect();
+    let ended: Vec<(&str, (i64, &'static str))> = rows
+        .iter()
+        .filter(|(_, f)| f.started.is_none())
+        .filter_map(|(id, f)| f.ended.map(|e| (*id, e)))
+        .collect();
+    // `values` columns are column1, column2, … on PostgreSQL and SQLite alike; the casts give
+    // PostgreSQL the parameter types.
+    for chunk in extended.chunks(crate::batch::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "update sessions_v1 set idle_expires_ms = v.column2, last_extended_ms = v.column3
+               from (values {}) as v where sessions_v1.session_id = v.column1",
+            typed_rows(chunk.len(), &["text", "bigint", "bigint"])
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, (idle, at)) in chunk {
+            q = q.bind(*id).bind(*idle).bind(*at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for chunk in ended.chunks(crate::batch::ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "update sessions_v1 set ended_ms = v.column2, end_reason = v.column3
+               from (values {}) as v where sessions_v1.session_id = v.column1",
+            typed_rows(chunk.len(), &["text", "bigint", "text"])
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, (at, reason)) in chunk {
+            q = q.bind(*id).bind(*at).bind(*reason);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
+}
+
+/// `(cast($1 as text), cast($2 as bigint)), (…)` for `rows` rows of `types`.
+fn typed_rows(rows: usize, types: &[&str]) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(c, t)| format!("cast(${} as {t})", r * types.len() + c + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SessionChange {
+    fn session_id(&self) -> &str {
+        match self {
+            Self::Started { session_id, .. }
+            | Self::Extended { session_id, .. }
+            | Self::Ended { session_id, .. } => session_id,
+        }
+    }
 }
 
 async fn write(conn: &mut AnyConnection, change: &SessionChange) -> Result<(), StoreError> {

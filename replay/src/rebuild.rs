@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use gatehouse_projections::{Projection, Store, StreamPosition};
+use gatehouse_projections::{Projection, Store, StoredEvent, StreamPosition};
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Connection, Row};
 
@@ -417,14 +417,17 @@ async fn catch_up(
         let mut tx = conn.begin().await?;
         for t in targets.iter_mut() {
             let (after, upto) = (t.rebuilt, t.target);
-            for event in batch
+            let pending: Vec<&StoredEvent> = batch
                 .iter()
                 .filter(|e| e.position > after && e.position <= upto)
-            {
-                t.projection.apply(&mut tx, event).await?;
-                t.applied += 1;
-                t.rebuilt = event.position;
-            }
+                .collect();
+            let Some(reached) = pending.last().map(|e| e.position) else {
+                continue;
+            };
+            // The live runner's batch path, so the rebuild costs what the runner's does.
+            t.projection.apply_batch(&mut tx, &pending, after).await?;
+            t.applied += pending.len() as u64;
+            t.rebuilt = reached;
         }
         tx.commit().await?;
         if let Some(bar) = bar {

@@ -11,21 +11,28 @@
 mod detect;
 pub mod policy;
 pub mod query;
+mod windows;
+mod work;
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use gatehouse_domain::staff::{StaffEvent, StaffFact};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
 use crate::runner::{BoxFuture, Projection};
-use crate::store::{StoreError, StoredEvent};
+use crate::store::{StoreError, StoredEvent, StreamPosition};
 pub use policy::{AlertPolicy, Rule};
+use windows::{Signal, Windows};
 
 /// The alerts projection.
 pub struct AlertsProjection {
     policy: AlertPolicy,
     version: String,
+    /// The signal windows as they stood after the last batch this process applied, and where
+    /// that was; reloaded from `alert_signals_v1` whenever the tables stand elsewhere.
+    kept: Mutex<Option<(StreamPosition, Windows)>>,
 }
 
 /// Signals older than every window are pruned at stream positions that are multiples of this.
@@ -38,7 +45,124 @@ impl AlertsProjection {
     /// The projection under `policy`.
     pub fn new(policy: AlertPolicy) -> Self {
         let version = policy.version();
-        Self { policy, version }
+        Self {
+            policy,
+            version,
+            kept: Mutex::new(None),
+        }
+    }
+
+    /// The windows left at `after`, or read from the table.
+    async fn windows(
+        &self,
+        conn: &mut AnyConnection,
+        after: Option<StreamPosition>,
+    ) -> Result<Windows, StoreError> {
+        let kept = match self.kept.lock() {
+            Ok(mut kept) => kept.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let (Some((at, windows)), Some(after)) = (kept, after) {
+            if at == after {
+                return Ok(windows);
+            }
+        }
+        let mut windows = Windows::default();
+        let rows = sqlx::query(
+            "select signal, aggregate_id, sequence, at_ms, ip, net from alert_signals_v1
+              order by at_ms",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let signal: String = row.try_get("signal")?;
+            let Some(kind) = detect::signal_kind(&signal) else {
+                continue;
+            };
+            windows.add(
+                kind,
+                Signal {
+                    at_ms: row.try_get("at_ms")?,
+                    aggregate_id: row.try_get::<String, _>("aggregate_id")?.into(),
+                    sequence: row.try_get("sequence")?,
+                    ip: row.try_get::<Option<String>, _>("ip")?.map(Into::into),
+                    net: row.try_get::<Option<String>, _>("net")?.map(Into::into),
+                },
+            );
+        }
+        Ok(windows)
+    }
+
+    /// Applies `events`; `after` is where the tables stood, when known (the windows kept from
+    /// the previous batch are used only if they were left exactly there).
+    async fn apply_events(
+        &self,
+        conn: &mut AnyConnection,
+        events: &[&StoredEvent],
+        after: Option<StreamPosition>,
+    ) -> Result<(), StoreError> {
+        let mut windows = self.windows(conn, after).await?;
+        // Segments of consecutive account events, worked in memory; a status change by staff
+        // (rare) is written between two segments, so a segment never reads a stale status.
+        let mut segment: Vec<(&StoredEvent, gatehouse_domain::AccountEvent)> = Vec::new();
+        for event in events {
+            match event.aggregate_type.as_str() {
+                "Account" => {
+                    if let Some(e) = crate::account_event(event)? {
+                        segment.push((event, e));
+                    }
+                }
+                "Staff" => {
+                    self.segment(conn, &mut windows, &segment).await?;
+                    segment.clear();
+                    apply_staff(conn, event).await?;
+                }
+                _ => {}
+            }
+        }
+        self.segment(conn, &mut windows, &segment).await?;
+        // Kept only after success: a failed batch leaves nothing behind to be trusted.
+        if let (Some(last), Some(_)) = (events.last(), after) {
+            if let Ok(mut kept) = self.kept.lock() {
+                *kept = Some((last.position, windows));
+            }
+        }
+        Ok(())
+    }
+
+    async fn segment(
+        &self,
+        conn: &mut AnyConnection,
+        windows: &mut Windows,
+        segment: &[(&StoredEvent, gatehouse_domain::AccountEvent)],
+    ) -> Result<(), StoreError> {
+        if segment.is_empty() {
+            return Ok(());
+        }
+        let mut needs = work::Needs::default();
+        for (event, e) in segment {
+            detect::needs(&mut needs, event, e);
+        }
+        // How far before an event the first evidence of an alert it raises can lie.
+        let reach_ms = self
+            .policy
+            .horizon_ms()
+            .max(self.policy.after_recovery_window_s.saturating_mul(1000));
+        let mut work = work::Work::load(conn, &needs, reach_ms).await?;
+        let mut detector = detect::Detector {
+            policy: &self.policy,
+            windows,
+            work: &mut work,
+        };
+        for (event, e) in segment {
+            detector.account_event(event, e);
+            // Every so often (a function of the stream alone, so rebuilds prune at the same
+            // points), forget signals older than any window looks back.
+            if event.position.pos % PRUNE_EVERY == 0 {
+                detector.prune(crate::time::to_ms(e.at) - self.policy.horizon_ms());
+            }
+        }
+        work.flush(conn, &self.version).await
     }
 }
 
@@ -62,27 +186,16 @@ impl Projection for AlertsProjection {
         conn: &'a mut AnyConnection,
         event: &'a StoredEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            match event.aggregate_type.as_str() {
-                "Account" => {
-                    if let Some(e) = crate::account_event(event)? {
-                        detect::account_event(self, conn, event, &e).await?;
-                        // Every so often (a function of the stream alone, so rebuilds prune at the
-                        // same points), forget signals older than any window looks back.
-                        if event.position.pos % PRUNE_EVERY == 0 {
-                            detect::prune(
-                                conn,
-                                crate::time::to_ms(e.at) - self.policy.horizon_ms(),
-                            )
-                            .await?;
-                        }
-                    }
-                }
-                "Staff" => apply_staff(conn, event).await?,
-                _ => {}
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.apply_events(conn, &[event], None).await })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        events: &'a [&'a StoredEvent],
+        after: StreamPosition,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.apply_events(conn, events, Some(after)).await })
     }
 }
 
@@ -165,109 +278,6 @@ pub fn alert_id(rule: Rule, subject: &str, first: &Evidence) -> String {
     uuid::Builder::from_custom_bytes(bytes)
         .into_uuid()
         .to_string()
-}
-
-/// Raises or extends the alert of `rule` on `subject`. `current` is the event that met the rule;
-/// `window` selects the evidence of a new alert (everything in the rule's window).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn raise(
-    this: &AlertsProjection,
-    conn: &mut AnyConnection,
-    event: &StoredEvent,
-    rule: Rule,
-    subject: &str,
-    current: Vec<Evidence>,
-    window: Option<&detect::Window>,
-    dedupe_ms: i64,
-) -> Result<(), StoreError> {
-    let Some(now) = current.iter().map(|e| e.at_ms).max() else {
-        return Ok(());
-    };
-    let open = sqlx::query(
-        "select id, last_seen_ms from alerts_v1
-          where rule = $1 and subject = $2 and status <> 'resolved'
-          order by first_seen_ms desc, id desc limit 1",
-    )
-    .bind(rule.name())
-    .bind(subject)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let open = match open {
-        Some(row) => {
-            let id: String = row.try_get("id")?;
-            let last: i64 = row.try_get("last_seen_ms")?;
-            (now - last <= dedupe_ms).then_some(id)
-        }
-        None => None,
-    };
-    let (id, evidence) = match open {
-        Some(id) => (id, current),
-        None => {
-            let mut evidence = match window {
-                Some(w) => detect::window_evidence(conn, w).await?,
-                None => Vec::new(),
-            };
-            for e in current {
-                if !evidence.contains(&e) {
-                    evidence.push(e);
-                }
-            }
-            evidence.sort_by_key(|e| e.at_ms);
-            let Some(first) = evidence.first() else {
-                return Ok(());
-            };
-            let id = alert_id(rule, subject, first);
-            sqlx::query(
-                "insert into alerts_v1 (id, rule, severity, subject, first_seen_ms, last_seen_ms,
-                        count, status, policy_version, updated_tx, updated_pos)
-                 values ($1, $2, $3, $4, $5, $5, 0, 'open', $6, $7, $8)
-                 on conflict (id) do nothing",
-            )
-            .bind(&id)
-            .bind(rule.name())
-            .bind(rule.severity())
-            .bind(subject)
-            .bind(first.at_ms)
-            .bind(&this.version)
-            .bind(event.position.tx)
-            .bind(event.position.pos)
-            .execute(&mut *conn)
-            .await?;
-            (id, evidence)
-        }
-    };
-    // The count moves by the evidence actually added (a repeat is ignored), so a long-running
-    // alert costs the same per event as a new one (recounting would grow with its evidence).
-    let mut added: i64 = 0;
-    for e in &evidence {
-        let inserted = sqlx::query(
-            "insert into alert_evidence_v1 (alert_id, aggregate_id, sequence, at_ms)
-             values ($1, $2, $3, $4) on conflict do nothing",
-        )
-        .bind(&id)
-        .bind(&e.aggregate_id)
-        .bind(e.sequence)
-        .bind(e.at_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        added += i64::try_from(inserted).unwrap_or(0);
-    }
-    sqlx::query(
-        "update alerts_v1
-            set count = count + $5,
-                last_seen_ms = case when last_seen_ms < $2 then $2 else last_seen_ms end,
-                updated_tx = $3, updated_pos = $4
-          where id = $1",
-    )
-    .bind(&id)
-    .bind(now)
-    .bind(event.position.tx)
-    .bind(event.position.pos)
-    .bind(added)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

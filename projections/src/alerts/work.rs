@@ -1,0 +1,440 @@
+//! A segment of a batch (consecutive `Account` events) worked in memory: what the rules need from
+//! the tables is read in a few queries first, every rule runs on that, and everything the segment
+//! changed is written at the end in multi-row statements.
+//!
+//! Loaded up front, for the subjects, accounts and values the segment's events name: the alerts
+//! an event could extend or collide with, the devices and IPs already known, the recovery marks.
+//! Nothing else can be touched by these events, so the answers equal those of reading each row
+//! when it is needed, which the previous, row-at-a-time version did.
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{AnyConnection, Row};
+
+use super::windows::Signal;
+use super::{alert_id, Evidence, Rule};
+use crate::batch::{insert_rows, AnyQuery};
+use crate::store::{StoreError, StreamPosition};
+
+/// Placeholders per `in (…)` list (well below every bind limit).
+const IN_LIST: usize = 500;
+
+/// An alert row as this segment sees it.
+#[derive(Debug, Clone)]
+struct AlertRow {
+    id: String,
+    rule: &'static str,
+    subject: String,
+    resolved: bool,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    /// Created in this segment (inserted at the end, with its final values).
+    new: bool,
+    /// Evidence added in this segment (counted exactly for new alerts; for existing ones the
+    /// database says which rows were new).
+    added: i64,
+    /// Position of the last event that touched it in this segment.
+    touched: Option<StreamPosition>,
+    severity: &'static str,
+}
+
+/// A signal row waiting to be written.
+pub(crate) struct SignalRow {
+    pub kind: &'static str,
+    pub signal: Signal,
+}
+
+/// The segment's view of the alerts tables and what it will write.
+pub(crate) struct Work {
+    alerts: HashMap<String, AlertRow>,
+    by_key: HashMap<(&'static str, String), Vec<String>>,
+    evidence: Vec<(String, Evidence)>,
+    evidence_seen: HashSet<(String, String, i64)>,
+    known: HashSet<(String, String, String)>,
+    new_known: Vec<(String, String, String)>,
+    marks: HashMap<String, Option<Evidence>>,
+    marks_changed: Vec<String>,
+    signals: Vec<SignalRow>,
+    prune_before: Option<i64>,
+}
+
+/// What the segment's events name, for the loads.
+#[derive(Default)]
+pub(crate) struct Needs {
+    /// Alert subjects an event could raise on.
+    pub subjects: HashSet<String>,
+    /// Accounts that sign in (known devices and IPs) or recover (marks).
+    pub accounts: HashSet<String>,
+    /// Device ids and IPs the sign-ins present.
+    pub values: HashSet<String>,
+    /// The earliest event time (alerts first seen before what any window reaches cannot collide).
+    pub earliest_ms: Option<i64>,
+}
+
+impl Work {
+    /// Reads what the segment needs. `reach_ms`: how far before an event any alert's first
+    /// evidence can lie.
+    pub(crate) async fn load(
+        conn: &mut AnyConnection,
+        needs: &Needs,
+        reach_ms: i64,
+    ) -> Result<Self, StoreError> {
+        let mut work = Work {
+            alerts: HashMap::new(),
+            by_key: HashMap::new(),
+            evidence: Vec::new(),
+            evidence_seen: HashSet::new(),
+            known: HashSet::new(),
+            new_known: Vec::new(),
+            marks: HashMap::new(),
+            marks_changed: Vec::new(),
+            signals: Vec::new(),
+            prune_before: None,
+        };
+        // Open alerts (the ones an event may extend), and recent resolved ones (a new alert's
+        // deterministic id may equal theirs).
+        let since = needs
+            .earliest_ms
+            .unwrap_or(i64::MAX)
+            .saturating_sub(reach_ms);
+        let subjects: Vec<&String> = needs.subjects.iter().collect();
+        for chunk in subjects.chunks(IN_LIST) {
+            let sql = format!(
+                "select id, rule, subject, status, first_seen_ms, last_seen_ms from alerts_v1
+                  where subject in ({}) and (status <> 'resolved' or first_seen_ms >= $1)",
+                list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(since);
+            for s in chunk {
+                q = q.bind(s.as_str());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let rule: String = row.try_get("rule")?;
+                let Some(rule) = Rule::ALL.into_iter().find(|r| r.name() == rule) else {
+                    continue;
+                };
+                let status: String = row.try_get("status")?;
+                work.insert_alert(AlertRow {
+                    id: row.try_get("id")?,
+                    rule: rule.name(),
+                    subject: row.try_get("subject")?,
+                    resolved: status == "resolved",
+                    first_seen_ms: row.try_get("first_seen_ms")?,
+                    last_seen_ms: row.try_get("last_seen_ms")?,
+                    new: false,
+                    added: 0,
+                    touched: None,
+                    severity: rule.severity(),
+                });
+            }
+        }
+        let accounts: Vec<&String> = needs.accounts.iter().collect();
+        let mut values: Vec<&str> = needs.values.iter().map(String::as_str).collect();
+        values.push("");
+        for chunk in accounts.chunks(IN_LIST) {
+            for values in values.chunks(IN_LIST) {
+                let sql = format!(
+                    "select account_id, kind, value from alert_known_v1
+                      where account_id in ({}) and value in ({})",
+                    list(1, chunk.len()),
+                    list(1 + chunk.len(), values.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for a in chunk {
+                    q = q.bind(a.as_str());
+                }
+                for v in values {
+                    q = q.bind(*v);
+                }
+                for row in q.fetch_all(&mut *conn).await? {
+                    work.known.insert((
+                        row.try_get("account_id")?,
+                        row.try_get("kind")?,
+                        row.try_get("value")?,
+                    ));
+                }
+            }
+            let sql = format!(
+                "select account_id, sequence, at_ms from alert_recovery_marks_v1
+                  where account_id in ({})",
+                list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q.bind(a.as_str());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let account: String = row.try_get("account_id")?;
+                work.marks.insert(
+                    account.clone(),
+                    Some(Evidence {
+                        aggregate_id: account,
+                        sequence: row.try_get("sequence")?,
+                        at_ms: row.try_get("at_ms")?,
+                    }),
+                );
+            }
+        }
+        Ok(work)
+    }
+
+    fn insert_alert(&mut self, row: AlertRow) {
+        self.by_key
+            .entry((row.rule, row.subject.clone()))
+            .or_default()
+            .push(row.id.clone());
+        self.alerts.insert(row.id.clone(), row);
+    }
+
+    /// The alert of `rule` on `subject` that is not resolved and was first seen last (as
+    /// `order by first_seen_ms desc, id desc limit 1` would pick): its id and last sighting.
+    pub(crate) fn open_alert(&self, rule: Rule, subject: &str) -> Option<(String, i64)> {
+        let ids = self.by_key.get(&(rule.name(), subject.to_string()))?;
+        ids.iter()
+            .filter_map(|id| self.alerts.get(id))
+            .filter(|a| !a.resolved)
+            .max_by(|a, b| (a.first_seen_ms, &a.id).cmp(&(b.first_seen_ms, &b.id)))
+            .map(|a| (a.id.clone(), a.last_seen_ms))
+    }
+
+    /// Adds `evidence` to the alert of `rule` on `subject` found or opened by the caller: `open`
+    /// is the id of the alert to extend, or `None` to open one whose evidence is `evidence`.
+    pub(crate) fn raise(
+        &mut self,
+        rule: Rule,
+        subject: &str,
+        open: Option<String>,
+        mut evidence: Vec<Evidence>,
+        now_ms: i64,
+        at: StreamPosition,
+    ) {
+        let id = match open {
+            Some(id) => id,
+            None => {
+                evidence.sort_by_key(|e| e.at_ms);
+                let Some(first) = evidence.first() else {
+                    return;
+                };
+                let id = alert_id(rule, subject, first);
+                // An id already taken (the same rule, subject and first evidence as an alert
+                // that exists, resolved or not) is that alert, as the insert's `on conflict do
+                // nothing` made it before.
+                if !self.alerts.contains_key(&id) {
+                    self.insert_alert(AlertRow {
+                        id: id.clone(),
+                        rule: rule.name(),
+                        subject: subject.to_string(),
+                        resolved: false,
+                        first_seen_ms: first.at_ms,
+                        last_seen_ms: first.at_ms,
+                        new: true,
+                        added: 0,
+                        touched: None,
+                        severity: rule.severity(),
+                    });
+                }
+                id
+            }
+        };
+        let mut added = 0;
+        for e in evidence {
+            if self
+                .evidence_seen
+                .insert((id.clone(), e.aggregate_id.clone(), e.sequence))
+            {
+                added += 1;
+                self.evidence.push((id.clone(), e));
+            }
+        }
+        if let Some(alert) = self.alerts.get_mut(&id) {
+            alert.added += added;
+            alert.last_seen_ms = alert.last_seen_ms.max(now_ms);
+            alert.touched = Some(at);
+        }
+    }
+
+    /// Whether the account already signed in (`login`), or from this device or IP.
+    pub(crate) fn knows(&self, account: &str, kind: &str, value: &str) -> bool {
+        self.known
+            .contains(&(account.to_string(), kind.to_string(), value.to_string()))
+    }
+
+    /// Records that the account signed in from this device or IP (or at all).
+    pub(crate) fn remember(&mut self, account: &str, kind: &str, value: &str) {
+        let row = (account.to_string(), kind.to_string(), value.to_string());
+        if self.known.insert(row.clone()) {
+            self.new_known.push(row);
+        }
+    }
+
+    /// Sets (or with `None`, consumes) the account's recovery mark; returns the one it had.
+    pub(crate) fn set_mark(&mut self, account: &str, mark: Option<Evidence>) -> Option<Evidence> {
+        let had = self.marks.get(account).cloned().flatten();
+        if had.is_none() && mark.is_none() {
+            return None;
+        }
+        self.marks_changed.push(account.to_string());
+        self.marks.insert(account.to_string(), mark);
+        had
+    }
+
+    /// A signal to write.
+    pub(crate) fn signal(&mut self, kind: &'static str, signal: Signal) {
+        self.signals.push(SignalRow { kind, signal });
+    }
+
+    /// Signals before `before_ms` are forgotten: the ones written before this segment at the end,
+    /// the segment's own now.
+    pub(crate) fn prune(&mut self, before_ms: i64) {
+        self.signals.retain(|s| s.signal.at_ms >= before_ms);
+        self.prune_before = Some(self.prune_before.map_or(before_ms, |b| b.max(before_ms)));
+    }
+
+    /// Writes everything the segment changed.
+    pub(crate) async fn flush(
+        self,
+        conn: &mut AnyConnection,
+        policy_version: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(before) = self.prune_before {
+            sqlx::query("delete from alert_signals_v1 where at_ms < $1")
+                .bind(before)
+                .execute(&mut *conn)
+                .await?;
+        }
+        insert_rows(
+            conn,
+            "insert into alert_signals_v1 (signal, aggregate_id, sequence, at_ms, ip, net)",
+            6,
+            "on conflict do nothing",
+            &self.signals,
+            bind_signal,
+        )
+        .await?;
+        insert_rows(
+            conn,
+            "insert into alert_known_v1 (account_id, kind, value)",
+            3,
+            "on conflict do nothing",
+            &self.new_known,
+            bind_known,
+        )
+        .await?;
+        let mut done = HashSet::new();
+        for account in &self.marks_changed {
+            if !done.insert(account) {
+                continue;
+            }
+            match self.marks.get(account).cloned().flatten() {
+                Some(mark) => {
+                    sqlx::query(
+                        "insert into alert_recovery_marks_v1 (account_id, sequence, at_ms) values ($1, $2, $3)
+                         on conflict (account_id) do update set sequence = excluded.sequence, at_ms = excluded.at_ms",
+                    )
+                    .bind(account)
+                    .bind(mark.sequence)
+                    .bind(mark.at_ms)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("delete from alert_recovery_marks_v1 where account_id = $1")
+                        .bind(account)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
+        let version = policy_version.to_string();
+        let new: Vec<(AlertRow, String)> = self
+            .alerts
+            .values()
+            .filter(|a| a.new)
+            .map(|a| (a.clone(), version.clone()))
+            .collect();
+        insert_rows(
+            conn,
+            "insert into alerts_v1 (id, rule, severity, subject, first_seen_ms, last_seen_ms,
+                    count, status, policy_version, updated_tx, updated_pos)",
+            11,
+            "on conflict (id) do nothing",
+            &new,
+            bind_alert,
+        )
+        .await?;
+        // Evidence of alerts that existed before: the database says which rows are new to them.
+        let mut added: HashMap<String, i64> = HashMap::new();
+        for chunk in self.evidence.chunks(crate::batch::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "insert into alert_evidence_v1 (alert_id, aggregate_id, sequence, at_ms) values {}
+                 on conflict do nothing returning alert_id",
+                crate::batch::placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, e) in chunk {
+                q = q
+                    .bind(id.as_str())
+                    .bind(e.aggregate_id.as_str())
+                    .bind(e.sequence)
+                    .bind(e.at_ms);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                *added.entry(row.try_get("alert_id")?).or_default() += 1;
+            }
+        }
+        for alert in self.alerts.values().filter(|a| !a.new) {
+            let Some(at) = alert.touched else { continue };
+            sqlx::query(
+                "update alerts_v1
+                    set count = count + $5,
+                        last_seen_ms = case when last_seen_ms < $2 then $2 else last_seen_ms end,
+                        updated_tx = $3, updated_pos = $4
+                  where id = $1",
+            )
+            .bind(&alert.id)
+            .bind(alert.last_seen_ms)
+            .bind(at.tx)
+            .bind(at.pos)
+            .bind(added.get(&alert.id).copied().unwrap_or(0))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `$from, $from+1, …` for `n` values.
+fn list(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bind_signal<'q>(q: AnyQuery<'q>, s: &'q SignalRow) -> AnyQuery<'q> {
+    q.bind(s.kind)
+        .bind(&*s.signal.aggregate_id)
+        .bind(s.signal.sequence)
+        .bind(s.signal.at_ms)
+        .bind(s.signal.ip.as_deref())
+        .bind(s.signal.net.as_deref())
+}
+
+fn bind_known<'q>(q: AnyQuery<'q>, k: &'q (String, String, String)) -> AnyQuery<'q> {
+    q.bind(k.0.as_str()).bind(k.1.as_str()).bind(k.2.as_str())
+}
+
+fn bind_alert<'q>(q: AnyQuery<'q>, a: &'q (AlertRow, String)) -> AnyQuery<'q> {
+    let (a, version) = a;
+    let at = a.touched.unwrap_or_default();
+    q.bind(a.id.as_str())
+        .bind(a.rule)
+        .bind(a.severity)
+        .bind(a.subject.as_str())
+        .bind(a.first_seen_ms)
+        .bind(a.last_seen_ms)
+        .bind(a.added)
+        .bind("open")
+        .bind(version.as_str())
+        .bind(at.tx)
+        .bind(at.pos)
+}
