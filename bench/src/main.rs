@@ -101,12 +101,17 @@ fn redacted(url: &str) -> String {
 }
 
 mod replay;
+mod suite;
 
 #[tokio::main]
 async fn main() {
     if std::env::args().nth(1).as_deref() == Some("replay") {
         let argv = std::env::args().skip(1).collect();
         std::process::exit(replay::main(argv).await);
+    }
+    if std::env::args().nth(1).as_deref() == Some("suite") {
+        let argv = std::env::args().skip(1).collect();
+        std::process::exit(suite::main(argv).await);
     }
     let args = Args::parse();
     let server_bin = args.server.clone().unwrap_or_else(|| {
