@@ -35,6 +35,52 @@ pub async fn insert_rows<R>(
     Ok(())
 }
 
+/// Updates rows of `table` from a list of values, [`ROWS_PER_STATEMENT`] at a time:
+/// `update {table} set {set} from (values …) as v where {table}.{key} = v.column1`. `set` names the
+/// values `v.column2`, `v.column3`… (`values` columns are named so on PostgreSQL and SQLite
+/// alike); `types` (SQL types, key first) give PostgreSQL the parameters' types. `bind` adds one
+/// row's values in that order.
+pub async fn update_rows<R>(
+    conn: &mut AnyConnection,
+    table: &str,
+    set: &str,
+    key: &str,
+    types: &[&str],
+    rows: &[R],
+    bind: for<'q> fn(AnyQuery<'q>, &'q R) -> AnyQuery<'q>,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|r| {
+                let cells: Vec<String> = types
+                    .iter()
+                    .enumerate()
+                    .map(|(c, t)| format!("cast(${} as {t})", r * types.len() + c + 1))
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "update {table} set {set} from (values {values}) as v where {table}.{key} = v.column1"
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `$from, $from+1, …` for `n` values (an `in (…)` list).
+pub fn list(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `($1, $2), ($3, $4)` for 2 rows of width 2.
 pub fn placeholders(rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 5);

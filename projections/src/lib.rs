@@ -48,19 +48,24 @@ pub fn standard_projections_with(policy: alerts::AlertPolicy) -> Vec<Arc<dyn Pro
     ]
 }
 
-/// Decodes an `Account` event from the stream; `None` for other aggregates.
+/// Decodes an `Account` event from the stream; `None` for other aggregates. The first read model
+/// to ask decodes it; the others of the batch get a copy.
 pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreError> {
     if event.aggregate_type != "Account" {
         return Ok(None);
     }
+    if let Some(decoded) = event.decoded.get() {
+        return Ok(Some(decoded.clone()));
+    }
     // Old payload versions are upcast to the current shape on every read (never rewritten).
-    gatehouse_domain::upcast::decode_account_event(
+    let decoded = gatehouse_domain::upcast::decode_account_event(
         &event.event_type,
         &event.event_version,
         event.payload.clone(),
     )
-    .map(Some)
-    .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))
+    .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))?;
+    event.decoded.keep(decoded.clone());
+    Ok(Some(decoded))
 }
 
 #[cfg(test)]
@@ -90,6 +95,7 @@ mod test_support {
             payload: serde_json::to_value(&event).unwrap(),
             metadata: serde_json::json!({}),
             recorded_at: None,
+            decoded: Default::default(),
         }
     }
 }

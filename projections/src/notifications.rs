@@ -371,6 +371,192 @@ async fn write(conn: &mut AnyConnection, change: &NotificationChange) -> Result<
     Ok(())
 }
 
+/// A message row to insert.
+struct OutboxRow<'c> {
+    id: String,
+    channel: Channel,
+    change: &'c NotificationChange,
+}
+
+/// Verified flags of an account's channels: `(email, phone)`, `None` without a row.
+type Contacts = std::collections::HashMap<String, Option<(i64, i64)>>;
+
+/// A batch's changes at once: the verified channels of every account concerned read in one query
+/// and followed in memory, then the new messages in multi-row inserts, the contacts rows that
+/// changed in one upsert, and the outcomes in multi-row updates.
+async fn write_many(
+    conn: &mut AnyConnection,
+    changes: &[NotificationChange],
+) -> Result<(), StoreError> {
+    let mut contacts: Contacts = Contacts::new();
+    let concerned: std::collections::BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            NotificationChange::ChannelVerified { account_id, .. }
+            | NotificationChange::ChannelUnverified { account_id, .. } => Some(account_id.as_str()),
+            NotificationChange::Enqueue {
+                account_id,
+                target: Target::AllVerified | Target::EmailIfVerified,
+                ..
+            } => Some(account_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let concerned: Vec<&str> = concerned.into_iter().collect();
+    for chunk in concerned.chunks(500) {
+        let sql = format!(
+            "select account_id, email_verified, phone_verified from notification_contacts_v1
+              where account_id in ({})",
+            crate::batch::list(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q.bind(*a);
+        }
+        for a in chunk {
+            contacts.insert(a.to_string(), None);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            contacts.insert(row.try_get(0)?, Some((row.try_get(1)?, row.try_get(2)?)));
+        }
+    }
+    let mut changed: Vec<&str> = Vec::new();
+    let mut outbox: Vec<OutboxRow<'_>> = Vec::new();
+    let mut settled: Vec<(&str, &'static str, i64)> = Vec::new();
+    for change in changes {
+        match change {
+            NotificationChange::ChannelVerified {
+                account_id,
+                channel,
+            } => {
+                let row = contacts.entry(account_id.clone()).or_default();
+                let flags = row.get_or_insert((0, 0));
+                match channel {
+                    Channel::Email => flags.0 = 1,
+                    Channel::Sms => flags.1 = 1,
+                }
+                changed.push(account_id);
+            }
+            NotificationChange::ChannelUnverified {
+                account_id,
+                channel,
+            } => {
+                // Like the single update: nothing without a row.
+                if let Some(Some(flags)) = contacts.get_mut(account_id) {
+                    match channel {
+                        Channel::Email => flags.0 = 0,
+                        Channel::Sms => flags.1 = 0,
+                    }
+                    changed.push(account_id);
+                }
+            }
+            NotificationChange::Enqueue {
+                account_id,
+                sequence,
+                target,
+                ..
+            } => {
+                let verified = contacts.get(account_id).copied().flatten();
+                let channels: Vec<Channel> = match target {
+                    Target::Channel(c) => vec![*c],
+                    Target::AllVerified => verified_of(verified),
+                    Target::EmailIfVerified => verified_of(verified)
+                        .into_iter()
+                        .filter(|c| *c == Channel::Email)
+                        .collect(),
+                };
+                for channel in channels {
+                    outbox.push(OutboxRow {
+                        id: notification_id(account_id, *sequence, channel),
+                        channel,
+                        change,
+                    });
+                }
+            }
+            NotificationChange::Settled {
+                notification_id,
+                status,
+                at_ms,
+            } => settled.push((notification_id, status, *at_ms)),
+        }
+    }
+    let mut rows: Vec<(&str, (i64, i64))> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for account in changed {
+        if seen.insert(account) {
+            if let Some(Some(flags)) = contacts.get(account) {
+                rows.push((account, *flags));
+            }
+        }
+    }
+    crate::batch::insert_rows(
+        conn,
+        "insert into notification_contacts_v1 (account_id, email_verified, phone_verified)",
+        3,
+        "on conflict (account_id) do update
+            set email_verified = excluded.email_verified, phone_verified = excluded.phone_verified",
+        &rows,
+        |q, (account, (email, phone))| q.bind(*account).bind(*email).bind(*phone),
+    )
+    .await?;
+    crate::batch::insert_rows(
+        conn,
+        "insert into notification_outbox_v1 (id, account_id, sequence, topic, channel, code_id,
+                                             details, created_ms, expires_ms, status, updated_ms)",
+        11,
+        "on conflict (id) do nothing",
+        &outbox,
+        |q, row| match row.change {
+            NotificationChange::Enqueue {
+                account_id,
+                sequence,
+                topic,
+                code_id,
+                details,
+                created_ms,
+                expires_ms,
+                ..
+            } => q
+                .bind(row.id.as_str())
+                .bind(account_id.as_str())
+                .bind(*sequence)
+                .bind(*topic)
+                .bind(row.channel.as_str())
+                .bind(code_id.as_deref())
+                .bind(details.to_string())
+                .bind(*created_ms)
+                .bind(*expires_ms)
+                .bind("pending")
+                .bind(*created_ms),
+            // Only messages are in this list.
+            _ => q,
+        },
+    )
+    .await?;
+    // Outcomes after the inserts (a message and its outcome may share a batch); per message
+    // the last one stands, as with updates one by one.
+    let settled = crate::batch::last_per_key(&settled, |s| s.0);
+    crate::batch::update_rows(
+        conn,
+        "notification_outbox_v1",
+        "status = v.column2, updated_ms = v.column3",
+        "id",
+        &["text", "text", "bigint"],
+        &settled,
+        |q, (id, status, at)| q.bind(*id).bind(*status).bind(*at),
+    )
+    .await
+}
+
+fn verified_of(flags: Option<(i64, i64)>) -> Vec<Channel> {
+    let (email, phone) = flags.unwrap_or((0, 0));
+    [(email, Channel::Email), (phone, Channel::Sms)]
+        .into_iter()
+        .filter(|(flag, _)| *flag != 0)
+        .map(|(_, c)| c)
+        .collect()
+}
+
 /// The `notification_outbox_v1` projection.
 pub fn projection() -> ChangeProjection<NotificationChange> {
     ChangeProjection {
@@ -378,7 +564,7 @@ pub fn projection() -> ChangeProjection<NotificationChange> {
         tables: &["notification_outbox_v1", "notification_contacts_v1"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
-        write_many: None,
+        write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),
     }
 }
 

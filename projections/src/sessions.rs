@@ -168,48 +168,26 @@ async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Resu
         .filter(|(_, f)| f.started.is_none())
         .filter_map(|(id, f)| f.ended.map(|e| (*id, e)))
         .collect();
-    // `values` columns are column1, column2, … on PostgreSQL and SQLite alike; the casts give
-    // PostgreSQL the parameter types.
-    for chunk in extended.chunks(crate::batch::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "update sessions_v1 set idle_expires_ms = v.column2, last_extended_ms = v.column3
-               from (values {}) as v where sessions_v1.session_id = v.column1",
-            typed_rows(chunk.len(), &["text", "bigint", "bigint"])
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, (idle, at)) in chunk {
-            q = q.bind(*id).bind(*idle).bind(*at);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    for chunk in ended.chunks(crate::batch::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "update sessions_v1 set ended_ms = v.column2, end_reason = v.column3
-               from (values {}) as v where sessions_v1.session_id = v.column1",
-            typed_rows(chunk.len(), &["text", "bigint", "text"])
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, (at, reason)) in chunk {
-            q = q.bind(*id).bind(*at).bind(*reason);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// `(cast($1 as text), cast($2 as bigint)), (…)` for `rows` rows of `types`.
-fn typed_rows(rows: usize, types: &[&str]) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = types
-                .iter()
-                .enumerate()
-                .map(|(c, t)| format!("cast(${} as {t})", r * types.len() + c + 1))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::batch::update_rows(
+        conn,
+        "sessions_v1",
+        "idle_expires_ms = v.column2, last_extended_ms = v.column3",
+        "session_id",
+        &["text", "bigint", "bigint"],
+        &extended,
+        |q, (id, (idle, at))| q.bind(*id).bind(*idle).bind(*at),
+    )
+    .await?;
+    crate::batch::update_rows(
+        conn,
+        "sessions_v1",
+        "ended_ms = v.column2, end_reason = v.column3",
+        "session_id",
+        &["text", "bigint", "text"],
+        &ended,
+        |q, (id, (at, reason))| q.bind(*id).bind(*at).bind(*reason),
+    )
+    .await
 }
 
 impl SessionChange {

@@ -111,6 +111,7 @@ pub async fn aggregate_events(
                         payload: row.try_get("payload")?,
                         metadata: row.try_get("metadata")?,
                         recorded_at: row.try_get("recorded_at")?,
+                        decoded: Default::default(),
                     })
                 })
                 .collect::<std::result::Result<_, sqlx::Error>>()
@@ -150,6 +151,7 @@ pub async fn aggregate_events(
                         recorded_at: DateTime::parse_from_rfc3339(&recorded)
                             .ok()
                             .map(|t| t.with_timezone(&Utc)),
+                        decoded: Default::default(),
                     })
                 })
                 .collect::<std::result::Result<_, sqlx::Error>>()

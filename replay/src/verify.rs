@@ -946,6 +946,7 @@ mod tests {
             payload: json!({}),
             metadata: meta,
             recorded_at: None,
+            decoded: Default::default(),
         };
         let a = stream_link(GENESIS, &e("a", json!({})));
         assert_ne!(a, stream_link(GENESIS, &e("a", json!({"r": 1}))));

@@ -98,6 +98,7 @@ fn test_fixture_v1_covers_every_event_type_and_replays() {
             payload: row["payload"].clone(),
             metadata: row["metadata"].clone(),
             recorded_at: None,
+            decoded: Default::default(),
         };
         (lockout_state::projection().changes)(&stored).unwrap();
         (login_history::projection().changes)(&stored).unwrap();

@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::windows::Signal;
 use super::{alert_id, Evidence, Rule};
-use crate::batch::{insert_rows, AnyQuery};
+use crate::batch::{insert_rows, list, AnyQuery};
 use crate::store::{StoreError, StreamPosition};
 
 /// Placeholders per `in (…)` list (well below every bind limit).
@@ -400,14 +400,6 @@ impl Work {
         }
         Ok(())
     }
-}
-
-/// `$from, $from+1, …` for `n` values.
-fn list(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn bind_signal<'q>(q: AnyQuery<'q>, s: &'q SignalRow) -> AnyQuery<'q> {

@@ -45,6 +45,32 @@ pub struct StoredEvent {
     pub metadata: Value,
     /// When the row was written.
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The decoded `Account` payload, once a reader asked for it: every read model of a batch
+    /// reads the same event, and decoding is most of what reading costs.
+    pub decoded: Decoded,
+}
+
+/// A decoded payload kept beside the event (see [`crate::account_event`]). Not part of the
+/// event's identity: two events are equal whether or not they were decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded(std::sync::OnceLock<gatehouse_domain::AccountEvent>);
+
+impl Decoded {
+    /// The payload, if decoded already.
+    pub fn get(&self) -> Option<&gatehouse_domain::AccountEvent> {
+        self.0.get()
+    }
+
+    /// Keeps the decoded payload (the first one kept stays).
+    pub fn keep(&self, event: gatehouse_domain::AccountEvent) {
+        let _ = self.0.set(event);
+    }
+}
+
+impl PartialEq for Decoded {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 const PG_READ: &str = "
@@ -94,6 +120,7 @@ impl Store {
                             payload: row.try_get("payload")?,
                             metadata: row.try_get("metadata")?,
                             recorded_at: row.try_get("recorded_at")?,
+                            decoded: Decoded::default(),
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()
@@ -127,6 +154,7 @@ impl Store {
                             recorded_at: DateTime::parse_from_rfc3339(&recorded)
                                 .ok()
                                 .map(|t| t.with_timezone(&Utc)),
+                            decoded: Decoded::default(),
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()
