@@ -897,6 +897,12 @@ async fn rates_latency_lag(
                 "  longest transaction seen while polling: {:.0} ms in this database, {:.0} ms in other databases of the cluster",
                 lag.oldest_here, lag.oldest_elsewhere
             );
+            if !lag.oldest_query.is_empty() {
+                println!(
+                    "  (the one in this database was running: {})",
+                    lag.oldest_query
+                );
+            }
             let mut worst_p99 = 0.0f64;
             let mut worst_p50 = 0.0f64;
             for (name, p50, p99, seen_p99, missing) in &lag.per_projection {
@@ -932,6 +938,8 @@ struct Lag {
     /// Longest-running transaction seen (ms), in this database and in other databases.
     oldest_here: f64,
     oldest_elsewhere: f64,
+    /// The statement the longest transaction in this database was running when seen.
+    oldest_query: String,
     events: usize,
     command_p50: f64,
     command_p99: f64,
@@ -962,22 +970,27 @@ async fn projection_lag(
             // Oldest transaction holding an id, in this database and in the others of the
             // cluster: the stream is read only below the cluster-wide oldest running one.
             let (mut oldest_here, mut oldest_elsewhere) = (0.0f64, 0.0f64);
+            let mut oldest_query = String::new();
             let mut polls = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 polls += 1;
                 if polls.is_multiple_of(4) {
-                    let ages: Vec<(bool, f64)> = sqlx::query_as(
+                    let ages: Vec<(bool, f64, String)> = sqlx::query_as(
                         "select datname = current_database(),
-                                extract(epoch from clock_timestamp() - xact_start)::float8 * 1000
+                                extract(epoch from clock_timestamp() - xact_start)::float8 * 1000,
+                                left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
                            from pg_stat_activity
                           where backend_xid is not null and xact_start is not null",
                     )
                     .fetch_all(&pool)
                     .await
                     .unwrap_or_default();
-                    for (here, age) in ages {
+                    for (here, age, query) in ages {
                         if here {
-                            oldest_here = oldest_here.max(age);
+                            if age > oldest_here {
+                                oldest_here = age;
+                                oldest_query = query;
+                            }
                         } else {
                             oldest_elsewhere = oldest_elsewhere.max(age);
                         }
@@ -998,7 +1011,7 @@ async fn projection_lag(
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            (seen, oldest_here, oldest_elsewhere)
+            (seen, oldest_here, oldest_elsewhere, oldest_query)
         })
     };
     let (lat, _) = open_loop(rate, seconds, op).await;
@@ -1006,7 +1019,8 @@ async fn projection_lag(
     caught_up(pool, 60.0).await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
     stop.store(true, Ordering::Relaxed);
-    let (seen, oldest_here, oldest_elsewhere) = poller.await.map_err(|e| format!("poller: {e}"))?;
+    let (seen, oldest_here, oldest_elsewhere, oldest_query) =
+        poller.await.map_err(|e| format!("poller: {e}"))?;
     let events: Vec<(i64, i64, f64)> = sqlx::query_as(
         "select tx_id::text::bigint, global_position, extract(epoch from recorded_at)::float8 * 1000
            from events where global_position > $1 order by 1, 2",
@@ -1047,6 +1061,7 @@ async fn projection_lag(
         ));
     }
     Ok(Lag {
+        oldest_query,
         oldest_here,
         oldest_elsewhere,
         events: events.len(),
