@@ -603,7 +603,12 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// utime + stime of a `/proc/…/stat` file, in ticks.
 fn stat_ticks(path: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
+    parse_stat_ticks(&std::fs::read_to_string(path).ok()?)
+}
+
+/// utime + stime from the text of a `/proc/…/stat` file (the command name, in parentheses, may
+/// itself hold spaces and parentheses: fields are counted after the last `)`).
+fn parse_stat_ticks(text: &str) -> Option<u64> {
     let after = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
@@ -1535,5 +1540,36 @@ fn print_table(ctx: &Ctx) {
     }
     if ctx.args.smoke {
         println!("(smoke mode: tiny counts; the figures mean nothing)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_stat_ticks_are_utime_plus_stime_after_the_command_name() {
+        let line = "4242 (tokio-rt (w) 1) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 7 0 100 0 0";
+        assert_eq!(parse_stat_ticks(line), Some(175));
+        assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn test_percentiles_pick_from_sorted_values() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert!(percentile(&[], 0.5).is_nan());
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn test_smoke_shrinks_every_count() {
+        let args = SuiteArgs::parse_from(["suite", "--smoke"]).smoke();
+        assert!(args.seconds == 1 && args.history_events <= 200 && args.rss_accounts <= 200);
+        assert!(args.runs("rss"));
+        let only = SuiteArgs::parse_from(["suite", "--only", "lag,history"]);
+        assert!(only.runs("lag") && only.runs("history") && !only.runs("rss"));
     }
 }
