@@ -108,6 +108,22 @@ pub fn decode_account_event(
     })
 }
 
+/// [`decode_account_event`] from a borrowed payload: a current one is read in place (no copy),
+/// an older one is copied and upcast.
+pub fn decode_account_event_ref(
+    event_type: &str,
+    version: &str,
+    payload: &Value,
+) -> Result<AccountEvent, UpcastError> {
+    if version != EVENT_VERSION {
+        return decode_account_event(event_type, version, payload.clone());
+    }
+    serde::Deserialize::deserialize(payload).map_err(|e: serde_json::Error| UpcastError::Shape {
+        event_type: event_type.to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// [`UPCASTERS`] as a cqrs-es `EventUpcaster`, for stores that load aggregates.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccountUpcaster;

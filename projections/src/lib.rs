@@ -58,10 +58,10 @@ pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreE
         return Ok(Some(decoded.clone()));
     }
     // Old payload versions are upcast to the current shape on every read (never rewritten).
-    let decoded = gatehouse_domain::upcast::decode_account_event(
+    let decoded = gatehouse_domain::upcast::decode_account_event_ref(
         &event.event_type,
         &event.event_version,
-        event.payload.clone(),
+        &event.payload,
     )
     .map_err(|e| StoreError::Corrupt(format!("{} #{}: {e}", event.aggregate_id, event.sequence)))?;
     event.decoded.keep(decoded.clone());

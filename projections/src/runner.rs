@@ -226,11 +226,20 @@ impl ProjectionRunner {
 
     /// Applies one batch to every projection that is behind; returns the events applied.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let Some(from) = self.slowest_checkpoint().await? else {
+            return Ok(0);
+        };
+        let events = self.store.read_stream(from, self.batch).await?;
+        self.apply_all(&events).await
+    }
+
+    /// Where the projection furthest behind stands (`None` without projections).
+    async fn slowest_checkpoint(&self) -> Result<Option<StreamPosition>, StoreError> {
         let known: Vec<(String, i64, i64)> =
             sqlx::query_as("select projection, tx_id, position from projection_checkpoints")
                 .fetch_all(self.store.any())
                 .await?;
-        let Some(from) = self
+        Ok(self
             .projections
             .iter()
             .map(|p| {
@@ -240,28 +249,44 @@ impl ProjectionRunner {
                     .map(|(_, tx, pos)| StreamPosition { tx: *tx, pos: *pos })
                     .unwrap_or_default()
             })
-            .min()
-        else {
-            return Ok(0);
-        };
-        let events = self.store.read_stream(from, self.batch).await?;
+            .min())
+    }
+
+    /// Applies `events` to every projection that has not seen them. Each projection's changes
+    /// and checkpoint move in one transaction. On PostgreSQL the projections' transactions run
+    /// side by side (one connection each), so the database works on one read model while this
+    /// process prepares the next; on SQLite, which has one writer, they run one after another
+    /// in a single transaction.
+    async fn apply_all(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(0);
         };
-        // One transaction for the whole batch: every read model and its checkpoint move together.
-        let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
+        let counts: Vec<usize> = if self.store.kind() == "postgres" {
+            futures::future::try_join_all(self.projections.iter().map(|projection| async move {
+                let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
+                let n = self
+                    .apply_pending(&mut tx, projection.as_ref(), events)
+                    .await?;
+                tx.commit().await?;
+                Ok::<usize, StoreError>(n)
+            }))
+            .await?
+        } else {
+            let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
+            let mut counts = Vec::with_capacity(self.projections.len());
+            for projection in &self.projections {
+                counts.push(
+                    self.apply_pending(&mut tx, projection.as_ref(), events)
+                        .await?,
+                );
+            }
+            tx.commit().await?;
+            counts
+        };
         let mut applied = 0;
-        let mut counts = Vec::with_capacity(self.projections.len());
-        for projection in &self.projections {
-            let n = self
-                .apply_pending(&mut tx, projection.as_ref(), &events)
-                .await?;
-            counts.push(n);
-            applied += n;
-        }
-        tx.commit().await?;
         for (counter, n) in self.applied.iter().zip(counts) {
             counter.fetch_add(n as u64, Ordering::Relaxed);
+            applied += n;
         }
         self.progress.send_replace(last);
         Ok(applied)
@@ -312,15 +337,28 @@ impl ProjectionRunner {
         Ok(pending.len())
     }
 
-    /// Runs batches until every projection has reached the stream head seen at the start.
+    /// Runs batches until every projection has reached the stream head seen at the start. The
+    /// next batch is read while the current one is applied.
     pub async fn catch_up(&self) -> Result<usize, StoreError> {
         let mut total = 0;
+        let mut ahead: Option<(StreamPosition, Vec<StoredEvent>)> = None;
         loop {
-            let n = self.run_once().await?;
-            total += n;
-            if n == 0 {
+            let Some(from) = self.slowest_checkpoint().await? else {
                 return Ok(total);
-            }
+            };
+            let events = match ahead.take() {
+                Some((at, events)) if at == from => events,
+                _ => self.store.read_stream(from, self.batch).await?,
+            };
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok(total);
+            };
+            let (applied, next) = tokio::join!(
+                self.apply_all(&events),
+                self.store.read_stream(last, self.batch)
+            );
+            total += applied?;
+            ahead = Some((last, next?));
         }
     }
 
