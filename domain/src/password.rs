@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use argon2::password_hash::PasswordHasher as _;
 use std::cell::RefCell;
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -232,10 +231,17 @@ impl Default for Argon2Settings {
 }
 
 impl Argon2Settings {
+    fn params(&self) -> Result<Params, HashError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| HashError(e.to_string()))
+    }
+
     fn argon2(&self) -> Result<Argon2<'static>, HashError> {
-        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
-            .map_err(|e| HashError(e.to_string()))?;
-        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+        Ok(Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.params()?,
+        ))
     }
 
     /// Hashes with the given 16-byte salt (drawn by the caller from a CSPRNG). CPU-bound.
@@ -244,10 +250,30 @@ impl Argon2Settings {
         password: &SecretString,
         salt: &[u8],
     ) -> Result<PasswordHash, HashError> {
-        let hash = self
-            .argon2()?
-            .hash_password_with_salt(password.expose_secret().as_bytes(), salt)
-            .map_err(|e| HashError(e.to_string()))?;
+        use argon2::password_hash::phc::{Output, ParamsString, Salt};
+        // As `hash_password_with_salt`, but in this thread's kept working memory: a fresh 19 MiB
+        // area per hash (sign-up, password change, rehash) stays resident in the allocator's
+        // arenas once glibc's mmap threshold has grown past it, and the server's memory with it.
+        let argon = self.argon2()?;
+        let params = self.params()?;
+        let salt = Salt::new(salt).map_err(|e| HashError(e.to_string()))?;
+        let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+        with_working_memory(params.block_count(), |blocks| {
+            argon.hash_password_into_with_memory(
+                password.expose_secret().as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                blocks,
+            )
+        })
+        .map_err(|e| HashError(e.to_string()))?;
+        let hash = argon2::PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|e| HashError(e.to_string()))?,
+            salt: Some(salt),
+            hash: Some(Output::new(&out).map_err(|e| HashError(e.to_string()))?),
+        };
         Ok(PasswordHash(hash.to_string()))
     }
 
@@ -401,6 +427,28 @@ mod tests {
         }
         assert!(!settings.needs_rehash(&hash));
         assert!(Argon2Settings::default().needs_rehash(&hash));
+    }
+
+    #[test]
+    fn test_argon2_hash_in_kept_memory_equals_the_librarys_own() {
+        use argon2::password_hash::PasswordHasher as _;
+        let settings = Argon2Settings {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let password = SecretString::from("a long enough passphrase");
+        let salt = b"0123456789abcdef";
+        let ours = settings.hash_blocking(&password, salt).unwrap();
+        let theirs = settings
+            .argon2()
+            .unwrap()
+            .hash_password_with_salt(password.expose_secret().as_bytes(), salt)
+            .unwrap();
+        assert_eq!(ours.0, theirs.to_string());
+        // Twice on the same thread (the kept memory reused) gives the same hash.
+        assert_eq!(settings.hash_blocking(&password, salt).unwrap(), ours);
+        assert!(settings.verify_blocking(&password, &ours));
     }
 
     #[test]

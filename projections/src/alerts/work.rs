@@ -381,23 +381,35 @@ impl Work {
                 *added.entry(row.try_get("alert_id")?).or_default() += 1;
             }
         }
-        for alert in self.alerts.values().filter(|a| !a.new) {
-            let Some(at) = alert.touched else { continue };
-            sqlx::query(
-                "update alerts_v1
-                    set count = count + $5,
-                        last_seen_ms = case when last_seen_ms < $2 then $2 else last_seen_ms end,
-                        updated_tx = $3, updated_pos = $4
-                  where id = $1",
-            )
-            .bind(&alert.id)
-            .bind(alert.last_seen_ms)
-            .bind(at.tx)
-            .bind(at.pos)
-            .bind(added.get(&alert.id).copied().unwrap_or(0))
-            .execute(&mut *conn)
-            .await?;
-        }
+        // Alerts that existed before and gathered evidence: one multi-row update.
+        let touched: Vec<(&str, i64, StreamPosition, i64)> = self
+            .alerts
+            .values()
+            .filter(|a| !a.new)
+            .filter_map(|a| {
+                let at = a.touched?;
+                let added = added.get(&a.id).copied().unwrap_or(0);
+                Some((a.id.as_str(), a.last_seen_ms, at, added))
+            })
+            .collect();
+        crate::batch::update_rows(
+            conn,
+            "alerts_v1",
+            "count = count + v.column5,
+             last_seen_ms = case when last_seen_ms < v.column2 then v.column2 else last_seen_ms end,
+             updated_tx = v.column3, updated_pos = v.column4",
+            "id",
+            &["text", "bigint", "bigint", "bigint", "bigint"],
+            &touched,
+            |q, (id, last_seen, at, added)| {
+                q.bind(*id)
+                    .bind(*last_seen)
+                    .bind(at.tx)
+                    .bind(at.pos)
+                    .bind(*added)
+            },
+        )
+        .await?;
         Ok(())
     }
 }
