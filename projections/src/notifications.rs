@@ -409,7 +409,8 @@ async fn write_many(
               where account_id in ({})",
             crate::batch::list(1, chunk.len())
         );
-        let mut q = sqlx::query(&sql);
+        // Planned for these values each time (see the alerts reads).
+        let mut q = sqlx::query(&sql).persistent(false);
         for a in chunk {
             q = q.bind(*a);
         }

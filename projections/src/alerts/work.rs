@@ -103,7 +103,9 @@ impl Work {
                   where subject in ({}) and (status <> 'resolved' or first_seen_ms >= $1)",
                 list(2, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(since);
+            // Planned for these values each time: a plan cached while the table was small would
+            // keep scanning it whole once it has grown (`in` lists are the reads of a batch).
+            let mut q = sqlx::query(&sql).persistent(false).bind(since);
             for s in chunk {
                 q = q.bind(s.as_str());
             }
@@ -138,7 +140,7 @@ impl Work {
                     list(1, chunk.len()),
                     list(1 + chunk.len(), values.len())
                 );
-                let mut q = sqlx::query(&sql);
+                let mut q = sqlx::query(&sql).persistent(false);
                 for a in chunk {
                     q = q.bind(a.as_str());
                 }
@@ -158,7 +160,7 @@ impl Work {
                   where account_id in ({})",
                 list(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).persistent(false);
             for a in chunk {
                 q = q.bind(a.as_str());
             }
