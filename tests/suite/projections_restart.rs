@@ -138,3 +138,122 @@ async fn test_kill_and_restart_leaves_read_models_equal_to_a_rebuild() {
     let rebuilt = snapshot(&pool).await;
     assert_eq!(live, rebuilt);
 }
+
+/// Every read model's rows, `updated_ms` included (both sides below are rebuilds of one stream).
+async fn every_read_model(pool: &PgPool) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (table, order) in [
+        ("lockout_state_v1", "account_id"),
+        ("login_history_v1", "account_id, sequence"),
+        ("sessions_v1", "session_id"),
+        ("notification_outbox_v1", "id"),
+        ("notification_contacts_v1", "account_id"),
+        ("recovery_cases_v1", "flow_id"),
+        ("alerts_v1", "id"),
+        ("alert_evidence_v1", "alert_id, aggregate_id, sequence"),
+        ("alert_signals_v1", "signal, aggregate_id, sequence"),
+        ("alert_known_v1", "account_id, kind, value"),
+        ("alert_recovery_marks_v1", "account_id"),
+    ] {
+        let dump: Vec<String> = sqlx::query_scalar(&format!(
+            "select row_to_json(t)::text from (select * from {table} order by {order}) t"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows.extend(dump.into_iter().map(|r| format!("{table}: {r}")));
+    }
+    rows
+}
+
+/// The set-based writes fold a whole batch per row (lockout, sessions, outbox, alerts): a
+/// rebuild in one batch must equal a rebuild one event per batch, where nothing is folded. The
+/// traffic interleaves, on the same rows, every kind of change those folds merge: failures,
+/// a lock and refusals, sign-ins, sessions ended, new devices and IPs.
+#[tokio::test]
+async fn test_one_batch_equals_one_event_per_batch() {
+    let db = TestDb::new().await;
+    let mut env = fast_env();
+    env.insert("GATEHOUSE_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    let server = Server::start(Some(&db.url), &env).await;
+    for i in 0..3 {
+        server
+            .register(&format!("f{i}@example.com"), PASSWORD)
+            .await;
+    }
+    let login = |i: usize, password: &'static str, device: &'static str, ip: &'static str| {
+        server
+            .http
+            .post(format!("{}/v1/login", server.base))
+            .header("x-forwarded-for", ip)
+            .json(&serde_json::json!({
+                "identifier": format!("f{i}@example.com"),
+                "password": password,
+                "device_id": device,
+            }))
+            .send()
+    };
+    for i in 0..3 {
+        for _ in 0..2 {
+            login(i, "wrong-password-entirely", "d1", "198.51.100.1")
+                .await
+                .unwrap();
+        }
+        let r = login(i, PASSWORD, "d1", "198.51.100.1").await.unwrap();
+        let token = r.json::<serde_json::Value>().await.unwrap()["session_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        login(i, "wrong-password-entirely", "d2", "198.51.100.2")
+            .await
+            .unwrap();
+        let r = server
+            .http
+            .post(format!("{}/v1/logout", server.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        // A second device and IP, then enough failures to lock, then refusals while locked.
+        login(i, PASSWORD, "d2", "198.51.100.2").await.unwrap();
+        for _ in 0..7 {
+            login(i, "wrong-password-entirely", "d3", "198.51.100.3")
+                .await
+                .unwrap();
+        }
+    }
+    server.kill().await;
+
+    let pool = db.pool().await;
+    let store = db.store().await;
+    let locked: i64 = sqlx::query_scalar(
+        "select count(*) from events where event_type in ('AccountLocked', 'LoginRejectedWhileLocked')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        locked >= 6,
+        "the traffic should lock every account ({locked})"
+    );
+
+    ProjectionRunner::standard(store.clone())
+        .with_batch(10_000)
+        .rebuild()
+        .await
+        .unwrap();
+    let folded = every_read_model(&pool).await;
+    ProjectionRunner::standard(store.clone())
+        .with_batch(1)
+        .rebuild()
+        .await
+        .unwrap();
+    let one_by_one = every_read_model(&pool).await;
+    assert!(folded.iter().any(|r| r.starts_with("sessions_v1")));
+    assert!(folded.iter().any(|r| r.starts_with("alerts_v1")));
+    assert!(folded
+        .iter()
+        .any(|r| r.starts_with("lockout_state_v1") && r.contains("\"lock_level\":1")));
+    assert_eq!(folded, one_by_one);
+}
