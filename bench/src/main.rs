@@ -3,7 +3,6 @@
 //! measured in the same run (before and after the HTTP phase, averaged, so drift on a shared
 //! machine shows up as a gap between the two).
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +10,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use gatehouse_domain::password::Argon2Settings;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Benchmark settings.
 #[derive(Debug, Parser)]
@@ -136,34 +134,22 @@ async fn main() {
             );
             std::process::exit(2);
         });
-    let db = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("create database {db}"))
-        .execute(&admin)
+    // The same fresh database and child server as the suite's parts.
+    let db = suite::Db::create(&admin, &args.database_url)
         .await
-        .expect("create database");
-    let url = database_url(&args.database_url, &db);
-
-    let mut child = tokio::process::Command::new(&server_bin)
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("GATEHOUSE_MASTER_KEY", "0".repeat(64))
-        .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_LOG", "warn")
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")))
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start gatehouse");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = lines.next_line().await.ok().flatten().unwrap_or_default();
-    let addr = line
-        .trim_start_matches("gatehouse listening on ")
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let base = format!("http://{addr}");
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2);
+        });
+    let server = match suite::Server::start(&server_bin, &db, &[]).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("{e}");
+            db.drop(&admin).await;
+            std::process::exit(2);
+        }
+    };
+    let base = server.base.clone();
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
@@ -207,10 +193,8 @@ async fn main() {
         .map(|(i, h)| h / ((raws[i] + raws[i + 1]) / 2.0))
         .collect();
 
-    let _ = child.kill().await;
-    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
-        .execute(&admin)
-        .await;
+    server.stop().await;
+    db.drop(&admin).await;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -224,13 +224,13 @@ async fn run(ctx: &mut Ctx) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Databases, the server, HTTP
 
-struct Db {
+pub(crate) struct Db {
     name: String,
     url: String,
 }
 
 impl Db {
-    async fn create(admin: &sqlx::PgPool, admin_url: &str) -> Result<Self, String> {
+    pub(crate) async fn create(admin: &sqlx::PgPool, admin_url: &str) -> Result<Self, String> {
         let name = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("create database {name}"))
             .execute(admin)
@@ -240,7 +240,7 @@ impl Db {
         Ok(Self { name, url })
     }
 
-    async fn drop(&self, admin: &sqlx::PgPool) {
+    pub(crate) async fn drop(&self, admin: &sqlx::PgPool) {
         let _ = sqlx::query(&format!(
             "drop database if exists {} with (force)",
             self.name
@@ -258,16 +258,16 @@ impl Db {
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     child: tokio::process::Child,
     pid: u32,
-    base: String,
+    pub(crate) base: String,
     /// The last lines the server printed.
     log: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
 impl Server {
-    async fn start(bin: &Path, db: &Db, env: &[(&str, String)]) -> Result<Self, String> {
+    pub(crate) async fn start(bin: &Path, db: &Db, env: &[(&str, String)]) -> Result<Self, String> {
         let mut child = tokio::process::Command::new(bin)
             .arg("serve")
             .env("DATABASE_URL", &db.url)
@@ -329,7 +329,7 @@ impl Server {
         format!("{status}; its last lines:\n{}", lines.join("\n"))
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 
