@@ -153,7 +153,7 @@ async fn run(args: &ReplayArgs) -> Result<(), String> {
 }
 
 async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
-    let store = Store::connect_postgres(url, 4)
+    let store = Store::connect_postgres(url, 8)
         .await
         .map_err(|e| e.to_string())?;
     store.migrate().await.map_err(|e| e.to_string())?;

@@ -90,6 +90,16 @@ impl Work {
             signals: Vec::new(),
             prune_before: None,
         };
+        // Every read below is a lookup by key. Without statistics (a table a rebuild is filling,
+        // or autovacuum off) PostgreSQL estimates an `in (…)` list of a few hundred keys to
+        // match a third of the table and scans it whole, each batch, ever longer; the index is
+        // always the right plan here.
+        let postgres = conn.backend_name() == "PostgreSQL";
+        if postgres {
+            sqlx::query("set local enable_seqscan = off")
+                .execute(&mut *conn)
+                .await?;
+        }
         // Open alerts (the ones an event may extend), and recent resolved ones (a new alert's
         // deterministic id may equal theirs).
         let since = needs
@@ -130,29 +140,23 @@ impl Work {
             }
         }
         let accounts: Vec<&String> = needs.accounts.iter().collect();
-        let mut values: Vec<&str> = needs.values.iter().map(String::as_str).collect();
-        values.push("");
         for chunk in accounts.chunks(IN_LIST) {
-            for values in values.chunks(IN_LIST) {
-                let sql = format!(
-                    "select account_id, kind, value from alert_known_v1
-                      where account_id in ({}) and value in ({})",
-                    list(1, chunk.len()),
-                    list(1 + chunk.len(), values.len())
-                );
-                let mut q = sqlx::query(&sql).persistent(false);
-                for a in chunk {
-                    q = q.bind(a.as_str());
-                }
-                for v in values {
-                    q = q.bind(*v);
-                }
-                for row in q.fetch_all(&mut *conn).await? {
-                    work.known.insert((
-                        row.try_get("account_id")?,
-                        row.try_get("kind")?,
-                        row.try_get("value")?,
-                    ));
+            // By account alone (the primary key's lead): an account knows a handful of devices
+            // and IPs. Adding `value in (…)` let the planner prefer a whole-table scan once
+            // common values (a shared IP) matched much of the table.
+            let sql = format!(
+                "select account_id, kind, value from alert_known_v1 where account_id in ({})",
+                list(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).persistent(false);
+            for a in chunk {
+                q = q.bind(a.as_str());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let value: String = row.try_get("value")?;
+                if value.is_empty() || needs.values.contains(&value) {
+                    work.known
+                        .insert((row.try_get("account_id")?, row.try_get("kind")?, value));
                 }
             }
             let sql = format!(
@@ -175,6 +179,11 @@ impl Work {
                     }),
                 );
             }
+        }
+        if postgres {
+            sqlx::query("set local enable_seqscan = on")
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(work)
     }
