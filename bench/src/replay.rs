@@ -97,6 +97,83 @@ async fn scan(store: &Store, batch: i64) -> Result<(u64, f64), String> {
     Ok((n, n as f64 / start.elapsed().as_secs_f64()))
 }
 
+/// What `gatehouse-replay rebuild --json` reported, and its peak memory.
+struct FreshRebuild {
+    fold_seconds: f64,
+    rebuild_seconds: f64,
+    total_seconds: f64,
+    differences: u64,
+    peak_rss_mib: f64,
+}
+
+/// Runs the auditors' tool, `gatehouse-replay rebuild` (built next to this binary), on the
+/// database: every read model rebuilt from zero into fresh shadow tables, then compared with the
+/// live ones. Its peak RSS is sampled from `/proc` while it runs.
+async fn fresh_rebuild(url: &str) -> Result<FreshRebuild, String> {
+    let tool = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("gatehouse-replay");
+    if !tool.exists() {
+        return Err(format!(
+            "{} not found: build it first (cargo build --release -p gatehouse-replay)",
+            tool.display()
+        ));
+    }
+    let mut child = tokio::process::Command::new(&tool)
+        .args(["rebuild", "--json"])
+        .env("DATABASE_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", tool.display()))?;
+    let pid = child.id().unwrap_or(0);
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or("no stdout from gatehouse-replay")?;
+    let reader = tokio::spawn(async move {
+        let mut out = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
+            .await
+            .map(|_| out)
+    });
+    let mut peak_kib = 0f64;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let out = reader
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    // Exit status 1 means differences were found (reported below); anything else failed.
+    if !status.success() && status.code() != Some(1) {
+        return Err(format!("gatehouse-replay rebuild failed ({status})"));
+    }
+    let report: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| format!("unreadable gatehouse-replay report: {e}"))?;
+    let seconds = |k: &str| report["seconds"][k].as_f64().unwrap_or(f64::NAN);
+    Ok(FreshRebuild {
+        fold_seconds: seconds("fold"),
+        rebuild_seconds: seconds("rebuild"),
+        total_seconds: seconds("total"),
+        differences: report["differences"].as_u64().unwrap_or(u64::MAX),
+        peak_rss_mib: peak_kib / 1024.0,
+    })
+}
+
 async fn copy_out(pool: &sqlx::PgPool, events: i64) -> Result<(u64, f64), String> {
     let start = Instant::now();
     let mut stream = pool
@@ -212,6 +289,7 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
     .fetch_one(&pool)
     .await
     .map_err(|e| e.to_string())?;
+    let fresh = fresh_rebuild(url).await?;
     let scan_mean = (scan1 + scan2) / 2.0;
     let copy_mean = (copy1 + copy2) / 2.0;
     let names: Vec<&str> = runner.projections().iter().map(|p| p.name()).collect();
@@ -234,6 +312,27 @@ async fn measure(args: &ReplayArgs, url: &str) -> Result<(), String> {
     println!(
         "peak RSS (MiB): after generating {rss_start:.1}, after scans {rss_scan:.1}, after rebuild {rss_rebuild:.1}"
     );
+    let fresh_rate = args.events as f64 / fresh.rebuild_seconds;
+    println!(
+        "rebuild into fresh tables (gatehouse-replay rebuild): {fresh_rate:.0} events/s ({:.1} s: fold {:.1} s, reader indexes {:.1} s); compared with the live read models in {:.1} s: {} difference(s)",
+        fresh.rebuild_seconds,
+        fresh.fold_seconds,
+        fresh.rebuild_seconds - fresh.fold_seconds,
+        fresh.total_seconds - fresh.rebuild_seconds,
+        fresh.differences
+    );
+    println!(
+        "ratio fresh-table rebuild / plain scan: {:.3}; / COPY: {:.3}; peak RSS of gatehouse-replay: {:.1} MiB",
+        fresh_rate / scan_mean,
+        fresh_rate / copy_mean,
+        fresh.peak_rss_mib
+    );
+    if fresh.differences != 0 {
+        return Err(format!(
+            "the fresh-table rebuild differs from the live one in {} row(s)",
+            fresh.differences
+        ));
+    }
     if args.each {
         // Each read model alone, from zero, against the same scan reference.
         for projection in runner.projections() {

@@ -121,6 +121,11 @@ pub fn projection() -> ChangeProjection<LoginRecord> {
     ChangeProjection {
         name: "login_history_v1",
         tables: &["login_history_v1"],
+        reader_indexes: &[
+            "login_history_v1_by_time",
+            "login_history_v1_by_ip",
+            "login_history_v1_by_at",
+        ],
         changes: |event| Ok(record(event)?.into_iter().collect()),
         write: |conn, r| Box::pin(write(conn, r)),
         write_many: Some(|conn, rows| Box::pin(write_many(conn, rows))),

@@ -563,6 +563,10 @@ pub fn projection() -> ChangeProjection<NotificationChange> {
     ChangeProjection {
         name: "notification_outbox_v1",
         tables: &["notification_outbox_v1", "notification_contacts_v1"],
+        reader_indexes: &[
+            "notification_outbox_v1_pending",
+            "notification_outbox_v1_by_account",
+        ],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
         write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),

@@ -25,6 +25,12 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// Tables this projection owns (emptied by a rebuild).
     fn tables(&self) -> &'static [&'static str];
+    /// Indexes of its tables that serve readers only (the API, analysts), never the projection's
+    /// own statements: a rebuild into fresh tables builds them after the fold, one sort each,
+    /// instead of an index insert per row.
+    fn reader_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Applies one event inside the batch transaction. Must be idempotent per event.
     fn apply<'a>(
         &'a self,
@@ -66,6 +72,8 @@ pub struct ChangeProjection<C> {
     pub name: &'static str,
     /// Tables it owns.
     pub tables: &'static [&'static str],
+    /// Indexes that serve readers only (see [`Projection::reader_indexes`]).
+    pub reader_indexes: &'static [&'static str],
     /// The pure fold: what an event changes (nothing for events it ignores).
     pub changes: fn(&StoredEvent) -> Result<Vec<C>, StoreError>,
     /// Writes one change; must be idempotent.
@@ -82,6 +90,10 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
 
     fn tables(&self) -> &'static [&'static str] {
         self.tables
+    }
+
+    fn reader_indexes(&self) -> &'static [&'static str] {
+        self.reader_indexes
     }
 
     fn apply<'a>(

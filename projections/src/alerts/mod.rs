@@ -181,6 +181,15 @@ impl Projection for AlertsProjection {
         ]
     }
 
+    fn reader_indexes(&self) -> &'static [&'static str] {
+        // `alerts_v1_by_subject_any_rule` stays: the rules read alerts by subject.
+        &[
+            "alerts_v1_by_time",
+            "alerts_v1_by_subject",
+            "alerts_v1_by_update",
+        ]
+    }
+
     fn apply<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
