@@ -1,9 +1,9 @@
 -- Read models grow at the end of time. An index on a time column declared `desc` receives every
 -- new row at its far left, where the B-tree has no fast path: each insert descends the tree and
 -- splits leave half-empty pages. Ascending indexes take the same rows at their right edge, and
--- serve `order by … desc` just as well by scanning backwards. Measured: rewriting the 500,000
--- login records of a 1 M-event stream into a table with the old indexes took 2.9 s, with these
--- about half (BENCHMARKS.md, replay).
+-- serve `order by … desc` just as well by scanning backwards. Measured on PostgreSQL with the
+-- 500,000 login records of a 1 M-event stream inserted in time order: 3.8 s with the old indexes,
+-- 3.3 s with these; the index on `at_ms` alone 19 MB against 11 MB.
 drop index login_history_v1_by_time;
 create index login_history_v1_by_time on login_history_v1 (account_id, at_ms, sequence);
 drop index login_history_v1_by_ip;

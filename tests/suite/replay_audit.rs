@@ -338,6 +338,40 @@ async fn test_replay_rebuild_equals_live_and_pins_an_altered_row() {
         verdicts.iter().all(|l| l.ends_with("equal to live")),
         "{out}"
     );
+    // The shadow tables are scratch space (unlogged) and end with every index of their live
+    // table, the reader-only ones built after the fold (same definition, same name).
+    let index_defs = |schema: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "select indexname::text, replace(indexdef, schemaname || '.', '')
+                   from pg_indexes
+                  where schemaname = $1 and tablename in
+                        (select tablename from pg_tables where schemaname = 'gatehouse_rebuild')
+                  order by 1",
+            )
+            .bind(schema)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows
+        }
+    };
+    let live = index_defs("public").await;
+    let shadow = index_defs("gatehouse_rebuild").await;
+    assert!(
+        live.iter().any(|(n, _)| n == "login_history_v1_by_ip"),
+        "{live:?}"
+    );
+    assert_eq!(shadow, live);
+    let logged: i64 = sqlx::query_scalar(
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where n.nspname = 'gatehouse_rebuild' and c.relkind = 'r' and c.relpersistence <> 'u'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(logged, 0, "shadow tables must be unlogged");
     server.kill().await;
 
     sqlx::query("update lockout_state_v1 set consecutive_failures = 42 where account_id = $1")
