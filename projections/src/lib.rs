@@ -48,6 +48,22 @@ pub fn standard_projections_with(policy: alerts::AlertPolicy) -> Vec<Arc<dyn Pro
     ]
 }
 
+/// The standard read models as a rebuild into fresh tables runs them: the alerts keep their
+/// signal windows in memory throughout and write them at the end ([`Projection::finish`], to be
+/// called after the last batch). Not for live tables: a crash between batches would leave the
+/// signals behind their checkpoint.
+pub fn rebuild_projections() -> Vec<Arc<dyn Projection>> {
+    let mut projections = standard_projections();
+    for p in projections.iter_mut() {
+        if p.name() == alerts::NAME {
+            *p = Arc::new(alerts::AlertsProjection::for_rebuild(
+                alerts::AlertPolicy::default(),
+            ));
+        }
+    }
+    projections
+}
+
 /// Decodes an `Account` event from the stream; `None` for other aggregates. The first read model
 /// to ask decodes it; the others of the batch get a copy.
 pub fn account_event(event: &StoredEvent) -> Result<Option<AccountEvent>, StoreError> {

@@ -38,6 +38,13 @@ pub trait Projection: Send + Sync {
         event: &'a StoredEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Writes what the projection kept in memory only, once the last batch of a rebuild into
+    /// fresh tables is applied (see [`crate::rebuild_projections`]). Nothing by default.
+    fn finish<'a>(&'a self, conn: &'a mut AnyConnection) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = conn;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Applies a batch of events, in order, inside the batch transaction. The result must equal
     /// applying them one by one (the default); a projection overrides it to write set-based.
     ///

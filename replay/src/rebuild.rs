@@ -148,7 +148,7 @@ struct Target {
 
 /// Runs the rebuild; returns the report and whether any difference was found.
 pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)> {
-    let all = gatehouse_projections::standard_projections();
+    let all = gatehouse_projections::rebuild_projections();
     let projections: Vec<Arc<dyn Projection>> = match &args.projection {
         None => all,
         Some(name) => {
@@ -243,6 +243,9 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
         }
     }
     catch_up(store, &mut tx, &mut targets, None).await?;
+    for t in &targets {
+        t.projection.finish(&mut tx).await?;
+    }
 
     let mut reports = Vec::new();
     let mut differences = 0usize;

@@ -372,6 +372,26 @@ async fn test_replay_rebuild_equals_live_and_pins_an_altered_row() {
     .await
     .unwrap();
     assert_eq!(logged, 0, "shadow tables must be unlogged");
+    // The rebuild writes the alerts' signal windows once, at the end: the same rows as live
+    // (failed sign-ins above are signals), not none.
+    let signals = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&format!(
+                "select signal, aggregate_id, sequence, at_ms from {table} order by 1, 2, 3"
+            ))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            rows
+        }
+    };
+    let live_signals = signals("alert_signals_v1").await;
+    assert!(live_signals.len() >= 3, "{live_signals:?}");
+    assert_eq!(
+        signals("gatehouse_rebuild.alert_signals_v1").await,
+        live_signals
+    );
     server.kill().await;
 
     sqlx::query("update lockout_state_v1 set consecutive_failures = 42 where account_id = $1")

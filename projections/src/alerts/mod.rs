@@ -33,6 +33,8 @@ pub struct AlertsProjection {
     /// The signal windows as they stood after the last batch this process applied, and where
     /// that was; reloaded from `alert_signals_v1` whenever the tables stand elsewhere.
     kept: Mutex<Option<(StreamPosition, Windows)>>,
+    /// Signal rows are written once, by [`Projection::finish`], instead of with every batch.
+    signals_at_end: bool,
 }
 
 /// Signals older than every window are pruned at stream positions that are multiples of this.
@@ -49,6 +51,19 @@ impl AlertsProjection {
             policy,
             version,
             kept: Mutex::new(None),
+            signals_at_end: false,
+        }
+    }
+
+    /// The projection for a rebuild into fresh tables: the signal windows live in memory from
+    /// the first batch to the last, and their rows are written once at the end
+    /// ([`Projection::finish`]). Most signals written batch by batch are deleted by a later
+    /// prune (1.6 s of 11.9 for a million events); fresh tables need no crash point between
+    /// batches, since a crashed rebuild starts again from zero.
+    pub fn for_rebuild(policy: AlertPolicy) -> Self {
+        Self {
+            signals_at_end: true,
+            ..Self::new(policy)
         }
     }
 
@@ -66,6 +81,15 @@ impl AlertsProjection {
             if at == after {
                 return Ok(windows);
             }
+        }
+        if self.signals_at_end {
+            // The table holds no signals yet: only the windows kept in memory can be trusted.
+            return match after {
+                Some(after) if after == StreamPosition::default() => Ok(Windows::default()),
+                _ => Err(StoreError::Corrupt(
+                    "alerts rebuild: signal windows lost between batches".into(),
+                )),
+            };
         }
         let mut windows = Windows::default();
         let rows = sqlx::query(
@@ -162,7 +186,7 @@ impl AlertsProjection {
                 detector.prune(crate::time::to_ms(e.at) - self.policy.horizon_ms());
             }
         }
-        work.flush(conn, &self.version).await
+        work.flush(conn, &self.version, !self.signals_at_end).await
     }
 }
 
@@ -205,6 +229,34 @@ impl Projection for AlertsProjection {
         after: StreamPosition,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.apply_events(conn, events, Some(after)).await })
+    }
+
+    fn finish<'a>(&'a self, conn: &'a mut AnyConnection) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if !self.signals_at_end {
+                return Ok(());
+            }
+            let rows: Vec<work::SignalRow> = match self.kept.lock() {
+                Ok(kept) => kept
+                    .as_ref()
+                    .map(|(_, windows)| {
+                        windows
+                            .all()
+                            .map(|(kind, signal)| work::SignalRow {
+                                kind,
+                                signal: signal.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Err(_) => {
+                    return Err(StoreError::Corrupt(
+                        "alerts rebuild: signal windows unreadable".into(),
+                    ))
+                }
+            };
+            work::write_signals(conn, &rows).await
+        })
     }
 }
 

@@ -267,6 +267,15 @@ impl Windows {
         out
     }
 
+    /// Every signal held, with its kind (each once: the log of all signals of a kind holds
+    /// every signal of that kind).
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, &Signal)> {
+        self.logs
+            .iter()
+            .filter(|((_, filter), _)| *filter == Filter::All)
+            .flat_map(|((kind, _), log)| log.signals.iter().map(move |s| (*kind, s)))
+    }
+
     /// Forgets every signal before `before_ms`.
     pub fn prune(&mut self, before_ms: i64) {
         self.logs.retain(|_, log| {
@@ -389,5 +398,20 @@ mod tests {
         windows.prune(11);
         assert_eq!(windows.stats(&w), Stats::default());
         assert!(windows.logs.is_empty());
+    }
+
+    #[test]
+    fn test_all_lists_each_signal_once_with_its_kind_after_pruning() {
+        let mut windows = Windows::default();
+        windows.add("fail", sig(5, "a", 1, Some("203.0.113.1")));
+        windows.add("fail", sig(9, "b", 1, Some("203.0.113.2")));
+        windows.add("lock", sig(9, "b", 2, None));
+        windows.prune(6);
+        let mut got: Vec<(&str, String, i64)> = windows
+            .all()
+            .map(|(kind, s)| (kind, s.aggregate_id.to_string(), s.sequence))
+            .collect();
+        got.sort();
+        assert_eq!(got, vec![("fail", "b".into(), 1), ("lock", "b".into(), 2)]);
     }
 }

@@ -301,26 +301,22 @@ impl Work {
     }
 
     /// Writes everything the segment changed.
+    /// `signals`: whether to write the signal rows (see [`super::AlertsProjection::for_rebuild`]).
     pub(crate) async fn flush(
         self,
         conn: &mut AnyConnection,
         policy_version: &str,
+        signals: bool,
     ) -> Result<(), StoreError> {
-        if let Some(before) = self.prune_before {
-            sqlx::query("delete from alert_signals_v1 where at_ms < $1")
-                .bind(before)
-                .execute(&mut *conn)
-                .await?;
+        if signals {
+            if let Some(before) = self.prune_before {
+                sqlx::query("delete from alert_signals_v1 where at_ms < $1")
+                    .bind(before)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            write_signals(conn, &self.signals).await?;
         }
-        insert_rows(
-            conn,
-            "insert into alert_signals_v1 (signal, aggregate_id, sequence, at_ms, ip, net)",
-            6,
-            "on conflict do nothing",
-            &self.signals,
-            bind_signal,
-        )
-        .await?;
         insert_rows(
             conn,
             "insert into alert_known_v1 (account_id, kind, value)",
@@ -423,6 +419,22 @@ impl Work {
         .await?;
         Ok(())
     }
+}
+
+/// Inserts signal rows (ignoring any already there).
+pub(crate) async fn write_signals(
+    conn: &mut AnyConnection,
+    signals: &[SignalRow],
+) -> Result<(), StoreError> {
+    insert_rows(
+        conn,
+        "insert into alert_signals_v1 (signal, aggregate_id, sequence, at_ms, ip, net)",
+        6,
+        "on conflict do nothing",
+        signals,
+        bind_signal,
+    )
+    .await
 }
 
 fn bind_signal<'q>(q: AnyQuery<'q>, s: &'q SignalRow) -> AnyQuery<'q> {
