@@ -35,14 +35,14 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
     };
     let account_id = event.aggregate_id.clone();
     let at_ms = to_ms(e.at);
-    Ok(match e.fact {
+    Ok(match &e.fact {
         AccountFact::LoginFailed {
             consecutive_failures,
             ..
         } => {
             vec![LockoutChange::Failed {
                 account_id,
-                consecutive: i64::from(consecutive_failures),
+                consecutive: i64::from(*consecutive_failures),
                 at_ms,
             }]
         }
@@ -50,7 +50,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
             vec![LockoutChange::Locked {
                 account_id,
                 until_ms: to_ms(until),
-                level: i64::from(level),
+                level: i64::from(*level),
                 at_ms,
             }]
         }

@@ -86,7 +86,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
     let Some(e) = crate::account_event(event)? else {
         return Ok(None);
     };
-    let (outcome, reason, context, session_id) = match e.fact {
+    let (outcome, reason, context, session_id) = match &e.fact {
         AccountFact::LoginSucceeded {
             session_id,
             context,
@@ -111,7 +111,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         at_ms: to_ms(e.at),
         outcome,
         reason,
-        context,
+        context: context.clone(),
         session_id,
     }))
 }

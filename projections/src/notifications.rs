@@ -79,7 +79,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
         created_ms,
         expires_ms,
     };
-    Ok(match e.fact {
+    Ok(match &e.fact {
         AccountFact::CodeIssued {
             flow_id,
             code_id,
@@ -89,17 +89,17 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             ..
         } => vec![enqueue(
             "code",
-            Target::Channel(channel),
+            Target::Channel(*channel),
             json!({ "flow_id": flow_id }),
             Some(code_id.to_string()),
             Some(to_ms(expires_at)),
         )],
         AccountFact::ContactVerified { kind, .. } => vec![NotificationChange::ChannelVerified {
             account_id,
-            channel: Channel::for_contact(kind),
+            channel: Channel::for_contact(*kind),
         }],
         AccountFact::ContactChanged { kind, previous, .. } => {
-            let channel = Channel::for_contact(kind);
+            let channel = Channel::for_contact(*kind);
             let mut out = Vec::with_capacity(2);
             // The old address hears of the change (sent to it, not to the new one).
             if let Some(previous) = previous {
@@ -217,7 +217,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             hold_until,
             ..
         } => vec![enqueue(
-            if approved {
+            if *approved {
                 "recovery_approved"
             } else {
                 "recovery_denied"
@@ -244,7 +244,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
         AccountFact::NotificationDelivered {
             notification_id, ..
         } => vec![NotificationChange::Settled {
-            notification_id,
+            notification_id: notification_id.clone(),
             status: "delivered",
             at_ms: created_ms,
         }],
@@ -253,7 +253,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             permanent: true,
             ..
         } => vec![NotificationChange::Settled {
-            notification_id,
+            notification_id: notification_id.clone(),
             status: "failed",
             at_ms: created_ms,
         }],

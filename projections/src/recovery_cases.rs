@@ -41,7 +41,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<CaseChange>, StoreError> {
         reason,
         hold_until_ms,
     };
-    Ok(match e.fact {
+    Ok(match &e.fact {
         AccountFact::RecoveryEvidenceSubmitted { flow_id, .. } => vec![CaseChange::Submitted {
             flow_id: flow_id.to_string(),
             account_id: event.aggregate_id.clone(),
@@ -54,17 +54,17 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<CaseChange>, StoreError> {
             reason,
             hold_until,
         } => vec![moved(
-            flow_id,
-            if approved { "approved" } else { "denied" },
-            Some(reviewer),
-            Some(reason),
+            *flow_id,
+            if *approved { "approved" } else { "denied" },
+            Some(reviewer.clone()),
+            Some(reason.clone()),
             hold_until.map(to_ms),
         )],
         AccountFact::RecoveryCancelled { flow_id, .. } => {
-            vec![moved(flow_id, "cancelled", None, None, None)]
+            vec![moved(*flow_id, "cancelled", None, None, None)]
         }
         AccountFact::RecoveryCompleted { flow_id, .. } => {
-            vec![moved(flow_id, "completed", None, None, None)]
+            vec![moved(*flow_id, "completed", None, None, None)]
         }
         _ => Vec::new(),
     })

@@ -40,7 +40,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
         return Ok(Vec::new());
     };
     let at_ms = to_ms(e.at);
-    Ok(match e.fact {
+    Ok(match &e.fact {
         AccountFact::SessionStarted {
             session_id,
             context,
@@ -54,7 +54,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 at_ms,
                 expires_ms: to_ms(expires_at),
                 idle_expires_ms: to_ms(idle_expires_at),
-                context,
+                context: context.clone(),
             }]
         }
         AccountFact::SessionExtended {

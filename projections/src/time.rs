@@ -2,6 +2,6 @@
 use chrono::{DateTime, Utc};
 
 /// Milliseconds since the epoch.
-pub fn to_ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
+pub fn to_ms(at: impl std::borrow::Borrow<DateTime<Utc>>) -> i64 {
+    at.borrow().timestamp_millis()
 }

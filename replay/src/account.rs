@@ -32,6 +32,7 @@ pub async fn load(store: &Store, account: &str) -> Result<Vec<Entry>> {
 
 fn decode(e: &StoredEvent) -> Result<Entry> {
     let event = gatehouse_projections::account_event(e)?
+        .cloned()
         .ok_or_else(|| Error::Usage(format!("{} is not an account", e.aggregate_id)))?;
     Ok(Entry {
         sequence: e.sequence,

@@ -128,7 +128,7 @@ impl AlertsProjection {
         let mut windows = self.windows(conn, after).await?;
         // Segments of consecutive account events, worked in memory; a status change by staff
         // (rare) is written between two segments, so a segment never reads a stale status.
-        let mut segment: Vec<(&StoredEvent, gatehouse_domain::AccountEvent)> = Vec::new();
+        let mut segment: Vec<(&StoredEvent, &gatehouse_domain::AccountEvent)> = Vec::new();
         for event in events {
             match event.aggregate_type.as_str() {
                 "Account" => {
@@ -158,7 +158,7 @@ impl AlertsProjection {
         &self,
         conn: &mut AnyConnection,
         windows: &mut Windows,
-        segment: &[(&StoredEvent, gatehouse_domain::AccountEvent)],
+        segment: &[(&StoredEvent, &gatehouse_domain::AccountEvent)],
     ) -> Result<(), StoreError> {
         if segment.is_empty() {
             return Ok(());
