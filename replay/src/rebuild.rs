@@ -242,9 +242,23 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
             t.target = now;
         }
     }
-    catch_up(store, &mut tx, &mut targets, None).await?;
-    for t in &targets {
-        t.projection.finish(&mut tx).await?;
+    if dialect.postgres {
+        // The shadow tables are written on another connection: a write here would give this
+        // transaction an id, and while it compares, every stream reader of the cluster (the
+        // live runner among them) would wait behind it (the stream shows only transactions
+        // older than the oldest one running). Reads in this transaction see those commits.
+        let mut writer = shadow_connection(store, &dialect.live_schema).await?;
+        catch_up(store, &mut writer, &mut targets, None).await?;
+        for t in &targets {
+            t.projection.finish(&mut writer).await?;
+        }
+        let _ = writer.close().await;
+    } else {
+        // SQLite: the temporary tables exist on this connection only; one writer at a time.
+        catch_up(store, &mut tx, &mut targets, None).await?;
+        for t in &targets {
+            t.projection.finish(&mut tx).await?;
+        }
     }
 
     let mut reports = Vec::new();
@@ -467,8 +481,7 @@ async fn live_indexes(
 
 /// The fold on PostgreSQL: each read model on its own connection (resolving names to the shadow
 /// tables), its batches in transactions side by side with the others', the next batch read
-/// meanwhile. Commits need not wait for the disk: the shadow tables are scratch space, and a
-/// crashed rebuild is run again.
+/// meanwhile.
 async fn fold_side_by_side(
     store: &Store,
     targets: &mut [Target],
@@ -485,17 +498,7 @@ async fn fold_side_by_side(
         .await?;
     let mut conns = Vec::with_capacity(targets.len());
     for _ in targets.iter() {
-        let mut conn = store.any().acquire().await?.detach();
-        sqlx::query(&format!(
-            "set search_path to {SHADOW_SCHEMA}, \"{}\"",
-            live_schema.replace('"', "\"\"")
-        ))
-        .execute(&mut conn)
-        .await?;
-        sqlx::query("set synchronous_commit to off")
-            .execute(&mut conn)
-            .await?;
-        conns.push(conn);
+        conns.push(shadow_connection(store, &live_schema).await?);
     }
     let mut position = from;
     let mut ahead: Option<Vec<StoredEvent>> = None;
@@ -545,6 +548,23 @@ async fn fold_side_by_side(
         let _ = conn.close().await;
     }
     Ok(())
+}
+
+/// A connection of its own (PostgreSQL) that resolves names to the shadow tables first and
+/// commits without waiting for the disk: the shadow tables are scratch space, and a crashed
+/// rebuild is run again.
+async fn shadow_connection(store: &Store, live_schema: &str) -> Result<AnyConnection> {
+    let mut conn = store.any().acquire().await?.detach();
+    sqlx::query(&format!(
+        "set search_path to {SHADOW_SCHEMA}, \"{}\"",
+        live_schema.replace('"', "\"\"")
+    ))
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("set synchronous_commit to off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 /// Applies to one read model, in one transaction, the events of `batch` after `after` up to
