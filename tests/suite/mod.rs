@@ -14,6 +14,7 @@ mod e2e_sessions;
 mod e2e_teams;
 mod fixtures_v1;
 mod projections_restart;
+mod read_model_lookups;
 mod replay_audit;
 mod replay_tool;
 mod secrets;

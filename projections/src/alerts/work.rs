@@ -90,16 +90,8 @@ impl Work {
             signals: Vec::new(),
             prune_before: None,
         };
-        // Every read below is a lookup by key. Without statistics (a table a rebuild is filling,
-        // or autovacuum off) PostgreSQL estimates an `in (…)` list of a few hundred keys to
-        // match a third of the table and scans it whole, each batch, ever longer; the index is
-        // always the right plan here.
-        let postgres = conn.backend_name() == "PostgreSQL";
-        if postgres {
-            sqlx::query("set local enable_seqscan = off")
-                .execute(&mut *conn)
-                .await?;
-        }
+        // Every read below is a lookup by key.
+        crate::batch::index_lookups(conn, true).await?;
         // Open alerts (the ones an event may extend), and recent resolved ones (a new alert's
         // deterministic id may equal theirs).
         let since = needs
@@ -180,11 +172,7 @@ impl Work {
                 );
             }
         }
-        if postgres {
-            sqlx::query("set local enable_seqscan = on")
-                .execute(&mut *conn)
-                .await?;
-        }
+        crate::batch::index_lookups(conn, false).await?;
         Ok(work)
     }
 
