@@ -198,7 +198,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     let total = store.count_after(StreamPosition::default()).await?;
     let bar = source::progress(u64::try_from(total).unwrap_or(0), "rebuild");
     if dialect.postgres {
-        fold_side_by_side(store, &mut targets, &bar).await?;
+        fold_side_by_side(store, &dialect.live_schema, &mut targets, &bar).await?;
     } else {
         catch_up(store, &mut conn, &mut targets, Some(&bar)).await?;
     }
@@ -404,12 +404,7 @@ async fn create_shadow(
                 }
             }
         }
-        sqlx::query(&format!(
-            "set search_path to {SHADOW_SCHEMA}, \"{}\"",
-            dialect.live_schema.replace('"', "\"\"")
-        ))
-        .execute(&mut *conn)
-        .await?;
+        resolve_to_shadow(conn, &dialect.live_schema).await?;
     } else {
         for p in projections {
             for table in p.tables() {
@@ -484,6 +479,7 @@ async fn live_indexes(
 /// meanwhile.
 async fn fold_side_by_side(
     store: &Store,
+    live_schema: &str,
     targets: &mut [Target],
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
@@ -493,12 +489,9 @@ async fn fold_side_by_side(
     ) else {
         return Ok(());
     };
-    let live_schema: String = sqlx::query_scalar("select current_schema()::text")
-        .fetch_one(store.any())
-        .await?;
     let mut conns = Vec::with_capacity(targets.len());
     for _ in targets.iter() {
-        conns.push(shadow_connection(store, &live_schema).await?);
+        conns.push(shadow_connection(store, live_schema).await?);
     }
     let mut position = from;
     let mut ahead: Option<Vec<StoredEvent>> = None;
@@ -555,16 +548,22 @@ async fn fold_side_by_side(
 /// rebuild is run again.
 async fn shadow_connection(store: &Store, live_schema: &str) -> Result<AnyConnection> {
     let mut conn = store.any().acquire().await?.detach();
-    sqlx::query(&format!(
-        "set search_path to {SHADOW_SCHEMA}, \"{}\"",
-        live_schema.replace('"', "\"\"")
-    ))
-    .execute(&mut conn)
-    .await?;
+    resolve_to_shadow(&mut conn, live_schema).await?;
     sqlx::query("set synchronous_commit to off")
         .execute(&mut conn)
         .await?;
     Ok(conn)
+}
+
+/// Makes the connection resolve unqualified names to the shadow tables first (PostgreSQL).
+async fn resolve_to_shadow(conn: &mut AnyConnection, live_schema: &str) -> Result<()> {
+    sqlx::query(&format!(
+        "set search_path to {SHADOW_SCHEMA}, \"{}\"",
+        live_schema.replace('"', "\"\"")
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Applies to one read model, in one transaction, the events of `batch` after `after` up to
