@@ -516,10 +516,14 @@ async fn fold_side_by_side(
             .collect();
         let read_next = async {
             if last < until {
-                store
-                    .read_stream(last, source::REBUILD_BATCH)
-                    .await
-                    .map(Some)
+                let next = store.read_stream(last, source::REBUILD_BATCH).await?;
+                // Decoded here, once, while the tasks work: left to them, tasks running side by
+                // side would each decode the same events. A payload that does not decode is
+                // reported by the read model that needs it.
+                for event in &next {
+                    let _ = gatehouse_projections::account_event(event);
+                }
+                Ok::<_, gatehouse_projections::StoreError>(Some(next))
             } else {
                 Ok(None)
             }
