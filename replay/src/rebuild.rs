@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::StreamExt;
 use gatehouse_projections::{Projection, Store, StoredEvent, StreamPosition};
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Connection, Row};
@@ -204,8 +205,16 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     }
     bar.finish_and_clear();
     let fold_seconds = started.elapsed().as_secs_f64();
-    for sql in &deferred {
-        sqlx::query(sql).execute(&mut conn).await?;
+    // The reader indexes, two at a time (on PostgreSQL each build is one sort on one core).
+    // Their statements name the shadow tables in full, so any connection serves.
+    let mut builds = futures::stream::iter(
+        deferred
+            .iter()
+            .map(|sql| async move { sqlx::query(sql).execute(store.any()).await }),
+    )
+    .buffer_unordered(2);
+    while let Some(built) = builds.next().await {
+        built?;
     }
     let rebuild_seconds = started.elapsed().as_secs_f64();
 
