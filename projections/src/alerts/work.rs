@@ -357,13 +357,24 @@ impl Work {
         )
         .await?;
         // Evidence of alerts that existed before: the database says which rows are new to them.
+        // PostgreSQL counts them per alert (a row back per alert, not per evidence row); SQLite
+        // has no `insert` inside `with`, and gets a row back per evidence row.
+        let counted = conn.backend_name() == "PostgreSQL";
         let mut added: HashMap<String, i64> = HashMap::new();
         for chunk in self.evidence.chunks(crate::batch::ROWS_PER_STATEMENT) {
-            let sql = format!(
+            let insert = format!(
                 "insert into alert_evidence_v1 (alert_id, aggregate_id, sequence, at_ms) values {}
                  on conflict do nothing returning alert_id",
                 crate::batch::placeholders(chunk.len(), 4)
             );
+            let sql = if counted {
+                format!(
+                    "with inserted as ({insert})
+                     select alert_id, count(*) as n from inserted group by alert_id"
+                )
+            } else {
+                insert
+            };
             let mut q = sqlx::query(&sql);
             for (id, e) in chunk {
                 q = q
@@ -373,7 +384,8 @@ impl Work {
                     .bind(e.at_ms);
             }
             for row in q.fetch_all(&mut *conn).await? {
-                *added.entry(row.try_get("alert_id")?).or_default() += 1;
+                let n: i64 = if counted { row.try_get("n")? } else { 1 };
+                *added.entry(row.try_get("alert_id")?).or_default() += n;
             }
         }
         // Alerts that existed before and gathered evidence: one multi-row update.
