@@ -7,9 +7,10 @@ use sqlx::{Any, AnyConnection};
 
 use crate::store::StoreError;
 
-/// Rows per statement: far below the bind limits of PostgreSQL (65,535) and SQLite (32,766),
-/// large enough that the round trip no longer counts.
-pub const ROWS_PER_STATEMENT: usize = 100;
+/// Rows per statement: far below the bind limits of PostgreSQL (65,535) and SQLite (32,766) at
+/// the widest row (11 columns), large enough that the round trip and each statement's setup no
+/// longer count (a 1 M-event rebuild: 12.0-12.3 s at 250, 12.5 s at 100).
+pub const ROWS_PER_STATEMENT: usize = 250;
 
 /// A query being built.
 pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
