@@ -74,23 +74,6 @@ pub async fn update_rows<R>(
     Ok(())
 }
 
-/// Tells PostgreSQL, for the rest of the transaction or until called again with `false`, to read
-/// by index wherever one serves. A projection's `in (…)` lookups are key lookups; without table
-/// statistics (autovacuum off, or a table a rebuild is filling) PostgreSQL estimates a list of a
-/// few hundred keys to match a third of the table and scans it whole, every batch, ever longer.
-/// Nothing on SQLite.
-pub async fn index_lookups(conn: &mut AnyConnection, on: bool) -> Result<(), StoreError> {
-    if conn.backend_name() == "PostgreSQL" {
-        let sql = if on {
-            "set local enable_seqscan = off"
-        } else {
-            "set local enable_seqscan = on"
-        };
-        sqlx::query(sql).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
 /// `$from, $from+1, …` for `n` values (an `in (…)` list).
 pub fn list(from: usize, n: usize) -> String {
     (from..from + n)

@@ -403,9 +403,6 @@ async fn write_many(
         })
         .collect();
     let concerned: Vec<&str> = concerned.into_iter().collect();
-    if !concerned.is_empty() {
-        crate::batch::index_lookups(conn, true).await?;
-    }
     for chunk in concerned.chunks(500) {
         let sql = format!(
             "select account_id, email_verified, phone_verified from notification_contacts_v1
@@ -423,9 +420,6 @@ async fn write_many(
         for row in q.fetch_all(&mut *conn).await? {
             contacts.insert(row.try_get(0)?, Some((row.try_get(1)?, row.try_get(2)?)));
         }
-    }
-    if !concerned.is_empty() {
-        crate::batch::index_lookups(conn, false).await?;
     }
     let mut changed: Vec<&str> = Vec::new();
     let mut outbox: Vec<OutboxRow<'_>> = Vec::new();

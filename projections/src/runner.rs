@@ -16,6 +16,14 @@ use tokio::sync::{watch, Notify};
 
 use crate::store::{Store, StoreError, StoredEvent, StreamPosition};
 
+/// The first statement of a projection's transaction on PostgreSQL, in one round trip: the
+/// per-projection lock, and `enable_seqscan = off` until the transaction ends. Every statement a
+/// read model issues is a key lookup or a keyed write; without table statistics (autovacuum off,
+/// or tables a rebuild is filling) PostgreSQL estimates an `in (…)` list of a few hundred keys to
+/// match a third of the table and scans it whole, every batch, ever longer.
+pub const BEGIN_PROJECTION_PG: &str =
+    "select pg_advisory_xact_lock(hashtext($1)::bigint), set_config('enable_seqscan', 'off', true)";
+
 /// A boxed future, so projections can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -323,7 +331,7 @@ impl ProjectionRunner {
         events: &[StoredEvent],
     ) -> Result<usize, StoreError> {
         if self.store.kind() == "postgres" {
-            sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
+            sqlx::query(BEGIN_PROJECTION_PG)
                 .bind(projection.name())
                 .execute(&mut **tx)
                 .await?;

@@ -565,6 +565,11 @@ async fn shadow_connection(store: &Store, live_schema: &str) -> Result<AnyConnec
     sqlx::query("set synchronous_commit to off")
         .execute(&mut conn)
         .await?;
+    // Key lookups by index whatever the (absent) statistics of tables being filled say, as in
+    // the runner's transactions (`gatehouse_projections::runner::BEGIN_PROJECTION_PG`).
+    sqlx::query("set enable_seqscan to off")
+        .execute(&mut conn)
+        .await?;
     Ok(conn)
 }
 

@@ -1,30 +1,55 @@
 //! The read models' batch lookups (`in (…)` lists of keys) read by index even on tables that
 //! were never analysed: autovacuum is off on some servers, and a rebuild fills fresh tables
-//! faster than any autovacuum would analyse them.
-use sqlx::{Connection, Row};
+//! faster than any autovacuum would analyse them. The runner opens every projection transaction
+//! with `enable_seqscan` off (`runner::BEGIN_PROJECTION_PG`).
+use std::sync::{Arc, Mutex};
+
+use gatehouse_projections::runner::BoxFuture;
+use gatehouse_projections::{Projection, ProjectionRunner, StoreError, StoredEvent};
+use sqlx::{AnyConnection, Row};
 
 use super::support::TestDb;
 
-async fn plan(conn: &mut sqlx::AnyConnection, sql: &str) -> String {
+async fn plan(conn: &mut AnyConnection, sql: &str) -> Result<String, sqlx::Error> {
     let rows = sqlx::query(&format!("explain {sql}"))
         .fetch_all(&mut *conn)
-        .await
-        .unwrap();
+        .await?;
     rows.iter()
-        .map(|r| r.try_get::<String, _>(0).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n")
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<Vec<_>, _>>()
+        .map(|lines| lines.join("\n"))
 }
 
-async fn seqscan(conn: &mut sqlx::AnyConnection) -> String {
-    sqlx::query_scalar("select current_setting('enable_seqscan')")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap()
+/// A read model that only looks: it plans `lookup` inside the runner's transaction.
+struct PlanProbe {
+    lookup: String,
+    seen: Mutex<Option<String>>,
+}
+
+impl Projection for PlanProbe {
+    fn name(&self) -> &'static str {
+        "plan_probe_v1"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        _event: &'a StoredEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let plan = plan(conn, &self.lookup).await?;
+            *self.seen.lock().unwrap() = Some(plan);
+            Ok(())
+        })
+    }
 }
 
 #[tokio::test]
-async fn test_lookups_read_by_index_without_statistics_until_the_transaction_ends() {
+async fn test_projection_lookups_read_by_index_without_statistics() {
     let db = TestDb::new().await;
     let pool = db.pool().await;
     // 20,000 known devices, never analysed (autovacuum kept off this table for the test).
@@ -39,33 +64,41 @@ async fn test_lookups_read_by_index_without_statistics_until_the_transaction_end
     .execute(&pool)
     .await
     .unwrap();
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         values ('Probe', 'probe-1', 1, 'Probed', '1.0', '{}', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let keys: Vec<String> = (1..=300).map(|i| format!("'acct-{i}'")).collect();
     let lookup = format!(
         "select account_id, kind, value from alert_known_v1 where account_id in ({})",
         keys.join(", ")
     );
     let store = db.store().await;
-    let mut conn = store.any().acquire().await.unwrap().detach();
 
-    // Left to itself, the planner scans the whole table for 300 keys (what the guard is for).
-    assert!(plan(&mut conn, &lookup).await.contains("Seq Scan"));
+    // Outside a projection's transaction the planner scans the whole table for 300 keys: what
+    // the runner's setting is for.
+    let mut conn = store.any().acquire().await.unwrap();
+    assert!(plan(&mut conn, &lookup).await.unwrap().contains("Seq Scan"));
+    drop(conn);
 
-    let mut tx = conn.begin().await.unwrap();
-    gatehouse_projections::batch::index_lookups(&mut tx, true)
+    let probe = Arc::new(PlanProbe {
+        lookup,
+        seen: Mutex::new(None),
+    });
+    let runner = ProjectionRunner::new(store.clone(), vec![probe.clone()]);
+    assert_eq!(runner.run_once().await.unwrap(), 1);
+    let inside = probe.seen.lock().unwrap().clone().expect("the probe ran");
+    assert!(!inside.contains("Seq Scan"), "{inside}");
+    assert!(inside.contains("alert_known_v1_pkey"), "{inside}");
+
+    // The setting ends with the transaction: the pool's connections plan as before.
+    let setting: String = sqlx::query_scalar("select current_setting('enable_seqscan')")
+        .fetch_one(store.any())
         .await
         .unwrap();
-    let guarded = plan(&mut tx, &lookup).await;
-    assert!(!guarded.contains("Seq Scan"), "{guarded}");
-    assert!(guarded.contains("alert_known_v1_pkey"), "{guarded}");
-    gatehouse_projections::batch::index_lookups(&mut tx, false)
-        .await
-        .unwrap();
-    assert_eq!(seqscan(&mut tx).await, "on");
-    // Left on at the end of a transaction, it ends with it.
-    gatehouse_projections::batch::index_lookups(&mut tx, true)
-        .await
-        .unwrap();
-    assert_eq!(seqscan(&mut tx).await, "off");
-    tx.commit().await.unwrap();
-    assert_eq!(seqscan(&mut conn).await, "on");
+    assert_eq!(setting, "on");
 }

@@ -90,8 +90,6 @@ impl Work {
             signals: Vec::new(),
             prune_before: None,
         };
-        // Every read below is a lookup by key.
-        crate::batch::index_lookups(conn, true).await?;
         // Open alerts (the ones an event may extend), and recent resolved ones (a new alert's
         // deterministic id may equal theirs).
         let since = needs
@@ -172,7 +170,6 @@ impl Work {
                 );
             }
         }
-        crate::batch::index_lookups(conn, false).await?;
         Ok(work)
     }
 
