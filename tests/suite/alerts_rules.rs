@@ -114,23 +114,7 @@ async fn evidence(pool: &PgPool, rule: &str, subject: &str) -> Vec<(String, i64)
 
 /// Every row of every alerts table.
 pub async fn dump(pool: &PgPool) -> Vec<String> {
-    let mut rows = Vec::new();
-    for (table, order) in [
-        ("alerts_v1", "id"),
-        ("alert_evidence_v1", "alert_id, aggregate_id, sequence"),
-        ("alert_signals_v1", "signal, aggregate_id, sequence"),
-        ("alert_known_v1", "account_id, kind, value"),
-        ("alert_recovery_marks_v1", "account_id"),
-    ] {
-        let dump: Vec<String> = sqlx::query_scalar(&format!(
-            "select row_to_json(t)::text from (select * from {table} order by {order}) t"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        rows.extend(dump.into_iter().map(|r| format!("{table}: {r}")));
-    }
-    rows
+    super::support::table_rows(pool, &super::support::ALERT_TABLES).await
 }
 
 /// The last event appended, whether or not readers may see it yet.

@@ -7,23 +7,17 @@ use sqlx::PgPool;
 
 use super::support::{eventually, fast_env, Server, TestDb, PASSWORD};
 
+/// The read models of the first issues and their keys.
+const CORE_TABLES: [(&str, &str); 5] = [
+    ("lockout_state_v1", "account_id"),
+    ("login_history_v1", "account_id, sequence"),
+    ("sessions_v1", "session_id"),
+    ("notification_outbox_v1", "id"),
+    ("notification_contacts_v1", "account_id"),
+];
+
 async fn snapshot(pool: &PgPool) -> Vec<String> {
-    let mut rows = Vec::new();
-    for (table, order) in [
-        ("lockout_state_v1", "account_id"),
-        ("login_history_v1", "account_id, sequence"),
-        ("sessions_v1", "session_id"),
-        ("notification_outbox_v1", "id"),
-        ("notification_contacts_v1", "account_id"),
-    ] {
-        let dump: Vec<String> = sqlx::query_scalar(&format!(
-            "select row_to_json(t)::text from (select * from {table} order by {order}) t"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        rows.extend(dump.into_iter().map(|r| format!("{table}: {r}")));
-    }
+    let rows = super::support::table_rows(pool, &CORE_TABLES).await;
     // `updated_ms` records when a row was written, not what it says.
     rows.into_iter().map(|r| strip_updated(&r)).collect()
 }
@@ -141,28 +135,9 @@ async fn test_kill_and_restart_leaves_read_models_equal_to_a_rebuild() {
 
 /// Every read model's rows, `updated_ms` included (both sides below are rebuilds of one stream).
 async fn every_read_model(pool: &PgPool) -> Vec<String> {
-    let mut rows = Vec::new();
-    for (table, order) in [
-        ("lockout_state_v1", "account_id"),
-        ("login_history_v1", "account_id, sequence"),
-        ("sessions_v1", "session_id"),
-        ("notification_outbox_v1", "id"),
-        ("notification_contacts_v1", "account_id"),
-        ("recovery_cases_v1", "flow_id"),
-        ("alerts_v1", "id"),
-        ("alert_evidence_v1", "alert_id, aggregate_id, sequence"),
-        ("alert_signals_v1", "signal, aggregate_id, sequence"),
-        ("alert_known_v1", "account_id, kind, value"),
-        ("alert_recovery_marks_v1", "account_id"),
-    ] {
-        let dump: Vec<String> = sqlx::query_scalar(&format!(
-            "select row_to_json(t)::text from (select * from {table} order by {order}) t"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-        rows.extend(dump.into_iter().map(|r| format!("{table}: {r}")));
-    }
+    let mut rows = super::support::table_rows(pool, &CORE_TABLES).await;
+    rows.extend(super::support::table_rows(pool, &[("recovery_cases_v1", "flow_id")]).await);
+    rows.extend(super::support::table_rows(pool, &super::support::ALERT_TABLES).await);
     rows
 }
 

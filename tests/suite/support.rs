@@ -337,6 +337,31 @@ pub fn assert_error_shape(body: &Value, code: &str) {
 }
 
 /// Event types of one aggregate, in order.
+/// Every row of each `(table, order by)` as `table: {json}`, in that order: read models compared
+/// whole (live against rebuilt, one batch against one event per batch).
+pub async fn table_rows(pool: &sqlx::PgPool, tables: &[(&str, &str)]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (table, order) in tables {
+        let dump: Vec<String> = sqlx::query_scalar(&format!(
+            "select row_to_json(t)::text from (select * from {table} order by {order}) t"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows.extend(dump.into_iter().map(|r| format!("{table}: {r}")));
+    }
+    rows
+}
+
+/// The alerts read model's tables and their keys (for [`table_rows`]).
+pub const ALERT_TABLES: [(&str, &str); 5] = [
+    ("alerts_v1", "id"),
+    ("alert_evidence_v1", "alert_id, aggregate_id, sequence"),
+    ("alert_signals_v1", "signal, aggregate_id, sequence"),
+    ("alert_known_v1", "account_id, kind, value"),
+    ("alert_recovery_marks_v1", "account_id"),
+];
+
 pub async fn event_types(pool: &sqlx::PgPool, aggregate_id: &str) -> Vec<String> {
     sqlx::query_scalar("select event_type from events where aggregate_id = $1 order by sequence")
         .bind(aggregate_id)
