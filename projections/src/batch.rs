@@ -15,40 +15,142 @@ pub const ROWS_PER_STATEMENT: usize = 250;
 /// A query being built.
 pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-/// Writes `rows` as `{head} values (…), (…) {tail}`, `width` binds per row, in statements of at
-/// most [`ROWS_PER_STATEMENT`] rows. `bind` adds one row's values in column order.
-pub async fn insert_rows<R>(
+/// One value of a row, whichever way the row is written: a bound parameter of a multi-row
+/// statement, or a field of `COPY`'s text format (see [`crate::bulk`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell<'a> {
+    /// Text, or SQL `null`.
+    Text(Option<&'a str>),
+    /// A 64-bit integer, or SQL `null`.
+    Int(Option<i64>),
+    /// A boolean, or SQL `null`.
+    Bool(Option<bool>),
+}
+
+impl<'a> From<&'a str> for Cell<'a> {
+    fn from(v: &'a str) -> Self {
+        Cell::Text(Some(v))
+    }
+}
+impl<'a> From<&'a String> for Cell<'a> {
+    fn from(v: &'a String) -> Self {
+        Cell::Text(Some(v))
+    }
+}
+impl<'a> From<Option<&'a str>> for Cell<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Cell::Text(v)
+    }
+}
+impl<'a> From<&'a Option<String>> for Cell<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Cell::Text(v.as_deref())
+    }
+}
+impl From<i64> for Cell<'_> {
+    fn from(v: i64) -> Self {
+        Cell::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Cell<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Cell::Int(v)
+    }
+}
+impl From<bool> for Cell<'_> {
+    fn from(v: bool) -> Self {
+        Cell::Bool(Some(v))
+    }
+}
+
+/// Adds one row's cells, in column order, to the buffer.
+pub type RowCells<'a, R> = fn(&'a R, &mut Vec<Cell<'a>>);
+
+/// Binds one cell as the next parameter.
+pub fn bind_cell<'q>(query: AnyQuery<'q>, cell: Cell<'q>) -> AnyQuery<'q> {
+    match cell {
+        Cell::Text(v) => query.bind(v),
+        Cell::Int(v) => query.bind(v),
+        Cell::Bool(v) => query.bind(v),
+    }
+}
+
+/// The cells of `rows`, row after row, and how many the first row has. (Rows of another width
+/// fail in the database: the statement's parameters or `COPY`'s columns do not match.)
+fn cells_of<'a, R>(rows: &'a [R], cells: RowCells<'a, R>) -> (Vec<Cell<'a>>, usize) {
+    let mut out = Vec::new();
+    let mut width = 0;
+    for (i, row) in rows.iter().enumerate() {
+        cells(row, &mut out);
+        if i == 0 {
+            width = out.len();
+        }
+    }
+    (out, width)
+}
+
+/// Writes `rows` as `{head} values (…), (…) {tail}`, in statements of at most
+/// [`ROWS_PER_STATEMENT`] rows. `cells` gives one row's values in column order.
+pub async fn insert_rows<'a, R>(
     conn: &mut AnyConnection,
     head: &str,
-    width: usize,
     tail: &str,
-    rows: &[R],
-    bind: for<'q> fn(AnyQuery<'q>, &'q R) -> AnyQuery<'q>,
+    rows: &'a [R],
+    cells: RowCells<'a, R>,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let (values, width) = cells_of(chunk, cells);
         let sql = format!("{head} values {} {tail}", placeholders(chunk.len(), width));
         let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = bind(query, row);
+        for cell in values {
+            query = bind_cell(query, cell);
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
+/// Inserts rows that are new by construction: each row's key comes from the event that made it,
+/// so a row can only exist already when that event is applied again, and is then left alone
+/// (`on conflict do nothing`). Inside [`crate::bulk::load`] (a rebuild into fresh tables, where
+/// every event is applied once) the rows go in with `COPY` instead, which refuses duplicates.
+pub async fn insert_new_rows<'a, R>(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: &'a [R],
+    cells: RowCells<'a, R>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let Some(bulk) = crate::bulk::current() {
+        let (values, _) = cells_of(rows, cells);
+        return bulk.copy_in(table, columns, &values).await;
+    }
+    insert_rows(
+        conn,
+        &format!("insert into {table} ({})", columns.join(", ")),
+        "on conflict do nothing",
+        rows,
+        cells,
+    )
+    .await
+}
+
 /// Updates rows of `table` from a list of values, [`ROWS_PER_STATEMENT`] at a time:
 /// `update {table} set {set} from (values …) as v where {table}.{key} = v.column1`. `set` names the
 /// values `v.column2`, `v.column3`… (`values` columns are named so on PostgreSQL and SQLite
-/// alike); `types` (SQL types, key first) give PostgreSQL the parameters' types. `bind` adds one
-/// row's values in that order.
-pub async fn update_rows<R>(
+/// alike); `types` (SQL types, key first) give PostgreSQL the parameters' types. `cells` gives
+/// one row's values in that order.
+pub async fn update_rows<'a, R>(
     conn: &mut AnyConnection,
     table: &str,
     set: &str,
     key: &str,
     types: &[&str],
-    rows: &[R],
-    bind: for<'q> fn(AnyQuery<'q>, &'q R) -> AnyQuery<'q>,
+    rows: &'a [R],
+    cells: RowCells<'a, R>,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let values = (0..chunk.len())
@@ -65,9 +167,10 @@ pub async fn update_rows<R>(
         let sql = format!(
             "update {table} set {set} from (values {values}) as v where {table}.{key} = v.column1"
         );
+        let (bound, _) = cells_of(chunk, cells);
         let mut query = sqlx::query(&sql);
-        for row in chunk {
-            query = bind(query, row);
+        for cell in bound {
+            query = bind_cell(query, cell);
         }
         query.execute(&mut *conn).await?;
     }

@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod batch;
+pub mod bulk;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;

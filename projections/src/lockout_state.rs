@@ -2,6 +2,7 @@
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
+use crate::batch::Cell;
 use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
@@ -244,18 +245,18 @@ async fn write_many(conn: &mut AnyConnection, changes: &[LockoutChange]) -> Resu
             conn,
             "insert into lockout_state_v1 (account_id, consecutive_failures, lock_level, locked_until_ms,
                                            last_failure_ms, last_success_ms, updated_ms)",
-            7,
             &format!("on conflict (account_id) do update set {}", set.join(", ")),
             &group,
-            |q, (account_id, f)| {
+            |(account_id, f), c| {
                 // A new row takes the defaults for what the batch did not set.
-                q.bind(account_id)
-                    .bind(f.consecutive.unwrap_or(0))
-                    .bind(f.level.unwrap_or(0))
-                    .bind(f.until.flatten())
-                    .bind(f.last_failure)
-                    .bind(f.last_success)
-                    .bind(f.updated)
+                c.extend([
+                    Cell::from(account_id),
+                    Cell::from(f.consecutive.unwrap_or(0)),
+                    Cell::from(f.level.unwrap_or(0)),
+                    Cell::from(f.until.flatten()),
+                    Cell::from(f.last_failure),
+                    Cell::from(f.last_success),
+                    Cell::from(f.updated),])
             },
         )
         .await?;

@@ -5,6 +5,7 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
+use crate::batch::Cell;
 use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
@@ -134,23 +135,33 @@ pub fn projection() -> ChangeProjection<LoginRecord> {
 
 /// Every record of a batch in multi-row inserts (each row is new, or a repeat left alone).
 async fn write_many(conn: &mut AnyConnection, rows: &[LoginRecord]) -> Result<(), StoreError> {
-    crate::batch::insert_rows(
+    crate::batch::insert_new_rows(
         conn,
-        "insert into login_history_v1
-            (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)",
-        9,
-        "on conflict (account_id, sequence) do nothing",
+        "login_history_v1",
+        &[
+            "account_id",
+            "sequence",
+            "at_ms",
+            "outcome",
+            "reason",
+            "ip",
+            "user_agent",
+            "device_id",
+            "session_id",
+        ],
         rows,
-        |q, r| {
-            q.bind(&r.account_id)
-                .bind(r.sequence)
-                .bind(r.at_ms)
-                .bind(r.outcome)
-                .bind(r.reason)
-                .bind(&r.context.ip)
-                .bind(&r.context.user_agent)
-                .bind(&r.context.device_id)
-                .bind(&r.session_id)
+        |r, c| {
+            c.extend([
+                Cell::from(&r.account_id),
+                Cell::from(r.sequence),
+                Cell::from(r.at_ms),
+                Cell::from(r.outcome),
+                Cell::from(r.reason),
+                Cell::from(&r.context.ip),
+                Cell::from(&r.context.user_agent),
+                Cell::from(&r.context.device_id),
+                Cell::from(&r.session_id),
+            ])
         },
     )
     .await

@@ -10,6 +10,7 @@ use gatehouse_domain::AccountFact;
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
+use crate::batch::Cell;
 use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
@@ -376,6 +377,8 @@ struct OutboxRow<'c> {
     id: String,
     channel: Channel,
     change: &'c NotificationChange,
+    /// The message's details as JSON text.
+    details: String,
 }
 
 /// Verified flags of an account's channels: `(email, phone)`, `None` without a row.
@@ -455,6 +458,7 @@ async fn write_many(
                 account_id,
                 sequence,
                 target,
+                details,
                 ..
             } => {
                 let verified = contacts.get(account_id).copied().flatten();
@@ -471,6 +475,7 @@ async fn write_many(
                         id: notification_id(account_id, *sequence, channel),
                         channel,
                         change,
+                        details: details.to_string(),
                     });
                 }
             }
@@ -493,44 +498,57 @@ async fn write_many(
     crate::batch::insert_rows(
         conn,
         "insert into notification_contacts_v1 (account_id, email_verified, phone_verified)",
-        3,
         "on conflict (account_id) do update
             set email_verified = excluded.email_verified, phone_verified = excluded.phone_verified",
         &rows,
-        |q, (account, (email, phone))| q.bind(*account).bind(*email).bind(*phone),
+        |(account, (email, phone)), c| {
+            c.extend([Cell::from(*account), Cell::from(*email), Cell::from(*phone)])
+        },
     )
     .await?;
-    crate::batch::insert_rows(
+    crate::batch::insert_new_rows(
         conn,
-        "insert into notification_outbox_v1 (id, account_id, sequence, topic, channel, code_id,
-                                             details, created_ms, expires_ms, status, updated_ms)",
-        11,
-        "on conflict (id) do nothing",
+        "notification_outbox_v1",
+        &[
+            "id",
+            "account_id",
+            "sequence",
+            "topic",
+            "channel",
+            "code_id",
+            "details",
+            "created_ms",
+            "expires_ms",
+            "status",
+            "updated_ms",
+        ],
         &outbox,
-        |q, row| match row.change {
-            NotificationChange::Enqueue {
+        |row, c| {
+            // Only messages are in this list.
+            if let NotificationChange::Enqueue {
                 account_id,
                 sequence,
                 topic,
                 code_id,
-                details,
                 created_ms,
                 expires_ms,
                 ..
-            } => q
-                .bind(row.id.as_str())
-                .bind(account_id.as_str())
-                .bind(*sequence)
-                .bind(*topic)
-                .bind(row.channel.as_str())
-                .bind(code_id.as_deref())
-                .bind(details.to_string())
-                .bind(*created_ms)
-                .bind(*expires_ms)
-                .bind("pending")
-                .bind(*created_ms),
-            // Only messages are in this list.
-            _ => q,
+            } = row.change
+            {
+                c.extend([
+                    Cell::from(&row.id),
+                    Cell::from(account_id),
+                    Cell::from(*sequence),
+                    Cell::from(*topic),
+                    Cell::from(row.channel.as_str()),
+                    Cell::from(code_id),
+                    Cell::from(&row.details),
+                    Cell::from(*created_ms),
+                    Cell::from(*expires_ms),
+                    Cell::from("pending"),
+                    Cell::from(*created_ms),
+                ])
+            }
         },
     )
     .await?;
@@ -544,7 +562,7 @@ async fn write_many(
         "id",
         &["text", "text", "bigint"],
         &settled,
-        |q, (id, status, at)| q.bind(*id).bind(*status).bind(*at),
+        |(id, status, at), c| c.extend([Cell::from(*id), Cell::from(*status), Cell::from(*at)]),
     )
     .await
 }

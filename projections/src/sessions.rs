@@ -4,6 +4,7 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
+use crate::batch::Cell;
 use crate::runner::ChangeProjection;
 use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
@@ -124,37 +125,49 @@ async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Resu
         .map(|(_, f)| f)
         .filter(|f| f.started.is_some())
         .collect();
-    crate::batch::insert_rows(
+    crate::batch::insert_new_rows(
         conn,
-        "insert into sessions_v1 (session_id, account_id, started_ms, expires_ms, idle_expires_ms,
-                                  last_extended_ms, device_id, ip, user_agent, ended_ms, end_reason)",
-        11,
-        "on conflict (session_id) do nothing",
+        "sessions_v1",
+        &[
+            "session_id",
+            "account_id",
+            "started_ms",
+            "expires_ms",
+            "idle_expires_ms",
+            "last_extended_ms",
+            "device_id",
+            "ip",
+            "user_agent",
+            "ended_ms",
+            "end_reason",
+        ],
         &opened,
-        |q, f| match f.started {
-            Some(SessionChange::Started {
+        |f, c| {
+            // Only opened sessions are in this list.
+            if let Some(SessionChange::Started {
                 session_id,
                 account_id,
                 at_ms,
                 expires_ms,
                 idle_expires_ms,
                 context,
-            }) => {
+            }) = f.started
+            {
                 let (idle, extended) = f.idle.unwrap_or((*idle_expires_ms, *at_ms));
-                q.bind(session_id)
-                    .bind(account_id)
-                    .bind(*at_ms)
-                    .bind(*expires_ms)
-                    .bind(idle)
-                    .bind(extended)
-                    .bind(&context.device_id)
-                    .bind(&context.ip)
-                    .bind(&context.user_agent)
-                    .bind(f.ended.map(|(at, _)| at))
-                    .bind(f.ended.map(|(_, reason)| reason))
+                c.extend([
+                    Cell::from(session_id),
+                    Cell::from(account_id),
+                    Cell::from(*at_ms),
+                    Cell::from(*expires_ms),
+                    Cell::from(idle),
+                    Cell::from(extended),
+                    Cell::from(&context.device_id),
+                    Cell::from(&context.ip),
+                    Cell::from(&context.user_agent),
+                    Cell::from(f.ended.map(|(at, _)| at)),
+                    Cell::from(f.ended.map(|(_, reason)| reason)),
+                ])
             }
-            // Only opened sessions are in this list.
-            _ => q,
         },
     )
     .await?;
@@ -175,7 +188,7 @@ async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Resu
         "session_id",
         &["text", "bigint", "bigint"],
         &extended,
-        |q, (id, (idle, at))| q.bind(*id).bind(*idle).bind(*at),
+        |(id, (idle, at)), c| c.extend([Cell::from(*id), Cell::from(*idle), Cell::from(*at)]),
     )
     .await?;
     crate::batch::update_rows(
@@ -185,7 +198,7 @@ async fn write_many(conn: &mut AnyConnection, changes: &[SessionChange]) -> Resu
         "session_id",
         &["text", "bigint", "text"],
         &ended,
-        |q, (id, (at, reason))| q.bind(*id).bind(*at).bind(*reason),
+        |(id, (at, reason)), c| c.extend([Cell::from(*id), Cell::from(*at), Cell::from(*reason)]),
     )
     .await
 }

@@ -316,6 +316,18 @@ async fn test_replay_rebuild_equals_live_and_pins_an_altered_row() {
     let db = TestDb::new().await;
     let server = Server::start(Some(&db.url), &fast_env()).await;
     let (ann, bob) = traffic(&server).await;
+    // Text that `COPY`'s text format must escape (the rebuild copies history rows in): a tab,
+    // backslashes, and what would read as its null marker.
+    let hostile_agent = "agent\tone \\N two\\ three";
+    let r = server
+        .http
+        .post(format!("{}/v1/login", server.base))
+        .header("user-agent", hostile_agent)
+        .json(&serde_json::json!({"identifier": "ann.audit@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     let pool = db.pool().await;
     // Let the live runner apply the traffic; the comparison is exact at any lag anyway.
     super::support::eventually("read models caught up", || async {
@@ -325,7 +337,14 @@ async fn test_replay_rebuild_equals_live_and_pins_an_altered_row() {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        n == 6
+        let agents: Vec<Option<String>> = sqlx::query_scalar(
+            "select user_agent from login_history_v1 where account_id = $1 and outcome = 'succeeded'",
+        )
+        .bind(&ann)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        n == 6 && agents.iter().any(|a| a.as_deref() == Some(hostile_agent))
     })
     .await;
 

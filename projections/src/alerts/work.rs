@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::windows::Signal;
 use super::{alert_id, Evidence, Rule};
-use crate::batch::{insert_rows, list, AnyQuery};
+use crate::batch::{insert_new_rows, insert_rows, list, Cell};
 use crate::store::{StoreError, StreamPosition};
 
 /// Placeholders per `in (…)` list (well below every bind limit).
@@ -302,13 +302,13 @@ impl Work {
             }
             write_signals(conn, &self.signals).await?;
         }
-        insert_rows(
+        // Only what the segment read as unknown (it reads every known row of its accounts).
+        insert_new_rows(
             conn,
-            "insert into alert_known_v1 (account_id, kind, value)",
-            3,
-            "on conflict do nothing",
+            "alert_known_v1",
+            &["account_id", "kind", "value"],
             &self.new_known,
-            bind_known,
+            |k, c| c.extend([Cell::from(&k.0), Cell::from(&k.1), Cell::from(&k.2)]),
         )
         .await?;
         let mut done = HashSet::new();
@@ -343,14 +343,24 @@ impl Work {
             .filter(|a| a.new)
             .map(|a| (a.clone(), version.clone()))
             .collect();
-        insert_rows(
+        insert_new_rows(
             conn,
-            "insert into alerts_v1 (id, rule, severity, subject, first_seen_ms, last_seen_ms,
-                    count, status, policy_version, updated_tx, updated_pos)",
-            11,
-            "on conflict (id) do nothing",
+            "alerts_v1",
+            &[
+                "id",
+                "rule",
+                "severity",
+                "subject",
+                "first_seen_ms",
+                "last_seen_ms",
+                "count",
+                "status",
+                "policy_version",
+                "updated_tx",
+                "updated_pos",
+            ],
             &new,
-            bind_alert,
+            alert_cells,
         )
         .await?;
         // Evidence of alerts that existed before: the database says which rows are new to them.
@@ -405,12 +415,14 @@ impl Work {
             "id",
             &["text", "bigint", "bigint", "bigint", "bigint"],
             &touched,
-            |q, (id, last_seen, at, added)| {
-                q.bind(*id)
-                    .bind(*last_seen)
-                    .bind(at.tx)
-                    .bind(at.pos)
-                    .bind(*added)
+            |(id, last_seen, at, added), c| {
+                c.extend([
+                    Cell::from(*id),
+                    Cell::from(*last_seen),
+                    Cell::from(at.tx),
+                    Cell::from(at.pos),
+                    Cell::from(*added),
+                ])
             },
         )
         .await?;
@@ -426,39 +438,35 @@ pub(crate) async fn write_signals(
     insert_rows(
         conn,
         "insert into alert_signals_v1 (signal, aggregate_id, sequence, at_ms, ip, net)",
-        6,
         "on conflict do nothing",
         signals,
-        bind_signal,
+        |s, c| {
+            c.extend([
+                Cell::from(s.kind),
+                Cell::from(&*s.signal.aggregate_id),
+                Cell::from(s.signal.sequence),
+                Cell::from(s.signal.at_ms),
+                Cell::from(s.signal.ip.as_deref()),
+                Cell::from(s.signal.net.as_deref()),
+            ])
+        },
     )
     .await
 }
 
-fn bind_signal<'q>(q: AnyQuery<'q>, s: &'q SignalRow) -> AnyQuery<'q> {
-    q.bind(s.kind)
-        .bind(&*s.signal.aggregate_id)
-        .bind(s.signal.sequence)
-        .bind(s.signal.at_ms)
-        .bind(s.signal.ip.as_deref())
-        .bind(s.signal.net.as_deref())
-}
-
-fn bind_known<'q>(q: AnyQuery<'q>, k: &'q (String, String, String)) -> AnyQuery<'q> {
-    q.bind(k.0.as_str()).bind(k.1.as_str()).bind(k.2.as_str())
-}
-
-fn bind_alert<'q>(q: AnyQuery<'q>, a: &'q (AlertRow, String)) -> AnyQuery<'q> {
-    let (a, version) = a;
+fn alert_cells<'a>((a, version): &'a (AlertRow, String), c: &mut Vec<Cell<'a>>) {
     let at = a.touched.unwrap_or_default();
-    q.bind(a.id.as_str())
-        .bind(a.rule)
-        .bind(a.severity)
-        .bind(a.subject.as_str())
-        .bind(a.first_seen_ms)
-        .bind(a.last_seen_ms)
-        .bind(a.added)
-        .bind("open")
-        .bind(version.as_str())
-        .bind(at.tx)
-        .bind(at.pos)
+    c.extend([
+        Cell::from(&a.id),
+        Cell::from(a.rule),
+        Cell::from(a.severity),
+        Cell::from(&a.subject),
+        Cell::from(a.first_seen_ms),
+        Cell::from(a.last_seen_ms),
+        Cell::from(a.added),
+        Cell::from("open"),
+        Cell::from(version),
+        Cell::from(at.tx),
+        Cell::from(at.pos),
+    ]);
 }
