@@ -269,7 +269,7 @@ pub fn projection() -> ChangeProjection<LockoutChange> {
     ChangeProjection {
         name: "lockout_state_v1",
         tables: &["lockout_state_v1"],
-        reader_indexes: &[],
+        deferred_indexes: &[],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
         write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),

@@ -122,13 +122,15 @@ pub fn projection() -> ChangeProjection<LoginRecord> {
     ChangeProjection {
         name: "login_history_v1",
         tables: &["login_history_v1"],
-        reader_indexes: &[
+        // The key too: the table is only inserted into, with `insert_new_rows`.
+        deferred_indexes: &[
+            "login_history_v1_pkey",
             "login_history_v1_by_time",
             "login_history_v1_by_ip",
             "login_history_v1_by_at",
         ],
         changes: |event| Ok(record(event)?.into_iter().collect()),
-        write: |conn, r| Box::pin(write(conn, r)),
+        write: |conn, r| Box::pin(write_many(conn, std::slice::from_ref(r))),
         write_many: Some(|conn, rows| Box::pin(write_many(conn, rows))),
     }
 }
@@ -165,27 +167,6 @@ async fn write_many(conn: &mut AnyConnection, rows: &[LoginRecord]) -> Result<()
         },
     )
     .await
-}
-
-async fn write(conn: &mut AnyConnection, r: &LoginRecord) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into login_history_v1
-            (account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id, session_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         on conflict (account_id, sequence) do nothing",
-    )
-    .bind(&r.account_id)
-    .bind(r.sequence)
-    .bind(r.at_ms)
-    .bind(r.outcome)
-    .bind(r.reason)
-    .bind(&r.context.ip)
-    .bind(&r.context.user_agent)
-    .bind(&r.context.device_id)
-    .bind(&r.session_id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

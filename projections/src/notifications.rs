@@ -581,7 +581,7 @@ pub fn projection() -> ChangeProjection<NotificationChange> {
     ChangeProjection {
         name: "notification_outbox_v1",
         tables: &["notification_outbox_v1", "notification_contacts_v1"],
-        reader_indexes: &[
+        deferred_indexes: &[
             "notification_outbox_v1_pending",
             "notification_outbox_v1_by_account",
         ],

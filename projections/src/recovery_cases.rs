@@ -121,7 +121,7 @@ pub fn projection() -> ChangeProjection<CaseChange> {
     ChangeProjection {
         name: "recovery_cases_v1",
         tables: &["recovery_cases_v1"],
-        reader_indexes: &["recovery_cases_v1_by_status"],
+        deferred_indexes: &["recovery_cases_v1_by_status"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
         write_many: None,

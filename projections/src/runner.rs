@@ -33,10 +33,13 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// Tables this projection owns (emptied by a rebuild).
     fn tables(&self) -> &'static [&'static str];
-    /// Indexes of its tables that serve readers only (the API, analysts), never the projection's
-    /// own statements: a rebuild into fresh tables builds them after the fold, one sort each,
-    /// instead of an index insert per row.
-    fn reader_indexes(&self) -> &'static [&'static str] {
+    /// Indexes of its tables that a rebuild into fresh tables builds after the fold, one sort each,
+    /// instead of an index insert per row: those that serve readers only (the API, analysts),
+    /// never the projection's own statements, and unique keys of tables the projection only
+    /// inserts into with [`crate::batch::insert_new_rows`] (such a key only refuses an event
+    /// applied twice; the fold applies each once, and the key built afterwards still refuses a
+    /// duplicate).
+    fn deferred_indexes(&self) -> &'static [&'static str] {
         &[]
     }
     /// Applies one event inside the batch transaction. Must be idempotent per event.
@@ -87,8 +90,8 @@ pub struct ChangeProjection<C> {
     pub name: &'static str,
     /// Tables it owns.
     pub tables: &'static [&'static str],
-    /// Indexes that serve readers only (see [`Projection::reader_indexes`]).
-    pub reader_indexes: &'static [&'static str],
+    /// Indexes a rebuild builds after the fold (see [`Projection::deferred_indexes`]).
+    pub deferred_indexes: &'static [&'static str],
     /// The pure fold: what an event changes (nothing for events it ignores).
     pub changes: fn(&StoredEvent) -> Result<Vec<C>, StoreError>,
     /// Writes one change; must be idempotent.
@@ -107,8 +110,8 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
         self.tables
     }
 
-    fn reader_indexes(&self) -> &'static [&'static str] {
-        self.reader_indexes
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        self.deferred_indexes
     }
 
     fn apply<'a>(

@@ -275,7 +275,7 @@ pub fn projection() -> ChangeProjection<SessionChange> {
     ChangeProjection {
         name: "sessions_v1",
         tables: &["sessions_v1"],
-        reader_indexes: &["sessions_v1_by_account"],
+        deferred_indexes: &["sessions_v1_by_account"],
         changes,
         write: |conn, change| Box::pin(write(conn, change)),
         write_many: Some(|conn, changes| Box::pin(write_many(conn, changes))),

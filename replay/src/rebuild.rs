@@ -9,10 +9,11 @@
 //! own SQL writes there unchanged.
 //!
 //! Speed on PostgreSQL (a bulk load into fresh tables): the shadow tables are `unlogged` (they
-//! are scratch space for the comparison; the swap copies rows into the logged live tables), and
-//! the indexes that serve only readers ([`Projection::reader_indexes`]) are built after the fold
-//! with one sort each. Each read model folds on its own connection, side by side, while the next
-//! batch is read.
+//! are scratch space for the comparison; the swap copies rows into the logged live tables), the
+//! indexes the fold does without ([`Projection::deferred_indexes`]: reader-only indexes, keys of
+//! insert-only tables) are built after the fold with one sort each, and rows that are new by
+//! construction are copied in. Each read model folds on its own connection, side by side, while
+//! the next batch is read.
 //!
 //! Exactness while the server runs: each projection is rebuilt up to its live checkpoint; then,
 //! holding the same per-projection lock the runner takes (advisory lock on PostgreSQL, the write
@@ -207,7 +208,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     }
     bar.finish_and_clear();
     let fold_seconds = started.elapsed().as_secs_f64();
-    // The reader indexes, two at a time (on PostgreSQL each build is one sort on one core).
+    // The deferred indexes, two at a time (on PostgreSQL each build is one sort on one core).
     // Their statements name the shadow tables in full, so any connection serves.
     let mut builds = futures::stream::iter(
         deferred
@@ -357,7 +358,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     let _ = conn.close().await;
     let total_seconds = started.elapsed().as_secs_f64();
     text.push(format!(
-        "rebuilt in {rebuild_seconds:.1} s (fold {fold_seconds:.1} s, reader indexes {:.1} s), compared in {:.1} s",
+        "rebuilt in {rebuild_seconds:.1} s (fold {fold_seconds:.1} s, deferred indexes {:.1} s), compared in {:.1} s",
         rebuild_seconds - fold_seconds,
         total_seconds - rebuild_seconds
     ));
@@ -377,7 +378,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
 }
 
 /// Drops and recreates the shadow tables, and makes the connection resolve to them first.
-/// Returns the statements that build the reader indexes, to run after the fold (PostgreSQL).
+/// Returns the statements that build the deferred indexes, to run after the fold (PostgreSQL).
 async fn create_shadow(
     conn: &mut AnyConnection,
     dialect: &Dialect,
@@ -407,7 +408,7 @@ async fn create_shadow(
                         index.name.replace('"', "\"\""),
                         index.method
                     );
-                    if p.reader_indexes().contains(&index.name.as_str()) {
+                    if p.deferred_indexes().contains(&index.name.as_str()) {
                         deferred.push(sql);
                     } else {
                         sqlx::query(&sql).execute(&mut *conn).await?;

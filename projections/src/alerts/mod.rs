@@ -205,7 +205,7 @@ impl Projection for AlertsProjection {
         ]
     }
 
-    fn reader_indexes(&self) -> &'static [&'static str] {
+    fn deferred_indexes(&self) -> &'static [&'static str] {
         // `alerts_v1_by_subject_any_rule` stays: the rules read alerts by subject.
         &[
             "alerts_v1_by_time",

@@ -363,12 +363,32 @@ impl Work {
             alert_cells,
         )
         .await?;
+        // Evidence of the new alerts is new too (their count is what the segment added).
+        let (fresh, existing): (Vec<&(String, Evidence)>, Vec<&(String, Evidence)>) = self
+            .evidence
+            .iter()
+            .partition(|(id, _)| self.alerts.get(id).is_some_and(|a| a.new));
+        insert_new_rows(
+            conn,
+            "alert_evidence_v1",
+            &["alert_id", "aggregate_id", "sequence", "at_ms"],
+            &fresh,
+            |(id, e), c| {
+                c.extend([
+                    Cell::from(id),
+                    Cell::from(&e.aggregate_id),
+                    Cell::from(e.sequence),
+                    Cell::from(e.at_ms),
+                ])
+            },
+        )
+        .await?;
         // Evidence of alerts that existed before: the database says which rows are new to them.
         // PostgreSQL counts them per alert (a row back per alert, not per evidence row); SQLite
         // has no `insert` inside `with`, and gets a row back per evidence row.
         let counted = conn.backend_name() == "PostgreSQL";
         let mut added: HashMap<String, i64> = HashMap::new();
-        for chunk in self.evidence.chunks(crate::batch::ROWS_PER_STATEMENT) {
+        for chunk in existing.chunks(crate::batch::ROWS_PER_STATEMENT) {
             let insert = format!(
                 "insert into alert_evidence_v1 (alert_id, aggregate_id, sequence, at_ms) values {}
                  on conflict do nothing returning alert_id",
