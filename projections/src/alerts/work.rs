@@ -37,6 +37,9 @@ struct AlertRow {
     severity: &'static str,
 }
 
+/// An evidence row waiting to be written: alert id, event.
+type EvidenceRow = (String, Evidence);
+
 /// A signal row waiting to be written.
 pub(crate) struct SignalRow {
     pub kind: &'static str,
@@ -47,7 +50,7 @@ pub(crate) struct SignalRow {
 pub(crate) struct Work {
     alerts: HashMap<String, AlertRow>,
     by_key: HashMap<(&'static str, String), Vec<String>>,
-    evidence: Vec<(String, Evidence)>,
+    evidence: Vec<EvidenceRow>,
     evidence_seen: HashSet<(String, String, i64)>,
     known: HashSet<(String, String, String)>,
     new_known: Vec<(String, String, String)>,
@@ -364,7 +367,7 @@ impl Work {
         )
         .await?;
         // Evidence of the new alerts is new too (their count is what the segment added).
-        let (fresh, existing): (Vec<&(String, Evidence)>, Vec<&(String, Evidence)>) = self
+        let (fresh, existing): (Vec<&EvidenceRow>, Vec<&EvidenceRow>) = self
             .evidence
             .iter()
             .partition(|(id, _)| self.alerts.get(id).is_some_and(|a| a.new));
