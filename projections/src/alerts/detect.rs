@@ -9,7 +9,7 @@ use gatehouse_domain::{AccountEvent, AccountFact};
 
 use super::windows::{Filter, Signal, Window, Windows};
 use super::work::{Needs, Work};
-use super::{account_subject, network, AlertPolicy, Evidence, Rule};
+use super::{account_subject, network, AccountSubject, AlertPolicy, Evidence, Rule};
 use crate::store::StoredEvent;
 use crate::time::to_ms;
 
@@ -36,32 +36,39 @@ pub(crate) struct Detector<'a> {
     pub work: &'a mut Work,
 }
 
+/// A client address and its network, shared by the signal and the windows that count it.
+fn addresses(ip: Option<&str>) -> (Option<Arc<str>>, Option<Arc<str>>) {
+    let net = ip.and_then(network).map(Arc::from);
+    (ip.map(Arc::from), net)
+}
+
 /// What an event may need loaded before the rules run on it.
 pub(crate) fn needs(needs: &mut Needs, event: &StoredEvent, e: &AccountEvent) {
     let at = to_ms(e.at);
     needs.earliest_ms = Some(needs.earliest_ms.map_or(at, |x| x.min(at)));
-    needs.subjects.insert(account_subject(&event.aggregate_id));
+    needs.subject(format_args!("{}", AccountSubject(&event.aggregate_id)));
     match &e.fact {
         AccountFact::LoginFailed { context, .. }
         | AccountFact::LoginRejectedWhileLocked { context, .. } => {
-            needs.subjects.insert("global".into());
+            needs.subject(format_args!("global"));
             if let Some(ip) = &context.ip {
-                needs.subjects.insert(format!("ip:{ip}"));
+                needs.subject(format_args!("ip:{ip}"));
                 if let Some(net) = network(ip) {
-                    needs.subjects.insert(format!("net:{net}"));
+                    needs.subject(format_args!("net:{net}"));
                 }
             }
         }
         AccountFact::LoginSucceeded { context, .. } => {
-            needs.accounts.insert(event.aggregate_id.clone());
-            needs.values.extend(context.device_id.iter().cloned());
-            needs.values.extend(context.ip.iter().cloned());
+            needs.account(&event.aggregate_id);
+            for value in [&context.device_id, &context.ip].into_iter().flatten() {
+                needs.value(value);
+            }
         }
         AccountFact::PasswordReset { .. } | AccountFact::AccountUnlocked { .. } => {
-            needs.accounts.insert(event.aggregate_id.clone());
+            needs.account(&event.aggregate_id);
         }
         AccountFact::AccountLocked { .. } => {
-            needs.subjects.insert("global".into());
+            needs.subject(format_args!("global"));
         }
         _ => {}
     }
@@ -94,7 +101,8 @@ impl Detector<'_> {
                 context,
                 ..
             } => {
-                let w = self.signal(FLOW, &me, context.ip.as_deref(), p.recovery_window_s);
+                let (ip, net) = addresses(context.ip.as_deref());
+                let w = self.signal(FLOW, &me, ip, net, p.recovery_window_s);
                 if self.windows.stats(&w).signals >= p.recovery_flows {
                     let subject = account_subject(&me.aggregate_id);
                     let window_ms = p.recovery_window_s * 1000;
@@ -109,7 +117,7 @@ impl Detector<'_> {
                 }
             }
             AccountFact::CodeExhausted { .. } => {
-                let w = self.signal(EXHAUSTED, &me, None, p.recovery_window_s);
+                let w = self.signal(EXHAUSTED, &me, None, None, p.recovery_window_s);
                 if self.windows.stats(&w).signals >= p.code_exhausted {
                     let subject = account_subject(&me.aggregate_id);
                     self.raise(
@@ -134,7 +142,7 @@ impl Detector<'_> {
                 );
             }
             AccountFact::AccountLocked { .. } => {
-                self.signal(LOCK, &me, None, p.lockout_storm_window_s);
+                self.signal(LOCK, &me, None, None, p.lockout_storm_window_s);
                 let w = Window::ending(LOCK, Filter::All, me.at_ms, p.lockout_storm_window_s);
                 if self.windows.stats(&w).aggregates >= p.lockout_storm_accounts {
                     self.raise(
@@ -157,12 +165,14 @@ impl Detector<'_> {
         self.work.prune(before_ms);
     }
 
-    /// Records `me` as a signal of `kind`; returns the window of `length_s` on its aggregate.
+    /// Records `me` as a signal of `kind` (from `ip`, in `net`); returns the window of `length_s`
+    /// on its aggregate.
     fn signal(
         &mut self,
         kind: &'static str,
         me: &Evidence,
-        ip: Option<&str>,
+        ip: Option<Arc<str>>,
+        net: Option<Arc<str>>,
         length_s: i64,
     ) -> Window {
         let aggregate: Arc<str> = me.aggregate_id.as_str().into();
@@ -170,8 +180,8 @@ impl Detector<'_> {
             at_ms: me.at_ms,
             aggregate_id: aggregate.clone(),
             sequence: me.sequence,
-            ip: ip.map(Into::into),
-            net: ip.and_then(network).map(Into::into),
+            ip,
+            net,
         };
         self.windows.add(kind, signal.clone());
         self.work.signal(kind, signal);
@@ -223,10 +233,10 @@ impl Detector<'_> {
 
     fn failure(&mut self, event: &StoredEvent, me: &Evidence, context: &RequestContext) {
         let p = self.policy;
-        let ip = context.ip.as_deref();
+        let (ip, net) = addresses(context.ip.as_deref());
 
         // Brute force: one account (or unknown identifier).
-        let w = self.signal(FAIL, me, ip, p.brute_force_window_s);
+        let w = self.signal(FAIL, me, ip.clone(), net.clone(), p.brute_force_window_s);
         if self.windows.stats(&w).signals >= p.brute_force_failures {
             let subject = account_subject(&me.aggregate_id);
             self.raise(
@@ -241,7 +251,7 @@ impl Detector<'_> {
 
         // Credential stuffing: one IP, and its network, against many identifiers.
         if let Some(ip) = ip {
-            let by_ip = Window::ending(FAIL, Filter::Ip(ip.into()), me.at_ms, p.stuffing_window_s);
+            let by_ip = Window::ending(FAIL, Filter::Ip(ip.clone()), me.at_ms, p.stuffing_window_s);
             if self.windows.stats(&by_ip).aggregates >= p.stuffing_ip_identifiers {
                 self.raise(
                     event,
@@ -252,10 +262,10 @@ impl Detector<'_> {
                     p.stuffing_window_s * 1000,
                 );
             }
-            if let Some(net) = network(ip) {
+            if let Some(net) = net {
                 let by_net = Window::ending(
                     FAIL,
-                    Filter::Net(net.as_str().into()),
+                    Filter::Net(net.clone()),
                     me.at_ms,
                     p.stuffing_window_s,
                 );

@@ -316,9 +316,18 @@ pub fn network(ip: &str) -> Option<String> {
 /// The subject of an account-scoped alert: `account:<id>`, or `identifier:<lookup hash>` for the
 /// stand-in aggregate of an identifier that matches no account.
 pub fn account_subject(aggregate_id: &str) -> String {
-    match aggregate_id.strip_prefix("unknown-") {
-        Some(lookup) => format!("identifier:{lookup}"),
-        None => format!("account:{aggregate_id}"),
+    AccountSubject(aggregate_id).to_string()
+}
+
+/// [`account_subject`] as it is written, for formatting into a buffer of one's own.
+pub struct AccountSubject<'a>(pub &'a str);
+
+impl std::fmt::Display for AccountSubject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.strip_prefix("unknown-") {
+            Some(lookup) => write!(f, "identifier:{lookup}"),
+            None => write!(f, "account:{}", self.0),
+        }
     }
 }
 

@@ -232,14 +232,13 @@ pub struct Windows {
 impl Windows {
     /// Adds a signal of kind `signal` to every filter it belongs to.
     pub fn add(&mut self, signal: &'static str, s: Signal) {
-        let mut filters = vec![Filter::All, Filter::Aggregate(s.aggregate_id.clone())];
-        if let Some(ip) = &s.ip {
-            filters.push(Filter::Ip(ip.clone()));
-        }
-        if let Some(net) = &s.net {
-            filters.push(Filter::Net(net.clone()));
-        }
-        for filter in filters {
+        let filters = [
+            Some(Filter::All),
+            Some(Filter::Aggregate(s.aggregate_id.clone())),
+            s.ip.clone().map(Filter::Ip),
+            s.net.clone().map(Filter::Net),
+        ];
+        for filter in filters.into_iter().flatten() {
             self.logs
                 .entry((signal, filter))
                 .or_default()

@@ -52,7 +52,8 @@ pub(crate) struct Work {
     by_key: HashMap<(&'static str, String), Vec<String>>,
     evidence: Vec<EvidenceRow>,
     evidence_seen: HashSet<(String, String, i64)>,
-    known: HashSet<(String, String, String)>,
+    /// Per account, the `(kind, value)` pairs it is known by (a handful each).
+    known: HashMap<String, Vec<(String, String)>>,
     new_known: Vec<(String, String, String)>,
     marks: HashMap<String, Option<Evidence>>,
     marks_changed: Vec<String>,
@@ -71,6 +72,41 @@ pub(crate) struct Needs {
     pub values: HashSet<String>,
     /// The earliest event time (alerts first seen before what any window reaches cannot collide).
     pub earliest_ms: Option<i64>,
+    /// Where a key is formatted before it is looked up: most events name subjects and accounts
+    /// that earlier events of the batch named already, and are then spared an allocation.
+    scratch: String,
+}
+
+impl Needs {
+    /// Adds the subject `key` formats to.
+    pub(crate) fn subject(&mut self, key: std::fmt::Arguments<'_>) {
+        add_formatted(&mut self.subjects, &mut self.scratch, key);
+    }
+
+    /// Adds an account.
+    pub(crate) fn account(&mut self, id: &str) {
+        if !self.accounts.contains(id) {
+            self.accounts.insert(id.to_string());
+        }
+    }
+
+    /// Adds a device id or IP.
+    pub(crate) fn value(&mut self, value: &str) {
+        if !self.values.contains(value) {
+            self.values.insert(value.to_string());
+        }
+    }
+}
+
+/// Inserts what `key` formats to, allocating only when it is new.
+fn add_formatted(set: &mut HashSet<String>, scratch: &mut String, key: std::fmt::Arguments<'_>) {
+    use std::fmt::Write;
+    scratch.clear();
+    // Writing to a `String` cannot fail.
+    let _ = scratch.write_fmt(key);
+    if !set.contains(scratch.as_str()) {
+        set.insert(scratch.clone());
+    }
 }
 
 impl Work {
@@ -86,7 +122,7 @@ impl Work {
             by_key: HashMap::new(),
             evidence: Vec::new(),
             evidence_seen: HashSet::new(),
-            known: HashSet::new(),
+            known: HashMap::new(),
             new_known: Vec::new(),
             marks: HashMap::new(),
             marks_changed: Vec::new(),
@@ -149,7 +185,9 @@ impl Work {
                 let value: String = row.try_get("value")?;
                 if value.is_empty() || needs.values.contains(&value) {
                     work.known
-                        .insert((row.try_get("account_id")?, row.try_get("kind")?, value));
+                        .entry(row.try_get("account_id")?)
+                        .or_default()
+                        .push((row.try_get("kind")?, value));
                 }
             }
             let sql = format!(
@@ -254,15 +292,21 @@ impl Work {
     /// Whether the account already signed in (`login`), or from this device or IP.
     pub(crate) fn knows(&self, account: &str, kind: &str, value: &str) -> bool {
         self.known
-            .contains(&(account.to_string(), kind.to_string(), value.to_string()))
+            .get(account)
+            .is_some_and(|pairs| pairs.iter().any(|(k, v)| k == kind && v == value))
     }
 
     /// Records that the account signed in from this device or IP (or at all).
     pub(crate) fn remember(&mut self, account: &str, kind: &str, value: &str) {
-        let row = (account.to_string(), kind.to_string(), value.to_string());
-        if self.known.insert(row.clone()) {
-            self.new_known.push(row);
+        if self.knows(account, kind, value) {
+            return;
         }
+        self.known
+            .entry(account.to_string())
+            .or_default()
+            .push((kind.to_string(), value.to_string()));
+        self.new_known
+            .push((account.to_string(), kind.to_string(), value.to_string()));
     }
 
     /// Sets (or with `None`, consumes) the account's recovery mark; returns the one it had.
