@@ -34,7 +34,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
     let Some(e) = crate::account_event(event)? else {
         return Ok(Vec::new());
     };
-    let account_id = event.aggregate_id.clone();
+    let account_id = || event.aggregate_id.clone();
     let at_ms = to_ms(e.at);
     Ok(match &e.fact {
         AccountFact::LoginFailed {
@@ -42,21 +42,27 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
             ..
         } => {
             vec![LockoutChange::Failed {
-                account_id,
+                account_id: account_id(),
                 consecutive: i64::from(*consecutive_failures),
                 at_ms,
             }]
         }
         AccountFact::AccountLocked { until, level, .. } => {
             vec![LockoutChange::Locked {
-                account_id,
+                account_id: account_id(),
                 until_ms: to_ms(until),
                 level: i64::from(*level),
                 at_ms,
             }]
         }
-        AccountFact::LoginSucceeded { .. } => vec![LockoutChange::Succeeded { account_id, at_ms }],
-        AccountFact::AccountUnlocked { .. } => vec![LockoutChange::Unlocked { account_id, at_ms }],
+        AccountFact::LoginSucceeded { .. } => vec![LockoutChange::Succeeded {
+            account_id: account_id(),
+            at_ms,
+        }],
+        AccountFact::AccountUnlocked { .. } => vec![LockoutChange::Unlocked {
+            account_id: account_id(),
+            at_ms,
+        }],
         _ => Vec::new(),
     })
 }

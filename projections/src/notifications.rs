@@ -68,7 +68,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
     let Some(e) = crate::account_event(event)? else {
         return Ok(Vec::new());
     };
-    let account_id = event.aggregate_id.clone();
+    let account_id = &event.aggregate_id;
     let created_ms = to_ms(e.at);
     let enqueue = |topic, target, details, code_id, expires_ms| NotificationChange::Enqueue {
         account_id: account_id.clone(),
@@ -96,7 +96,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             Some(to_ms(expires_at)),
         )],
         AccountFact::ContactVerified { kind, .. } => vec![NotificationChange::ChannelVerified {
-            account_id,
+            account_id: account_id.clone(),
             channel: Channel::for_contact(*kind),
         }],
         AccountFact::ContactChanged { kind, previous, .. } => {

@@ -77,7 +77,8 @@ pub(crate) fn needs(needs: &mut Needs, event: &StoredEvent, e: &AccountEvent) {
 impl Detector<'_> {
     /// Feeds one account fact to the rules.
     pub(crate) fn account_event(&mut self, event: &StoredEvent, e: &AccountEvent) {
-        let me = Evidence {
+        // Made for the facts the rules read only (most events are not among them).
+        let evidence = || Evidence {
             aggregate_id: event.aggregate_id.clone(),
             sequence: event.sequence,
             at_ms: to_ms(e.at),
@@ -86,14 +87,17 @@ impl Detector<'_> {
         match &e.fact {
             AccountFact::LoginFailed { context, .. }
             | AccountFact::LoginRejectedWhileLocked { context, .. } => {
-                self.failure(event, &me, context);
+                self.failure(event, &evidence(), context);
             }
-            AccountFact::LoginSucceeded { context, .. } => self.success(event, &me, context),
+            AccountFact::LoginSucceeded { context, .. } => {
+                self.success(event, &evidence(), context)
+            }
             AccountFact::PasswordReset { .. }
             | AccountFact::AccountUnlocked {
                 reason: UnlockReason::UnlockCode,
                 ..
             } => {
+                let me = evidence();
                 self.work.set_mark(&me.aggregate_id, Some(me.clone()));
             }
             AccountFact::FlowStarted {
@@ -101,6 +105,7 @@ impl Detector<'_> {
                 context,
                 ..
             } => {
+                let me = evidence();
                 let (ip, net) = addresses(context.ip.as_deref());
                 let w = self.signal(FLOW, &me, ip, net, p.recovery_window_s);
                 if self.windows.stats(&w).signals >= p.recovery_flows {
@@ -117,6 +122,7 @@ impl Detector<'_> {
                 }
             }
             AccountFact::CodeExhausted { .. } => {
+                let me = evidence();
                 let w = self.signal(EXHAUSTED, &me, None, None, p.recovery_window_s);
                 if self.windows.stats(&w).signals >= p.code_exhausted {
                     let subject = account_subject(&me.aggregate_id);
@@ -131,6 +137,7 @@ impl Detector<'_> {
                 }
             }
             AccountFact::SecurityKeyCounterRegressed { .. } => {
+                let me = evidence();
                 let subject = account_subject(&me.aggregate_id);
                 self.raise(
                     event,
@@ -142,6 +149,7 @@ impl Detector<'_> {
                 );
             }
             AccountFact::AccountLocked { .. } => {
+                let me = evidence();
                 self.signal(LOCK, &me, None, None, p.lockout_storm_window_s);
                 let w = Window::ending(LOCK, Filter::All, me.at_ms, p.lockout_storm_window_s);
                 if self.windows.stats(&w).aggregates >= p.lockout_storm_accounts {
