@@ -515,7 +515,7 @@ async fn fold_side_by_side(
     while position < until {
         let batch = match ahead.take() {
             Some(batch) => batch,
-            None => store.read_stream(position, source::REBUILD_BATCH).await?,
+            None => read_batch(store, position).await?,
         };
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
@@ -540,7 +540,7 @@ async fn fold_side_by_side(
             // (Freed on another thread, it cost more than it saved.)
             drop(previous);
             if last < until {
-                let next = store.read_stream(last, source::REBUILD_BATCH).await?;
+                let next = read_batch(store, last).await?;
                 // Decoded here, once, while the tasks work: left to them, tasks running side by
                 // side would each decode the same events. A payload that does not decode is
                 // reported by the read model that needs it.
@@ -570,6 +570,26 @@ async fn fold_side_by_side(
         let _ = conn.close().await;
     }
     Ok(())
+}
+
+/// Up to [`source::REBUILD_BATCH`] events after `after`, in queries of
+/// [`source::REBUILD_READ`].
+async fn read_batch(
+    store: &Store,
+    after: StreamPosition,
+) -> std::result::Result<Vec<StoredEvent>, gatehouse_projections::StoreError> {
+    let mut batch = Vec::new();
+    let mut position = after;
+    while batch.len() < source::REBUILD_BATCH as usize {
+        let read = store.read_stream(position, source::REBUILD_READ).await?;
+        let (n, last) = (read.len(), read.last().map(|e| e.position));
+        batch.extend(read);
+        match last {
+            Some(last) if n == source::REBUILD_READ as usize => position = last,
+            _ => break,
+        }
+    }
+    Ok(batch)
 }
 
 /// A connection of its own (PostgreSQL) that resolves names to the shadow tables first and
