@@ -515,7 +515,7 @@ async fn fold_side_by_side(
     while position < until {
         let batch = match ahead.take() {
             Some(batch) => batch,
-            None => read_batch(store, position).await?,
+            None => read_batch(store, position, None).await?,
         };
         let Some(last) = batch.last().map(|e| e.position) else {
             break;
@@ -534,21 +534,15 @@ async fn fold_side_by_side(
             })
             .collect();
         let previous = done.take();
+        // The next batch is read (and the one before freed) while the read models work. (Freed
+        // on another thread, a batch cost more than it saved.)
         let read_next = async {
-            // Freeing ten thousand decoded events (their JSON trees) took a fifth of the fold
-            // where nothing else ran, between batches; here it overlaps the read models' work.
-            // (Freed on another thread, it cost more than it saved.)
-            drop(previous);
             if last < until {
-                let next = read_batch(store, last).await?;
-                // Decoded here, once, while the tasks work: left to them, tasks running side by
-                // side would each decode the same events. A payload that does not decode is
-                // reported by the read model that needs it.
-                for event in &next {
-                    let _ = gatehouse_projections::account_event(event);
-                }
-                Ok::<_, gatehouse_projections::StoreError>(Some(next))
+                Ok::<_, gatehouse_projections::StoreError>(Some(
+                    read_batch(store, last, previous).await?,
+                ))
             } else {
+                drop(previous);
                 Ok(None)
             }
         };
@@ -573,15 +567,30 @@ async fn fold_side_by_side(
 }
 
 /// Up to [`source::REBUILD_BATCH`] events after `after`, in queries of
-/// [`source::REBUILD_READ`].
+/// [`source::REBUILD_READ`], their `Account` payloads decoded. While PostgreSQL answers a query,
+/// this side frees `previous` (the batch before, whose decoded events and JSON trees took a fifth
+/// of the fold when freed between batches, where nothing else ran) or decodes what it has read.
+/// Decoded here, once: tasks running side by side would each decode the same events. A payload
+/// that does not decode is reported by the read model that needs it.
 async fn read_batch(
     store: &Store,
     after: StreamPosition,
+    previous: Option<Arc<Vec<StoredEvent>>>,
 ) -> std::result::Result<Vec<StoredEvent>, gatehouse_projections::StoreError> {
-    let mut batch = Vec::new();
+    let decode = |events: &[StoredEvent]| {
+        for event in events {
+            let _ = gatehouse_projections::account_event(event);
+        }
+    };
+    let mut batch: Vec<StoredEvent> = Vec::new();
+    let mut previous = previous;
     let mut position = after;
     while batch.len() < source::REBUILD_BATCH as usize {
-        let read = store.read_stream(position, source::REBUILD_READ).await?;
+        let (read, ()) = tokio::join!(store.read_stream(position, source::REBUILD_READ), async {
+            drop(previous.take());
+            decode(&batch);
+        });
+        let read = read?;
         let (n, last) = (read.len(), read.last().map(|e| e.position));
         batch.extend(read);
         match last {
@@ -589,6 +598,7 @@ async fn read_batch(
             _ => break,
         }
     }
+    decode(&batch);
     Ok(batch)
 }
 
