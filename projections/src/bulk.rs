@@ -47,6 +47,14 @@ impl BulkLoad {
         })
     }
 
+    /// Closes the connection (politely: PostgreSQL logs a connection that just goes away), once
+    /// no work holds it any more.
+    pub async fn close(self) {
+        if let Ok(conn) = Arc::try_unwrap(self.conn) {
+            let _ = sqlx::Connection::close(conn.into_inner()).await;
+        }
+    }
+
     /// `COPY {table} ({columns}) FROM STDIN` of `cells`, `columns.len()` to a row.
     pub(crate) async fn copy_in(
         &self,

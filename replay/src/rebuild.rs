@@ -563,6 +563,9 @@ async fn fold_side_by_side(
     for conn in conns {
         let _ = conn.close().await;
     }
+    for bulk in bulks {
+        bulk.close().await;
+    }
     Ok(())
 }
 
