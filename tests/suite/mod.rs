@@ -3,6 +3,7 @@ mod support;
 
 mod admin_api;
 mod alerts_rules;
+mod bulk_load;
 mod e2e_accounts;
 mod e2e_controls;
 mod e2e_login;

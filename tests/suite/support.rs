@@ -336,7 +336,6 @@ pub fn assert_error_shape(body: &Value, code: &str) {
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
 }
 
-/// Event types of one aggregate, in order.
 /// Every row of each `(table, order by)` as `table: {json}`, in that order: read models compared
 /// whole (live against rebuilt, one batch against one event per batch).
 pub async fn table_rows(pool: &sqlx::PgPool, tables: &[(&str, &str)]) -> Vec<String> {
@@ -362,6 +361,7 @@ pub const ALERT_TABLES: [(&str, &str); 5] = [
     ("alert_recovery_marks_v1", "account_id"),
 ];
 
+/// Event types of one aggregate, in order.
 pub async fn event_types(pool: &sqlx::PgPool, aggregate_id: &str) -> Vec<String> {
     sqlx::query_scalar("select event_type from events where aggregate_id = $1 order by sequence")
         .bind(aggregate_id)
