@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
 use crate::routes::{
-    accounts, admin, api_keys, contacts, controls, health, login, lost_factor, me, mfa, recovery,
-    review, security_keys, teams, whitelist,
+    accounts, admin, api_keys, contacts, controls, health, login, lost_factor, me, mfa, password,
+    recovery, review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -28,7 +28,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
     paths(
         accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
         me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
-        me::remove_anti_phishing_phrase, me::restrictions, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
+        me::remove_anti_phishing_phrase, me::restrictions, password::change_password, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
         mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
         .route("/v1/me/step-up", post(controls::step_up))
+        .route(
+            "/v1/me/password",
+            axum::routing::put(password::change_password),
+        )
         .route(
             "/v1/me/api-keys",
             get(api_keys::list)

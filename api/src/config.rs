@@ -325,6 +325,14 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub cooldown_after_factor_added_seconds: i64,
+    /// High-risk actions pause this long after the email or the phone is replaced or added, or
+    /// the password is changed while signed in.
+    #[arg(
+        long,
+        env = "GATEHOUSE_COOLDOWN_AFTER_CONTACT_CHANGED_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub cooldown_after_contact_changed_seconds: i64,
     /// High-risk actions pause this long after an API key with the `withdraw` scope is created.
     #[arg(
         long,
@@ -402,6 +410,7 @@ impl ServeArgs {
             // Extend at most every sixth of the idle window: bounded writes, bounded staleness.
             extend_after: idle / 6,
             max_active: self.session_max_active,
+            step_up: chrono::Duration::seconds(self.step_up_seconds),
         })
     }
 
@@ -430,6 +439,7 @@ impl ServeArgs {
             self.high_risk_cooldown_seconds,
             self.recovery_hold_seconds,
             self.cooldown_after_factor_added_seconds,
+            self.cooldown_after_contact_changed_seconds,
             self.cooldown_after_withdraw_key_seconds,
             self.cooldown_after_whitelist_off_seconds,
             self.whitelist_address_cooldown_seconds,
@@ -447,12 +457,14 @@ impl ServeArgs {
             recovery_hold: seconds(self.recovery_hold_seconds),
             after_factor_added: seconds(self.cooldown_after_factor_added_seconds),
             after_withdraw_key: seconds(self.cooldown_after_withdraw_key_seconds),
+            after_contact_changed: seconds(self.cooldown_after_contact_changed_seconds),
             after_whitelist_disabled: seconds(self.cooldown_after_whitelist_off_seconds),
             new_address: seconds(self.whitelist_address_cooldown_seconds),
         })
     }
 
-    /// Step-up window and API key rotation grace from the settings.
+    /// API key rotation grace and team invitation lifetime from the settings (the step-up window
+    /// is part of the session policy the aggregate reads).
     pub fn controls(&self) -> Result<crate::state::ControlSettings, ConfigError> {
         if self.step_up_seconds <= 0
             || self.api_key_rotation_grace_seconds < 0
@@ -463,7 +475,6 @@ impl ServeArgs {
             ));
         }
         Ok(crate::state::ControlSettings {
-            step_up: chrono::Duration::seconds(self.step_up_seconds),
             rotation_grace: chrono::Duration::seconds(self.api_key_rotation_grace_seconds),
             team_invitation: chrono::Duration::seconds(self.team_invitation_seconds),
         })

@@ -26,6 +26,10 @@ pub struct ErrorDetail {
     /// Seconds until the caller may retry (`account_locked`, `rate_limited`, `resend_too_soon`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<i64>,
+    /// What the caller can do instead (`lost_2fa` when a reset needs a second factor the
+    /// person no longer has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<&'static str>,
 }
 
 /// An API failure.
@@ -36,6 +40,7 @@ pub struct ApiError {
     message: String,
     field: Option<&'static str>,
     retry_after: Option<i64>,
+    next_action: Option<&'static str>,
 }
 
 impl ApiError {
@@ -46,6 +51,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            next_action: None,
         }
     }
 
@@ -110,6 +116,12 @@ impl ApiError {
         e
     }
 
+    /// Names what the caller can do instead.
+    pub fn with_next_action(mut self, next_action: &'static str) -> Self {
+        self.next_action = Some(next_action);
+        self
+    }
+
     /// The same error with another status.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
@@ -164,6 +176,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 field: self.field,
                 retry_after: self.retry_after,
+                next_action: self.next_action,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -18,6 +18,7 @@ pub mod factors;
 pub mod hasher;
 pub mod keys;
 pub mod mask;
+pub mod proof;
 pub mod protection;
 pub mod request;
 pub mod routes;

@@ -159,6 +159,14 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The proof a request carries by its session alone (for the proof policy's stepped-up rows).
+pub fn session_proof(auth: &Authenticated) -> gatehouse_domain::Proof {
+    gatehouse_domain::Proof {
+        session_id: Some(auth.session_id()),
+        ..gatehouse_domain::Proof::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

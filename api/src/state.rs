@@ -45,8 +45,6 @@ struct Inner {
 /// Settings of the power-user controls.
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
-    /// How long a session counts as stepped up after proving a second factor.
-    pub step_up: chrono::Duration,
     /// How long a rotated API key's previous secret keeps working.
     pub rotation_grace: chrono::Duration,
     /// How long a team invitation may be accepted.
@@ -56,7 +54,6 @@ pub struct ControlSettings {
 impl Default for ControlSettings {
     fn default() -> Self {
         Self {
-            step_up: chrono::Duration::minutes(15),
             rotation_grace: chrono::Duration::hours(24),
             team_invitation: chrono::Duration::days(7),
         }

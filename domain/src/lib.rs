@@ -28,6 +28,7 @@ pub use account::{
 };
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
-    AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant, KeyCheck, MfaProof,
-    RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
+    KeyCheck, MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
+pub use account::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};

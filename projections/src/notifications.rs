@@ -125,6 +125,27 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::PasswordChanged { context, .. } => vec![enqueue(
+            "password_changed",
+            Target::AllVerified,
+            json!({ "ip": context.ip }),
+            None,
+            None,
+        )],
+        AccountFact::IdentifierClaimAttempted { .. } => vec![enqueue(
+            "identifier_claim_attempted",
+            Target::EmailIfVerified,
+            json!({}),
+            None,
+            None,
+        )],
+        AccountFact::AntiPhishingPhraseRemoved { .. } => vec![enqueue(
+            "anti_phishing_phrase_removed",
+            Target::AllVerified,
+            json!({}),
+            None,
+            None,
+        )],
         AccountFact::AccountLocked { until, .. } => vec![enqueue(
             "account_locked",
             Target::AllVerified,
@@ -153,10 +174,10 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
-        AccountFact::TotpEnrolled { .. } => vec![enqueue(
+        AccountFact::TotpEnrolled { context, .. } => vec![enqueue(
             "second_factor_added",
-            Target::EmailIfVerified,
-            json!({}),
+            Target::AllVerified,
+            json!({ "ip": context.ip }),
             None,
             None,
         )],

@@ -76,6 +76,7 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 SessionEndReason::Revoked { .. } => "revoked",
                 SessionEndReason::Evicted => "evicted",
                 SessionEndReason::PasswordReset => "password_reset",
+                SessionEndReason::PasswordChanged => "password_changed",
                 SessionEndReason::Recovery => "recovery",
             },
         }],

@@ -84,15 +84,42 @@ async fn test_step_up_gates_withdraw_keys_and_expires() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert_error_shape(&body, "second_factor_required");
+    // Any key needs a stepped-up session (issue #17): signing in is not a step-up; without a
+    // factor the password steps up.
+    let read_key = json!({"name": "reader", "scopes": ["read"]});
     let (status, body) = send(
         &server,
         Method::POST,
         "/v1/me/api-keys",
         &token,
-        json!({"name": "reader", "scopes": ["read"]}),
+        read_key.clone(),
     )
     .await;
+    assert_eq!(status, 403, "{body}");
+    assert_error_shape(&body, "step_up_required");
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/v1/me/step-up",
+        &token,
+        json!({"proof": {"password": "not-the-password-x"}}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_error_shape(&body, "invalid_password");
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/v1/me/step-up",
+        &token,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(&server, Method::POST, "/v1/me/api-keys", &token, read_key).await;
     assert_eq!(status, 201, "{body}");
+    // Let that step-up lapse.
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     // Enrolled, but this session signed in before: it must step up first.
     let (secret, _) = enrol(&server, &token).await;
@@ -191,6 +218,15 @@ async fn test_api_keys_rotate_with_a_grace_period_and_the_platform_verifies_them
     let email = "bot.owner@example.com";
     let account_id = server.register(email, PASSWORD).await;
     let token = server.token(email, PASSWORD).await;
+    let (status, body) = send(
+        &server,
+        Method::POST,
+        "/v1/me/step-up",
+        &token,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // Malformed requests are refused in the documented shape.
     for bad in [
@@ -437,7 +473,7 @@ async fn whitelist(w: &World, token: &str, email: &str, address: &str, n: usize)
         Method::POST,
         "/v1/me/withdrawal-addresses",
         token,
-        json!({"asset": "btc", "network": "Bitcoin", "address": address, "label": "cold", "password": PASSWORD}),
+        json!({"asset": "btc", "network": "Bitcoin", "address": address, "label": "cold"}),
     )
     .await;
     assert_eq!(status, 202, "{body}");
@@ -462,7 +498,11 @@ async fn whitelist(w: &World, token: &str, email: &str, address: &str, n: usize)
 
 #[tokio::test]
 async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_withdrawals() {
-    let w = world(&[("GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS", "2")]).await;
+    let w = world(&[
+        ("GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS", "2"),
+        ("GATEHOUSE_STEP_UP_SECONDS", "2"),
+    ])
+    .await;
     let admin = bootstrap_admin(&w.db).await;
     let platform_token = create_staff(&w.server, &admin, "exchange backend", "platform").await;
     let email = "hodler@example.com";
@@ -491,17 +531,41 @@ async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_
     .await;
     assert_eq!(status, 204);
 
-    // The password is required when the session has not stepped up.
+    // A proposal needs a second factor and a stepped-up session (issue #17): the password no
+    // longer suffices, and signing in is not a step-up.
+    let propose_cold =
+        json!({"asset": "BTC", "network": "bitcoin", "address": cold, "password": PASSWORD});
     let (status, body) = send(
         &w.server,
         Method::POST,
         "/v1/me/withdrawal-addresses",
         &token,
-        json!({"asset": "BTC", "network": "bitcoin", "address": cold, "password": "not the password!"}),
+        propose_cold.clone(),
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    assert_error_shape(&body, "invalid_password");
+    assert_error_shape(&body, "second_factor_required");
+    let (_, backup) = enrol(&w.server, &token).await;
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/withdrawal-addresses",
+        &token,
+        propose_cold,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_error_shape(&body, "step_up_required");
+    let step_up_with = |code: &str| json!({"proof": {"method": "backup_code", "code": code}});
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/step-up",
+        &token,
+        step_up_with(&backup[0]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let address_id = whitelist(&w, &token, email, cold, 1).await;
 
     let (_, verdict) = platform(
@@ -550,6 +614,15 @@ async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_
     let (status, body) = send(
         &w.server,
         Method::POST,
+        "/v1/me/step-up",
+        &token,
+        step_up_with(&backup[1]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
         "/v1/me/withdrawal-addresses",
         &token,
         json!({"asset": "BTC", "network": "bitcoin", "address": cold, "password": PASSWORD}),
@@ -561,7 +634,8 @@ async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_
     let scanned = assert_nowhere_in_database(&w.db.pool().await, &[cold.to_string()]).await;
     assert!(scanned.iter().any(|t| t == "events"), "{scanned:?}");
 
-    // Turning the whitelist off needs a second factor and a stepped-up session.
+    // Turning the whitelist off needs a stepped-up session: the last one has lapsed.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, body) = send(
         &w.server,
         Method::PUT,
@@ -571,13 +645,19 @@ async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    assert_error_shape(&body, "second_factor_required");
+    assert_error_shape(&body, "step_up_required");
 
-    // A password reset starts the cooldown: withdrawals and whitelist changes stop.
+    // A password reset starts the cooldown: withdrawals and whitelist changes stop. The account
+    // has a second factor: the reset needs it too.
     let started = w.forgot(email, None).await;
     let mail = w.smtp.wait_for(email, "password reset code", 1).await;
     let (status, body) = w
-        .reset(&flow_id(&started), &mail.code(), NEW_PASSWORD)
+        .server
+        .post(
+            "/v1/password/reset",
+            json!({"flow_id": flow_id(&started), "code": mail.code(), "new_password": NEW_PASSWORD,
+                   "proof": {"method": "backup_code", "code": backup[2]}}),
+        )
         .await;
     assert_eq!(status, 204, "{body}");
     let (_, verdict) = platform(
@@ -589,7 +669,17 @@ async fn test_whitelisted_addresses_wait_their_cooldown_and_the_platform_checks_
     .await;
     assert_eq!(verdict["allowed"], false);
     assert_eq!(verdict["reason"], "high_risk_cooldown", "{verdict}");
-    let token = w.server.token(email, NEW_PASSWORD).await;
+    let (status, challenge) = w.server.login(email, NEW_PASSWORD).await;
+    assert_eq!(status, 200, "{challenge}");
+    let (status, session) = w
+        .server
+        .post(
+            "/v1/login/mfa",
+            json!({"challenge_id": challenge["challenge_id"], "method": "backup_code", "code": backup[3]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let token = session["session_token"].as_str().unwrap().to_string();
     let (status, body) = send(
         &w.server,
         Method::POST,

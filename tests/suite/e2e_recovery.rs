@@ -137,11 +137,21 @@ async fn test_forgot_password_by_email_resets_revokes_and_notifies_with_the_phra
     assert_eq!(status, 200);
     assert_eq!(me["email_verified"], true);
     assert_eq!(me["phone_verified"], false);
+    // The session alone does not change the phrase (issue #17): the password, or a step-up.
     let (status, body) = w
         .put_authed(
             "/v1/me/anti-phishing-phrase",
             &token,
             json!({"phrase": "violet otter parade"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_error_shape(&body, "invalid_password");
+    let (status, body) = w
+        .put_authed(
+            "/v1/me/anti-phishing-phrase",
+            &token,
+            json!({"phrase": "violet otter parade", "proof": {"password": PASSWORD}}),
         )
         .await;
     assert_eq!(status, 204, "{body}");
@@ -676,6 +686,8 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
         .await;
     assert_eq!(status, 403, "{body}");
     assert_error_shape(&body, "invalid_password");
+    // Another account's address gets the same answer as a free one (issue #17, finding 6):
+    // nothing is claimed, no code is sent, and its holder is told.
     let (status, body) = w
         .put_authed(
             "/v1/me/email",
@@ -683,8 +695,15 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
             change("taken.address@example.com", PASSWORD),
         )
         .await;
-    assert_eq!(status, 409, "{body}");
-    assert_error_shape(&body, "identifier_unavailable");
+    assert_eq!(status, 202, "{body}");
+    assert!(body["verification_flow_id"].is_string(), "{body}");
+    w.smtp
+        .wait_for(
+            "taken.address@example.com",
+            "Someone tried to use your address",
+            1,
+        )
+        .await;
     let (status, body) = w
         .put_authed("/v1/me/email", &token, change(new, PASSWORD))
         .await;

@@ -102,16 +102,29 @@ pub(super) async fn enrol(server: &Server, token: &str) -> (Vec<u8>, Vec<String>
         reqwest::Method::POST,
         "/v1/me/totp/confirm",
         token,
-        json!({"code": wrong}),
+        json!({"code": wrong, "proof": {"password": PASSWORD}}),
     )
     .await;
     assert_eq!(status, 422, "{body}");
+    // The session alone does not add a factor (issue #17, finding 1): the password is needed.
+    for proof in [json!(null), json!({"password": "not-the-password-x"})] {
+        let (status, body) = send(
+            server,
+            reqwest::Method::POST,
+            "/v1/me/totp/confirm",
+            token,
+            json!({"code": totp_at_step(&secret, now_step()), "proof": proof}),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert_error_shape(&body, "invalid_password");
+    }
     let (status, body) = send(
         server,
         reqwest::Method::POST,
         "/v1/me/totp/confirm",
         token,
-        json!({"code": totp_at_step(&secret, now_step())}),
+        json!({"code": totp_at_step(&secret, now_step()), "proof": {"password": PASSWORD}}),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -39,6 +39,28 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     let team_id = team["team_id"].as_str().unwrap().to_string();
     let base = format!("/v1/teams/{team_id}");
 
+    // Inviting needs a stepped-up session (issue #17); without a factor the password steps up.
+    let invite_bob = json!({"email": "Bob@Example.com", "role": "trader"});
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        &format!("{base}/invitations"),
+        &alice,
+        invite_bob,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "step_up_required", "{body}");
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/step-up",
+        &alice,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
     // Alice invites Bob's email as a trader; only Bob's account (email verified) can accept.
     let (status, invitation) = send(
         &w.server,
@@ -184,6 +206,15 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     assert_eq!(perms["permissions"], json!([]));
 
     // Invitations expire.
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/step-up",
+        &bob,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let (_, invitation) = send(
         &w.server,
         Method::POST,

@@ -92,10 +92,27 @@ fn words(topic: &Topic<'_>) -> (String, String) {
             "password_reset" => (
                 "Your password was changed".into(),
                 format!(
-                    "Your password was reset (request from {}). Every session was signed out, and \
-                     withdrawals and other high-risk changes are paused for a while.",
+                    "Your password was reset (request from {}). Every session was signed out, \
+                     every API key was revoked (see GET /v1/me/api-keys), and withdrawals and \
+                     other high-risk changes are paused for a while.",
                     detail(details, "ip")
                 ),
+            ),
+            "password_changed" => (
+                "Your password was changed".into(),
+                format!(
+                    "Your password was changed from a signed-in session (request from {}). Every \
+                     other session was signed out, and high-risk changes are paused for a while. \
+                     If you did not do this, reset your password at once with \
+                     POST /v1/password/forgot and contact support.",
+                    detail(details, "ip")
+                ),
+            ),
+            "identifier_claim_attempted" => (
+                "Someone tried to use your address".into(),
+                "Another account tried to change its contact to this address, which belongs to \
+                 your account. Nothing changed. If you do not know why, no action is needed."
+                    .into(),
             ),
             "account_locked" => (
                 "Your account was locked".into(),
@@ -126,14 +143,19 @@ fn words(topic: &Topic<'_>) -> (String, String) {
             "contact_changed" => (
                 "Your contact details were changed".into(),
                 "This address was replaced on your account and will no longer receive our \
-                 messages. If you did not do this, reset your password at once."
+                 messages once the new one is verified. High-risk changes are paused for a while. \
+                 If you did not do this, reset your password at once with \
+                 POST /v1/password/forgot (the code comes to this address) and contact support."
                     .into(),
             ),
             "second_factor_added" => (
-                "Two-step sign-in is on".into(),
-                "An authenticator app was added to your account; sign-ins now ask for its code. \
-                 Keep your backup codes somewhere safe."
-                    .into(),
+                "An authenticator app was added".into(),
+                format!(
+                    "An authenticator app was added to your account (request from {}); sign-ins \
+                     may now use its code. Keep your backup codes somewhere safe. If you did not do \
+                     this, reset your password at once.",
+                    detail(details, "ip")
+                ),
             ),
             "second_factor_removed" => (
                 "Two-step sign-in was turned off".into(),
@@ -210,6 +232,12 @@ fn words(topic: &Topic<'_>) -> (String, String) {
             "anti_phishing_phrase_set" => (
                 "Your anti-phishing phrase was changed".into(),
                 "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),
+            ),
+            "anti_phishing_phrase_removed" => (
+                "Your anti-phishing phrase was removed".into(),
+                "Your anti-phishing phrase was removed: our emails no longer start with it. If you \
+                 did not do this, reset your password at once."
+                    .into(),
             ),
             other => (
                 "Security notice".into(),

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::controls::require_step_up;
 use super::{execute_error, metadata, store_error, ApiJson};
 use crate::api_keys;
 use crate::error::ApiError;
 use crate::keys::random_bytes;
+use crate::request::session_proof;
 use crate::request::{Authenticated, Caller};
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
@@ -202,7 +202,7 @@ pub async fn list(
         (status = 201, body = IssuedKey),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`withdraw` scope: `second_factor_required`, `step_up_required`, `high_risk_cooldown`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`step_up_required` (every scope: `POST /v1/me/step-up` first); `withdraw` scope also: `second_factor_required`, `high_risk_cooldown`"),
         (status = 409, body = crate::error::ErrorBody, description = "`too_many_api_keys`"),
     ))]
 pub async fn create(
@@ -222,10 +222,6 @@ pub async fn create(
     if req.expires_at.is_some_and(|e| e <= auth.now) {
         return Err(ApiError::bad_request("expires_at is in the past").with_field("expires_at"));
     }
-    if scopes.contains(&ApiScope::Withdraw) {
-        // The cooldown is the aggregate's rule (it refuses with `high_risk_cooldown`).
-        require_step_up(&state, &auth)?;
-    }
     let id = auth.account_id();
     let key_id = new_key_id()?;
     let issued =
@@ -244,6 +240,7 @@ pub async fn create(
                     expires_at: req.expires_at,
                     verifier: issued.verifier.clone(),
                 },
+                proof: session_proof(&auth),
                 at: auth.now,
                 context: context.clone(),
             },
@@ -269,7 +266,7 @@ pub async fn create(
     responses(
         (status = 200, body = IssuedKey),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`withdraw` scope: `step_up_required`, `high_risk_cooldown`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`step_up_required` (every scope); `withdraw` scope also: `second_factor_required`, `high_risk_cooldown`"),
         (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn rotate(
@@ -278,13 +275,10 @@ pub async fn rotate(
     auth: Authenticated,
     Path(key_id): Path<Uuid>,
 ) -> Result<Json<IssuedKey>, ApiError> {
-    let key = auth
-        .account
-        .api_keys()
-        .get(&key_id)
-        .ok_or_else(|| ApiError::not_found("no such API key (or revoked, or expired)"))?;
-    if key.scopes.contains(&ApiScope::Withdraw) {
-        require_step_up(&state, &auth)?;
+    if !auth.account.api_keys().contains_key(&key_id) {
+        return Err(ApiError::not_found(
+            "no such API key (or revoked, or expired)",
+        ));
     }
     let id = auth.account_id();
     let issued =
@@ -299,6 +293,7 @@ pub async fn rotate(
                 key_id,
                 verifier: issued.verifier.clone(),
                 grace,
+                proof: session_proof(&auth),
                 at: auth.now,
                 context: context.clone(),
             },

@@ -1,11 +1,15 @@
-//! `PUT /v1/me/email` and `PUT /v1/me/phone`: replace (or add) a contact. The current password
-//! confirms the owner; the new contact is claimed at once (nobody else can take it meanwhile),
-//! starts unverified with a code on its way, and the old address is told of the change.
+//! `PUT /v1/me/email` and `PUT /v1/me/phone`: replace (or add) a contact. The proof policy's
+//! `change_contact` row confirms the owner (the password and, when enrolled, a current factor);
+//! the new contact is claimed at once (nobody else can take it meanwhile), starts unverified with
+//! a code on its way, the old address is told of the change, and high-risk actions pause.
+//!
+//! The answer never tells whether the address is someone else's: a taken address gets the same
+//! 202 and a verification flow whose code is never sent, nothing is claimed, and the holder is
+//! told (at most once a day).
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use gatehouse_domain::contact::{Contact, ContactKind};
-use gatehouse_domain::password::normalize;
 use gatehouse_domain::{AccountCommand, ChangeContact};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,6 +18,7 @@ use super::{execute_error, metadata, store_error, ApiJson};
 use crate::codes;
 use crate::directory::{self, Claim};
 use crate::error::ApiError;
+use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 
@@ -23,8 +28,11 @@ use crate::state::AppState;
 pub struct ChangeEmailRequest {
     /// The new address.
     pub email: String,
-    /// The current password.
-    pub password: String,
+    /// The password and, when a factor is enrolled, a current one.
+    pub proof: Option<ProofInput>,
+    /// Deprecated: use `proof.password`.
+    #[schema(deprecated)]
+    pub password: Option<String>,
 }
 
 /// A new phone number.
@@ -33,8 +41,21 @@ pub struct ChangeEmailRequest {
 pub struct ChangePhoneRequest {
     /// The new number, international format.
     pub phone: String,
-    /// The current password.
-    pub password: String,
+    /// The password and, when a factor is enrolled, a current one.
+    pub proof: Option<ProofInput>,
+    /// Deprecated: use `proof.password`.
+    #[schema(deprecated)]
+    pub password: Option<String>,
+}
+
+fn proof_input(proof: Option<ProofInput>, password: Option<String>) -> ProofInput {
+    ProofInput::or_flat(
+        proof,
+        ProofInput {
+            password,
+            ..ProofInput::default()
+        },
+    )
 }
 
 /// The verification flow of the new contact.
@@ -48,12 +69,13 @@ pub struct ContactChangeResponse {
 #[utoipa::path(put, path = "/v1/me/email", tag = "accounts", security(("bearer" = [])),
     request_body = ChangeEmailRequest,
     responses(
-        (status = 202, body = ContactChangeResponse, description = "Changed; a code was sent to the new address, and the old one was told"),
+        (status = 202, body = ContactChangeResponse, description = "Changed; a code was sent to the new address, and the old one was told. Also the answer when the address belongs to another account: then nothing changes, no code is sent, and that account's owner is told"),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`"),
-        (status = 409, body = crate::error::ErrorBody, description = "`identifier_unavailable`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_email`, `contact_unchanged`"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn change_email(
     State(state): State<AppState>,
@@ -63,19 +85,27 @@ pub async fn change_email(
 ) -> Result<(StatusCode, Json<ContactChangeResponse>), ApiError> {
     let contact = Contact::email(&req.email)
         .map_err(|e| ApiError::validation("invalid_email", e.to_string()).with_field("email"))?;
-    change(&state, &caller, &auth, contact, &req.password).await
+    change(
+        &state,
+        &caller,
+        &auth,
+        contact,
+        proof_input(req.proof, req.password),
+    )
+    .await
 }
 
 /// Replaces (or adds) the account's phone.
 #[utoipa::path(put, path = "/v1/me/phone", tag = "accounts", security(("bearer" = [])),
     request_body = ChangePhoneRequest,
     responses(
-        (status = 202, body = ContactChangeResponse, description = "Changed; a code was sent to the new number"),
+        (status = 202, body = ContactChangeResponse, description = "Changed; a code was sent to the new number. Also the answer when the number belongs to another account: then nothing changes and no code is sent"),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`"),
-        (status = 409, body = crate::error::ErrorBody, description = "`identifier_unavailable`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_phone`, `contact_unchanged`"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn change_phone(
     State(state): State<AppState>,
@@ -85,7 +115,14 @@ pub async fn change_phone(
 ) -> Result<(StatusCode, Json<ContactChangeResponse>), ApiError> {
     let contact = Contact::phone(&req.phone)
         .map_err(|e| ApiError::validation("invalid_phone", e.to_string()).with_field("phone"))?;
-    change(&state, &caller, &auth, contact, &req.password).await
+    change(
+        &state,
+        &caller,
+        &auth,
+        contact,
+        proof_input(req.proof, req.password),
+    )
+    .await
 }
 
 async fn change(
@@ -93,7 +130,7 @@ async fn change(
     caller: &Caller,
     auth: &Authenticated,
     contact: Contact,
-    password: &str,
+    input: ProofInput,
 ) -> Result<(StatusCode, Json<ContactChangeResponse>), ApiError> {
     let id = auth.account_id();
     if let Some(ip) = caller.ip {
@@ -102,9 +139,15 @@ async fn change(
             .throttle()
             .admit(ip, &format!("contact-change:{id}"))?;
     }
-    if password.len() > state.password_policy().max_bytes() {
-        return Err(ApiError::bad_request("password is too long").with_field("password"));
-    }
+    let proof = crate::proof::resolve(
+        state,
+        &id,
+        &auth.account,
+        &input,
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let kind = contact.kind();
     let lookup = state.keys().lookup(contact.as_str());
     let current = match kind {
@@ -118,7 +161,7 @@ async fn change(
         ));
     }
     let now = auth.now;
-    match directory::claim_identifier(
+    let holder = match directory::claim_identifier(
         state.store(),
         &id,
         &lookup,
@@ -128,16 +171,22 @@ async fn change(
     .await
     .map_err(store_error)?
     {
-        Claim::Claimed => {}
-        Claim::Taken { .. } => {
-            return Err(ApiError::other(
-                StatusCode::CONFLICT,
-                "identifier_unavailable",
-                "that contact cannot be used; choose another",
-            ))
-        }
+        Claim::Claimed => None,
+        Claim::Taken { holder, .. } => Some(holder),
+    };
+    if let Some(holder) = holder {
+        // Someone else's address: the same proof is checked and the same answer given, with a
+        // flow whose code is never sent; nothing is claimed, and the holder hears of it.
+        let token = execute_change(state, caller, auth, &contact, proof, true).await?;
+        tell_holder(state, caller, &holder, now).await;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(ContactChangeResponse {
+                verification_flow_id: token,
+            }),
+        ));
     }
-    let result = execute_change(state, caller, auth, &contact, password).await;
+    let result = execute_change(state, caller, auth, &contact, proof, false).await;
     match result {
         Ok(flow_token) => {
             if let Some(old) = current {
@@ -162,12 +211,40 @@ async fn change(
     }
 }
 
+/// Tells the holder of a taken identifier that another account tried to use it (the aggregate
+/// keeps this to once a day). A failure is logged, never shown: the requester's answer must not
+/// depend on it.
+async fn tell_holder(
+    state: &AppState,
+    caller: &Caller,
+    holder: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let context = caller.context(None);
+    let told = state
+        .accounts()
+        .execute(
+            holder,
+            || AccountCommand::RecordIdentifierClaimAttempt {
+                at: now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await;
+    match told {
+        Ok(_) => state.runner().nudge(),
+        Err(e) => tracing::warn!(error = ?e, "could not record a claim attempt on its holder"),
+    }
+}
+
 async fn execute_change(
     state: &AppState,
     caller: &Caller,
     auth: &Authenticated,
     contact: &Contact,
-    password: &str,
+    proof: gatehouse_domain::Proof,
+    unavailable: bool,
 ) -> Result<String, ApiError> {
     let id = auth.account_id();
     let wrapped = directory::wrapped_key(state.store(), &id)
@@ -179,22 +256,30 @@ async fn execute_change(
         .unwrap_data_key(&id, &wrapped)
         .and_then(|key| key.seal(state.keys(), &id, contact))
         .map_err(ApiError::internal)?;
-    let grant = codes::draw_flow_for_delivery(
-        state.store(),
-        state.keys(),
-        auth.now + state.accounts().services().codes.ttl,
-    )
-    .await?;
+    let grant = if unavailable {
+        // Drawn but never kept for delivery: nobody can learn this code.
+        codes::draw_flow(state.keys())
+            .map_err(ApiError::internal)?
+            .0
+    } else {
+        codes::draw_flow_for_delivery(
+            state.store(),
+            state.keys(),
+            auth.now + state.accounts().services().codes.ttl,
+        )
+        .await?
+    };
     let flow_id = grant.flow_id;
     let command = ChangeContact {
         kind: contact.kind(),
         contact: sealed,
-        password: normalize(password),
+        proof,
+        unavailable,
         grant,
         at: auth.now,
         context: caller.context(None),
     };
-    state
+    let executed = state
         .accounts()
         .execute(
             &id,
@@ -204,6 +289,7 @@ async fn execute_change(
         .await
         .map_err(execute_error)?;
     state.runner().nudge();
+    crate::proof::refusal(&executed.events, auth.now)?;
     state
         .keys()
         .flow_token(&id, flow_id)

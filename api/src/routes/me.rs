@@ -16,6 +16,7 @@ use crate::delivery::worker::PHRASE_LABEL;
 use crate::directory;
 use crate::error::ApiError;
 use crate::mask;
+use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 
@@ -342,13 +343,31 @@ pub async fn me(
 pub struct PhraseRequest {
     /// 4 to 64 characters, no control characters.
     pub phrase: String,
+    /// The password; not needed when the session is stepped up.
+    pub proof: Option<ProofInput>,
+}
+
+/// Removes the phrase.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemovePhraseRequest {
+    /// The password; not needed when the session is stepped up (then the body may be empty).
+    pub proof: Option<ProofInput>,
 }
 
 /// Sets or changes the anti-phishing phrase: every email to this account starts with it, so a
-/// message without it is not from the platform.
+/// message without it is not from the platform. Needs the password or a stepped-up session: a
+/// thief who knows the phrase can phish with it.
 #[utoipa::path(put, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
     request_body = PhraseRequest,
-    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 204),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password` (counts toward the lockout)"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_phrase`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`"),
+    ))]
 pub async fn set_anti_phishing_phrase(
     State(state): State<AppState>,
     caller: Caller,
@@ -374,18 +393,34 @@ pub async fn set_anti_phishing_phrase(
         .unwrap_data_key(&id, &wrapped)
         .and_then(|key| key.seal_text(&id, PHRASE_LABEL, phrase))
         .map_err(ApiError::internal)?;
-    change_phrase(&state, &caller, &auth, Some(sealed)).await
+    change_phrase(
+        &state,
+        &caller,
+        &auth,
+        Some(sealed),
+        req.proof.unwrap_or_default(),
+    )
+    .await
 }
 
-/// Removes the anti-phishing phrase.
+/// Removes the anti-phishing phrase (the password in `proof`, or a stepped-up session).
 #[utoipa::path(delete, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+    request_body(content = RemovePhraseRequest, description = "Optional: empty when the session is stepped up"),
+    responses(
+        (status = 204),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password` (counts toward the lockout)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`"),
+    ))]
 pub async fn remove_anti_phishing_phrase(
     State(state): State<AppState>,
     caller: Caller,
     auth: Authenticated,
+    body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
-    change_phrase(&state, &caller, &auth, None).await
+    let req: RemovePhraseRequest = crate::proof::optional_body(&body)?;
+    change_phrase(&state, &caller, &auth, None, req.proof.unwrap_or_default()).await
 }
 
 async fn change_phrase(
@@ -393,14 +428,26 @@ async fn change_phrase(
     caller: &Caller,
     auth: &Authenticated,
     sealed_phrase: Option<String>,
+    input: ProofInput,
 ) -> Result<StatusCode, ApiError> {
+    let id = auth.account_id();
+    let proof = crate::proof::resolve(
+        state,
+        &id,
+        &auth.account,
+        &input,
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let context = caller.context(None);
-    state
+    let executed = state
         .accounts()
         .execute(
-            &auth.account_id(),
+            &id,
             || AccountCommand::SetAntiPhishingPhrase {
                 sealed_phrase: sealed_phrase.clone(),
+                proof: proof.clone(),
                 at: auth.now,
                 context: context.clone(),
             },
@@ -409,6 +456,7 @@ async fn change_phrase(
         .await
         .map_err(execute_error)?;
     state.runner().nudge();
+    crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -442,7 +490,10 @@ pub async fn restrictions(
     let until = auth.account.high_risk_until(auth.now);
     let step_up_valid_until = auth
         .account
-        .stepped_up_until(auth.session_id(), state.controls().step_up)
+        .stepped_up_until(
+            auth.session_id(),
+            state.accounts().services().sessions.step_up,
+        )
         .filter(|u| auth.now < *u);
     Json(RestrictionsView {
         high_risk_blocked_until: until,

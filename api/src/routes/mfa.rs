@@ -4,7 +4,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
-use gatehouse_domain::password::normalize;
 use gatehouse_domain::{AccountCommand, AccountFact, CompleteMfa, MfaProof};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -16,6 +15,7 @@ use crate::directory;
 use crate::error::ApiError;
 use crate::factors;
 use crate::keys::DataKey;
+use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::tokens;
@@ -32,18 +32,22 @@ pub struct TotpEnrolment {
     pub qr_svg: String,
 }
 
-/// A code from the authenticator app.
+/// A code from the authenticator app, with the proof that adding a factor needs.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
-    /// Six digits.
+    /// Six digits from the app being enrolled.
     pub code: String,
+    /// The password and, when a factor is already enrolled, a current one (not the app being
+    /// enrolled): a stolen session alone cannot add a factor.
+    pub proof: Option<ProofInput>,
 }
 
 /// Backup codes, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackupCodes {
-    /// Ten single-use codes; only their keyed hashes are kept.
+    /// Ten single-use codes; only their keyed hashes are kept. Empty when TOTP joins a factor
+    /// that already came with codes: those are kept (`POST /v1/me/backup-codes` replaces them).
     pub backup_codes: Vec<String>,
 }
 
@@ -57,7 +61,7 @@ pub struct BackupCodesLeft {
 }
 
 /// A second factor, for sign-in or to confirm a sensitive change.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// A code from the authenticator app.
@@ -106,59 +110,50 @@ impl MfaRequest {
     }
 }
 
-/// Removes the second factors.
+/// A proof, in the `proof` object or (deprecated) as flat fields of the same names.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RemoveFactorRequest {
-    /// The password.
-    pub password: String,
-    /// `totp`, `backup_code` or `security_key`.
-    pub method: Method,
-    /// A current code (`totp`, `backup_code`).
+pub struct ProofRequest {
+    /// The password and a current second factor.
+    pub proof: Option<ProofInput>,
+    /// Deprecated: use `proof.password`.
+    #[schema(deprecated)]
+    pub password: Option<String>,
+    /// Deprecated: use `proof.method`.
+    #[schema(deprecated)]
+    pub method: Option<Method>,
+    /// Deprecated: use `proof.code`.
+    #[schema(deprecated)]
     pub code: Option<String>,
-    /// From `POST /v1/me/security-keys/challenge` (`security_key`).
+    /// Deprecated: use `proof.ceremony_id`.
+    #[schema(deprecated)]
     pub ceremony_id: Option<String>,
-    /// The key's `PublicKeyCredential` (`security_key`).
-    #[schema(value_type = Option<Object>)]
+    /// Deprecated: use `proof.assertion`.
+    #[schema(deprecated, value_type = Option<Object>)]
     pub assertion: Option<serde_json::Value>,
 }
 
-impl RemoveFactorRequest {
-    pub(crate) fn answer(&self) -> FactorAnswer<'_> {
-        FactorAnswer {
-            method: &self.method,
-            code: self.code.as_deref(),
-            ceremony_id: self.ceremony_id.as_deref(),
-            assertion: self.assertion.as_ref(),
-        }
+impl ProofRequest {
+    /// The proof presented, from either form.
+    pub fn input(self) -> ProofInput {
+        ProofInput::or_flat(
+            self.proof,
+            ProofInput {
+                password: self.password,
+                method: self.method,
+                code: self.code,
+                ceremony_id: self.ceremony_id,
+                assertion: self.assertion,
+            },
+        )
     }
 }
 
-/// Regenerates backup codes.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegenerateRequest {
-    /// `totp`, `backup_code` or `security_key`.
-    pub method: Method,
-    /// A current code (`totp`, `backup_code`).
-    pub code: Option<String>,
-    /// From `POST /v1/me/security-keys/challenge` (`security_key`).
-    pub ceremony_id: Option<String>,
-    /// The key's `PublicKeyCredential` (`security_key`).
-    #[schema(value_type = Option<Object>)]
-    pub assertion: Option<serde_json::Value>,
-}
+/// Removes the second factors (the password and a current factor).
+pub type RemoveFactorRequest = ProofRequest;
 
-impl RegenerateRequest {
-    fn answer(&self) -> FactorAnswer<'_> {
-        FactorAnswer {
-            method: &self.method,
-            code: self.code.as_deref(),
-            ceremony_id: self.ceremony_id.as_deref(),
-            assertion: self.assertion.as_ref(),
-        }
-    }
-}
+/// Regenerates backup codes (the password and a current factor).
+pub type RegenerateRequest = ProofRequest;
 
 pub(crate) async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
     let wrapped = directory::wrapped_key(state.store(), account_id)
@@ -327,10 +322,13 @@ pub async fn start_totp(
 #[utoipa::path(post, path = "/v1/me/totp/confirm", tag = "second factors", security(("bearer" = [])),
     request_body = TotpCode,
     responses(
-        (status = 200, body = BackupCodes),
+        (status = 200, body = BackupCodes, description = "Enrolled; a factor-added cooldown starts and every verified channel is told"),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody, description = "`already_enrolled`, `no_pending_enrolment`"),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_second_factor`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`already_enrolled`, `no_pending_enrolment`, `ceremony_unknown`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_second_factor` (the code of the app being enrolled)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn confirm_totp(
     State(state): State<AppState>,
@@ -350,16 +348,26 @@ pub async fn confirm_totp(
     let secret =
         factors::open_secret(&key, &id, &pending.sealed_secret).map_err(ApiError::internal)?;
     let matched_step = factors::matched_step(&secret, &req.code, unix_seconds(auth.now));
+    let proof = crate::proof::resolve(
+        &state,
+        &id,
+        &auth.account,
+        &req.proof.unwrap_or_default(),
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let (codes, verifiers) =
         factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
     let context = caller.context(None);
-    state
+    let executed = state
         .accounts()
         .execute(
             &id,
             || AccountCommand::ConfirmTotpEnrolment {
                 matched_step,
                 backup_verifiers: verifiers.clone(),
+                proof: proof.clone(),
                 at: auth.now,
                 context: context.clone(),
             },
@@ -368,8 +376,15 @@ pub async fn confirm_totp(
         .await
         .map_err(mfa_error)?;
     state.runner().nudge();
+    crate::proof::refusal(&executed.events, auth.now)?;
+    // Codes are shown only when the aggregate made them (the first factor); otherwise the
+    // owner's existing set stands.
+    let made = executed
+        .events
+        .iter()
+        .any(|e| matches!(e.payload.fact, AccountFact::BackupCodesGenerated { .. }));
     Ok(Json(BackupCodes {
-        backup_codes: codes,
+        backup_codes: if made { codes } else { Vec::new() },
     }))
 }
 
@@ -383,14 +398,17 @@ pub async fn backup_codes_left(auth: Authenticated) -> Json<BackupCodesLeft> {
     })
 }
 
-/// Replaces the backup codes (a current factor required); the old set stops working.
+/// Replaces the backup codes (the password and a current factor required); the old set stops
+/// working.
 #[utoipa::path(post, path = "/v1/me/backup-codes", tag = "second factors", security(("bearer" = [])),
     request_body = RegenerateRequest,
     responses(
         (status = 200, body = BackupCodes),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_second_factor`"),
-        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`, `ceremony_unknown`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`"),
     ))]
 pub async fn regenerate_backup_codes(
     State(state): State<AppState>,
@@ -399,7 +417,15 @@ pub async fn regenerate_backup_codes(
     ApiJson(req): ApiJson<RegenerateRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
     let id = auth.account_id();
-    let proof = proof(&state, &id, &auth.account, &req.answer(), auth.now).await?;
+    let proof = crate::proof::resolve(
+        &state,
+        &id,
+        &auth.account,
+        &req.input(),
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let (codes, verifiers) =
         factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
     let context = caller.context(None);
@@ -418,7 +444,7 @@ pub async fn regenerate_backup_codes(
         .await
         .map_err(mfa_error)?;
     state.runner().nudge();
-    refuse_failed_factor(&executed.events, auth.now)?;
+    crate::proof::refusal(&executed.events, auth.now)?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
     }))
@@ -430,9 +456,11 @@ pub async fn regenerate_backup_codes(
     request_body = RemoveFactorRequest,
     responses(
         (status = 204),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor`, `high_risk_cooldown` (with `retry_after`)"),
-        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`, `high_risk_cooldown` (with `retry_after`)"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_second_factor`, `ceremony_unknown`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn remove_totp(
     State(state): State<AppState>,
@@ -446,18 +474,21 @@ pub async fn remove_totp(
             .throttle()
             .admit(ip, &format!("factor-removal:{id}"))?;
     }
-    if req.password.len() > state.password_policy().max_bytes() {
-        return Err(ApiError::bad_request("password is too long").with_field("password"));
-    }
-    let proof = proof(&state, &id, &auth.account, &req.answer(), auth.now).await?;
-    let password = normalize(&req.password);
+    let proof = crate::proof::resolve(
+        &state,
+        &id,
+        &auth.account,
+        &req.input(),
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let context = caller.context(None);
     let executed = state
         .accounts()
         .execute(
             &id,
             || AccountCommand::RemoveSecondFactor {
-                password: password.clone(),
                 proof: proof.clone(),
                 at: auth.now,
                 context: context.clone(),
@@ -467,7 +498,7 @@ pub async fn remove_totp(
         .await
         .map_err(mfa_error)?;
     state.runner().nudge();
-    refuse_failed_factor(&executed.events, auth.now)?;
+    crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -543,29 +574,7 @@ pub async fn complete_mfa(
     }
 }
 
-/// A recorded wrong factor (possibly with a lock) becomes the refusal.
-pub(crate) fn refuse_failed_factor(
-    events: &[cqrs_es::EventEnvelope<gatehouse_domain::Account>],
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let mut failed = false;
-    for envelope in events {
-        match &envelope.payload.fact {
-            AccountFact::AccountLocked { until, .. } => {
-                return Err(ApiError::locked(seconds_until(*until, now)))
-            }
-            AccountFact::SecondFactorFailed { .. } => failed = true,
-            _ => {}
-        }
-    }
-    if failed {
-        Err(invalid_second_factor(StatusCode::FORBIDDEN))
-    } else {
-        Ok(())
-    }
-}
-
-fn invalid_second_factor(status: StatusCode) -> ApiError {
+pub(crate) fn invalid_second_factor(status: StatusCode) -> ApiError {
     ApiError::other(
         status,
         "invalid_second_factor",

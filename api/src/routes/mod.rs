@@ -9,6 +9,7 @@ pub mod login;
 pub mod lost_factor;
 pub mod me;
 pub mod mfa;
+pub mod password;
 pub mod recovery;
 pub mod review;
 pub mod security_keys;
@@ -127,12 +128,13 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             "this flow cannot switch to that channel",
         )
         .with_field("channel"),
-        ExecuteError::Refused(AccountError::WrongPassword) => ApiError::other(
+        ExecuteError::Refused(AccountError::WrongPassword) => crate::proof::invalid_password(),
+        ExecuteError::Refused(AccountError::SecondFactorRequired) => second_factor_required(),
+        ExecuteError::Refused(AccountError::StepUpRequired) => ApiError::other(
             axum::http::StatusCode::FORBIDDEN,
-            "invalid_password",
-            "the password is incorrect",
-        )
-        .with_field("password"),
+            "step_up_required",
+            "prove a second factor again first (POST /v1/me/step-up; the password when no factor is enrolled)",
+        ),
         ExecuteError::Refused(AccountError::ContactUnchanged) => {
             ApiError::validation("contact_unchanged", "that is already the account's contact")
         }
@@ -205,6 +207,16 @@ pub fn high_risk_cooldown(until: chrono::DateTime<chrono::Utc>) -> ApiError {
         (until - chrono::Utc::now()).num_seconds() + 1,
     )
     .with_status(axum::http::StatusCode::FORBIDDEN)
+}
+
+/// 403: the action needs a current second factor (in `proof`), or an enrolled one.
+pub fn second_factor_required() -> ApiError {
+    ApiError::other(
+        axum::http::StatusCode::FORBIDDEN,
+        "second_factor_required",
+        "this change needs a current second factor in `proof` (or, where none is enrolled, an enrolled one first)",
+    )
+    .with_field("proof")
 }
 
 /// 404 for a flow id that is unknown, forged or of another kind.

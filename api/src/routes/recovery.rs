@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{code_unusable, execute_error, flow_not_found, metadata, ApiJson};
 use crate::codes;
 use crate::error::ApiError;
+use crate::proof::ProofInput;
 use crate::request::Caller;
 use crate::state::AppState;
 
@@ -80,6 +81,10 @@ pub struct ResetRequest {
     pub code: String,
     /// The new password: the password policy applies, and it must differ from the last 5.
     pub new_password: String,
+    /// A current second factor, required when the account has one enrolled (without it:
+    /// `403 second_factor_required` with `next_action: "lost_2fa"`, and the code stays usable).
+    /// A security key answers a challenge from `POST /v1/flows/{flow_id}/security-key`.
+    pub proof: Option<ProofInput>,
 }
 
 /// Where a flow stands, for a frontend to show "step 2 of 2" and when "resend" works.
@@ -357,6 +362,18 @@ pub(super) async fn redeem(
     code: &str,
     action: CodeAction,
 ) -> Result<(), ApiError> {
+    redeem_with_proof(state, caller, token, code, action, None).await
+}
+
+/// [`redeem`] with what else proves the action (a reset on an account with a second factor).
+async fn redeem_with_proof(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    code: &str,
+    action: CodeAction,
+    proof: Option<&ProofInput>,
+) -> Result<(), ApiError> {
     let (aggregate_id, flow_id) = open_token(state, token)?;
     if let Some(ip) = caller.ip {
         state.throttle().admit(ip, &flow_id.to_string())?;
@@ -380,11 +397,23 @@ pub(super) async fn redeem(
         ),
         _ => None,
     };
+    let proof = match proof {
+        Some(input) => {
+            let account = state
+                .accounts()
+                .load(&aggregate_id)
+                .await
+                .map_err(execute_error)?;
+            crate::proof::resolve(state, &aggregate_id, &account, input, None, now).await?
+        }
+        None => gatehouse_domain::Proof::default(),
+    };
     let command = RedeemCode {
         flow_id,
         verifier,
         action,
         next_code,
+        proof,
         at: now,
         context,
     };
@@ -398,6 +427,7 @@ pub(super) async fn redeem(
         .await
         .map_err(execute_error)?;
     state.runner().nudge();
+    crate::proof::refusal(&executed.events, now)?;
     let max = state.accounts().services().codes.max_attempts;
     let mut wrong = None;
     for envelope in &executed.events {
@@ -420,11 +450,14 @@ pub(super) async fn redeem(
     .with_field("code"))
 }
 
-/// Sets a new password with the code from `POST /v1/password/forgot`. Signs nobody in: every
-/// session ends, and the person signs in again (with their second factor, if enrolled).
+/// Sets a new password with the code from `POST /v1/password/forgot` and, when the account has a
+/// second factor, a current one in `proof`: the inbox alone never resets a protected account.
+/// Signs nobody in: every session ends, every API key is revoked, and the person signs in again.
 #[utoipa::path(post, path = "/v1/password/reset", tag = "recovery", request_body = ResetRequest,
     responses(
-        (status = 204, description = "Password replaced; every session ended; owner notified; high-risk actions paused"),
+        (status = 204, description = "Password replaced; every session ended; every API key revoked; owner notified; high-risk actions paused"),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
+        (status = 403, body = crate::error::ErrorBody, description = "`second_factor_required` with `next_action: \"lost_2fa\"` (the code is not spent); `invalid_second_factor` (counts toward the lockout and spends one of the code's tries)"),
         (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`"),
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`, `code_expired`, `code_exhausted`, `code_superseded`"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left), `weak_password`, `password_reused`"),
@@ -443,14 +476,23 @@ pub async fn reset_password(
         .map_err(|r| {
             ApiError::validation("weak_password", r.to_string()).with_field("new_password")
         })?;
-    redeem(
+    redeem_with_proof(
         &state,
         &caller,
         &req.flow_id,
         &req.code,
         CodeAction::ResetPassword(password),
+        Some(&req.proof.unwrap_or_default()),
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        if e.code() == "second_factor_required" {
+            // Lost the factor too: the lost-2FA recovery is the way back.
+            e.with_next_action("lost_2fa")
+        } else {
+            e
+        }
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,19 +9,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use gatehouse_domain::password::normalize;
 use gatehouse_domain::{AccountCommand, AccountFact};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webauthn_rs::prelude::{RegisterPublicKeyCredential, SecurityKeyRegistration};
 
 use super::mfa::{
-    account_label, conflict, data_key, invalid_challenge, mfa_error, proof, refuse_failed_factor,
-    relying_party, RemoveFactorRequest,
+    account_label, conflict, data_key, invalid_challenge, mfa_error, relying_party,
+    RemoveFactorRequest,
 };
 use super::{metadata, store_error, ApiJson};
 use crate::error::ApiError;
 use crate::factors;
+use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::webauthn::{self, Purpose};
@@ -74,8 +74,12 @@ pub struct RegisterKeyRequest {
     pub ceremony_id: String,
     /// A name for the key (1 to 64 characters).
     pub name: String,
-    /// The password: a session alone cannot add a factor.
-    pub password: String,
+    /// The password and, when a factor is already enrolled, a current one (another key's
+    /// assertion, TOTP or a backup code): a session alone cannot add a factor.
+    pub proof: Option<ProofInput>,
+    /// Deprecated: use `proof.password`.
+    #[schema(deprecated)]
+    pub password: Option<String>,
     /// The `RegisterPublicKeyCredential` from `navigator.credentials.create`.
     #[schema(value_type = Object)]
     pub credential: serde_json::Value,
@@ -196,9 +200,10 @@ pub async fn start_registration(
         (status = 201, body = RegisteredKey),
         (status = 400, body = crate::error::ErrorBody, description = "malformed `credential` or `name`"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
         (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`, `security_key_taken`, `too_many_security_keys`"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_security_key`: the answer does not check out (origin, challenge, signature)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -211,9 +216,22 @@ pub async fn register(
         state.throttle().admit(ip, &format!("key-register:{id}"))?;
     }
     let name = super::object_name(&req.name)?;
-    if req.password.len() > state.password_policy().max_bytes() {
-        return Err(ApiError::bad_request("password is too long").with_field("password"));
-    }
+    let input = ProofInput::or_flat(
+        req.proof.clone(),
+        ProofInput {
+            password: req.password.clone(),
+            ..ProofInput::default()
+        },
+    );
+    let proof = crate::proof::resolve(
+        &state,
+        &id,
+        &auth.account,
+        &input,
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let answer: RegisterPublicKeyCredential = serde_json::from_value(req.credential.clone())
         .map_err(|_| {
             ApiError::bad_request("credential is not a WebAuthn RegisterPublicKeyCredential")
@@ -254,7 +272,6 @@ pub async fn register(
     }
     let (codes, verifiers) =
         factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
-    let password = normalize(&req.password);
     let context = caller.context(None);
     let executed = state
         .accounts()
@@ -264,7 +281,7 @@ pub async fn register(
                 key_id: key_id.clone(),
                 name: name.clone(),
                 credential: credential.clone(),
-                password: password.clone(),
+                proof: proof.clone(),
                 backup_verifiers: verifiers.clone(),
                 at: auth.now,
                 context: context.clone(),
@@ -272,17 +289,23 @@ pub async fn register(
             metadata(),
         )
         .await;
-    let executed = match executed {
+    let refused = match executed {
+        Ok(executed) => {
+            state.runner().nudge();
+            crate::proof::refusal(&executed.events, auth.now).map(|()| executed)
+        }
+        Err(e) => Err(key_error(e)),
+    };
+    let executed = match refused {
         Ok(executed) => executed,
         Err(e) => {
             // Refused (wrong password…): the credential id is free again.
             if let Err(release) = webauthn::release_key(state.store(), &key_id, &id).await {
                 tracing::error!(error = %release, "could not release a security key claim");
             }
-            return Err(key_error(e));
+            return Err(e);
         }
     };
-    state.runner().nudge();
     let codes_issued = executed
         .events
         .iter()
@@ -340,10 +363,12 @@ pub async fn rename(
     request_body = RemoveFactorRequest,
     responses(
         (status = 204),
+        (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor`, `high_risk_cooldown` (with `retry_after`)"),
+        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`, `high_risk_cooldown` (with `retry_after`)"),
         (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -361,11 +386,15 @@ pub async fn remove(
     if !auth.account.security_keys().contains_key(&key_id) {
         return Err(ApiError::not_found("no such security key"));
     }
-    if req.password.len() > state.password_policy().max_bytes() {
-        return Err(ApiError::bad_request("password is too long").with_field("password"));
-    }
-    let proof = proof(&state, &id, &auth.account, &req.answer(), auth.now).await?;
-    let password = normalize(&req.password);
+    let proof = crate::proof::resolve(
+        &state,
+        &id,
+        &auth.account,
+        &req.input(),
+        Some(auth.session_id()),
+        auth.now,
+    )
+    .await?;
     let context = caller.context(None);
     let executed = state
         .accounts()
@@ -373,7 +402,6 @@ pub async fn remove(
             &id,
             || AccountCommand::RemoveSecurityKey {
                 key_id: key_id.clone(),
-                password: password.clone(),
                 proof: proof.clone(),
                 at: auth.now,
                 context: context.clone(),
@@ -383,7 +411,7 @@ pub async fn remove(
         .await
         .map_err(key_error)?;
     state.runner().nudge();
-    refuse_failed_factor(&executed.events, auth.now)?;
+    crate::proof::refusal(&executed.events, auth.now)?;
     webauthn::release_key(state.store(), &key_id, &id)
         .await
         .map_err(store_error)?;

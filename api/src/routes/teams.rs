@@ -13,12 +13,14 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::controls::require_session_proof;
 use super::{metadata, store_error, ApiJson};
 use crate::error::ApiError;
 use crate::keys::random_bytes;
 use crate::request::Authenticated;
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
+use gatehouse_domain::SensitiveAction;
 
 /// Creates a team.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -267,7 +269,8 @@ pub async fn get_team(
     responses(
         (status = 201, body = InvitationView),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "not an admin"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`step_up_required` (`POST /v1/me/step-up` first), `forbidden` (not an admin)"),
         (status = 404, body = crate::error::ErrorBody),
     ))]
 pub async fn invite(
@@ -276,6 +279,7 @@ pub async fn invite(
     Path(team_id): Path<Uuid>,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> Result<(StatusCode, Json<InvitationView>), ApiError> {
+    require_session_proof(&state, &auth, SensitiveAction::ManageTeam)?;
     if req.email.len() > super::MAX_IDENTIFIER_LEN {
         return Err(ApiError::bad_request("email is too long").with_field("email"));
     }
@@ -454,13 +458,14 @@ pub async fn accept(
 #[utoipa::path(put, path = "/v1/teams/{team_id}/members/{account_id}", tag = "teams", security(("bearer" = [])),
     params(("team_id" = Uuid, Path), ("account_id" = String, Path)),
     request_body = RoleRequest,
-    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody, description = "`last_admin`")))]
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody, description = "`step_up_required` (`POST /v1/me/step-up` first), `forbidden` (not an admin)"), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody, description = "`last_admin`")))]
 pub async fn change_role(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((team_id, account_id)): Path<(Uuid, String)>,
     ApiJson(req): ApiJson<RoleRequest>,
 ) -> Result<StatusCode, ApiError> {
+    require_session_proof(&state, &auth, SensitiveAction::ManageTeam)?;
     run(
         &state,
         team_id,

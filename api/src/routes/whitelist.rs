@@ -1,22 +1,22 @@
-//! The withdrawal-address whitelist: the owner proposes an address (password or a stepped-up
-//! session), confirms it with a code sent to the verified email, and waits its cooldown; the
-//! platform's backend asks whether a withdrawal may go.
+//! The withdrawal-address whitelist: the owner proposes an address (a stepped-up session on an
+//! account with a second factor: the proof policy's `withdrawal_controls` row), confirms it with
+//! a code sent to the verified email, and waits its cooldown; the platform's backend asks whether
+//! a withdrawal may go.
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use gatehouse_domain::password::normalize;
-use gatehouse_domain::{AccountCommand, CodeAction, NewWithdrawalAddress};
+use gatehouse_domain::{AccountCommand, CodeAction, NewWithdrawalAddress, SensitiveAction};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::controls::{require_no_cooldown, require_step_up};
+use super::controls::{require_no_cooldown, require_session_proof};
 use super::mfa::data_key;
 use super::{execute_error, metadata, ApiJson};
 use crate::codes;
 use crate::error::ApiError;
-use crate::request::{Authenticated, Caller};
+use crate::request::{session_proof, Authenticated, Caller};
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
 
@@ -36,7 +36,9 @@ pub struct ProposeRequest {
     /// The owner's label (up to 64 characters).
     #[serde(default)]
     pub label: String,
-    /// The password; not needed when the session stepped up recently.
+    /// Deprecated and ignored: a proposal needs a stepped-up session (`POST /v1/me/step-up`);
+    /// the password alone no longer suffices.
+    #[schema(deprecated)]
     pub password: Option<String>,
 }
 
@@ -208,16 +210,16 @@ pub async fn list(
     }))
 }
 
-/// Proposes an address: the password (or a stepped-up session), then a code to the verified
-/// email confirms it; it becomes usable after `GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS`.
-/// Refused during a high-risk cooldown.
+/// Proposes an address: a stepped-up session on an account with a second factor, then a code to
+/// the verified email confirms it; it becomes usable after
+/// `GATEHOUSE_WHITELIST_ADDRESS_COOLDOWN_SECONDS`. Refused during a high-risk cooldown.
 #[utoipa::path(post, path = "/v1/me/withdrawal-addresses", tag = "withdrawals", security(("bearer" = [])),
     request_body = ProposeRequest,
     responses(
         (status = 202, body = Proposed),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `high_risk_cooldown`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`second_factor_required`, `step_up_required`, `high_risk_cooldown`"),
         (status = 409, body = crate::error::ErrorBody, description = "`email_not_verified`, `address_already_listed`, `too_many_addresses`"),
         (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited`"),
     ))]
@@ -238,17 +240,11 @@ pub async fn propose(
             ApiError::bad_request("label must be at most 64 characters").with_field("label")
         );
     }
-    if req
-        .password
-        .as_ref()
-        .is_some_and(|p| p.len() > state.password_policy().max_bytes())
-    {
-        return Err(ApiError::bad_request("password is too long").with_field("password"));
-    }
     // The aggregate refuses during a cooldown too; checked here first so that no code is drawn
     // and kept for delivery only to be refused.
     require_no_cooldown(&auth)?;
-    let stepped_up = require_step_up(&state, &auth).is_ok();
+    // The proof first, so that no code is drawn and kept only to be refused.
+    require_session_proof(&state, &auth, SensitiveAction::WithdrawalControls)?;
     let key = data_key(&state, &id).await?;
     let sealed_address = key
         .seal_text(&id, ADDRESS_LABEL, &address)
@@ -263,7 +259,6 @@ pub async fn propose(
     )
     .await?;
     let flow_id = grant.flow_id;
-    let password = req.password.as_deref().map(normalize);
     let context = caller.context(None);
     state
         .accounts()
@@ -277,8 +272,7 @@ pub async fn propose(
                     lookup: lookup(&state, &asset, &network, &address),
                     sealed_label: sealed_label.clone(),
                     grant: grant.clone(),
-                    stepped_up,
-                    password: password.clone(),
+                    proof: session_proof(&auth),
                 },
                 at: auth.now,
                 context: context.clone(),
@@ -398,9 +392,6 @@ pub async fn set_mode(
     auth: Authenticated,
     ApiJson(req): ApiJson<ModeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    if !req.enabled && auth.account.whitelist_only() {
-        require_step_up(&state, &auth)?;
-    }
     let context = caller.context(None);
     state
         .accounts()
@@ -408,6 +399,7 @@ pub async fn set_mode(
             &auth.account_id(),
             || AccountCommand::SetWhitelistMode {
                 enabled: req.enabled,
+                proof: session_proof(&auth),
                 at: auth.now,
                 context: context.clone(),
             },

@@ -9,6 +9,8 @@ use crate::context::RequestContext;
 use crate::password::CandidatePassword;
 use crate::policy::codes::{Channel, FlowKind};
 
+use super::proof::Proof;
+
 /// A command to the `Account` aggregate.
 #[derive(Debug)]
 pub enum AccountCommand {
@@ -17,6 +19,14 @@ pub enum AccountCommand {
     /// Someone tried to sign up with an identifier this account already holds.
     RecordDuplicateRegistration {
         /// When and from where.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Another account tried to take an identifier this account holds (the owner is told, at
+    /// most once a day).
+    RecordIdentifierClaimAttempt {
+        /// Now.
         at: DateTime<Utc>,
         /// Request context.
         context: RequestContext,
@@ -70,13 +80,16 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
-    /// Confirm TOTP enrolment with a first code; the first backup codes come with it.
+    /// Confirm TOTP enrolment with a first code; the first backup codes come with it when it is
+    /// the account's first factor (existing ones are kept).
     ConfirmTotpEnrolment {
         /// The time step the typed code matched (checked at the edge, which holds the key);
         /// `None` when it matched none.
         matched_step: Option<u64>,
         /// Keyed verifiers of the new backup codes.
         backup_verifiers: Vec<String>,
+        /// The proof of `SensitiveAction::AddSecondFactor`.
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -84,10 +97,10 @@ pub enum AccountCommand {
     },
     /// Answer a sign-in challenge with a second factor.
     CompleteMfa(CompleteMfa),
-    /// Replace the backup codes (proven with a second factor).
+    /// Replace the backup codes (proven with the password and a second factor).
     RegenerateBackupCodes {
-        /// The proof.
-        proof: MfaProof,
+        /// The proof of `SensitiveAction::RegenerateBackupCodes`.
+        proof: Proof,
         /// Keyed verifiers of the new codes.
         verifiers: Vec<String>,
         /// Now.
@@ -103,8 +116,9 @@ pub enum AccountCommand {
         name: String,
         /// The credential to store.
         credential: serde_json::Value,
-        /// The password: a stolen session alone must not add a factor the thief controls.
-        password: SecretString,
+        /// The proof of `SensitiveAction::AddSecondFactor`: a stolen session alone must not add
+        /// a factor the thief controls.
+        proof: Proof,
         /// Keyed verifiers of fresh backup codes, used when this is the account's first second
         /// factor (so a lost key never leaves the owner without a way back).
         backup_verifiers: Vec<String>,
@@ -126,10 +140,8 @@ pub enum AccountCommand {
     RemoveSecurityKey {
         /// Credential id.
         key_id: String,
-        /// The password.
-        password: SecretString,
-        /// A current factor.
-        proof: MfaProof,
+        /// The proof of `SensitiveAction::RemoveSecondFactor`.
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -137,10 +149,8 @@ pub enum AccountCommand {
     },
     /// Remove every second factor (password and a current factor required).
     RemoveSecondFactor {
-        /// The password, typed again.
-        password: SecretString,
-        /// A current factor.
-        proof: MfaProof,
+        /// The proof of `SensitiveAction::RemoveSecondFactor`.
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -190,6 +200,8 @@ pub enum AccountCommand {
     SetAntiPhishingPhrase {
         /// The sealed phrase.
         sealed_phrase: Option<String>,
+        /// The proof of `SensitiveAction::AntiPhishingPhrase`.
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -211,21 +223,26 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
-    /// Prove a second factor again within a session, for high-risk routes.
+    /// Prove a second factor again (the password when none is enrolled) within a session, for
+    /// the actions that need a stepped-up session.
     StepUp {
         /// The session.
         session_id: Uuid,
-        /// The factor.
-        proof: MfaProof,
+        /// The proof of `SensitiveAction::StepUp`.
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
         context: RequestContext,
     },
+    /// Set a new password while signed in; every other session ends.
+    ChangePassword(ChangePassword),
     /// Create an API key (the secret was drawn at the edge; only its verifier comes here).
     CreateApiKey {
         /// The key.
         key: NewApiKey,
+        /// The session's proof (`ManageApiKeys`, and `WithdrawalControls` for a withdraw scope).
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -239,6 +256,8 @@ pub enum AccountCommand {
         verifier: String,
         /// How long the previous secret keeps working.
         grace: chrono::Duration,
+        /// The session's proof (`ManageApiKeys`, and `WithdrawalControls` for a withdraw scope).
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -275,6 +294,8 @@ pub enum AccountCommand {
     SetWhitelistMode {
         /// On or off.
         enabled: bool,
+        /// The session's proof (`WithdrawalControls`, needed to turn it off).
+        proof: Proof,
         /// Now.
         at: DateTime<Utc>,
         /// Request context.
@@ -306,8 +327,11 @@ pub struct ChangeContact {
     pub kind: crate::contact::ContactKind,
     /// The new contact, sealed.
     pub contact: SealedContact,
-    /// The current password, typed again.
-    pub password: SecretString,
+    /// The proof of `SensitiveAction::ChangeContact`.
+    pub proof: Proof,
+    /// The contact belongs to another account: after the proof, only a verification flow whose
+    /// code is never sent is recorded, so the answer is the same and nothing is claimed.
+    pub unavailable: bool,
     /// The verification flow for the new contact.
     pub grant: FlowGrant,
     /// Now.
@@ -390,6 +414,8 @@ pub struct RedeemCode {
     /// A code for the next step, when the flow has one (the phone step of a lost-second-factor
     /// recovery); drawn at the edge, used only if needed.
     pub next_code: Option<CodeGrant>,
+    /// What else proves the action (a reset on an account with a second factor needs one).
+    pub proof: Proof,
     /// Now.
     pub at: DateTime<Utc>,
     /// Request context.
@@ -523,9 +549,21 @@ pub struct NewWithdrawalAddress {
     pub sealed_label: String,
     /// The confirming flow and its code (to the verified email).
     pub grant: FlowGrant,
-    /// Whether the session proved a second factor recently (checked at the edge); if not, the
-    /// password must be given.
-    pub stepped_up: bool,
-    /// The password, when the session is not stepped up.
-    pub password: Option<SecretString>,
+    /// The session's proof (`WithdrawalControls`).
+    pub proof: Proof,
+}
+
+/// Input of `ChangePassword`.
+#[derive(Debug, Clone)]
+pub struct ChangePassword {
+    /// The session asking (kept open).
+    pub session_id: Uuid,
+    /// The proof of `SensitiveAction::ChangePassword`.
+    pub proof: Proof,
+    /// A new password that passed the policy.
+    pub new_password: CandidatePassword,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
 }

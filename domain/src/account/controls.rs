@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::policy::codes::{Channel, FlowKind};
 
-use super::commands::{MfaProof, NewApiKey, NewWithdrawalAddress};
+use super::commands::{NewApiKey, NewWithdrawalAddress};
 use super::error::AccountError;
 use super::events::{AccountFact, ApiScope, CooldownReason};
+use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::{Account, AccountStatus, ApiKey};
 
@@ -248,11 +249,12 @@ impl Account {
         }
     }
 
-    /// `StepUp`: a second factor proved again within a session.
-    pub(super) fn step_up(
+    /// `StepUp`: a second factor proved again within a session (the password, when the account
+    /// has no factor).
+    pub(super) async fn step_up(
         &self,
         session_id: Uuid,
-        proof: MfaProof,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
@@ -265,35 +267,65 @@ impl Account {
         {
             return Err(AccountError::SessionNotFound);
         }
-        if !self.has_second_factor() {
-            return Err(AccountError::NoSecondFactor);
+        let method = match &proof.factor {
+            Some(factor) if self.has_second_factor() => factor.method(),
+            _ => "password",
+        };
+        let mut facts = match self
+            .prove(SensitiveAction::StepUp, proof, at, &context, services)
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::SessionSteppedUp {
+            session_id,
+            method: method.to_string(),
+        });
+        Ok(facts)
+    }
+
+    /// The session-only rows an API key change needs: `ManageApiKeys`, and
+    /// `WithdrawalControls` for a key that may withdraw.
+    fn api_key_proof(
+        &self,
+        withdraws: bool,
+        proof: &Proof,
+        at: DateTime<Utc>,
+        services: &AccountServices,
+    ) -> Result<(), AccountError> {
+        if withdraws {
+            self.check_session_proof(
+                SensitiveAction::WithdrawalControls,
+                proof.session_id,
+                at,
+                &services.sessions,
+            )?;
         }
-        if let Some(lock) = self.lock_at(at) {
-            return Ok(vec![AccountFact::LoginRejectedWhileLocked {
-                locked_until: lock.until,
-                context,
-            }]);
-        }
-        let method = proof.method().to_string();
-        match self.check_proof(&proof) {
-            None => Ok(self.proof_failed(None, &proof, at, context, services)),
-            Some(proven) => {
-                let mut facts = self.verified(None, proven, context);
-                facts.push(AccountFact::SessionSteppedUp { session_id, method });
-                Ok(facts)
-            }
-        }
+        self.check_session_proof(
+            SensitiveAction::ManageApiKeys,
+            proof.session_id,
+            at,
+            &services.sessions,
+        )
     }
 
     /// `CreateApiKey`: a `withdraw` scope is refused during a cooldown and starts one.
-    pub(super) fn create_api_key(
+    pub(super) async fn create_api_key(
         &self,
         key: NewApiKey,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
+        self.api_key_proof(
+            key.scopes.contains(&ApiScope::Withdraw),
+            proof,
+            at,
+            services,
+        )?;
         let live = self
             .api_keys
             .values()
@@ -325,13 +357,16 @@ impl Account {
     }
 
     /// `RotateApiKey`.
-    pub(super) fn rotate_api_key(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn rotate_api_key(
         &self,
         key_id: Uuid,
         verifier: String,
         grace: chrono::Duration,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
+        services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
         let key = self
@@ -339,7 +374,9 @@ impl Account {
             .get(&key_id)
             .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|e| at < e))
             .ok_or(AccountError::ApiKeyUnknown)?;
-        if key.scopes.contains(&ApiScope::Withdraw) {
+        let withdraws = key.scopes.contains(&ApiScope::Withdraw);
+        self.api_key_proof(withdraws, proof, at, services)?;
+        if withdraws {
             self.refuse_during_cooldown(at)?;
         }
         Ok(vec![AccountFact::ApiKeyRotated {
@@ -387,20 +424,12 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !address.stepped_up {
-            let verified = match &address.password {
-                Some(password) => {
-                    services
-                        .hasher
-                        .verify(password, self.password_hash.as_ref())
-                        .await
-                }
-                None => false,
-            };
-            if !verified {
-                return Err(AccountError::WrongPassword);
-            }
-        }
+        self.check_session_proof(
+            SensitiveAction::WithdrawalControls,
+            address.proof.session_id,
+            at,
+            &services.sessions,
+        )?;
         if !self.is_verified(Channel::Email) {
             return Err(AccountError::EmailNotVerified);
         }
@@ -478,6 +507,7 @@ impl Account {
 
     /// `RemoveWithdrawalAddress`. Allowed during a cooldown: a shorter list cannot send funds
     /// anywhere new.
+    /// Needs no proof: like turning whitelist-only on, it only protects.
     pub(super) fn remove_withdrawal_address(
         &self,
         address_id: Uuid,
@@ -493,10 +523,12 @@ impl Account {
         }])
     }
 
-    /// `SetWhitelistMode`: turning it on is always allowed; turning it off is high-risk.
-    pub(super) fn set_whitelist_mode(
+    /// `SetWhitelistMode`: turning it on is always allowed (it protects); turning it off is
+    /// high-risk.
+    pub(super) async fn set_whitelist_mode(
         &self,
         enabled: bool,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
@@ -508,6 +540,12 @@ impl Account {
         if enabled {
             return Ok(vec![AccountFact::WhitelistModeChanged { enabled, context }]);
         }
+        self.check_session_proof(
+            SensitiveAction::WithdrawalControls,
+            proof.session_id,
+            at,
+            &services.sessions,
+        )?;
         self.refuse_during_cooldown(at)?;
         let mut facts = vec![AccountFact::WhitelistModeChanged { enabled, context }];
         facts.extend(self.cooldown(CooldownReason::WhitelistDisabled, at, services));

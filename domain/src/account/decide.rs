@@ -33,6 +33,21 @@ impl Account {
                     vec![AccountFact::DuplicateRegistrationAttempted { context }],
                 ))
             }
+            AccountCommand::RecordIdentifierClaimAttempt { at, context } => {
+                self.require_active()?;
+                // Once a day at most: a stranger with an account must not flood the owner.
+                let told_recently = self
+                    .identifier_claim_noticed_at
+                    .is_some_and(|last| at < last + chrono::Duration::days(1));
+                Ok((
+                    at,
+                    if told_recently {
+                        Vec::new()
+                    } else {
+                        vec![AccountFact::IdentifierClaimAttempted { context }]
+                    },
+                ))
+            }
             AccountCommand::AttemptLogin(cmd) => {
                 let at = cmd.at;
                 Ok((at, self.attempt_login(cmd, services).await?))
@@ -98,11 +113,20 @@ impl Account {
             AccountCommand::ConfirmTotpEnrolment {
                 matched_step,
                 backup_verifiers,
+                proof,
                 at,
                 context,
             } => Ok((
                 at,
-                self.confirm_totp_enrolment(matched_step, backup_verifiers, at, context, services)?,
+                self.confirm_totp_enrolment(
+                    matched_step,
+                    backup_verifiers,
+                    &proof,
+                    at,
+                    context,
+                    services,
+                )
+                .await?,
             )),
             AccountCommand::CompleteMfa(cmd) => {
                 let at = cmd.at;
@@ -115,13 +139,14 @@ impl Account {
                 context,
             } => Ok((
                 at,
-                self.regenerate_backup_codes(proof, verifiers, at, context, services)?,
+                self.regenerate_backup_codes(&proof, verifiers, at, context, services)
+                    .await?,
             )),
             AccountCommand::RegisterSecurityKey {
                 key_id,
                 name,
                 credential,
-                password,
+                proof,
                 backup_verifiers,
                 at,
                 context,
@@ -134,7 +159,7 @@ impl Account {
                         credential,
                         backup_verifiers,
                     },
-                    &password,
+                    &proof,
                     at,
                     context,
                     services,
@@ -146,23 +171,17 @@ impl Account {
             }
             AccountCommand::RemoveSecurityKey {
                 key_id,
-                password,
                 proof,
                 at,
                 context,
             } => Ok((
                 at,
-                self.remove_security_key(key_id, &password, proof, at, context, services)
+                self.remove_security_key(key_id, &proof, at, context, services)
                     .await?,
             )),
-            AccountCommand::RemoveSecondFactor {
-                password,
-                proof,
+            AccountCommand::RemoveSecondFactor { proof, at, context } => Ok((
                 at,
-                context,
-            } => Ok((
-                at,
-                self.remove_second_factor(&password, proof, at, context, services)
+                self.remove_second_factor(&proof, at, context, services)
                     .await?,
             )),
             AccountCommand::SubmitRecoveryEvidence {
@@ -194,9 +213,14 @@ impl Account {
             } => Ok((at, self.complete_recovery(flow_id, at, context, services)?)),
             AccountCommand::SetAntiPhishingPhrase {
                 sealed_phrase,
+                proof,
                 at,
                 context,
-            } => Ok((at, self.set_anti_phishing_phrase(sealed_phrase, context)?)),
+            } => Ok((
+                at,
+                self.set_anti_phishing_phrase(sealed_phrase, &proof, at, context, services)
+                    .await?,
+            )),
             AccountCommand::RecordNotificationOutcome { outcome, at } => {
                 Ok((at, self.record_notification_outcome(outcome)?))
             }
@@ -205,19 +229,36 @@ impl Account {
                 proof,
                 at,
                 context,
-            } => Ok((at, self.step_up(session_id, proof, at, context, services)?)),
-            AccountCommand::CreateApiKey { key, at, context } => {
-                Ok((at, self.create_api_key(key, at, context, services)?))
+            } => Ok((
+                at,
+                self.step_up(session_id, &proof, at, context, services)
+                    .await?,
+            )),
+            AccountCommand::ChangePassword(cmd) => {
+                let at = cmd.at;
+                Ok((at, self.change_password(cmd, services).await?))
             }
-            AccountCommand::RotateApiKey {
-                key_id,
-                verifier,
-                grace,
+            AccountCommand::CreateApiKey {
+                key,
+                proof,
                 at,
                 context,
             } => Ok((
                 at,
-                self.rotate_api_key(key_id, verifier, grace, at, context)?,
+                self.create_api_key(key, &proof, at, context, services)
+                    .await?,
+            )),
+            AccountCommand::RotateApiKey {
+                key_id,
+                verifier,
+                grace,
+                proof,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.rotate_api_key(key_id, verifier, grace, &proof, at, context, services)
+                    .await?,
             )),
             AccountCommand::RevokeApiKeys {
                 key_id,
@@ -240,9 +281,14 @@ impl Account {
             } => Ok((at, self.remove_withdrawal_address(address_id, context)?)),
             AccountCommand::SetWhitelistMode {
                 enabled,
+                proof,
                 at,
                 context,
-            } => Ok((at, self.set_whitelist_mode(enabled, at, context, services)?)),
+            } => Ok((
+                at,
+                self.set_whitelist_mode(enabled, &proof, at, context, services)
+                    .await?,
+            )),
             AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self

@@ -102,6 +102,13 @@ pub enum AccountError {
     /// No such withdrawal address.
     #[error("AC0030 no such withdrawal address")]
     AddressUnknown,
+    /// The action needs a second factor and none was given (or none is enrolled, for the
+    /// actions that need one enrolled).
+    #[error("AC0031 a second factor is required")]
+    SecondFactorRequired,
+    /// The action needs a session stepped up within the step-up window.
+    #[error("AC0032 step up the session first")]
+    StepUpRequired,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

@@ -46,6 +46,12 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// Another signed-in account tried to change its contact to one this account holds; nothing
+    /// changed. Recorded at most once a day, so that it cannot flood the owner's inbox.
+    IdentifierClaimAttempted {
+        /// Request context (the other account's request).
+        context: RequestContext,
+    },
     /// A password sign-in succeeded and opened `session_id`.
     LoginSucceeded {
         /// The session opened.
@@ -200,6 +206,26 @@ pub enum AccountFact {
         password_hash: PasswordHash,
         /// The reset flow.
         flow_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The owner set a new password while signed in (the old one and, when enrolled, a current
+    /// second factor proved it).
+    PasswordChanged {
+        /// New argon2id PHC string.
+        password_hash: PasswordHash,
+        /// The session that changed it (kept open; every other one ends).
+        session_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The password typed to prove a sensitive action was wrong; counts toward the lockout like
+    /// a wrong password at sign-in.
+    PasswordConfirmationFailed {
+        /// The action it was to prove (`SensitiveAction::as_str`).
+        action: String,
+        /// Consecutive failures including this one.
+        consecutive_failures: u32,
         /// Request context.
         context: RequestContext,
     },
@@ -519,6 +545,8 @@ pub enum SessionEndReason {
     Evicted,
     /// The password was reset: every session ends.
     PasswordReset,
+    /// The password was changed from another session: every other session ends.
+    PasswordChanged,
     /// A lost-second-factor recovery completed: every session ends.
     Recovery,
 }
@@ -549,6 +577,10 @@ pub enum CooldownReason {
     WithdrawKeyCreated,
     /// Whitelist-only withdrawals were turned off.
     WhitelistDisabled,
+    /// The email or the phone was replaced or added.
+    ContactChanged,
+    /// The password was changed while signed in.
+    PasswordChanged,
 }
 
 /// What an API key may do.
@@ -580,6 +612,7 @@ impl AccountFact {
         match self {
             Self::AccountRegistered { .. } => "AccountRegistered",
             Self::DuplicateRegistrationAttempted { .. } => "DuplicateRegistrationAttempted",
+            Self::IdentifierClaimAttempted { .. } => "IdentifierClaimAttempted",
             Self::LoginSucceeded { .. } => "LoginSucceeded",
             Self::LoginFailed { .. } => "LoginFailed",
             Self::LoginRejectedWhileLocked { .. } => "LoginRejectedWhileLocked",
@@ -597,6 +630,8 @@ impl AccountFact {
             Self::ContactChanged { .. } => "ContactChanged",
             Self::ContactVerified { .. } => "ContactVerified",
             Self::PasswordReset { .. } => "PasswordReset",
+            Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::PasswordConfirmationFailed { .. } => "PasswordConfirmationFailed",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
             Self::AntiPhishingPhraseSet { .. } => "AntiPhishingPhraseSet",
@@ -691,6 +726,9 @@ mod tests {
             AccountFact::DuplicateRegistrationAttempted {
                 context: ctx.clone(),
             },
+            AccountFact::IdentifierClaimAttempted {
+                context: ctx.clone(),
+            },
             AccountFact::LoginSucceeded {
                 session_id: sid(),
                 context: ctx.clone(),
@@ -777,6 +815,16 @@ mod tests {
             AccountFact::PasswordReset {
                 password_hash: PasswordHash("$argon2id$z".into()),
                 flow_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::PasswordChanged {
+                password_hash: PasswordHash("$argon2id$w".into()),
+                session_id: sid(),
+                context: RequestContext::default(),
+            },
+            AccountFact::PasswordConfirmationFailed {
+                action: "change_contact".into(),
+                consecutive_failures: 1,
                 context: RequestContext::default(),
             },
             AccountFact::AccountUnlocked {
@@ -947,6 +995,7 @@ mod tests {
             vec![
                 "AccountRegistered",
                 "DuplicateRegistrationAttempted",
+                "IdentifierClaimAttempted",
                 "LoginSucceeded",
                 "LoginFailed",
                 "LoginRejectedWhileLocked",
@@ -964,6 +1013,8 @@ mod tests {
                 "ContactChanged",
                 "ContactVerified",
                 "PasswordReset",
+                "PasswordChanged",
+                "PasswordConfirmationFailed",
                 "AccountUnlocked",
                 "HighRiskCooldownStarted",
                 "AntiPhishingPhraseSet",

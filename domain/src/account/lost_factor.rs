@@ -149,6 +149,7 @@ impl Account {
                 context: context.clone(),
             }
         }));
+        facts.extend(self.revoke_every_api_key(&context));
         facts.push(AccountFact::HighRiskCooldownStarted {
             until: at + services.cooldowns.after_password_reset,
             reason: CooldownReason::LostFactorRecovery,

@@ -6,6 +6,7 @@ mod decide;
 mod error;
 mod events;
 mod lost_factor;
+mod proof;
 mod recovery;
 mod second_factor;
 mod services;
@@ -13,9 +14,9 @@ mod state;
 
 pub use aggregate::Account;
 pub use commands::{
-    AccountCommand, AttemptLogin, ChangeContact, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
-    KeyCheck, MfaProof, NewApiKey, NewWithdrawalAddress, RedeemCode, RegisterAccount, SessionGrant,
-    StartFlow,
+    AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
+    CompleteMfa, FlowGrant, KeyCheck, MfaProof, NewApiKey, NewWithdrawalAddress, RedeemCode,
+    RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
@@ -26,6 +27,7 @@ pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, LoginFailureReason, SessionEndReason,
     UnlockReason, EVENT_VERSION,
 };
+pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{

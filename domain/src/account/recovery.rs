@@ -14,6 +14,7 @@ use crate::policy::codes::{Channel, IssueRefusal};
 use super::commands::{CodeAction, CodeGrant, RedeemCode, StartFlow};
 use super::error::AccountError;
 use super::events::{AccountFact, CooldownReason, SessionEndReason, UnlockReason};
+use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::{Account, AccountStatus, CodeStatus};
 
@@ -158,8 +159,48 @@ impl Account {
                 },
             ]),
             (CodeAction::ResetPassword(password), _) => {
-                self.reset_password(flow_id, used, password, cmd.at, cmd.context, services)
-                    .await
+                // The code proves the inbox (or the phone); a second factor, when enrolled, must
+                // come with it. Missing: refused and the code kept for the owner's next try.
+                // Wrong: the failure counts toward the lockout and spends one of the code's
+                // tries, so one code cannot carry unlimited factor guesses.
+                match self
+                    .prove(
+                        SensitiveAction::ResetPassword,
+                        &cmd.proof,
+                        cmd.at,
+                        &cmd.context,
+                        services,
+                    )
+                    .await?
+                {
+                    Proved::Refused(mut refusal) => {
+                        let attempts = code.attempts + 1;
+                        refusal.push(AccountFact::CodeAttemptFailed {
+                            flow_id,
+                            code_id,
+                            attempts,
+                            context: cmd.context,
+                        });
+                        if attempts >= services.codes.max_attempts {
+                            refusal.push(AccountFact::CodeExhausted { flow_id, code_id });
+                        }
+                        Ok(refusal)
+                    }
+                    Proved::Accepted(mut facts) => {
+                        facts.extend(
+                            self.reset_password(
+                                flow_id,
+                                used,
+                                password,
+                                cmd.at,
+                                cmd.context,
+                                services,
+                            )
+                            .await?,
+                        );
+                        Ok(facts)
+                    }
+                }
             }
             (CodeAction::RecoveryStep, _) => {
                 self.recovery_code_step(flow_id, used, cmd.next_code, cmd.at, cmd.context, services)
@@ -199,7 +240,8 @@ impl Account {
                 context: context.clone(),
             },
         ];
-        // Revocation is immediate: every session ends with the old password.
+        // Revocation is immediate: every session ends with the old password, and every API key
+        // (a thief's key must not outlive the owner taking the account back).
         facts.extend(self.live_sessions(at).into_iter().map(|(session_id, _)| {
             AccountFact::SessionEnded {
                 session_id,
@@ -207,6 +249,7 @@ impl Account {
                 context: context.clone(),
             }
         }));
+        facts.extend(self.revoke_every_api_key(&context));
         if self.lock_at(at).is_some() || self.consecutive_failures > 0 || self.lock_level > 0 {
             facts.push(AccountFact::AccountUnlocked {
                 reason: UnlockReason::PasswordReset,
@@ -220,21 +263,15 @@ impl Account {
         Ok(facts)
     }
 
-    /// `ChangeContact`: the password confirms the owner; the new contact starts unverified with a
-    /// code on its way, and the old one is told.
+    /// `ChangeContact`: the proof of `ChangeContact` (the password and, when enrolled, a current
+    /// factor); the new contact starts unverified with a code on its way, the old one is told,
+    /// and high-risk actions pause.
     pub(super) async fn change_contact(
         &self,
         cmd: super::commands::ChangeContact,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !services
-            .hasher
-            .verify(&cmd.password, self.password_hash.as_ref())
-            .await
-        {
-            return Err(AccountError::WrongPassword);
-        }
         let previous = match cmd.kind {
             crate::contact::ContactKind::Email => self.email.clone(),
             crate::contact::ContactKind::Phone => self.phone.clone(),
@@ -245,8 +282,41 @@ impl Account {
         {
             return Err(AccountError::ContactUnchanged);
         }
+        let mut facts = match self
+            .prove(
+                SensitiveAction::ChangeContact,
+                &cmd.proof,
+                cmd.at,
+                &cmd.context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
         let channel = Channel::for_contact(cmd.kind);
-        Ok(vec![
+        if cmd.unavailable {
+            // Someone else's contact: a verification flow whose code goes nowhere, and nothing
+            // else, so the requester's answer is the one a free contact gets.
+            facts.push(AccountFact::FlowStarted {
+                flow_id: cmd.grant.flow_id,
+                kind: crate::policy::codes::FlowKind::verify(cmd.kind),
+                context: cmd.context.clone(),
+            });
+            facts.push(self.code_issued(
+                cmd.grant.flow_id,
+                cmd.grant.code,
+                channel,
+                false,
+                cmd.at,
+                cmd.context,
+                services,
+            ));
+            return Ok(facts);
+        }
+        facts.extend(self.cooldown(CooldownReason::ContactChanged, cmd.at, services));
+        facts.extend([
             AccountFact::ContactChanged {
                 kind: cmd.kind,
                 contact: cmd.contact,
@@ -267,26 +337,118 @@ impl Account {
                 cmd.context,
                 services,
             ),
-        ])
+        ]);
+        Ok(facts)
     }
 
-    /// `SetAntiPhishingPhrase`.
-    pub(super) fn set_anti_phishing_phrase(
+    /// `ChangePassword`: the proof of `ChangePassword`; every other session ends, high-risk
+    /// actions pause, and the owner is told.
+    pub(super) async fn change_password(
         &self,
-        sealed_phrase: Option<String>,
-        context: RequestContext,
+        cmd: super::commands::ChangePassword,
+        services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        Ok(match sealed_phrase {
-            Some(sealed_phrase) => vec![AccountFact::AntiPhishingPhraseSet {
+        if !self
+            .sessions
+            .get(&cmd.session_id)
+            .is_some_and(|s| s.is_live(cmd.at))
+        {
+            return Err(AccountError::SessionNotFound);
+        }
+        let mut facts = match self
+            .prove(
+                SensitiveAction::ChangePassword,
+                &cmd.proof,
+                cmd.at,
+                &cmd.context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        for old in self
+            .password_hash
+            .iter()
+            .chain(self.previous_passwords.iter())
+        {
+            if services
+                .hasher
+                .verify(cmd.new_password.secret(), Some(old))
+                .await
+            {
+                return Err(AccountError::PasswordReused);
+            }
+        }
+        let password_hash = services.hasher.hash(cmd.new_password.secret()).await?;
+        facts.push(AccountFact::PasswordChanged {
+            password_hash,
+            session_id: cmd.session_id,
+            context: cmd.context.clone(),
+        });
+        facts.extend(
+            self.live_sessions(cmd.at)
+                .into_iter()
+                .filter(|(id, _)| *id != cmd.session_id)
+                .map(|(session_id, _)| AccountFact::SessionEnded {
+                    session_id,
+                    reason: SessionEndReason::PasswordChanged,
+                    context: cmd.context.clone(),
+                }),
+        );
+        facts.extend(self.cooldown(CooldownReason::PasswordChanged, cmd.at, services));
+        Ok(facts)
+    }
+
+    /// `SetAntiPhishingPhrase`: the proof of `AntiPhishingPhrase` (the password, or a stepped-up
+    /// session).
+    pub(super) async fn set_anti_phishing_phrase(
+        &self,
+        sealed_phrase: Option<String>,
+        proof: &Proof,
+        at: DateTime<Utc>,
+        context: RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if sealed_phrase.is_none() && self.anti_phishing_phrase.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut facts = match self
+            .prove(
+                SensitiveAction::AntiPhishingPhrase,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(match sealed_phrase {
+            Some(sealed_phrase) => AccountFact::AntiPhishingPhraseSet {
                 sealed_phrase,
                 context,
-            }],
-            None if self.anti_phishing_phrase.is_some() => {
-                vec![AccountFact::AntiPhishingPhraseRemoved { context }]
-            }
-            None => Vec::new(),
-        })
+            },
+            None => AccountFact::AntiPhishingPhraseRemoved { context },
+        });
+        Ok(facts)
+    }
+
+    /// Every API key not yet revoked, revoked (a reset or a recovery takes the account back).
+    pub(super) fn revoke_every_api_key(&self, context: &RequestContext) -> Vec<AccountFact> {
+        self.api_keys
+            .iter()
+            .filter(|(_, k)| k.revoked_at.is_none())
+            .map(|(key_id, _)| AccountFact::ApiKeyRevoked {
+                key_id: *key_id,
+                context: context.clone(),
+            })
+            .collect()
     }
 
     /// `RecordNotificationOutcome`.

@@ -15,6 +15,7 @@ use crate::policy::lockout::FailureOutcome;
 use super::commands::{CompleteMfa, KeyCheck, MfaProof, SessionGrant};
 use super::error::AccountError;
 use super::events::{AccountFact, CooldownReason};
+use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::Account;
 
@@ -83,35 +84,51 @@ impl Account {
         }])
     }
 
-    /// `ConfirmTotpEnrolment`.
-    pub(super) fn confirm_totp_enrolment(
+    /// `ConfirmTotpEnrolment`: the first code, and the proof of `AddSecondFactor`. Backup
+    /// codes come with the account's first factor only: an existing set is kept (a thief who
+    /// adds a factor must not silently replace the owner's codes).
+    pub(super) async fn confirm_totp_enrolment(
         &self,
         matched_step: Option<u64>,
         backup_verifiers: Vec<String>,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
         match &self.totp {
-            Some(t) if t.confirmed => Err(AccountError::AlreadyEnrolled),
-            None => Err(AccountError::NoPendingEnrolment),
-            Some(_) => {
-                let step = matched_step.ok_or(AccountError::InvalidSecondFactor)?;
-                let mut facts = vec![
-                    AccountFact::TotpEnrolled {
-                        step,
-                        context: context.clone(),
-                    },
-                    AccountFact::BackupCodesGenerated {
-                        verifiers: backup_verifiers,
-                        context,
-                    },
-                ];
-                facts.extend(self.cooldown(CooldownReason::SecondFactorAdded, at, services));
-                Ok(facts)
-            }
+            Some(t) if t.confirmed => return Err(AccountError::AlreadyEnrolled),
+            None => return Err(AccountError::NoPendingEnrolment),
+            Some(_) => {}
         }
+        let step = matched_step.ok_or(AccountError::InvalidSecondFactor)?;
+        let first_factor = !self.has_second_factor();
+        let mut facts = match self
+            .prove(
+                SensitiveAction::AddSecondFactor,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::TotpEnrolled {
+            step,
+            context: context.clone(),
+        });
+        if first_factor {
+            facts.push(AccountFact::BackupCodesGenerated {
+                verifiers: backup_verifiers,
+                context,
+            });
+        }
+        facts.extend(self.cooldown(CooldownReason::SecondFactorAdded, at, services));
+        Ok(facts)
     }
 
     /// `CompleteMfa`: the second step of a sign-in.
@@ -144,45 +161,46 @@ impl Account {
                 services,
             )),
             Some(proven) => {
-                let method = proven.method.to_string();
-                let session_id = cmd.grant.session_id;
                 let mut facts = self.verified(Some(cmd.challenge_id), proven, cmd.context.clone());
                 facts.extend(self.open_session(cmd.grant, cmd.context, now, services));
-                // A session opened with a second factor starts stepped up.
-                facts.push(AccountFact::SessionSteppedUp { session_id, method });
+                // Signing in does not step a session up: only an explicit `StepUp` does, so a
+                // stolen session token is never already good for the sensitive changes.
                 Ok(facts)
             }
         }
     }
 
     /// `RegenerateBackupCodes`.
-    pub(super) fn regenerate_backup_codes(
+    pub(super) async fn regenerate_backup_codes(
         &self,
-        proof: MfaProof,
+        proof: &Proof,
         verifiers: Vec<String>,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !self.has_second_factor() {
-            return Err(AccountError::NoSecondFactor);
-        }
-        match self.check_proof(&proof) {
-            None => Ok(self.proof_failed(None, &proof, at, context, services)),
-            Some(proven) => {
-                let mut facts = self.verified(None, proven, context.clone());
-                facts.push(AccountFact::BackupCodesGenerated { verifiers, context });
-                Ok(facts)
-            }
-        }
+        let mut facts = match self
+            .prove(
+                SensitiveAction::RegenerateBackupCodes,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::BackupCodesGenerated { verifiers, context });
+        Ok(facts)
     }
 
     /// `RemoveSecondFactor`.
     pub(super) async fn remove_second_factor(
         &self,
-        password: &secrecy::SecretString,
-        proof: MfaProof,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
@@ -194,25 +212,25 @@ impl Account {
         if let Some(until) = self.high_risk_until(at) {
             return Err(AccountError::HighRiskCooldown { until });
         }
-        if !services
-            .hasher
-            .verify(password, self.password_hash.as_ref())
-            .await
+        let mut facts = match self
+            .prove(
+                SensitiveAction::RemoveSecondFactor,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
         {
-            return Err(AccountError::WrongPassword);
-        }
-        match self.check_proof(&proof) {
-            None => Ok(self.proof_failed(None, &proof, at, context, services)),
-            Some(proven) => {
-                let mut facts = self.verified(None, proven, context.clone());
-                facts.push(AccountFact::SecondFactorRemoved { context });
-                facts.push(AccountFact::HighRiskCooldownStarted {
-                    until: at + services.cooldowns.after_password_reset,
-                    reason: CooldownReason::SecondFactorRemoved,
-                });
-                Ok(facts)
-            }
-        }
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::SecondFactorRemoved { context });
+        facts.push(AccountFact::HighRiskCooldownStarted {
+            until: at + services.cooldowns.after_password_reset,
+            reason: CooldownReason::SecondFactorRemoved,
+        });
+        Ok(facts)
     }
 
     /// `RegisterSecurityKey`: the password again, then the key; the first second factor also
@@ -220,7 +238,7 @@ impl Account {
     pub(super) async fn register_security_key(
         &self,
         key: NewSecurityKey,
-        password: &secrecy::SecretString,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
@@ -232,20 +250,26 @@ impl Account {
         if self.security_keys.len() >= MAX_SECURITY_KEYS {
             return Err(AccountError::TooManySecurityKeys);
         }
-        if !services
-            .hasher
-            .verify(password, self.password_hash.as_ref())
-            .await
-        {
-            return Err(AccountError::WrongPassword);
-        }
         let first_factor = !self.has_second_factor();
-        let mut facts = vec![AccountFact::SecurityKeyRegistered {
+        let mut facts = match self
+            .prove(
+                SensitiveAction::AddSecondFactor,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
+        {
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::SecurityKeyRegistered {
             key_id: key.key_id,
             name: key.name,
             credential: key.credential,
             context: context.clone(),
-        }];
+        });
         if first_factor {
             facts.push(AccountFact::BackupCodesGenerated {
                 verifiers: key.backup_verifiers,
@@ -273,8 +297,7 @@ impl Account {
     pub(super) async fn remove_security_key(
         &self,
         key_id: String,
-        password: &secrecy::SecretString,
-        proof: MfaProof,
+        proof: &Proof,
         at: DateTime<Utc>,
         context: RequestContext,
         services: &AccountServices,
@@ -286,32 +309,32 @@ impl Account {
         if let Some(until) = self.high_risk_until(at) {
             return Err(AccountError::HighRiskCooldown { until });
         }
-        if !services
-            .hasher
-            .verify(password, self.password_hash.as_ref())
-            .await
+        let mut facts = match self
+            .prove(
+                SensitiveAction::RemoveSecondFactor,
+                proof,
+                at,
+                &context,
+                services,
+            )
+            .await?
         {
-            return Err(AccountError::WrongPassword);
+            Proved::Refused(refusal) => return Ok(refusal),
+            Proved::Accepted(spent) => spent,
+        };
+        facts.push(AccountFact::SecurityKeyRemoved {
+            key_id,
+            context: context.clone(),
+        });
+        // The last factor gone: two-step sign-in is off, backup codes included.
+        if self.security_keys.len() == 1 && !self.has_totp() {
+            facts.push(AccountFact::SecondFactorRemoved { context });
         }
-        match self.check_proof(&proof) {
-            None => Ok(self.proof_failed(None, &proof, at, context, services)),
-            Some(proven) => {
-                let mut facts = self.verified(None, proven, context.clone());
-                facts.push(AccountFact::SecurityKeyRemoved {
-                    key_id,
-                    context: context.clone(),
-                });
-                // The last factor gone: two-step sign-in is off, backup codes included.
-                if self.security_keys.len() == 1 && !self.has_totp() {
-                    facts.push(AccountFact::SecondFactorRemoved { context });
-                }
-                facts.push(AccountFact::HighRiskCooldownStarted {
-                    until: at + services.cooldowns.after_password_reset,
-                    reason: CooldownReason::SecondFactorRemoved,
-                });
-                Ok(facts)
-            }
-        }
+        facts.push(AccountFact::HighRiskCooldownStarted {
+            until: at + services.cooldowns.after_password_reset,
+            reason: CooldownReason::SecondFactorRemoved,
+        });
+        Ok(facts)
     }
 
     /// The facts of a proven factor: the verification, and a security key's new counter.

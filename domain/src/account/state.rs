@@ -270,6 +270,9 @@ pub struct Account {
     pub(super) withdrawal_addresses: BTreeMap<Uuid, WithdrawalAddress>,
     #[serde(default)]
     pub(super) whitelist_only: bool,
+    /// When the owner was last told that another account tried to take an identifier.
+    #[serde(default)]
+    pub(super) identifier_claim_noticed_at: Option<DateTime<Utc>>,
 }
 
 /// An API key.
@@ -527,6 +530,9 @@ impl Account {
                 self.phone = phone.clone();
             }
             AccountFact::DuplicateRegistrationAttempted { .. } => {}
+            AccountFact::IdentifierClaimAttempted { .. } => {
+                self.identifier_claim_noticed_at = Some(event.at);
+            }
             AccountFact::LoginSucceeded { .. } => {
                 self.consecutive_failures = 0;
                 self.lock_level = 0;
@@ -654,7 +660,8 @@ impl Account {
                 crate::contact::ContactKind::Email => self.email_verified = true,
                 crate::contact::ContactKind::Phone => self.phone_verified = true,
             },
-            AccountFact::PasswordReset { password_hash, .. } => {
+            AccountFact::PasswordReset { password_hash, .. }
+            | AccountFact::PasswordChanged { password_hash, .. } => {
                 if let Some(old) = self.password_hash.replace(password_hash.clone()) {
                     self.previous_passwords.insert(0, old);
                     self.previous_passwords.truncate(PASSWORD_HISTORY);
@@ -726,6 +733,10 @@ impl Account {
                 }
             }
             AccountFact::SecondFactorFailed {
+                consecutive_failures,
+                ..
+            }
+            | AccountFact::PasswordConfirmationFailed {
                 consecutive_failures,
                 ..
             } => self.consecutive_failures = *consecutive_failures,

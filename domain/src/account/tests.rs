@@ -16,6 +16,9 @@ use crate::policy::{LockoutPolicy, SessionPolicy};
 
 type AccountTestFramework = TestFramework<Account>;
 
+/// One test per row of `PROOF_POLICY`.
+mod proof_policy;
+
 /// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
 struct FakeHasher;
 
@@ -148,6 +151,43 @@ fn login(password: &str, at: DateTime<Utc>, session: Uuid) -> AccountCommand {
         at,
         context: ctx(),
     })
+}
+
+/// A proof with the password only.
+fn by_password(password: &str) -> Proof {
+    Proof {
+        password: Some(SecretString::from(password.to_string())),
+        ..Proof::default()
+    }
+}
+
+/// A proof with the password and a second factor.
+fn by_password_and(password: &str, factor: MfaProof) -> Proof {
+    Proof {
+        factor: Some(factor),
+        ..by_password(password)
+    }
+}
+
+/// A proof with a second factor only.
+fn by_factor(factor: MfaProof) -> Proof {
+    Proof {
+        factor: Some(factor),
+        ..Proof::default()
+    }
+}
+
+/// A proof with the requesting session only.
+fn by_session(session_id: Uuid) -> Proof {
+    Proof {
+        session_id: Some(session_id),
+        ..Proof::default()
+    }
+}
+
+/// Fact names, to compare shapes.
+fn names(facts: &[AccountFact]) -> Vec<&'static str> {
+    facts.iter().map(|f| f.name()).collect()
 }
 
 fn facts_of(events: Vec<AccountEvent>) -> Vec<AccountFact> {
@@ -630,6 +670,7 @@ mod recovery {
             verifier: grant(n).verifier,
             action,
             next_code: Some(grant(n + 1)),
+            proof: Proof::default(),
             at,
             context: ctx(),
         })
@@ -1035,7 +1076,8 @@ mod contact_change {
                 sealed: "new".into(),
                 lookup: lookup.into(),
             },
-            password: SecretString::from(password.to_string()),
+            proof: by_password(password),
+            unavailable: false,
             grant: FlowGrant {
                 flow_id: sid(300),
                 code: CodeGrant {
@@ -1050,24 +1092,38 @@ mod contact_change {
 
     #[test]
     fn test_change_needs_the_password_and_a_different_contact() {
+        // A wrong password is a recorded failure (it counts toward the lockout), not a change.
         assert_eq!(
             run(
                 vec![registered()],
                 change("wrong password here", "new-lookup")
             ),
-            Err(AccountError::WrongPassword)
+            Ok(vec![AccountFact::PasswordConfirmationFailed {
+                action: "change_contact".into(),
+                consecutive_failures: 1,
+                context: ctx(),
+            }])
         );
         assert_eq!(
             run(vec![registered()], change(PASSWORD, "lookup")),
             Err(AccountError::ContactUnchanged)
         );
         let facts = run(vec![registered()], change(PASSWORD, "new-lookup")).unwrap();
+        assert_eq!(
+            names(&facts),
+            [
+                "HighRiskCooldownStarted",
+                "ContactChanged",
+                "FlowStarted",
+                "CodeIssued"
+            ]
+        );
         assert!(matches!(
-            &facts[0],
+            &facts[1],
             AccountFact::ContactChanged { previous: Some(p), .. } if p.lookup == "lookup"
         ));
         assert!(matches!(
-            &facts[2],
+            &facts[3],
             AccountFact::CodeIssued {
                 deliverable: true,
                 ..
@@ -1194,14 +1250,13 @@ mod second_factor {
             &facts[0],
             AccountFact::SecondFactorVerified { step: Some(11), .. }
         ));
-        let n = facts.len();
+        // Signing in opens a session, and does not step it up.
         assert!(
-            matches!(&facts[n - 2], AccountFact::SessionStarted { session_id, .. } if *session_id == sid(51))
+            matches!(facts.last(), Some(AccountFact::SessionStarted { session_id, .. }) if *session_id == sid(51))
         );
-        // A session opened with a second factor starts stepped up.
-        assert!(
-            matches!(&facts[n - 1], AccountFact::SessionSteppedUp { session_id, method } if *session_id == sid(51) && method == "totp")
-        );
+        assert!(!facts
+            .iter()
+            .any(|f| matches!(f, AccountFact::SessionSteppedUp { .. })));
         // The same challenge cannot be answered twice.
         let mut given = challenged(10);
         given.extend(facts.into_iter().map(|f| (t(2), f)));
@@ -1277,14 +1332,18 @@ mod second_factor {
     #[test]
     fn test_removal_needs_password_and_factor_and_starts_a_cooldown() {
         let remove = |password: &str, step: u64, at| AccountCommand::RemoveSecondFactor {
-            password: SecretString::from(password.to_string()),
-            proof: totp(step),
+            proof: by_password_and(password, totp(step)),
             at,
             context: ctx(),
         };
+        // A wrong password is recorded and counted; nothing is removed.
         assert_eq!(
             run(enrolled(10), remove("not the password", 11, t(2))),
-            Err(AccountError::WrongPassword)
+            Ok(vec![AccountFact::PasswordConfirmationFailed {
+                action: "remove_second_factor".into(),
+                consecutive_failures: 1,
+                context: ctx(),
+            }])
         );
         let facts = run(enrolled(10), remove(PASSWORD, 11, t(2))).unwrap();
         assert!(matches!(facts[1], AccountFact::SecondFactorRemoved { .. }));
@@ -1388,6 +1447,7 @@ mod lost_factor {
             verifier: code(n).verifier,
             action: CodeAction::RecoveryStep,
             next_code: Some(code(n + 1)),
+            proof: Proof::default(),
             at,
             context: ctx(),
         })
@@ -1626,14 +1686,14 @@ mod security_keys {
             &facts[1],
             AccountFact::SecurityKeyUsed { counter: 4, .. }
         ));
-        assert!(matches!(
-            facts[facts.len() - 2],
-            AccountFact::SessionStarted { .. }
-        ));
+        // Signing in with a key is not a step-up.
         assert!(matches!(
             facts.last(),
-            Some(AccountFact::SessionSteppedUp { .. })
+            Some(AccountFact::SessionStarted { .. })
         ));
+        assert!(!facts
+            .iter()
+            .any(|f| matches!(f, AccountFact::SessionSteppedUp { .. })));
     }
 
     #[test]
@@ -1662,11 +1722,15 @@ mod security_keys {
     }
 
     fn register(password: &str, key_id: &str) -> AccountCommand {
+        register_with(by_password(password), key_id)
+    }
+
+    fn register_with(proof: Proof, key_id: &str) -> AccountCommand {
         AccountCommand::RegisterSecurityKey {
             key_id: key_id.into(),
             name: "blue".into(),
             credential: serde_json::json!({"v": 0}),
-            password: SecretString::from(password.to_string()),
+            proof,
             backup_verifiers: vec!["v1".into(), "v2".into()],
             at: t(1),
             context: ctx(),
@@ -1677,7 +1741,11 @@ mod security_keys {
     fn test_the_first_key_needs_the_password_and_brings_backup_codes() {
         assert_eq!(
             run(vec![registered()], register("not the password", "key-1")),
-            Err(AccountError::WrongPassword)
+            Ok(vec![AccountFact::PasswordConfirmationFailed {
+                action: "add_second_factor".into(),
+                consecutive_failures: 1,
+                context: ctx(),
+            }])
         );
         let facts = run(vec![registered()], register(PASSWORD, "key-1")).unwrap();
         assert!(
@@ -1694,10 +1762,32 @@ mod security_keys {
                 ..
             }
         ));
-        // A second key keeps the codes the owner already holds.
-        let facts = run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-2")).unwrap();
-        let names: Vec<&str> = facts.iter().map(|f| f.name()).collect();
-        assert_eq!(names, ["SecurityKeyRegistered", "HighRiskCooldownStarted"]);
+        // A second key needs a current factor too, and keeps the codes the owner already holds.
+        assert_eq!(
+            run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-2")),
+            Err(AccountError::SecondFactorRequired)
+        );
+        let first_key = MfaProof::SecurityKey {
+            key_id: "key-1".into(),
+            check: KeyCheck::Verified {
+                counter: 1,
+                credential: serde_json::json!({"v": 1}),
+            },
+        };
+        let facts = run(
+            with_key(0)[..2].to_vec(),
+            register_with(by_password_and(PASSWORD, first_key), "key-2"),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&facts),
+            [
+                "SecondFactorVerified",
+                "SecurityKeyUsed",
+                "SecurityKeyRegistered",
+                "HighRiskCooldownStarted"
+            ]
+        );
         assert_eq!(
             run(with_key(0)[..2].to_vec(), register(PASSWORD, "key-1")),
             Err(AccountError::SecurityKeyUnknown)
@@ -1710,8 +1800,7 @@ mod security_keys {
         given.pop();
         let remove = |proof: MfaProof| AccountCommand::RemoveSecurityKey {
             key_id: "key-1".into(),
-            password: SecretString::from(PASSWORD.to_string()),
-            proof,
+            proof: by_password_and(PASSWORD, proof),
             at: t(2),
             context: ctx(),
         };
@@ -1723,9 +1812,8 @@ mod security_keys {
             },
         };
         let facts = run(given.clone(), remove(proof)).unwrap();
-        let names: Vec<&str> = facts.iter().map(|f| f.name()).collect();
         assert_eq!(
-            names,
+            names(&facts),
             [
                 "SecondFactorVerified",
                 "SecurityKeyUsed",
@@ -1760,6 +1848,21 @@ mod controls {
         given
     }
 
+    /// `given`, with session 70 opened and stepped up at t(1).
+    fn stepped_up(
+        mut given: Vec<(DateTime<Utc>, AccountFact)>,
+    ) -> Vec<(DateTime<Utc>, AccountFact)> {
+        given.push(started(t(1), sid(70)));
+        given.push((
+            t(1),
+            AccountFact::SessionSteppedUp {
+                session_id: sid(70),
+                method: "totp".into(),
+            },
+        ));
+        given
+    }
+
     fn state_of(given: Vec<(DateTime<Utc>, AccountFact)>) -> Account {
         let mut state = Account::default();
         for e in history(given) {
@@ -1786,7 +1889,11 @@ mod controls {
             at: t(2),
             context: ctx(),
         };
-        let facts = run(with_session(), step_up(super::second_factor::totp(11))).unwrap();
+        let facts = run(
+            with_session(),
+            step_up(by_factor(super::second_factor::totp(11))),
+        )
+        .unwrap();
         assert!(
             matches!(&facts[1], AccountFact::SessionSteppedUp { session_id, method } if *session_id == sid(70) && method == "totp")
         );
@@ -1796,16 +1903,30 @@ mod controls {
             Some(t(17))
         );
         // A wrong code counts toward the lockout and steps nothing up.
-        let facts = run(with_session(), step_up(super::second_factor::totp(9))).unwrap();
+        let facts = run(
+            with_session(),
+            step_up(by_factor(super::second_factor::totp(9))),
+        )
+        .unwrap();
         assert!(matches!(facts[0], AccountFact::SecondFactorFailed { .. }));
         assert_eq!(facts.len(), 1);
-        // Without any second factor there is nothing to step up with.
+        // Without any second factor the password steps the session up; a code alone does not.
         assert_eq!(
             run(
                 vec![registered(), started(t(1), sid(70))],
-                step_up(super::second_factor::totp(11))
+                step_up(by_factor(super::second_factor::totp(11)))
             ),
-            Err(AccountError::NoSecondFactor)
+            Err(AccountError::WrongPassword)
+        );
+        assert_eq!(
+            run(
+                vec![registered(), started(t(1), sid(70))],
+                step_up(by_password(PASSWORD))
+            ),
+            Ok(vec![AccountFact::SessionSteppedUp {
+                session_id: sid(70),
+                method: "password".into()
+            }])
         );
     }
 
@@ -1819,6 +1940,7 @@ mod controls {
                 expires_at: Some(t(600)),
                 verifier: "secret-1".into(),
             },
+            proof: by_session(sid(70)),
             at: t(1),
             context: ctx(),
         }
@@ -1826,7 +1948,8 @@ mod controls {
 
     #[test]
     fn test_a_withdraw_key_starts_a_cooldown_and_none_is_made_during_one() {
-        let facts = run(vec![registered()], key(vec![ApiScope::Withdraw], vec![])).unwrap();
+        let base = stepped_up(super::second_factor::enrolled(10));
+        let facts = run(base.clone(), key(vec![ApiScope::Withdraw], vec![])).unwrap();
         assert!(matches!(
             facts[1],
             AccountFact::HighRiskCooldownStarted {
@@ -1834,7 +1957,7 @@ mod controls {
                 ..
             }
         ));
-        let given = then(vec![registered()], facts, t(1));
+        let given = then(base, facts, t(1));
         let again = AccountCommand::CreateApiKey {
             key: NewApiKey {
                 key_id: sid(81),
@@ -1844,6 +1967,7 @@ mod controls {
                 expires_at: None,
                 verifier: "secret-2".into(),
             },
+            proof: by_session(sid(70)),
             at: t(2),
             context: ctx(),
         };
@@ -1861,6 +1985,7 @@ mod controls {
                 expires_at: None,
                 verifier: "secret-3".into(),
             },
+            proof: by_session(sid(70)),
             at: t(2),
             context: ctx(),
         };
@@ -1869,18 +1994,20 @@ mod controls {
 
     #[test]
     fn test_a_rotated_secret_works_through_its_grace_period_only() {
+        let base = stepped_up(vec![registered()]);
         let created = run(
-            vec![registered()],
+            base.clone(),
             key(vec![ApiScope::Trade], vec!["192.0.2.0/24".into()]),
         )
         .unwrap();
-        let given = then(vec![registered()], created, t(1));
+        let given = then(base, created, t(1));
         let rotated = run(
             given.clone(),
             AccountCommand::RotateApiKey {
                 key_id: sid(80),
                 verifier: "secret-2".into(),
                 grace: Duration::minutes(10),
+                proof: by_session(sid(70)),
                 at: t(5),
                 context: ctx(),
             },
@@ -1946,17 +2073,17 @@ mod controls {
         assert_eq!(parse_network("not an ip"), None);
     }
 
+    /// A verified email, TOTP, and session 70 stepped up at t(1): what whitelist changes need.
     fn verified() -> Vec<(DateTime<Utc>, AccountFact)> {
-        vec![
-            registered(),
-            (
-                t(0),
-                AccountFact::ContactVerified {
-                    kind: crate::contact::ContactKind::Email,
-                    flow_id: sid(99),
-                },
-            ),
-        ]
+        let mut given = super::second_factor::enrolled(10);
+        given.push((
+            t(0),
+            AccountFact::ContactVerified {
+                kind: crate::contact::ContactKind::Email,
+                flow_id: sid(99),
+            },
+        ));
+        stepped_up(given)
     }
 
     fn propose(at: DateTime<Utc>) -> AccountCommand {
@@ -1974,8 +2101,7 @@ mod controls {
                         verifier: "code-v".into(),
                     },
                 },
-                stepped_up: false,
-                password: Some(SecretString::from(PASSWORD.to_string())),
+                proof: by_session(sid(70)),
             },
             at,
             context: ctx(),
@@ -1985,7 +2111,10 @@ mod controls {
     #[test]
     fn test_a_whitelisted_address_needs_a_code_then_waits_its_cooldown() {
         assert_eq!(
-            run(vec![registered()], propose(t(1))),
+            run(
+                stepped_up(super::second_factor::enrolled(10)),
+                propose(t(1))
+            ),
             Err(AccountError::EmailNotVerified)
         );
         let proposed = run(verified(), propose(t(1))).unwrap();
@@ -2016,6 +2145,7 @@ mod controls {
                 verifier: verifier.into(),
                 action: CodeAction::ConfirmWithdrawalAddress,
                 next_code: None,
+                proof: Proof::default(),
                 at: t(3),
                 context: ctx(),
             })
@@ -2044,24 +2174,54 @@ mod controls {
     }
 
     #[test]
-    fn test_a_proposal_needs_the_password_unless_the_session_stepped_up() {
-        let with = |stepped_up: bool, password: Option<&str>| {
-            let mut cmd = propose(t(1));
+    fn test_a_proposal_needs_a_stepped_up_session_and_a_second_factor() {
+        let with = |proof: Proof, at| {
+            let mut cmd = propose(at);
             if let AccountCommand::ProposeWithdrawalAddress { address, .. } = &mut cmd {
-                address.stepped_up = stepped_up;
-                address.password = password.map(|p| SecretString::from(p.to_string()));
+                address.proof = proof;
             }
             cmd
         };
+        // The password no longer stands in for a step-up.
         assert_eq!(
-            run(verified(), with(false, None)),
-            Err(AccountError::WrongPassword)
+            run(verified(), with(by_password(PASSWORD), t(1))),
+            Err(AccountError::StepUpRequired)
         );
+        // A session that signed in but did not step up.
+        let mut signed_in = super::second_factor::enrolled(10);
+        signed_in.push((
+            t(0),
+            AccountFact::ContactVerified {
+                kind: crate::contact::ContactKind::Email,
+                flow_id: sid(99),
+            },
+        ));
+        signed_in.push(started(t(1), sid(70)));
         assert_eq!(
-            run(verified(), with(false, Some("not the password"))),
-            Err(AccountError::WrongPassword)
+            run(signed_in, with(by_session(sid(70)), t(1))),
+            Err(AccountError::StepUpRequired)
         );
-        assert!(run(verified(), with(true, None)).is_ok());
+        // The step-up window has passed.
+        assert_eq!(
+            run(verified(), with(by_session(sid(70)), t(16))),
+            Err(AccountError::StepUpRequired)
+        );
+        // Stepped up with the password on an account without a second factor.
+        let no_factor = stepped_up(vec![
+            registered(),
+            (
+                t(0),
+                AccountFact::ContactVerified {
+                    kind: crate::contact::ContactKind::Email,
+                    flow_id: sid(99),
+                },
+            ),
+        ]);
+        assert_eq!(
+            run(no_factor, with(by_session(sid(70)), t(2))),
+            Err(AccountError::SecondFactorRequired)
+        );
+        assert!(run(verified(), with(by_session(sid(70)), t(2))).is_ok());
     }
 
     #[test]
@@ -2092,6 +2252,7 @@ mod controls {
         ));
         let off = |at| AccountCommand::SetWhitelistMode {
             enabled: false,
+            proof: by_session(sid(70)),
             at,
             context: ctx(),
         };

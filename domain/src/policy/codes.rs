@@ -208,6 +208,9 @@ pub struct CooldownPolicy {
     pub after_factor_added: Duration,
     /// After an API key with the `withdraw` scope is created.
     pub after_withdraw_key: Duration,
+    /// After the email or the phone is replaced or added, or the password changed while signed
+    /// in (a thief with the password would change them first).
+    pub after_contact_changed: Duration,
     /// After whitelist-only withdrawals are turned off.
     pub after_whitelist_disabled: Duration,
     /// Before a newly whitelisted address may receive withdrawals.
@@ -225,6 +228,7 @@ impl CooldownPolicy {
             R::SecondFactorAdded => self.after_factor_added,
             R::WithdrawKeyCreated => self.after_withdraw_key,
             R::WhitelistDisabled => self.after_whitelist_disabled,
+            R::ContactChanged | R::PasswordChanged => self.after_contact_changed,
         }
     }
 }
@@ -236,6 +240,7 @@ impl Default for CooldownPolicy {
             recovery_hold: Duration::hours(48),
             after_factor_added: Duration::hours(24),
             after_withdraw_key: Duration::hours(24),
+            after_contact_changed: Duration::hours(24),
             after_whitelist_disabled: Duration::hours(24),
             new_address: Duration::hours(24),
         }

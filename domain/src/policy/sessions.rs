@@ -13,6 +13,8 @@ pub struct SessionPolicy {
     pub extend_after: Duration,
     /// Most sessions open at once; signing in beyond it ends the oldest.
     pub max_active: usize,
+    /// How long an explicit step-up (`StepUp`) lets a session make the changes that need one.
+    pub step_up: Duration,
 }
 
 impl Default for SessionPolicy {
@@ -22,6 +24,7 @@ impl Default for SessionPolicy {
             idle: Duration::minutes(30),
             extend_after: Duration::minutes(5),
             max_active: 50,
+            step_up: Duration::minutes(15),
         }
     }
 }
