@@ -98,6 +98,7 @@ fn redacted(url: &str) -> String {
     }
 }
 
+mod enumeration;
 mod replay;
 mod suite;
 
@@ -106,6 +107,10 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("replay") {
         let argv = std::env::args().skip(1).collect();
         std::process::exit(replay::main(argv).await);
+    }
+    if std::env::args().nth(1).as_deref() == Some("enumeration") {
+        let argv = std::env::args().skip(1).collect();
+        std::process::exit(enumeration::main(argv).await);
     }
     if std::env::args().nth(1).as_deref() == Some("suite") {
         let argv = std::env::args().skip(1).collect();

@@ -348,7 +348,7 @@ impl Server {
     }
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
@@ -358,10 +358,10 @@ fn http_client() -> Result<reqwest::Client, String> {
 
 /// A registered account.
 #[derive(Clone)]
-struct Account {
-    email: String,
+pub(crate) struct Account {
+    pub(crate) email: String,
     account_id: String,
-    flow: String,
+    pub(crate) flow: String,
 }
 
 async fn register(http: &reqwest::Client, base: &str, email: &str) -> Result<Account, String> {
@@ -402,7 +402,7 @@ async fn register(http: &reqwest::Client, base: &str, email: &str) -> Result<Acc
 }
 
 /// Registers `emails` with `concurrency` requests in flight.
-async fn register_many(
+pub(crate) async fn register_many(
     http: &reqwest::Client,
     base: &str,
     emails: Vec<String>,
@@ -430,7 +430,7 @@ async fn register_many(
         .await
 }
 
-async fn login(
+pub(crate) async fn login(
     http: &reqwest::Client,
     base: &str,
     identifier: &str,
@@ -732,7 +732,7 @@ async fn rates_latency_lag_history(ctx: &mut Ctx, db: &Db) -> Result<(), String>
     result
 }
 
-fn tempdir() -> Result<PathBuf, String> {
+pub(crate) fn tempdir() -> Result<PathBuf, String> {
     let dir =
         std::env::temp_dir().join(format!("gatehouse-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;

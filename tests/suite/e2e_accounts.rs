@@ -301,6 +301,67 @@ async fn test_service_documents() {
             "OpenAPI lacks the {schema} schema"
         );
     }
+    // Every reference resolves (a type alias in a `request_body` would leave a dangling one).
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(target)) => out.push(target.to_string()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(!found.is_empty());
+    for target in found {
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling OpenAPI reference {target}"
+        );
+    }
+    // Every sensitive route takes the one `proof` object (issue #17).
+    let schema_of = |path: &str, method: &str| {
+        let body =
+            &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        let name = body["$ref"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("#/components/schemas/")
+            .to_string();
+        doc["components"]["schemas"][name.as_str()].clone()
+    };
+    for (path, method) in [
+        ("/v1/me/totp/confirm", "post"),
+        ("/v1/me/totp", "delete"),
+        ("/v1/me/backup-codes", "post"),
+        ("/v1/me/security-keys", "post"),
+        ("/v1/me/security-keys/{key_id}", "delete"),
+        ("/v1/me/email", "put"),
+        ("/v1/me/phone", "put"),
+        ("/v1/me/password", "put"),
+        ("/v1/password/reset", "post"),
+        ("/v1/me/step-up", "post"),
+        ("/v1/me/anti-phishing-phrase", "put"),
+        ("/v1/me/anti-phishing-phrase", "delete"),
+    ] {
+        let schema = schema_of(path, method);
+        assert!(
+            schema["properties"]["proof"].is_object(),
+            "{method} {path} does not take `proof`: {schema}"
+        );
+        let responses = &doc["paths"][path][method]["responses"];
+        assert!(
+            responses.get("403").is_some(),
+            "{method} {path} documents no 403"
+        );
+    }
     // Metrics: every read model reports its lag, which returns to zero once it catches up.
     server.register("metrics@example.com", PASSWORD).await;
     super::support::eventually("projections report zero lag", || async {

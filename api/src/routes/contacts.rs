@@ -178,7 +178,7 @@ async fn change(
         // Someone else's address: the same proof is checked and the same answer given, with a
         // flow whose code is never sent; nothing is claimed, and the holder hears of it.
         let token = execute_change(state, caller, auth, &contact, proof, true).await?;
-        tell_holder(state, caller, &holder, now).await;
+        tell_holder(state, caller, &holder, now);
         return Ok((
             StatusCode::ACCEPTED,
             Json(ContactChangeResponse {
@@ -214,28 +214,33 @@ async fn change(
 /// Tells the holder of a taken identifier that another account tried to use it (the aggregate
 /// keeps this to once a day). A failure is logged, never shown: the requester's answer must not
 /// depend on it.
-async fn tell_holder(
+fn tell_holder(
     state: &AppState,
     caller: &Caller,
     holder: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     let context = caller.context(None);
-    let told = state
-        .accounts()
-        .execute(
-            holder,
-            || AccountCommand::RecordIdentifierClaimAttempt {
-                at: now,
-                context: context.clone(),
-            },
-            metadata(),
-        )
-        .await;
-    match told {
-        Ok(_) => state.runner().nudge(),
-        Err(e) => tracing::warn!(error = ?e, "could not record a claim attempt on its holder"),
-    }
+    let state = state.clone();
+    let holder = holder.to_string();
+    // Off the request's path, so that the answer takes no longer than for a free contact.
+    tokio::spawn(async move {
+        let told = state
+            .accounts()
+            .execute(
+                &holder,
+                || AccountCommand::RecordIdentifierClaimAttempt {
+                    at: now,
+                    context: context.clone(),
+                },
+                metadata(),
+            )
+            .await;
+        match told {
+            Ok(_) => state.runner().nudge(),
+            Err(e) => tracing::warn!(error = ?e, "could not record a claim attempt on its holder"),
+        }
+    });
 }
 
 async fn execute_change(

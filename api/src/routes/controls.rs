@@ -9,14 +9,11 @@ use gatehouse_projections::store::ExecuteError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::mfa::mfa_error;
+use super::mfa::{mfa_error, ProofRequest};
 use super::{metadata, ApiJson};
 use crate::error::ApiError;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
-
-/// Proves the account again: a current second factor, or the password when none is enrolled.
-pub type StepUpRequest = super::mfa::ProofRequest;
 
 /// Until when the session counts as stepped up.
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,7 +52,7 @@ pub(crate) fn require_no_cooldown(auth: &Authenticated) -> Result<(), ApiError> 
 /// `GATEHOUSE_STEP_UP_SECONDS` (15 minutes by default). Signing in never steps a session up.
 /// A wrong proof counts toward the lockout.
 #[utoipa::path(post, path = "/v1/me/step-up", tag = "second factors", security(("bearer" = [])),
-    request_body = StepUpRequest,
+    request_body = ProofRequest,
     responses(
         (status = 200, body = SteppedUp),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
@@ -68,7 +65,7 @@ pub async fn step_up(
     State(state): State<AppState>,
     caller: Caller,
     auth: Authenticated,
-    ApiJson(req): ApiJson<StepUpRequest>,
+    ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<Json<SteppedUp>, ApiError> {
     let id = auth.account_id();
     if let Some(ip) = caller.ip {

@@ -467,7 +467,8 @@ pub struct RestrictionsView {
     /// keys) are refused until then; absent when none applies.
     pub high_risk_blocked_until: Option<DateTime<Utc>>,
     /// Why (`password_reset`, `second_factor_removed`, `lost_factor_recovery`,
-    /// `second_factor_added`, `withdraw_key_created`, `whitelist_disabled`).
+    /// `second_factor_added`, `withdraw_key_created`, `whitelist_disabled`, `contact_changed`,
+    /// `password_changed`).
     pub reasons: Vec<String>,
     /// What is refused until `high_risk_blocked_until`.
     pub blocked_actions: Vec<&'static str>,

@@ -149,12 +149,6 @@ impl ProofRequest {
     }
 }
 
-/// Removes the second factors (the password and a current factor).
-pub type RemoveFactorRequest = ProofRequest;
-
-/// Regenerates backup codes (the password and a current factor).
-pub type RegenerateRequest = ProofRequest;
-
 pub(crate) async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
     let wrapped = directory::wrapped_key(state.store(), account_id)
         .await
@@ -401,7 +395,7 @@ pub async fn backup_codes_left(auth: Authenticated) -> Json<BackupCodesLeft> {
 /// Replaces the backup codes (the password and a current factor required); the old set stops
 /// working.
 #[utoipa::path(post, path = "/v1/me/backup-codes", tag = "second factors", security(("bearer" = [])),
-    request_body = RegenerateRequest,
+    request_body = ProofRequest,
     responses(
         (status = 200, body = BackupCodes),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
@@ -414,7 +408,7 @@ pub async fn regenerate_backup_codes(
     State(state): State<AppState>,
     caller: Caller,
     auth: Authenticated,
-    ApiJson(req): ApiJson<RegenerateRequest>,
+    ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<Json<BackupCodes>, ApiError> {
     let id = auth.account_id();
     let proof = crate::proof::resolve(
@@ -453,7 +447,7 @@ pub async fn regenerate_backup_codes(
 /// Removes TOTP and the backup codes: password and a current factor required; refused during a
 /// high-risk cooldown; starts one; the owner is told on every verified channel.
 #[utoipa::path(delete, path = "/v1/me/totp", tag = "second factors", security(("bearer" = [])),
-    request_body = RemoveFactorRequest,
+    request_body = ProofRequest,
     responses(
         (status = 204),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
@@ -466,7 +460,7 @@ pub async fn remove_totp(
     State(state): State<AppState>,
     caller: Caller,
     auth: Authenticated,
-    ApiJson(req): ApiJson<RemoveFactorRequest>,
+    ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
     if let Some(ip) = caller.ip {

@@ -15,8 +15,7 @@ use utoipa::ToSchema;
 use webauthn_rs::prelude::{RegisterPublicKeyCredential, SecurityKeyRegistration};
 
 use super::mfa::{
-    account_label, conflict, data_key, invalid_challenge, mfa_error, relying_party,
-    RemoveFactorRequest,
+    account_label, conflict, data_key, invalid_challenge, mfa_error, relying_party, ProofRequest,
 };
 use super::{metadata, store_error, ApiJson};
 use crate::error::ApiError;
@@ -360,7 +359,7 @@ pub async fn rename(
 /// told on every verified channel. Removing the last factor turns two-step sign-in off.
 #[utoipa::path(delete, path = "/v1/me/security-keys/{key_id}", tag = "second factors", security(("bearer" = [])),
     params(("key_id" = String, Path, description = "Credential id")),
-    request_body = RemoveFactorRequest,
+    request_body = ProofRequest,
     responses(
         (status = 204),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
@@ -375,7 +374,7 @@ pub async fn remove(
     caller: Caller,
     auth: Authenticated,
     Path(key_id): Path<String>,
-    ApiJson(req): ApiJson<RemoveFactorRequest>,
+    ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
     if let Some(ip) = caller.ip {
