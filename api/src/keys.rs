@@ -43,11 +43,43 @@ pub struct Keys {
     flow_token: XChaCha20Poly1305,
 }
 
-/// Bytes a flow token's plaintext is padded to, so that tokens of accounts and of unknown
+/// Bytes a sealed token's plaintext is padded to, so that tokens of accounts and of unknown
 /// identifiers (whose aggregate ids are longer) have the same length.
-const FLOW_TOKEN_PLAINTEXT: usize = 112;
-/// Prefix of flow tokens.
-const FLOW_TOKEN_PREFIX: &str = "fl1.";
+const TOKEN_PLAINTEXT: usize = 112;
+
+/// The kinds of sealed tokens the server hands out. Each kind has its own prefix, and its
+/// prefix is the associated data it is sealed under: a token of one kind re-labelled as another
+/// (`fl1.X` sent as `ch1.X`) fails authentication instead of naming the same aggregate and id.
+/// A new kind of token (device, freeze link, …) gets a variant here, never another kind's.
+///
+/// (WebAuthn ceremony ids are not sealed tokens: they are random ids of server-side rows bound to
+/// one account and one purpose, taken once; see `webauthn::take_ceremony`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A self-service flow (verification, forgot password, unlock, lost second factor,
+    /// whitelist address): `fl1.`.
+    Flow,
+    /// A sign-in waiting for its second factor: `ch1.`.
+    Challenge,
+}
+
+impl TokenKind {
+    /// Every kind (for tests that check they are all distinct).
+    pub const ALL: [TokenKind; 2] = [TokenKind::Flow, TokenKind::Challenge];
+
+    /// The wire prefix; also the associated data (unchanged for flows since version 1, so flow
+    /// ids issued before kinds were separated keep working).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Flow => "fl1.",
+            Self::Challenge => "ch1.",
+        }
+    }
+
+    fn associated_data(self) -> &'static [u8] {
+        self.prefix().as_bytes()
+    }
+}
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,49 +204,65 @@ impl Keys {
         String::from_utf8(plain).map_err(|_| KeyError::Unseal)
     }
 
-    /// An opaque, authenticated flow id naming the aggregate that holds the flow, of one fixed
+    /// A sealed token of `kind` naming an aggregate and an id (flow, challenge, …), of one fixed
     /// length whatever the aggregate.
-    pub fn flow_token(&self, aggregate_id: &str, flow_id: uuid::Uuid) -> Result<String, KeyError> {
-        let mut plain = Vec::with_capacity(FLOW_TOKEN_PLAINTEXT);
-        plain.extend_from_slice(flow_id.as_bytes());
+    pub fn seal_token(
+        &self,
+        kind: TokenKind,
+        aggregate_id: &str,
+        id: uuid::Uuid,
+    ) -> Result<String, KeyError> {
+        let mut plain = Vec::with_capacity(TOKEN_PLAINTEXT);
+        plain.extend_from_slice(id.as_bytes());
         plain.extend_from_slice(aggregate_id.as_bytes());
-        if plain.len() > FLOW_TOKEN_PLAINTEXT {
+        if plain.len() > TOKEN_PLAINTEXT {
             return Err(KeyError::Unseal);
         }
-        plain.resize(FLOW_TOKEN_PLAINTEXT, 0);
-        let sealed = seal_bytes(&self.flow_token, &plain, FLOW_TOKEN_PREFIX.as_bytes())?;
-        Ok(format!("{FLOW_TOKEN_PREFIX}{}", base64_url(&sealed)))
+        plain.resize(TOKEN_PLAINTEXT, 0);
+        let sealed = seal_bytes(&self.flow_token, &plain, kind.associated_data())?;
+        Ok(format!("{}{}", kind.prefix(), base64_url(&sealed)))
     }
 
-    /// An opaque sign-in challenge id (same construction as flow ids, another prefix).
+    /// The aggregate and id a token of `kind` names; `None` for anything this server did not
+    /// seal as that kind (forged, altered, or a token of another kind).
+    pub fn open_token(&self, kind: TokenKind, token: &str) -> Option<(String, uuid::Uuid)> {
+        let body = token.strip_prefix(kind.prefix())?;
+        if body.len() > 256 {
+            return None;
+        }
+        let bytes = base64_decode(body).ok()?;
+        let plain = open_bytes(&self.flow_token, &bytes, kind.associated_data()).ok()?;
+        let (id, rest) = plain.split_at_checked(16)?;
+        let id = uuid::Uuid::from_slice(id).ok()?;
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        let aggregate = String::from_utf8(rest[..end].to_vec()).ok()?;
+        Some((aggregate, id))
+    }
+
+    /// An opaque, authenticated flow id naming the aggregate that holds the flow.
+    pub fn flow_token(&self, aggregate_id: &str, flow_id: uuid::Uuid) -> Result<String, KeyError> {
+        self.seal_token(TokenKind::Flow, aggregate_id, flow_id)
+    }
+
+    /// The aggregate and flow a flow id names; `None` for anything not made by this server as a
+    /// flow id.
+    pub fn open_flow_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
+        self.open_token(TokenKind::Flow, token)
+    }
+
+    /// An opaque sign-in challenge id (its own kind: never accepted as a flow id, nor a flow id
+    /// as a challenge).
     pub fn challenge_token(
         &self,
         aggregate_id: &str,
         challenge_id: uuid::Uuid,
     ) -> Result<String, KeyError> {
-        self.flow_token(aggregate_id, challenge_id)
-            .map(|t| format!("ch1.{}", &t[FLOW_TOKEN_PREFIX.len()..]))
+        self.seal_token(TokenKind::Challenge, aggregate_id, challenge_id)
     }
 
     /// The aggregate and challenge a challenge token names.
     pub fn open_challenge_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
-        let body = token.strip_prefix("ch1.")?;
-        self.open_flow_token(&format!("{FLOW_TOKEN_PREFIX}{body}"))
-    }
-
-    /// The aggregate and flow a token names; `None` for anything not made by this server.
-    pub fn open_flow_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
-        let body = token.strip_prefix(FLOW_TOKEN_PREFIX)?;
-        if body.len() > 256 {
-            return None;
-        }
-        let bytes = base64_decode(body).ok()?;
-        let plain = open_bytes(&self.flow_token, &bytes, FLOW_TOKEN_PREFIX.as_bytes()).ok()?;
-        let (flow, rest) = plain.split_at_checked(16)?;
-        let flow_id = uuid::Uuid::from_slice(flow).ok()?;
-        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-        let aggregate = String::from_utf8(rest[..end].to_vec()).ok()?;
-        Some((aggregate, flow_id))
+        self.open_token(TokenKind::Challenge, token)
     }
 
     /// A fresh data key for a new account, and its wrapped form for storage.
@@ -398,6 +446,47 @@ mod tests {
             None
         );
         assert_eq!(keys.open_flow_token("fl1.!!"), None);
+    }
+
+    #[test]
+    fn test_a_token_of_one_kind_never_opens_as_another() {
+        // Given a token of each kind for the same aggregate and id,
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let id = uuid::Uuid::from_u128(42);
+        let aggregate = "0b7c7d4e-0000-4000-8000-000000000001";
+        for kind in TokenKind::ALL {
+            let token = keys.seal_token(kind, aggregate, id).unwrap();
+            assert!(token.starts_with(kind.prefix()));
+            // it opens as its own kind,
+            assert_eq!(
+                keys.open_token(kind, &token),
+                Some((aggregate.to_string(), id))
+            );
+            for other in TokenKind::ALL.into_iter().filter(|o| *o != kind) {
+                assert_ne!(kind.prefix(), other.prefix());
+                // when it is sent as another kind, unchanged or re-prefixed, it does not open.
+                assert_eq!(keys.open_token(other, &token), None);
+                let relabelled = format!("{}{}", other.prefix(), &token[kind.prefix().len()..]);
+                assert_eq!(
+                    keys.open_token(other, &relabelled),
+                    None,
+                    "{kind:?} as {other:?}"
+                );
+            }
+        }
+        // The named helpers are the same kinds.
+        let flow = keys.flow_token(aggregate, id).unwrap();
+        let challenge = keys.challenge_token(aggregate, id).unwrap();
+        assert_eq!(
+            keys.open_challenge_token(&format!("ch1.{}", &flow[4..])),
+            None
+        );
+        assert_eq!(
+            keys.open_flow_token(&format!("fl1.{}", &challenge[4..])),
+            None
+        );
+        assert!(keys.open_challenge_token(&challenge).is_some());
+        assert!(keys.open_flow_token(&flow).is_some());
     }
 
     #[test]

@@ -256,6 +256,18 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        // At most once a day per account (decided by the aggregate), so strangers cannot flood
+        // the owner's inbox or phone.
+        AccountFact::RecoveryRequestSetAside {
+            owner_notified: true,
+            ..
+        } => vec![enqueue(
+            "recovery_request_set_aside",
+            Target::EmailIfVerified,
+            json!({}),
+            None,
+            None,
+        )],
         AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
             "anti_phishing_phrase_set",
             Target::EmailIfVerified,
@@ -635,6 +647,27 @@ mod tests {
             topic: "code", target: Target::Channel(Channel::Sms), sequence: 4, expires_ms: Some(900), code_id: Some(id), ..
         }] if id == &Uuid::from_u128(2).to_string()));
         assert!(changes(&stored("acc", 4, 100, code(false)))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn test_a_set_aside_recovery_request_tells_the_owner_only_when_the_aggregate_says_so() {
+        let set_aside = |owner_notified| AccountFact::RecoveryRequestSetAside {
+            flow_id: Uuid::from_u128(1),
+            case_flow_id: Uuid::from_u128(2),
+            owner_notified,
+        };
+        assert!(matches!(
+            &changes(&stored("acc", 6, 100, set_aside(true))).unwrap()[..],
+            [NotificationChange::Enqueue {
+                topic: "recovery_request_set_aside",
+                target: Target::EmailIfVerified,
+                code_id: None,
+                ..
+            }]
+        ));
+        assert!(changes(&stored("acc", 6, 100, set_aside(false)))
             .unwrap()
             .is_empty());
     }

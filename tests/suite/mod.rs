@@ -3,11 +3,13 @@ mod support;
 
 mod admin_api;
 mod alerts_rules;
+mod attacker_matrix;
 mod bulk_load;
 mod e2e_accounts;
 mod e2e_controls;
 mod e2e_login;
 mod e2e_lost_factor;
+mod e2e_oracles;
 mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_security_keys;

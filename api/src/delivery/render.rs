@@ -229,6 +229,15 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                 "Account recovery cancelled".into(),
                 "The pending recovery of your account was cancelled.".into(),
             ),
+            "recovery_request_set_aside" => (
+                "Another recovery request for your account".into(),
+                "Someone asked to recover your account without its second factor while your \
+                 recovery case is in progress. That request was set aside: your case is unchanged \
+                 and nothing was sent to the requester. If you did not ask, you need do nothing; \
+                 to end the case, cancel it from any signed-in session (DELETE /v1/me/recovery). \
+                 We tell you of such requests at most once a day."
+                    .into(),
+            ),
             "anti_phishing_phrase_set" => (
                 "Your anti-phishing phrase was changed".into(),
                 "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),

@@ -3,7 +3,14 @@
 //! one); step 3: identity evidence; step 4: a reviewer's decision (`/v1/admin/recovery-cases`),
 //! then a hold announced on every channel that the owner can cancel from any session
 //! (`DELETE /v1/me/recovery`); after it, `POST /v1/recovery/lost-2fa/complete` removes the
-//! factors. The same answers for identifiers without an account.
+//! factors. The same answers for identifiers without an account: 4 steps until the email code is
+//! accepted (only then does the count say whether a phone step follows).
+//!
+//! The email step accepts only a code sent by email, the phone step only one sent by SMS (a
+//! resend on the other channel is refused). Flows at the code steps run side by side; a new
+//! request never closes another. While a case is under review or approved, a new request gets
+//! the same answer as ever, but its code goes nowhere and the case is left as it is; the owner is
+//! told, at most once a day. Only the owner (`DELETE /v1/me/recovery`) or a reviewer ends a case.
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -65,7 +72,11 @@ pub struct FlowRef {
 
 /// Step 1: a code to the verified email.
 #[utoipa::path(post, path = "/v1/recovery/lost-2fa", tag = "recovery", request_body = LostFactorRequest,
-    responses((status = 202, body = FlowView, description = "Always the same answer; step 1 of 3 or 4"), (status = 429, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: step 1 of 4, channel `email`. A case under review or approved is left untouched (the new flow's code goes nowhere; the owner is told at most once a day)"),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
+    ))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,9 +94,11 @@ pub async fn start(
     responses(
         (status = 200, body = FlowView, description = "The step passed; the view shows the next"),
         (status = 404, body = crate::error::ErrorBody),
-        (status = 409, body = crate::error::ErrorBody, description = "`wrong_step`"),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody, description = "`wrong_step` (also: another case is under review or approved)"),
         (status = 410, body = crate::error::ErrorBody),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (a code that came by another channel than the step's is wrong)"),
+        (status = 429, body = crate::error::ErrorBody),
     ))]
 pub async fn code_step(
     State(state): State<AppState>,
@@ -204,7 +217,8 @@ pub async fn complete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Cancels a pending recovery from a signed-in session (e.g. on the "recovery approved" notice).
+/// Cancels a pending recovery from a signed-in session (e.g. on the "recovery approved" notice):
+/// the case, whatever its stage, and every flow still at the code steps.
 #[utoipa::path(delete, path = "/v1/me/recovery", tag = "recovery", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody, description = "`no_recovery`")))]
 pub async fn cancel(

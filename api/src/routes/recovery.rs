@@ -48,8 +48,10 @@ impl From<ChannelParam> for Channel {
 pub struct RecoveryRequest {
     /// Email or phone of the account.
     pub identifier: String,
-    /// Where to send the code; default: the channel of the identifier, else the other verified
-    /// one. Codes only ever go to verified contacts.
+    /// Where to send the code; default: the channel of the identifier typed (`email` for an
+    /// address, `sms` for a number). The answer names this channel for every identifier, known or
+    /// not; the code goes there only if it is a verified contact of the account, and otherwise
+    /// nowhere (never to the other contact).
     pub channel: Option<ChannelParam>,
 }
 
@@ -57,7 +59,10 @@ pub struct RecoveryRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendRequest {
-    /// Channel for the new code (recovery flows only).
+    /// Channel for the new code: forgot-password and unlock flows only. A step that proves a
+    /// contact is bound to it (verification, whitelist address: email; lost second factor: the
+    /// email step by email, the phone step by sms): another channel is refused with
+    /// `422 channel_not_allowed`, for unknown identifiers' flows alike.
     pub channel: Option<ChannelParam>,
 }
 
@@ -96,7 +101,8 @@ pub struct FlowView {
     pub kind: &'static str,
     /// Current step, from 1.
     pub step: u32,
-    /// Steps in this flow.
+    /// Steps in this flow. A lost-second-factor recovery counts 4 until its email code is
+    /// accepted, whatever the identifier; after it, 4 when a phone step follows, else 3.
     pub steps_total: u32,
     /// `enter_code`, `enter_code_and_new_password`, `request_new_code`, `submit_evidence`,
     /// `await_review`, `await_hold_end` or `done`.
@@ -104,7 +110,8 @@ pub struct FlowView {
     /// `awaiting_code`, `completed`, `code_exhausted`, `code_expired`, `code_superseded`; for a
     /// lost second factor also `awaiting_evidence`, `in_review`, `approved`, `closed`.
     pub status: &'static str,
-    /// Channel of the current code.
+    /// Channel of the current code (as asked or typed; says nothing about which contacts the
+    /// account has or has verified).
     pub channel: &'static str,
     /// When the current code expires.
     pub expires_at: DateTime<Utc>,
@@ -139,8 +146,8 @@ fn view(
         _ => "request_new_code",
     };
     let (step, steps_total, next_action, status) = match account
-        .recovery()
-        .filter(|c| flow.kind == FlowKind::LostSecondFactor && c.flow_id == flow_id)
+        .recovery_case(flow_id)
+        .filter(|_| flow.kind == FlowKind::LostSecondFactor)
     {
         // A lost-second-factor recovery moves through its own stages.
         Some(case) => {
@@ -255,7 +262,7 @@ pub(super) async fn start_recovery(
 /// Asks for a password reset code.
 #[utoipa::path(post, path = "/v1/password/forgot", tag = "recovery", request_body = RecoveryRequest,
     responses(
-        (status = 202, body = FlowView, description = "Always the same answer: a code is on its way if the identifier belongs to an account with a verified contact"),
+        (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: `channel` is the one asked for, else the one typed; a code goes there if it is a verified contact of an account, else nowhere"),
         (status = 400, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
     ))]
@@ -270,7 +277,7 @@ pub async fn forgot_password(
 /// Asks for an unlock code.
 #[utoipa::path(post, path = "/v1/unlock/request", tag = "recovery", request_body = RecoveryRequest,
     responses(
-        (status = 202, body = FlowView, description = "Always the same answer"),
+        (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier (channel as for `/v1/password/forgot`)"),
         (status = 400, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody),
     ))]
@@ -303,8 +310,9 @@ pub async fn get_flow(
         (status = 202, body = FlowView),
         (status = 404, body = crate::error::ErrorBody),
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`: the flow is complete"),
-        (status = 422, body = crate::error::ErrorBody, description = "`channel_not_allowed`"),
-        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap)"),
+        (status = 400, body = crate::error::ErrorBody, description = "malformed body"),
+        (status = 422, body = crate::error::ErrorBody, description = "`channel_not_allowed`: the step is bound to another channel"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap), or `rate_limited`"),
     ))]
 pub async fn resend(
     State(state): State<AppState>,

@@ -440,15 +440,16 @@ pub async fn start_assertion(
 #[utoipa::path(post, path = "/v1/login/mfa/security-key", tag = "sessions", request_body = LoginKeyRequest,
     responses(
         (status = 200, body = AssertionChallenge),
-        (status = 401, body = crate::error::ErrorBody, description = "`invalid_challenge`"),
-        (status = 409, body = crate::error::ErrorBody, description = "`no_security_key`"),
+        (status = 401, body = crate::error::ErrorBody, description = "`invalid_challenge`: the id is not a sign-in challenge this server issued, or it was answered or expired (one answer for all, whoever the account)"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_security_key`: the (valid) challenge's account has no security key"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`"),
     ))]
 pub async fn start_login_assertion(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<LoginKeyRequest>,
 ) -> Result<Json<AssertionChallenge>, ApiError> {
-    let (aggregate_id, _challenge) = state
+    let (aggregate_id, challenge_id) = state
         .keys()
         .open_challenge_token(&req.challenge_id)
         .ok_or_else(invalid_challenge)?;
@@ -462,7 +463,13 @@ pub async fn start_login_assertion(
         .load(&aggregate_id)
         .await
         .map_err(super::execute_error)?;
-    assertion_challenge(&state, &aggregate_id, &account, Utc::now())
+    // Only a challenge this account issued, unanswered and unexpired, gets options (and with
+    // them the account's key ids); anything else answers like a forged id.
+    let now = Utc::now();
+    if account.open_challenge(challenge_id, now).is_none() {
+        return Err(invalid_challenge());
+    }
+    assertion_challenge(&state, &aggregate_id, &account, now)
         .await
         .map(Json)
 }

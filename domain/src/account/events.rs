@@ -128,7 +128,8 @@ pub enum AccountFact {
         context: RequestContext,
     },
     /// A one-time code was issued for a flow. Holds a verifier keyed with a server secret, never
-    /// the code; any earlier code of the same flow kind stops working.
+    /// the code; any earlier code of the same flow kind stops working (of the same flow only, for
+    /// lost-second-factor flows, which run side by side).
     CodeIssued {
         /// The flow.
         flow_id: Uuid,
@@ -488,6 +489,17 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// A lost-second-factor request came while a case was under review or approved: the case
+    /// was left as it was, and the new flow (`FlowStarted` just before) got a code that is sent
+    /// nowhere, so it never progresses. The requester's answer was the same as anyone's.
+    RecoveryRequestSetAside {
+        /// The new flow.
+        flow_id: Uuid,
+        /// The case in progress, untouched.
+        case_flow_id: Uuid,
+        /// Whether the owner is told (at most once a day per account).
+        owner_notified: bool,
+    },
     /// A message reached the provider (SMTP server accepted it, SMS gateway answered 2xx).
     NotificationDelivered {
         /// Stable id of the message (source event and channel).
@@ -661,6 +673,7 @@ impl AccountFact {
             Self::RecoveryReviewed { .. } => "RecoveryReviewed",
             Self::RecoveryCancelled { .. } => "RecoveryCancelled",
             Self::RecoveryCompleted { .. } => "RecoveryCompleted",
+            Self::RecoveryRequestSetAside { .. } => "RecoveryRequestSetAside",
             Self::NotificationDelivered { .. } => "NotificationDelivered",
             Self::NotificationFailed { .. } => "NotificationFailed",
         }
@@ -968,6 +981,11 @@ mod tests {
                 flow_id: sid(),
                 context: RequestContext::default(),
             },
+            AccountFact::RecoveryRequestSetAside {
+                flow_id: sid(),
+                case_flow_id: Uuid::from_u128(8),
+                owner_notified: true,
+            },
             AccountFact::NotificationDelivered {
                 notification_id: "n".into(),
                 topic: "code".into(),
@@ -1044,6 +1062,7 @@ mod tests {
                 "RecoveryReviewed",
                 "RecoveryCancelled",
                 "RecoveryCompleted",
+                "RecoveryRequestSetAside",
                 "NotificationDelivered",
                 "NotificationFailed",
             ]

@@ -28,7 +28,9 @@ impl Account {
             .ok_or(AccountError::RecoveryStage)
     }
 
-    /// A right code for the email or phone step.
+    /// A right code for the email or phone step. Flows at the code steps run side by side; one
+    /// set aside (requested while a case was in progress) never moves, and none moves past the
+    /// code steps while another case is under review or approved: that case is not replaced.
     pub(super) fn recovery_code_step(
         &self,
         flow_id: Uuid,
@@ -38,10 +40,17 @@ impl Account {
         context: RequestContext,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
-        let case = self.case_at(
-            flow_id,
-            &[RecoveryStage::EmailCode, RecoveryStage::PhoneCode],
-        )?;
+        let case = self
+            .recovery_case(flow_id)
+            .filter(|c| matches!(c.stage, RecoveryStage::EmailCode | RecoveryStage::PhoneCode))
+            .filter(|c| !c.set_aside)
+            .ok_or(AccountError::RecoveryStage)?;
+        if self
+            .recovery_in_progress()
+            .is_some_and(|other| other.flow_id != flow_id)
+        {
+            return Err(AccountError::RecoveryStage);
+        }
         let step = if case.stage == RecoveryStage::EmailCode {
             "email"
         } else {
@@ -107,13 +116,14 @@ impl Account {
         }])
     }
 
-    /// `CancelRecovery`: from a signed-in session, whatever the stage.
+    /// `CancelRecovery`: from a signed-in session, whatever the stage. Ends the case and every
+    /// flow still at the code steps (one fact, one notice).
     pub(super) fn cancel_recovery(
         &self,
         context: RequestContext,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        let case = self.recovery.as_ref().ok_or(AccountError::RecoveryStage)?;
+        let case = self.recovery().ok_or(AccountError::RecoveryStage)?;
         Ok(vec![AccountFact::RecoveryCancelled {
             flow_id: case.flow_id,
             context,

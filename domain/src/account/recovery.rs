@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::policy::codes::{Channel, IssueRefusal};
+use crate::policy::codes::{Channel, FlowKind, IssueRefusal};
 
 use super::commands::{CodeAction, CodeGrant, RedeemCode, StartFlow};
 use super::error::AccountError;
@@ -29,14 +29,32 @@ impl Account {
             .codes
             .may_issue(cmd.at, None, &self.recent_code_issues)
             .map_err(refused)?;
-        let (channel, deliverable) = match cmd.kind.verifies() {
-            Some(kind) => {
+        // A lost-second-factor request while a case is under review or approved leaves that case
+        // alone: the new flow looks like any other, but its code goes nowhere, so it never
+        // progresses. The owner hears of it, at most once a day.
+        let set_aside = match cmd.kind {
+            FlowKind::LostSecondFactor => {
+                self.recovery_in_progress()
+                    .map(|case| AccountFact::RecoveryRequestSetAside {
+                        flow_id: cmd.grant.flow_id,
+                        case_flow_id: case.flow_id,
+                        owner_notified: self
+                            .recovery_notice_at
+                            .is_none_or(|last| cmd.at - last >= RECOVERY_NOTICE_INTERVAL),
+                    })
+            }
+            _ => None,
+        };
+        let (channel, deliverable) = match (cmd.kind.verifies(), cmd.kind.bound_channel()) {
+            (Some(kind), _) => {
                 let channel = Channel::for_contact(kind);
                 (channel, self.has_contact(channel))
             }
-            None => self.recovery_channel(cmd.channel, cmd.typed),
+            // Bound to a channel: only ever that one, and only when verified.
+            (None, Some(channel)) => (channel, self.usable_for_recovery(channel)),
+            (None, None) => self.recovery_channel(cmd.channel, cmd.typed),
         };
-        Ok(vec![
+        let mut facts = vec![
             AccountFact::FlowStarted {
                 flow_id: cmd.grant.flow_id,
                 kind: cmd.kind,
@@ -46,12 +64,14 @@ impl Account {
                 cmd.grant.flow_id,
                 cmd.grant.code,
                 channel,
-                deliverable,
+                deliverable && set_aside.is_none(),
                 cmd.at,
                 cmd.context,
                 services,
             ),
-        ])
+        ];
+        facts.extend(set_aside);
+        Ok(facts)
     }
 
     /// `ResendCode`: a new code for a flow, after the cooldown, possibly on the other channel.
@@ -69,24 +89,31 @@ impl Account {
         if current.status == CodeStatus::Used {
             return Err(AccountError::CodeUnusable("used"));
         }
+        // A step bound to a channel stays on it, whoever holds the flow (stand-ins of unknown
+        // identifiers are bound the same way, so the refusal tells nothing).
+        let bound = self.bound_channel(flow_id);
+        if let (Some(bound), Some(wanted)) = (bound, wanted) {
+            if wanted != bound {
+                return Err(AccountError::ChannelNotAllowed);
+            }
+        }
         services
             .codes
             .may_issue(at, Some(current.issued_at), &self.recent_code_issues)
             .map_err(refused)?;
-        let (channel, deliverable) = match flow.kind.verifies() {
-            Some(kind) => {
+        let set_aside = self
+            .recovery_flows
+            .get(&flow_id)
+            .is_some_and(|c| c.set_aside);
+        let (channel, deliverable) = match (flow.kind.verifies(), bound) {
+            (Some(kind), _) => {
                 let channel = Channel::for_contact(kind);
-                if wanted.is_some_and(|w| w != channel) {
-                    return Err(AccountError::ChannelNotAllowed);
-                }
                 (channel, self.has_contact(channel))
             }
-            None => {
+            (None, Some(channel)) => (channel, self.usable_for_recovery(channel) && !set_aside),
+            (None, None) => {
                 let channel = wanted.unwrap_or(current.channel);
-                (
-                    channel,
-                    self.status == AccountStatus::Active && self.is_verified(channel),
-                )
+                (channel, self.usable_for_recovery(channel))
             }
         };
         Ok(vec![self.code_issued(
@@ -123,11 +150,18 @@ impl Account {
         if cmd.at >= code.expires_at {
             return Ok(vec![AccountFact::CodeExpired { flow_id, code_id }]);
         }
+        // A code that came by another channel than the step is bound to proves nothing about
+        // that channel: it counts as a wrong code (only histories from before the binding hold
+        // such codes).
+        let on_bound_channel = self
+            .bound_channel(flow_id)
+            .is_none_or(|bound| bound == code.channel);
         let matches: bool = code
             .verifier
             .as_bytes()
             .ct_eq(cmd.verifier.as_bytes())
             .into();
+        let matches = matches && on_bound_channel;
         // A stand-in aggregate never succeeds, whatever is typed.
         if !matches || self.status != AccountStatus::Active {
             let attempts = code.attempts + 1;
@@ -474,16 +508,19 @@ impl Account {
             }
     }
 
-    /// Recovery codes go only to verified channels: the one asked for, else the one typed, else
-    /// the other verified one. With none, the code is recorded but sent nowhere.
+    /// Whether a recovery code may be sent on a channel: to a verified contact of an account.
+    fn usable_for_recovery(&self, channel: Channel) -> bool {
+        self.status == AccountStatus::Active && self.is_verified(channel)
+    }
+
+    /// The channel of a forgot-password or unlock code: the one asked for, else the one the
+    /// typed identifier is (email for an address, sms for a number), for every identifier alike,
+    /// so the answer's `channel` says nothing about the account. The code goes there only when
+    /// that contact is verified; otherwise it is recorded and sent nowhere (never to the other
+    /// contact: which one is verified is not the stranger's business).
     fn recovery_channel(&self, asked: Option<Channel>, typed: Channel) -> (Channel, bool) {
-        let usable = |c: Channel| self.status == AccountStatus::Active && self.is_verified(c);
-        match asked {
-            Some(channel) => (channel, usable(channel)),
-            None if usable(typed) => (typed, true),
-            None if usable(typed.other()) => (typed.other(), true),
-            None => (typed, false),
-        }
+        let channel = asked.unwrap_or(typed);
+        (channel, self.usable_for_recovery(channel))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -508,6 +545,9 @@ impl Account {
         }
     }
 }
+
+/// Least time between two notices to the owner of recovery requests set aside.
+pub const RECOVERY_NOTICE_INTERVAL: chrono::Duration = chrono::Duration::hours(24);
 
 fn refused(refusal: IssueRefusal) -> AccountError {
     match refusal {

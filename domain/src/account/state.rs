@@ -199,11 +199,21 @@ pub struct RecoveryCase {
     pub needs_phone: bool,
     /// End of the hold, once approved.
     pub hold_until: Option<DateTime<Utc>>,
+    /// Requested while another case was under review or approved: its code went nowhere and it
+    /// never progresses (the requester's answer was the same as anyone's).
+    #[serde(default)]
+    pub set_aside: bool,
 }
 
 impl RecoveryCase {
-    /// Step number (from 1) and steps in this case, for "step 2 of 4".
+    /// Step number (from 1) and steps in this case, for "step 2 of 4". Until the email code is
+    /// accepted every case counts 4 steps, whether or not a phone step follows: the count must
+    /// not tell a stranger (who never gets past the email step) whether the identifier has an
+    /// account with a verified phone. Past the email step, a case without a phone counts 3.
     pub fn step_of(&self) -> (u32, u32) {
+        if self.stage == RecoveryStage::EmailCode {
+            return (1, 4);
+        }
         let total = if self.needs_phone { 4 } else { 3 };
         let step = match self.stage {
             RecoveryStage::EmailCode => 1,
@@ -212,6 +222,22 @@ impl RecoveryCase {
             RecoveryStage::Review | RecoveryStage::Hold => total,
         };
         (step, total)
+    }
+
+    /// Under review or approved (on hold): a case in progress, which a new request for the
+    /// account leaves untouched. Only the owner or a reviewer ends it.
+    pub fn is_in_progress(&self) -> bool {
+        matches!(self.stage, RecoveryStage::Review | RecoveryStage::Hold)
+    }
+
+    /// The channel the current step's code must come by, for the code steps: the email step
+    /// proves the inbox, the phone step the phone, so each accepts only a code sent there.
+    pub fn bound_channel(&self) -> Option<Channel> {
+        match self.stage {
+            RecoveryStage::EmailCode => Some(Channel::Email),
+            RecoveryStage::PhoneCode => Some(Channel::Sms),
+            RecoveryStage::Evidence | RecoveryStage::Review | RecoveryStage::Hold => None,
+        }
     }
 }
 
@@ -259,8 +285,18 @@ pub struct Account {
     pub(super) backup_codes: Vec<BackupCode>,
     #[serde(default)]
     pub(super) challenges: BTreeMap<Uuid, MfaChallenge>,
+    /// The lost-second-factor case past the code steps (evidence, review, hold). (Snapshots
+    /// written before `recovery_flows` existed may hold a case at a code step here.)
     #[serde(default)]
     pub(super) recovery: Option<RecoveryCase>,
+    /// Lost-second-factor flows still at their code steps, side by side: a new request never
+    /// closes another.
+    #[serde(default)]
+    pub(super) recovery_flows: BTreeMap<Uuid, RecoveryCase>,
+    /// When the owner was last told of a recovery request set aside because a case was in
+    /// progress (at most once a day, so strangers cannot flood the owner).
+    #[serde(default)]
+    pub(super) recovery_notice_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub(super) security_keys: BTreeMap<String, SecurityKeyFactor>,
     #[serde(default)]
@@ -427,14 +463,53 @@ impl Account {
         self.backup_codes.iter().filter(|c| !c.used).count()
     }
 
-    /// The lost-second-factor recovery in progress, if any.
+    /// The lost-second-factor recovery that matters most: the case past the code steps, else the
+    /// newest flow still at its code steps.
     pub fn recovery(&self) -> Option<&RecoveryCase> {
-        self.recovery.as_ref()
+        self.recovery.as_ref().or_else(|| {
+            self.recovery_flows
+                .values()
+                .max_by_key(|c| (self.flows.get(&c.flow_id).map(|f| f.started_at), c.flow_id))
+        })
+    }
+
+    /// The lost-second-factor case of one flow, whatever its stage.
+    pub fn recovery_case(&self, flow_id: Uuid) -> Option<&RecoveryCase> {
+        self.recovery_flows
+            .get(&flow_id)
+            .or_else(|| self.recovery.as_ref().filter(|c| c.flow_id == flow_id))
+    }
+
+    /// The lost-second-factor case under review or approved, if any.
+    pub fn recovery_in_progress(&self) -> Option<&RecoveryCase> {
+        self.recovery.as_ref().filter(|c| c.is_in_progress())
+    }
+
+    /// The channel a flow's current code must be sent on, when its step proves a contact:
+    /// verification flows their contact, whitelist confirmations the email, the lost-second-
+    /// factor steps the email then the phone. `None` when the owner may choose (forgot
+    /// password, unlock) or for an unknown flow.
+    pub fn bound_channel(&self, flow_id: Uuid) -> Option<Channel> {
+        let kind = self.flows.get(&flow_id)?.kind;
+        match kind {
+            FlowKind::LostSecondFactor => self
+                .recovery_case(flow_id)
+                .map_or(Some(Channel::Email), RecoveryCase::bound_channel),
+            other => other.bound_channel(),
+        }
     }
 
     /// A sign-in challenge by id.
     pub fn challenge(&self, id: Uuid) -> Option<&MfaChallenge> {
         self.challenges.get(&id)
+    }
+
+    /// A sign-in challenge that can still be answered at `now`: issued to this account, not yet
+    /// answered, not expired. A route that takes a challenge id asks this before anything else.
+    pub fn open_challenge(&self, id: Uuid, now: DateTime<Utc>) -> Option<&MfaChallenge> {
+        self.challenges
+            .get(&id)
+            .filter(|c| !c.used && now < c.expires_at && self.status == AccountStatus::Active)
     }
 
     /// Head of this aggregate's hash chain.
@@ -481,8 +556,14 @@ impl Account {
         let Some(kind) = self.flows.get(&flow_id).map(|f| f.kind) else {
             return;
         };
-        // A new code for a kind of flow retires every earlier code of that kind.
-        for flow in self.flows.values_mut().filter(|f| f.kind == kind) {
+        // A new code for a kind of flow retires every earlier code of that kind; lost-second-
+        // factor flows run side by side, so there only the flow's own earlier code.
+        let side_by_side = kind == FlowKind::LostSecondFactor;
+        for (_, flow) in self
+            .flows
+            .iter_mut()
+            .filter(|(id, f)| f.kind == kind && (!side_by_side || **id == flow_id))
+        {
             if let Some(old) = flow
                 .code
                 .as_mut()
@@ -513,6 +594,8 @@ impl Account {
         self.sessions.retain(|_, s| s.is_live(event.at));
         let flow_horizon = event.at - chrono::Duration::hours(FLOW_RETENTION_HOURS);
         self.flows.retain(|_, f| f.started_at > flow_horizon);
+        let flows = &self.flows;
+        self.recovery_flows.retain(|id, _| flows.contains_key(id));
         let hour_ago = event.at - chrono::Duration::hours(1);
         self.recent_code_issues.retain(|t| *t > hour_ago);
         self.challenges
@@ -591,13 +674,18 @@ impl Account {
                 if self.status == AccountStatus::New {
                     self.status = AccountStatus::Unregistered;
                 }
+                // A new lost-second-factor flow runs beside the others; it closes none.
                 if *kind == FlowKind::LostSecondFactor {
-                    self.recovery = Some(RecoveryCase {
-                        flow_id: *flow_id,
-                        stage: RecoveryStage::EmailCode,
-                        needs_phone: self.is_verified(Channel::Sms),
-                        hold_until: None,
-                    });
+                    self.recovery_flows.insert(
+                        *flow_id,
+                        RecoveryCase {
+                            flow_id: *flow_id,
+                            stage: RecoveryStage::EmailCode,
+                            needs_phone: self.is_verified(Channel::Sms),
+                            hold_until: None,
+                            set_aside: false,
+                        },
+                    );
                 }
                 self.flows.insert(
                     *flow_id,
@@ -868,11 +956,31 @@ impl Account {
                 self.whitelist_only = *enabled;
             }
             AccountFact::RecoveryStepPassed { flow_id, step } => {
-                if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id) {
-                    case.stage = match (step.as_str(), case.needs_phone) {
-                        ("email", true) => RecoveryStage::PhoneCode,
-                        _ => RecoveryStage::Evidence,
-                    };
+                let next = |case: &RecoveryCase| match (step.as_str(), case.needs_phone) {
+                    ("email", true) => RecoveryStage::PhoneCode,
+                    _ => RecoveryStage::Evidence,
+                };
+                if let Some(case) = self.recovery_flows.get_mut(flow_id) {
+                    case.stage = next(case);
+                    // Past the code steps, it becomes the account's case.
+                    if case.stage == RecoveryStage::Evidence {
+                        self.recovery = self.recovery_flows.remove(flow_id);
+                    }
+                } else if let Some(case) = self.recovery.as_mut().filter(|c| c.flow_id == *flow_id)
+                {
+                    case.stage = next(case);
+                }
+            }
+            AccountFact::RecoveryRequestSetAside {
+                flow_id,
+                owner_notified,
+                ..
+            } => {
+                if let Some(case) = self.recovery_flows.get_mut(flow_id) {
+                    case.set_aside = true;
+                }
+                if *owner_notified {
+                    self.recovery_notice_at = Some(event.at);
                 }
             }
             AccountFact::RecoveryEvidenceSubmitted { flow_id, .. } => {
@@ -891,13 +999,20 @@ impl Account {
                         case.stage = RecoveryStage::Hold;
                         case.hold_until = *hold_until;
                     }
-                } else {
+                } else if self
+                    .recovery
+                    .as_ref()
+                    .is_some_and(|c| c.flow_id == *flow_id)
+                {
                     self.recovery = None;
                 }
             }
-            AccountFact::RecoveryCancelled { .. } | AccountFact::RecoveryCompleted { .. } => {
+            // The owner's cancellation ends the case and every flow at the code steps.
+            AccountFact::RecoveryCancelled { .. } => {
                 self.recovery = None;
+                self.recovery_flows.clear();
             }
+            AccountFact::RecoveryCompleted { .. } => self.recovery = None,
             AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {}
         }
         if let Ok(value) = serde_json::to_value(event) {

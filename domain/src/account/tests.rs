@@ -18,6 +18,8 @@ type AccountTestFramework = TestFramework<Account>;
 
 /// One test per row of `PROOF_POLICY`.
 mod proof_policy;
+/// Bound channels, cases in progress, challenges.
+mod cases;
 
 /// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
 struct FakeHasher;
@@ -1569,9 +1571,11 @@ mod lost_factor {
     #[test]
     fn test_without_a_phone_evidence_follows_the_email_and_steps_are_three() {
         let given = given_started(false);
+        // Four until the email code is accepted: the count must not tell a stranger whether the
+        // account has a phone.
         assert_eq!(
             state_of(given.clone()).recovery().unwrap().step_of(),
-            (1, 3)
+            (1, 4)
         );
         let facts = run(given.clone(), redeem(0, t(2))).unwrap();
         assert_eq!(facts.len(), 2, "no phone code");

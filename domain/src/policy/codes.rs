@@ -104,6 +104,20 @@ impl FlowKind {
         }
     }
 
+    /// The channel the flow's (first) code must go by, when its step proves a contact: a
+    /// verification its contact, a whitelist confirmation the verified email, a lost-second-
+    /// factor recovery the email (then the phone; see `Account::bound_channel`). `None` when the
+    /// owner may choose (forgot password, unlock). A resend on another channel is refused.
+    pub fn bound_channel(self) -> Option<Channel> {
+        match self {
+            Self::VerifyEmail | Self::WhitelistAddress | Self::LostSecondFactor => {
+                Some(Channel::Email)
+            }
+            Self::VerifyPhone => Some(Channel::Sms),
+            Self::ResetPassword | Self::Unlock => None,
+        }
+    }
+
     /// Steps a person sees: identifying themselves counts as the first step of a recovery.
     pub fn steps_total(self) -> u32 {
         match self {
