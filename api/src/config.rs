@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
-use gatehouse_domain::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
+use gatehouse_domain::policy::{
+    CodePolicy, ContactPolicy, CooldownPolicy, LockoutPolicy, SessionPolicy,
+};
 use gatehouse_projections::alerts::AlertPolicy;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
@@ -360,6 +362,23 @@ pub struct ServeArgs {
         default_value_t = 604_800
     )]
     pub team_invitation_seconds: i64,
+    /// Sign-in needs a verified email or phone: until one is verified, the right password is
+    /// answered like a wrong one (`true` or `false`).
+    #[arg(
+        long,
+        env = "GATEHOUSE_REQUIRE_VERIFIED_CONTACT",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub require_verified_contact: bool,
+    /// An identifier an account claimed at sign-up and never verified is given to a later
+    /// sign-up with the same identifier once the claim is this old, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_UNVERIFIED_CLAIM_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub unverified_claim_seconds: i64,
 }
 
 /// A setting is out of range.
@@ -449,6 +468,19 @@ impl ServeArgs {
             after_withdraw_key: seconds(self.cooldown_after_withdraw_key_seconds),
             after_whitelist_disabled: seconds(self.cooldown_after_whitelist_off_seconds),
             new_address: seconds(self.whitelist_address_cooldown_seconds),
+        })
+    }
+
+    /// Contact verification policy from the settings.
+    pub fn contacts(&self) -> Result<ContactPolicy, ConfigError> {
+        if self.unverified_claim_seconds <= 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_UNVERIFIED_CLAIM_SECONDS must be positive".into(),
+            ));
+        }
+        Ok(ContactPolicy {
+            require_verified_for_sign_in: self.require_verified_contact,
+            unverified_claim_ttl: chrono::Duration::seconds(self.unverified_claim_seconds),
         })
     }
 

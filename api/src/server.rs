@@ -98,6 +98,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         cooldowns: args
             .cooldowns()
             .map_err(|e| StartError::Config(e.to_string()))?,
+        contacts: args
+            .contacts()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
     let delivery = delivery(&args)?;
     let password_policy = args

@@ -13,6 +13,7 @@ mod e2e_second_factor;
 mod e2e_security_keys;
 mod e2e_sessions;
 mod e2e_teams;
+mod e2e_verified_contact;
 mod fixtures_v1;
 mod projections_restart;
 mod read_model_lookups;

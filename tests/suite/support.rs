@@ -149,6 +149,13 @@ pub fn fast_env() -> HashMap<String, String> {
             "GATEHOUSE_COOLDOWN_AFTER_FACTOR_ADDED_SECONDS".to_string(),
             "0".to_string(),
         ),
+        // Sign-in requires a verified contact by default; most tests sign in right after
+        // signing up without reading the verification code. The rule has its own tests
+        // (e2e_verified_contact), which set it back to true.
+        (
+            "GATEHOUSE_REQUIRE_VERIFIED_CONTACT".to_string(),
+            "false".to_string(),
+        ),
     ])
 }
 

@@ -102,6 +102,9 @@ pub enum AccountError {
     /// No such withdrawal address.
     #[error("AC0030 no such withdrawal address")]
     AddressUnknown,
+    /// The identifier is verified, not this account's, or its claim is too recent to release.
+    #[error("AC0050 the contact cannot be released")]
+    ContactNotReleasable,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

@@ -16,6 +16,8 @@ use crate::policy::{LockoutPolicy, SessionPolicy};
 
 type AccountTestFramework = TestFramework<Account>;
 
+mod contacts;
+
 /// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
 struct FakeHasher;
 
@@ -51,6 +53,12 @@ fn services() -> AccountServices {
         sessions: SessionPolicy::default(),
         codes: crate::policy::CodePolicy::default(),
         cooldowns: crate::policy::CooldownPolicy::default(),
+        // Most behaviours here start from a registered account whose email is not verified;
+        // the sign-in rule for verified contacts has its own tests (`tests/contacts.rs`).
+        contacts: crate::policy::ContactPolicy {
+            require_verified_for_sign_in: false,
+            ..Default::default()
+        },
     }
 }
 
