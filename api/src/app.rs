@@ -35,6 +35,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
         admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
         admin::login_history, admin::account_events, admin::create_staff,
+        admin::reissue_staff_token, admin::revoke_staff_tokens,
         security_keys::list, security_keys::start_registration, security_keys::register,
         security_keys::rename, security_keys::remove, security_keys::start_assertion,
         security_keys::start_login_assertion, controls::step_up, api_keys::list, api_keys::create,
@@ -206,6 +207,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/login-history", get(admin::login_history))
         .route("/v1/admin/accounts/{id}/events", get(admin::account_events))
         .route("/v1/admin/staff", post(admin::create_staff))
+        .route(
+            "/v1/admin/staff/{id}/tokens",
+            post(admin::reissue_staff_token).delete(admin::revoke_staff_tokens),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -42,23 +42,56 @@ pub struct StaffArgs {
 pub enum StaffCli {
     /// Create a staff member (e.g. the first admin) and print their API token once on stdout.
     Create(StaffCreateArgs),
+    /// List staff members: id, name, roles, and whether their token works and until when.
+    List(StaffStoreArgs),
+    /// Issue a new token to a member and print it once on stdout (their earlier one stops
+    /// working).
+    Token(StaffIdArgs),
+    /// Revoke a member's token: no token of theirs works until a new one is issued.
+    Revoke(StaffIdArgs),
 }
 
-/// Settings of `gatehouse staff create`.
+/// Where the staff live, and the token lifetime (as for `gatehouse serve`).
 #[derive(Debug, Clone, Args)]
-pub struct StaffCreateArgs {
+pub struct StaffStoreArgs {
     /// PostgreSQL URL; when absent the embedded store under the data directory is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Directory of the embedded store.
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
     pub data_dir: PathBuf,
+    /// How long a staff token works after it is issued, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_STAFF_TOKEN_SECONDS",
+        default_value_t = 2_592_000
+    )]
+    pub staff_token_seconds: i64,
+}
+
+/// Settings of `gatehouse staff create`.
+#[derive(Debug, Clone, Args)]
+pub struct StaffCreateArgs {
+    /// Store and token lifetime.
+    #[command(flatten)]
+    pub store: StaffStoreArgs,
     /// Display name.
     #[arg(long)]
     pub name: String,
     /// Role (`analyst`, `auditor`, `reviewer`, `admin`); repeat or comma-separate for several.
     #[arg(long = "role", required = true, value_delimiter = ',')]
     pub roles: Vec<String>,
+}
+
+/// Settings of `gatehouse staff token` and `gatehouse staff revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct StaffIdArgs {
+    /// Store and token lifetime.
+    #[command(flatten)]
+    pub store: StaffStoreArgs,
+    /// The member's staff id (as listed).
+    #[arg(long)]
+    pub id: uuid::Uuid,
 }
 
 /// Settings of `gatehouse serve`.
@@ -379,6 +412,22 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub unverified_claim_seconds: i64,
+    /// How long a staff token works after it is issued, in seconds (a token issued before
+    /// tokens expired counts from the member's creation).
+    #[arg(
+        long,
+        env = "GATEHOUSE_STAFF_TOKEN_SECONDS",
+        default_value_t = 2_592_000
+    )]
+    pub staff_token_seconds: i64,
+    /// Bearer token that `/metrics` needs on the public address (compared in constant time).
+    /// Unset, and without GATEHOUSE_METRICS_LISTEN, metrics are not served.
+    #[arg(long, env = "GATEHOUSE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// A separate address serving only `/metrics`, without a token (e.g. `127.0.0.1:9100`,
+    /// reachable by the scraper only).
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A setting is out of range.
@@ -468,6 +517,28 @@ impl ServeArgs {
             after_withdraw_key: seconds(self.cooldown_after_withdraw_key_seconds),
             after_whitelist_disabled: seconds(self.cooldown_after_whitelist_off_seconds),
             new_address: seconds(self.whitelist_address_cooldown_seconds),
+        })
+    }
+
+    /// Staff token lifetime and the metrics token from the settings.
+    pub fn access(&self) -> Result<crate::state::AccessSettings, ConfigError> {
+        if self.staff_token_seconds <= 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_STAFF_TOKEN_SECONDS must be positive".into(),
+            ));
+        }
+        let metrics_token = match self.metrics_token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.len() < 16 => {
+                return Err(ConfigError(
+                    "GATEHOUSE_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+                ))
+            }
+            Some(t) => Some(secrecy::SecretString::from(t.to_string())),
+        };
+        Ok(crate::state::AccessSettings {
+            staff_token_lifetime: chrono::Duration::seconds(self.staff_token_seconds),
+            metrics_token,
         })
     }
 

@@ -143,6 +143,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_relying_party(
         args.relying_party()
             .map_err(|e| StartError::Config(e.to_string()))?,
+    )
+    .with_access(
+        args.access()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
