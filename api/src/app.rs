@@ -66,8 +66,40 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn not_found() -> ApiError {
+/// The answer to a path that does not exist (also given by routes that must not reveal
+/// themselves, such as `/metrics` without its token).
+pub fn no_such_endpoint() -> ApiError {
     ApiError::not_found("no such endpoint")
+}
+
+async fn not_found() -> ApiError {
+    no_such_endpoint()
+}
+
+/// Only `/metrics`, without a token: for `GATEHOUSE_METRICS_LISTEN`, an address only the
+/// scraper reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics_open))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::map_response(uniform_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
 }
 
 /// Builds the application.
@@ -213,7 +245,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        // Any method: without the token every method must answer like an unknown path.
+        .route("/metrics", axum::routing::any(health::metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -245,12 +278,17 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-async fn method_not_allowed() -> ApiError {
+/// The answer to a method a route does not take.
+pub fn method_not_allowed_error() -> ApiError {
     ApiError::other(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this endpoint does not accept that method",
     )
+}
+
+async fn method_not_allowed() -> ApiError {
+    method_not_allowed_error()
 }
 
 /// Rewrites any plain-text error that slipped past the handlers (e.g. a path that fails to parse,

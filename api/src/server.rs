@@ -160,6 +160,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         cause,
     })?;
 
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|cause| StartError::Listen { addr, cause })?,
+        )),
+        None => None,
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_task = tokio::spawn(runner.run(stop_rx.clone()));
     tracing::info!(email = %delivery.email.describe(), sms = %delivery.sms.describe(), "message delivery");
@@ -172,6 +182,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     // Tests and operators wait for this exact line.
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
+
+    // Metrics on their own address, if asked for: no token there, and nothing else served.
+    let metrics_task = match metrics_listener {
+        Some((addr, listener)) => {
+            let app = crate::app::metrics_router(state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let mut stop = stop_rx.clone();
+            tracing::info!(%addr, "serving /metrics on its own address");
+            Some(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
 
     let closing = state.clone();
     let app = crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -186,6 +217,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         })
         .await;
     let _ = stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     let _ = runner_task.await;
     let _ = worker_task.await;
     store.close().await;

@@ -8,6 +8,7 @@ mod e2e_accounts;
 mod e2e_controls;
 mod e2e_login;
 mod e2e_lost_factor;
+mod e2e_metrics;
 mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_security_keys;

@@ -133,6 +133,9 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The metrics token of servers under test (`/metrics` answers 404 without it).
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 /// Settings that keep tests fast: cheap Argon2 (the rehash test and the benchmark use real ones).
 pub fn fast_env() -> HashMap<String, String> {
     HashMap::from([
@@ -155,6 +158,11 @@ pub fn fast_env() -> HashMap<String, String> {
         (
             "GATEHOUSE_REQUIRE_VERIFIED_CONTACT".to_string(),
             "false".to_string(),
+        ),
+        // Tests that scrape /metrics present it (METRICS_TOKEN).
+        (
+            "GATEHOUSE_METRICS_TOKEN".to_string(),
+            METRICS_TOKEN.to_string(),
         ),
     ])
 }
