@@ -35,6 +35,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
         admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
         admin::login_history, admin::account_events, admin::create_staff,
+        admin::reissue_staff_token, admin::revoke_staff_tokens,
         security_keys::list, security_keys::start_registration, security_keys::register,
         security_keys::rename, security_keys::remove, security_keys::start_assertion,
         security_keys::start_login_assertion, controls::step_up, api_keys::list, api_keys::create,
@@ -65,8 +66,40 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn not_found() -> ApiError {
+/// The answer to a path that does not exist (also given by routes that must not reveal
+/// themselves, such as `/metrics` without its token).
+pub fn no_such_endpoint() -> ApiError {
     ApiError::not_found("no such endpoint")
+}
+
+async fn not_found() -> ApiError {
+    no_such_endpoint()
+}
+
+/// Only `/metrics`, without a token: for `GATEHOUSE_METRICS_LISTEN`, an address only the
+/// scraper reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics_open))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::map_response(uniform_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
 }
 
 /// Builds the application.
@@ -210,9 +243,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/login-history", get(admin::login_history))
         .route("/v1/admin/accounts/{id}/events", get(admin::account_events))
         .route("/v1/admin/staff", post(admin::create_staff))
+        .route(
+            "/v1/admin/staff/{id}/tokens",
+            post(admin::reissue_staff_token).delete(admin::revoke_staff_tokens),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        // Any method: without the token every method must answer like an unknown path.
+        .route("/metrics", axum::routing::any(health::metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -244,12 +282,17 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-async fn method_not_allowed() -> ApiError {
+/// The answer to a method a route does not take.
+pub fn method_not_allowed_error() -> ApiError {
     ApiError::other(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this endpoint does not accept that method",
     )
+}
+
+async fn method_not_allowed() -> ApiError {
+    method_not_allowed_error()
 }
 
 /// Rewrites any plain-text error that slipped past the handlers (e.g. a path that fails to parse,

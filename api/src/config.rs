@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
-use gatehouse_domain::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
+use gatehouse_domain::policy::{
+    CodePolicy, ContactPolicy, CooldownPolicy, LockoutPolicy, SessionPolicy,
+};
 use gatehouse_projections::alerts::AlertPolicy;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
@@ -40,23 +42,56 @@ pub struct StaffArgs {
 pub enum StaffCli {
     /// Create a staff member (e.g. the first admin) and print their API token once on stdout.
     Create(StaffCreateArgs),
+    /// List staff members: id, name, roles, and whether their token works and until when.
+    List(StaffStoreArgs),
+    /// Issue a new token to a member and print it once on stdout (their earlier one stops
+    /// working).
+    Token(StaffIdArgs),
+    /// Revoke a member's token: no token of theirs works until a new one is issued.
+    Revoke(StaffIdArgs),
 }
 
-/// Settings of `gatehouse staff create`.
+/// Where the staff live, and the token lifetime (as for `gatehouse serve`).
 #[derive(Debug, Clone, Args)]
-pub struct StaffCreateArgs {
+pub struct StaffStoreArgs {
     /// PostgreSQL URL; when absent the embedded store under the data directory is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Directory of the embedded store.
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
     pub data_dir: PathBuf,
+    /// How long a staff token works after it is issued, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_STAFF_TOKEN_SECONDS",
+        default_value_t = 2_592_000
+    )]
+    pub staff_token_seconds: i64,
+}
+
+/// Settings of `gatehouse staff create`.
+#[derive(Debug, Clone, Args)]
+pub struct StaffCreateArgs {
+    /// Store and token lifetime.
+    #[command(flatten)]
+    pub store: StaffStoreArgs,
     /// Display name.
     #[arg(long)]
     pub name: String,
     /// Role (`analyst`, `auditor`, `reviewer`, `admin`); repeat or comma-separate for several.
     #[arg(long = "role", required = true, value_delimiter = ',')]
     pub roles: Vec<String>,
+}
+
+/// Settings of `gatehouse staff token` and `gatehouse staff revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct StaffIdArgs {
+    /// Store and token lifetime.
+    #[command(flatten)]
+    pub store: StaffStoreArgs,
+    /// The member's staff id (as listed).
+    #[arg(long)]
+    pub id: uuid::Uuid,
 }
 
 /// Settings of `gatehouse serve`.
@@ -368,6 +403,39 @@ pub struct ServeArgs {
         default_value_t = 604_800
     )]
     pub team_invitation_seconds: i64,
+    /// Sign-in needs a verified email or phone: until one is verified, the right password is
+    /// answered like a wrong one (`true` or `false`).
+    #[arg(
+        long,
+        env = "GATEHOUSE_REQUIRE_VERIFIED_CONTACT",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub require_verified_contact: bool,
+    /// An identifier an account claimed at sign-up and never verified is given to a later
+    /// sign-up with the same identifier once the claim is this old, in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_UNVERIFIED_CLAIM_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub unverified_claim_seconds: i64,
+    /// How long a staff token works after it is issued, in seconds (a token issued before
+    /// tokens expired counts from the member's creation).
+    #[arg(
+        long,
+        env = "GATEHOUSE_STAFF_TOKEN_SECONDS",
+        default_value_t = 2_592_000
+    )]
+    pub staff_token_seconds: i64,
+    /// Bearer token that `/metrics` needs on the public address (compared in constant time).
+    /// Unset, and without GATEHOUSE_METRICS_LISTEN, metrics are not served.
+    #[arg(long, env = "GATEHOUSE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// A separate address serving only `/metrics`, without a token (e.g. `127.0.0.1:9100`,
+    /// reachable by the scraper only).
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A setting is out of range.
@@ -460,6 +528,41 @@ impl ServeArgs {
             after_contact_changed: seconds(self.cooldown_after_contact_changed_seconds),
             after_whitelist_disabled: seconds(self.cooldown_after_whitelist_off_seconds),
             new_address: seconds(self.whitelist_address_cooldown_seconds),
+        })
+    }
+
+    /// Staff token lifetime and the metrics token from the settings.
+    pub fn access(&self) -> Result<crate::state::AccessSettings, ConfigError> {
+        if self.staff_token_seconds <= 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_STAFF_TOKEN_SECONDS must be positive".into(),
+            ));
+        }
+        let metrics_token = match self.metrics_token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.len() < 16 => {
+                return Err(ConfigError(
+                    "GATEHOUSE_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`)".into(),
+                ))
+            }
+            Some(t) => Some(secrecy::SecretString::from(t.to_string())),
+        };
+        Ok(crate::state::AccessSettings {
+            staff_token_lifetime: chrono::Duration::seconds(self.staff_token_seconds),
+            metrics_token,
+        })
+    }
+
+    /// Contact verification policy from the settings.
+    pub fn contacts(&self) -> Result<ContactPolicy, ConfigError> {
+        if self.unverified_claim_seconds <= 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_UNVERIFIED_CLAIM_SECONDS must be positive".into(),
+            ));
+        }
+        Ok(ContactPolicy {
+            require_verified_for_sign_in: self.require_verified_contact,
+            unverified_claim_ttl: chrono::Duration::seconds(self.unverified_claim_seconds),
         })
     }
 

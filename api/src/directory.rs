@@ -14,6 +14,8 @@ pub enum Claim {
         holder: String,
         /// When it was claimed (epoch ms).
         claimed_ms: i64,
+        /// The lookup hash found taken.
+        lookup: String,
     },
 }
 
@@ -53,7 +55,11 @@ pub async fn claim_identifiers(
                 // the same either way.
                 None => (String::new(), now_ms),
             };
-            return Ok(Claim::Taken { holder, claimed_ms });
+            return Ok(Claim::Taken {
+                holder,
+                claimed_ms,
+                lookup: lookup.clone(),
+            });
         }
     }
     sqlx::query(
@@ -171,6 +177,7 @@ pub async fn claim_identifier(
     Ok(Claim::Taken {
         holder,
         claimed_ms: now_ms,
+        lookup: lookup.to_string(),
     })
 }
 

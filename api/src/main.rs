@@ -26,9 +26,9 @@ async fn main() -> ExitCode {
             }
         },
         Command::Staff(args) => match gatehouse_api::staff::cli(args).await {
-            Ok(token) => {
-                // The token alone on stdout, once; everything else on stderr.
-                println!("{token}");
+            Ok(out) => {
+                // A new token alone on stdout, once (or the list); everything else on stderr.
+                print!("{out}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -98,6 +98,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         cooldowns: args
             .cooldowns()
             .map_err(|e| StartError::Config(e.to_string()))?,
+        contacts: args
+            .contacts()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     };
     let delivery = delivery(&args)?;
     let password_policy = args
@@ -140,6 +143,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_relying_party(
         args.relying_party()
             .map_err(|e| StartError::Config(e.to_string()))?,
+    )
+    .with_access(
+        args.access()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -152,6 +159,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         addr: args.listen,
         cause,
     })?;
+
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|cause| StartError::Listen { addr, cause })?,
+        )),
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_task = tokio::spawn(runner.run(stop_rx.clone()));
@@ -166,6 +183,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
 
+    // Metrics on their own address, if asked for: no token there, and nothing else served.
+    let metrics_task = match metrics_listener {
+        Some((addr, listener)) => {
+            let app = crate::app::metrics_router(state.clone())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let mut stop = stop_rx.clone();
+            tracing::info!(%addr, "serving /metrics on its own address");
+            Some(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let closing = state.clone();
     let app = crate::app::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = stop_rx.clone();
@@ -179,6 +217,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         })
         .await;
     let _ = stop_tx.send(true);
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
     let _ = runner_task.await;
     let _ = worker_task.await;
     store.close().await;

@@ -13,8 +13,10 @@ use axum::http::header;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::Utc;
-use gatehouse_domain::staff::{Staff as StaffMember, StaffCommand, StaffError, StaffRole};
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_domain::staff::{
+    Staff as StaffMember, StaffCommand, StaffError, StaffRole, TokenStatus,
+};
 use gatehouse_projections::store::{AggregateStore, CommandExecutor, ExecuteError};
 use gatehouse_projections::Store;
 use secrecy::{ExposeSecret, SecretString};
@@ -136,9 +138,10 @@ impl<P: Permission> FromRequestParts<AppState> for Staff<P> {
             .ok_or_else(unauthenticated)?;
         let (id, token_hash) = parse(raw.trim()).ok_or_else(unauthenticated)?;
         let id = id.to_string();
-        // Checked against the aggregate, not a projection.
+        // Checked against the aggregate, not a projection. An expired or revoked token is
+        // refused exactly like an unknown one.
         let member = state.staff().load(&id).await.map_err(staff_execute_error)?;
-        if !member.token_matches(&token_hash) {
+        if !member.token_valid(&token_hash, Utc::now(), state.access().staff_token_lifetime) {
             return Err(unauthenticated());
         }
         if !member.has_any(P::ROLES) {
@@ -194,9 +197,10 @@ fn unauthenticated() -> ApiError {
 pub fn staff_execute_error(e: ExecuteError<StaffError>) -> ApiError {
     match e {
         ExecuteError::Refused(StaffError::NotFound) => unauthenticated(),
-        ExecuteError::Refused(StaffError::Invalid) => {
-            ApiError::validation("invalid_staff", "give a name and at least one role")
-        }
+        ExecuteError::Refused(StaffError::Invalid) => ApiError::validation(
+            "invalid_staff",
+            "give a name (without control characters) and at least one role",
+        ),
         ExecuteError::Refused(other) => ApiError::internal(other),
         ExecuteError::Contention => ApiError::unavailable(),
         ExecuteError::Store(detail) => {
@@ -211,15 +215,17 @@ pub fn executor(store: &Store) -> CommandExecutor<StaffMember> {
     CommandExecutor::new(AggregateStore::new(store, Vec::new()), ())
 }
 
-/// Creates a staff member and returns their id and token (shown once). `created_by` is the
-/// creating admin, `None` for the command-line bootstrap.
+/// Creates a staff member and returns their id and token (shown once), valid for `lifetime`.
+/// `created_by` is the creating admin, `None` for the command-line bootstrap.
 pub async fn create(
     staff: &CommandExecutor<StaffMember>,
     name: &str,
     roles: Vec<StaffRole>,
     created_by: Option<String>,
+    lifetime: Duration,
 ) -> Result<(Uuid, SecretString), ApiError> {
     let issued = issue().map_err(ApiError::internal)?;
+    let token_id = random_id()?;
     let at = Utc::now();
     staff
         .execute(
@@ -228,6 +234,8 @@ pub async fn create(
                 name: name.to_string(),
                 roles: roles.clone(),
                 token_hash: issued.token_hash.clone(),
+                token_id,
+                token_expires_at: at + lifetime,
                 created_by: created_by.clone(),
                 at,
             },
@@ -238,21 +246,169 @@ pub async fn create(
     Ok((issued.staff_id, issued.token))
 }
 
-/// `gatehouse staff create`: opens the store (migrating it if needed), creates the member and
-/// returns their token, to be printed once.
+/// A token issued to an existing member.
+pub struct Reissued {
+    /// The token's id.
+    pub token_id: Uuid,
+    /// The bearer token (shown once).
+    pub token: SecretString,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Issues a new token to member `staff_id` (their earlier one stops working). `issued_by` is
+/// the admin, `None` from the command line.
+pub async fn reissue(
+    staff: &CommandExecutor<StaffMember>,
+    staff_id: Uuid,
+    issued_by: Option<String>,
+    lifetime: Duration,
+) -> Result<Reissued, ApiError> {
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(ApiError::internal)?);
+    let token_hash = hash_secret(&secret);
+    let token_id = random_id()?;
+    let at = Utc::now();
+    let expires_at = at + lifetime;
+    staff
+        .execute(
+            &staff_id.to_string(),
+            || StaffCommand::IssueToken {
+                token_id,
+                token_hash: token_hash.clone(),
+                expires_at,
+                issued_by: issued_by.clone(),
+                at,
+            },
+            crate::routes::metadata(),
+        )
+        .await
+        .map_err(member_error)?;
+    Ok(Reissued {
+        token_id,
+        token: SecretString::from(format!("{PREFIX}.{staff_id}.{secret}")),
+        expires_at,
+    })
+}
+
+/// Revokes every token of member `staff_id`.
+pub async fn revoke(
+    staff: &CommandExecutor<StaffMember>,
+    staff_id: Uuid,
+    revoked_by: Option<String>,
+) -> Result<(), ApiError> {
+    let at = Utc::now();
+    staff
+        .execute(
+            &staff_id.to_string(),
+            || StaffCommand::RevokeTokens {
+                revoked_by: revoked_by.clone(),
+                at,
+            },
+            crate::routes::metadata(),
+        )
+        .await
+        .map_err(member_error)?;
+    Ok(())
+}
+
+/// A command on a member named in the path: an unknown member is a 404 (not the caller's 401).
+fn member_error(e: ExecuteError<StaffError>) -> ApiError {
+    match e {
+        ExecuteError::Refused(StaffError::NotFound) => ApiError::not_found("no such staff member"),
+        other => staff_execute_error(other),
+    }
+}
+
+fn random_id() -> Result<Uuid, ApiError> {
+    Ok(
+        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
+            .into_uuid(),
+    )
+}
+
+/// Every staff member, by id (read from the store's `Staff` aggregates).
+pub async fn list(
+    store: &Store,
+    staff: &CommandExecutor<StaffMember>,
+) -> Result<Vec<(String, StaffMember)>, String> {
+    use sqlx::Row as _;
+    let rows = sqlx::query(
+        "select distinct aggregate_id from events where aggregate_type = 'Staff' order by aggregate_id",
+    )
+    .fetch_all(store.any())
+    .await
+    .map_err(|e| format!("cannot read the staff: {e}"))?;
+    let mut members = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row
+            .try_get("aggregate_id")
+            .map_err(|e| format!("cannot read the staff: {e}"))?;
+        let member = staff
+            .load(&id)
+            .await
+            .map_err(|e| format!("cannot load staff member {id}: {e}"))?;
+        if member.exists {
+            members.push((id, member));
+        }
+    }
+    Ok(members)
+}
+
+/// The staff as a table for a terminal: every value escaped (a name could hold control
+/// characters written before they were refused).
+pub fn list_text(
+    members: &[(String, StaffMember)],
+    now: DateTime<Utc>,
+    lifetime: Duration,
+) -> String {
+    use std::fmt::Write as _;
+    let esc = gatehouse_domain::text::escape_control;
+    let mut out = format!(
+        "{:<36}  {:<24}  {:<24}  {:<36}  {}\n",
+        "staff id", "name", "roles", "token id", "token"
+    );
+    for (id, m) in members {
+        let roles: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
+        let token = match m.token_status(now, lifetime) {
+            TokenStatus::Live(until) => format!("valid until {}", until.to_rfc3339()),
+            TokenStatus::Expired(at) => format!("expired {}", at.to_rfc3339()),
+            TokenStatus::Revoked => "revoked".to_string(),
+        };
+        let token_id = match (m.token.id, m.token_status(now, lifetime)) {
+            (_, TokenStatus::Revoked) => "-".to_string(),
+            (Some(t), _) => t.to_string(),
+            (None, _) => "(issued at creation)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<36}  {:<24}  {:<24}  {:<36}  {}",
+            esc(id),
+            esc(&m.name),
+            roles.join(","),
+            token_id,
+            token
+        );
+    }
+    out
+}
+
+/// `gatehouse staff …`: opens the store (migrating it if needed) and creates a member, lists
+/// them, issues a member a new token or revokes theirs. Returns what to print on stdout (a new
+/// token alone, once; the list); messages go to stderr.
 pub async fn cli(args: crate::config::StaffArgs) -> Result<String, String> {
-    let crate::config::StaffCli::Create(args) = args.command;
-    let roles = args
-        .roles
-        .iter()
-        .map(|r| {
-            StaffRole::parse(r.trim())
-                .ok_or_else(|| format!("unknown role {r:?} (analyst, auditor, reviewer, admin)"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let store = match &args.database_url {
+    use crate::config::StaffCli;
+    let store_args = match &args.command {
+        StaffCli::Create(a) => &a.store,
+        StaffCli::List(a) => a,
+        StaffCli::Token(a) | StaffCli::Revoke(a) => &a.store,
+    };
+    if store_args.staff_token_seconds <= 0 {
+        return Err("GATEHOUSE_STAFF_TOKEN_SECONDS must be positive".into());
+    }
+    let lifetime = Duration::seconds(store_args.staff_token_seconds);
+    let store = match &store_args.database_url {
         Some(url) => Store::connect_postgres(url, 2).await,
-        None => Store::open_embedded(&args.data_dir).await,
+        None => Store::open_embedded(&store_args.data_dir).await,
     }
     .map_err(|e| format!("cannot open the event store: {e}"))?;
     store
@@ -260,12 +416,62 @@ pub async fn cli(args: crate::config::StaffArgs) -> Result<String, String> {
         .await
         .map_err(|e| format!("cannot migrate the event store: {e}"))?;
     let staff = executor(&store);
-    let result = create(&staff, &args.name, roles, None).await;
+    let result = run_cli(&store, &staff, args.command, lifetime).await;
     store.close().await;
-    let (id, token) =
-        result.map_err(|e| format!("cannot create the staff member ({})", e.code()))?;
-    eprintln!("created staff member {id}; its token follows on stdout and is not shown again");
-    Ok(token.expose_secret().to_string())
+    result
+}
+
+async fn run_cli(
+    store: &Store,
+    staff: &CommandExecutor<StaffMember>,
+    command: crate::config::StaffCli,
+    lifetime: Duration,
+) -> Result<String, String> {
+    use crate::config::StaffCli;
+    match command {
+        StaffCli::Create(args) => {
+            let roles = args
+                .roles
+                .iter()
+                .map(|r| {
+                    StaffRole::parse(r.trim()).ok_or_else(|| {
+                        format!(
+                            "unknown role {:?} (analyst, auditor, reviewer, admin, platform)",
+                            gatehouse_domain::text::escape_control(r)
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (id, token) = create(staff, &args.name, roles, None, lifetime)
+                .await
+                .map_err(|e| format!("cannot create the staff member ({})", e.code()))?;
+            eprintln!(
+                "created staff member {id}; its token follows on stdout and is not shown again (valid {} s)",
+                lifetime.num_seconds()
+            );
+            Ok(format!("{}\n", token.expose_secret()))
+        }
+        StaffCli::List(_) => Ok(list_text(&list(store, staff).await?, Utc::now(), lifetime)),
+        StaffCli::Token(args) => {
+            let issued = reissue(staff, args.id, None, lifetime)
+                .await
+                .map_err(|e| format!("cannot issue a token to {} ({})", args.id, e.code()))?;
+            eprintln!(
+                "issued token {} to staff member {} (valid until {}); it follows on stdout and is not shown again; the member's earlier token no longer works",
+                issued.token_id,
+                args.id,
+                issued.expires_at.to_rfc3339()
+            );
+            Ok(format!("{}\n", issued.token.expose_secret()))
+        }
+        StaffCli::Revoke(args) => {
+            revoke(staff, args.id, None)
+                .await
+                .map_err(|e| format!("cannot revoke the tokens of {} ({})", args.id, e.code()))?;
+            eprintln!("revoked every token of staff member {}", args.id);
+            Ok(String::new())
+        }
+    }
 }
 
 /// Exposes a token for printing once.

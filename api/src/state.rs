@@ -40,6 +40,26 @@ struct Inner {
     relying_party: Option<crate::webauthn::RelyingParty>,
     /// Turns true when the server begins shutting down (ends live feeds).
     closing: tokio::sync::watch::Sender<bool>,
+    /// Staff token lifetime and who may read `/metrics`.
+    access: AccessSettings,
+}
+
+/// Operators' access: staff token lifetime and the metrics token.
+#[derive(Clone)]
+pub struct AccessSettings {
+    /// How long a staff token works after it is issued.
+    pub staff_token_lifetime: chrono::Duration,
+    /// Bearer token `/metrics` needs on the public address; `None`: not served there.
+    pub metrics_token: Option<secrecy::SecretString>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            staff_token_lifetime: chrono::Duration::days(30),
+            metrics_token: None,
+        }
+    }
 }
 
 /// Settings of the power-user controls.
@@ -86,6 +106,7 @@ impl AppState {
                 relying_party: None,
                 controls: ControlSettings::default(),
                 closing: tokio::sync::watch::Sender::new(false),
+                access: AccessSettings::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     crate::protection::ProtectionSettings {
@@ -153,6 +174,19 @@ impl AppState {
             inner.relying_party = Some(relying_party);
         }
         self
+    }
+
+    /// Replaces the staff token lifetime and metrics token (call right after [`AppState::new`]).
+    pub fn with_access(mut self, access: AccessSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.access = access;
+        }
+        self
+    }
+
+    /// Staff token lifetime and the metrics token.
+    pub fn access(&self) -> &AccessSettings {
+        &self.inner.access
     }
 
     /// WebAuthn relying party (security keys); `None` until [`AppState::with_relying_party`].

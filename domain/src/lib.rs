@@ -20,6 +20,7 @@ pub mod policy;
 pub mod protection;
 pub mod staff;
 pub mod team;
+pub mod text;
 pub mod upcast;
 
 pub use account::{

@@ -98,6 +98,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
             let reason = match reason {
                 LoginFailureReason::WrongPassword => "wrong_password",
                 LoginFailureReason::UnknownIdentifier => "unknown_identifier",
+                LoginFailureReason::ContactUnverified => "contact_unverified",
             };
             ("failed", Some(reason), context, None)
         }

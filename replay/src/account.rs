@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use cqrs_es::Aggregate;
 use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndReason};
+use gatehouse_domain::text::escape_control;
 use gatehouse_domain::{Account, AccountEvent, AccountFact};
 use gatehouse_projections::{Store, StoredEvent};
 use serde_json::{json, Value};
@@ -375,10 +376,11 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
     }))
 }
 
-/// A report value as text: strings bare, null as `-`.
+/// A report value as text for a terminal: strings bare but with control characters escaped
+/// (they may hold a client's device id or user agent), null as `-`.
 fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape_control(s).into_owned(),
         Value::Null => "-".into(),
         other => other.to_string(),
     }
@@ -521,9 +523,14 @@ pub fn state_text(v: &Value) -> String {
     out
 }
 
-/// A readable timeline of the account, one event a line.
+/// A readable timeline of the account, one event a line. What a client chose (device id, user
+/// agent) is escaped: it can neither drive the terminal nor start a line of its own.
 pub fn timeline_text(account: &str, entries: &[Entry]) -> String {
-    let mut out = format!("timeline of account {account} ({} events)\n", entries.len());
+    let mut out = format!(
+        "timeline of account {} ({} events)\n",
+        escape_control(account),
+        entries.len()
+    );
     let mut day: Option<NaiveDate> = None;
     for e in entries {
         let d = e.event.at.date_naive();
@@ -537,7 +544,7 @@ pub fn timeline_text(account: &str, entries: &[Entry]) -> String {
             e.event.at.format("%H:%M:%S"),
             e.sequence,
             e.event.fact.name(),
-            describe(&e.event.fact)
+            escape_control(&describe(&e.event.fact))
         );
     }
     out
@@ -660,4 +667,85 @@ tr.refused td:nth-child(3) {{ color: #ef6c00; }}
         acc = esc(account),
         n = entries.len(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_domain::chain::ChainLink;
+    use gatehouse_domain::context::RequestContext;
+
+    const EVIL: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\nINJECTED 00:00:00 #1 LoginSucceeded";
+
+    fn entries() -> Vec<Entry> {
+        let ctx = RequestContext::new(
+            Some("192.0.2.1".into()),
+            Some(EVIL.into()),
+            Some(EVIL.into()),
+        );
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        vec![Entry {
+            sequence: 1,
+            event: AccountEvent {
+                at,
+                prev: ChainLink::default(),
+                fact: AccountFact::LoginFailed {
+                    reason: LoginFailureReason::ContactUnverified,
+                    consecutive_failures: 1,
+                    context: ctx,
+                },
+            },
+        }]
+    }
+
+    /// No control character but the line ends, and no line the client wrote.
+    fn assert_terminal_safe(out: &str) {
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character in {out:?}"
+        );
+        assert!(!out.lines().any(|l| l.starts_with("INJECTED")), "{out}");
+    }
+
+    #[test]
+    fn test_timeline_text_escapes_what_clients_chose() {
+        let out = timeline_text("acc\u{1b}[31m", &entries());
+        assert_terminal_safe(&out);
+        assert!(
+            out.contains("device \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{a}INJECTED"),
+            "{out}"
+        );
+        assert!(out.contains("contact unverified"), "{out}");
+    }
+
+    #[test]
+    fn test_state_text_escapes_report_strings() {
+        let report = json!({
+            "account": "a", "at": "t", "events_applied": 1, "last_sequence": 1,
+            "status": "active", "status_evidence": [],
+            "contacts": {"email": "sealed", "phone": null},
+            "lockout": {"locked": false, "consecutive_failures": 1, "lock_level": 0,
+                        "evidence": [{"sequence": 1, "at": "t", "what": describe(&entries()[0].event.fact)}]},
+            "verified_channels": [], "high_risk_cooldown": {"until": null},
+            "second_factors": {"totp": false, "backup_codes_left": 0, "security_keys": [], "evidence": []},
+            "recovery": null, "api_keys": [{"key_id": "k", "name": EVIL, "status": "active", "scopes": ["read"]}],
+            "withdrawal_whitelist": {"whitelist_only": false, "addresses": []},
+            "sessions_open": 1,
+            "sessions": [{"session_id": "s", "started_at": "t", "expires_at": "t",
+                          "idle_expires_at": "t", "ip": EVIL, "evidence": []}],
+        });
+        let out = state_text(&report);
+        assert_terminal_safe(&out);
+        assert!(out.contains("\\u{1b}]0;pwned"), "{out}");
+    }
+
+    #[test]
+    fn test_html_timeline_stays_html_escaped() {
+        let html = timeline_html("acc", &entries());
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains("device \u{1b}]0;pwned"),
+            "HTML keeps the value, escaped as HTML"
+        );
+    }
 }

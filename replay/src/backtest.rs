@@ -269,7 +269,7 @@ pub fn text(report: &Value) -> String {
         for a in report[section].as_array().into_iter().flatten() {
             out.push_str(&format!(
                 "{title} {}\n",
-                a["account"].as_str().unwrap_or("?")
+                gatehouse_domain::text::escape_control(a["account"].as_str().unwrap_or("?"))
             ));
             for l in a["actual_locks"].as_array().into_iter().flatten() {
                 out.push_str(&format!(

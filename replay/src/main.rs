@@ -15,6 +15,11 @@
 //! - `history --aggregate ID`: one aggregate's events as stored, as JSON lines.
 //!
 //! Exit status: 0 success; 1 a difference or tampering was found; 2 the command failed.
+//!
+//! Every text meant for a terminal passes the values it shows through
+//! [`gatehouse_domain::text::escape_control`]: a device id or user agent chosen by a client
+//! cannot send escape sequences to the auditor's terminal. JSON, CSV and HTML outputs escape by
+//! their own rules.
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
 #![cfg_attr(
@@ -35,6 +40,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use gatehouse_domain::text::escape_control;
 use gatehouse_projections::Store;
 use serde_json::Value;
 
@@ -133,12 +139,18 @@ async fn main() -> ExitCode {
     let store = match store {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("gatehouse-replay: cannot open the store: {e}");
+            eprintln!(
+                "gatehouse-replay: cannot open the store: {}",
+                escape_control(&e.to_string())
+            );
             return ExitCode::from(2);
         }
     };
     if let Err(e) = store.migrate().await {
-        eprintln!("gatehouse-replay: cannot migrate the store: {e}");
+        eprintln!(
+            "gatehouse-replay: cannot migrate the store: {}",
+            escape_control(&e.to_string())
+        );
         return ExitCode::from(2);
     }
     let result = run(&store, cli.command).await;
@@ -146,7 +158,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gatehouse-replay: {e}");
+            eprintln!("gatehouse-replay: {}", escape_control(&e.to_string()));
             ExitCode::from(2)
         }
     }
@@ -174,7 +186,7 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 for line in lines {
-                    println!("{line}");
+                    println!("{}", escape_control(&line));
                 }
             }
             Ok(status(!ok))
@@ -228,7 +240,7 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 for line in report["text"].as_array().into_iter().flatten() {
-                    println!("{}", line.as_str().unwrap_or_default());
+                    println!("{}", escape_control(line.as_str().unwrap_or_default()));
                 }
             }
             Ok(status(differ))
@@ -253,7 +265,7 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
                     std::fs::write(&path, account::timeline_html(&account, &entries)).map_err(
                         |e| Error::Usage(format!("cannot write {}: {e}", path.display())),
                     )?;
-                    eprintln!("wrote {}", path.display());
+                    eprintln!("wrote {}", escape_control(&path.display().to_string()));
                 }
                 None => print!("{}", account::timeline_text(&account, &entries)),
             }
@@ -265,7 +277,8 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
                 print_json(&report)?;
             } else {
                 println!(
-                    "erased account {account}: data key destroyed, {} identifier claim(s) removed",
+                    "erased account {}: data key destroyed, {} identifier claim(s) removed",
+                    escape_control(&account),
                     report["identifier_claims_removed"]
                 );
             }

@@ -385,6 +385,7 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
     let metrics = server
         .http
         .get(format!("{}/metrics", server.base))
+        .bearer_auth(super::support::METRICS_TOKEN)
         .send()
         .await
         .unwrap()

@@ -368,6 +368,7 @@ async fn test_service_documents() {
         let r = server
             .http
             .get(format!("{}/metrics", server.base))
+            .bearer_auth(super::support::METRICS_TOKEN)
             .send()
             .await
             .unwrap();

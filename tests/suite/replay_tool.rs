@@ -122,3 +122,65 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
             .unwrap();
     assert_eq!(rows, 3, "two successes and one failure");
 }
+
+/// Replay's text output with this test's stdout as raw bytes: (exit code, text).
+async fn replay_text(db: &TestDb, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(replay_binary())
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("replay prints UTF-8"),
+    )
+}
+
+#[tokio::test]
+async fn test_replay_text_escapes_a_device_id_holding_terminal_escapes() {
+    let db = TestDb::new().await;
+    let server = Server::start(Some(&db.url), &fast_env()).await;
+    let account = server.register("tty@example.com", PASSWORD).await;
+    // A client-chosen device id that would retitle the terminal, clear it, and forge a line.
+    let evil =
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J\n  00:00:00  #99   LoginSucceeded   forged\u{9b}\u{202e}";
+    for password in [PASSWORD, "not-the-password-1"] {
+        let (status, body) = server
+            .post(
+                "/v1/login",
+                serde_json::json!({"identifier": "tty@example.com", "password": password, "device_id": evil}),
+            )
+            .await;
+        assert!(status == 200 || status == 401, "{body}");
+    }
+    server.kill().await;
+
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["timeline", "--account", account.as_str()],
+        vec!["state", "--account", account.as_str()],
+    ] {
+        let (code, out) = replay_text(&db, &args).await;
+        assert_eq!(code, 0, "{out}");
+        outputs.push(out);
+    }
+    let timeline = &outputs[0];
+    assert!(
+        timeline.contains("device \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{a}"),
+        "{timeline}"
+    );
+    for out in &outputs {
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}')
+            .collect();
+        assert!(raw.is_empty(), "raw control characters {raw:?} in:\n{out}");
+        assert!(
+            !out.lines()
+                .any(|l| l.contains("forged") && !l.contains("device")),
+            "{out}"
+        );
+    }
+}

@@ -36,6 +36,7 @@ fn services() -> AccountServices {
         sessions: SessionPolicy::default(),
         codes: Default::default(),
         cooldowns: Default::default(),
+        contacts: Default::default(),
     }
 }
 

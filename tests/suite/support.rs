@@ -133,6 +133,9 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// The metrics token of servers under test (`/metrics` answers 404 without it).
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
+
 /// Settings that keep tests fast: cheap Argon2 (the rehash test and the benchmark use real ones).
 pub fn fast_env() -> HashMap<String, String> {
     HashMap::from([
@@ -148,6 +151,18 @@ pub fn fast_env() -> HashMap<String, String> {
         (
             "GATEHOUSE_COOLDOWN_AFTER_FACTOR_ADDED_SECONDS".to_string(),
             "0".to_string(),
+        ),
+        // Sign-in requires a verified contact by default; most tests sign in right after
+        // signing up without reading the verification code. The rule has its own tests
+        // (e2e_verified_contact), which set it back to true.
+        (
+            "GATEHOUSE_REQUIRE_VERIFIED_CONTACT".to_string(),
+            "false".to_string(),
+        ),
+        // Tests that scrape /metrics present it (METRICS_TOKEN).
+        (
+            "GATEHOUSE_METRICS_TOKEN".to_string(),
+            METRICS_TOKEN.to_string(),
         ),
     ])
 }

@@ -9,9 +9,11 @@ use axum::Json;
 use chrono::Utc;
 use gatehouse_domain::account::AccountStatus;
 use gatehouse_domain::contact::{Contact, ContactKind};
+use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::password::PasswordRejection;
 use gatehouse_domain::policy::{Channel, FlowKind};
-use gatehouse_domain::{AccountCommand, RegisterAccount, StartFlow};
+use gatehouse_domain::{AccountCommand, AccountError, RegisterAccount, StartFlow};
+use gatehouse_projections::store::ExecuteError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -96,7 +98,7 @@ pub async fn register(
 
     let kinds: Vec<ContactKind> = contacts.iter().map(|c| c.kind()).collect();
     let mut flows: Vec<(ContactKind, Uuid)> = Vec::with_capacity(kinds.len());
-    match claim(&state, &id, &lookups, &wrapped, now.timestamp_millis()).await? {
+    match claim(&state, &id, &lookups, &wrapped, now, &context).await? {
         Claim::Taken { holder, .. } => {
             // Same cost as a real sign-up, then a note on the holder's account; the caller gets
             // an id that leads nowhere.
@@ -227,35 +229,103 @@ pub async fn register(
 /// the two writes of a sign-up (claims and key, then the event).
 const ORPHANED_CLAIM_AFTER_MS: i64 = 5 * 60 * 1000;
 
-/// Claims the identifiers; a claim orphaned by a crashed sign-up is released and claimed again,
-/// so no identifier stays blocked by an account that was never created.
+/// Claims the identifiers. An identifier held by a claim that no longer deserves it is taken
+/// over: one orphaned by a crashed sign-up, or one its account never verified, claimed longer
+/// ago than `GATEHOUSE_UNVERIFIED_CLAIM_SECONDS` (the account records that it gave it up). So
+/// neither a crash nor a squatter keeps the real owner from signing up.
 async fn claim(
     state: &AppState,
     id: &str,
     lookups: &[(String, &'static str)],
     wrapped: &[u8],
-    now_ms: i64,
+    now: chrono::DateTime<Utc>,
+    context: &RequestContext,
 ) -> Result<Claim, ApiError> {
-    let first = directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
-        .await
-        .map_err(store_error)?;
-    let Claim::Taken { holder, claimed_ms } = &first else {
-        return Ok(first);
-    };
-    if holder.is_empty() || now_ms - claimed_ms < ORPHANED_CLAIM_AFTER_MS {
-        return Ok(first);
+    let now_ms = now.timestamp_millis();
+    // At most one take-over per identifier given.
+    for _ in 0..lookups.len() {
+        let claim = directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
+            .await
+            .map_err(store_error)?;
+        let Claim::Taken {
+            holder,
+            claimed_ms,
+            lookup,
+        } = &claim
+        else {
+            return Ok(claim);
+        };
+        if holder.is_empty() || !take_over(state, holder, lookup, *claimed_ms, now, context).await?
+        {
+            return Ok(claim);
+        }
     }
-    let holder_state = state.accounts().load(holder).await.map_err(execute_error)?;
-    if holder_state.status() == AccountStatus::Active {
-        return Ok(first);
-    }
-    tracing::warn!(account_id = %holder, "releasing identifiers of a sign-up that never completed");
-    directory::release_claims(state.store(), holder)
-        .await
-        .map_err(store_error)?;
     directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
         .await
         .map_err(store_error)
+}
+
+/// Frees `lookup` from `holder` when its claim is orphaned or an expired unverified one;
+/// `false` when the holder keeps it.
+async fn take_over(
+    state: &AppState,
+    holder: &str,
+    lookup: &str,
+    claimed_ms: i64,
+    now: chrono::DateTime<Utc>,
+    context: &RequestContext,
+) -> Result<bool, ApiError> {
+    let age_ms = now.timestamp_millis() - claimed_ms;
+    let ttl_ms = state
+        .accounts()
+        .services()
+        .contacts
+        .unverified_claim_ttl
+        .num_milliseconds();
+    if age_ms < ORPHANED_CLAIM_AFTER_MS.min(ttl_ms) {
+        return Ok(false);
+    }
+    let holder_state = state.accounts().load(holder).await.map_err(execute_error)?;
+    if holder_state.status() != AccountStatus::Active {
+        if age_ms < ORPHANED_CLAIM_AFTER_MS {
+            return Ok(false);
+        }
+        tracing::warn!(account_id = %holder, "releasing identifiers of a sign-up that never completed");
+        directory::release_claims(state.store(), holder)
+            .await
+            .map_err(store_error)?;
+        return Ok(true);
+    }
+    // Only a contact the holder still has and never verified; the aggregate decides again on
+    // its latest state (a verification in between wins).
+    if age_ms < ttl_ms || !matches!(holder_state.contact_by_lookup(lookup), Some((_, false))) {
+        return Ok(false);
+    }
+    let claimed_at = chrono::DateTime::from_timestamp_millis(claimed_ms).unwrap_or(now);
+    let released = state
+        .accounts()
+        .execute(
+            holder,
+            || AccountCommand::ReleaseUnverifiedContact {
+                lookup: lookup.to_string(),
+                claimed_at,
+                at: now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await;
+    match released {
+        Ok(_) => {}
+        Err(ExecuteError::Refused(AccountError::ContactNotReleasable)) => return Ok(false),
+        Err(e) => return Err(execute_error(e)),
+    }
+    state.forget_account(lookup);
+    directory::release_identifier(state.store(), holder, lookup)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(account_id = %holder, "an unverified identifier claim expired and was taken over by a new sign-up");
+    Ok(true)
 }
 
 fn parse_contact(

@@ -42,13 +42,63 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
 }
 
 /// Prometheus text metrics: how far each read model lags the event stream, events applied, and
-/// alerts by rule. Nothing personal.
-#[utoipa::path(get, path = "/metrics", tag = "health",
+/// alerts by rule. Nothing personal, but which alert rules are firing is no one else's business:
+/// on the public address they are served only to `Authorization: Bearer <GATEHOUSE_METRICS_TOKEN>`
+/// (compared in constant time); without it, or without a token configured, the answer is the
+/// `404 not_found` of an unknown path, so the endpoint does not reveal itself. A separate address
+/// (`GATEHOUSE_METRICS_LISTEN`) serves them without a token.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses((status = 200, content_type = "text/plain", description = "Prometheus text format"),
+              (status = 404, body = crate::error::ErrorBody, description = "`not_found`, exactly as for an unknown path: no metrics token configured, or none or a wrong one given"),
+              (status = 405, body = crate::error::ErrorBody, description = "`method_not_allowed` (with the right token)"),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn metrics(
     State(state): State<AppState>,
-) -> Result<impl axum::response::IntoResponse, ApiError> {
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    if !metrics_token_matches(&state, &headers) {
+        return Err(crate::app::no_such_endpoint());
+    }
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return Err(crate::app::method_not_allowed_error());
+    }
+    render_metrics(&state).await
+}
+
+/// `/metrics` on the separate metrics address: no token (the address is the protection).
+pub async fn metrics_open(
+    State(state): State<AppState>,
+) -> Result<axum::response::Response, ApiError> {
+    render_metrics(&state).await
+}
+
+/// Whether the request carries the configured metrics token. Both sides are hashed first, so
+/// the constant-time comparison does not reveal the token's length either.
+fn metrics_token_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    use secrecy::ExposeSecret as _;
+    use sha2::{Digest as _, Sha256};
+    use subtle::ConstantTimeEq as _;
+    let Some(expected) = &state.access().metrics_token else {
+        return false;
+    };
+    let Some(presented) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    else {
+        return false;
+    };
+    let a = Sha256::digest(presented.trim().as_bytes());
+    let b = Sha256::digest(expected.expose_secret().as_bytes());
+    a.as_slice().ct_eq(b.as_slice()).into()
+}
+
+async fn render_metrics(state: &AppState) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
     use std::fmt::Write as _;
     let lags = state
         .runner()
@@ -105,5 +155,6 @@ pub async fn metrics(
             "text/plain; version=0.0.4",
         )],
         text,
-    ))
+    )
+        .into_response())
 }

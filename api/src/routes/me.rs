@@ -170,7 +170,7 @@ pub struct LoginHistoryEntry {
     pub at: DateTime<Utc>,
     /// `succeeded`, `failed` or `locked`.
     pub outcome: String,
-    /// Why it failed (`wrong_password`, `account_locked`).
+    /// Why it failed (`wrong_password`, `contact_unverified`, `account_locked`).
     pub reason: Option<String>,
     /// Client IP.
     pub ip: Option<String>,

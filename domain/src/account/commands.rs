@@ -33,6 +33,18 @@ pub enum AccountCommand {
     },
     /// Sign in with a password (also sent to the stand-in aggregate of an unknown identifier).
     AttemptLogin(AttemptLogin),
+    /// Give up an identifier this account never verified, because someone else signs up with
+    /// it and the claim is older than the contact policy allows.
+    ReleaseUnverifiedContact {
+        /// Keyed lookup hash of the identifier.
+        lookup: String,
+        /// When this account claimed it (from the identifier directory).
+        claimed_at: DateTime<Utc>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Context of the sign-up taking it over.
+        context: RequestContext,
+    },
     /// Push back a session's idle expiry after use.
     ExtendSession {
         /// Session to extend.

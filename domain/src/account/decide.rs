@@ -52,6 +52,15 @@ impl Account {
                 let at = cmd.at;
                 Ok((at, self.attempt_login(cmd, services).await?))
             }
+            AccountCommand::ReleaseUnverifiedContact {
+                lookup,
+                claimed_at,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.release_unverified_contact(&lookup, claimed_at, at, context, services)?,
+            )),
             AccountCommand::ExtendSession { session_id, at } => {
                 Ok((at, self.extend_session(session_id, at, services)?))
             }
@@ -388,7 +397,19 @@ impl Account {
                 (false, LoginFailureReason::UnknownIdentifier)
             }
         };
-        if !verified {
+        // A right password on an account that never verified a contact is refused like a wrong
+        // one, after the same hash work, and counted like one: were it not counted, repeated
+        // sign-ins would tell an unverified account of one's own (never locks) from someone
+        // else's account reached through the sign-up decoy (locks).
+        let reason = if verified
+            && services.contacts.require_verified_for_sign_in
+            && !self.has_verified_contact()
+        {
+            LoginFailureReason::ContactUnverified
+        } else {
+            reason
+        };
+        if !verified || reason == LoginFailureReason::ContactUnverified {
             let context = cmd.context;
             return Ok(self.count_failure(now, services, |consecutive_failures| {
                 AccountFact::LoginFailed {
@@ -420,6 +441,29 @@ impl Account {
             facts.insert(at, rehash);
         }
         Ok(facts)
+    }
+
+    /// `ReleaseUnverifiedContact`: only an unverified contact of this account, claimed at least
+    /// the policy's time ago, is given up.
+    fn release_unverified_contact(
+        &self,
+        lookup: &str,
+        claimed_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+        context: crate::context::RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        match self.contact_by_lookup(lookup) {
+            Some((kind, false)) if at - claimed_at >= services.contacts.unverified_claim_ttl => {
+                Ok(vec![AccountFact::UnverifiedContactReleased {
+                    kind,
+                    claimed_at,
+                    context,
+                }])
+            }
+            _ => Err(AccountError::ContactNotReleasable),
+        }
     }
 
     fn extend_session(

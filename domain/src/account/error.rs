@@ -109,6 +109,9 @@ pub enum AccountError {
     /// The action needs a session stepped up within the step-up window.
     #[error("AC0032 step up the session first")]
     StepUpRequired,
+    /// The identifier is verified, not this account's, or its claim is too recent to release.
+    #[error("AC0050 the contact cannot be released")]
+    ContactNotReleasable,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

@@ -201,6 +201,16 @@ pub enum AccountFact {
         /// The verification flow.
         flow_id: Uuid,
     },
+    /// A contact this account never verified was given up: someone signed up with the same
+    /// identifier after the unverified claim had expired. The account no longer holds it.
+    UnverifiedContactReleased {
+        /// Which contact.
+        kind: ContactKind,
+        /// When this account claimed the identifier.
+        claimed_at: DateTime<Utc>,
+        /// Context of the sign-up that took it over.
+        context: RequestContext,
+    },
     /// The password was replaced through a reset flow.
     PasswordReset {
         /// New argon2id PHC string.
@@ -540,6 +550,9 @@ pub enum LoginFailureReason {
     WrongPassword,
     /// The identifier matches no account (recorded on its stand-in aggregate).
     UnknownIdentifier,
+    /// The password was right but the account has no verified contact yet, and sign-in requires
+    /// one (the caller saw the wrong-password answer; it counts toward the lockout like one).
+    ContactUnverified,
 }
 
 /// Why a session ended early.
@@ -641,6 +654,7 @@ impl AccountFact {
             Self::CodeUsed { .. } => "CodeUsed",
             Self::ContactChanged { .. } => "ContactChanged",
             Self::ContactVerified { .. } => "ContactVerified",
+            Self::UnverifiedContactReleased { .. } => "UnverifiedContactReleased",
             Self::PasswordReset { .. } => "PasswordReset",
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::PasswordConfirmationFailed { .. } => "PasswordConfirmationFailed",
@@ -824,6 +838,11 @@ mod tests {
             AccountFact::ContactVerified {
                 kind: ContactKind::Email,
                 flow_id: sid(),
+            },
+            AccountFact::UnverifiedContactReleased {
+                kind: ContactKind::Email,
+                claimed_at: at(),
+                context: RequestContext::default(),
             },
             AccountFact::PasswordReset {
                 password_hash: PasswordHash("$argon2id$z".into()),
@@ -1030,6 +1049,7 @@ mod tests {
                 "CodeUsed",
                 "ContactChanged",
                 "ContactVerified",
+                "UnverifiedContactReleased",
                 "PasswordReset",
                 "PasswordChanged",
                 "PasswordConfirmationFailed",
@@ -1079,6 +1099,19 @@ mod tests {
             assert!(value["fact"].get(event.event_type()).is_some(), "{value}");
             let back: AccountEvent = serde_json::from_value(value).unwrap();
             assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn test_login_failure_reasons_keep_their_stored_names() {
+        for (reason, name) in [
+            (LoginFailureReason::WrongPassword, "wrong_password"),
+            (LoginFailureReason::UnknownIdentifier, "unknown_identifier"),
+            (LoginFailureReason::ContactUnverified, "contact_unverified"),
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), json!(name));
+            let back: LoginFailureReason = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(back, reason);
         }
     }
 

@@ -2,7 +2,7 @@
 use std::sync::Arc;
 
 use crate::password::PasswordHasher;
-use crate::policy::{CodePolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
+use crate::policy::{CodePolicy, ContactPolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
 
 /// Injected into every command: the password hasher and the policies in force.
 #[derive(Clone)]
@@ -17,4 +17,6 @@ pub struct AccountServices {
     pub codes: CodePolicy,
     /// Cooldowns on high-risk actions.
     pub cooldowns: CooldownPolicy,
+    /// Contact verification: sign-in needs a verified contact; unverified claims expire.
+    pub contacts: ContactPolicy,
 }

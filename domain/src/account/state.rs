@@ -387,6 +387,22 @@ impl Account {
         }
     }
 
+    /// Whether any contact (email or phone) is verified.
+    pub fn has_verified_contact(&self) -> bool {
+        self.is_verified(Channel::Email) || self.is_verified(Channel::Sms)
+    }
+
+    /// The kind of contact a lookup hash names, if it is one of this account's contacts, and
+    /// whether it is verified.
+    pub fn contact_by_lookup(&self, lookup: &str) -> Option<(crate::contact::ContactKind, bool)> {
+        use crate::contact::ContactKind;
+        match (&self.email, &self.phone) {
+            (Some(c), _) if c.lookup == lookup => Some((ContactKind::Email, self.email_verified)),
+            (_, Some(c)) if c.lookup == lookup => Some((ContactKind::Phone, self.phone_verified)),
+            _ => None,
+        }
+    }
+
     /// Verified channels, email first.
     pub fn verified_channels(&self) -> Vec<Channel> {
         [Channel::Email, Channel::Sms]
@@ -748,6 +764,21 @@ impl Account {
                 crate::contact::ContactKind::Email => self.email_verified = true,
                 crate::contact::ContactKind::Phone => self.phone_verified = true,
             },
+            AccountFact::UnverifiedContactReleased { kind, .. } => {
+                match kind {
+                    crate::contact::ContactKind::Email => {
+                        self.email = None;
+                        self.email_verified = false;
+                    }
+                    crate::contact::ContactKind::Phone => {
+                        self.phone = None;
+                        self.phone_verified = false;
+                    }
+                }
+                // Its verification code went to the new owner: it can no longer verify here.
+                let verify = FlowKind::verify(*kind);
+                self.flows.retain(|_, f| f.kind != verify);
+            }
             AccountFact::PasswordReset { password_hash, .. }
             | AccountFact::PasswordChanged { password_hash, .. } => {
                 if let Some(old) = self.password_hash.replace(password_hash.clone()) {

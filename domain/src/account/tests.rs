@@ -20,6 +20,8 @@ type AccountTestFramework = TestFramework<Account>;
 mod proof_policy;
 /// Bound channels, cases in progress, challenges.
 mod cases;
+/// Verified contacts, claims released.
+mod contacts;
 
 /// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
 struct FakeHasher;
@@ -56,6 +58,12 @@ fn services() -> AccountServices {
         sessions: SessionPolicy::default(),
         codes: crate::policy::CodePolicy::default(),
         cooldowns: crate::policy::CooldownPolicy::default(),
+        // Most behaviours here start from a registered account whose email is not verified;
+        // the sign-in rule for verified contacts has its own tests (`tests/contacts.rs`).
+        contacts: crate::policy::ContactPolicy {
+            require_verified_for_sign_in: false,
+            ..Default::default()
+        },
     }
 }
 

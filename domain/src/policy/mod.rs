@@ -1,8 +1,10 @@
 //! Pure, time-driven security policies.
 pub mod codes;
+pub mod contacts;
 pub mod lockout;
 pub mod sessions;
 
 pub use codes::{Channel, CodePolicy, CooldownPolicy, FlowKind};
+pub use contacts::ContactPolicy;
 pub use lockout::LockoutPolicy;
 pub use sessions::SessionPolicy;
