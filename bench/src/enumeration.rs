@@ -58,6 +58,10 @@ struct EnumArgs {
     /// A few seconds in all: 10 requests per group, 5 accounts (figures printed, meaningless).
     #[arg(long)]
     smoke: bool,
+    /// Do not sign the known accounts in before measuring (the server's cache of signed-in
+    /// identifiers stays cold for them, as for an account that has never signed in).
+    #[arg(long)]
+    no_sign_in: bool,
     /// Exit with status 1 when the answers differ (status codes, body keys, fixed fields);
     /// timing never fails the run.
     #[arg(long)]
@@ -254,7 +258,12 @@ async fn measure(
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
 
     eprintln!(
-        "registering, verifying and signing in {} accounts…",
+        "registering, verifying{} {} accounts…",
+        if args.no_sign_in {
+            ""
+        } else {
+            " and signing in"
+        },
         args.accounts
     );
     let emails = (0..args.accounts)
@@ -262,7 +271,7 @@ async fn measure(
         .collect();
     let pool = crate::suite::register_many(&http, base, emails, 2).await?;
     verify_all(&http, base, &pool, outbox).await?;
-    for account in &pool {
+    for account in pool.iter().filter(|_| !args.no_sign_in) {
         let (status, body) = crate::suite::login(&http, base, &account.email, PASSWORD).await?;
         if status != 200 {
             return Err(format!(
@@ -635,12 +644,13 @@ fn machine_note() -> String {
 fn table(args: &EnumArgs, results: &[RouteResult]) -> String {
     let mut out = format!(
         "enumeration timing: {} known + {} unknown requests per route (after {} + {} warm-up), sequential, \
-         order K U U K; {} known accounts (verified, signed in once); argon2id m=19456 KiB t=2 p=1; {}\n",
+         order K U U K; {} known accounts (verified{}); argon2id m=19456 KiB t=2 p=1; {}\n",
         args.requests,
         args.requests,
         args.warmup,
         args.warmup,
         args.accounts,
+        if args.no_sign_in { ", never signed in" } else { ", signed in once" },
         machine_note()
     );
     out.push_str(
@@ -713,6 +723,7 @@ fn summary(args: &EnumArgs, results: &[RouteResult]) -> Value {
         "requests_per_group": args.requests,
         "warmup_per_group": args.warmup,
         "accounts": args.accounts,
+        "known_signed_in": !args.no_sign_in,
         "order": "K U U K",
         "limit": args.limit,
         "machine": machine_note(),

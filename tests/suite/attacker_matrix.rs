@@ -29,7 +29,7 @@ use super::support::{read, Server, PASSWORD};
 const NEW_PASSWORD: &str = "lantern-meadow-quartz-58";
 const ORIGIN: &str = "http://localhost:8080";
 /// Cells run at once (each on its own account).
-const CONCURRENCY: usize = 64;
+const CONCURRENCY: usize = 32;
 
 /// What the matrix needs from the server, set explicitly.
 const ENV: [(&str, &str); 12] = [

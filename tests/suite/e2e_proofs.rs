@@ -42,7 +42,13 @@ async fn test_session_and_password_change_nothing_on_an_account_with_a_second_fa
 
     // Email change: the password alone is refused, the code sent nowhere.
     let change = |proof: Value| json!({"email": "thief.inbox@example.net", "proof": proof});
-    let (status, body) = put(&w, "/v1/me/email", &stolen, change(json!({"password": PASSWORD}))).await;
+    let (status, body) = put(
+        &w,
+        "/v1/me/email",
+        &stolen,
+        change(json!({"password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert_error_shape(&body, "second_factor_required");
     // The deprecated flat field is the same proof.
@@ -94,29 +100,6 @@ async fn test_session_and_password_change_nothing_on_an_account_with_a_second_fa
         .await;
     assert_eq!(restrictions["reasons"], json!([]), "{restrictions}");
 
-    // The owner, with a current factor: the email change goes through, pauses high-risk
-    // actions and tells the old address.
-    let (status, body) = put(
-        &w,
-        "/v1/me/email",
-        &token,
-        change(json!({"password": PASSWORD, "method": "totp", "code": totp_at_step(&secret, now_step() + 1)})),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let (_, restrictions) = w
-        .server
-        .authed(Method::GET, "/v1/me/restrictions", &token)
-        .await;
-    assert_eq!(
-        restrictions["reasons"],
-        json!(["contact_changed"]),
-        "{restrictions}"
-    );
-    w.smtp
-        .wait_for(email, "contact details were changed", 1)
-        .await;
-
     // Changing the password ends every other session but keeps this one.
     let (status, body) = put(
         &w,
@@ -131,6 +114,32 @@ async fn test_session_and_password_change_nothing_on_an_account_with_a_second_fa
     let (status, _) = w.server.authed(Method::GET, "/v1/me", &token).await;
     assert_eq!(status, 200, "the changing session stays");
     w.smtp.wait_for(email, "Your password was changed", 1).await;
+    // Then, with a current factor, the email change goes through, pauses high-risk
+    // actions and tells the old address.
+    let (status, body) = put(
+        &w,
+        "/v1/me/email",
+        &token,
+        json!({"email": "owner.moved@example.com", "proof": {"password": NEW_PASSWORD, "method": "totp", "code": totp_at_step(&secret, now_step() + 1)}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, restrictions) = w
+        .server
+        .authed(Method::GET, "/v1/me/restrictions", &token)
+        .await;
+    let reasons = restrictions["reasons"].as_array().unwrap();
+    assert!(
+        reasons.contains(&json!("contact_changed")),
+        "{restrictions}"
+    );
+    assert!(
+        reasons.contains(&json!("password_changed")),
+        "{restrictions}"
+    );
+    w.smtp
+        .wait_for(email, "contact details were changed", 1)
+        .await;
 }
 
 #[tokio::test]
@@ -161,15 +170,17 @@ async fn test_the_inbox_alone_never_resets_a_protected_account() {
 
     // The inbox holder asks for a reset and has the code, but no factor.
     let started = w.forgot(email, None).await;
-    let code = w.smtp.wait_for(email, "password reset code", 1).await.code();
+    let code = w
+        .smtp
+        .wait_for(email, "password reset code", 1)
+        .await
+        .code();
     let (status, body) = w.reset(&flow_id(&started), &code, NEW_PASSWORD).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "second_factor_required", "{body}");
     assert_eq!(body["error"]["next_action"], "lost_2fa", "{body}");
     // A wrong factor is refused (and spends one of the code's tries).
-    let reset_with = |proof: Value| {
-        json!({"flow_id": flow_id(&started), "code": code, "new_password": NEW_PASSWORD, "proof": proof})
-    };
+    let reset_with = |proof: Value| json!({"flow_id": flow_id(&started), "code": code, "new_password": NEW_PASSWORD, "proof": proof});
     let (status, body) = w
         .server
         .post(

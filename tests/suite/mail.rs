@@ -274,6 +274,24 @@ impl SmsSink {
             .collect()
     }
 
+    /// Waits (up to 15 s) for the `n`th message to `to` whose text holds `needle` (security
+    /// notices arrive between codes, in no fixed order).
+    pub async fn wait_for_containing(&self, to: &str, needle: &str, n: usize) -> String {
+        for _ in 0..300 {
+            let found: Vec<String> = self
+                .messages_to(to)
+                .iter()
+                .filter_map(|m| m["body"].as_str().map(str::to_string))
+                .filter(|body| body.contains(needle))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no SMS #{n} holding {needle:?} to {to}");
+    }
+
     /// Waits (up to 15 s) for the `n`th message to `to` and returns its text.
     pub async fn wait_for(&self, to: &str, n: usize) -> String {
         for _ in 0..300 {

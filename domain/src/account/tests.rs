@@ -16,12 +16,12 @@ use crate::policy::{LockoutPolicy, SessionPolicy};
 
 type AccountTestFramework = TestFramework<Account>;
 
-/// One test per row of `PROOF_POLICY`.
-mod proof_policy;
 /// Bound channels, cases in progress, challenges.
 mod cases;
 /// Verified contacts, claims released.
 mod contacts;
+/// One test per row of `PROOF_POLICY`.
+mod proof_policy;
 
 /// Deterministic stand-in for argon2: `fake$<password>`; hashes starting `old$` need a rehash.
 struct FakeHasher;
