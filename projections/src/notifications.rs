@@ -95,6 +95,18 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             Some(code_id.to_string()),
             Some(to_ms(expires_at)),
         )],
+        // Asked for, not yet in force: the current contact hears of it (and stays verified).
+        AccountFact::ContactChangeRequested {
+            kind,
+            previous: Some(previous),
+            ..
+        } => vec![enqueue(
+            "contact_change_requested",
+            Target::Channel(Channel::for_contact(*kind)),
+            json!({ "previous_sealed": previous.sealed }),
+            None,
+            None,
+        )],
         AccountFact::ContactVerified { kind, .. } => vec![NotificationChange::ChannelVerified {
             account_id: account_id.clone(),
             channel: Channel::for_contact(*kind),

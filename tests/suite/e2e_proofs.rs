@@ -114,8 +114,8 @@ async fn test_session_and_password_change_nothing_on_an_account_with_a_second_fa
     let (status, _) = w.server.authed(Method::GET, "/v1/me", &token).await;
     assert_eq!(status, 200, "the changing session stays");
     w.smtp.wait_for(email, "Your password was changed", 1).await;
-    // Then, with a current factor, the email change goes through, pauses high-risk
-    // actions and tells the old address.
+    // Then, with a current factor, the email change is taken (in force once the new address
+    // is verified), pauses high-risk actions and tells the current address.
     let (status, body) = put(
         &w,
         "/v1/me/email",
@@ -138,7 +138,7 @@ async fn test_session_and_password_change_nothing_on_an_account_with_a_second_fa
         "{restrictions}"
     );
     w.smtp
-        .wait_for(email, "contact details were changed", 1)
+        .wait_for(email, "A change of your contact details was requested", 1)
         .await;
 }
 

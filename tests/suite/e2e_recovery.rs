@@ -679,6 +679,10 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
     w.verified_email_account("taken.address@example.com").await;
     // Signed in by the old address: the server now caches where it leads.
     let token = w.server.token(old, PASSWORD).await;
+    let (_, before) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me", &token)
+        .await;
 
     let change = |email: &str, password: &str| json!({"email": email, "password": password});
     let (status, body) = w
@@ -711,18 +715,26 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
     let flow = body["verification_flow_id"].as_str().unwrap().to_string();
 
     w.smtp
-        .wait_for(old, "contact details were changed", 1)
+        .wait_for(old, "A change of your contact details was requested", 1)
         .await;
     let code = w
         .smtp
         .wait_for(new, "email verification code", 1)
         .await
         .code();
+    // Until the new address is verified, the old one stays the account's: for sign-in, for
+    // recovery codes, and in what the account shows (issue #17).
     let (_, me) = w
         .server
         .authed(reqwest::Method::GET, "/v1/me", &token)
         .await;
-    assert_eq!(me["email_verified"], false, "{me}");
+    assert_eq!(me["email_verified"], true, "{me}");
+    assert_eq!(me["email"], before["email"], "{me}");
+    assert_eq!(w.server.login(old, PASSWORD).await.0, 200);
+    assert_eq!(w.server.login(new, PASSWORD).await.0, 401);
+    let started = w.forgot(old, None).await;
+    w.smtp.wait_for(old, "password reset code", 1).await;
+    assert_eq!(started["channel"], "email");
     assert_eq!(
         w.server
             .post("/v1/verify", json!({"flow_id": flow, "code": code}))
@@ -730,11 +742,15 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
             .0,
         204
     );
+    w.smtp
+        .wait_for(old, "contact details were changed", 1)
+        .await;
     let (_, me) = w
         .server
         .authed(reqwest::Method::GET, "/v1/me", &token)
         .await;
     assert_eq!(me["email_verified"], true, "{me}");
+    assert_ne!(me["email"], before["email"], "{me}");
 
     // The old address no longer leads to the account, even from the server's cache.
     assert_eq!(w.server.login(old, PASSWORD).await.0, 401);

@@ -140,6 +140,15 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  If it was you, sign in or reset your password instead."
                     .into(),
             ),
+            "contact_change_requested" => (
+                "A change of your contact details was requested".into(),
+                "Someone signed in to your account asked to replace this address. It stays your \
+                 account's address, for sign-in and recovery, until the new one is confirmed; \
+                 high-risk changes are paused for a while. If you did not do this, reset your \
+                 password at once with POST /v1/password/forgot (the code comes to this address) \
+                 and contact support."
+                    .into(),
+            ),
             "contact_changed" => (
                 "Your contact details were changed".into(),
                 "This address was replaced on your account and will no longer receive our \

@@ -257,11 +257,24 @@ async fn prepare_and_send(
                 DeliveryError::transient(format!("cannot load the account: {e}")),
             )
         })?;
-    // A change notice goes to the contact that was replaced.
+    // A change notice goes to the contact that was replaced; the code of a requested contact
+    // goes to that contact, not to the current one.
+    let requested = pending
+        .details
+        .get("flow_id")
+        .and_then(|v| v.as_str())
+        .and_then(|f| uuid::Uuid::parse_str(f).ok())
+        .and_then(|flow_id| {
+            account
+                .pending_contact(pending.channel.contact_kind())
+                .filter(|p| p.flow_id == flow_id)
+        })
+        .map(|p| p.contact.sealed.as_str());
     let previous = pending
         .details
         .get("previous_sealed")
-        .and_then(|v| v.as_str());
+        .and_then(|v| v.as_str())
+        .or(requested);
     let opened = open_contact_and_phrase(
         state,
         &pending.account_id,

@@ -1,7 +1,8 @@
 //! `PUT /v1/me/email` and `PUT /v1/me/phone`: replace (or add) a contact. The proof policy's
 //! `change_contact` row confirms the owner (the password and, when enrolled, a current factor);
-//! the new contact is claimed at once (nobody else can take it meanwhile), starts unverified with
-//! a code on its way, the old address is told of the change, and high-risk actions pause.
+//! the new contact is claimed at once (nobody else can take it meanwhile) and waits, with a code on
+//! its way; the current contact stays the sign-in identifier and the recovery channel until the
+//! new one is verified, and is told of the request; high-risk actions pause.
 //!
 //! The answer never tells whether the address is someone else's: a taken address gets the same
 //! 202 and a verification flow whose code is never sent, nothing is claimed, and the holder is
@@ -178,6 +179,7 @@ async fn change(
         // Someone else's address: the same proof is checked and the same answer given, with a
         // flow whose code is never sent; nothing is claimed, and the holder hears of it.
         let token = execute_change(state, caller, auth, &contact, proof, true).await?;
+        release_superseded(state, auth, kind, &lookup).await?;
         tell_holder(state, caller, &holder, now);
         return Ok((
             StatusCode::ACCEPTED,
@@ -189,12 +191,9 @@ async fn change(
     let result = execute_change(state, caller, auth, &contact, proof, false).await;
     match result {
         Ok(flow_token) => {
-            if let Some(old) = current {
-                directory::release_identifier(state.store(), &id, &old.lookup)
-                    .await
-                    .map_err(store_error)?;
-                state.forget_account(&old.lookup);
-            }
+            // The current contact stays (sign-in, recovery) until the new one is verified
+            // (`POST /v1/verify` releases it then); an earlier request it replaces is let go.
+            release_superseded(state, auth, kind, &lookup).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 Json(ContactChangeResponse {
@@ -209,6 +208,25 @@ async fn change(
             Err(e)
         }
     }
+}
+
+/// Releases the claim of an earlier requested contact that a new request replaced.
+async fn release_superseded(
+    state: &AppState,
+    auth: &Authenticated,
+    kind: ContactKind,
+    requested: &str,
+) -> Result<(), ApiError> {
+    if let Some(earlier) = auth
+        .account
+        .pending_contact(kind)
+        .filter(|p| p.contact.lookup != requested)
+    {
+        directory::release_identifier(state.store(), &auth.account_id(), &earlier.contact.lookup)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 /// Tells the holder of a taken identifier that another account tried to use it (the aggregate

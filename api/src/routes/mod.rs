@@ -53,15 +53,9 @@ pub struct Resolved {
 
 /// Finds the account an identifier belongs to. Identifiers that match no account (or do not
 /// even parse) lead to a stand-in aggregate named after their keyed hash, which runs the same
-/// decisions, so the caller cannot tell the difference.
-pub async fn resolve_identifier(
-    state: &crate::state::AppState,
-    raw: &str,
-) -> Result<Resolved, ApiError> {
-    resolve_identifier_with(state, raw, true).await
-}
-
-/// [`resolve_identifier`], optionally bypassing the cache of signed-in identifiers.
+/// decisions, so the caller cannot tell the difference. `use_cache` lets sign-in skip the
+/// directory for identifiers signed in lately; routes whose timing must not tell known from
+/// unknown identifiers pass `false`.
 pub async fn resolve_identifier_with(
     state: &crate::state::AppState,
     raw: &str,

@@ -218,7 +218,10 @@ pub(super) async fn start_recovery(
     req: RecoveryRequest,
     kind: FlowKind,
 ) -> Result<(StatusCode, Json<FlowView>), ApiError> {
-    let resolved = super::resolve_identifier(state, &req.identifier).await?;
+    // Past the cache of signed-in identifiers: an identifier it holds would answer a directory
+    // query faster than an unknown one, a timing oracle (BENCHMARKS.md, enumeration timing).
+    // These routes are not hot paths; sign-in keeps the cache.
+    let resolved = super::resolve_identifier_with(state, &req.identifier, false).await?;
     if let Some(ip) = caller.ip {
         state.throttle().admit(ip, &resolved.lookup)?;
     }
@@ -382,6 +385,20 @@ async fn redeem_with_proof(
     action: CodeAction,
     proof: Option<&ProofInput>,
 ) -> Result<(), ApiError> {
+    redeem_for_facts(state, caller, token, code, action, proof)
+        .await
+        .map(|_| ())
+}
+
+/// [`redeem_with_proof`], answering the account's id and the facts a right code recorded.
+async fn redeem_for_facts(
+    state: &AppState,
+    caller: &Caller,
+    token: &str,
+    code: &str,
+    action: CodeAction,
+    proof: Option<&ProofInput>,
+) -> Result<(String, Vec<AccountFact>), ApiError> {
     let (aggregate_id, flow_id) = open_token(state, token)?;
     if let Some(ip) = caller.ip {
         state.throttle().admit(ip, &flow_id.to_string())?;
@@ -440,7 +457,14 @@ async fn redeem_with_proof(
     let mut wrong = None;
     for envelope in &executed.events {
         match &envelope.payload.fact {
-            AccountFact::CodeUsed { .. } => return Ok(()),
+            AccountFact::CodeUsed { .. } => {
+                let facts = executed
+                    .events
+                    .iter()
+                    .map(|e| e.payload.fact.clone())
+                    .collect();
+                return Ok((aggregate_id, facts));
+            }
             AccountFact::CodeExpired { .. } => return Err(code_unusable("expired")),
             AccountFact::CodeExhausted { .. } => return Err(code_unusable("exhausted")),
             AccountFact::CodeAttemptFailed { attempts, .. } => wrong = Some(*attempts),
@@ -536,6 +560,27 @@ pub async fn verify_contact(
     caller: Caller,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    redeem(&state, &caller, &req.flow_id, &req.code, CodeAction::Verify).await?;
+    let (account_id, facts) = redeem_for_facts(
+        &state,
+        &caller,
+        &req.flow_id,
+        &req.code,
+        CodeAction::Verify,
+        None,
+    )
+    .await?;
+    // A requested contact took the old one's place: the old identifier is free now.
+    for fact in facts {
+        if let AccountFact::ContactChanged {
+            previous: Some(previous),
+            ..
+        } = fact
+        {
+            crate::directory::release_identifier(state.store(), &account_id, &previous.lookup)
+                .await
+                .map_err(super::store_error)?;
+            state.forget_account(&previous.lookup);
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

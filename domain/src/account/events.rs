@@ -194,6 +194,22 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// The owner asked to replace (or add) a contact: the new one waits, unverified, until its
+    /// code comes back; until then the current contact stays the sign-in identifier and the
+    /// recovery channel, and it is told of the request. (Older histories replaced the contact at
+    /// once with `ContactChanged`; now `ContactChanged` is recorded when the new one is verified.)
+    ContactChangeRequested {
+        /// Which contact.
+        kind: ContactKind,
+        /// The new contact, sealed.
+        contact: SealedContact,
+        /// The contact it would replace, sealed (told of the request); `None` when added.
+        previous: Option<SealedContact>,
+        /// The new contact's verification flow.
+        flow_id: Uuid,
+        /// Request context.
+        context: RequestContext,
+    },
     /// The owner proved they receive messages at a contact.
     ContactVerified {
         /// Which contact.
@@ -653,6 +669,7 @@ impl AccountFact {
             Self::CodeExpired { .. } => "CodeExpired",
             Self::CodeUsed { .. } => "CodeUsed",
             Self::ContactChanged { .. } => "ContactChanged",
+            Self::ContactChangeRequested { .. } => "ContactChangeRequested",
             Self::ContactVerified { .. } => "ContactVerified",
             Self::UnverifiedContactReleased { .. } => "UnverifiedContactReleased",
             Self::PasswordReset { .. } => "PasswordReset",
@@ -833,6 +850,16 @@ mod tests {
                     lookup: "ln".into(),
                 },
                 previous: None,
+                context: RequestContext::default(),
+            },
+            AccountFact::ContactChangeRequested {
+                kind: ContactKind::Email,
+                contact: SealedContact {
+                    sealed: "n".into(),
+                    lookup: "m".into(),
+                },
+                previous: None,
+                flow_id: sid(),
                 context: RequestContext::default(),
             },
             AccountFact::ContactVerified {
@@ -1048,6 +1075,7 @@ mod tests {
                 "CodeExpired",
                 "CodeUsed",
                 "ContactChanged",
+                "ContactChangeRequested",
                 "ContactVerified",
                 "UnverifiedContactReleased",
                 "PasswordReset",

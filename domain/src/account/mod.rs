@@ -32,8 +32,8 @@ pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
     AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
-    RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor, WithdrawalAddress,
-    PASSWORD_HISTORY,
+    PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,
+    WithdrawalAddress, PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

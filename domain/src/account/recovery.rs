@@ -183,7 +183,21 @@ impl Account {
         };
         match (cmd.action, flow.kind.verifies()) {
             (CodeAction::Verify, Some(kind)) => {
-                Ok(vec![used, AccountFact::ContactVerified { kind, flow_id }])
+                let mut facts = vec![used];
+                // A requested contact takes the current one's place only now.
+                if let Some(pending) = self.pending_contact(kind).filter(|p| p.flow_id == flow_id) {
+                    facts.push(AccountFact::ContactChanged {
+                        kind,
+                        contact: pending.contact.clone(),
+                        previous: match kind {
+                            crate::contact::ContactKind::Email => self.email.clone(),
+                            crate::contact::ContactKind::Phone => self.phone.clone(),
+                        },
+                        context: cmd.context.clone(),
+                    });
+                }
+                facts.push(AccountFact::ContactVerified { kind, flow_id });
+                Ok(facts)
             }
             (CodeAction::Unlock, _) => Ok(vec![
                 used,
@@ -330,31 +344,16 @@ impl Account {
             Proved::Accepted(spent) => spent,
         };
         let channel = Channel::for_contact(cmd.kind);
-        if cmd.unavailable {
-            // Someone else's contact: a verification flow whose code goes nowhere, and nothing
-            // else, so the requester's answer is the one a free contact gets.
-            facts.push(AccountFact::FlowStarted {
-                flow_id: cmd.grant.flow_id,
-                kind: crate::policy::codes::FlowKind::verify(cmd.kind),
-                context: cmd.context.clone(),
-            });
-            facts.push(self.code_issued(
-                cmd.grant.flow_id,
-                cmd.grant.code,
-                channel,
-                false,
-                cmd.at,
-                cmd.context,
-                services,
-            ));
-            return Ok(facts);
-        }
+        // The same facts whether the contact is free or someone else's (`unavailable`): only
+        // whether its code is sent differs, which the requester cannot see. The current contact
+        // stays until the new one is verified, so nothing visible changes before then either.
         facts.extend(self.cooldown(CooldownReason::ContactChanged, cmd.at, services));
         facts.extend([
-            AccountFact::ContactChanged {
+            AccountFact::ContactChangeRequested {
                 kind: cmd.kind,
                 contact: cmd.contact,
                 previous,
+                flow_id: cmd.grant.flow_id,
                 context: cmd.context.clone(),
             },
             AccountFact::FlowStarted {
@@ -366,7 +365,7 @@ impl Account {
                 cmd.grant.flow_id,
                 cmd.grant.code,
                 channel,
-                true,
+                !cmd.unavailable,
                 cmd.at,
                 cmd.context,
                 services,

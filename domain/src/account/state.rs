@@ -117,6 +117,15 @@ pub struct IssuedCode {
     pub status: CodeStatus,
 }
 
+/// A contact the owner asked for, waiting for its verification code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingContact {
+    /// The new contact, sealed.
+    pub contact: SealedContact,
+    /// Its verification flow.
+    pub flow_id: Uuid,
+}
+
 /// A self-service flow in progress or finished.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flow {
@@ -306,6 +315,12 @@ pub struct Account {
     pub(super) withdrawal_addresses: BTreeMap<Uuid, WithdrawalAddress>,
     #[serde(default)]
     pub(super) whitelist_only: bool,
+    /// A requested email, waiting for its code (the current one stays until then).
+    #[serde(default)]
+    pub(super) pending_email: Option<PendingContact>,
+    /// A requested phone, waiting for its code.
+    #[serde(default)]
+    pub(super) pending_phone: Option<PendingContact>,
     /// When the owner was last told that another account tried to take an identifier.
     #[serde(default)]
     pub(super) identifier_claim_noticed_at: Option<DateTime<Utc>>,
@@ -367,6 +382,14 @@ impl Account {
     /// Consecutive failures counted toward the next lock.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
+    }
+
+    /// A requested contact of `kind` still waiting for its code.
+    pub fn pending_contact(&self, kind: crate::contact::ContactKind) -> Option<&PendingContact> {
+        match kind {
+            crate::contact::ContactKind::Email => self.pending_email.as_ref(),
+            crate::contact::ContactKind::Phone => self.pending_phone.as_ref(),
+        }
     }
 
     /// The sealed email, if one was registered.
@@ -754,12 +777,29 @@ impl Account {
                 crate::contact::ContactKind::Email => {
                     self.email = Some(contact.clone());
                     self.email_verified = false;
+                    self.pending_email = None;
                 }
                 crate::contact::ContactKind::Phone => {
                     self.phone = Some(contact.clone());
                     self.phone_verified = false;
+                    self.pending_phone = None;
                 }
             },
+            AccountFact::ContactChangeRequested {
+                kind,
+                contact,
+                flow_id,
+                ..
+            } => {
+                let pending = Some(PendingContact {
+                    contact: contact.clone(),
+                    flow_id: *flow_id,
+                });
+                match kind {
+                    crate::contact::ContactKind::Email => self.pending_email = pending,
+                    crate::contact::ContactKind::Phone => self.pending_phone = pending,
+                }
+            }
             AccountFact::ContactVerified { kind, .. } => match kind {
                 crate::contact::ContactKind::Email => self.email_verified = true,
                 crate::contact::ContactKind::Phone => self.phone_verified = true,

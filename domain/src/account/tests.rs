@@ -1123,14 +1123,14 @@ mod contact_change {
             names(&facts),
             [
                 "HighRiskCooldownStarted",
-                "ContactChanged",
+                "ContactChangeRequested",
                 "FlowStarted",
                 "CodeIssued"
             ]
         );
         assert!(matches!(
             &facts[1],
-            AccountFact::ContactChanged { previous: Some(p), .. } if p.lookup == "lookup"
+            AccountFact::ContactChangeRequested { previous: Some(p), .. } if p.lookup == "lookup"
         ));
         assert!(matches!(
             &facts[3],
@@ -1139,6 +1139,37 @@ mod contact_change {
                 ..
             }
         ));
+        // Requested, not in force: the current contact stays the identifier until the new one
+        // is verified; a right code then makes the change.
+        let given = super::lost_factor::apply_all(vec![registered()], facts, t(1));
+        let state = super::lost_factor::state_of(given.clone());
+        assert!(state.holds_lookup("lookup") && !state.holds_lookup("new-lookup"));
+        assert_eq!(
+            state.pending_contact(ContactKind::Email).map(|p| p.flow_id),
+            Some(sid(300))
+        );
+        let verify = |verifier: &str| {
+            AccountCommand::RedeemCode(RedeemCode {
+                flow_id: sid(300),
+                verifier: verifier.into(),
+                action: CodeAction::Verify,
+                next_code: None,
+                proof: Proof::default(),
+                at: t(2),
+                context: ctx(),
+            })
+        };
+        let wrong = run(given.clone(), verify("x")).unwrap();
+        assert_eq!(names(&wrong), ["CodeAttemptFailed"]);
+        let facts = run(given.clone(), verify("v")).unwrap();
+        assert_eq!(
+            names(&facts),
+            ["CodeUsed", "ContactChanged", "ContactVerified"]
+        );
+        let state = super::lost_factor::state_of(super::lost_factor::apply_all(given, facts, t(2)));
+        assert!(state.holds_lookup("new-lookup") && !state.holds_lookup("lookup"));
+        assert!(state.is_verified(crate::policy::Channel::Email));
+        assert!(state.pending_contact(ContactKind::Email).is_none());
     }
 
     #[test]
