@@ -30,7 +30,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
         me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
         me::remove_anti_phishing_phrase, me::restrictions, password::change_password, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
-        recovery::resend, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
+        recovery::resend, recovery::reset_security_key, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
         mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
         lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
         admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
@@ -232,6 +232,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/verify", post(recovery::verify_contact))
         .route("/v1/flows/{flow_id}", get(recovery::get_flow))
         .route("/v1/flows/{flow_id}/resend", post(recovery::resend))
+        .route(
+            "/v1/flows/{flow_id}/security-key",
+            post(recovery::reset_security_key),
+        )
         .route("/v1/admin/alerts", get(admin::list_alerts))
         .route("/v1/admin/alerts/stream", get(admin::alerts_stream))
         .route("/v1/admin/alerts/{id}", get(admin::get_alert))

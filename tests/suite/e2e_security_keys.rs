@@ -457,3 +457,61 @@ async fn test_malformed_and_misdirected_security_key_requests_are_refused() {
     let (status, body) = finish(&server, &challenge, &ceremony, &assertion).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A reset on a security-key account: the key answers a challenge that the flow may ask for
+/// only once its code proved right (issue #17), so a flow id alone tells nobody about the keys.
+#[tokio::test]
+async fn test_a_reset_is_proven_with_the_key_whose_challenge_needs_the_code_first() {
+    let w = super::e2e_recovery::world(&[
+        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
+        ("GATEHOUSE_WEBAUTHN_ORIGINS", ORIGIN),
+    ])
+    .await;
+    let email = "key.reset@example.com";
+    w.verified_email_account(email).await;
+    let token = w.server.token(email, PASSWORD).await;
+    let mut key = SoftPasskey::new(true);
+    register_key(&w.server, &token, &mut key).await;
+
+    let started = w.forgot(email, None).await;
+    let flow = super::e2e_recovery::flow_id(&started);
+    let stranger = w.forgot("nobody.here@example.com", None).await;
+    let key_challenge = |flow: &str| format!("/v1/flows/{flow}/security-key");
+    // Before the code: the same answer as an unknown identifier's flow.
+    let (status, mine) = w.server.post(&key_challenge(&flow), json!({})).await;
+    let (other_status, theirs) = w
+        .server
+        .post(
+            &key_challenge(&super::e2e_recovery::flow_id(&stranger)),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, other_status), (404, 404), "{mine} {theirs}");
+    assert_eq!(mine, theirs);
+    assert_error_shape(&mine, "flow_not_found");
+
+    let code = w.smtp.wait_for(email, "password reset code", 1).await.code();
+    let new_password = "kestrel-marble-sonnet-44";
+    let (status, body) = w.reset(&flow, &code, new_password).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["next_action"], "lost_2fa", "{body}");
+    // The code proved right: the flow may ask for the key's challenge now, and the signed
+    // answer proves the reset.
+    let (status, options) = w.server.post(&key_challenge(&flow), json!({})).await;
+    assert_eq!(status, 200, "{options}");
+    let (ceremony_id, assertion) = sign(&mut key, &options);
+    let (status, body) = w
+        .server
+        .post(
+            "/v1/password/reset",
+            json!({"flow_id": flow, "code": code, "new_password": new_password,
+                   "proof": {"method": "security_key", "ceremony_id": ceremony_id, "assertion": assertion}}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // Spent: the flow asks for nothing more.
+    let (status, _) = w.server.post(&key_challenge(&flow), json!({})).await;
+    assert_eq!(status, 404);
+    let (status, body) = w.server.login(email, new_password).await;
+    assert_eq!((status, body["mfa_required"].clone()), (200, json!(true)));
+}

@@ -453,6 +453,13 @@ async fn redeem_for_facts(
         .map_err(execute_error)?;
     state.runner().nudge();
     crate::proof::refusal(&executed.events, now)?;
+    if executed
+        .events
+        .iter()
+        .any(|e| matches!(e.payload.fact, AccountFact::ResetFactorAsked { .. }))
+    {
+        return Err(super::second_factor_required());
+    }
     let max = state.accounts().services().codes.max_attempts;
     let mut wrong = None;
     for envelope in &executed.events {
@@ -526,6 +533,43 @@ pub async fn reset_password(
         }
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The security-key challenge of a reset: once the flow's code proved right and the account
+/// answered `second_factor_required`, the options for `navigator.credentials.get`; the signed
+/// answer then goes in the reset's `proof` (`method: security_key`). Before the code is proven
+/// the answer is the one an unknown flow gets, so the flow id alone tells nobody which keys
+/// the account has.
+#[utoipa::path(post, path = "/v1/flows/{flow_id}/security-key", tag = "recovery",
+    params(("flow_id" = String, Path, description = "From `POST /v1/password/forgot`")),
+    responses(
+        (status = 200, body = super::security_keys::AssertionChallenge),
+        (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`: unknown flow, or its code not proven yet, or no longer usable"),
+        (status = 409, body = crate::error::ErrorBody, description = "`no_security_key`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`"),
+        (status = 503, body = crate::error::ErrorBody, description = "`security_keys_unavailable`"),
+    ))]
+pub async fn reset_security_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Result<Json<super::security_keys::AssertionChallenge>, ApiError> {
+    let (aggregate_id, flow_id) = open_token(&state, &token)?;
+    if let Some(ip) = caller.ip {
+        state.throttle().admit(ip, &flow_id.to_string())?;
+    }
+    let now = Utc::now();
+    let account = state
+        .accounts()
+        .load(&aggregate_id)
+        .await
+        .map_err(execute_error)?;
+    if !account.reset_factor_asked(flow_id, now) {
+        return Err(flow_not_found());
+    }
+    super::security_keys::assertion_challenge(&state, &aggregate_id, &account, now)
+        .await
+        .map(Json)
 }
 
 /// Lifts a lockout with the code from `POST /v1/unlock/request`.

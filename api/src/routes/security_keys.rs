@@ -474,7 +474,7 @@ pub async fn start_login_assertion(
         .map(Json)
 }
 
-async fn assertion_challenge(
+pub(crate) async fn assertion_challenge(
     state: &AppState,
     account_id: &str,
     account: &gatehouse_domain::Account,

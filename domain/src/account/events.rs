@@ -256,6 +256,12 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// A reset code was right, but the account has a second factor and none came with it: the
+    /// code stays usable, and the flow may ask for a security-key challenge.
+    ResetFactorAsked {
+        /// The reset flow.
+        flow_id: Uuid,
+    },
     /// A lock (and the failure count) was lifted before its time.
     AccountUnlocked {
         /// Why.
@@ -674,6 +680,7 @@ impl AccountFact {
             Self::UnverifiedContactReleased { .. } => "UnverifiedContactReleased",
             Self::PasswordReset { .. } => "PasswordReset",
             Self::PasswordChanged { .. } => "PasswordChanged",
+            Self::ResetFactorAsked { .. } => "ResetFactorAsked",
             Self::PasswordConfirmationFailed { .. } => "PasswordConfirmationFailed",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
@@ -886,6 +893,7 @@ mod tests {
                 consecutive_failures: 1,
                 context: RequestContext::default(),
             },
+            AccountFact::ResetFactorAsked { flow_id: sid() },
             AccountFact::AccountUnlocked {
                 reason: UnlockReason::UnlockCode,
                 context: RequestContext::default(),
@@ -1081,6 +1089,7 @@ mod tests {
                 "PasswordReset",
                 "PasswordChanged",
                 "PasswordConfirmationFailed",
+                "ResetFactorAsked",
                 "AccountUnlocked",
                 "HighRiskCooldownStarted",
                 "AntiPhishingPhraseSet",

@@ -211,7 +211,7 @@ impl Account {
                 // come with it. Missing: refused and the code kept for the owner's next try.
                 // Wrong: the failure counts toward the lockout and spends one of the code's
                 // tries, so one code cannot carry unlimited factor guesses.
-                match self
+                let proved = self
                     .prove(
                         SensitiveAction::ResetPassword,
                         &cmd.proof,
@@ -219,8 +219,15 @@ impl Account {
                         &cmd.context,
                         services,
                     )
-                    .await?
-                {
+                    .await;
+                let proved = match proved {
+                    // Recorded (not an `Err`), so that the flow may ask for a key challenge.
+                    Err(AccountError::SecondFactorRequired) => {
+                        return Ok(vec![AccountFact::ResetFactorAsked { flow_id }])
+                    }
+                    other => other?,
+                };
+                match proved {
                     Proved::Refused(mut refusal) => {
                         let attempts = code.attempts + 1;
                         refusal.push(AccountFact::CodeAttemptFailed {

@@ -135,6 +135,10 @@ pub struct Flow {
     pub started_at: DateTime<Utc>,
     /// Its latest code.
     pub code: Option<IssuedCode>,
+    /// A reset flow whose code proved right but came without the account's second factor: it
+    /// may now ask for a security-key challenge (the code stays usable).
+    #[serde(default)]
+    pub factor_asked: bool,
 }
 
 /// The TOTP app of an account.
@@ -382,6 +386,20 @@ impl Account {
     /// Consecutive failures counted toward the next lock.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
+    }
+
+    /// Whether a reset flow proved its code but lacked the second factor, and its code still
+    /// works: only then may it ask for a security-key challenge (before that, a stranger
+    /// holding the flow id would learn which keys the account has).
+    pub fn reset_factor_asked(&self, flow_id: Uuid, now: DateTime<Utc>) -> bool {
+        self.status == AccountStatus::Active
+            && self.flows.get(&flow_id).is_some_and(|f| {
+                f.kind == FlowKind::ResetPassword
+                    && f.factor_asked
+                    && f.code
+                        .as_ref()
+                        .is_some_and(|c| c.status == CodeStatus::Active && now < c.expires_at)
+            })
     }
 
     /// A requested contact of `kind` still waiting for its code.
@@ -732,6 +750,7 @@ impl Account {
                         kind: *kind,
                         started_at: event.at,
                         code: None,
+                        factor_asked: false,
                     },
                 );
             }
@@ -785,6 +804,11 @@ impl Account {
                     self.pending_phone = None;
                 }
             },
+            AccountFact::ResetFactorAsked { flow_id } => {
+                if let Some(flow) = self.flows.get_mut(flow_id) {
+                    flow.factor_asked = true;
+                }
+            }
             AccountFact::ContactChangeRequested {
                 kind,
                 contact,

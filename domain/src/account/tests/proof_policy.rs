@@ -752,15 +752,25 @@ fn test_row_reset_password_needs_a_factor_when_enrolled_and_keeps_the_code_witho
         (PasswordNeed::No, FactorNeed::WhenEnrolled, false)
     );
     let given = reset_flow(with_totp());
-    // The inbox alone does not reset a TOTP account: refused, nothing recorded, the code kept.
+    // The inbox alone does not reset a TOTP account: the code is kept (not used), and the
+    // flow records that it asked for the factor (so it may ask for a key challenge).
+    let flow = sid(100);
+    let asked = run(given.clone(), reset("reset-code", Proof::default()));
     assert_eq!(
-        run(given.clone(), reset("reset-code", Proof::default())),
-        Err(AccountError::SecondFactorRequired)
+        asked,
+        Ok(vec![AccountFact::ResetFactorAsked { flow_id: flow }])
+    );
+    assert!(!state_of(given.clone()).reset_factor_asked(flow, t(2)));
+    let after = then(given.clone(), asked.unwrap(), t(2));
+    assert!(state_of(after.clone()).reset_factor_asked(flow, t(2)));
+    assert!(
+        !state_of(after).reset_factor_asked(flow, t(2) + Duration::hours(1)),
+        "not once the code expired"
     );
     // The password does not stand in for the factor.
     assert_eq!(
         run(given.clone(), reset("reset-code", by_password(PASSWORD))),
-        Err(AccountError::SecondFactorRequired)
+        Ok(vec![AccountFact::ResetFactorAsked { flow_id: flow }])
     );
     // A wrong code is a wrong code, whatever the factor.
     assert_eq!(
