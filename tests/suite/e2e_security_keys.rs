@@ -490,7 +490,11 @@ async fn test_a_reset_is_proven_with_the_key_whose_challenge_needs_the_code_firs
     assert_eq!(mine, theirs);
     assert_error_shape(&mine, "flow_not_found");
 
-    let code = w.smtp.wait_for(email, "password reset code", 1).await.code();
+    let code = w
+        .smtp
+        .wait_for(email, "password reset code", 1)
+        .await
+        .code();
     let new_password = "kestrel-marble-sonnet-44";
     let (status, body) = w.reset(&flow, &code, new_password).await;
     assert_eq!(status, 403, "{body}");
