@@ -218,6 +218,27 @@ pub(super) async fn start_recovery(
     req: RecoveryRequest,
     kind: FlowKind,
 ) -> Result<(StatusCode, Json<FlowView>), ApiError> {
+    // An account's stream and an unknown identifier's stand-in cost slightly different work (a
+    // kept state or a fresh stream, a code kept for delivery or not): the answer waits for a
+    // fixed floor so that its time does not tell them apart (BENCHMARKS.md, enumeration
+    // timing). A sleep, not work: it costs no CPU.
+    let floor = tokio::time::Instant::now() + RESPONSE_FLOOR;
+    let answer = start_recovery_now(state, caller, req, kind).await;
+    tokio::time::sleep_until(floor).await;
+    answer
+}
+
+/// Least time before a self-service start (forgot, unlock, lost second factor) answers: above
+/// what the work takes on an idle server (about 2 ms in a release build), far below anything a
+/// person notices.
+const RESPONSE_FLOOR: std::time::Duration = std::time::Duration::from_millis(15);
+
+async fn start_recovery_now(
+    state: &AppState,
+    caller: &Caller,
+    req: RecoveryRequest,
+    kind: FlowKind,
+) -> Result<(StatusCode, Json<FlowView>), ApiError> {
     // Past the cache of signed-in identifiers: an identifier it holds would answer a directory
     // query faster than an unknown one, a timing oracle (BENCHMARKS.md, enumeration timing).
     // These routes are not hot paths; sign-in keeps the cache.
