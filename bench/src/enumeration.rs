@@ -161,32 +161,11 @@ pub async fn main(argv: Vec<String>) -> i32 {
             return 2;
         }
     }
-    let server = args.server.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("gatehouse")))
-            .unwrap_or_default()
-    });
-    if !server.exists() {
-        eprintln!(
-            "gatehouse-bench enumeration: {} not found: build it with `cargo build --release -p gatehouse-api`",
-            server.display()
-        );
-        return 2;
-    }
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
-    let admin = match sqlx::PgPool::connect(&args.database_url).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "gatehouse-bench enumeration: cannot reach PostgreSQL at {}: {e}",
-                crate::redacted(&args.database_url)
-            );
-            return 2;
-        }
-    };
+    let (server, admin) =
+        match crate::suite::prepare("enumeration", args.server.clone(), &args.database_url).await {
+            Ok(ready) => ready,
+            Err(status) => return status,
+        };
     let db = match Db::create(&admin, &args.database_url).await {
         Ok(db) => db,
         Err(e) => {

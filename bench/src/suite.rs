@@ -109,31 +109,9 @@ pub async fn main(argv: Vec<String>) -> i32 {
             return 2;
         }
     }
-    let server = args.server.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("gatehouse")))
-            .unwrap_or_default()
-    });
-    if !server.exists() {
-        eprintln!(
-            "gatehouse-bench suite: {} not found: build it with `cargo build --release -p gatehouse-api`",
-            server.display()
-        );
-        return 2;
-    }
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
-    let admin = match sqlx::PgPool::connect(&args.database_url).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!(
-                "gatehouse-bench suite: cannot reach PostgreSQL at {}: {e}",
-                crate::redacted(&args.database_url)
-            );
-            return 2;
-        }
+    let (server, admin) = match prepare("suite", args.server.clone(), &args.database_url).await {
+        Ok(ready) => ready,
+        Err(status) => return status,
     };
     let mut ctx = Ctx {
         args,
@@ -153,6 +131,41 @@ pub async fn main(argv: Vec<String>) -> i32 {
         Err(e) => {
             eprintln!("gatehouse-bench suite: {e}");
             2
+        }
+    }
+}
+
+/// What every subcommand that starts servers needs first: the `gatehouse` binary (given, or next
+/// to this one) and a connection to PostgreSQL. `Err` is the exit status, after saying why.
+pub(crate) async fn prepare(
+    command: &str,
+    server: Option<std::path::PathBuf>,
+    database_url: &str,
+) -> Result<(std::path::PathBuf, sqlx::PgPool), i32> {
+    let server = server.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("gatehouse")))
+            .unwrap_or_default()
+    });
+    if !server.exists() {
+        eprintln!(
+            "gatehouse-bench {command}: {} not found: build it with `cargo build --release -p gatehouse-api`",
+            server.display()
+        );
+        return Err(2);
+    }
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+    match sqlx::PgPool::connect(database_url).await {
+        Ok(admin) => Ok((server, admin)),
+        Err(e) => {
+            eprintln!(
+                "gatehouse-bench {command}: cannot reach PostgreSQL at {}: {e}",
+                crate::redacted(database_url)
+            );
+            Err(2)
         }
     }
 }
