@@ -981,17 +981,17 @@ async fn test_replay_state_shows_second_factors_keys_and_whitelist_as_of_an_inst
     let token = server.token(email, PASSWORD).await;
     let before = chrono::Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    // API keys need a stepped-up session; without a factor yet, the password steps up.
+    let (secret, _) = super::e2e_second_factor::enrol(&server, &token).await;
+    // API keys need a stepped-up session: with a factor enrolled, a current one.
     let (status, body) = super::e2e_second_factor::send(
         &server,
         reqwest::Method::POST,
         "/v1/me/step-up",
         &token,
-        serde_json::json!({"proof": {"password": PASSWORD}}),
+        serde_json::json!({"proof": {"method": "totp", "code": super::e2e_second_factor::totp_at_step(&secret, super::e2e_second_factor::now_step() + 1)}}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    super::e2e_second_factor::enrol(&server, &token).await;
     let (status, body) = super::e2e_second_factor::send(
         &server,
         reqwest::Method::POST,

@@ -137,7 +137,9 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Account {
-    /// Until when a session counts as stepped up (proved a second factor within `window`).
+    /// Until when a session counts as stepped up (proved itself within `window`). A step-up
+    /// proven with the password counts only while the account has no second factor: a session
+    /// stepped up that way and then used to enrol one must not pass for a factor-proven one.
     pub fn stepped_up_until(
         &self,
         session_id: Uuid,
@@ -145,6 +147,7 @@ impl Account {
     ) -> Option<DateTime<Utc>> {
         self.sessions
             .get(&session_id)
+            .filter(|s| !(s.stepped_up_with_password && self.has_second_factor()))
             .and_then(|s| s.stepped_up_at)
             .map(|at| at + window)
     }

@@ -270,8 +270,8 @@ impl Account {
         self.sessions
             .get(&session_id)
             .filter(|s| s.is_live(at))
-            .and_then(|s| s.stepped_up_at)
-            .is_some_and(|stepped| at < stepped + window)
+            .and_then(|_| self.stepped_up_until(session_id, window))
+            .is_some_and(|until| at < until)
     }
 
     /// Checks a row that asks only for a stepped-up session (and perhaps an enrolled factor): no

@@ -49,9 +49,13 @@ pub struct Session {
     pub idle_expires_at: DateTime<Utc>,
     /// Where it was opened from.
     pub context: RequestContext,
-    /// When it last proved a second factor (at sign-in or by a step-up).
+    /// When it last stepped up.
     #[serde(default)]
     pub stepped_up_at: Option<DateTime<Utc>>,
+    /// That step-up was proven with the password (the account had no second factor then): it
+    /// stops counting once a factor is enrolled.
+    #[serde(default)]
+    pub stepped_up_with_password: bool,
 }
 
 impl Session {
@@ -713,6 +717,7 @@ impl Account {
                         idle_expires_at: *idle_expires_at,
                         context: context.clone(),
                         stepped_up_at: None,
+                        stepped_up_with_password: false,
                     },
                 );
             }
@@ -966,9 +971,10 @@ impl Account {
                 }
             }
             AccountFact::SecurityKeyCounterRegressed { .. } => {}
-            AccountFact::SessionSteppedUp { session_id, .. } => {
+            AccountFact::SessionSteppedUp { session_id, method } => {
                 if let Some(session) = self.sessions.get_mut(session_id) {
                     session.stepped_up_at = Some(event.at);
+                    session.stepped_up_with_password = method == "password";
                 }
             }
             AccountFact::ApiKeyCreated {

@@ -994,10 +994,34 @@ fn test_row_step_up_takes_a_factor_or_the_password_when_none_is_enrolled() {
             method: "password".into()
         }]
     );
-    let state = state_of(then(plain(), facts, t(2)));
+    let stepped = then(plain(), facts, t(2));
+    let state = state_of(stepped.clone());
     assert!(state.is_stepped_up(session(), t(2) + window - Duration::seconds(1), window));
     assert!(!state.is_stepped_up(session(), t(2) + window, window));
     assert!(!state.is_stepped_up(sid(79), t(3), window));
+    // A password step-up stops counting once a factor is enrolled: a session + password that
+    // enrols TOTP must not pass for a factor-proven session (the withdrawal controls).
+    let mut enrolled = stepped;
+    enrolled.push((
+        t(3),
+        AccountFact::SecurityKeyRegistered {
+            key_id: "key-9".into(),
+            name: "new".into(),
+            credential: serde_json::json!({"v": 0}),
+            context: ctx(),
+        },
+    ));
+    let state = state_of(enrolled.clone());
+    assert!(!state.is_stepped_up(session(), t(4), window));
+    assert_eq!(
+        state.check_session_proof(
+            SensitiveAction::WithdrawalControls,
+            Some(session()),
+            t(4),
+            &SessionPolicy::default()
+        ),
+        Err(AccountError::StepUpRequired)
+    );
     // Only an open session of this account steps up.
     assert_eq!(
         run(
