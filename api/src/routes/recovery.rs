@@ -444,7 +444,8 @@ async fn redeem_for_facts(
         _ => None,
     };
     let proof = match proof {
-        Some(input) => {
+        // Only a factor needs the account (its TOTP secret, its keys): no extra load otherwise.
+        Some(input) if input.method.is_some() => {
             let account = state
                 .accounts()
                 .load(&aggregate_id)
@@ -452,6 +453,15 @@ async fn redeem_for_facts(
                 .map_err(execute_error)?;
             crate::proof::resolve(state, &aggregate_id, &account, input, None, now).await?
         }
+        Some(input) => crate::proof::resolve(
+            state,
+            &aggregate_id,
+            &gatehouse_domain::Account::default(),
+            input,
+            None,
+            now,
+        )
+        .await?,
         None => gatehouse_domain::Proof::default(),
     };
     let command = RedeemCode {
