@@ -701,6 +701,7 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
         .await;
     assert_eq!(status, 202, "{body}");
     assert!(body["verification_flow_id"].is_string(), "{body}");
+    let taken_flow = body["verification_flow_id"].as_str().unwrap().to_string();
     w.smtp
         .wait_for(
             "taken.address@example.com",
@@ -708,6 +709,21 @@ async fn test_changing_the_email_needs_the_password_verifies_the_new_one_and_tel
             1,
         )
         .await;
+    // Nor does a resend send its holder a code that would verify the request.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = w
+        .server
+        .post(&format!("/v1/flows/{taken_flow}/resend"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let codes_to_holder = w
+        .smtp
+        .messages_to("taken.address@example.com")
+        .iter()
+        .filter(|m| m.subject.contains("email verification code"))
+        .count();
+    assert_eq!(codes_to_holder, 1, "only the holder's own sign-up code");
     let (status, body) = w
         .put_authed("/v1/me/email", &token, change(new, PASSWORD))
         .await;

@@ -453,15 +453,17 @@ async fn redeem_for_facts(
                 .map_err(execute_error)?;
             crate::proof::resolve(state, &aggregate_id, &account, input, None, now).await?
         }
-        Some(input) => crate::proof::resolve(
-            state,
-            &aggregate_id,
-            &gatehouse_domain::Account::default(),
-            input,
-            None,
-            now,
-        )
-        .await?,
+        Some(input) => {
+            crate::proof::resolve(
+                state,
+                &aggregate_id,
+                &gatehouse_domain::Account::default(),
+                input,
+                None,
+                now,
+            )
+            .await?
+        }
         None => gatehouse_domain::Proof::default(),
     };
     let command = RedeemCode {

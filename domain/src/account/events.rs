@@ -207,6 +207,10 @@ pub enum AccountFact {
         previous: Option<SealedContact>,
         /// The new contact's verification flow.
         flow_id: Uuid,
+        /// The contact belongs to another account: its codes are never sent (a resend neither),
+        /// so the request can never be verified. Auditors see it; the requester does not.
+        #[serde(default)]
+        unavailable: bool,
         /// Request context.
         context: RequestContext,
     },
@@ -867,6 +871,7 @@ mod tests {
                 },
                 previous: None,
                 flow_id: sid(),
+                unavailable: false,
                 context: RequestContext::default(),
             },
             AccountFact::ContactVerified {

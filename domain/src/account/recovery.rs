@@ -108,7 +108,14 @@ impl Account {
         let (channel, deliverable) = match (flow.kind.verifies(), bound) {
             (Some(kind), _) => {
                 let channel = Channel::for_contact(kind);
-                (channel, self.has_contact(channel))
+                // A requested contact's code goes to it (the current contact may be absent), and
+                // a request for another account's contact stays unsendable on resend too.
+                let deliverable = match self.pending_contact(kind).filter(|p| p.flow_id == flow_id)
+                {
+                    Some(pending) => self.status == AccountStatus::Active && !pending.unavailable,
+                    None => self.has_contact(channel),
+                };
+                (channel, deliverable)
             }
             (None, Some(channel)) => (channel, self.usable_for_recovery(channel) && !set_aside),
             (None, None) => {
@@ -361,6 +368,7 @@ impl Account {
                 contact: cmd.contact,
                 previous,
                 flow_id: cmd.grant.flow_id,
+                unavailable: cmd.unavailable,
                 context: cmd.context.clone(),
             },
             AccountFact::FlowStarted {

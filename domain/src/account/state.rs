@@ -128,6 +128,9 @@ pub struct PendingContact {
     pub contact: SealedContact,
     /// Its verification flow.
     pub flow_id: Uuid,
+    /// Another account's contact: no code of this flow is ever sent.
+    #[serde(default)]
+    pub unavailable: bool,
 }
 
 /// A self-service flow in progress or finished.
@@ -818,11 +821,13 @@ impl Account {
                 kind,
                 contact,
                 flow_id,
+                unavailable,
                 ..
             } => {
                 let pending = Some(PendingContact {
                     contact: contact.clone(),
                     flow_id: *flow_id,
+                    unavailable: *unavailable,
                 });
                 match kind {
                     crate::contact::ContactKind::Email => self.pending_email = pending,

@@ -609,6 +609,36 @@ fn test_row_change_contact_needs_the_password_and_a_factor_when_enrolled_and_sta
             ..
         }
     ));
+    // A resend of that flow (past the resend wait) sends nothing either: the other account's
+    // holder never receives a code that would verify the request.
+    let resend = || AccountCommand::ResendCode {
+        flow_id: sid(300),
+        channel: None,
+        code: CodeGrant {
+            code_id: sid(302),
+            verifier: "again".into(),
+        },
+        at: t(5),
+        context: ctx(),
+    };
+    let requested = then(plain(), facts.clone(), t(2));
+    assert!(matches!(
+        run(requested, resend()).unwrap().as_slice(),
+        [AccountFact::CodeIssued {
+            deliverable: false,
+            ..
+        }]
+    ));
+    // A free one's resend goes out (to the requested phone; the account has none yet).
+    let free = run(plain(), change_contact_to(by_password(PASSWORD), false)).unwrap();
+    let requested = then(plain(), free, t(2));
+    assert!(matches!(
+        run(requested, resend()).unwrap().as_slice(),
+        [AccountFact::CodeIssued {
+            deliverable: true,
+            ..
+        }]
+    ));
     // TOTP enrolled: the password alone is not enough, session + password is not the owner.
     assert_eq!(
         run(with_totp(), change_contact(by_password(PASSWORD))),
