@@ -203,6 +203,17 @@ pub struct ServeArgs {
     /// written to the development outbox.
     #[arg(long, env = "GATEHOUSE_SMS_WEBHOOK_URL", hide_env_values = true)]
     pub sms_webhook_url: Option<String>,
+    /// Pwned Passwords k-anonymity range service (`https://api.pwnedpasswords.com/range`): new
+    /// passwords are looked up by the first 5 hex digits of their SHA-1. Unset: not consulted.
+    #[arg(long, env = "GATEHOUSE_PWNED_RANGE_URL")]
+    pub pwned_range_url: Option<String>,
+    /// Local file in the downloadable Pwned Passwords format (`SHA1HEX:COUNT` lines sorted by
+    /// hash), searched in place. Unset: not consulted.
+    #[arg(long, env = "GATEHOUSE_PWNED_FILE")]
+    pub pwned_file: Option<PathBuf>,
+    /// A new password seen this many times or more in a breach corpus is refused.
+    #[arg(long, env = "GATEHOUSE_PWNED_MIN_COUNT", default_value_t = 1)]
+    pub pwned_min_count: u64,
     /// Directory of the development outbox (messages as files) when no SMTP server or SMS
     /// webhook is configured; defaults to `<data dir>/outbox`.
     #[arg(long, env = "GATEHOUSE_DEV_OUTBOX_DIR")]
@@ -626,6 +637,31 @@ impl ServeArgs {
             rp_name: self.webauthn_rp_name.clone(),
         })
         .map_err(ConfigError)
+    }
+
+    /// The breached-password check from the settings (off when neither source is set).
+    pub fn breach_check(&self) -> Result<crate::breach::BreachCheck, ConfigError> {
+        use std::sync::Arc;
+        if self.pwned_min_count == 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_PWNED_MIN_COUNT must be at least 1".into(),
+            ));
+        }
+        let mut sources: Vec<Arc<dyn gatehouse_domain::password::BreachedPasswords>> = Vec::new();
+        if let Some(path) = &self.pwned_file {
+            sources.push(Arc::new(
+                crate::breach::PwnedFile::new(path.clone()).map_err(ConfigError)?,
+            ));
+        }
+        if let Some(url) = &self.pwned_range_url {
+            sources.push(Arc::new(
+                crate::breach::PwnedRange::new(url).map_err(ConfigError)?,
+            ));
+        }
+        Ok(crate::breach::BreachCheck::new(
+            sources,
+            self.pwned_min_count,
+        ))
     }
 
     /// Password policy from the settings.

@@ -9,6 +9,7 @@
 
 pub mod api_keys;
 pub mod app;
+pub mod breach;
 pub mod codes;
 pub mod config;
 pub mod delivery;

@@ -147,6 +147,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_access(
         args.access()
             .map_err(|e| StartError::Config(e.to_string()))?,
+    )
+    .with_breach_check(
+        args.breach_check()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -42,6 +42,8 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// Staff token lifetime and who may read `/metrics`.
     access: AccessSettings,
+    /// Breached-password corpus (off unless configured).
+    breaches: crate::breach::BreachCheck,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -107,6 +109,7 @@ impl AppState {
                 controls: ControlSettings::default(),
                 closing: tokio::sync::watch::Sender::new(false),
                 access: AccessSettings::default(),
+                breaches: crate::breach::BreachCheck::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     crate::protection::ProtectionSettings {
@@ -182,6 +185,44 @@ impl AppState {
             inner.access = access;
         }
         self
+    }
+
+    /// Replaces the breached-password check (call right after [`AppState::new`]).
+    pub fn with_breach_check(mut self, breaches: crate::breach::BreachCheck) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.breaches = breaches;
+        }
+        self
+    }
+
+    /// The breached-password check.
+    pub fn breaches(&self) -> &crate::breach::BreachCheck {
+        &self.inner.breaches
+    }
+
+    /// Checks a new password against the policy (`context_words`: the account's identifiers)
+    /// and the breached-password corpus: the one place every new password passes. Refusals are
+    /// 422 `weak_password` or `breached_password` naming `field`.
+    pub async fn vet_new_password(
+        &self,
+        raw: &str,
+        context_words: &[String],
+        field: &'static str,
+    ) -> Result<gatehouse_domain::password::CandidatePassword, crate::error::ApiError> {
+        use gatehouse_domain::password::PasswordRejection;
+        let refused = |r: PasswordRejection| {
+            let code = match r {
+                PasswordRejection::Breached => "breached_password",
+                _ => "weak_password",
+            };
+            crate::error::ApiError::validation(code, r.to_string()).with_field(field)
+        };
+        let password = self
+            .password_policy()
+            .check(raw, context_words)
+            .map_err(refused)?;
+        self.breaches().check(&password).await.map_err(refused)?;
+        Ok(password)
     }
 
     /// Staff token lifetime and the metrics token.

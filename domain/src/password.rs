@@ -51,12 +51,15 @@ pub enum PasswordRejection {
     /// Built from the account's own email or phone, or the service's name.
     #[error("password must not contain your email, phone number or the service name")]
     ContainsIdentifier,
-    /// Common, breached-list, repetitive or sequential.
+    /// Common, repetitive or sequential.
     #[error("password is too easy to guess: {hint}")]
     TooGuessable {
         /// What made it guessable (from the strength estimator).
         hint: String,
     },
+    /// Seen in data breaches at least as often as the policy allows.
+    #[error("this password has appeared in a data breach; choose another")]
+    Breached,
 }
 
 /// A password that passed the policy, normalised, ready to hash. Its `Debug` never shows it.
@@ -185,6 +188,33 @@ pub trait PasswordHasher: Send + Sync {
     ) -> BoxFuture<'a, bool>;
     /// Whether a stored hash was made with other parameters than the current ones.
     fn needs_rehash(&self, hash: &PasswordHash) -> bool;
+}
+
+/// The breached-password corpus could not be consulted (a third party down, a file unreadable).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("breached-password check unavailable: {0}")]
+pub struct BreachCheckError(pub String);
+
+/// A corpus of breached passwords (Pwned Passwords), as an injected capability: consulting it is
+/// I/O (a k-anonymity range request, a file search), so it lives outside the pure policy.
+pub trait BreachedPasswords: Send + Sync {
+    /// How many times the normalised password appears in the corpus (0: never).
+    fn times_seen<'a>(
+        &'a self,
+        password: &'a SecretString,
+    ) -> BoxFuture<'a, Result<u64, BreachCheckError>>;
+}
+
+/// What the policy makes of a breach check: refused when seen `min_count` times or more; an
+/// unavailable corpus refuses nothing (the caller logs and counts it).
+pub fn breach_verdict(
+    seen: &Result<u64, BreachCheckError>,
+    min_count: u64,
+) -> Result<(), PasswordRejection> {
+    match seen {
+        Ok(n) if *n >= min_count.max(1) => Err(PasswordRejection::Breached),
+        _ => Ok(()),
+    }
 }
 
 thread_local! {
@@ -329,6 +359,18 @@ mod tests {
 
     fn policy() -> PasswordPolicy {
         PasswordPolicy::default()
+    }
+
+    #[test]
+    fn test_breach_verdict_refuses_at_the_minimum_count_and_never_when_unavailable() {
+        assert_eq!(breach_verdict(&Ok(0), 1), Ok(()));
+        assert_eq!(breach_verdict(&Ok(1), 1), Err(PasswordRejection::Breached));
+        assert_eq!(breach_verdict(&Ok(4), 5), Ok(()));
+        assert_eq!(breach_verdict(&Ok(5), 5), Err(PasswordRejection::Breached));
+        // A minimum of 0 would refuse every password: it counts as 1.
+        assert_eq!(breach_verdict(&Ok(0), 0), Ok(()));
+        let down = Err(BreachCheckError("connection refused".into()));
+        assert_eq!(breach_verdict(&down, 1), Ok(()));
     }
 
     #[test]

@@ -382,16 +382,7 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
     .unwrap();
     assert!(looked >= 2, "{looked}");
 
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(super::support::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("gatehouse_alerts_raised_total{rule=\"new_device_sign_in\"} 1"),
         "{metrics}"

@@ -78,7 +78,7 @@ impl World {
         .await
     }
 
-    async fn put_authed(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+    pub(super) async fn put_authed(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
         read(
             self.server
                 .http

@@ -297,6 +297,19 @@ impl Server {
         read(r).await
     }
 
+    /// The `/metrics` text (with the test metrics token).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Registers an account; returns its id.
     pub async fn register(&self, email: &str, password: &str) -> String {
         let (status, body) = self

@@ -10,7 +10,6 @@ use chrono::Utc;
 use gatehouse_domain::account::AccountStatus;
 use gatehouse_domain::contact::{Contact, ContactKind};
 use gatehouse_domain::context::RequestContext;
-use gatehouse_domain::password::PasswordRejection;
 use gatehouse_domain::policy::{Channel, FlowKind};
 use gatehouse_domain::{AccountCommand, AccountError, RegisterAccount, StartFlow};
 use gatehouse_projections::store::ExecuteError;
@@ -58,7 +57,7 @@ pub struct RegisterResponse {
     responses(
         (status = 201, body = RegisterResponse, description = "Account created (the same answer when an identifier is already registered)"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
-        (status = 422, body = crate::error::ErrorBody, description = "Invalid identifier or password refused by the policy (the message says why)"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_email`, `invalid_phone`, `identifier_required`, `weak_password`, `breached_password` (seen in a data breach; `field: \"password\"`)"),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -79,9 +78,8 @@ pub async fn register(
         .flat_map(Contact::context_words)
         .collect();
     let password = state
-        .password_policy()
-        .check(&req.password, &words)
-        .map_err(password_error)?;
+        .vet_new_password(&req.password, &words, "password")
+        .await?;
 
     let now = Utc::now();
     let context = caller.context(req.device_id);
@@ -347,8 +345,4 @@ fn parse_contact(
             .with_field(field)
         }),
     }
-}
-
-fn password_error(rejection: PasswordRejection) -> ApiError {
-    ApiError::validation("weak_password", rejection.to_string()).with_field("password")
 }

@@ -149,6 +149,15 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
             "gatehouse_alerts{{rule=\"{rule}\",severity=\"{severity}\",status=\"{status}\"}} {n}"
         );
     }
+    text.push_str(
+        "# HELP gatehouse_breach_checks_skipped_total Breached-password checks skipped because the corpus could not be consulted.\n\
+         # TYPE gatehouse_breach_checks_skipped_total counter\n",
+    );
+    let _ = writeln!(
+        text,
+        "gatehouse_breach_checks_skipped_total {}",
+        state.breaches().skipped()
+    );
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -33,7 +33,7 @@ pub struct ChangePasswordRequest {
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
         (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`"),
-        (status = 422, body = crate::error::ErrorBody, description = "`weak_password`, `password_reused`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`weak_password`, `breached_password`, `password_reused`"),
         (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn change_password(
@@ -50,11 +50,8 @@ pub async fn change_password(
             .admit(ip, &format!("password-change:{id}"))?;
     }
     let new_password = state
-        .password_policy()
-        .check(&req.new_password, &[])
-        .map_err(|r| {
-            ApiError::validation("weak_password", r.to_string()).with_field("new_password")
-        })?;
+        .vet_new_password(&req.new_password, &[], "new_password")
+        .await?;
     let proof = crate::proof::resolve(
         &state,
         &id,

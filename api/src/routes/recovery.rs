@@ -532,7 +532,7 @@ async fn redeem_for_facts(
         (status = 403, body = crate::error::ErrorBody, description = "`second_factor_required` with `next_action: \"lost_2fa\"` (the code is not spent); `invalid_second_factor` (counts toward the lockout and spends one of the code's tries)"),
         (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`"),
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`, `code_expired`, `code_exhausted`, `code_superseded`"),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left), `weak_password`, `password_reused`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left), `weak_password`, `breached_password`, `password_reused`"),
         (status = 429, body = crate::error::ErrorBody),
     ))]
 pub async fn reset_password(
@@ -543,11 +543,8 @@ pub async fn reset_password(
     // Only the general policy here: checking the password against the account's identifiers
     // before the code is checked would tell a stranger whether the flow belongs to an account.
     let password = state
-        .password_policy()
-        .check(&req.new_password, &[])
-        .map_err(|r| {
-            ApiError::validation("weak_password", r.to_string()).with_field("new_password")
-        })?;
+        .vet_new_password(&req.new_password, &[], "new_password")
+        .await?;
     redeem_with_proof(
         &state,
         &caller,
