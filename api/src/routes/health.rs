@@ -149,6 +149,7 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
             "gatehouse_alerts{{rule=\"{rule}\",severity=\"{severity}\",status=\"{status}\"}} {n}"
         );
     }
+    state.throttle().render_metrics(&mut text);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
