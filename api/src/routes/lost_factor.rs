@@ -203,9 +203,11 @@ pub async fn complete(
     ApiJson(req): ApiJson<FlowRef>,
 ) -> Result<StatusCode, ApiError> {
     let (aggregate_id, flow_id) = open_token(&state, &req.flow_id)?;
+    // Per address only: the flow token is sealed and nothing is guessed here, and a client may
+    // poll until the hold is over.
     state
         .throttle()
-        .admit(Route::Lost2fa, caller.ip, Some(&flow_id.to_string()))
+        .admit(Route::Lost2fa, caller.ip, None)
         .await?;
     let context = caller.context(None);
     state
