@@ -235,6 +235,13 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub rate_limit_per_identifier_per_minute: u32,
+    /// Redis URL (`redis://host:6379/0`) holding the rate limits shared by every server process.
+    /// Unset: PostgreSQL holds them (the embedded store: each process its own).
+    #[arg(long, env = "GATEHOUSE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of the rate limit keys in Redis (several deployments can share one Redis).
+    #[arg(long, env = "GATEHOUSE_REDIS_PREFIX", default_value = "gatehouse:rl:")]
+    pub redis_prefix: String,
     /// Sign-in attempts per minute allowed from an IP or network flagged for credential stuffing
     /// (0: no feedback from alerts).
     #[arg(long, env = "GATEHOUSE_FLAGGED_LOGINS_PER_MINUTE", default_value_t = 5)]
@@ -592,6 +599,18 @@ impl ServeArgs {
             rotation_grace: chrono::Duration::seconds(self.api_key_rotation_grace_seconds),
             team_invitation: chrono::Duration::seconds(self.team_invitation_seconds),
         })
+    }
+
+    /// The rate limit table: `GATEHOUSE_RATE_LIMIT_<ROUTE>_PER_<KEY>_PER_MINUTE` from the
+    /// environment (environment only, no flags), the generic settings as the self-service
+    /// defaults.
+    pub fn rate_limits(&self) -> Result<crate::throttle::LimitTable, ConfigError> {
+        crate::throttle::LimitTable::from_vars(
+            std::env::vars(),
+            self.rate_limit_per_ip_per_minute,
+            self.rate_limit_per_identifier_per_minute,
+        )
+        .map_err(ConfigError)
     }
 
     /// Argon2 parameters from the settings.

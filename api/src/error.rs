@@ -166,6 +166,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// Seconds until the caller may retry, when the error says.
+    pub fn retry_after(&self) -> Option<i64> {
+        self.retry_after
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -3,7 +3,9 @@
 //! decision is recorded once per alert as a `NetworkThrottled` fact on a `Protection` aggregate.
 //!
 //! The flagged subjects are read from the alerts read model at most every few seconds, so the
-//! sign-in path costs no extra query; the limiter is per process, like the other throttles.
+//! sign-in path costs no extra query. This stricter limiter is per process (with N processes a
+//! flagged network gets up to N times `GATEHOUSE_FLAGGED_LOGINS_PER_MINUTE`); the route limits
+//! of [`crate::throttle`], which apply first, are shared by every process on PostgreSQL or Redis.
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -165,6 +167,32 @@ impl Protection {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(alert_id);
+            }
+        }
+    }
+
+    /// Records the refusal windows the rate limiter closed (one fact per source, route and
+    /// window of this process).
+    pub async fn record_refusals(&self, closed: Vec<crate::throttle::ClosedWindow>) {
+        for window in closed {
+            let at = Utc::now();
+            let result = self
+                .decisions
+                .execute(
+                    &format!("protection:ip:{}", window.source),
+                    || ProtectionCommand::CloseThrottleWindow {
+                        source: window.source.clone(),
+                        route: window.route.label().to_string(),
+                        window_start: window.window_start,
+                        refused: window.refused,
+                        at,
+                    },
+                    crate::routes::metadata(),
+                )
+                .await;
+            match result {
+                Ok(_) | Err(ExecuteError::Refused(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "could not record a rate limit window"),
             }
         }
     }

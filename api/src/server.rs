@@ -127,10 +127,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         runner.clone(),
         password_policy,
         args.trusted_proxies.clone(),
-        crate::throttle::Throttle::new(
-            args.rate_limit_per_ip_per_minute,
-            args.rate_limit_per_identifier_per_minute,
-        ),
+        throttle(&args, &store)?,
     )
     .with_protection(crate::protection::ProtectionSettings {
         per_minute: args.flagged_logins_per_minute,
@@ -310,4 +307,29 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The rate limiter: in Redis when `GATEHOUSE_REDIS_URL` is set, else in PostgreSQL (shared by
+/// every process), else per process (the embedded store).
+fn throttle(
+    args: &ServeArgs,
+    store: &gatehouse_projections::Store,
+) -> Result<crate::throttle::Throttle, StartError> {
+    use crate::throttle::{postgres::PostgresBackend, redis::RedisBackend, Throttle};
+    use gatehouse_projections::store::Backend;
+    let table = args
+        .rate_limits()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let throttle = match (args.redis_url.as_deref(), store.backend()) {
+        (Some(url), _) => Throttle::new(
+            table,
+            Box::new(RedisBackend::new(url, &args.redis_prefix).map_err(StartError::Config)?),
+        ),
+        (None, Backend::Postgres(pool)) => {
+            Throttle::new(table, Box::new(PostgresBackend::new(pool.clone())))
+        }
+        (None, Backend::Sqlite(_)) => Throttle::local(table),
+    };
+    tracing::info!(backend = throttle.backend_name(), "rate limits");
+    Ok(throttle)
 }

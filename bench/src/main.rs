@@ -37,6 +37,14 @@ struct Args {
     /// The `gatehouse` binary (default: next to this one).
     #[arg(long)]
     server: Option<PathBuf>,
+    /// Sign-up and sign-in rate limits: `on` (far above the offered load, so every request
+    /// pays for the shared limiter on PostgreSQL) or `off` (no limits, no limiter work).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    limiter: String,
+    /// Also measure refused sign-ins: a second server whose per-IP sign-in limit is 1 a minute,
+    /// so every attempt after the first is refused by the limiter (`429 rate_limited`).
+    #[arg(long)]
+    refused: bool,
 }
 
 const PASSWORD: &str = "benchmark-lantern-fjord-91";
@@ -146,7 +154,8 @@ async fn main() {
             eprintln!("{e}");
             std::process::exit(2);
         });
-    let server = match suite::Server::start(&server_bin, &db, &[]).await {
+    let limits = suite::sign_in_limits(if args.limiter == "on" { "1000000" } else { "0" });
+    let server = match suite::Server::start(&server_bin, &db, &limits).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{e}");
@@ -186,7 +195,7 @@ async fn main() {
             args.clients,
             args.seconds
         );
-        let (rate, ok, failed) = http_phase(&http, &base, &args).await;
+        let (rate, ok, failed) = http_phase(&http, &base, &args, |s| s.is_success()).await;
         https.push(rate);
         ok_total += ok;
         failed_total += failed;
@@ -199,6 +208,30 @@ async fn main() {
         .collect();
 
     server.stop().await;
+    // Refused sign-ins: a server whose per-IP sign-in limit is 1 a minute refuses every attempt
+    // after the first with `429 rate_limited`, before any Argon2 work.
+    let refused = if args.refused {
+        let mut limits = suite::sign_in_limits("1000000");
+        limits.push((
+            "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE",
+            "1".to_string(),
+        ));
+        match suite::Server::start(&server_bin, &db, &limits).await {
+            Ok(server) => {
+                eprintln!("refused sign-ins ({} s)…", args.seconds);
+                let (rate, _, _) =
+                    http_phase(&http, &server.base, &args, |s| s.as_u16() == 429).await;
+                server.stop().await;
+                Some(rate)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     db.drop(&admin).await;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -216,6 +249,10 @@ async fn main() {
         median(&https),
         median(&ratios)
     );
+    println!("limiter: {}", args.limiter);
+    if let Some(rate) = refused {
+        println!("refused sign-ins/s (429 rate_limited): {rate:.1}");
+    }
 }
 
 async fn raw_phase(seconds: u64) -> f64 {
@@ -224,8 +261,14 @@ async fn raw_phase(seconds: u64) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Successful logins per second over one phase, with the ok and failed counts.
-async fn http_phase(http: &reqwest::Client, base: &str, args: &Args) -> (f64, u64, u64) {
+/// Sign-ins answered as `counts` expects, per second over one phase, with the counted and other
+/// counts.
+async fn http_phase(
+    http: &reqwest::Client,
+    base: &str,
+    args: &Args,
+    counts: fn(reqwest::StatusCode) -> bool,
+) -> (f64, u64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -243,7 +286,7 @@ async fn http_phase(http: &reqwest::Client, base: &str, args: &Args) -> (f64, u6
                         .send()
                         .await;
                     match r {
-                        Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) if counts(r.status()) => ok.fetch_add(1, Ordering::Relaxed),
                         _ => failed.fetch_add(1, Ordering::Relaxed),
                     };
                     i += 7;

@@ -279,6 +279,29 @@ pub(crate) struct Server {
     log: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
 
+/// The sign-up and sign-in rate limits (the self-service ones have generic settings).
+const SIGN_IN_LIMITS: [&str; 9] = [
+    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_IP_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_NETWORK_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_IDENTIFIER_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_NETWORK_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IDENTIFIER_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_IP_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_NETWORK_PER_MINUTE",
+    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_IDENTIFIER_PER_MINUTE",
+];
+
+/// Every benchmark client is 127.0.0.1: the sign-up and sign-in limits set explicitly to
+/// `per_minute` (`"1000000"`: limits on, far above the offered load, so every request pays for
+/// the limiter; `"0"`: no limits, so no limiter work at all).
+pub(crate) fn sign_in_limits(per_minute: &str) -> Vec<(&'static str, String)> {
+    SIGN_IN_LIMITS
+        .iter()
+        .map(|name| (*name, per_minute.to_string()))
+        .collect()
+}
+
 impl Server {
     pub(crate) async fn start(bin: &Path, db: &Db, env: &[(&str, String)]) -> Result<Self, String> {
         let mut child = tokio::process::Command::new(bin)
@@ -722,6 +745,9 @@ fn rates_env() -> Vec<(&'static str, String)> {
         ),
         ("GATEHOUSE_CODE_MAX_ATTEMPTS", "1000000000".into()),
     ]
+    .into_iter()
+    .chain(sign_in_limits("1000000"))
+    .collect()
 }
 
 async fn rates_latency_lag_history(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
@@ -1280,7 +1306,8 @@ fn raw_verification_cpu_ms(count: u32) -> Result<f64, String> {
 async fn cost(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
     let args = ctx.args.clone();
     let outbox = tempdir()?;
-    let env = vec![("GATEHOUSE_DEV_OUTBOX_DIR", outbox.display().to_string())];
+    let mut env = vec![("GATEHOUSE_DEV_OUTBOX_DIR", outbox.display().to_string())];
+    env.extend(sign_in_limits("1000000"));
     let result = cost_inner(ctx, db, &env, &args).await;
     let _ = std::fs::remove_dir_all(&outbox);
     result
@@ -1401,11 +1428,12 @@ async fn rss(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
     let args = ctx.args.clone();
     let outbox = tempdir()?;
     // Cheap Argon2 so that 100,000 sign-ups take minutes, not hours (see the note printed).
-    let env = vec![
+    let mut env = vec![
         ("GATEHOUSE_DEV_OUTBOX_DIR", outbox.display().to_string()),
         ("GATEHOUSE_ARGON2_MEMORY_KIB", "256".to_string()),
         ("GATEHOUSE_ARGON2_ITERATIONS", "1".to_string()),
     ];
+    env.extend(sign_in_limits("1000000"));
     let result = rss_inner(ctx, db, &env, &args).await;
     let _ = std::fs::remove_dir_all(&outbox);
     result

@@ -1,9 +1,11 @@
 //! Protection decisions taken because of alerts, recorded as facts: one `Protection` aggregate
 //! per flagged subject (`protection:ip:203.0.113.7`, `protection:net:203.0.113.0/24`).
 //!
-//! Today's only decision: sign-ins from an IP or network flagged for credential stuffing are
-//! throttled harder until a time. The aggregate refuses a second decision while one is in force,
-//! so several API processes record it once.
+//! Decisions: sign-ins from an IP or network flagged for credential stuffing are throttled
+//! harder until a time (the aggregate refuses a second decision while one is in force, so
+//! several API processes record it once); and the audit of the rate limits: requests refused
+//! from one source (`protection:ip:<address>`) are recorded once per route and one-minute window
+//! that saw refusals, by each server process that refused some, never once per request.
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
@@ -35,12 +37,25 @@ pub enum ProtectionFact {
         /// End of the decision.
         until: DateTime<Utc>,
     },
+    /// A rate limit refused `refused` requests from `source` to `route` in the one-minute
+    /// window starting at `window_start` (as counted by one server process).
+    ThrottleWindowClosed {
+        /// The client address (`*`: sources beyond what a process tracks at once).
+        source: String,
+        /// The limited route (`signup`, `login`, `forgot`, …).
+        route: String,
+        /// Start of the window.
+        window_start: DateTime<Utc>,
+        /// Requests refused in it.
+        refused: u32,
+    },
 }
 
 impl DomainEvent for ProtectionEvent {
     fn event_type(&self) -> String {
         match self.fact {
             ProtectionFact::NetworkThrottled { .. } => "NetworkThrottled".to_string(),
+            ProtectionFact::ThrottleWindowClosed { .. } => "ThrottleWindowClosed".to_string(),
         }
     }
 
@@ -65,6 +80,19 @@ pub enum ProtectionCommand {
         /// Now.
         at: DateTime<Utc>,
     },
+    /// Record the refusals of a closed rate limit window.
+    CloseThrottleWindow {
+        /// The client address.
+        source: String,
+        /// The route.
+        route: String,
+        /// Start of the window.
+        window_start: DateTime<Utc>,
+        /// Requests refused in it.
+        refused: u32,
+        /// Now.
+        at: DateTime<Utc>,
+    },
 }
 
 /// Why a protection command changed nothing.
@@ -73,6 +101,9 @@ pub enum ProtectionError {
     /// A decision is already in force.
     #[error("PR0001 already throttled")]
     AlreadyThrottled,
+    /// A window is recorded once it has closed, and only if something was refused in it.
+    #[error("PR0002 the window is still open or nothing was refused")]
+    WindowNotClosed,
 }
 
 /// A protection subject's state.
@@ -110,14 +141,36 @@ impl Protection {
                     },
                 ))
             }
+            ProtectionCommand::CloseThrottleWindow {
+                source,
+                route,
+                window_start,
+                refused,
+                at,
+            } => {
+                if refused == 0 || window_start + chrono::Duration::minutes(1) > at {
+                    return Err(ProtectionError::WindowNotClosed);
+                }
+                Ok((
+                    at,
+                    ProtectionFact::ThrottleWindowClosed {
+                        source,
+                        route,
+                        window_start,
+                        refused,
+                    },
+                ))
+            }
         }
     }
 }
 
 impl Protection {
     fn fold(&mut self, event: &ProtectionEvent) {
-        let ProtectionFact::NetworkThrottled { until, .. } = &event.fact;
-        self.throttled_until = Some(*until);
+        match &event.fact {
+            ProtectionFact::NetworkThrottled { until, .. } => self.throttled_until = Some(*until),
+            ProtectionFact::ThrottleWindowClosed { .. } => {}
+        }
     }
 }
 
@@ -157,5 +210,46 @@ mod tests {
         );
         let later = DateTime::from_timestamp(1_700_003_601, 0).unwrap();
         assert!(p.decide(cmd(later)).is_ok());
+    }
+
+    #[test]
+    fn test_a_refusal_window_is_recorded_once_closed_with_its_count() {
+        let start = DateTime::from_timestamp(1_700_000_040, 0).unwrap();
+        let cmd = |refused, at| ProtectionCommand::CloseThrottleWindow {
+            source: "203.0.113.7".into(),
+            route: "login".into(),
+            window_start: start,
+            refused,
+            at,
+        };
+        let p = Protection::default();
+        let open = start + chrono::Duration::seconds(59);
+        let closed = start + chrono::Duration::seconds(60);
+        assert_eq!(
+            p.decide(cmd(7, open)).unwrap_err(),
+            ProtectionError::WindowNotClosed
+        );
+        assert_eq!(
+            p.decide(cmd(0, closed)).unwrap_err(),
+            ProtectionError::WindowNotClosed
+        );
+        let (_, fact) = p.decide(cmd(7, closed)).unwrap();
+        assert_eq!(
+            fact,
+            ProtectionFact::ThrottleWindowClosed {
+                source: "203.0.113.7".into(),
+                route: "login".into(),
+                window_start: start,
+                refused: 7,
+            }
+        );
+        // Recording it changes no throttling decision.
+        let mut p = p;
+        p.apply(ProtectionEvent {
+            at: closed,
+            prev: ChainLink::default(),
+            fact,
+        });
+        assert_eq!(p.throttled_until, None);
     }
 }

@@ -138,7 +138,7 @@ pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789abcdef";
 
 /// Settings that keep tests fast: cheap Argon2 (the rehash test and the benchmark use real ones).
 pub fn fast_env() -> HashMap<String, String> {
-    HashMap::from([
+    let mut env = HashMap::from([
         (
             "GATEHOUSE_ARGON2_MEMORY_KIB".to_string(),
             "1024".to_string(),
@@ -164,7 +164,18 @@ pub fn fast_env() -> HashMap<String, String> {
             "GATEHOUSE_METRICS_TOKEN".to_string(),
             METRICS_TOKEN.to_string(),
         ),
-    ])
+    ]);
+    // Tests sign up and sign in in bursts from 127.0.0.1; the tests of these limits
+    // (e2e_rate_limits) set them explicitly. The self-service limits keep their defaults.
+    for route in ["SIGNUP", "LOGIN", "LOGIN_MFA"] {
+        for key in ["IP", "NETWORK", "IDENTIFIER"] {
+            env.insert(
+                format!("GATEHOUSE_RATE_LIMIT_{route}_PER_{key}_PER_MINUTE"),
+                "1000000".to_string(),
+            );
+        }
+    }
+    env
 }
 
 /// A running server.

@@ -72,7 +72,8 @@ pub async fn run(
             if let Err(e) = crate::codes::forget_expired(state.store(), Utc::now()).await {
                 tracing::warn!(error = %e, "could not purge expired codes");
             }
-            state.throttle().housekeep();
+            let closed = state.throttle().housekeep().await;
+            state.protection().record_refusals(closed).await;
             state.protection().housekeep();
         }
         tokio::select! {

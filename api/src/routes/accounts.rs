@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::keys::random_bytes;
 use crate::request::Caller;
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// Sign-up request: an email, a phone, or both, and a password.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,6 +59,7 @@ pub struct RegisterResponse {
         (status = 201, body = RegisterResponse, description = "Account created (the same answer when an identifier is already registered)"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_email`, `invalid_phone`, `identifier_required`, `weak_password`, `breached_password` (seen in a data breach; `field: \"password\"`)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (SIGNUP; the identifier is the email, else the phone), checked before any password hashing"),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -66,12 +68,21 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     let email = parse_contact(req.email.as_deref(), Contact::email, "email")?;
     let phone = parse_contact(req.phone.as_deref(), Contact::phone, "phone")?;
-    if email.is_none() && phone.is_none() {
+    let Some(first) = email.as_ref().or(phone.as_ref()) else {
         return Err(
             ApiError::validation("identifier_required", "give an email, a phone, or both")
                 .with_field("email"),
         );
-    }
+    };
+    // Before any hashing: per IP, network and (first) identifier.
+    state
+        .throttle()
+        .admit(
+            Route::Signup,
+            caller.ip,
+            Some(&state.keys().lookup(first.as_str())),
+        )
+        .await?;
     let words: Vec<String> = email
         .iter()
         .chain(phone.iter())

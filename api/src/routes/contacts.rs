@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// A new email address.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,12 +135,15 @@ async fn change(
     input: ProofInput,
 ) -> Result<(StatusCode, Json<ContactChangeResponse>), ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        // Each try checks the password: throttled like the other self-service requests.
-        state
-            .throttle()
-            .admit(ip, &format!("contact-change:{id}"))?;
-    }
+    // Each try checks the password: throttled like the other self-service requests.
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("contact-change:{id}")),
+        )
+        .await?;
     let proof = crate::proof::resolve(
         state,
         &id,

@@ -14,6 +14,7 @@ use super::{metadata, ApiJson};
 use crate::error::ApiError;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// Until when the session counts as stepped up.
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,9 +69,10 @@ pub async fn step_up(
     ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<Json<SteppedUp>, ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &format!("step-up:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(Route::SignedIn, caller.ip, Some(&format!("step-up:{id}")))
+        .await?;
     let session_id = auth.session_id();
     let proof = crate::proof::resolve(
         &state,

@@ -158,6 +158,7 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
         "gatehouse_breach_checks_skipped_total {}",
         state.breaches().skipped()
     );
+    state.throttle().render_metrics(&mut text);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

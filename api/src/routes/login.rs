@@ -20,6 +20,7 @@ use super::{execute_error, metadata, ApiJson};
 use crate::error::ApiError;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 use crate::tokens;
 
 /// Sign-in request.
@@ -77,7 +78,7 @@ pub enum LoginAnswer {
         (status = 200, body = LoginAnswer, description = "A session, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier, a wrong password and (with GATEHOUSE_REQUIRE_VERIFIED_CONTACT, the default) an account without a verified contact"),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers. `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN), or when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -89,6 +90,11 @@ pub async fn login(
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
+    let lookup = super::lookup_of(&state, &req.identifier)?;
+    state
+        .throttle()
+        .admit(Route::Login, caller.ip, Some(&lookup))
+        .await?;
     // Networks flagged by a credential-stuffing alert get a stricter limit.
     state
         .protection()

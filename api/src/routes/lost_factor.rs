@@ -28,6 +28,7 @@ use crate::directory;
 use crate::error::ApiError;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// Label the evidence is sealed under.
 pub const EVIDENCE_LABEL: &str = "recovery-evidence";
@@ -75,7 +76,7 @@ pub struct FlowRef {
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: step 1 of 4, channel `email`. A case under review or approved is left untouched (the new flow's code goes nowhere; the owner is told at most once a day)"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOST_2FA)"),
     ))]
 pub async fn start(
     State(state): State<AppState>,
@@ -98,7 +99,7 @@ pub async fn start(
         (status = 409, body = crate::error::ErrorBody, description = "`wrong_step` (also: another case is under review or approved)"),
         (status = 410, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (a code that came by another channel than the step's is wrong)"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOST_2FA)"),
     ))]
 pub async fn code_step(
     State(state): State<AppState>,
@@ -126,6 +127,7 @@ pub async fn code_step(
         (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody, description = "`wrong_step`"),
         (status = 422, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOST_2FA)"),
     ))]
 pub async fn evidence(
     State(state): State<AppState>,
@@ -133,9 +135,10 @@ pub async fn evidence(
     ApiJson(req): ApiJson<Evidence>,
 ) -> Result<(StatusCode, Json<FlowView>), ApiError> {
     let (aggregate_id, flow_id) = open_token(&state, &req.flow_id)?;
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &flow_id.to_string())?;
-    }
+    state
+        .throttle()
+        .admit(Route::Lost2fa, caller.ip, Some(&flow_id.to_string()))
+        .await?;
     if req.kyc_reference.trim().is_empty() || req.kyc_reference.chars().count() > 200 {
         return Err(ApiError::validation(
             "invalid_evidence",
@@ -192,6 +195,7 @@ pub async fn evidence(
         (status = 204, description = "Second factors removed; sign in with the password"),
         (status = 404, body = crate::error::ErrorBody),
         (status = 409, body = crate::error::ErrorBody, description = "`wrong_step`, `hold_not_over` (with `retry_after`)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOST_2FA)"),
     ))]
 pub async fn complete(
     State(state): State<AppState>,
@@ -199,6 +203,12 @@ pub async fn complete(
     ApiJson(req): ApiJson<FlowRef>,
 ) -> Result<StatusCode, ApiError> {
     let (aggregate_id, flow_id) = open_token(&state, &req.flow_id)?;
+    // Per address only: the flow token is sealed and nothing is guessed here, and a client may
+    // poll until the hold is over.
+    state
+        .throttle()
+        .admit(Route::Lost2fa, caller.ip, None)
+        .await?;
     let context = caller.context(None);
     state
         .accounts()

@@ -18,6 +18,7 @@ use crate::keys::DataKey;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 use crate::tokens;
 use crate::webauthn;
 
@@ -331,9 +332,14 @@ pub async fn confirm_totp(
     ApiJson(req): ApiJson<TotpCode>,
 ) -> Result<Json<BackupCodes>, ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &format!("totp-confirm:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("totp-confirm:{id}")),
+        )
+        .await?;
     let pending = auth
         .account
         .totp()
@@ -463,11 +469,14 @@ pub async fn remove_totp(
     ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state
-            .throttle()
-            .admit(ip, &format!("factor-removal:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("factor-removal:{id}")),
+        )
+        .await?;
     let proof = crate::proof::resolve(
         &state,
         &id,
@@ -501,7 +510,7 @@ pub async fn remove_totp(
     responses(
         (status = 200, body = LoginResponse),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_second_factor` (counts toward the lockout), `invalid_challenge` (unknown, used or expired)"),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN_MFA; the identifier is the challenge)"),
     ))]
 pub async fn complete_mfa(
     State(state): State<AppState>,
@@ -512,6 +521,10 @@ pub async fn complete_mfa(
         .keys()
         .open_challenge_token(&req.challenge_id)
         .ok_or_else(invalid_challenge)?;
+    state
+        .throttle()
+        .admit(Route::LoginMfa, caller.ip, Some(&challenge_id.to_string()))
+        .await?;
     let account_uuid = uuid::Uuid::parse_str(&aggregate_id).map_err(|_| invalid_challenge())?;
     let now = Utc::now();
     let account = state

@@ -51,6 +51,18 @@ pub struct Resolved {
     pub kind: Option<gatehouse_domain::contact::ContactKind>,
 }
 
+/// The keyed lookup hash of a typed identifier (of its normalized form when it parses as an
+/// email or phone), without asking the store: what the per-identifier rate limits count by.
+pub fn lookup_of(state: &crate::state::AppState, raw: &str) -> Result<String, ApiError> {
+    if raw.chars().count() > MAX_IDENTIFIER_LEN {
+        return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
+    }
+    Ok(match gatehouse_domain::contact::Contact::identifier(raw) {
+        Ok(contact) => state.keys().lookup(contact.as_str()),
+        Err(_) => state.keys().lookup(&format!("unparsed:{}", raw.trim())),
+    })
+}
+
 /// Finds the account an identifier belongs to. Identifiers that match no account (or do not
 /// even parse) lead to a stand-in aggregate named after their keyed hash, which runs the same
 /// decisions, so the caller cannot tell the difference. `use_cache` lets sign-in skip the
@@ -61,14 +73,8 @@ pub async fn resolve_identifier_with(
     raw: &str,
     use_cache: bool,
 ) -> Result<Resolved, ApiError> {
-    if raw.chars().count() > MAX_IDENTIFIER_LEN {
-        return Err(ApiError::bad_request("identifier is too long").with_field("identifier"));
-    }
+    let lookup = lookup_of(state, raw)?;
     let parsed = gatehouse_domain::contact::Contact::identifier(raw).ok();
-    let lookup = match &parsed {
-        Some(contact) => state.keys().lookup(contact.as_str()),
-        None => state.keys().lookup(&format!("unparsed:{}", raw.trim())),
-    };
     let cached = if use_cache {
         state.known_account(&lookup)
     } else {

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// A new password, with the proof.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,12 +44,15 @@ pub async fn change_password(
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        // Each try checks the password: throttled like the other self-service requests.
-        state
-            .throttle()
-            .admit(ip, &format!("password-change:{id}"))?;
-    }
+    // Each try checks the password: throttled like the other self-service requests.
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("password-change:{id}")),
+        )
+        .await?;
     let new_password = state
         .vet_new_password(&req.new_password, &[], "new_password")
         .await?;

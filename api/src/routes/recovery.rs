@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::proof::ProofInput;
 use crate::request::Caller;
 use crate::state::AppState;
+use crate::throttle::Route;
 
 /// Channel a code is sent on.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -242,10 +243,17 @@ async fn start_recovery_now(
     // Past the cache of signed-in identifiers: an identifier it holds would answer a directory
     // query faster than an unknown one, a timing oracle (BENCHMARKS.md, enumeration timing).
     // These routes are not hot paths; sign-in keeps the cache.
+    let route = match kind {
+        FlowKind::Unlock => Route::Unlock,
+        FlowKind::LostSecondFactor => Route::Lost2fa,
+        _ => Route::Forgot,
+    };
+    let lookup = super::lookup_of(state, &req.identifier)?;
+    state
+        .throttle()
+        .admit(route, caller.ip, Some(&lookup))
+        .await?;
     let resolved = super::resolve_identifier_with(state, &req.identifier, false).await?;
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &resolved.lookup)?;
-    }
     let typed = resolved
         .kind
         .map(Channel::for_contact)
@@ -288,7 +296,7 @@ async fn start_recovery_now(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: `channel` is the one asked for, else the one typed; a code goes there if it is a verified contact of an account, else nowhere"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (FORGOT)"),
     ))]
 pub async fn forgot_password(
     State(state): State<AppState>,
@@ -303,7 +311,7 @@ pub async fn forgot_password(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier (channel as for `/v1/password/forgot`)"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` or `code_rate_limited` where they apply, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (UNLOCK)"),
     ))]
 pub async fn request_unlock(
     State(state): State<AppState>,
@@ -336,7 +344,7 @@ pub async fn get_flow(
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`: the flow is complete"),
         (status = 400, body = crate::error::ErrorBody, description = "malformed body"),
         (status = 422, body = crate::error::ErrorBody, description = "`channel_not_allowed`: the step is bound to another channel"),
-        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap), or `rate_limited`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap), or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (RESEND)"),
     ))]
 pub async fn resend(
     State(state): State<AppState>,
@@ -353,9 +361,10 @@ pub async fn resend(
         })?
     };
     let (aggregate_id, flow_id) = open_token(&state, &token)?;
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &flow_id.to_string())?;
-    }
+    state
+        .throttle()
+        .admit(Route::Resend, caller.ip, Some(&flow_id.to_string()))
+        .await?;
     let now = Utc::now();
     let code = codes::draw_for_delivery(
         state.store(),
@@ -421,9 +430,17 @@ async fn redeem_for_facts(
     proof: Option<&ProofInput>,
 ) -> Result<(String, Vec<AccountFact>), ApiError> {
     let (aggregate_id, flow_id) = open_token(state, token)?;
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &flow_id.to_string())?;
-    }
+    let route = match action {
+        CodeAction::Verify => Route::Verify,
+        CodeAction::Unlock => Route::Unlock,
+        CodeAction::ResetPassword(_) => Route::Reset,
+        CodeAction::RecoveryStep => Route::Lost2fa,
+        CodeAction::ConfirmWithdrawalAddress => Route::SignedIn,
+    };
+    state
+        .throttle()
+        .admit(route, caller.ip, Some(&flow_id.to_string()))
+        .await?;
     if code.len() > 64 {
         return Err(ApiError::bad_request("code is too long").with_field("code"));
     }
@@ -533,7 +550,7 @@ async fn redeem_for_facts(
         (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`"),
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`, `code_expired`, `code_exhausted`, `code_superseded`"),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left), `weak_password`, `breached_password`, `password_reused`"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` or `code_rate_limited` where they apply, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (RESET)"),
     ))]
 pub async fn reset_password(
     State(state): State<AppState>,
@@ -576,7 +593,7 @@ pub async fn reset_password(
         (status = 200, body = super::security_keys::AssertionChallenge),
         (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`: unknown flow, or its code not proven yet, or no longer usable"),
         (status = 409, body = crate::error::ErrorBody, description = "`no_security_key`"),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (RESET)"),
         (status = 503, body = crate::error::ErrorBody, description = "`security_keys_unavailable`"),
     ))]
 pub async fn reset_security_key(
@@ -585,9 +602,10 @@ pub async fn reset_security_key(
     Path(token): Path<String>,
 ) -> Result<Json<super::security_keys::AssertionChallenge>, ApiError> {
     let (aggregate_id, flow_id) = open_token(&state, &token)?;
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &flow_id.to_string())?;
-    }
+    state
+        .throttle()
+        .admit(Route::Reset, caller.ip, Some(&flow_id.to_string()))
+        .await?;
     let now = Utc::now();
     let account = state
         .accounts()
@@ -609,7 +627,7 @@ pub async fn reset_security_key(
         (status = 404, body = crate::error::ErrorBody),
         (status = 410, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_code`"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` or `code_rate_limited` where they apply, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (UNLOCK)"),
     ))]
 pub async fn confirm_unlock(
     State(state): State<AppState>,
@@ -627,7 +645,7 @@ pub async fn confirm_unlock(
         (status = 404, body = crate::error::ErrorBody),
         (status = 410, body = crate::error::ErrorBody),
         (status = 422, body = crate::error::ErrorBody, description = "`invalid_code`"),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` or `code_rate_limited` where they apply, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (VERIFY)"),
     ))]
 pub async fn verify_contact(
     State(state): State<AppState>,

@@ -23,6 +23,7 @@ use crate::factors;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
+use crate::throttle::Route;
 use crate::webauthn::{self, Purpose};
 
 /// A registered security key.
@@ -211,9 +212,14 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterKeyRequest>,
 ) -> Result<(StatusCode, Json<RegisteredKey>), ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &format!("key-register:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("key-register:{id}")),
+        )
+        .await?;
     let name = super::object_name(&req.name)?;
     let input = ProofInput::or_flat(
         req.proof.clone(),
@@ -377,11 +383,14 @@ pub async fn remove(
     ApiJson(req): ApiJson<ProofRequest>,
 ) -> Result<StatusCode, ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state
-            .throttle()
-            .admit(ip, &format!("factor-removal:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(
+            Route::SignedIn,
+            caller.ip,
+            Some(&format!("factor-removal:{id}")),
+        )
+        .await?;
     if !auth.account.security_keys().contains_key(&key_id) {
         return Err(ApiError::not_found("no such security key"));
     }
@@ -442,7 +451,7 @@ pub async fn start_assertion(
         (status = 200, body = AssertionChallenge),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_challenge`: the id is not a sign-in challenge this server issued, or it was answered or expired (one answer for all, whoever the account)"),
         (status = 409, body = crate::error::ErrorBody, description = "`no_security_key`: the (valid) challenge's account has no security key"),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN_MFA; the identifier is the challenge)"),
     ))]
 pub async fn start_login_assertion(
     State(state): State<AppState>,
@@ -453,11 +462,10 @@ pub async fn start_login_assertion(
         .keys()
         .open_challenge_token(&req.challenge_id)
         .ok_or_else(invalid_challenge)?;
-    if let Some(ip) = caller.ip {
-        state
-            .throttle()
-            .admit(ip, &format!("key-challenge:{aggregate_id}"))?;
-    }
+    state
+        .throttle()
+        .admit(Route::LoginMfa, caller.ip, Some(&challenge_id.to_string()))
+        .await?;
     let account = state
         .accounts()
         .load(&aggregate_id)

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::request::{session_proof, Authenticated, Caller};
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
+use crate::throttle::Route;
 
 const ADDRESS_LABEL: &str = "withdrawal-address";
 const NAME_LABEL: &str = "withdrawal-label";
@@ -230,9 +231,10 @@ pub async fn propose(
     ApiJson(req): ApiJson<ProposeRequest>,
 ) -> Result<(StatusCode, Json<Proposed>), ApiError> {
     let id = auth.account_id();
-    if let Some(ip) = caller.ip {
-        state.throttle().admit(ip, &format!("whitelist:{id}"))?;
-    }
+    state
+        .throttle()
+        .admit(Route::SignedIn, caller.ip, Some(&format!("whitelist:{id}")))
+        .await?;
     let (asset, network, address) = normalised(&req.asset, &req.network, &req.address)?;
     let label = req.label.trim();
     if label.chars().count() > 64 || label.chars().any(char::is_control) {
