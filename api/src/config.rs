@@ -352,6 +352,17 @@ pub struct ServeArgs {
         default_value_t = 86_400
     )]
     pub alert_repeat_window_seconds: i64,
+    /// Alerts: one-minute windows in which the rate limits refused one IP (counted per route and
+    /// server process) that make rate limit abuse.
+    #[arg(long, env = "GATEHOUSE_ALERT_RATE_LIMIT_WINDOWS", default_value_t = 3)]
+    pub alert_rate_limit_windows: i64,
+    /// Alerts: rate-limit-abuse window in seconds.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ALERT_RATE_LIMIT_WINDOW_SECONDS",
+        default_value_t = 3600
+    )]
+    pub alert_rate_limit_window_seconds: i64,
     /// WebAuthn relying-party id: the registrable domain the security keys are bound to (the
     /// site's host or a parent of it).
     #[arg(long, env = "GATEHOUSE_WEBAUTHN_RP_ID", default_value = "localhost")]
@@ -643,6 +654,8 @@ impl ServeArgs {
             lockout_storm_accounts: self.alert_lockout_storm_accounts,
             lockout_storm_window_s: self.alert_lockout_storm_window_seconds,
             repeat_window_s: self.alert_repeat_window_seconds,
+            rate_limit_windows: self.alert_rate_limit_windows,
+            rate_limit_window_s: self.alert_rate_limit_window_seconds,
         };
         policy.validate().map_err(ConfigError)?;
         Ok(policy)

@@ -459,3 +459,66 @@ async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter()
     assert_eq!(storm, locks);
     assert_rebuild_equals_live(&store, &s.pool, policy).await;
 }
+
+/// Appends a `ThrottleWindowClosed` fact on the source's `Protection` aggregate.
+async fn throttled(pool: &PgPool, source: &str, seq: i64, route: &str, start: DateTime<Utc>) {
+    use gatehouse_domain::protection::{ProtectionEvent, ProtectionFact};
+    let event = ProtectionEvent {
+        at: start + Duration::seconds(61),
+        prev: ChainLink::default(),
+        fact: ProtectionFact::ThrottleWindowClosed {
+            source: source.to_string(),
+            route: route.to_string(),
+            window_start: start,
+            refused: 40,
+        },
+    };
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('Protection', $1, $2, 'ThrottleWindowClosed', '1.0', $3::json, '{}'::json)",
+    )
+    .bind(format!("protection:ip:{source}"))
+    .bind(seq)
+    .bind(serde_json::to_string(&event).unwrap())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn test_an_ip_refused_in_several_windows_raises_rate_limit_abuse() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let pool = db.pool().await;
+    let policy = AlertPolicy::default();
+    // Two windows: below the threshold (3). Another IP's one window counts for that IP only.
+    throttled(&pool, "198.51.100.7", 1, "login", t0()).await;
+    throttled(&pool, "198.51.100.7", 2, "signup", t0()).await;
+    throttled(&pool, "198.51.100.8", 1, "login", t0()).await;
+    fold(&store, &pool, &policy).await;
+    assert!(alerts(&pool).await.is_empty(), "{:?}", alerts(&pool).await);
+    // The third window of the same IP within the hour raises it, with the three as evidence.
+    throttled(
+        &pool,
+        "198.51.100.7",
+        3,
+        "login",
+        t0() + Duration::minutes(5),
+    )
+    .await;
+    fold(&store, &pool, &policy).await;
+    let got = alerts(&pool).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str(), got[0].2.as_str()),
+        ("rate_limit_abuse", "ip:198.51.100.7", "open")
+    );
+    let proof = evidence(&pool, "rate_limit_abuse", "ip:198.51.100.7").await;
+    assert_eq!(
+        proof,
+        (1..=3)
+            .map(|s| ("protection:ip:198.51.100.7".to_string(), s))
+            .collect::<Vec<_>>()
+    );
+    assert_rebuild_equals_live(&store, &pool, policy).await;
+}

@@ -21,10 +21,12 @@ const LOCK: &str = "lock";
 const FLOW: &str = "flow";
 /// One-time codes exhausted.
 const EXHAUSTED: &str = "exhausted";
+/// Rate limit windows that saw refusals (`ThrottleWindowClosed`).
+const THROTTLED: &str = "throttled";
 
 /// The signal kind stored as `name`.
 pub(crate) fn signal_kind(name: &str) -> Option<&'static str> {
-    [FAIL, LOCK, FLOW, EXHAUSTED]
+    [FAIL, LOCK, FLOW, EXHAUSTED, THROTTLED]
         .into_iter()
         .find(|k| *k == name)
 }
@@ -237,6 +239,29 @@ impl Detector<'_> {
         };
         self.work
             .raise(rule, subject, open, evidence, now, event.position);
+    }
+
+    /// A rate limit window of `source` closed with refusals: several of them in the rule's
+    /// window raise `rate_limit_abuse` on `ip:<source>`.
+    pub(crate) fn throttle_window(&mut self, event: &StoredEvent, source: &str, at_ms: i64) {
+        let p = self.policy;
+        let me = Evidence {
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            at_ms,
+        };
+        let (ip, net) = addresses(Some(source));
+        let w = self.signal(THROTTLED, &me, ip, net, p.rate_limit_window_s);
+        if self.windows.stats(&w).signals >= p.rate_limit_windows {
+            self.raise(
+                event,
+                Rule::RateLimitAbuse,
+                &format!("ip:{source}"),
+                vec![me],
+                Some(&w),
+                p.rate_limit_window_s.saturating_mul(1000),
+            );
+        }
     }
 
     fn failure(&mut self, event: &StoredEvent, me: &Evidence, context: &RequestContext) {

@@ -141,6 +141,11 @@ impl AlertsProjection {
                     segment.clear();
                     apply_staff(conn, event).await?;
                 }
+                "Protection" if event.event_type == "ThrottleWindowClosed" => {
+                    self.segment(conn, &mut windows, &segment).await?;
+                    segment.clear();
+                    self.throttle_window(conn, &mut windows, event).await?;
+                }
                 _ => {}
             }
         }
@@ -152,6 +157,38 @@ impl AlertsProjection {
             }
         }
         Ok(())
+    }
+
+    /// A `ThrottleWindowClosed` fact (rare: at most one per source, route, minute and process).
+    async fn throttle_window(
+        &self,
+        conn: &mut AnyConnection,
+        windows: &mut Windows,
+        event: &StoredEvent,
+    ) -> Result<(), StoreError> {
+        let decoded: gatehouse_domain::protection::ProtectionEvent =
+            serde_json::from_value(event.payload.clone())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let gatehouse_domain::protection::ProtectionFact::ThrottleWindowClosed { source, .. } =
+            &decoded.fact
+        else {
+            return Ok(());
+        };
+        if source == "*" {
+            return Ok(());
+        }
+        let mut needs = work::Needs::default();
+        needs.subject(format_args!("ip:{source}"));
+        let at_ms = crate::time::to_ms(decoded.at);
+        needs.earliest_ms = Some(at_ms);
+        let mut work = work::Work::load(conn, &needs, self.policy.horizon_ms()).await?;
+        let mut detector = detect::Detector {
+            policy: &self.policy,
+            windows,
+            work: &mut work,
+        };
+        detector.throttle_window(event, source, at_ms);
+        work.flush(conn, &self.version, !self.signals_at_end).await
     }
 
     async fn segment(

@@ -18,6 +18,9 @@ pub enum Rule {
     NewIpSignIn,
     /// A sign-in shortly after a password reset or an unlock by code.
     SignInAfterRecovery,
+    /// One IP refused by the rate limits in several one-minute windows (`ThrottleWindowClosed`
+    /// facts on its `Protection` aggregate).
+    RateLimitAbuse,
     /// One-time codes of an account exhausted by wrong guesses.
     CodeGuessing,
     /// Many recovery flows (reset, unlock) started for one account in a window.
@@ -31,7 +34,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -42,6 +45,7 @@ impl Rule {
         Rule::RecoveryBurst,
         Rule::LockoutStorm,
         Rule::WebauthnCounterRegression,
+        Rule::RateLimitAbuse,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -57,6 +61,7 @@ impl Rule {
             Rule::RecoveryBurst => "recovery_burst",
             Rule::LockoutStorm => "lockout_storm",
             Rule::WebauthnCounterRegression => "webauthn_counter_regression",
+            Rule::RateLimitAbuse => "rate_limit_abuse",
         }
     }
 
@@ -64,7 +69,10 @@ impl Rule {
     pub fn severity(self) -> &'static str {
         match self {
             Rule::NewDeviceSignIn | Rule::NewIpSignIn => "low",
-            Rule::SignInAfterRecovery | Rule::CodeGuessing | Rule::RecoveryBurst => "medium",
+            Rule::SignInAfterRecovery
+            | Rule::CodeGuessing
+            | Rule::RecoveryBurst
+            | Rule::RateLimitAbuse => "medium",
             Rule::BruteForce
             | Rule::CredentialStuffing
             | Rule::LockoutStorm
@@ -114,6 +122,11 @@ pub struct AlertPolicy {
     pub lockout_storm_window_s: i64,
     /// How long a single-event alert (new device, code guessing…) keeps gathering repeats.
     pub repeat_window_s: i64,
+    /// Refusal windows of one IP (one per route, minute and server process) that make rate
+    /// limit abuse.
+    pub rate_limit_windows: i64,
+    /// Their window.
+    pub rate_limit_window_s: i64,
 }
 
 impl Default for AlertPolicy {
@@ -137,6 +150,8 @@ impl Default for AlertPolicy {
             lockout_storm_accounts: 10,
             lockout_storm_window_s: 600,
             repeat_window_s: 86_400,
+            rate_limit_windows: 3,
+            rate_limit_window_s: 3600,
         }
     }
 }
@@ -159,6 +174,7 @@ impl AlertPolicy {
                 .saturating_mul(self.spray_baseline_windows.saturating_add(1)),
             self.recovery_window_s,
             self.lockout_storm_window_s,
+            self.rate_limit_window_s,
         ]
         .into_iter()
         .max()
@@ -187,6 +203,8 @@ impl AlertPolicy {
             self.lockout_storm_accounts,
             self.lockout_storm_window_s,
             self.repeat_window_s,
+            self.rate_limit_windows,
+            self.rate_limit_window_s,
         ];
         if all.iter().any(|v| *v < 1) {
             return Err("every alert threshold and window must be at least 1".into());
