@@ -98,7 +98,10 @@ async fn test_projection_lookups_read_by_index_without_statistics() {
         if runner.run_once().await.unwrap() == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the probe event was never delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe event was never delivered"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let inside = probe.seen.lock().unwrap().clone().expect("the probe ran");

@@ -36,6 +36,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The device claim of a `device_token` sent with a request for `aggregate_id`. A token this
+/// server did not seal as a device token, or one naming another account, is the same as none
+/// (no error, no other answer); whether the device is still trusted is the aggregate's call.
+pub fn device_claim(
+    state: &crate::state::AppState,
+    token: Option<&str>,
+    aggregate_id: &str,
+) -> Option<gatehouse_domain::DeviceClaim> {
+    let token = token.filter(|t| t.len() <= 512)?;
+    let (aggregate, device_id, token_hash) = state.keys().open_device_token(token)?;
+    (aggregate == aggregate_id).then_some(gatehouse_domain::DeviceClaim {
+        device_id,
+        token_hash,
+    })
+}
+
 /// Longest identifier accepted (an email is at most 254 characters).
 pub const MAX_IDENTIFIER_LEN: usize = 320;
 

@@ -53,6 +53,11 @@ pub struct RecoveryRequest {
     /// not; the code goes there only if it is a verified contact of the account, and otherwise
     /// nowhere (never to the other contact).
     pub channel: Option<ChannelParam>,
+    /// The `device_token` of an earlier sign-in on this device: the request then counts on the
+    /// device's own code budget, which strangers' requests cannot use up (and is exempt from
+    /// the account's hourly ceiling). An invalid, revoked, expired or other account's token
+    /// counts as none; the answer is the same either way.
+    pub device_token: Option<String>,
 }
 
 /// Resend a flow's code, optionally on the other channel.
@@ -257,8 +262,10 @@ async fn start_recovery_now(
     let now = Utc::now();
     let flow_id = grant.flow_id;
     let context = caller.context(None);
+    let device = super::device_claim(state, req.device_token.as_deref(), &resolved.aggregate_id);
     let command = StartFlow {
         grant,
+        device,
         kind,
         channel: req.channel.map(Channel::from),
         typed,

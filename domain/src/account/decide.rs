@@ -363,6 +363,7 @@ impl Account {
                 expires_at: cmd.at + services.codes.ttl,
                 deliverable: true,
                 context: cmd.context.clone(),
+                requester: Some(self.requester(super::events::Door::Untrusted, &cmd.context)),
             });
         }
         Ok(facts)
@@ -379,11 +380,15 @@ impl Account {
                 return Err(AccountError::IdentifierMoved);
             }
         }
-        // A lock refuses without checking the password: no guess is evaluated while locked.
-        if let Some(lock) = self.lock_at(now) {
+        // Two doors: a valid device token goes through its device's own door, anything else
+        // through the untrusted one. A lock refuses without checking the password (no guess is
+        // evaluated while locked), and only the door it closes.
+        let door = self.door_for(cmd.device.as_ref(), now);
+        if let Some(lock) = self.door_lock_at(door, now) {
             return Ok(vec![AccountFact::LoginRejectedWhileLocked {
                 locked_until: lock.until,
                 context: cmd.context,
+                door,
             }]);
         }
         let (verified, reason) = match (&self.status, &self.password_hash) {
@@ -411,13 +416,16 @@ impl Account {
         };
         if !verified || reason == LoginFailureReason::ContactUnverified {
             let context = cmd.context;
-            return Ok(self.count_failure(now, services, |consecutive_failures| {
-                AccountFact::LoginFailed {
-                    reason,
-                    consecutive_failures,
-                    context,
-                }
-            }));
+            return Ok(
+                self.count_failure(now, services, door, |consecutive_failures| {
+                    AccountFact::LoginFailed {
+                        reason,
+                        consecutive_failures,
+                        context,
+                        door,
+                    }
+                }),
+            );
         }
         let rehash = match &self.password_hash {
             Some(hash) if services.hasher.needs_rehash(hash) => {
@@ -431,13 +439,16 @@ impl Account {
             // The password was right; the session waits for the second factor. The challenge
             // takes the id drawn for the session (a new one is drawn for the session itself).
             let mut facts: Vec<AccountFact> = rehash.into_iter().collect();
-            facts.push(self.mfa_challenge(cmd.grant.session_id, now, cmd.context));
+            facts.push(self.mfa_challenge(cmd.grant.session_id, now, cmd.context, door));
             return Ok(facts);
         }
-        let mut facts = self.open_session(cmd.grant, cmd.context, now, services);
+        let mut facts = self.open_session(cmd.grant, cmd.context, now, door, services);
         if let Some(rehash) = rehash {
             // Before the session starts, as recorded since the first version.
-            let at = facts.len() - 1;
+            let at = facts
+                .iter()
+                .position(|f| matches!(f, AccountFact::SessionStarted { .. }))
+                .unwrap_or(facts.len());
             facts.insert(at, rehash);
         }
         Ok(facts)

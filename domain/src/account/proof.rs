@@ -293,7 +293,10 @@ impl Account {
         }
         // A lock refuses these rows too: while locked no session counts as stepped up (and
         // `StepUp` itself answers with the lock).
-        let locked = rule.refused_while_locked && self.lock_at(at).is_some();
+        let locked = rule.refused_while_locked
+            && self
+                .door_lock_at(self.session_door(session_id, at), at)
+                .is_some();
         let stepped_up =
             !locked && session_id.is_some_and(|s| self.is_stepped_up(s, at, sessions.step_up));
         if rule.stepped_up_session && !stepped_up {
@@ -347,12 +350,16 @@ impl Account {
             (true, Some(password)) => Some(password),
             (true, None) => return Err(AccountError::WrongPassword),
         };
+        // A session's proofs go through the door of the device it signed in through, so a
+        // stolen session's wrong guesses lock that device's door, not the owner's other doors.
+        let door = self.session_door(proof.session_id, at);
         if rule.refused_while_locked {
-            if let Some(lock) = self.lock_at(at) {
+            if let Some(lock) = self.door_lock_at(door, at) {
                 return Ok(Proved::Refused(vec![
                     AccountFact::LoginRejectedWhileLocked {
                         locked_until: lock.until,
                         context: context.clone(),
+                        door,
                     },
                 ]));
             }
@@ -363,13 +370,17 @@ impl Account {
                 .verify(password, self.password_hash.as_ref())
                 .await
             {
-                return Ok(Proved::Refused(self.count_failure(at, services, |n| {
-                    AccountFact::PasswordConfirmationFailed {
+                return Ok(Proved::Refused(self.count_failure(
+                    at,
+                    services,
+                    door,
+                    |n| AccountFact::PasswordConfirmationFailed {
                         action: action.as_str().to_string(),
                         consecutive_failures: n,
                         context: context.clone(),
-                    }
-                })));
+                        door,
+                    },
+                )));
             }
         }
         match factor {
@@ -379,7 +390,7 @@ impl Account {
                     None,
                     factor,
                     at,
-                    context.clone(),
+                    (context.clone(), door),
                     services,
                 ))),
                 Some(proven) => Ok(Proved::Accepted(self.verified(

@@ -27,11 +27,14 @@ pub enum Rule {
     /// A security key presented a signature counter that did not move forward (a cloned
     /// authenticator).
     WebauthnCounterRegression,
+    /// Untrusted requesters together reached an account's hourly ceiling of self-service codes
+    /// (`CodeCeilingReached`): someone is spending the account's code budget from many networks.
+    CodeCeiling,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -42,6 +45,7 @@ impl Rule {
         Rule::RecoveryBurst,
         Rule::LockoutStorm,
         Rule::WebauthnCounterRegression,
+        Rule::CodeCeiling,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -57,6 +61,7 @@ impl Rule {
             Rule::RecoveryBurst => "recovery_burst",
             Rule::LockoutStorm => "lockout_storm",
             Rule::WebauthnCounterRegression => "webauthn_counter_regression",
+            Rule::CodeCeiling => "code_ceiling",
         }
     }
 
@@ -64,7 +69,10 @@ impl Rule {
     pub fn severity(self) -> &'static str {
         match self {
             Rule::NewDeviceSignIn | Rule::NewIpSignIn => "low",
-            Rule::SignInAfterRecovery | Rule::CodeGuessing | Rule::RecoveryBurst => "medium",
+            Rule::SignInAfterRecovery
+            | Rule::CodeGuessing
+            | Rule::RecoveryBurst
+            | Rule::CodeCeiling => "medium",
             Rule::BruteForce
             | Rule::CredentialStuffing
             | Rule::LockoutStorm
