@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod contacts;
 pub mod controls;
+pub mod devices;
 pub mod health;
 pub mod login;
 pub mod lost_factor;
@@ -118,6 +119,9 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             ApiError::not_found("no such open session")
         }
         ExecuteError::Refused(AccountError::NotRegistered) => ApiError::unauthenticated(),
+        ExecuteError::Refused(AccountError::DeviceNotFound) => {
+            ApiError::not_found("no such trusted device")
+        }
         ExecuteError::Refused(AccountError::FlowNotFound) => flow_not_found(),
         ExecuteError::Refused(AccountError::CodeUnusable(why)) => code_unusable(why),
         ExecuteError::Refused(AccountError::CodeRateLimited { retry_at }) => {

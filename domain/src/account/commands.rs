@@ -226,6 +226,18 @@ pub enum AccountCommand {
         /// Now.
         at: DateTime<Utc>,
     },
+    /// Stop trusting a device (needs a stepped-up session: `SensitiveAction::ManageDevices`);
+    /// the sessions it opened end.
+    RevokeDevice {
+        /// The device.
+        device_id: Uuid,
+        /// The caller's session.
+        session_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// End every session but the caller's.
     EndOtherSessions {
         /// The caller's session, kept open.

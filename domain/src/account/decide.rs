@@ -298,6 +298,15 @@ impl Account {
                 self.set_whitelist_mode(enabled, &proof, at, context, services)
                     .await?,
             )),
+            AccountCommand::RevokeDevice {
+                device_id,
+                session_id,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.revoke_device(device_id, session_id, at, context, services)?,
+            )),
             AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self
@@ -313,6 +322,53 @@ impl Account {
                 Ok((at, facts))
             }
         }
+    }
+
+    /// `RevokeDevice`: the proof of `ManageDevices`; the device's trust and its sessions end.
+    fn revoke_device(
+        &self,
+        device_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+        at: DateTime<Utc>,
+        context: crate::context::RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        self.check_session_proof(
+            super::proof::SensitiveAction::ManageDevices,
+            Some(session_id),
+            at,
+            &services.sessions,
+        )?;
+        if !self
+            .trusted_devices(at)
+            .iter()
+            .any(|(id, _)| *id == device_id)
+        {
+            return Err(AccountError::DeviceNotFound);
+        }
+        let mut facts = vec![AccountFact::DeviceRevoked {
+            device_id,
+            reason: super::events::DeviceRevokeReason::Owner,
+            context: context.clone(),
+        }];
+        facts.extend(
+            self.live_sessions(at)
+                .into_iter()
+                .filter(|(_, s)| s.device_id == Some(device_id))
+                .map(|(id, _)| AccountFact::SessionEnded {
+                    session_id: id,
+                    reason: if id == session_id {
+                        SessionEndReason::LoggedOut
+                    } else {
+                        SessionEndReason::Revoked {
+                            by_session: session_id,
+                        }
+                    },
+                    context: context.clone(),
+                }),
+        );
+        Ok(facts)
     }
 
     pub(super) fn require_active(&self) -> Result<(), AccountError> {

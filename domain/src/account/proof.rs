@@ -53,6 +53,8 @@ pub enum SensitiveAction {
     WithdrawalControls,
     /// Set, change or remove the anti-phishing phrase.
     AntiPhishingPhrase,
+    /// Revoke a trusted device (its own door and code budget go with it).
+    ManageDevices,
 }
 
 /// Whether the password is part of the proof.
@@ -100,7 +102,7 @@ pub struct ProofRule {
 }
 
 /// The proof policy. Every sensitive route reads its row; `README.md` shows the same table.
-pub const PROOF_POLICY: [ProofRule; 11] = [
+pub const PROOF_POLICY: [ProofRule; 12] = [
     ProofRule {
         action: SensitiveAction::AddSecondFactor,
         password: PasswordNeed::Yes,
@@ -202,6 +204,15 @@ pub const PROOF_POLICY: [ProofRule; 11] = [
         refused_while_locked: true,
         afterwards: "notice",
     },
+    ProofRule {
+        action: SensitiveAction::ManageDevices,
+        password: PasswordNeed::No,
+        factor: FactorNeed::No,
+        stepped_up_session: true,
+        enrolled_factor: false,
+        refused_while_locked: true,
+        afterwards: "the device's token stops working; the sessions it opened end",
+    },
 ];
 
 impl SensitiveAction {
@@ -228,6 +239,7 @@ impl SensitiveAction {
             Self::ManageTeam => "manage_team",
             Self::WithdrawalControls => "withdrawal_controls",
             Self::AntiPhishingPhrase => "anti_phishing_phrase",
+            Self::ManageDevices => "manage_devices",
         }
     }
 

@@ -373,3 +373,56 @@ fn test_old_events_without_a_door_read_as_the_untrusted_door() {
     // and write back byte for byte (the hash chain covers them).
     assert_eq!(serde_json::to_value(&fact).unwrap(), old);
 }
+
+#[test]
+fn test_revoking_a_device_needs_a_stepped_up_session_and_ends_its_sessions() {
+    // Given the trusted device's session and another session,
+    let mut given = vec![registered(), trusted(t(0))];
+    given.push(started_on(t(0), sid(70), Some(device())));
+    given.push(started(t(0), sid(71)));
+    let revoke = |at| AccountCommand::RevokeDevice {
+        device_id: device(),
+        session_id: sid(71),
+        at,
+        context: ctx(),
+    };
+    // a session alone cannot revoke it (a thief's session must not take the owner's door);
+    assert_eq!(
+        run(given.clone(), revoke(t(1))),
+        Err(AccountError::StepUpRequired)
+    );
+    // stepped up, it can: the device's trust and the sessions it opened end.
+    given.push((
+        t(1),
+        AccountFact::SessionSteppedUp {
+            session_id: sid(71),
+            method: "password".into(),
+        },
+    ));
+    let facts = run(given.clone(), revoke(t(2))).unwrap();
+    assert_eq!(
+        facts,
+        vec![
+            AccountFact::DeviceRevoked {
+                device_id: device(),
+                reason: DeviceRevokeReason::Owner,
+                context: ctx(),
+            },
+            AccountFact::SessionEnded {
+                session_id: sid(70),
+                reason: SessionEndReason::Revoked {
+                    by_session: sid(71)
+                },
+                context: ctx(),
+            },
+        ]
+    );
+    // An unknown device is not found.
+    let unknown = AccountCommand::RevokeDevice {
+        device_id: sid(999),
+        session_id: sid(71),
+        at: t(2),
+        context: ctx(),
+    };
+    assert_eq!(run(given, unknown), Err(AccountError::DeviceNotFound));
+}

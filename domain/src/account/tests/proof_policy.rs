@@ -1431,7 +1431,7 @@ fn test_row_anti_phishing_phrase_needs_the_password_or_a_stepped_up_session() {
 #[test]
 fn test_every_sensitive_action_has_exactly_one_row() {
     use SensitiveAction as A;
-    const ALL: [SensitiveAction; 11] = [
+    const ALL: [SensitiveAction; 12] = [
         A::AddSecondFactor,
         A::RegenerateBackupCodes,
         A::RemoveSecondFactor,
@@ -1443,6 +1443,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
         A::ManageTeam,
         A::WithdrawalControls,
         A::AntiPhishingPhrase,
+        A::ManageDevices,
     ];
     // Exhaustive: a new action does not compile until it is placed in `ALL` too.
     fn position(action: SensitiveAction) -> usize {
@@ -1458,6 +1459,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             A::ManageTeam => 8,
             A::WithdrawalControls => 9,
             A::AntiPhishingPhrase => 10,
+            A::ManageDevices => 11,
         }
     }
     for (i, action) in ALL.into_iter().enumerate() {
@@ -1584,6 +1586,7 @@ fn test_a_lock_refuses_the_session_only_rows_too() {
         SensitiveAction::ManageApiKeys,
         SensitiveAction::ManageTeam,
         SensitiveAction::WithdrawalControls,
+        SensitiveAction::ManageDevices,
     ] {
         assert_eq!(
             state.check_session_proof(action, Some(session()), t(3), &policy),
