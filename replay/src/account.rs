@@ -80,9 +80,10 @@ pub fn describe(fact: &AccountFact) -> String {
             format!(" ({})", parts.join(", "))
         }
     };
+    // The untrusted door is the default and goes unsaid (as in the stored facts).
     let door_text = |door: &Door| match door {
-        Door::Untrusted => "untrusted door".to_string(),
-        Door::Device(id) => format!("door of device {id}"),
+        Door::Untrusted => String::new(),
+        Door::Device(id) => format!(" through the door of device {id}"),
     };
     match fact {
         AccountFact::LoginSucceeded {
@@ -90,7 +91,7 @@ pub fn describe(fact: &AccountFact) -> String {
             context,
             door,
         } => format!(
-            "sign-in succeeded through the {}, session {session_id}{}",
+            "sign-in succeeded{}, session {session_id}{}",
             door_text(door),
             ctx(context)
         ),
@@ -100,7 +101,7 @@ pub fn describe(fact: &AccountFact) -> String {
             context,
             door,
         } => format!(
-            "sign-in failed: {} ({consecutive_failures} in a row at the {}){}",
+            "sign-in failed: {} ({consecutive_failures} in a row{}){}",
             reason_text(*reason),
             door_text(door),
             ctx(context)
@@ -110,7 +111,7 @@ pub fn describe(fact: &AccountFact) -> String {
             context,
             door,
         } => format!(
-            "sign-in refused: {} locked until {}{}",
+            "sign-in refused{}: locked until {}{}",
             door_text(door),
             ts(*locked_until),
             ctx(context)
@@ -121,7 +122,7 @@ pub fn describe(fact: &AccountFact) -> String {
             failed_attempts,
             door,
         } => format!(
-            "{} locked until {} (lock #{level}, after {failed_attempts} failures)",
+            "locked{} until {} (lock #{level}, after {failed_attempts} failures)",
             door_text(door),
             ts(*until)
         ),

@@ -83,10 +83,10 @@ pub enum LoginAnswer {
 /// Signs in with a password.
 #[utoipa::path(post, path = "/v1/login", tag = "sessions", request_body = LoginRequest,
     responses(
-        (status = 200, body = LoginAnswer, description = "A session, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
+        (status = 200, body = LoginAnswer, description = "A session with its `device_token`, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier, a wrong password and (with GATEHOUSE_REQUIRE_VERIFIED_CONTACT, the default) an account without a verified contact"),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header): the door the attempt came through is locked (the device's own door for a valid `device_token`, else the untrusted door); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
     ))]
 pub async fn login(
     State(state): State<AppState>,

@@ -295,7 +295,7 @@ async fn start_recovery_now(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: `channel` is the one asked for, else the one typed; a code goes there if it is a verified contact of an account, else nowhere"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited`, with `retry_after`"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited`, or `code_rate_limited` (the requester's hourly budget: the trusted device's for a valid `device_token`, else the client network's; or the account's ceiling for untrusted requesters), with `retry_after`"),
     ))]
 pub async fn forgot_password(
     State(state): State<AppState>,
@@ -310,7 +310,7 @@ pub async fn forgot_password(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier (channel as for `/v1/password/forgot`)"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` or `code_rate_limited` with `retry_after` (budgets as for `/v1/password/forgot`: a valid `device_token` has its own)"),
     ))]
 pub async fn request_unlock(
     State(state): State<AppState>,
