@@ -228,11 +228,7 @@ pub async fn login_history(
             ip: r.ip,
             user_agent: r.user_agent,
             device_id: r.device_id,
-            door: if r.trusted_device_id.is_some() {
-                "device".into()
-            } else {
-                "untrusted".into()
-            },
+            door: door_name(r.trusted_device_id.as_deref()).into(),
             trusted_device_id: r.trusted_device_id,
         })
         .collect();
@@ -240,6 +236,16 @@ pub async fn login_history(
         entries,
         next_cursor,
     }))
+}
+
+/// The wire name of a login history entry's door: `device` when a trusted device's token came
+/// with the attempt, else `untrusted`.
+pub fn door_name(trusted_device_id: Option<&str>) -> &'static str {
+    if trusted_device_id.is_some() {
+        "device"
+    } else {
+        "untrusted"
+    }
 }
 
 /// Lockout status of the account's untrusted door (sign-ins without a valid device token). Each
