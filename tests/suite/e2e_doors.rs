@@ -321,8 +321,52 @@ async fn test_a_devices_door_locks_on_its_own_and_a_reset_revokes_devices() {
             json!({"identifier": email, "password": new_password, "device_token": device}),
         )
         .await;
-    assert_eq!(
-        status, 200,
-        "a revoked token is no token, not a locked door: {body}"
-    );
+    assert_eq!(status, 200, "{body}");
+    // Only the device of this sign-in is trusted now: the reset revoked the three before it.
+    let session = body["session_token"].as_str().unwrap().to_string();
+    let (_, devices) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me/devices", &session)
+        .await;
+    let list = devices["devices"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{devices}");
+    assert_eq!(list[0]["current"], true);
+    let revoked: i64 = sqlx::query_scalar(
+        "select count(*) from events where event_type = 'DeviceRevoked'
+            and payload->'fact'->'DeviceRevoked'->>'reason' = 'password_reset'",
+    )
+    .fetch_one(&w.db.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(revoked, 3);
+
+    // The owner revokes it from a stepped-up session: the sessions it opened end.
+    let (status, body) = read(
+        w.server
+            .http
+            .post(format!("{}/v1/me/step-up", w.server.base))
+            .bearer_auth(&session)
+            .json(&json!({"proof": {"password": new_password}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(status < 300, "{status} {body}");
+    let path = format!("/v1/me/devices/{}", list[0]["device_id"].as_str().unwrap());
+    let (status, body) = w
+        .server
+        .authed(reqwest::Method::DELETE, &path, &session)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = w
+        .server
+        .authed(reqwest::Method::GET, "/v1/me", &session)
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = w
+        .server
+        .authed(reqwest::Method::DELETE, &path, &session)
+        .await;
+    assert_eq!(status, 401, "{body}");
 }
