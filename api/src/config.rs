@@ -183,7 +183,8 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_CODE_MAX_PER_HOUR", default_value_t = 10)]
     pub code_max_per_hour: u32,
     /// Most codes issued to one account per hour for untrusted requesters together (the hard
-    /// ceiling; at least GATEHOUSE_CODE_MAX_PER_HOUR). Trusted devices are exempt. Reaching it
+    /// ceiling; raised to GATEHOUSE_CODE_MAX_PER_HOUR when set lower). Trusted devices are
+    /// exempt. Reaching it
     /// raises the `code_ceiling` alert.
     #[arg(
         long,
@@ -506,10 +507,9 @@ impl ServeArgs {
             || self.code_max_attempts == 0
             || self.code_resend_seconds < 0
             || self.code_max_per_hour == 0
-            || self.code_account_ceiling_per_hour < self.code_max_per_hour
         {
             return Err(ConfigError(
-                "GATEHOUSE_CODE_TTL_SECONDS, GATEHOUSE_CODE_MAX_ATTEMPTS and GATEHOUSE_CODE_MAX_PER_HOUR must be positive, GATEHOUSE_CODE_RESEND_SECONDS not negative, GATEHOUSE_CODE_ACCOUNT_CEILING_PER_HOUR at least GATEHOUSE_CODE_MAX_PER_HOUR".into(),
+                "GATEHOUSE_CODE_TTL_SECONDS, GATEHOUSE_CODE_MAX_ATTEMPTS and GATEHOUSE_CODE_MAX_PER_HOUR must be positive, GATEHOUSE_CODE_RESEND_SECONDS not negative".into(),
             ));
         }
         Ok(CodePolicy {
@@ -517,7 +517,10 @@ impl ServeArgs {
             max_attempts: self.code_max_attempts,
             resend_cooldown: chrono::Duration::seconds(self.code_resend_seconds),
             max_per_hour: self.code_max_per_hour,
-            account_ceiling_per_hour: self.code_account_ceiling_per_hour,
+            // Never below one requester's budget (the policy applies the same floor).
+            account_ceiling_per_hour: self
+                .code_account_ceiling_per_hour
+                .max(self.code_max_per_hour),
         })
     }
 
