@@ -13,8 +13,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
 use crate::routes::{
-    accounts, admin, api_keys, contacts, controls, health, login, lost_factor, me, mfa, password,
-    recovery, review, security_keys, teams, whitelist,
+    accounts, admin, api_keys, contacts, controls, devices, health, login, lost_factor, me, mfa,
+    password, recovery, review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -27,7 +27,7 @@ pub const BODY_LIMIT: usize = 16 * 1024;
     info(title = "Gatehouse", description = "Account security: sign-up with contact verification, sign-in with lockout, sessions, login history, self-service recovery (forgot password, unlock) by one-time code. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
     paths(
         accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
-        me::revoke_other_sessions, me::login_history, me::lockout, me::set_anti_phishing_phrase,
+        me::revoke_other_sessions, devices::list_devices, devices::revoke_device, me::login_history, me::lockout, me::set_anti_phishing_phrase,
         me::remove_anti_phishing_phrase, me::restrictions, password::change_password, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
         recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
         recovery::resend, recovery::reset_security_key, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
@@ -215,6 +215,8 @@ pub fn router(state: AppState) -> Router {
             get(me::list_sessions).delete(me::revoke_other_sessions),
         )
         .route("/v1/me/sessions/{session_id}", delete(me::revoke_session))
+        .route("/v1/me/devices", get(devices::list_devices))
+        .route("/v1/me/devices/{device_id}", delete(devices::revoke_device))
         .route("/v1/me/login-history", get(me::login_history))
         .route("/v1/me/lockout", get(me::lockout))
         .route(

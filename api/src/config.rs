@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use gatehouse_domain::password::{Argon2Settings, PasswordPolicy};
 use gatehouse_domain::policy::{
-    CodePolicy, ContactPolicy, CooldownPolicy, LockoutPolicy, SessionPolicy,
+    CodePolicy, ContactPolicy, CooldownPolicy, DevicePolicy, LockoutPolicy, SessionPolicy,
 };
 use gatehouse_projections::alerts::AlertPolicy;
 
@@ -117,9 +117,17 @@ pub struct ServeArgs {
     /// Connections in the database pool.
     #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
-    /// Consecutive failed sign-ins that lock an account.
+    /// Consecutive failed sign-ins without a valid device token that lock the account's
+    /// untrusted door.
     #[arg(long, env = "GATEHOUSE_LOCKOUT_THRESHOLD", default_value_t = 5)]
     pub lockout_threshold: u32,
+    /// Consecutive failures through one trusted device's own door (requests presenting its
+    /// device token) that lock that door. Durations as for the untrusted door.
+    #[arg(long, env = "GATEHOUSE_DEVICE_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub device_lockout_threshold: u32,
+    /// Days a device stays trusted after its last sign-in (each sign-in with its token renews it).
+    #[arg(long, env = "GATEHOUSE_DEVICE_TOKEN_DAYS", default_value_t = 180)]
+    pub device_token_days: i64,
     /// First lock duration in seconds (doubles on each repeated lock).
     #[arg(long, env = "GATEHOUSE_LOCKOUT_SECONDS", default_value_t = 900)]
     pub lockout_seconds: i64,
@@ -170,9 +178,20 @@ pub struct ServeArgs {
     /// Seconds before a flow's code may be resent.
     #[arg(long, env = "GATEHOUSE_CODE_RESEND_SECONDS", default_value_t = 60)]
     pub code_resend_seconds: i64,
-    /// Most codes issued to one account per hour.
+    /// Most codes issued to one account per hour for one requester: a trusted device (valid
+    /// device token), or the client network (/24 IPv4, /64 IPv6) of an untrusted request.
     #[arg(long, env = "GATEHOUSE_CODE_MAX_PER_HOUR", default_value_t = 10)]
     pub code_max_per_hour: u32,
+    /// Most codes issued to one account per hour for untrusted requesters together (the hard
+    /// ceiling; raised to GATEHOUSE_CODE_MAX_PER_HOUR when set lower). Trusted devices are
+    /// exempt. Reaching it
+    /// raises the `code_ceiling` alert.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CODE_ACCOUNT_CEILING_PER_HOUR",
+        default_value_t = 30
+    )]
+    pub code_account_ceiling_per_hour: u32,
     /// Seconds high-risk actions stay blocked after a password reset.
     #[arg(
         long,
@@ -527,6 +546,28 @@ impl ServeArgs {
             max_attempts: self.code_max_attempts,
             resend_cooldown: chrono::Duration::seconds(self.code_resend_seconds),
             max_per_hour: self.code_max_per_hour,
+            // Never below one requester's budget (the policy applies the same floor).
+            account_ceiling_per_hour: self
+                .code_account_ceiling_per_hour
+                .max(self.code_max_per_hour),
+        })
+    }
+
+    /// Trusted-device policy from the settings (their doors lock for as long as the untrusted
+    /// door's locks).
+    pub fn devices(&self) -> Result<DevicePolicy, ConfigError> {
+        if self.device_lockout_threshold == 0 || self.device_token_days <= 0 {
+            return Err(ConfigError(
+                "GATEHOUSE_DEVICE_LOCKOUT_THRESHOLD and GATEHOUSE_DEVICE_TOKEN_DAYS must be positive"
+                    .into(),
+            ));
+        }
+        Ok(DevicePolicy {
+            ttl: chrono::Duration::days(self.device_token_days.min(3650)),
+            lockout: LockoutPolicy {
+                threshold: self.device_lockout_threshold,
+                ..self.lockout()?
+            },
         })
     }
 

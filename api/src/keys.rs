@@ -61,11 +61,13 @@ pub enum TokenKind {
     Flow,
     /// A sign-in waiting for its second factor: `ch1.`.
     Challenge,
+    /// A trusted device (OWASP device cookie): `dv1.`, followed by `.` and the token's secret.
+    Device,
 }
 
 impl TokenKind {
     /// Every kind (for tests that check they are all distinct).
-    pub const ALL: [TokenKind; 2] = [TokenKind::Flow, TokenKind::Challenge];
+    pub const ALL: [TokenKind; 3] = [TokenKind::Flow, TokenKind::Challenge, TokenKind::Device];
 
     /// The wire prefix; also the associated data (unchanged for flows since version 1, so flow
     /// ids issued before kinds were separated keep working).
@@ -73,6 +75,7 @@ impl TokenKind {
         match self {
             Self::Flow => "fl1.",
             Self::Challenge => "ch1.",
+            Self::Device => "dv1.",
         }
     }
 
@@ -263,6 +266,33 @@ impl Keys {
     /// The aggregate and challenge a challenge token names.
     pub fn open_challenge_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
         self.open_token(TokenKind::Challenge, token)
+    }
+
+    /// A device token: the sealed account and device (its own kind), then `.` and the secret
+    /// whose hash the account keeps.
+    pub fn device_token(
+        &self,
+        aggregate_id: &str,
+        device_id: uuid::Uuid,
+        secret: &str,
+    ) -> Result<String, KeyError> {
+        let sealed = self.seal_token(TokenKind::Device, aggregate_id, device_id)?;
+        Ok(format!("{sealed}.{secret}"))
+    }
+
+    /// The aggregate, the device and the secret's hash a device token names; `None` for anything
+    /// this server did not seal as a device token (forged, altered, another kind of token).
+    pub fn open_device_token(&self, token: &str) -> Option<(String, uuid::Uuid, String)> {
+        let (sealed, secret) = token.rsplit_once('.')?;
+        if secret.len() != 43
+            || !secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        let (aggregate, device_id) = self.open_token(TokenKind::Device, sealed)?;
+        Some((aggregate, device_id, crate::tokens::hash_secret(secret)))
     }
 
     /// A fresh data key for a new account, and its wrapped form for storage.
@@ -487,6 +517,36 @@ mod tests {
         );
         assert!(keys.open_challenge_token(&challenge).is_some());
         assert!(keys.open_flow_token(&flow).is_some());
+    }
+
+    #[test]
+    fn test_a_device_token_opens_only_as_a_device_token_with_its_secret() {
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let id = uuid::Uuid::from_u128(7);
+        let aggregate = "0b7c7d4e-0000-4000-8000-000000000001";
+        let secret = "A".repeat(43);
+        let token = keys.device_token(aggregate, id, &secret).unwrap();
+        assert!(token.starts_with("dv1."));
+        assert_eq!(
+            keys.open_device_token(&token),
+            Some((
+                aggregate.to_string(),
+                id,
+                crate::tokens::hash_secret(&secret)
+            ))
+        );
+        let (sealed, _) = token.rsplit_once('.').unwrap();
+        // A flow or challenge token with a secret appended, or relabelled, is not a device token;
+        let flow = keys.flow_token(aggregate, id).unwrap();
+        assert_eq!(keys.open_device_token(&format!("{flow}.{secret}")), None);
+        assert_eq!(
+            keys.open_device_token(&format!("dv1.{}.{secret}", &flow[4..])),
+            None
+        );
+        // nor is a device token opened as a flow, nor one with a malformed secret.
+        assert_eq!(keys.open_flow_token(&format!("fl1.{}", &sealed[4..])), None);
+        assert_eq!(keys.open_device_token(sealed), None);
+        assert_eq!(keys.open_device_token(&format!("{sealed}.short")), None);
     }
 
     #[test]

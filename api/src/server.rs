@@ -89,6 +89,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         lockout: args
             .lockout()
             .map_err(|e| StartError::Config(e.to_string()))?,
+        devices: args
+            .devices()
+            .map_err(|e| StartError::Config(e.to_string()))?,
         sessions: args
             .sessions()
             .map_err(|e| StartError::Config(e.to_string()))?,

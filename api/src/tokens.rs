@@ -4,7 +4,7 @@
 //! nothing to brute-force.
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use gatehouse_domain::SessionGrant;
+use gatehouse_domain::{DeviceGrant, SessionGrant};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -19,6 +19,9 @@ pub struct IssuedToken {
     pub token: SecretString,
     /// Session id and token hash for `AttemptLogin`.
     pub grant: SessionGrant,
+    /// The secret of the device token that comes with the session (sealed into the token once
+    /// the aggregate has said which device it trusted; see `Keys::device_token`).
+    pub device_secret: SecretString,
 }
 
 /// Draws a new session id and secret for `account_id`.
@@ -26,12 +29,19 @@ pub fn issue(account_id: Uuid) -> Result<IssuedToken, KeyError> {
     let session_id = uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid();
     let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
     let token_hash = hash_secret(&secret);
+    let device_id = uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid();
+    let device_secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
     Ok(IssuedToken {
         token: SecretString::from(format!("{PREFIX}.{account_id}.{session_id}.{secret}")),
         grant: SessionGrant {
             session_id,
             token_hash,
+            device: DeviceGrant {
+                device_id,
+                token_hash: hash_secret(&device_secret),
+            },
         },
+        device_secret: SecretString::from(device_secret),
     })
 }
 
@@ -62,7 +72,8 @@ pub fn parse(token: &SecretString) -> Option<PresentedToken> {
     })
 }
 
-fn hash_secret(secret: &str) -> String {
+/// SHA-256 (hex) of a token's secret part (full entropy: a fast hash is right).
+pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -29,7 +29,8 @@ pub use account::{
 };
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
-    AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant, CompleteMfa, FlowGrant,
-    KeyCheck, MfaProof, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant, CompleteMfa, DeviceClaim,
+    DeviceGrant, Door, FlowGrant, KeyCheck, MfaProof, RedeemCode, RegisterAccount, Requester,
+    SessionGrant, StartFlow,
 };
 pub use account::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};

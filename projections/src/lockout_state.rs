@@ -1,4 +1,7 @@
-//! `lockout_state_v1`: per account, the consecutive failures, the lock level and the lock's end.
+//! `lockout_state_v1`: per account, the untrusted door's consecutive failures, lock level and
+//! lock's end. A trusted device's own door is not here (`GET /v1/me/devices` shows it from the
+//! aggregate): its failures, locks and successes leave this row alone, and an early unlock lifts
+//! every door, this one included.
 use gatehouse_domain::AccountFact;
 use sqlx::AnyConnection;
 
@@ -36,6 +39,17 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<LockoutChange>, StoreError> {
     };
     let account_id = || event.aggregate_id.clone();
     let at_ms = to_ms(e.at);
+    let untrusted = match &e.fact {
+        AccountFact::LoginFailed { door, .. }
+        | AccountFact::AccountLocked { door, .. }
+        | AccountFact::LoginSucceeded { door, .. }
+        | AccountFact::SecondFactorFailed { door, .. }
+        | AccountFact::PasswordConfirmationFailed { door, .. } => door.is_untrusted(),
+        _ => true,
+    };
+    if !untrusted {
+        return Ok(Vec::new());
+    }
     Ok(match &e.fact {
         AccountFact::LoginFailed {
             consecutive_failures,
@@ -296,6 +310,7 @@ mod tests {
             3,
             1_000,
             AccountFact::LoginFailed {
+                door: Default::default(),
                 reason: LoginFailureReason::WrongPassword,
                 consecutive_failures: 5,
                 context: RequestContext::default(),
@@ -315,6 +330,7 @@ mod tests {
             4,
             1_000,
             AccountFact::AccountLocked {
+                door: Default::default(),
                 until,
                 level: 1,
                 failed_attempts: 5,

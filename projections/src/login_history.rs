@@ -27,6 +27,8 @@ pub struct LoginRecord {
     pub context: RequestContext,
     /// Session opened, for successes.
     pub session_id: Option<String>,
+    /// The trusted device whose door the attempt went through; `None`: the untrusted door.
+    pub trusted_device_id: Option<String>,
 }
 
 /// One row as read back for the account's owner.
@@ -46,6 +48,8 @@ pub struct LoginHistoryRow {
     pub user_agent: Option<String>,
     /// Device id.
     pub device_id: Option<String>,
+    /// The trusted device whose door the attempt went through; `None`: the untrusted door.
+    pub trusted_device_id: Option<String>,
 }
 
 /// Newest-first page of an account's history, strictly before `before` (a sequence) when given.
@@ -57,7 +61,8 @@ pub async fn page(
 ) -> Result<Vec<LoginHistoryRow>, StoreError> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "select sequence, at_ms, outcome, reason, ip, user_agent, device_id from login_history_v1
+        "select sequence, at_ms, outcome, reason, ip, user_agent, device_id, trusted_device_id
+           from login_history_v1
           where account_id = $1 and sequence < $2
           order by sequence desc limit $3",
     )
@@ -76,6 +81,7 @@ pub async fn page(
                 ip: r.try_get("ip")?,
                 user_agent: r.try_get("user_agent")?,
                 device_id: r.try_get("device_id")?,
+                trusted_device_id: r.try_get("trusted_device_id")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -87,23 +93,33 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
     let Some(e) = crate::account_event(event)? else {
         return Ok(None);
     };
-    let (outcome, reason, context, session_id) = match &e.fact {
+    let (outcome, reason, context, session_id, door) = match &e.fact {
         AccountFact::LoginSucceeded {
             session_id,
             context,
-        } => ("succeeded", None, context, Some(session_id.to_string())),
+            door,
+        } => (
+            "succeeded",
+            None,
+            context,
+            Some(session_id.to_string()),
+            door,
+        ),
         AccountFact::LoginFailed {
-            reason, context, ..
+            reason,
+            context,
+            door,
+            ..
         } => {
             let reason = match reason {
                 LoginFailureReason::WrongPassword => "wrong_password",
                 LoginFailureReason::UnknownIdentifier => "unknown_identifier",
                 LoginFailureReason::ContactUnverified => "contact_unverified",
             };
-            ("failed", Some(reason), context, None)
+            ("failed", Some(reason), context, None, door)
         }
-        AccountFact::LoginRejectedWhileLocked { context, .. } => {
-            ("locked", Some("account_locked"), context, None)
+        AccountFact::LoginRejectedWhileLocked { context, door, .. } => {
+            ("locked", Some("account_locked"), context, None, door)
         }
         _ => return Ok(None),
     };
@@ -115,6 +131,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         reason,
         context: context.clone(),
         session_id,
+        trusted_device_id: door.device_id().map(|id| id.to_string()),
     }))
 }
 
@@ -151,6 +168,7 @@ async fn write_many(conn: &mut AnyConnection, rows: &[LoginRecord]) -> Result<()
             "user_agent",
             "device_id",
             "session_id",
+            "trusted_device_id",
         ],
         rows,
         |r, c| {
@@ -164,6 +182,7 @@ async fn write_many(conn: &mut AnyConnection, rows: &[LoginRecord]) -> Result<()
                 Cell::from(&r.context.user_agent),
                 Cell::from(&r.context.device_id),
                 Cell::from(&r.session_id),
+                Cell::from(&r.trusted_device_id),
             ])
         },
     )
@@ -187,6 +206,7 @@ mod tests {
             2,
             5,
             AccountFact::LoginSucceeded {
+                door: Default::default(),
                 session_id: uuid::Uuid::nil(),
                 context: ctx.clone(),
             },
@@ -203,6 +223,7 @@ mod tests {
             3,
             6,
             AccountFact::LoginFailed {
+                door: Default::default(),
                 reason: LoginFailureReason::UnknownIdentifier,
                 consecutive_failures: 1,
                 context: ctx.clone(),
@@ -220,6 +241,7 @@ mod tests {
             4,
             7,
             AccountFact::LoginRejectedWhileLocked {
+                door: Default::default(),
                 locked_until: until,
                 context: ctx,
             },

@@ -646,6 +646,7 @@ mod tests {
     #[test]
     fn test_only_deliverable_codes_are_queued_on_their_channel() {
         let code = |deliverable| AccountFact::CodeIssued {
+            requester: None,
             flow_id: Uuid::from_u128(1),
             code_id: Uuid::from_u128(2),
             channel: Channel::Sms,

@@ -298,6 +298,7 @@ mod tests {
             2,
             100,
             AccountFact::SessionStarted {
+                device_id: None,
                 session_id: id,
                 token_hash: "h".into(),
                 context: RequestContext::default(),

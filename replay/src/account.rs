@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use cqrs_es::Aggregate;
 use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndReason};
 use gatehouse_domain::text::escape_control;
-use gatehouse_domain::{Account, AccountEvent, AccountFact};
+use gatehouse_domain::{Account, AccountEvent, AccountFact, Door};
 use gatehouse_projections::{Store, StoredEvent};
 use serde_json::{json, Value};
 
@@ -80,25 +80,39 @@ pub fn describe(fact: &AccountFact) -> String {
             format!(" ({})", parts.join(", "))
         }
     };
+    // The untrusted door is the default and goes unsaid (as in the stored facts).
+    let door_text = |door: &Door| match door {
+        Door::Untrusted => String::new(),
+        Door::Device(id) => format!(" through the door of device {id}"),
+    };
     match fact {
         AccountFact::LoginSucceeded {
             session_id,
             context,
-        } => format!("sign-in succeeded, session {session_id}{}", ctx(context)),
+            door,
+        } => format!(
+            "sign-in succeeded{}, session {session_id}{}",
+            door_text(door),
+            ctx(context)
+        ),
         AccountFact::LoginFailed {
             reason,
             consecutive_failures,
             context,
+            door,
         } => format!(
-            "sign-in failed: {} ({consecutive_failures} in a row){}",
+            "sign-in failed: {} ({consecutive_failures} in a row{}){}",
             reason_text(*reason),
+            door_text(door),
             ctx(context)
         ),
         AccountFact::LoginRejectedWhileLocked {
             locked_until,
             context,
+            door,
         } => format!(
-            "sign-in refused: locked until {}{}",
+            "sign-in refused{}: locked until {}{}",
+            door_text(door),
             ts(*locked_until),
             ctx(context)
         ),
@@ -106,8 +120,27 @@ pub fn describe(fact: &AccountFact) -> String {
             until,
             level,
             failed_attempts,
+            door,
         } => format!(
-            "locked until {} (lock #{level}, after {failed_attempts} failures)",
+            "locked{} until {} (lock #{level}, after {failed_attempts} failures)",
+            door_text(door),
+            ts(*until)
+        ),
+        AccountFact::DeviceTrusted {
+            device_id,
+            expires_at,
+            context,
+            ..
+        } => format!(
+            "device {device_id} trusted until {}{}",
+            ts(*expires_at),
+            ctx(context)
+        ),
+        AccountFact::DeviceRevoked {
+            device_id, reason, ..
+        } => format!("device {device_id} no longer trusted ({reason:?})"),
+        AccountFact::CodeCeilingReached { issued, until } => format!(
+            "untrusted requesters reached the code ceiling ({issued} codes) until {}",
             ts(*until)
         ),
         AccountFact::SessionStarted {
@@ -690,6 +723,7 @@ mod tests {
                 at,
                 prev: ChainLink::default(),
                 fact: AccountFact::LoginFailed {
+                    door: Default::default(),
                     reason: LoginFailureReason::ContactUnverified,
                     consecutive_failures: 1,
                     context: ctx,

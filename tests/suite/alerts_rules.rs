@@ -30,6 +30,7 @@ fn ctx(ip: &str, device: Option<&str>) -> RequestContext {
 
 fn failed(ip: &str, reason: LoginFailureReason) -> AccountFact {
     AccountFact::LoginFailed {
+        door: Default::default(),
         reason,
         consecutive_failures: 1,
         context: ctx(ip, None),
@@ -38,6 +39,7 @@ fn failed(ip: &str, reason: LoginFailureReason) -> AccountFact {
 
 fn succeeded(ip: &str, device: &str) -> AccountFact {
     AccountFact::LoginSucceeded {
+        door: Default::default(),
         session_id: Uuid::new_v4(),
         context: ctx(ip, Some(device)),
     }
@@ -398,6 +400,7 @@ async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter()
                 &Uuid::new_v4().to_string(),
                 t0() + Duration::minutes(8) + Duration::seconds(i),
                 AccountFact::AccountLocked {
+                    door: Default::default(),
                     until: t0() + Duration::hours(1),
                     level: 1,
                     failed_attempts: 5,
@@ -416,12 +419,23 @@ async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter()
             },
         )
         .await;
+    let ceiling = s
+        .append(
+            &victim,
+            t0() + Duration::minutes(9) + Duration::seconds(1),
+            AccountFact::CodeCeilingReached {
+                issued: 30,
+                until: t0() + Duration::hours(1),
+            },
+        )
+        .await;
     fold(&store, &s.pool, &policy).await;
     let subject = format!("account:{victim}");
     assert_eq!(
         alerts(&s.pool).await,
         vec![
             ("brute_force".into(), subject.clone(), "open".into(), 4),
+            ("code_ceiling".into(), subject.clone(), "open".into(), 1),
             ("code_guessing".into(), subject.clone(), "open".into(), 1),
             ("lockout_storm".into(), "global".into(), "open".into(), 3),
             ("recovery_burst".into(), subject.clone(), "open".into(), 3),
@@ -442,6 +456,10 @@ async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter()
     assert_eq!(
         evidence(&s.pool, "webauthn_counter_regression", &subject).await,
         vec![regressed]
+    );
+    assert_eq!(
+        evidence(&s.pool, "code_ceiling", &subject).await,
+        vec![ceiling]
     );
     assert_eq!(evidence(&s.pool, "brute_force", &subject).await, brute);
     assert_eq!(evidence(&s.pool, "recovery_burst", &subject).await, flows);

@@ -86,7 +86,7 @@ const fn row(
 
 /// The issue's table. The matrix's expectations come from here; the domain's `PROOF_POLICY` must
 /// say the same (checked too), so that neither can drift from the other silently.
-const TABLE: [Row; 11] = {
+const TABLE: [Row; 12] = {
     use FactorNeed as F;
     use PasswordNeed as P;
     use SensitiveAction as A;
@@ -108,6 +108,9 @@ const TABLE: [Row; 11] = {
         row(A::ManageApiKeys, P::No, F::No, true, false),
         row(A::ManageTeam, P::No, F::No, true, false),
         row(A::WithdrawalControls, P::No, F::No, true, true),
+        // Issue #18: revoking a trusted device (its own lockout door) needs a stepped-up
+        // session, so a stolen session cannot take the owner's door away.
+        row(A::ManageDevices, P::No, F::No, true, false),
         row(
             A::AntiPhishingPhrase,
             P::OrSteppedUpSession,

@@ -54,6 +54,7 @@ async fn test_register_login_lock_expire_login() {
     let expected = [
         "AccountRegistered",
         "LoginSucceeded",
+        "DeviceTrusted",
         "SessionStarted",
         "LoginFailed",
         "LoginFailed",
@@ -63,6 +64,7 @@ async fn test_register_login_lock_expire_login() {
         "AccountLocked",
         "LoginRejectedWhileLocked",
         "LoginSucceeded",
+        "DeviceTrusted",
         "SessionStarted",
     ];
     assert_eq!(types, expected);

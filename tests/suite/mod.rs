@@ -8,6 +8,7 @@ mod bulk_load;
 mod e2e_accounts;
 mod e2e_breached;
 mod e2e_controls;
+mod e2e_doors;
 mod e2e_login;
 mod e2e_lost_factor;
 mod e2e_metrics;

@@ -42,7 +42,8 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 broken"), "{out}");
 
-    // Sign-up (with its email verification flow), two sign-ins and a failure; the delivery of
+    // Sign-up (with its email verification flow), two sign-ins (each trusting a device) and a
+    // failure; the delivery of
     // the verification code may or may not have been recorded yet. The stream shows a
     // transaction only once every older one in the cluster has finished (other tests run
     // alongside), so the tail may take a moment to appear.
@@ -61,7 +62,7 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
             })
             .filter(|t| !t.starts_with("Notification"))
             .count();
-        if types == 8 {
+        if types == 10 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -70,7 +71,7 @@ async fn test_replay_verify_pins_a_tampered_event_and_rebuild_restores_read_mode
         .lines()
         .filter(|l| !l.contains("\"event_type\":\"Notification"))
         .count();
-    assert_eq!(types, 8, "{out}");
+    assert_eq!(types, 10, "{out}");
     let failed_sequence = out
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

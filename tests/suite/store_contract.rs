@@ -27,6 +27,7 @@ fn services() -> AccountServices {
         parallelism: 1,
     };
     AccountServices {
+        devices: Default::default(),
         hasher: Arc::new(Argon2Hasher::new(settings, 2).unwrap()),
         // A high threshold keeps every attempt a checked failure in these tests.
         lockout: LockoutPolicy {
@@ -46,9 +47,14 @@ fn executor(store: &Store) -> CommandExecutor<Account> {
 
 fn failed_login() -> AccountCommand {
     AccountCommand::AttemptLogin(AttemptLogin {
+        device: None,
         lookup: None,
         password: SecretString::from("not the password"),
         grant: SessionGrant {
+            device: gatehouse_domain::DeviceGrant {
+                device_id: uuid::Uuid::nil(),
+                token_hash: "device-hash".into(),
+            },
             session_id: uuid::Uuid::new_v4(),
             token_hash: "00".into(),
         },

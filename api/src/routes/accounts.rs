@@ -140,6 +140,7 @@ pub async fn register(
                 let flow_id = grant.flow_id;
                 let command = StartFlow {
                     grant,
+                    device: None,
                     kind: FlowKind::verify(*kind),
                     channel: None,
                     typed: Channel::for_contact(*kind),

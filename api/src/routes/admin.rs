@@ -430,6 +430,11 @@ pub struct AdminLoginEntry {
     pub user_agent: Option<String>,
     /// Device id.
     pub device_id: Option<String>,
+    /// The lockout door the attempt went through: `untrusted` (no valid device token) or
+    /// `device` (the trusted device `trusted_device_id`).
+    pub door: String,
+    /// The trusted device, for attempts through its door.
+    pub trusted_device_id: Option<String>,
 }
 
 /// A page of login history, newest first.
@@ -507,6 +512,8 @@ pub async fn login_history(
             ip: r.ip,
             user_agent: r.user_agent,
             device_id: r.device_id,
+            door: super::me::door_name(r.trusted_device_id.as_deref()).into(),
+            trusted_device_id: r.trusted_device_id,
         })
         .collect();
     Ok(Json(AdminLoginPage {

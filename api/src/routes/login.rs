@@ -33,6 +33,10 @@ pub struct LoginRequest {
     pub password: String,
     /// Device id chosen by the frontend, recorded in the login history.
     pub device_id: Option<String>,
+    /// The `device_token` of an earlier sign-in on this device: the attempt then goes through
+    /// the device's own lockout door (a stranger's failures cannot lock it). An invalid, revoked,
+    /// expired or other account's token counts as none.
+    pub device_token: Option<String>,
 }
 
 /// Sign-in answer.
@@ -46,6 +50,11 @@ pub struct LoginResponse {
     pub account_id: Uuid,
     /// Absolute expiry; the session also ends after a period without use.
     pub expires_at: DateTime<Utc>,
+    /// Keep it on this device and send it back as `device_token` with later sign-ins and
+    /// self-service requests (forgot password, unlock, lost second factor). Shown once; only
+    /// its hash is stored. A sign-in that presented a valid one renews it (same device, new
+    /// token, trust extended by `GATEHOUSE_DEVICE_TOKEN_DAYS`); the old token then stops working.
+    pub device_token: String,
 }
 
 /// The password was right and the account has a second factor: answer the challenge with
@@ -75,10 +84,10 @@ pub enum LoginAnswer {
 /// Signs in with a password.
 #[utoipa::path(post, path = "/v1/login", tag = "sessions", request_body = LoginRequest,
     responses(
-        (status = 200, body = LoginAnswer, description = "A session, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
+        (status = 200, body = LoginAnswer, description = "A session with its `device_token`, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier, a wrong password and (with GATEHOUSE_REQUIRE_VERIFIED_CONTACT, the default) an account without a verified contact"),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header); the same for unknown identifiers. `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN), or when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit"),
+        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header): the door the attempt came through is locked (the device's own door for a valid `device_token`, else the untrusted door); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit. `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN; a valid `device_token` for the account skips the per-identifier key)"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -90,10 +99,11 @@ pub async fn login(
         // No account can have such a password: refuse before spending a hash on it.
         return Err(ApiError::bad_request("password is too long").with_field("password"));
     }
-    let lookup = super::lookup_of(&state, &req.identifier)?;
+    let subject =
+        super::limit_subject(&state, &req.identifier, req.device_token.as_deref()).await?;
     state
         .throttle()
-        .admit(Route::Login, caller.ip, Some(&lookup))
+        .admit(Route::Login, caller.ip, subject.as_deref())
         .await?;
     // Networks flagged by a credential-stuffing alert get a stricter limit.
     state
@@ -110,6 +120,8 @@ pub async fn login(
         let resolved = super::resolve_identifier_with(&state, &req.identifier, !fresh).await?;
         let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
         let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+        let device =
+            super::device_claim(&state, req.device_token.as_deref(), &resolved.aggregate_id);
         let lookup = resolved.lookup;
         let result = state
             .accounts()
@@ -120,6 +132,7 @@ pub async fn login(
                         lookup: Some(lookup.clone()),
                         password: password.clone(),
                         grant: issued.grant.clone(),
+                        device: device.clone(),
                         at: now,
                         context: context.clone(),
                     })
@@ -149,22 +162,19 @@ pub async fn login(
     };
     state.runner().nudge();
 
+    if let Some(session) = signed_in(
+        &state,
+        &aggregate_id,
+        account_uuid,
+        &issued,
+        &executed.events,
+    )? {
+        state.remember_account(&lookup, &aggregate_id);
+        return Ok(Json(LoginAnswer::Session(session)));
+    }
     let mut locked_until = None;
     for envelope in &executed.events {
         match &envelope.payload.fact {
-            AccountFact::SessionStarted {
-                session_id,
-                expires_at,
-                ..
-            } => {
-                state.remember_account(&lookup, &aggregate_id);
-                return Ok(Json(LoginAnswer::Session(LoginResponse {
-                    session_token: issued.token.expose_secret().to_string(),
-                    session_id: *session_id,
-                    account_id: account_uuid,
-                    expires_at: *expires_at,
-                })));
-            }
             AccountFact::MfaChallengeIssued {
                 challenge_id,
                 methods,
@@ -195,6 +205,49 @@ pub async fn login(
         Some(until) => Err(ApiError::locked(seconds_until(until, now))),
         None => Err(ApiError::invalid_credentials()),
     }
+}
+
+/// The answer of a completed sign-in: the session, and the device token of the device the
+/// aggregate trusted (sealed now that its id is known). `None` when no session started.
+pub(super) fn signed_in(
+    state: &AppState,
+    aggregate_id: &str,
+    account_id: Uuid,
+    issued: &tokens::IssuedToken,
+    events: &[cqrs_es::EventEnvelope<gatehouse_domain::Account>],
+) -> Result<Option<LoginResponse>, ApiError> {
+    let mut device = None;
+    for envelope in events {
+        match &envelope.payload.fact {
+            AccountFact::DeviceTrusted { device_id, .. } => device = Some(*device_id),
+            AccountFact::SessionStarted {
+                session_id,
+                expires_at,
+                ..
+            } => {
+                let device_id = device.ok_or_else(|| {
+                    ApiError::internal("a session started without a trusted device")
+                })?;
+                let device_token = state
+                    .keys()
+                    .device_token(
+                        aggregate_id,
+                        device_id,
+                        issued.device_secret.expose_secret(),
+                    )
+                    .map_err(ApiError::internal)?;
+                return Ok(Some(LoginResponse {
+                    session_token: issued.token.expose_secret().to_string(),
+                    session_id: *session_id,
+                    account_id,
+                    expires_at: *expires_at,
+                    device_token,
+                }));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Whole seconds from `now` to `until`, rounded up.

@@ -39,6 +39,9 @@ pub const EVIDENCE_LABEL: &str = "recovery-evidence";
 pub struct LostFactorRequest {
     /// Email or phone of the account.
     pub identifier: String,
+    /// The `device_token` of an earlier sign-in on this device (its own code budget; see
+    /// `POST /v1/password/forgot`).
+    pub device_token: Option<String>,
 }
 
 /// A code for the current step.
@@ -86,6 +89,7 @@ pub async fn start(
     let request = RecoveryRequest {
         identifier: req.identifier,
         channel: Some(ChannelParam::Email),
+        device_token: req.device_token,
     };
     start_recovery(&state, &caller, request, FlowKind::LostSecondFactor).await
 }

@@ -178,6 +178,11 @@ pub struct LoginHistoryEntry {
     pub user_agent: Option<String>,
     /// Device id.
     pub device_id: Option<String>,
+    /// The lockout door the attempt went through: `untrusted` (no valid device token) or
+    /// `device` (the trusted device `trusted_device_id`, whose token came with it).
+    pub door: String,
+    /// The trusted device, for attempts through its door.
+    pub trusted_device_id: Option<String>,
 }
 
 /// A page of login history, newest first.
@@ -223,6 +228,8 @@ pub async fn login_history(
             ip: r.ip,
             user_agent: r.user_agent,
             device_id: r.device_id,
+            door: door_name(r.trusted_device_id.as_deref()).into(),
+            trusted_device_id: r.trusted_device_id,
         })
         .collect();
     Ok(Json(LoginHistoryPage {
@@ -231,9 +238,22 @@ pub async fn login_history(
     }))
 }
 
-/// Lockout status of the account.
+/// The wire name of a login history entry's door: `device` when a trusted device's token came
+/// with the attempt, else `untrusted`.
+pub fn door_name(trusted_device_id: Option<&str>) -> &'static str {
+    if trusted_device_id.is_some() {
+        "device"
+    } else {
+        "untrusted"
+    }
+}
+
+/// Lockout status of the account's untrusted door (sign-ins without a valid device token). Each
+/// trusted device has its own door, shown by `GET /v1/me/devices`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LockoutView {
+    /// Always `untrusted`: the door this view describes.
+    pub door: &'static str,
     /// Whether sign-in is refused right now.
     pub locked: bool,
     /// End of the current lock.
@@ -265,6 +285,7 @@ pub async fn lockout(
         .and_then(DateTime::from_timestamp_millis)
         .filter(|u| *u > auth.now);
     Ok(Json(LockoutView {
+        door: "untrusted",
         locked: until.is_some(),
         locked_until: until,
         consecutive_failures: row.consecutive_failures,

@@ -5,7 +5,6 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::{AccountCommand, AccountFact, CompleteMfa, MfaProof};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -553,20 +552,17 @@ pub async fn complete_mfa(
         .map_err(mfa_error)?;
     state.runner().nudge();
     let mut locked_until = None;
+    if let Some(session) = super::login::signed_in(
+        &state,
+        &aggregate_id,
+        account_uuid,
+        &issued,
+        &executed.events,
+    )? {
+        return Ok(Json(session));
+    }
     for envelope in &executed.events {
         match &envelope.payload.fact {
-            AccountFact::SessionStarted {
-                session_id,
-                expires_at,
-                ..
-            } => {
-                return Ok(Json(LoginResponse {
-                    session_token: issued.token.expose_secret().to_string(),
-                    session_id: *session_id,
-                    account_id: account_uuid,
-                    expires_at: *expires_at,
-                }))
-            }
             AccountFact::AccountLocked { until, .. }
             | AccountFact::LoginRejectedWhileLocked {
                 locked_until: until,

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod contacts;
 pub mod controls;
+pub mod devices;
 pub mod health;
 pub mod login;
 pub mod lost_factor;
@@ -34,6 +35,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Self(value))
     }
+}
+
+/// The device claim of a `device_token` sent with a request for `aggregate_id`. A token this
+/// server did not seal as a device token, or one naming another account, is the same as none
+/// (no error, no other answer); whether the device is still trusted is the aggregate's call.
+pub fn device_claim(
+    state: &crate::state::AppState,
+    token: Option<&str>,
+    aggregate_id: &str,
+) -> Option<gatehouse_domain::DeviceClaim> {
+    let token = token.filter(|t| t.len() <= 512)?;
+    let (aggregate, device_id, token_hash) = state.keys().open_device_token(token)?;
+    (aggregate == aggregate_id).then_some(gatehouse_domain::DeviceClaim {
+        device_id,
+        token_hash,
+    })
+}
+
+/// The per-identifier key the rate limits count a request by: `None` when the request carries a
+/// device token this server sealed for the very account the identifier leads to (the owner's
+/// known device is exempt from the per-identifier limits, so a stranger who keeps an
+/// identifier's budget spent cannot keep its owner out, issue #18), else the identifier's lookup
+/// hash. Only a request that presents a well-sealed device token is resolved before it is
+/// admitted: a token of another account (an attacker's own) keeps the per-identifier key.
+/// Whether the device is still trusted (not revoked or expired) is the aggregate's call, for the
+/// doors; for the limit, holding a token sealed for the account is enough.
+pub async fn limit_subject(
+    state: &crate::state::AppState,
+    raw_identifier: &str,
+    device_token: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let lookup = lookup_of(state, raw_identifier)?;
+    let Some((aggregate, _, _)) = device_token
+        .filter(|t| t.len() <= 512)
+        .and_then(|t| state.keys().open_device_token(t))
+    else {
+        return Ok(Some(lookup));
+    };
+    let resolved = resolve_identifier_with(state, raw_identifier, true).await?;
+    Ok((resolved.aggregate_id != aggregate).then_some(lookup))
 }
 
 /// Longest identifier accepted (an email is at most 254 characters).
@@ -108,6 +149,9 @@ pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
             ApiError::not_found("no such open session")
         }
         ExecuteError::Refused(AccountError::NotRegistered) => ApiError::unauthenticated(),
+        ExecuteError::Refused(AccountError::DeviceNotFound) => {
+            ApiError::not_found("no such trusted device")
+        }
         ExecuteError::Refused(AccountError::FlowNotFound) => flow_not_found(),
         ExecuteError::Refused(AccountError::CodeUnusable(why)) => code_unusable(why),
         ExecuteError::Refused(AccountError::CodeRateLimited { retry_at }) => {

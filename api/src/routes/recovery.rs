@@ -54,6 +54,11 @@ pub struct RecoveryRequest {
     /// not; the code goes there only if it is a verified contact of the account, and otherwise
     /// nowhere (never to the other contact).
     pub channel: Option<ChannelParam>,
+    /// The `device_token` of an earlier sign-in on this device: the request then counts on the
+    /// device's own code budget, which strangers' requests cannot use up (and is exempt from
+    /// the account's hourly ceiling). An invalid, revoked, expired or other account's token
+    /// counts as none; the answer is the same either way.
+    pub device_token: Option<String>,
 }
 
 /// Resend a flow's code, optionally on the other channel.
@@ -248,10 +253,10 @@ async fn start_recovery_now(
         FlowKind::LostSecondFactor => Route::Lost2fa,
         _ => Route::Forgot,
     };
-    let lookup = super::lookup_of(state, &req.identifier)?;
+    let subject = super::limit_subject(state, &req.identifier, req.device_token.as_deref()).await?;
     state
         .throttle()
-        .admit(route, caller.ip, Some(&lookup))
+        .admit(route, caller.ip, subject.as_deref())
         .await?;
     let resolved = super::resolve_identifier_with(state, &req.identifier, false).await?;
     let typed = resolved
@@ -265,8 +270,10 @@ async fn start_recovery_now(
     let now = Utc::now();
     let flow_id = grant.flow_id;
     let context = caller.context(None);
+    let device = super::device_claim(state, req.device_token.as_deref(), &resolved.aggregate_id);
     let command = StartFlow {
         grant,
+        device,
         kind,
         channel: req.channel.map(Channel::from),
         typed,
@@ -296,7 +303,7 @@ async fn start_recovery_now(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: `channel` is the one asked for, else the one typed; a code goes there if it is a verified contact of an account, else nowhere"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (FORGOT)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` (the requester's hourly budget: the trusted device's for a valid `device_token`, else the client network's; or the account's ceiling for untrusted requesters), with `retry_after`; or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (FORGOT; a valid `device_token` for the account skips the per-identifier key)"),
     ))]
 pub async fn forgot_password(
     State(state): State<AppState>,
@@ -311,7 +318,7 @@ pub async fn forgot_password(
     responses(
         (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier (channel as for `/v1/password/forgot`)"),
         (status = 400, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody, description = "`account_locked` or `code_rate_limited` where they apply, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (UNLOCK)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (budgets as for `/v1/password/forgot`: a valid `device_token` has its own); or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (UNLOCK; a valid `device_token` for the account skips the per-identifier key)"),
     ))]
 pub async fn request_unlock(
     State(state): State<AppState>,

@@ -226,6 +226,18 @@ pub enum AccountCommand {
         /// Now.
         at: DateTime<Utc>,
     },
+    /// Stop trusting a device (needs a stepped-up session: `SensitiveAction::ManageDevices`);
+    /// the sessions it opened end.
+    RevokeDevice {
+        /// The device.
+        device_id: Uuid,
+        /// The caller's session.
+        session_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// End every session but the caller's.
     EndOtherSessions {
         /// The caller's session, kept open.
@@ -362,10 +374,33 @@ pub struct AttemptLogin {
     pub password: SecretString,
     /// The session to open if the attempt succeeds.
     pub grant: SessionGrant,
+    /// The device token presented, if any (the aggregate decides whether it opens a door).
+    pub device: Option<DeviceClaim>,
     /// Now.
     pub at: DateTime<Utc>,
     /// Request context.
     pub context: RequestContext,
+}
+
+/// A presented device token, opened at the edge: the device it names and the hash of its
+/// secret. Only the aggregate knows whether that device is trusted with that token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClaim {
+    /// The device the token names.
+    pub device_id: Uuid,
+    /// SHA-256 (hex) of the token's secret.
+    pub token_hash: String,
+}
+
+/// A device token prepared at the edge with a session: a fresh device id (used when the sign-in
+/// came through the untrusted door) and the hash of a fresh secret (the renewed token's, when a
+/// trusted device signs in again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// Random id for a newly trusted device.
+    pub device_id: Uuid,
+    /// SHA-256 (hex) of the token's secret part.
+    pub token_hash: String,
 }
 
 /// A session prepared at the edge: a random id and the hash of a random token. The token itself is
@@ -376,6 +411,8 @@ pub struct SessionGrant {
     pub session_id: Uuid,
     /// SHA-256 (hex) of the token's secret part.
     pub token_hash: String,
+    /// The device token that comes with the session.
+    pub device: DeviceGrant,
 }
 
 /// A one-time code prepared at the edge: a random id and the keyed verifier of the code (the code
@@ -408,6 +445,9 @@ pub struct StartFlow {
     pub channel: Option<Channel>,
     /// Channel of the identifier the person typed (the default).
     pub typed: Channel,
+    /// The device token presented, if any: a trusted device's requests have their own code
+    /// budget, exempt from the account's ceiling.
+    pub device: Option<DeviceClaim>,
     /// Now.
     pub at: DateTime<Utc>,
     /// Request context.

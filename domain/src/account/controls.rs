@@ -447,17 +447,10 @@ impl Account {
         {
             return Err(AccountError::AddressAlreadyListed);
         }
-        services
-            .codes
-            .may_issue(at, None, &self.recent_code_issues)
-            .map_err(|r| match r {
-                crate::policy::codes::IssueRefusal::Cooldown { until }
-                | crate::policy::codes::IssueRefusal::HourlyCap { until } => {
-                    AccountError::CodeRateLimited { retry_at: until }
-                }
-            })?;
+        let requester = self.requester(super::events::Door::Untrusted, &context);
+        let ceiling = self.check_code_budget(at, None, &requester, services)?;
         let flow_id = address.grant.flow_id;
-        Ok(vec![
+        let mut facts = vec![
             AccountFact::FlowStarted {
                 flow_id,
                 kind: FlowKind::WhitelistAddress,
@@ -480,8 +473,11 @@ impl Account {
                 expires_at: at + services.codes.ttl,
                 deliverable: true,
                 context,
+                requester: Some(requester),
             },
-        ])
+        ];
+        facts.extend(ceiling);
+        Ok(facts)
     }
 
     /// The right code of a whitelist flow: the address is listed, usable after its cooldown.

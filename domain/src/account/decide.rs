@@ -298,6 +298,15 @@ impl Account {
                 self.set_whitelist_mode(enabled, &proof, at, context, services)
                     .await?,
             )),
+            AccountCommand::RevokeDevice {
+                device_id,
+                session_id,
+                at,
+                context,
+            } => Ok((
+                at,
+                self.revoke_device(device_id, session_id, at, context, services)?,
+            )),
             AccountCommand::EndOtherSessions { keep, at, context } => {
                 self.require_active()?;
                 let facts = self
@@ -313,6 +322,53 @@ impl Account {
                 Ok((at, facts))
             }
         }
+    }
+
+    /// `RevokeDevice`: the proof of `ManageDevices`; the device's trust and its sessions end.
+    fn revoke_device(
+        &self,
+        device_id: uuid::Uuid,
+        session_id: uuid::Uuid,
+        at: DateTime<Utc>,
+        context: crate::context::RequestContext,
+        services: &AccountServices,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        self.check_session_proof(
+            super::proof::SensitiveAction::ManageDevices,
+            Some(session_id),
+            at,
+            &services.sessions,
+        )?;
+        if !self
+            .trusted_devices(at)
+            .iter()
+            .any(|(id, _)| *id == device_id)
+        {
+            return Err(AccountError::DeviceNotFound);
+        }
+        let mut facts = vec![AccountFact::DeviceRevoked {
+            device_id,
+            reason: super::events::DeviceRevokeReason::Owner,
+            context: context.clone(),
+        }];
+        facts.extend(
+            self.live_sessions(at)
+                .into_iter()
+                .filter(|(_, s)| s.device_id == Some(device_id))
+                .map(|(id, _)| AccountFact::SessionEnded {
+                    session_id: id,
+                    reason: if id == session_id {
+                        SessionEndReason::LoggedOut
+                    } else {
+                        SessionEndReason::Revoked {
+                            by_session: session_id,
+                        }
+                    },
+                    context: context.clone(),
+                }),
+        );
+        Ok(facts)
     }
 
     pub(super) fn require_active(&self) -> Result<(), AccountError> {
@@ -363,6 +419,7 @@ impl Account {
                 expires_at: cmd.at + services.codes.ttl,
                 deliverable: true,
                 context: cmd.context.clone(),
+                requester: Some(self.requester(super::events::Door::Untrusted, &cmd.context)),
             });
         }
         Ok(facts)
@@ -379,11 +436,15 @@ impl Account {
                 return Err(AccountError::IdentifierMoved);
             }
         }
-        // A lock refuses without checking the password: no guess is evaluated while locked.
-        if let Some(lock) = self.lock_at(now) {
+        // Two doors: a valid device token goes through its device's own door, anything else
+        // through the untrusted one. A lock refuses without checking the password (no guess is
+        // evaluated while locked), and only the door it closes.
+        let door = self.door_for(cmd.device.as_ref(), now);
+        if let Some(lock) = self.door_lock_at(door, now) {
             return Ok(vec![AccountFact::LoginRejectedWhileLocked {
                 locked_until: lock.until,
                 context: cmd.context,
+                door,
             }]);
         }
         let (verified, reason) = match (&self.status, &self.password_hash) {
@@ -411,13 +472,16 @@ impl Account {
         };
         if !verified || reason == LoginFailureReason::ContactUnverified {
             let context = cmd.context;
-            return Ok(self.count_failure(now, services, |consecutive_failures| {
-                AccountFact::LoginFailed {
-                    reason,
-                    consecutive_failures,
-                    context,
-                }
-            }));
+            return Ok(
+                self.count_failure(now, services, door, |consecutive_failures| {
+                    AccountFact::LoginFailed {
+                        reason,
+                        consecutive_failures,
+                        context,
+                        door,
+                    }
+                }),
+            );
         }
         let rehash = match &self.password_hash {
             Some(hash) if services.hasher.needs_rehash(hash) => {
@@ -431,13 +495,16 @@ impl Account {
             // The password was right; the session waits for the second factor. The challenge
             // takes the id drawn for the session (a new one is drawn for the session itself).
             let mut facts: Vec<AccountFact> = rehash.into_iter().collect();
-            facts.push(self.mfa_challenge(cmd.grant.session_id, now, cmd.context));
+            facts.push(self.mfa_challenge(cmd.grant.session_id, now, cmd.context, door));
             return Ok(facts);
         }
-        let mut facts = self.open_session(cmd.grant, cmd.context, now, services);
+        let mut facts = self.open_session(cmd.grant, cmd.context, now, door, services);
         if let Some(rehash) = rehash {
             // Before the session starts, as recorded since the first version.
-            let at = facts.len() - 1;
+            let at = facts
+                .iter()
+                .position(|f| matches!(f, AccountFact::SessionStarted { .. }))
+                .unwrap_or(facts.len());
             facts.insert(at, rehash);
         }
         Ok(facts)

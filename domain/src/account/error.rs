@@ -110,6 +110,9 @@ pub enum AccountError {
     #[error("AC0032 step up the session first")]
     StepUpRequired,
     /// The identifier is verified, not this account's, or its claim is too recent to release.
+    /// No such trusted device on this account.
+    #[error("AC0051 device not found")]
+    DeviceNotFound,
     #[error("AC0050 the contact cannot be released")]
     ContactNotReleasable,
     /// The password hasher failed (never the password's fault).

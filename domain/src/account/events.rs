@@ -58,6 +58,9 @@ pub enum AccountFact {
         session_id: Uuid,
         /// Request context.
         context: RequestContext,
+        /// The door signed in through (its failure count restarts; other doors keep theirs).
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// A sign-in failed after the password was checked.
     LoginFailed {
@@ -67,6 +70,9 @@ pub enum AccountFact {
         consecutive_failures: u32,
         /// Request context.
         context: RequestContext,
+        /// Which door it counted on (absent in the stored JSON: the untrusted door).
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// A sign-in was refused without checking the password, because of a lock.
     LoginRejectedWhileLocked {
@@ -74,8 +80,11 @@ pub enum AccountFact {
         locked_until: DateTime<Utc>,
         /// Request context.
         context: RequestContext,
+        /// The locked door the request came through.
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
-    /// The account was locked after too many failures.
+    /// A door of the account was locked after too many failures through it.
     AccountLocked {
         /// End of the lock.
         until: DateTime<Utc>,
@@ -83,6 +92,9 @@ pub enum AccountFact {
         level: u32,
         /// Consecutive failures that triggered it.
         failed_attempts: u32,
+        /// The door locked (absent in the stored JSON: the untrusted door).
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// The password verifier was re-made at current hashing parameters.
     PasswordRehashed {
@@ -101,6 +113,10 @@ pub enum AccountFact {
         expires_at: DateTime<Utc>,
         /// End of the session if it is not used again.
         idle_expires_at: DateTime<Utc>,
+        /// The trusted device the sign-in went through (or trusted): wrong proofs on this
+        /// session count on that device's door. Absent for sessions opened before devices.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_id: Option<Uuid>,
     },
     /// Use pushed back a session's idle expiry.
     SessionExtended {
@@ -145,6 +161,42 @@ pub enum AccountFact {
         /// contact of the account, or for an identifier that matches no account. The caller's
         /// answer is the same either way.
         deliverable: bool,
+        /// Request context.
+        context: RequestContext,
+        /// Whose budget it counts on: a trusted device's own, or the requesting network's
+        /// (which also counts toward the account's ceiling). Absent before requesters were
+        /// recorded: such codes count toward the ceiling only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requester: Option<Requester>,
+    },
+    /// Untrusted requesters together reached the account's hourly ceiling of codes: until
+    /// `until`, only requests from a trusted device get codes (recorded once per ceiling reached;
+    /// raises the `code_ceiling` alert).
+    CodeCeilingReached {
+        /// Codes counted in the hour, this one included.
+        issued: u32,
+        /// When the oldest of them leaves the window.
+        until: DateTime<Utc>,
+    },
+    /// A sign-in (after its second factor, where one is enrolled) trusted the device it came
+    /// from, or renewed that trust: the device's token is the only copy of the secret, and
+    /// requests that present it go through the device's own door.
+    DeviceTrusted {
+        /// The device (the same id when a trusted device signs in again).
+        device_id: Uuid,
+        /// SHA-256 (hex) of the device token's secret; a renewal replaces the previous one.
+        token_hash: String,
+        /// When the trust ends unless renewed.
+        expires_at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A device is no longer trusted; its token is refused from now on.
+    DeviceRevoked {
+        /// The device.
+        device_id: Uuid,
+        /// Why.
+        reason: DeviceRevokeReason,
         /// Request context.
         context: RequestContext,
     },
@@ -259,6 +311,9 @@ pub enum AccountFact {
         consecutive_failures: u32,
         /// Request context.
         context: RequestContext,
+        /// Which door it counted on (absent in the stored JSON: the untrusted door).
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// A reset code was right, but the account has a second factor and none came with it: the
     /// code stays usable, and the flow may ask for a security-key challenge.
@@ -266,7 +321,7 @@ pub enum AccountFact {
         /// The reset flow.
         flow_id: Uuid,
     },
-    /// A lock (and the failure count) was lifted before its time.
+    /// Every lock (and every door's failure count) was lifted before its time.
     AccountUnlocked {
         /// Why.
         reason: UnlockReason,
@@ -326,6 +381,9 @@ pub enum AccountFact {
         expires_at: DateTime<Utc>,
         /// Request context.
         context: RequestContext,
+        /// The door the password step came through: the factor step counts on it too.
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// A second factor was proven.
     SecondFactorVerified {
@@ -350,6 +408,9 @@ pub enum AccountFact {
         consecutive_failures: u32,
         /// Request context.
         context: RequestContext,
+        /// Which door it counted on (absent in the stored JSON: the untrusted door).
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
     },
     /// Every second factor (TOTP and backup codes) was removed.
     SecondFactorRemoved {
@@ -602,6 +663,56 @@ pub enum SessionEndReason {
     Recovery,
 }
 
+/// The door a sign-in attempt (or a proof) goes through. Failures count on, and locks close,
+/// one door only: a stranger's guesses lock the untrusted door, while a device that signed in
+/// before (and presents its device token) has a door of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Door {
+    /// Requests without a valid device token (and every event recorded before doors).
+    #[default]
+    Untrusted,
+    /// Requests presenting the valid token of this trusted device.
+    Device(Uuid),
+}
+
+impl Door {
+    /// Whether this is the untrusted door (left out of stored events: the default).
+    pub fn is_untrusted(&self) -> bool {
+        *self == Door::Untrusted
+    }
+
+    /// The device, for a device's door.
+    pub fn device_id(&self) -> Option<Uuid> {
+        match self {
+            Door::Untrusted => None,
+            Door::Device(id) => Some(*id),
+        }
+    }
+}
+
+/// Whose budget a self-service code counts on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requester {
+    /// A trusted device (valid device token): its own budget, exempt from the account ceiling.
+    Device(Uuid),
+    /// The client network (`/24` IPv4, `/64` IPv6, or `unknown`) of an untrusted request.
+    Network(String),
+}
+
+/// Why a device stopped being trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceRevokeReason {
+    /// The owner revoked it (`DELETE /v1/me/devices/{id}`).
+    Owner,
+    /// The password was reset.
+    PasswordReset,
+    /// The password was changed.
+    PasswordChanged,
+}
+
 /// Why a lock was lifted early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -674,6 +785,9 @@ impl AccountFact {
             Self::SessionEnded { .. } => "SessionEnded",
             Self::FlowStarted { .. } => "FlowStarted",
             Self::CodeIssued { .. } => "CodeIssued",
+            Self::CodeCeilingReached { .. } => "CodeCeilingReached",
+            Self::DeviceTrusted { .. } => "DeviceTrusted",
+            Self::DeviceRevoked { .. } => "DeviceRevoked",
             Self::CodeAttemptFailed { .. } => "CodeAttemptFailed",
             Self::CodeExhausted { .. } => "CodeExhausted",
             Self::CodeExpired { .. } => "CodeExpired",
@@ -785,19 +899,23 @@ mod tests {
                 context: ctx.clone(),
             },
             AccountFact::LoginSucceeded {
+                door: Default::default(),
                 session_id: sid(),
                 context: ctx.clone(),
             },
             AccountFact::LoginFailed {
+                door: Default::default(),
                 reason: LoginFailureReason::WrongPassword,
                 consecutive_failures: 2,
                 context: ctx.clone(),
             },
             AccountFact::LoginRejectedWhileLocked {
+                door: Default::default(),
                 locked_until: at(),
                 context: ctx,
             },
             AccountFact::AccountLocked {
+                door: Default::default(),
                 until: at(),
                 level: 1,
                 failed_attempts: 5,
@@ -806,6 +924,7 @@ mod tests {
                 password_hash: PasswordHash("$argon2id$y".into()),
             },
             AccountFact::SessionStarted {
+                device_id: None,
                 session_id: sid(),
                 token_hash: "h".into(),
                 context: RequestContext::new(None, None, Some("d".into())),
@@ -827,6 +946,7 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::CodeIssued {
+                requester: None,
                 flow_id: sid(),
                 code_id: sid(),
                 channel: Channel::Email,
@@ -894,6 +1014,7 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::PasswordConfirmationFailed {
+                door: Default::default(),
                 action: "change_contact".into(),
                 consecutive_failures: 1,
                 context: RequestContext::default(),
@@ -927,6 +1048,7 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::MfaChallengeIssued {
+                door: Default::default(),
                 challenge_id: sid(),
                 methods: vec!["totp".into()],
                 expires_at: at(),
@@ -940,6 +1062,7 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::SecondFactorFailed {
+                door: Default::default(),
                 challenge_id: None,
                 method: "backup_code".into(),
                 consecutive_failures: 1,
@@ -1163,6 +1286,7 @@ mod tests {
             at: at(),
             prev: ChainLink::default(),
             fact: AccountFact::LoginFailed {
+                door: Default::default(),
                 reason: LoginFailureReason::UnknownIdentifier,
                 consecutive_failures: 3,
                 context: RequestContext::new(Some("198.51.100.1".into()), None, Some("dev".into())),

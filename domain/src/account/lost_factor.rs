@@ -73,6 +73,11 @@ impl Account {
                 expires_at: at + services.codes.ttl,
                 deliverable: self.is_verified(Channel::Sms),
                 context,
+                requester: self
+                    .flows
+                    .get(&flow_id)
+                    .and_then(|f| f.code.as_ref())
+                    .and_then(|c| c.requester.clone()),
             });
         }
         Ok(facts)

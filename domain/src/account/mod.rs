@@ -15,8 +15,8 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, FlowGrant, KeyCheck, MfaProof, NewApiKey, NewWithdrawalAddress, RedeemCode,
-    RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceClaim, DeviceGrant, FlowGrant, KeyCheck, MfaProof, NewApiKey,
+    NewWithdrawalAddress, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
@@ -24,16 +24,17 @@ pub use controls::{
 };
 pub use error::AccountError;
 pub use events::{
-    AccountEvent, AccountFact, ApiScope, CooldownReason, LoginFailureReason, SessionEndReason,
-    UnlockReason, EVENT_VERSION,
+    AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
+    LoginFailureReason, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
+pub use recovery::network_of;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
     AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,
-    WithdrawalAddress, PASSWORD_HISTORY,
+    TrustedDevice, WithdrawalAddress, MAX_TRUSTED_DEVICES, PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

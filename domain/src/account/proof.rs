@@ -53,6 +53,8 @@ pub enum SensitiveAction {
     WithdrawalControls,
     /// Set, change or remove the anti-phishing phrase.
     AntiPhishingPhrase,
+    /// Revoke a trusted device (its own door and code budget go with it).
+    ManageDevices,
 }
 
 /// Whether the password is part of the proof.
@@ -100,7 +102,7 @@ pub struct ProofRule {
 }
 
 /// The proof policy. Every sensitive route reads its row; `README.md` shows the same table.
-pub const PROOF_POLICY: [ProofRule; 11] = [
+pub const PROOF_POLICY: [ProofRule; 12] = [
     ProofRule {
         action: SensitiveAction::AddSecondFactor,
         password: PasswordNeed::Yes,
@@ -202,6 +204,15 @@ pub const PROOF_POLICY: [ProofRule; 11] = [
         refused_while_locked: true,
         afterwards: "notice",
     },
+    ProofRule {
+        action: SensitiveAction::ManageDevices,
+        password: PasswordNeed::No,
+        factor: FactorNeed::No,
+        stepped_up_session: true,
+        enrolled_factor: false,
+        refused_while_locked: true,
+        afterwards: "the device's token stops working; the sessions it opened end",
+    },
 ];
 
 impl SensitiveAction {
@@ -228,6 +239,7 @@ impl SensitiveAction {
             Self::ManageTeam => "manage_team",
             Self::WithdrawalControls => "withdrawal_controls",
             Self::AntiPhishingPhrase => "anti_phishing_phrase",
+            Self::ManageDevices => "manage_devices",
         }
     }
 
@@ -293,7 +305,10 @@ impl Account {
         }
         // A lock refuses these rows too: while locked no session counts as stepped up (and
         // `StepUp` itself answers with the lock).
-        let locked = rule.refused_while_locked && self.lock_at(at).is_some();
+        let locked = rule.refused_while_locked
+            && self
+                .door_lock_at(self.session_door(session_id, at), at)
+                .is_some();
         let stepped_up =
             !locked && session_id.is_some_and(|s| self.is_stepped_up(s, at, sessions.step_up));
         if rule.stepped_up_session && !stepped_up {
@@ -347,12 +362,16 @@ impl Account {
             (true, Some(password)) => Some(password),
             (true, None) => return Err(AccountError::WrongPassword),
         };
+        // A session's proofs go through the door of the device it signed in through, so a
+        // stolen session's wrong guesses lock that device's door, not the owner's other doors.
+        let door = self.session_door(proof.session_id, at);
         if rule.refused_while_locked {
-            if let Some(lock) = self.lock_at(at) {
+            if let Some(lock) = self.door_lock_at(door, at) {
                 return Ok(Proved::Refused(vec![
                     AccountFact::LoginRejectedWhileLocked {
                         locked_until: lock.until,
                         context: context.clone(),
+                        door,
                     },
                 ]));
             }
@@ -363,13 +382,17 @@ impl Account {
                 .verify(password, self.password_hash.as_ref())
                 .await
             {
-                return Ok(Proved::Refused(self.count_failure(at, services, |n| {
-                    AccountFact::PasswordConfirmationFailed {
+                return Ok(Proved::Refused(self.count_failure(
+                    at,
+                    services,
+                    door,
+                    |n| AccountFact::PasswordConfirmationFailed {
                         action: action.as_str().to_string(),
                         consecutive_failures: n,
                         context: context.clone(),
-                    }
-                })));
+                        door,
+                    },
+                )));
             }
         }
         match factor {
@@ -379,7 +402,7 @@ impl Account {
                     None,
                     factor,
                     at,
-                    context.clone(),
+                    (context.clone(), door),
                     services,
                 ))),
                 Some(proven) => Ok(Proved::Accepted(self.verified(

@@ -13,7 +13,10 @@ use crate::policy::codes::{Channel, FlowKind, IssueRefusal};
 
 use super::commands::{CodeAction, CodeGrant, RedeemCode, StartFlow};
 use super::error::AccountError;
-use super::events::{AccountFact, CooldownReason, SessionEndReason, UnlockReason};
+use super::events::{
+    AccountFact, CooldownReason, DeviceRevokeReason, Door, Requester, SessionEndReason,
+    UnlockReason,
+};
 use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::{Account, AccountStatus, CodeStatus};
@@ -25,10 +28,8 @@ impl Account {
         cmd: StartFlow,
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
-        services
-            .codes
-            .may_issue(cmd.at, None, &self.recent_code_issues)
-            .map_err(refused)?;
+        let requester = self.requester(self.door_for(cmd.device.as_ref(), cmd.at), &cmd.context);
+        let ceiling = self.check_code_budget(cmd.at, None, &requester, services)?;
         // A lost-second-factor request while a case is under review or approved leaves that case
         // alone: the new flow looks like any other, but its code goes nowhere, so it never
         // progresses. The owner hears of it, at most once a day.
@@ -66,11 +67,12 @@ impl Account {
                 channel,
                 deliverable && set_aside.is_none(),
                 cmd.at,
-                cmd.context,
+                (cmd.context, requester),
                 services,
             ),
         ];
         facts.extend(set_aside);
+        facts.extend(ceiling);
         Ok(facts)
     }
 
@@ -97,10 +99,12 @@ impl Account {
                 return Err(AccountError::ChannelNotAllowed);
             }
         }
-        services
-            .codes
-            .may_issue(at, Some(current.issued_at), &self.recent_code_issues)
-            .map_err(refused)?;
+        // A resend counts on the budget of the request that started the flow.
+        let requester = current
+            .requester
+            .clone()
+            .unwrap_or_else(|| self.requester(Door::Untrusted, &context));
+        let ceiling = self.check_code_budget(at, Some(current.issued_at), &requester, services)?;
         let set_aside = self
             .recovery_flows
             .get(&flow_id)
@@ -123,15 +127,17 @@ impl Account {
                 (channel, self.usable_for_recovery(channel))
             }
         };
-        Ok(vec![self.code_issued(
+        let mut facts = vec![self.code_issued(
             flow_id,
             code,
             channel,
             deliverable,
             at,
-            context,
+            (context, requester),
             services,
-        )])
+        )];
+        facts.extend(ceiling);
+        Ok(facts)
     }
 
     /// `RedeemCode`: checks the code and, when it is right, does what the flow is for.
@@ -312,7 +318,8 @@ impl Account {
             }
         }));
         facts.extend(self.revoke_every_api_key(&context));
-        if self.lock_at(at).is_some() || self.consecutive_failures > 0 || self.lock_level > 0 {
+        facts.extend(self.revoke_devices(DeviceRevokeReason::PasswordReset, None, &context));
+        if self.any_door_failing(at) {
             facts.push(AccountFact::AccountUnlocked {
                 reason: UnlockReason::PasswordReset,
                 context,
@@ -382,7 +389,10 @@ impl Account {
                 channel,
                 !cmd.unavailable,
                 cmd.at,
-                cmd.context,
+                (
+                    cmd.context.clone(),
+                    self.requester(Door::Untrusted, &cmd.context),
+                ),
                 services,
             ),
         ]);
@@ -446,6 +456,9 @@ impl Account {
                     context: cmd.context.clone(),
                 }),
         );
+        // The device that changed it stays trusted; every other one ends, like the sessions.
+        let keep = self.sessions.get(&cmd.session_id).and_then(|s| s.device_id);
+        facts.extend(self.revoke_devices(DeviceRevokeReason::PasswordChanged, keep, &cmd.context));
         facts.extend(self.cooldown(CooldownReason::PasswordChanged, cmd.at, services));
         Ok(facts)
     }
@@ -545,7 +558,7 @@ impl Account {
         channel: Channel,
         deliverable: bool,
         at: DateTime<Utc>,
-        context: RequestContext,
+        (context, requester): (RequestContext, Requester),
         services: &AccountServices,
     ) -> AccountFact {
         AccountFact::CodeIssued {
@@ -556,7 +569,92 @@ impl Account {
             expires_at: at + services.codes.ttl,
             deliverable,
             context,
+            requester: Some(requester),
         }
+    }
+
+    /// Every trusted device but `keep` stops being trusted.
+    pub(super) fn revoke_devices(
+        &self,
+        reason: DeviceRevokeReason,
+        keep: Option<Uuid>,
+        context: &RequestContext,
+    ) -> Vec<AccountFact> {
+        self.devices
+            .keys()
+            .filter(|id| Some(**id) != keep)
+            .map(|device_id| AccountFact::DeviceRevoked {
+                device_id: *device_id,
+                reason,
+                context: context.clone(),
+            })
+            .collect()
+    }
+
+    /// Whose code budget a request through `door` counts on: a trusted device's own, or the
+    /// client network's.
+    pub(super) fn requester(&self, door: Door, context: &RequestContext) -> Requester {
+        match door {
+            Door::Device(id) => Requester::Device(id),
+            Door::Untrusted => Requester::Network(network_of(context.ip.as_deref())),
+        }
+    }
+
+    /// Checks the requester's hourly budget and, for an untrusted requester, the account's
+    /// ceiling. `Ok` carries `CodeCeilingReached` when this code reaches the ceiling.
+    pub(super) fn check_code_budget(
+        &self,
+        at: DateTime<Utc>,
+        flow_last_issued: Option<DateTime<Utc>>,
+        requester: &Requester,
+        services: &AccountServices,
+    ) -> Result<Option<AccountFact>, AccountError> {
+        let mine: Vec<DateTime<Utc>> = self
+            .recent_codes_by_requester
+            .iter()
+            .filter(|(_, r)| r == requester)
+            .map(|(t, _)| *t)
+            .collect();
+        services
+            .codes
+            .may_issue(at, flow_last_issued, &mine)
+            .map_err(refused)?;
+        if matches!(requester, Requester::Device(_)) {
+            return Ok(None);
+        }
+        let reached = services
+            .codes
+            .within_ceiling(at, &self.recent_code_issues)
+            .map_err(refused)?;
+        Ok(reached.then(|| {
+            let hour_ago = at - chrono::Duration::hours(1);
+            let counted: Vec<DateTime<Utc>> = self
+                .recent_code_issues
+                .iter()
+                .copied()
+                .filter(|t| *t > hour_ago)
+                .collect();
+            AccountFact::CodeCeilingReached {
+                issued: u32::try_from(counted.len() + 1).unwrap_or(u32::MAX),
+                until: counted.iter().min().copied().unwrap_or(at) + chrono::Duration::hours(1),
+            }
+        }))
+    }
+}
+
+/// The network a client address belongs to, as a requester key: `/24` for IPv4, `/64` for
+/// IPv6, `unknown` without a (parsable) address.
+pub fn network_of(ip: Option<&str>) -> String {
+    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".to_string(),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::policy::lockout::FailureOutcome;
 
 use super::commands::{CompleteMfa, KeyCheck, MfaProof, SessionGrant};
 use super::error::AccountError;
-use super::events::{AccountFact, CooldownReason};
+use super::events::{AccountFact, CooldownReason, Door};
 use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::Account;
@@ -49,6 +49,7 @@ impl Account {
         challenge_id: Uuid,
         at: DateTime<Utc>,
         context: RequestContext,
+        door: Door,
     ) -> AccountFact {
         let mut methods = Vec::with_capacity(3);
         if self.has_totp() {
@@ -65,6 +66,7 @@ impl Account {
             methods,
             expires_at: at + MFA_CHALLENGE_TTL,
             context,
+            door,
         }
     }
 
@@ -145,11 +147,17 @@ impl Account {
             .get(&cmd.challenge_id)
             .filter(|c| !c.used && now < c.expires_at)
             .ok_or(AccountError::ChallengeInvalid)?;
-        let _ = challenge;
-        if let Some(lock) = self.lock_at(now) {
+        // The factor step goes through the door of the password step (a device that was
+        // revoked meanwhile leaves it on the untrusted door).
+        let door = match challenge.door {
+            Door::Device(id) if self.devices.contains_key(&id) => challenge.door,
+            _ => Door::Untrusted,
+        };
+        if let Some(lock) = self.door_lock_at(door, now) {
             return Ok(vec![AccountFact::LoginRejectedWhileLocked {
                 locked_until: lock.until,
                 context: cmd.context,
+                door,
             }]);
         }
         match self.check_proof(&cmd.proof) {
@@ -157,12 +165,12 @@ impl Account {
                 Some(cmd.challenge_id),
                 &cmd.proof,
                 now,
-                cmd.context,
+                (cmd.context, door),
                 services,
             )),
             Some(proven) => {
                 let mut facts = self.verified(Some(cmd.challenge_id), proven, cmd.context.clone());
-                facts.extend(self.open_session(cmd.grant, cmd.context, now, services));
+                facts.extend(self.open_session(cmd.grant, cmd.context, now, door, services));
                 // Signing in does not step a session up: only an explicit `StepUp` does, so a
                 // stolen session token is never already good for the sensitive changes.
                 Ok(facts)
@@ -367,7 +375,7 @@ impl Account {
         challenge_id: Option<Uuid>,
         proof: &MfaProof,
         at: DateTime<Utc>,
-        context: RequestContext,
+        (context, door): (RequestContext, Door),
         services: &AccountServices,
     ) -> Vec<AccountFact> {
         let mut facts = Vec::with_capacity(3);
@@ -392,7 +400,7 @@ impl Account {
             challenge_id,
             proof.method(),
             at,
-            context,
+            (context, door),
             services,
         ));
         facts
@@ -459,31 +467,36 @@ impl Account {
         challenge_id: Option<Uuid>,
         method: &str,
         at: DateTime<Utc>,
-        context: RequestContext,
+        (context, door): (RequestContext, Door),
         services: &AccountServices,
     ) -> Vec<AccountFact> {
-        self.count_failure(at, services, |consecutive_failures| {
+        self.count_failure(at, services, door, |consecutive_failures| {
             AccountFact::SecondFactorFailed {
                 challenge_id,
                 method: method.to_string(),
                 consecutive_failures,
                 context,
+                door,
             }
         })
     }
 
-    /// A failed sign-in step (password or second factor): the failure fact built by `failed`
-    /// with the count the lockout policy decides, and the lock when the threshold is reached.
+    /// A failed sign-in step (password or second factor) through `door`: the failure fact built
+    /// by `failed` with the count that door's lockout policy decides, and the door's lock when
+    /// its threshold is reached. Other doors are untouched.
     pub(super) fn count_failure(
         &self,
         at: DateTime<Utc>,
         services: &AccountServices,
+        door: Door,
         failed: impl FnOnce(u32) -> AccountFact,
     ) -> Vec<AccountFact> {
-        let outcome =
-            services
-                .lockout
-                .after_failure(self.consecutive_failures, self.lock_level, at);
+        let policy = match door {
+            Door::Untrusted => &services.lockout,
+            Door::Device(_) => &services.devices.lockout,
+        };
+        let (failures, level, _) = self.door_state(door);
+        let outcome = policy.after_failure(failures, level, at);
         let consecutive = match &outcome {
             FailureOutcome::Counted { consecutive } | FailureOutcome::Lock { consecutive, .. } => {
                 *consecutive
@@ -500,18 +513,21 @@ impl Account {
                 until,
                 level,
                 failed_attempts: consecutive,
+                door,
             });
         }
         facts
     }
 
-    /// The facts of a completed sign-in: evictions beyond the session cap, the success, the
-    /// new session.
+    /// The facts of a completed sign-in through `door`: evictions beyond the session cap, the
+    /// success, the new session, and the device trusted (a trusted device keeps its id and gets
+    /// a renewed token; any other sign-in trusts a new device).
     pub(super) fn open_session(
         &self,
         grant: SessionGrant,
         context: RequestContext,
         now: DateTime<Utc>,
+        door: Door,
         services: &AccountServices,
     ) -> Vec<AccountFact> {
         let policy = &services.sessions;
@@ -528,14 +544,23 @@ impl Account {
         facts.push(AccountFact::LoginSucceeded {
             session_id: grant.session_id,
             context: context.clone(),
+            door,
         });
+        let device_id = door.device_id().unwrap_or(grant.device.device_id);
         let expires_at = now + policy.absolute;
+        facts.push(AccountFact::DeviceTrusted {
+            device_id,
+            token_hash: grant.device.token_hash,
+            expires_at: now + services.devices.ttl,
+            context: context.clone(),
+        });
         facts.push(AccountFact::SessionStarted {
             session_id: grant.session_id,
             token_hash: grant.token_hash,
             context,
             expires_at,
             idle_expires_at: (now + policy.idle).min(expires_at),
+            device_id: Some(device_id),
         });
         facts
     }

@@ -2,15 +2,19 @@
 use std::sync::Arc;
 
 use crate::password::PasswordHasher;
-use crate::policy::{CodePolicy, ContactPolicy, CooldownPolicy, LockoutPolicy, SessionPolicy};
+use crate::policy::{
+    CodePolicy, ContactPolicy, CooldownPolicy, DevicePolicy, LockoutPolicy, SessionPolicy,
+};
 
 /// Injected into every command: the password hasher and the policies in force.
 #[derive(Clone)]
 pub struct AccountServices {
     /// Argon2 in production, a fast fake in unit tests.
     pub hasher: Arc<dyn PasswordHasher>,
-    /// Lockout thresholds and durations.
+    /// Lockout thresholds and durations of the untrusted door.
     pub lockout: LockoutPolicy,
+    /// Trusted devices: how long they stay trusted, and their own doors' lockout.
+    pub devices: DevicePolicy,
     /// Session lifetimes.
     pub sessions: SessionPolicy,
     /// One-time code limits.

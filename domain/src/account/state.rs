@@ -13,7 +13,8 @@ use crate::password::PasswordHash;
 use crate::policy::codes::{Channel, FlowKind};
 use crate::policy::SessionPolicy;
 
-use super::events::{AccountEvent, AccountFact};
+use super::commands::DeviceClaim;
+use super::events::{AccountEvent, AccountFact, Door, Requester};
 
 /// Lifecycle of an aggregate id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +57,32 @@ pub struct Session {
     /// stops counting once a factor is enrolled.
     #[serde(default)]
     pub stepped_up_with_password: bool,
+    /// The trusted device it signed in through (its door counts this session's wrong proofs).
+    #[serde(default)]
+    pub device_id: Option<Uuid>,
 }
+
+/// A device trusted by a sign-in, with its own door (failure count and lock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedDevice {
+    /// SHA-256 (hex) of its token's secret.
+    pub token_hash: String,
+    /// When it was (last) trusted.
+    pub trusted_at: DateTime<Utc>,
+    /// When the trust ends unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// Where it signed in from when (last) trusted.
+    pub context: RequestContext,
+    /// Consecutive failures through its door.
+    pub failures: u32,
+    /// Ordinal of its door's last lock since its last success.
+    pub lock_level: u32,
+    /// Its door's lock.
+    pub lock: Option<Lock>,
+}
+
+/// Most devices trusted at once; trusting one more forgets the longest-unrenewed one.
+pub const MAX_TRUSTED_DEVICES: usize = 10;
 
 impl Session {
     /// Whether the session is still usable at `now`.
@@ -119,6 +145,9 @@ pub struct IssuedCode {
     pub attempts: u32,
     /// Status.
     pub status: CodeStatus,
+    /// Whose budget it counted on (a resend counts on the same).
+    #[serde(default)]
+    pub requester: Option<Requester>,
 }
 
 /// A contact the owner asked for, waiting for its verification code.
@@ -190,6 +219,9 @@ pub struct MfaChallenge {
     pub expires_at: DateTime<Utc>,
     /// Answered already.
     pub used: bool,
+    /// The door the password step came through.
+    #[serde(default)]
+    pub door: Door,
 }
 
 /// Where a lost-second-factor recovery stands.
@@ -335,6 +367,12 @@ pub struct Account {
     /// When the owner was last told that another account tried to take an identifier.
     #[serde(default)]
     pub(super) identifier_claim_noticed_at: Option<DateTime<Utc>>,
+    /// Devices trusted by a sign-in, each with its own door.
+    #[serde(default)]
+    pub(super) devices: BTreeMap<Uuid, TrustedDevice>,
+    /// Issue times and requesters of the codes of the past hour (each requester's budget).
+    #[serde(default)]
+    pub(super) recent_codes_by_requester: Vec<(DateTime<Utc>, Requester)>,
 }
 
 /// An API key.
@@ -385,14 +423,104 @@ impl Account {
         self.status
     }
 
-    /// The lock in force at `now`, if any.
+    /// The lock of the untrusted door in force at `now`, if any.
     pub fn lock_at(&self, now: DateTime<Utc>) -> Option<Lock> {
-        self.lock.filter(|l| now < l.until)
+        self.door_lock_at(Door::Untrusted, now)
     }
 
-    /// Consecutive failures counted toward the next lock.
+    /// The lock of `door` in force at `now`, if any.
+    pub fn door_lock_at(&self, door: Door, now: DateTime<Utc>) -> Option<Lock> {
+        self.door_state(door).2.filter(|l| now < l.until)
+    }
+
+    /// Consecutive failures counted toward the untrusted door's next lock.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
+    }
+
+    /// A door's failures so far, its lock level and its lock (a door of a device no longer
+    /// trusted has none).
+    pub(super) fn door_state(&self, door: Door) -> (u32, u32, Option<Lock>) {
+        match door {
+            Door::Untrusted => (self.consecutive_failures, self.lock_level, self.lock),
+            Door::Device(id) => self
+                .devices
+                .get(&id)
+                .map_or((0, 0, None), |d| (d.failures, d.lock_level, d.lock)),
+        }
+    }
+
+    /// Whether any door counts failures or is (or was, since its last success) locked.
+    pub(super) fn any_door_failing(&self, now: DateTime<Utc>) -> bool {
+        let failing = |(failures, level, lock): (u32, u32, Option<Lock>)| {
+            failures > 0 || level > 0 || lock.is_some_and(|l| now < l.until)
+        };
+        failing(self.door_state(Door::Untrusted))
+            || self
+                .devices
+                .values()
+                .any(|d| failing((d.failures, d.lock_level, d.lock)))
+    }
+
+    /// The door a request presenting `claim` goes through: the device's own door when the
+    /// claim names a device this account trusts at `now` with the matching token, otherwise the
+    /// untrusted door (a revoked, expired or foreign token is no token at all).
+    pub fn door_for(&self, claim: Option<&DeviceClaim>, now: DateTime<Utc>) -> Door {
+        claim
+            .and_then(|c| {
+                self.devices
+                    .get(&c.device_id)
+                    .filter(|d| now < d.expires_at)
+                    .filter(|d| bool::from(d.token_hash.as_bytes().ct_eq(c.token_hash.as_bytes())))
+                    .map(|_| Door::Device(c.device_id))
+            })
+            .unwrap_or(Door::Untrusted)
+    }
+
+    /// The door a session's proofs go through: the device it signed in through, while trusted.
+    pub fn session_door(&self, session_id: Option<Uuid>, now: DateTime<Utc>) -> Door {
+        session_id
+            .and_then(|s| self.sessions.get(&s))
+            .and_then(|s| s.device_id)
+            .filter(|id| self.devices.get(id).is_some_and(|d| now < d.expires_at))
+            .map_or(Door::Untrusted, Door::Device)
+    }
+
+    /// Devices trusted at `now`.
+    pub fn trusted_devices(&self, now: DateTime<Utc>) -> Vec<(Uuid, &TrustedDevice)> {
+        self.devices
+            .iter()
+            .filter(|(_, d)| now < d.expires_at)
+            .map(|(id, d)| (*id, d))
+            .collect()
+    }
+
+    fn reset_door(&mut self, door: Door) {
+        match door {
+            Door::Untrusted => {
+                self.consecutive_failures = 0;
+                self.lock_level = 0;
+                self.lock = None;
+            }
+            Door::Device(id) => {
+                if let Some(d) = self.devices.get_mut(&id) {
+                    d.failures = 0;
+                    d.lock_level = 0;
+                    d.lock = None;
+                }
+            }
+        }
+    }
+
+    fn set_door_failures(&mut self, door: Door, failures: u32) {
+        match door {
+            Door::Untrusted => self.consecutive_failures = failures,
+            Door::Device(id) => {
+                if let Some(d) = self.devices.get_mut(&id) {
+                    d.failures = failures;
+                }
+            }
+        }
     }
 
     /// Whether a reset flow proved its code but lacked the second factor, and its code still
@@ -662,6 +790,9 @@ impl Account {
         self.recovery_flows.retain(|id, _| flows.contains_key(id));
         let hour_ago = event.at - chrono::Duration::hours(1);
         self.recent_code_issues.retain(|t| *t > hour_ago);
+        self.recent_codes_by_requester
+            .retain(|(t, _)| *t > hour_ago);
+        self.devices.retain(|_, d| event.at < d.expires_at);
         self.challenges
             .retain(|_, c| c.expires_at > event.at && !c.used);
         match &event.fact {
@@ -680,26 +811,73 @@ impl Account {
             AccountFact::IdentifierClaimAttempted { .. } => {
                 self.identifier_claim_noticed_at = Some(event.at);
             }
-            AccountFact::LoginSucceeded { .. } => {
-                self.consecutive_failures = 0;
-                self.lock_level = 0;
-                self.lock = None;
-            }
+            AccountFact::LoginSucceeded { door, .. } => self.reset_door(*door),
             AccountFact::LoginFailed {
                 consecutive_failures,
+                door,
                 ..
             } => {
                 if self.status == AccountStatus::New {
                     self.status = AccountStatus::Unregistered;
                 }
-                self.consecutive_failures = *consecutive_failures;
+                self.set_door_failures(*door, *consecutive_failures);
             }
             AccountFact::LoginRejectedWhileLocked { .. } => {}
-            AccountFact::AccountLocked { until, level, .. } => {
-                self.lock = Some(Lock { until: *until });
-                self.lock_level = *level;
+            AccountFact::AccountLocked {
+                until, level, door, ..
+            } => {
+                let lock = Some(Lock { until: *until });
                 // The count restarts once the lock ends; the level remembers repeated locks.
-                self.consecutive_failures = 0;
+                match door {
+                    Door::Untrusted => {
+                        self.lock = lock;
+                        self.lock_level = *level;
+                        self.consecutive_failures = 0;
+                    }
+                    Door::Device(id) => {
+                        if let Some(d) = self.devices.get_mut(id) {
+                            d.lock = lock;
+                            d.lock_level = *level;
+                            d.failures = 0;
+                        }
+                    }
+                }
+            }
+            AccountFact::CodeCeilingReached { .. } => {}
+            AccountFact::DeviceTrusted {
+                device_id,
+                token_hash,
+                expires_at,
+                context,
+            } => {
+                if !self.devices.contains_key(device_id)
+                    && self.devices.len() >= MAX_TRUSTED_DEVICES
+                {
+                    let oldest = self
+                        .devices
+                        .iter()
+                        .min_by_key(|(_, d)| d.trusted_at)
+                        .map(|(id, _)| *id);
+                    if let Some(oldest) = oldest {
+                        self.devices.remove(&oldest);
+                    }
+                }
+                let device = self.devices.entry(*device_id).or_insert(TrustedDevice {
+                    token_hash: String::new(),
+                    trusted_at: event.at,
+                    expires_at: *expires_at,
+                    context: context.clone(),
+                    failures: 0,
+                    lock_level: 0,
+                    lock: None,
+                });
+                device.token_hash = token_hash.clone();
+                device.trusted_at = event.at;
+                device.expires_at = *expires_at;
+                device.context = context.clone();
+            }
+            AccountFact::DeviceRevoked { device_id, .. } => {
+                self.devices.remove(device_id);
             }
             AccountFact::PasswordRehashed { password_hash } => {
                 self.password_hash = Some(password_hash.clone());
@@ -710,6 +888,7 @@ impl Account {
                 context,
                 expires_at,
                 idle_expires_at,
+                device_id,
             } => {
                 self.sessions.insert(
                     *session_id,
@@ -721,6 +900,7 @@ impl Account {
                         context: context.clone(),
                         stepped_up_at: None,
                         stepped_up_with_password: false,
+                        device_id: *device_id,
                     },
                 );
             }
@@ -768,9 +948,18 @@ impl Account {
                 channel,
                 verifier,
                 expires_at,
+                requester,
                 ..
             } => {
-                self.recent_code_issues.push(event.at);
+                // Codes of trusted devices count on their own budget only; every other code
+                // also counts toward the account's ceiling.
+                if !matches!(requester, Some(Requester::Device(_))) {
+                    self.recent_code_issues.push(event.at);
+                }
+                if let Some(requester) = requester {
+                    self.recent_codes_by_requester
+                        .push((event.at, requester.clone()));
+                }
                 self.fold_code_issued(
                     *flow_id,
                     IssuedCode {
@@ -781,6 +970,7 @@ impl Account {
                         expires_at: *expires_at,
                         attempts: 0,
                         status: CodeStatus::Active,
+                        requester: requester.clone(),
                     },
                 )
             }
@@ -861,9 +1051,12 @@ impl Account {
                 }
             }
             AccountFact::AccountUnlocked { .. } => {
-                self.lock = None;
-                self.lock_level = 0;
-                self.consecutive_failures = 0;
+                self.reset_door(Door::Untrusted);
+                for device in self.devices.values_mut() {
+                    device.failures = 0;
+                    device.lock_level = 0;
+                    device.lock = None;
+                }
             }
             AccountFact::HighRiskCooldownStarted { until, reason } => {
                 self.cooldowns.retain(|(end, _)| *end > event.at);
@@ -898,6 +1091,7 @@ impl Account {
             AccountFact::MfaChallengeIssued {
                 challenge_id,
                 expires_at,
+                door,
                 ..
             } => {
                 self.challenges.insert(
@@ -905,6 +1099,7 @@ impl Account {
                     MfaChallenge {
                         expires_at: *expires_at,
                         used: false,
+                        door: *door,
                     },
                 );
             }
@@ -927,12 +1122,14 @@ impl Account {
             }
             AccountFact::SecondFactorFailed {
                 consecutive_failures,
+                door,
                 ..
             }
             | AccountFact::PasswordConfirmationFailed {
                 consecutive_failures,
+                door,
                 ..
-            } => self.consecutive_failures = *consecutive_failures,
+            } => self.set_door_failures(*door, *consecutive_failures),
             AccountFact::SecondFactorRemoved { .. } => {
                 self.totp = None;
                 self.backup_codes.clear();

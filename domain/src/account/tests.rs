@@ -20,6 +20,8 @@ type AccountTestFramework = TestFramework<Account>;
 mod cases;
 /// Verified contacts, claims released.
 mod contacts;
+/// Two doors and code budgets per requester.
+mod doors;
 /// One test per row of `PROOF_POLICY`.
 mod proof_policy;
 
@@ -53,6 +55,7 @@ const PASSWORD: &str = "correct horse battery";
 
 fn services() -> AccountServices {
     AccountServices {
+        devices: Default::default(),
         hasher: Arc::new(FakeHasher),
         lockout: LockoutPolicy::default(),
         sessions: SessionPolicy::default(),
@@ -119,6 +122,7 @@ fn failed(at: DateTime<Utc>, n: u32) -> (DateTime<Utc>, AccountFact) {
     (
         at,
         AccountFact::LoginFailed {
+            door: Default::default(),
             reason: LoginFailureReason::WrongPassword,
             consecutive_failures: n,
             context: ctx(),
@@ -130,6 +134,7 @@ fn locked(at: DateTime<Utc>, until: DateTime<Utc>, level: u32) -> (DateTime<Utc>
     (
         at,
         AccountFact::AccountLocked {
+            door: Default::default(),
             until,
             level,
             failed_attempts: 5,
@@ -138,6 +143,15 @@ fn locked(at: DateTime<Utc>, until: DateTime<Utc>, level: u32) -> (DateTime<Utc>
 }
 
 fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
+    started_on(at, id, None)
+}
+
+/// A session opened at `at` through the trusted device `device_id` (`None`: before devices).
+fn started_on(
+    at: DateTime<Utc>,
+    id: Uuid,
+    device_id: Option<Uuid>,
+) -> (DateTime<Utc>, AccountFact) {
     (
         at,
         AccountFact::SessionStarted {
@@ -146,15 +160,34 @@ fn started(at: DateTime<Utc>, id: Uuid) -> (DateTime<Utc>, AccountFact) {
             context: ctx(),
             expires_at: at + Duration::hours(12),
             idle_expires_at: at + Duration::minutes(30),
+            device_id,
         },
     )
 }
 
+/// What a sign-in through the untrusted door opens: the device trusted, then the session.
+fn signed_in(at: DateTime<Utc>, id: Uuid) -> Vec<AccountFact> {
+    vec![
+        AccountFact::DeviceTrusted {
+            device_id: Uuid::nil(),
+            token_hash: "device-hash".into(),
+            expires_at: at + Duration::days(180),
+            context: ctx(),
+        },
+        started_on(at, id, Some(Uuid::nil())).1,
+    ]
+}
+
 fn login(password: &str, at: DateTime<Utc>, session: Uuid) -> AccountCommand {
     AccountCommand::AttemptLogin(AttemptLogin {
+        device: None,
         lookup: None,
         password: SecretString::from(password.to_string()),
         grant: SessionGrant {
+            device: crate::account::DeviceGrant {
+                device_id: Uuid::nil(),
+                token_hash: "device-hash".into(),
+            },
             session_id: session,
             token_hash: format!("hash-{session}"),
         },
@@ -280,10 +313,12 @@ fn test_attempt_login_success_opens_session() {
         facts,
         vec![
             AccountFact::LoginSucceeded {
+                door: Default::default(),
                 session_id: sid(1),
                 context: ctx()
             },
-            started(t(1), sid(1)).1,
+            signed_in(t(1), sid(1))[0].clone(),
+            signed_in(t(1), sid(1))[1].clone(),
         ]
     );
 }
@@ -319,6 +354,7 @@ fn test_attempt_login_while_locked_is_refused_without_checking_password() {
     assert_eq!(
         facts,
         vec![AccountFact::LoginRejectedWhileLocked {
+            door: Default::default(),
             locked_until: t(17),
             context: ctx()
         }]
@@ -332,6 +368,7 @@ fn test_attempt_login_after_lock_expiry_succeeds() {
     assert_eq!(
         facts[0],
         AccountFact::LoginSucceeded {
+            door: Default::default(),
             session_id: sid(1),
             context: ctx()
         }
@@ -357,6 +394,7 @@ fn test_attempt_login_success_resets_failures_and_level() {
         (
             t(20),
             AccountFact::LoginSucceeded {
+                door: Default::default(),
                 session_id: sid(9),
                 context: ctx(),
             },
@@ -379,6 +417,7 @@ fn test_attempt_login_unknown_identifier_fails_and_locks_identically() {
             (
                 t(1),
                 AccountFact::LoginFailed {
+                    door: Default::default(),
                     reason: LoginFailureReason::UnknownIdentifier,
                     consecutive_failures: n,
                     context: ctx(),
@@ -391,6 +430,7 @@ fn test_attempt_login_unknown_identifier_fails_and_locks_identically() {
         facts,
         vec![
             AccountFact::LoginFailed {
+                door: Default::default(),
                 reason: LoginFailureReason::UnknownIdentifier,
                 consecutive_failures: 5,
                 context: ctx()
@@ -635,6 +675,7 @@ mod recovery {
 
     fn start(kind: FlowKind, channel: Option<Channel>, at: DateTime<Utc>) -> AccountCommand {
         AccountCommand::StartFlow(StartFlow {
+            device: None,
             grant: FlowGrant {
                 flow_id: flow_id(),
                 code: grant(1),
@@ -664,6 +705,7 @@ mod recovery {
 
     fn code_issued(n: u128, channel: Channel, at: DateTime<Utc>) -> AccountFact {
         AccountFact::CodeIssued {
+            requester: Some(Requester::Network("192.0.2.0/24".into())),
             flow_id: flow_id(),
             code_id: grant(n).code_id,
             channel,
@@ -948,6 +990,7 @@ mod recovery {
         given.push((
             t(6),
             AccountFact::CodeIssued {
+                requester: None,
                 flow_id: sid(200),
                 code_id: sid(201),
                 channel: Channel::Email,
@@ -1109,6 +1152,7 @@ mod contact_change {
                 change("wrong password here", "new-lookup")
             ),
             Ok(vec![AccountFact::PasswordConfirmationFailed {
+                door: Default::default(),
                 action: "change_contact".into(),
                 consecutive_failures: 1,
                 context: ctx(),
@@ -1189,9 +1233,14 @@ mod contact_change {
         ));
         let attempt = |lookup: &str| {
             AccountCommand::AttemptLogin(AttemptLogin {
+                device: None,
                 lookup: Some(lookup.into()),
                 password: SecretString::from(PASSWORD.to_string()),
                 grant: SessionGrant {
+                    device: crate::account::DeviceGrant {
+                        device_id: Uuid::nil(),
+                        token_hash: "device-hash".into(),
+                    },
                     session_id: sid(9),
                     token_hash: "h".into(),
                 },
@@ -1242,6 +1291,7 @@ mod second_factor {
         given.push((
             t(1),
             AccountFact::MfaChallengeIssued {
+                door: Default::default(),
                 challenge_id: sid(50),
                 methods: vec!["totp".into(), "backup_code".into()],
                 expires_at: t(6),
@@ -1256,6 +1306,10 @@ mod second_factor {
             challenge_id: sid(50),
             proof,
             grant: SessionGrant {
+                device: crate::account::DeviceGrant {
+                    device_id: Uuid::nil(),
+                    token_hash: "device-hash".into(),
+                },
                 session_id: sid(51),
                 token_hash: "h51".into(),
             },
@@ -1276,6 +1330,7 @@ mod second_factor {
         assert_eq!(
             facts,
             vec![AccountFact::MfaChallengeIssued {
+                door: Default::default(),
                 challenge_id: sid(50),
                 methods: vec!["totp".into(), "backup_code".into()],
                 expires_at: t(1) + MFA_CHALLENGE_TTL,
@@ -1323,6 +1378,7 @@ mod second_factor {
             given.push((
                 t(2),
                 AccountFact::SecondFactorFailed {
+                    door: Default::default(),
                     challenge_id: Some(sid(50)),
                     method: "totp".into(),
                     consecutive_failures: n,
@@ -1360,6 +1416,7 @@ mod second_factor {
         given.push((
             t(3),
             AccountFact::MfaChallengeIssued {
+                door: Default::default(),
                 challenge_id: sid(50),
                 methods: vec![],
                 expires_at: t(8),
@@ -1381,6 +1438,7 @@ mod second_factor {
         assert_eq!(
             run(enrolled(10), remove("not the password", 11, t(2))),
             Ok(vec![AccountFact::PasswordConfirmationFailed {
+                door: Default::default(),
                 action: "remove_second_factor".into(),
                 consecutive_failures: 1,
                 context: ctx(),
@@ -1470,6 +1528,7 @@ mod lost_factor {
         given.push((
             t(1),
             AccountFact::CodeIssued {
+                requester: None,
                 flow_id: flow(),
                 code_id: code(0).code_id,
                 channel: Channel::Email,
@@ -1686,6 +1745,7 @@ mod security_keys {
         given.push((
             t(1),
             AccountFact::MfaChallengeIssued {
+                door: Default::default(),
                 challenge_id: sid(60),
                 methods: vec!["security_key".into()],
                 expires_at: t(6),
@@ -1703,6 +1763,10 @@ mod security_keys {
                 check,
             },
             grant: SessionGrant {
+                device: crate::account::DeviceGrant {
+                    device_id: Uuid::nil(),
+                    token_hash: "device-hash".into(),
+                },
                 session_id: sid(61),
                 token_hash: "h".into(),
             },
@@ -1785,6 +1849,7 @@ mod security_keys {
         assert_eq!(
             run(vec![registered()], register("not the password", "key-1")),
             Ok(vec![AccountFact::PasswordConfirmationFailed {
+                door: Default::default(),
                 action: "add_second_factor".into(),
                 consecutive_failures: 1,
                 context: ctx(),

@@ -146,8 +146,12 @@ pub struct CodePolicy {
     pub max_attempts: u32,
     /// Least time between two codes of one flow (resend).
     pub resend_cooldown: Duration,
-    /// Most codes issued to one account within an hour, all flows together.
+    /// Most codes issued within an hour to one account for one requester (a trusted device,
+    /// or the client network of untrusted requests), all flows together.
     pub max_per_hour: u32,
+    /// Most codes issued within an hour to one account for untrusted requesters together (the
+    /// hard ceiling; higher than `max_per_hour`). Trusted devices' requests are exempt.
+    pub account_ceiling_per_hour: u32,
 }
 
 impl Default for CodePolicy {
@@ -157,6 +161,7 @@ impl Default for CodePolicy {
             max_attempts: 5,
             resend_cooldown: Duration::seconds(60),
             max_per_hour: 10,
+            account_ceiling_per_hour: 30,
         }
     }
 }
@@ -169,7 +174,7 @@ pub enum IssueRefusal {
         /// When a new code may be issued.
         until: DateTime<Utc>,
     },
-    /// The hourly cap is reached.
+    /// The hourly cap is reached (the requester's budget, or the account's ceiling).
     HourlyCap {
         /// When the oldest counted code leaves the window.
         until: DateTime<Utc>,
@@ -191,21 +196,44 @@ impl CodePolicy {
                 return Err(IssueRefusal::Cooldown { until });
             }
         }
-        let window_start = now - Duration::hours(1);
-        let mut in_window: Vec<DateTime<Utc>> = recent_issues
-            .iter()
-            .copied()
-            .filter(|t| *t > window_start)
-            .collect();
-        if in_window.len() >= self.max_per_hour as usize {
-            in_window.sort();
-            let oldest = in_window.first().copied().unwrap_or(now);
-            return Err(IssueRefusal::HourlyCap {
-                until: oldest + Duration::hours(1),
-            });
-        }
-        Ok(())
+        within_hour(now, recent_issues, self.max_per_hour)
     }
+
+    /// Checks the account's ceiling for an untrusted request at `now`, given the issue times of
+    /// the past hour's codes that count toward it. `Ok(true)` when this code reaches it.
+    pub fn within_ceiling(
+        &self,
+        now: DateTime<Utc>,
+        ceiling_issues: &[DateTime<Utc>],
+    ) -> Result<bool, IssueRefusal> {
+        let cap = self.account_ceiling_per_hour.max(self.max_per_hour);
+        within_hour(now, ceiling_issues, cap)?;
+        let window_start = now - Duration::hours(1);
+        let counted = ceiling_issues.iter().filter(|t| **t > window_start).count();
+        Ok(counted + 1 == cap as usize)
+    }
+}
+
+/// Refuses when `cap` codes were issued in the hour before `now`.
+fn within_hour(
+    now: DateTime<Utc>,
+    recent_issues: &[DateTime<Utc>],
+    cap: u32,
+) -> Result<(), IssueRefusal> {
+    let window_start = now - Duration::hours(1);
+    let mut in_window: Vec<DateTime<Utc>> = recent_issues
+        .iter()
+        .copied()
+        .filter(|t| *t > window_start)
+        .collect();
+    if in_window.len() >= cap as usize {
+        in_window.sort();
+        let oldest = in_window.first().copied().unwrap_or(now);
+        return Err(IssueRefusal::HourlyCap {
+            until: oldest + Duration::hours(1),
+        });
+    }
+    Ok(())
 }
 
 /// Cooldowns on high-risk actions after security-sensitive changes: one table for every cause

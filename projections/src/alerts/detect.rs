@@ -150,6 +150,18 @@ impl Detector<'_> {
                     p.repeat_window_s.saturating_mul(1000),
                 );
             }
+            AccountFact::CodeCeilingReached { .. } => {
+                let me = evidence();
+                let subject = account_subject(&me.aggregate_id);
+                self.raise(
+                    event,
+                    Rule::CodeCeiling,
+                    &subject,
+                    vec![me],
+                    None,
+                    p.repeat_window_s.saturating_mul(1000),
+                );
+            }
             AccountFact::AccountLocked { .. } => {
                 let me = evidence();
                 self.signal(LOCK, &me, None, None, p.lockout_storm_window_s);

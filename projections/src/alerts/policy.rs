@@ -30,11 +30,14 @@ pub enum Rule {
     /// A security key presented a signature counter that did not move forward (a cloned
     /// authenticator).
     WebauthnCounterRegression,
+    /// Untrusted requesters together reached an account's hourly ceiling of self-service codes
+    /// (`CodeCeilingReached`): someone is spending the account's code budget from many networks.
+    CodeCeiling,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 12] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -46,6 +49,7 @@ impl Rule {
         Rule::LockoutStorm,
         Rule::WebauthnCounterRegression,
         Rule::RateLimitAbuse,
+        Rule::CodeCeiling,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -62,6 +66,7 @@ impl Rule {
             Rule::LockoutStorm => "lockout_storm",
             Rule::WebauthnCounterRegression => "webauthn_counter_regression",
             Rule::RateLimitAbuse => "rate_limit_abuse",
+            Rule::CodeCeiling => "code_ceiling",
         }
     }
 
@@ -72,7 +77,8 @@ impl Rule {
             Rule::SignInAfterRecovery
             | Rule::CodeGuessing
             | Rule::RecoveryBurst
-            | Rule::RateLimitAbuse => "medium",
+            | Rule::RateLimitAbuse
+            | Rule::CodeCeiling => "medium",
             Rule::BruteForce
             | Rule::CredentialStuffing
             | Rule::LockoutStorm

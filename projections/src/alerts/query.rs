@@ -270,6 +270,8 @@ pub struct LoginRow {
     pub user_agent: Option<String>,
     /// Device id.
     pub device_id: Option<String>,
+    /// The trusted device whose door the attempt went through; `None`: the untrusted door.
+    pub trusted_device_id: Option<String>,
 }
 
 /// Filters of [`search_logins`].
@@ -299,7 +301,8 @@ pub async fn search_logins(
             .unwrap_or((i64::MAX, String::new(), i64::MAX));
     let unbounded = f.before.is_none();
     let rows = sqlx::query(
-        "select account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id
+        "select account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id,
+                trusted_device_id
            from login_history_v1
           where ($1 is null or account_id = $1)
             and ($2 is null or ip = $2)
@@ -331,6 +334,7 @@ pub async fn search_logins(
                 ip: r.try_get("ip")?,
                 user_agent: r.try_get("user_agent")?,
                 device_id: r.try_get("device_id")?,
+                trusted_device_id: r.try_get("trusted_device_id")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()

@@ -57,6 +57,7 @@ fn start(
     at: DateTime<Utc>,
 ) -> AccountCommand {
     AccountCommand::StartFlow(StartFlow {
+        device: None,
         grant: FlowGrant {
             flow_id: sid(flow),
             code: code(flow, 0),
@@ -244,6 +245,7 @@ fn test_a_phone_step_code_that_came_by_email_counts_as_a_wrong_code() {
     given.push((
         t(4),
         AccountFact::CodeIssued {
+            requester: None,
             flow_id: sid(7),
             code_id: code(7, 5).code_id,
             channel: Channel::Email,
@@ -283,6 +285,7 @@ fn test_whitelist_and_verification_codes_stay_on_their_channel() {
         given.push((
             t(1),
             AccountFact::CodeIssued {
+                requester: None,
                 flow_id: sid(flow),
                 code_id: code(flow, 0).code_id,
                 channel,
@@ -580,6 +583,7 @@ fn test_only_an_open_challenge_of_the_account_is_open() {
     given.push((
         t(1),
         AccountFact::MfaChallengeIssued {
+            door: Default::default(),
             challenge_id: sid(30),
             methods: vec!["security_key".into()],
             expires_at: t(6),

@@ -38,6 +38,7 @@ fn unverified_failure(at: DateTime<Utc>, n: u32) -> (DateTime<Utc>, AccountFact)
     (
         at,
         AccountFact::LoginFailed {
+            door: Default::default(),
             reason: LoginFailureReason::ContactUnverified,
             consecutive_failures: n,
             context: ctx(),
@@ -99,10 +100,12 @@ fn test_sign_in_succeeds_once_a_contact_is_verified() {
         facts,
         vec![
             AccountFact::LoginSucceeded {
+                door: Default::default(),
                 session_id: sid(1),
                 context: ctx()
             },
-            started(t(3), sid(1)).1,
+            signed_in(t(3), sid(1))[0].clone(),
+            signed_in(t(3), sid(1))[1].clone(),
         ]
     );
 }

@@ -118,6 +118,7 @@ fn bad_key_assertion() -> MfaProof {
 
 fn confirmation_failed(action: &str, n: u32) -> AccountFact {
     AccountFact::PasswordConfirmationFailed {
+        door: Default::default(),
         action: action.into(),
         consecutive_failures: n,
         context: ctx(),
@@ -230,6 +231,7 @@ fn reset_flow(mut given: Given) -> Given {
     given.push((
         t(2),
         AccountFact::CodeIssued {
+            requester: None,
             flow_id: sid(100),
             code_id: sid(101),
             channel: Channel::Email,
@@ -813,6 +815,7 @@ fn test_row_reset_password_needs_a_factor_when_enrolled_and_keeps_the_code_witho
         facts,
         vec![
             AccountFact::SecondFactorFailed {
+                door: Default::default(),
                 challenge_id: None,
                 method: "totp".into(),
                 consecutive_failures: 1,
@@ -942,6 +945,7 @@ fn test_reset_and_lost_factor_recovery_revoke_every_api_key() {
         (
             t(1),
             AccountFact::CodeIssued {
+                requester: None,
                 flow_id: sid(700),
                 code_id: sid(701),
                 channel: Channel::Email,
@@ -1090,6 +1094,7 @@ fn test_signing_in_with_a_second_factor_does_not_step_up() {
     given.push((
         t(1),
         AccountFact::MfaChallengeIssued {
+            door: Default::default(),
             challenge_id: sid(50),
             methods: vec!["totp".into(), "backup_code".into()],
             expires_at: t(6),
@@ -1102,6 +1107,10 @@ fn test_signing_in_with_a_second_factor_does_not_step_up() {
             challenge_id: sid(50),
             proof: totp(11),
             grant: SessionGrant {
+                device: crate::account::DeviceGrant {
+                    device_id: Uuid::nil(),
+                    token_hash: "device-hash".into(),
+                },
                 session_id: sid(51),
                 token_hash: "h51".into(),
             },
@@ -1422,7 +1431,7 @@ fn test_row_anti_phishing_phrase_needs_the_password_or_a_stepped_up_session() {
 #[test]
 fn test_every_sensitive_action_has_exactly_one_row() {
     use SensitiveAction as A;
-    const ALL: [SensitiveAction; 11] = [
+    const ALL: [SensitiveAction; 12] = [
         A::AddSecondFactor,
         A::RegenerateBackupCodes,
         A::RemoveSecondFactor,
@@ -1434,6 +1443,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
         A::ManageTeam,
         A::WithdrawalControls,
         A::AntiPhishingPhrase,
+        A::ManageDevices,
     ];
     // Exhaustive: a new action does not compile until it is placed in `ALL` too.
     fn position(action: SensitiveAction) -> usize {
@@ -1449,6 +1459,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             A::ManageTeam => 8,
             A::WithdrawalControls => 9,
             A::AntiPhishingPhrase => 10,
+            A::ManageDevices => 11,
         }
     }
     for (i, action) in ALL.into_iter().enumerate() {
@@ -1510,6 +1521,7 @@ fn test_wrong_proofs_lock_the_account_like_wrong_passwords() {
             assert_eq!(
                 facts[1],
                 AccountFact::AccountLocked {
+                    door: Default::default(),
                     until: t(17),
                     level: 1,
                     failed_attempts: 5
@@ -1524,6 +1536,7 @@ fn test_wrong_proofs_lock_the_account_like_wrong_passwords() {
     );
     // While locked, even the right proof is refused, and recorded as such.
     let rejected = vec![AccountFact::LoginRejectedWhileLocked {
+        door: Default::default(),
         locked_until: t(17),
         context: ctx(),
     }];
@@ -1573,6 +1586,7 @@ fn test_a_lock_refuses_the_session_only_rows_too() {
         SensitiveAction::ManageApiKeys,
         SensitiveAction::ManageTeam,
         SensitiveAction::WithdrawalControls,
+        SensitiveAction::ManageDevices,
     ] {
         assert_eq!(
             state.check_session_proof(action, Some(session()), t(3), &policy),

@@ -1,0 +1,112 @@
+//! `GET /v1/me/devices` and `DELETE /v1/me/devices/{device_id}`: the devices the account trusts
+//! (each sign-in trusts the device it came from, OWASP's "device cookies"), each with its own
+//! lockout door, and revoking one.
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::{AccountCommand, Door, SensitiveAction};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{execute_error, metadata};
+use crate::error::ApiError;
+use crate::request::{Authenticated, Caller};
+use crate::state::AppState;
+
+/// A trusted device, without its token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    /// Device id (the `trusted_device_id` of login history entries through its door).
+    pub device_id: Uuid,
+    /// Whether the session making the request signed in through it.
+    pub current: bool,
+    /// When it was last trusted (its last sign-in).
+    pub trusted_at: DateTime<Utc>,
+    /// When the trust ends unless it signs in again.
+    pub expires_at: DateTime<Utc>,
+    /// IP of its last sign-in.
+    pub ip: Option<String>,
+    /// User agent of its last sign-in.
+    pub user_agent: Option<String>,
+    /// Failures through its own door since its last success or lock.
+    pub consecutive_failures: u32,
+    /// End of its door's lock, while locked.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// The account's trusted devices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceList {
+    /// Most recently trusted first.
+    pub devices: Vec<DeviceView>,
+}
+
+/// Lists the devices the account trusts, each with the state of its own lockout door.
+#[utoipa::path(get, path = "/v1/me/devices", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = DeviceList), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn list_devices(auth: Authenticated) -> Json<DeviceList> {
+    let current = auth.account.session_door(Some(auth.session_id()), auth.now);
+    let mut devices: Vec<DeviceView> = auth
+        .account
+        .trusted_devices(auth.now)
+        .into_iter()
+        .map(|(device_id, d)| DeviceView {
+            device_id,
+            current: current == Door::Device(device_id),
+            trusted_at: d.trusted_at,
+            expires_at: d.expires_at,
+            ip: d.context.ip.clone(),
+            user_agent: d.context.user_agent.clone(),
+            consecutive_failures: d.failures,
+            locked_until: auth
+                .account
+                .door_lock_at(Door::Device(device_id), auth.now)
+                .map(|l| l.until),
+        })
+        .collect();
+    devices.sort_by(|a, b| {
+        b.trusted_at
+            .cmp(&a.trusted_at)
+            .then(a.device_id.cmp(&b.device_id))
+    });
+    Json(DeviceList { devices })
+}
+
+/// Stops trusting a device: its token is refused from now on (its requests go through the
+/// untrusted door) and the sessions it opened end. Needs a stepped-up session (proof policy row
+/// `manage_devices`), so a stolen session cannot take the owner's door away.
+#[utoipa::path(delete, path = "/v1/me/devices/{device_id}", tag = "sessions", security(("bearer" = [])),
+    params(("device_id" = Uuid, Path, description = "Device to revoke")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody, description = "`step_up_required`"),
+        (status = 404, body = crate::error::ErrorBody, description = "`not_found`: no such trusted device"),
+    ))]
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    auth: Authenticated,
+    Path(device_id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    super::controls::require_session_proof(&state, &auth, SensitiveAction::ManageDevices)?;
+    let context = caller.context(None);
+    state
+        .accounts()
+        .execute(
+            &auth.account_id(),
+            || AccountCommand::RevokeDevice {
+                device_id,
+                session_id: auth.session_id(),
+                at: auth.now,
+                context: context.clone(),
+            },
+            metadata(),
+        )
+        .await
+        .map_err(execute_error)?;
+    state.runner().nudge();
+    Ok(StatusCode::NO_CONTENT)
+}
