@@ -73,6 +73,12 @@ pub async fn run(
                 tracing::warn!(error = %e, "could not purge expired codes");
             }
             state.throttle().housekeep();
+            if let Err(e) =
+                crate::sms_budget::SmsBudget::prune(state.store(), Utc::now().timestamp_millis())
+                    .await
+            {
+                tracing::warn!(error = %e, "could not prune SMS budgets");
+            }
             state.protection().housekeep();
         }
         tokio::select! {
@@ -344,6 +350,19 @@ async fn prepare_and_send(
                 .await
         }
         Channel::Sms => {
+            // The pumping guard: decided once per message (a retry is not counted again).
+            let key = pending
+                .code_id
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| pending.id.clone());
+            let admission = state
+                .sms_budget()
+                .admit(state.store(), &key, &address, now.timestamp_millis())
+                .await
+                .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?;
+            if let Some(reason) = admission.refusal() {
+                return Err((masked, DeliveryError::permanent(reason)));
+            }
             delivery
                 .sms
                 .send(&SmsMessage {

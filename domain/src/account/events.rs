@@ -266,6 +266,14 @@ pub enum AccountFact {
         /// The reset flow.
         flow_id: Uuid,
     },
+    /// A flow's code was not sent by text message because an hourly SMS budget was spent
+    /// (the pumping guard): the flow stays open and a resend within a later budget sends one.
+    SmsWithheld {
+        /// The flow.
+        flow_id: Uuid,
+        /// The budget that was spent: `global`, or a country calling code such as `+44`.
+        scope: String,
+    },
     /// A lock (and the failure count) was lifted before its time.
     AccountUnlocked {
         /// Why.
@@ -685,6 +693,7 @@ impl AccountFact {
             Self::PasswordReset { .. } => "PasswordReset",
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::ResetFactorAsked { .. } => "ResetFactorAsked",
+            Self::SmsWithheld { .. } => "SmsWithheld",
             Self::PasswordConfirmationFailed { .. } => "PasswordConfirmationFailed",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
@@ -899,6 +908,10 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::ResetFactorAsked { flow_id: sid() },
+            AccountFact::SmsWithheld {
+                flow_id: sid(),
+                scope: "+44".into(),
+            },
             AccountFact::AccountUnlocked {
                 reason: UnlockReason::UnlockCode,
                 context: RequestContext::default(),
@@ -1095,6 +1108,7 @@ mod tests {
                 "PasswordChanged",
                 "PasswordConfirmationFailed",
                 "ResetFactorAsked",
+                "SmsWithheld",
                 "AccountUnlocked",
                 "HighRiskCooldownStarted",
                 "AntiPhishingPhraseSet",

@@ -27,11 +27,14 @@ pub enum Rule {
     /// A security key presented a signature counter that did not move forward (a cloned
     /// authenticator).
     WebauthnCounterRegression,
+    /// An hourly SMS budget (global or per country calling code) was spent and a code was
+    /// withheld: SMS pumping, or a budget too small for the traffic.
+    SmsBudgetReached,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 11] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -42,6 +45,7 @@ impl Rule {
         Rule::RecoveryBurst,
         Rule::LockoutStorm,
         Rule::WebauthnCounterRegression,
+        Rule::SmsBudgetReached,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -57,6 +61,7 @@ impl Rule {
             Rule::RecoveryBurst => "recovery_burst",
             Rule::LockoutStorm => "lockout_storm",
             Rule::WebauthnCounterRegression => "webauthn_counter_regression",
+            Rule::SmsBudgetReached => "sms_budget_reached",
         }
     }
 
@@ -68,7 +73,8 @@ impl Rule {
             Rule::BruteForce
             | Rule::CredentialStuffing
             | Rule::LockoutStorm
-            | Rule::WebauthnCounterRegression => "high",
+            | Rule::WebauthnCounterRegression
+            | Rule::SmsBudgetReached => "high",
             Rule::PasswordSpraying => "critical",
         }
     }
