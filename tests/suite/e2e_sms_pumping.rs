@@ -210,3 +210,49 @@ async fn test_a_bad_deny_list_stops_the_server_at_start() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn test_a_resend_to_a_spent_calling_code_is_withheld_by_the_delivery_worker() {
+    let db = TestDb::new().await;
+    let sms = SmsSink::start().await;
+    let mut env: HashMap<String, String> = fast_env();
+    env.insert("GATEHOUSE_SMS_WEBHOOK_URL".into(), sms.url.clone());
+    env.insert("GATEHOUSE_SMS_MAX_PER_HOUR".into(), "100".into());
+    env.insert("GATEHOUSE_SMS_MAX_PER_PREFIX_PER_HOUR".into(), "1".into());
+    env.insert("GATEHOUSE_CODE_RESEND_SECONDS".into(), "1".into());
+    clear_of_the_hour_boundary().await;
+    let server = Server::start(Some(&db.url), &env).await;
+
+    let (first, second) = (us(0), us(1));
+    let (_, body) = sign_up(&server, &first).await;
+    assert_eq!(body["phone_verification_deferred"], false, "{body}");
+    let (_, body) = sign_up(&server, &second).await;
+    assert_eq!(body["phone_verification_deferred"], true, "{body}");
+    let account = body["account_id"].as_str().unwrap().to_string();
+    let flow = body["verification_flow_id"].as_str().unwrap().to_string();
+    sms.wait_for(&first, 1).await;
+
+    // The global budget is not spent, so the resend is accepted (after the resend cooldown);
+    // the worker withholds it, as the +1 budget is.
+    let path = format!("/v1/flows/{flow}/resend");
+    let mut accepted = false;
+    for _ in 0..100 {
+        let (status, body) = server.post(&path, json!({})).await;
+        if status == 202 {
+            accepted = true;
+            break;
+        }
+        assert_error_shape(&body, "code_rate_limited");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the resend was never accepted");
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    eventually("the withheld resend to be recorded", || async {
+        let types = event_types(&pool, &account).await;
+        types.iter().filter(|t| *t == "SmsWithheld").count() == 2
+            && types.iter().any(|t| t == "NotificationFailed")
+    })
+    .await;
+    assert!(sms.messages_to(&second).is_empty());
+    assert_eq!(sms.messages_to(&first).len(), 1);
+}

@@ -199,20 +199,7 @@ async fn deliver_one(
             tracing::warn!(notification = %pending.id, topic = %pending.topic, channel = pending.channel.as_str(), reason = %e.reason, attempts, "message not delivered")
         }
     }
-    let recorded = state
-        .accounts()
-        .execute(
-            &pending.account_id,
-            || AccountCommand::RecordNotificationOutcome {
-                outcome: outcome.clone(),
-                at: now,
-            },
-            crate::routes::metadata(),
-        )
-        .await;
-    if let Err(e) = recorded {
-        tracing::warn!(error = %e, notification = %pending.id, "could not record a delivery outcome");
-    }
+    record_outcome(state, &pending, outcome, now).await;
     state.runner().nudge();
     // Backoff: 2, 4, 8 … seconds, capped; a settled message is never taken again (its row
     // leaves `pending` when the projection sees the outcome).
@@ -360,6 +347,9 @@ async fn prepare_and_send(
                 .admit(state.store(), &key, &address, now.timestamp_millis())
                 .await
                 .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?;
+            if let crate::sms_budget::SmsAdmission::Spent { scope, .. } = &admission {
+                record_withheld(state, pending, scope, now).await;
+            }
             if let Some(reason) = admission.refusal() {
                 return Err((masked, DeliveryError::permanent(reason)));
             }
@@ -374,6 +364,44 @@ async fn prepare_and_send(
         }
     };
     sent.map(|()| masked.clone()).map_err(|e| (masked, e))
+}
+
+/// Records that a text message was withheld by a spent SMS budget (`SmsWithheld`, which the
+/// `sms_budget_reached` alert reads); the message's `NotificationFailed` follows.
+async fn record_withheld(state: &AppState, pending: &Pending, scope: &str, now: DateTime<Utc>) {
+    let flow_id = pending
+        .details
+        .get("flow_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let outcome = AccountFact::SmsWithheld {
+        flow_id,
+        scope: scope.to_string(),
+    };
+    record_outcome(state, pending, outcome, now).await;
+}
+
+/// Appends a delivery outcome to the account's stream (logged when it cannot be).
+async fn record_outcome(
+    state: &AppState,
+    pending: &Pending,
+    outcome: AccountFact,
+    now: DateTime<Utc>,
+) {
+    let recorded = state
+        .accounts()
+        .execute(
+            &pending.account_id,
+            || AccountCommand::RecordNotificationOutcome {
+                outcome: outcome.clone(),
+                at: now,
+            },
+            crate::routes::metadata(),
+        )
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, notification = %pending.id, "could not record a delivery outcome");
+    }
 }
 
 /// The contact for `channel` and the anti-phishing phrase, unsealed; `None` when the account has

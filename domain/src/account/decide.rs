@@ -370,7 +370,7 @@ impl Account {
             });
             if let Some(scope) = withheld {
                 facts.push(AccountFact::SmsWithheld {
-                    flow_id: grant.flow_id,
+                    flow_id: Some(grant.flow_id),
                     scope,
                 });
             }

@@ -266,11 +266,12 @@ pub enum AccountFact {
         /// The reset flow.
         flow_id: Uuid,
     },
-    /// A flow's code was not sent by text message because an hourly SMS budget was spent
-    /// (the pumping guard): the flow stays open and a resend within a later budget sends one.
+    /// A text message was not sent because an hourly SMS budget was spent (the pumping guard):
+    /// at sign-up (the flow stays open and a resend within a later budget sends a code), or by
+    /// the delivery worker (recorded beside the message's `NotificationFailed`).
     SmsWithheld {
-        /// The flow.
-        flow_id: Uuid,
+        /// The flow whose code it was; `None` for a notice.
+        flow_id: Option<Uuid>,
         /// The budget that was spent: `global`, or a country calling code such as `+44`.
         scope: String,
     },
@@ -909,7 +910,7 @@ mod tests {
             },
             AccountFact::ResetFactorAsked { flow_id: sid() },
             AccountFact::SmsWithheld {
-                flow_id: sid(),
+                flow_id: Some(sid()),
                 scope: "+44".into(),
             },
             AccountFact::AccountUnlocked {

@@ -1045,7 +1045,7 @@ mod recovery {
                 },
                 withheld,
                 AccountFact::SmsWithheld {
-                    flow_id: flow_id(),
+                    flow_id: Some(flow_id()),
                     scope: "+44".into()
                 },
             ]
