@@ -98,13 +98,13 @@ impl Contact {
         let contact = Self::phone(raw)?;
         let parsed =
             phonenumber::parse(None, &contact.value).map_err(|_| ContactError::InvalidPhone)?;
-        if !phonenumber::is_valid(&parsed) {
+        // The E.164 form must be the digits as typed (no national prefix such as `(0)` that
+        // the library would drop): sign-in parses the same typed form syntactically.
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        if !phonenumber::is_valid(&parsed) || e164 != contact.value {
             return Err(ContactError::InvalidPhone);
         }
-        Ok(Self {
-            kind: ContactKind::Phone,
-            value: parsed.format().mode(phonenumber::Mode::E164).to_string(),
-        })
+        Ok(contact)
     }
 
     /// Parses whatever a person typed at sign-in: a leading `+` means a phone, else an email.
@@ -223,7 +223,13 @@ mod tests {
             assert!(Contact::valid_phone(good).is_ok(), "{good:?}");
         }
         // Syntactically E.164, but no such area code / country.
-        for bad in ["+15551234567", "+999123456789", "+4412", "+1 415 555 010x"] {
+        for bad in [
+            "+15551234567",
+            "+999123456789",
+            "+4412",
+            "+1 415 555 010x",
+            "+44 (0) 20 7946 0958",
+        ] {
             assert_eq!(
                 Contact::valid_phone(bad),
                 Err(ContactError::InvalidPhone),
