@@ -222,6 +222,22 @@ pub struct ServeArgs {
     /// written to the development outbox.
     #[arg(long, env = "GATEHOUSE_SMS_WEBHOOK_URL", hide_env_values = true)]
     pub sms_webhook_url: Option<String>,
+    /// Text messages sent per hour, all numbers together (shared by every server process on
+    /// PostgreSQL). Beyond it, codes are withheld: sign-up answers
+    /// `phone_verification_deferred: true`, resends `429 sms_budget_exhausted`.
+    #[arg(long, env = "GATEHOUSE_SMS_MAX_PER_HOUR", default_value_t = 1000)]
+    pub sms_max_per_hour: u32,
+    /// Text messages sent per hour to one country calling code (`+1`, `+44`, …).
+    #[arg(
+        long,
+        env = "GATEHOUSE_SMS_MAX_PER_PREFIX_PER_HOUR",
+        default_value_t = 200
+    )]
+    pub sms_max_per_prefix_per_hour: u32,
+    /// Comma-separated number prefixes never texted (`+1900,+44909`): refused at sign-up and
+    /// contact change with `422 phone_not_allowed`, and never sent to.
+    #[arg(long, env = "GATEHOUSE_SMS_DENY_PREFIXES", value_delimiter = ',')]
+    pub sms_deny_prefixes: Vec<String>,
     /// Pwned Passwords k-anonymity range service (`https://api.pwnedpasswords.com/range`): new
     /// passwords are looked up by the first 5 hex digits of their SHA-1. Unset: not consulted.
     #[arg(long, env = "GATEHOUSE_PWNED_RANGE_URL")]
@@ -710,6 +726,30 @@ impl ServeArgs {
             rp_name: self.webauthn_rp_name.clone(),
         })
         .map_err(ConfigError)
+    }
+
+    /// The SMS pumping guard from the settings.
+    pub fn sms_budget(&self) -> Result<crate::sms_budget::SmsBudget, ConfigError> {
+        let mut deny_prefixes = Vec::new();
+        for raw in &self.sms_deny_prefixes {
+            let prefix = raw.trim();
+            if prefix.is_empty() {
+                continue;
+            }
+            let digits = prefix.strip_prefix('+').unwrap_or("");
+            if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(ConfigError(format!(
+                    "GATEHOUSE_SMS_DENY_PREFIXES: {prefix:?} is not a + followed by digits"
+                )));
+            }
+            deny_prefixes.push(prefix.to_string());
+        }
+        Ok(crate::sms_budget::SmsBudget {
+            per_hour: self.sms_max_per_hour,
+            per_prefix_per_hour: self.sms_max_per_prefix_per_hour,
+            deny_prefixes,
+        })
     }
 
     /// The breached-password check from the settings (off when neither source is set).

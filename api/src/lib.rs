@@ -24,6 +24,7 @@ pub mod protection;
 pub mod request;
 pub mod routes;
 pub mod server;
+pub mod sms_budget;
 pub mod staff;
 pub mod state;
 pub mod throttle;

@@ -151,6 +151,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_breach_check(
         args.breach_check()
             .map_err(|e| StartError::Config(e.to_string()))?,
+    )
+    .with_sms_budget(
+        args.sms_budget()
+            .map_err(|e| StartError::Config(e.to_string()))?,
     );
 
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -44,6 +44,8 @@ struct Inner {
     access: AccessSettings,
     /// Breached-password corpus (off unless configured).
     breaches: crate::breach::BreachCheck,
+    /// SMS budgets and deny-list.
+    sms_budget: crate::sms_budget::SmsBudget,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -110,6 +112,7 @@ impl AppState {
                 closing: tokio::sync::watch::Sender::new(false),
                 access: AccessSettings::default(),
                 breaches: crate::breach::BreachCheck::default(),
+                sms_budget: crate::sms_budget::SmsBudget::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     crate::protection::ProtectionSettings {
@@ -193,6 +196,40 @@ impl AppState {
             inner.breaches = breaches;
         }
         self
+    }
+
+    /// Replaces the SMS budgets and deny-list (call right after [`AppState::new`]).
+    pub fn with_sms_budget(mut self, sms_budget: crate::sms_budget::SmsBudget) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sms_budget = sms_budget;
+        }
+        self
+    }
+
+    /// The SMS budgets and deny-list.
+    pub fn sms_budget(&self) -> &crate::sms_budget::SmsBudget {
+        &self.inner.sms_budget
+    }
+
+    /// Parses a phone number given for an account (sign-up, contact change): valid E.164
+    /// (`422 invalid_phone`) and not on the deny-list (`422 phone_not_allowed`), both naming
+    /// `field: "phone"`. The answer depends on the number alone, never on who holds it.
+    pub fn account_phone(
+        &self,
+        raw: &str,
+    ) -> Result<gatehouse_domain::contact::Contact, crate::error::ApiError> {
+        use crate::error::ApiError;
+        let phone = gatehouse_domain::contact::Contact::valid_phone(raw).map_err(|e| {
+            ApiError::validation("invalid_phone", e.to_string()).with_field("phone")
+        })?;
+        if let Some(prefix) = self.sms_budget().denied_prefix(phone.as_str()) {
+            return Err(ApiError::validation(
+                "phone_not_allowed",
+                format!("numbers starting {prefix} cannot be used"),
+            )
+            .with_field("phone"));
+        }
+        Ok(phone)
     }
 
     /// The breached-password check.

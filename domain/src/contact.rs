@@ -91,6 +91,22 @@ impl Contact {
         })
     }
 
+    /// Parses a phone number given for an account (sign-up, contact change): E.164 and a number
+    /// libphonenumber's metadata deems valid for its country. Sign-in keeps the syntactic
+    /// [`Contact::phone`], so numbers registered before this check still sign in.
+    pub fn valid_phone(raw: &str) -> Result<Self, ContactError> {
+        let contact = Self::phone(raw)?;
+        let parsed =
+            phonenumber::parse(None, &contact.value).map_err(|_| ContactError::InvalidPhone)?;
+        // The E.164 form must be the digits as typed (no national prefix such as `(0)` that
+        // the library would drop): sign-in parses the same typed form syntactically.
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        if !phonenumber::is_valid(&parsed) || e164 != contact.value {
+            return Err(ContactError::InvalidPhone);
+        }
+        Ok(contact)
+    }
+
     /// Parses whatever a person typed at sign-in: a leading `+` means a phone, else an email.
     pub fn identifier(raw: &str) -> Result<Self, ContactError> {
         if raw.trim_start().starts_with('+') {
@@ -136,6 +152,12 @@ pub struct SealedContact {
     pub sealed: String,
     /// HMAC of the normalised identifier under the server's lookup key (hex).
     pub lookup: String,
+}
+
+/// The country calling code of an E.164 number, as `+1`, `+44`; `None` when it has none.
+pub fn calling_code(e164: &str) -> Option<String> {
+    let parsed = phonenumber::parse(None, e164).ok()?;
+    Some(format!("+{}", parsed.code().value()))
 }
 
 #[cfg(test)]
@@ -184,6 +206,39 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn test_valid_phone_needs_a_number_valid_for_its_country() {
+        assert_eq!(
+            Contact::valid_phone("+44 20 7946 0958").unwrap().as_str(),
+            "+442079460958"
+        );
+        for good in [
+            "+1 900 555 0100",
+            "+14155550123",
+            "+447400900123",
+            "+14155559999",
+        ] {
+            assert!(Contact::valid_phone(good).is_ok(), "{good:?}");
+        }
+        // Syntactically E.164, but no such area code / country.
+        for bad in [
+            "+15551234567",
+            "+999123456789",
+            "+4412",
+            "+1 415 555 010x",
+            "+44 (0) 20 7946 0958",
+        ] {
+            assert_eq!(
+                Contact::valid_phone(bad),
+                Err(ContactError::InvalidPhone),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(calling_code("+442079460958").as_deref(), Some("+44"));
+        assert_eq!(calling_code("+14155550100").as_deref(), Some("+1"));
+        assert_eq!(calling_code("nonsense"), None);
     }
 
     #[test]

@@ -110,7 +110,7 @@ async fn test_forgot_and_unlock_answer_the_typed_channel_and_send_nothing_to_an_
     let w = world(&[GENEROUS_IP_LIMIT]).await;
     // An account whose email is unverified and whose phone is verified.
     let email = "half.verified@example.com";
-    let phone = "+447700900451";
+    let phone = "+447400900451";
     sign_up(&w, email, Some(phone), false, true).await;
     let unknown = "no.account.here@example.com";
     for path in ["/v1/password/forgot", "/v1/unlock/request"] {
@@ -150,7 +150,7 @@ async fn test_forgot_and_unlock_answer_the_typed_channel_and_send_nothing_to_an_
     let unknown_phone = post_raw(
         &w,
         "/v1/password/forgot",
-        json!({"identifier": "+447700900999"}),
+        json!({"identifier": "+447400900999"}),
     )
     .await;
     assert_eq!(
@@ -169,7 +169,7 @@ async fn test_forgot_and_unlock_answer_the_typed_channel_and_send_nothing_to_an_
 async fn test_lost_2fa_counts_four_steps_for_every_identifier_until_the_email_code() {
     let w = world(&[GENEROUS_IP_LIMIT]).await;
     let with_phone = "has.phone@example.com";
-    let phone = "+447700900452";
+    let phone = "+447400900452";
     sign_up(&w, with_phone, Some(phone), true, true).await;
     let without_phone = "no.phone@example.com";
     sign_up(&w, without_phone, None, true, false).await;
@@ -236,7 +236,7 @@ async fn test_lost_2fa_counts_four_steps_for_every_identifier_until_the_email_co
 async fn test_lost_2fa_phone_step_cannot_be_moved_to_the_email() {
     let w = world(&[GENEROUS_IP_LIMIT]).await;
     let email = "phone.step@example.com";
-    let phone = "+447700900453";
+    let phone = "+447400900453";
     sign_up(&w, email, Some(phone), true, true).await;
     let token = w.server.token(email, PASSWORD).await;
     enrol(&w.server, &token).await;
@@ -326,7 +326,7 @@ async fn test_lost_2fa_phone_step_cannot_be_moved_to_the_email() {
 async fn test_whitelist_codes_cannot_be_moved_to_sms() {
     let w = world(&[GENEROUS_IP_LIMIT]).await;
     let email = "whitelister@example.com";
-    let phone = "+447700900454";
+    let phone = "+447400900454";
     sign_up(&w, email, Some(phone), true, true).await;
     let token = w.server.token(email, PASSWORD).await;
     let (secret, _) = enrol(&w.server, &token).await;
@@ -576,7 +576,7 @@ async fn test_only_an_open_challenge_gets_security_key_options() {
 async fn test_self_service_answers_are_identical_for_every_kind_of_identifier() {
     let w = world(&[GENEROUS_IP_LIMIT]).await;
     let known_with_phone = "table.phone@example.com";
-    sign_up(&w, known_with_phone, Some("+447700900461"), true, true).await;
+    sign_up(&w, known_with_phone, Some("+447400900461"), true, true).await;
     let known_without_phone = "table.email@example.com";
     sign_up(&w, known_without_phone, None, true, false).await;
     let unverified = "table.unverified@example.com";

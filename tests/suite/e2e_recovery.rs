@@ -342,7 +342,7 @@ async fn test_unlock_by_code_before_the_lock_ends() {
 async fn test_resend_waits_for_the_cooldown_and_can_switch_channel() {
     let w = world(&[]).await;
     let email = "two.channels@example.com";
-    let phone = "+447700900123";
+    let phone = "+447400900123";
     let (status, body) = w
         .server
         .post(

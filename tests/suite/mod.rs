@@ -19,6 +19,7 @@ mod e2e_recovery;
 mod e2e_second_factor;
 mod e2e_security_keys;
 mod e2e_sessions;
+mod e2e_sms_pumping;
 mod e2e_staff_tokens;
 mod e2e_teams;
 mod e2e_verified_contact;

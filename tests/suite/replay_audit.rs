@@ -776,7 +776,7 @@ async fn test_replay_erase_leaves_no_personal_data_and_replay_still_works() {
     let db = TestDb::new().await;
     let server = Server::start(Some(&db.url), &fast_env()).await;
     let email = "forget.me@example.net";
-    let phone = "+15557654321";
+    let phone = "+14155557654";
     let (status, body) = server
         .post(
             "/v1/accounts",
@@ -854,7 +854,7 @@ async fn test_replay_erase_leaves_no_personal_data_and_replay_still_works() {
     .await
     .unwrap();
     assert!(tables.len() >= 10, "{tables:?}");
-    let needles = [email, "forget.me", "15557654321"];
+    let needles = [email, "forget.me", "14155557654"];
     for (schema, table) in &tables {
         let rows: Vec<String> =
             sqlx::query_scalar(&format!("select t::text from {schema}.{table} t"))

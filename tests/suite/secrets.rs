@@ -14,7 +14,7 @@ async fn test_no_secret_or_personal_data_in_any_table() {
     let (status, _) = server
         .post(
             "/v1/accounts",
-            serde_json::json!({"email": email, "phone": "+15551234567", "password": password}),
+            serde_json::json!({"email": email, "phone": "+14155551234", "password": password}),
         )
         .await;
     assert_eq!(status, 201);
@@ -50,7 +50,7 @@ async fn test_no_secret_or_personal_data_in_any_table() {
         "wrong-password".into(),
         email.into(),
         "secret.keeper".into(),
-        "15551234567".into(),
+        "14155551234".into(),
         TEST_MASTER_KEY.into(),
     ];
     for token in &tokens {

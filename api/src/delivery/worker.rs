@@ -74,6 +74,12 @@ pub async fn run(
             }
             let closed = state.throttle().housekeep().await;
             state.protection().record_refusals(closed).await;
+            if let Err(e) =
+                crate::sms_budget::SmsBudget::prune(state.store(), Utc::now().timestamp_millis())
+                    .await
+            {
+                tracing::warn!(error = %e, "could not prune SMS budgets");
+            }
             state.protection().housekeep();
         }
         tokio::select! {
@@ -194,20 +200,7 @@ async fn deliver_one(
             tracing::warn!(notification = %pending.id, topic = %pending.topic, channel = pending.channel.as_str(), reason = %e.reason, attempts, "message not delivered")
         }
     }
-    let recorded = state
-        .accounts()
-        .execute(
-            &pending.account_id,
-            || AccountCommand::RecordNotificationOutcome {
-                outcome: outcome.clone(),
-                at: now,
-            },
-            crate::routes::metadata(),
-        )
-        .await;
-    if let Err(e) = recorded {
-        tracing::warn!(error = %e, notification = %pending.id, "could not record a delivery outcome");
-    }
+    record_outcome(state, &pending, outcome, now).await;
     state.runner().nudge();
     // Backoff: 2, 4, 8 … seconds, capped; a settled message is never taken again (its row
     // leaves `pending` when the projection sees the outcome).
@@ -345,6 +338,22 @@ async fn prepare_and_send(
                 .await
         }
         Channel::Sms => {
+            // The pumping guard: decided once per message (a retry is not counted again).
+            let key = pending
+                .code_id
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| pending.id.clone());
+            let admission = state
+                .sms_budget()
+                .admit(state.store(), &key, &address, now.timestamp_millis())
+                .await
+                .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?;
+            if let crate::sms_budget::SmsAdmission::Spent { scope, .. } = &admission {
+                record_withheld(state, pending, scope, now).await;
+            }
+            if let Some(reason) = admission.refusal() {
+                return Err((masked, DeliveryError::permanent(reason)));
+            }
             delivery
                 .sms
                 .send(&SmsMessage {
@@ -356,6 +365,44 @@ async fn prepare_and_send(
         }
     };
     sent.map(|()| masked.clone()).map_err(|e| (masked, e))
+}
+
+/// Records that a text message was withheld by a spent SMS budget (`SmsWithheld`, which the
+/// `sms_budget_reached` alert reads); the message's `NotificationFailed` follows.
+async fn record_withheld(state: &AppState, pending: &Pending, scope: &str, now: DateTime<Utc>) {
+    let flow_id = pending
+        .details
+        .get("flow_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let outcome = AccountFact::SmsWithheld {
+        flow_id,
+        scope: scope.to_string(),
+    };
+    record_outcome(state, pending, outcome, now).await;
+}
+
+/// Appends a delivery outcome to the account's stream (logged when it cannot be).
+async fn record_outcome(
+    state: &AppState,
+    pending: &Pending,
+    outcome: AccountFact,
+    now: DateTime<Utc>,
+) {
+    let recorded = state
+        .accounts()
+        .execute(
+            &pending.account_id,
+            || AccountCommand::RecordNotificationOutcome {
+                outcome: outcome.clone(),
+                at: now,
+            },
+            crate::routes::metadata(),
+        )
+        .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, notification = %pending.id, "could not record a delivery outcome");
+    }
 }
 
 /// The contact for `channel` and the anti-phishing phrase, unsealed; `None` when the account has

@@ -51,6 +51,10 @@ pub struct RegisterResponse {
     /// Flow confirming the phone, when both an email and a phone were given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_verification_flow_id: Option<String>,
+    /// True when the phone's code was not sent because an hourly SMS budget is spent (the
+    /// pumping guard): the account exists and the phone flow is open; verify the phone later
+    /// with `POST /v1/flows/{flow_id}/resend`.
+    pub phone_verification_deferred: bool,
 }
 
 /// Opens an account.
@@ -58,7 +62,7 @@ pub struct RegisterResponse {
     responses(
         (status = 201, body = RegisterResponse, description = "Account created (the same answer when an identifier is already registered)"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_email`, `invalid_phone`, `identifier_required`, `weak_password`, `breached_password` (seen in a data breach; `field: \"password\"`)"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_email`, `invalid_phone` (not a valid E.164 number, `field: \"phone\"`), `phone_not_allowed` (a denied prefix, `GATEHOUSE_SMS_DENY_PREFIXES`), `identifier_required`, `weak_password`, `breached_password` (seen in a data breach; `field: \"password\"`)"),
         (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (SIGNUP; the identifier is the email, else the phone), checked before any password hashing"),
     ))]
 pub async fn register(
@@ -66,8 +70,17 @@ pub async fn register(
     caller: Caller,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
-    let email = parse_contact(req.email.as_deref(), Contact::email, "email")?;
-    let phone = parse_contact(req.phone.as_deref(), Contact::phone, "phone")?;
+    let email = req
+        .email
+        .as_deref()
+        .map(Contact::email)
+        .transpose()
+        .map_err(|e| ApiError::validation("invalid_email", e.to_string()).with_field("email"))?;
+    let phone = req
+        .phone
+        .as_deref()
+        .map(|raw| state.account_phone(raw))
+        .transpose()?;
     let Some(first) = email.as_ref().or(phone.as_ref()) else {
         return Err(
             ApiError::validation("identifier_required", "give an email, a phone, or both")
@@ -107,6 +120,7 @@ pub async fn register(
 
     let kinds: Vec<ContactKind> = contacts.iter().map(|c| c.kind()).collect();
     let mut flows: Vec<(ContactKind, Uuid)> = Vec::with_capacity(kinds.len());
+    let mut sms_withheld: Option<String> = None;
     match claim(&state, &id, &lookups, &wrapped, now, &context).await? {
         Claim::Taken { holder, .. } => {
             // Same cost as a real sign-up, then a note on the holder's account; the caller gets
@@ -137,6 +151,10 @@ pub async fn register(
             // id: they behave like real ones (tries counted, resend cooldowns) and send nothing.
             for kind in &kinds {
                 let (grant, _) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
+                if let (ContactKind::Phone, Some(phone)) = (kind, &phone) {
+                    // Counted like a real sign-up's code, so the answer is the same.
+                    sms_withheld = first_sms(&state, phone, grant.code.code_id, now).await?;
+                }
                 let flow_id = grant.flow_id;
                 let command = StartFlow {
                     grant,
@@ -173,6 +191,9 @@ pub async fn register(
             for kind in &kinds {
                 let grant =
                     codes::draw_flow_for_delivery(state.store(), state.keys(), expires_at).await?;
+                if let (ContactKind::Phone, Some(phone)) = (kind, &phone) {
+                    sms_withheld = first_sms(&state, phone, grant.code.code_id, now).await?;
+                }
                 flows.push((*kind, grant.flow_id));
                 verifications.push((*kind, grant));
             }
@@ -185,6 +206,7 @@ pub async fn register(
                             email: sealed_email.clone(),
                             phone: sealed_phone.clone(),
                             verifications: verifications.clone(),
+                            sms_withheld: sms_withheld.clone(),
                             password: password.clone(),
                             at: now,
                             context: context.clone(),
@@ -231,8 +253,34 @@ pub async fn register(
             account_id,
             verification_flow_id,
             phone_verification_flow_id,
+            phone_verification_deferred: sms_withheld.is_some(),
         }),
     ))
+}
+
+/// Decides the admission of a sign-up's first phone code (keyed by its code id, so the delivery
+/// worker does not count it again): the spent budget's scope when it is withheld.
+async fn first_sms(
+    state: &AppState,
+    phone: &Contact,
+    code_id: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let admission = state
+        .sms_budget()
+        .admit(
+            state.store(),
+            &code_id.to_string(),
+            phone.as_str(),
+            now.timestamp_millis(),
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(match admission {
+        crate::sms_budget::SmsAdmission::Admitted => None,
+        crate::sms_budget::SmsAdmission::Denied(prefix) => Some(format!("deny:{prefix}")),
+        crate::sms_budget::SmsAdmission::Spent { scope, .. } => Some(scope),
+    })
 }
 
 /// A claim this old whose account never got its first event is left over from a crash between
@@ -336,25 +384,4 @@ async fn take_over(
         .map_err(store_error)?;
     tracing::info!(account_id = %holder, "an unverified identifier claim expired and was taken over by a new sign-up");
     Ok(true)
-}
-
-fn parse_contact(
-    raw: Option<&str>,
-    parse: fn(&str) -> Result<Contact, gatehouse_domain::contact::ContactError>,
-    field: &'static str,
-) -> Result<Option<Contact>, ApiError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => parse(raw).map(Some).map_err(|e| {
-            ApiError::validation(
-                if field == "email" {
-                    "invalid_email"
-                } else {
-                    "invalid_phone"
-                },
-                e.to_string(),
-            )
-            .with_field(field)
-        }),
-    }
 }

@@ -106,7 +106,7 @@ pub async fn change_email(
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody, description = "`invalid_password`, `invalid_second_factor` (both count toward the lockout), `second_factor_required`"),
         (status = 409, body = crate::error::ErrorBody, description = "`ceremony_unknown`"),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_phone`, `contact_unchanged`"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_phone` (not a valid E.164 number), `phone_not_allowed` (a denied prefix, `GATEHOUSE_SMS_DENY_PREFIXES`), `contact_unchanged`"),
         (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, `rate_limited`"),
     ))]
 pub async fn change_phone(
@@ -115,8 +115,7 @@ pub async fn change_phone(
     auth: Authenticated,
     ApiJson(req): ApiJson<ChangePhoneRequest>,
 ) -> Result<(StatusCode, Json<ContactChangeResponse>), ApiError> {
-    let contact = Contact::phone(&req.phone)
-        .map_err(|e| ApiError::validation("invalid_phone", e.to_string()).with_field("phone"))?;
+    let contact = state.account_phone(&req.phone)?;
     change(
         &state,
         &caller,

@@ -351,7 +351,7 @@ pub async fn get_flow(
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`: the flow is complete"),
         (status = 400, body = crate::error::ErrorBody, description = "malformed body"),
         (status = 422, body = crate::error::ErrorBody, description = "`channel_not_allowed`: the step is bound to another channel"),
-        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap), or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (RESEND)"),
+        (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (resend cooldown, hourly cap), `rate_limited`, or `sms_budget_exhausted` with `retry_after` (a resend by SMS while this hour's SMS budget is spent); `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (RESEND)"),
     ))]
 pub async fn resend(
     State(state): State<AppState>,
@@ -373,6 +373,8 @@ pub async fn resend(
         .admit(Route::Resend, caller.ip, Some(&flow_id.to_string()))
         .await?;
     let now = Utc::now();
+    let channel = req.channel.map(Channel::from);
+    sms_budget_left(&state, &aggregate_id, flow_id, channel, now).await?;
     let code = codes::draw_for_delivery(
         state.store(),
         state.keys(),
@@ -381,7 +383,6 @@ pub async fn resend(
     )
     .await?;
     let context = caller.context(None);
-    let channel = req.channel.map(Channel::from);
     state
         .accounts()
         .execute(
@@ -400,6 +401,46 @@ pub async fn resend(
     state.runner().nudge();
     let view = current_view(&state, &aggregate_id, flow_id, token).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// A resend by SMS while this hour's global SMS budget is spent: `429 sms_budget_exhausted` until
+/// the next hour (the pumping guard). Decided on the flow's channel and the shared budget alone,
+/// so every flow, an unknown identifier's included, gets the same answer. A spent per-prefix
+/// budget is decided by the delivery worker (the code is then withheld and the failure recorded).
+async fn sms_budget_left(
+    state: &AppState,
+    aggregate_id: &str,
+    flow_id: Uuid,
+    channel: Option<Channel>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let by_sms = match channel {
+        Some(channel) => channel == Channel::Sms,
+        None => state
+            .accounts()
+            .load(aggregate_id)
+            .await
+            .map_err(execute_error)?
+            .flow(flow_id)
+            .and_then(|f| f.code.as_ref())
+            .is_some_and(|c| c.channel == Channel::Sms),
+    };
+    if !by_sms {
+        return Ok(());
+    }
+    let spent = state
+        .sms_budget()
+        .global_spent(state.store(), now.timestamp_millis())
+        .await
+        .map_err(super::store_error)?;
+    match spent {
+        Some(retry_after) => Err(ApiError::rate_limited(
+            "sms_budget_exhausted",
+            "no more text messages can be sent this hour; try again later or use email",
+            retry_after,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Presents a code; `Ok` means the code was right and its step done.

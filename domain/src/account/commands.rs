@@ -336,6 +336,9 @@ pub struct RegisterAccount {
     pub phone: Option<SealedContact>,
     /// One verification flow per contact given, each with its first code.
     pub verifications: Vec<(crate::contact::ContactKind, FlowGrant)>,
+    /// The phone's first code is not sent: the SMS budget named here (`global` or a calling
+    /// code) is spent. The flow still starts, so a later resend can verify the phone.
+    pub sms_withheld: Option<String>,
     /// A password that passed the policy.
     pub password: CandidatePassword,
     /// Now.

@@ -411,16 +411,26 @@ impl Account {
                 kind: FlowKind::verify(kind),
                 context: cmd.context.clone(),
             });
+            let withheld = match (kind, &cmd.sms_withheld) {
+                (ContactKind::Phone, Some(scope)) => Some(scope.clone()),
+                _ => None,
+            };
             facts.push(AccountFact::CodeIssued {
                 flow_id: grant.flow_id,
                 code_id: grant.code.code_id,
                 channel: Channel::for_contact(kind),
                 verifier: grant.code.verifier,
                 expires_at: cmd.at + services.codes.ttl,
-                deliverable: true,
+                deliverable: withheld.is_none(),
                 context: cmd.context.clone(),
                 requester: Some(self.requester(super::events::Door::Untrusted, &cmd.context)),
             });
+            if let Some(scope) = withheld {
+                facts.push(AccountFact::SmsWithheld {
+                    flow_id: Some(grant.flow_id),
+                    scope,
+                });
+            }
         }
         Ok(facts)
     }

@@ -321,6 +321,15 @@ pub enum AccountFact {
         /// The reset flow.
         flow_id: Uuid,
     },
+    /// A text message was not sent because an hourly SMS budget was spent (the pumping guard):
+    /// at sign-up (the flow stays open and a resend within a later budget sends a code), or by
+    /// the delivery worker (recorded beside the message's `NotificationFailed`).
+    SmsWithheld {
+        /// The flow whose code it was; `None` for a notice.
+        flow_id: Option<Uuid>,
+        /// The budget that was spent: `global`, or a country calling code such as `+44`.
+        scope: String,
+    },
     /// Every lock (and every door's failure count) was lifted before its time.
     AccountUnlocked {
         /// Why.
@@ -799,6 +808,7 @@ impl AccountFact {
             Self::PasswordReset { .. } => "PasswordReset",
             Self::PasswordChanged { .. } => "PasswordChanged",
             Self::ResetFactorAsked { .. } => "ResetFactorAsked",
+            Self::SmsWithheld { .. } => "SmsWithheld",
             Self::PasswordConfirmationFailed { .. } => "PasswordConfirmationFailed",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::HighRiskCooldownStarted { .. } => "HighRiskCooldownStarted",
@@ -1020,6 +1030,10 @@ mod tests {
                 context: RequestContext::default(),
             },
             AccountFact::ResetFactorAsked { flow_id: sid() },
+            AccountFact::SmsWithheld {
+                flow_id: Some(sid()),
+                scope: "+44".into(),
+            },
             AccountFact::AccountUnlocked {
                 reason: UnlockReason::UnlockCode,
                 context: RequestContext::default(),
@@ -1218,6 +1232,7 @@ mod tests {
                 "PasswordChanged",
                 "PasswordConfirmationFailed",
                 "ResetFactorAsked",
+                "SmsWithheld",
                 "AccountUnlocked",
                 "HighRiskCooldownStarted",
                 "AntiPhishingPhraseSet",

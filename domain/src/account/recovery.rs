@@ -519,9 +519,9 @@ impl Account {
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
         match outcome {
-            AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {
-                Ok(vec![outcome])
-            }
+            AccountFact::NotificationDelivered { .. }
+            | AccountFact::NotificationFailed { .. }
+            | AccountFact::SmsWithheld { .. } => Ok(vec![outcome]),
             _ => Err(AccountError::NotAnOutcome),
         }
     }

@@ -1002,6 +1002,8 @@ impl Account {
                     self.pending_phone = None;
                 }
             },
+            // An audit fact: the code it concerns was issued undeliverable.
+            AccountFact::SmsWithheld { .. } => {}
             AccountFact::ResetFactorAsked { flow_id } => {
                 if let Some(flow) = self.flows.get_mut(flow_id) {
                     flow.factor_asked = true;

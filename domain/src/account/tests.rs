@@ -255,6 +255,7 @@ fn test_register_account_hashes_password_and_records_sealed_contact() {
         vec![],
         AccountCommand::RegisterAccount(RegisterAccount {
             verifications: vec![],
+            sms_withheld: None,
             email: Some(SealedContact {
                 sealed: "sealed".into(),
                 lookup: "lookup".into(),
@@ -276,6 +277,7 @@ fn test_register_account_twice_is_refused() {
         vec![registered()],
         AccountCommand::RegisterAccount(RegisterAccount {
             verifications: vec![],
+            sms_withheld: None,
             email: None,
             phone: Some(SealedContact {
                 sealed: "s".into(),
@@ -296,6 +298,7 @@ fn test_register_account_without_identifier_is_refused() {
         vec![],
         AccountCommand::RegisterAccount(RegisterAccount {
             verifications: vec![],
+            sms_withheld: None,
             email: None,
             phone: None,
             password,
@@ -1050,6 +1053,66 @@ mod recovery {
     }
 
     #[test]
+    fn test_sign_up_beyond_the_sms_budget_withholds_the_phone_code_and_a_resend_sends_one() {
+        let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
+        let register = AccountCommand::RegisterAccount(RegisterAccount {
+            email: None,
+            phone: Some(SealedContact {
+                sealed: "p".into(),
+                lookup: "lp".into(),
+            }),
+            verifications: vec![(
+                ContactKind::Phone,
+                FlowGrant {
+                    flow_id: flow_id(),
+                    code: grant(1),
+                },
+            )],
+            sms_withheld: Some("+44".into()),
+            password,
+            at: t(0),
+            context: ctx(),
+        });
+        let facts = run(vec![], register).unwrap();
+        let mut withheld = code_issued(1, Channel::Sms, t(0));
+        if let AccountFact::CodeIssued { deliverable, .. } = &mut withheld {
+            *deliverable = false;
+        }
+        assert_eq!(
+            facts[1..],
+            [
+                AccountFact::FlowStarted {
+                    flow_id: flow_id(),
+                    kind: FlowKind::VerifyPhone,
+                    context: ctx()
+                },
+                withheld,
+                AccountFact::SmsWithheld {
+                    flow_id: Some(flow_id()),
+                    scope: "+44".into()
+                },
+            ]
+        );
+        // The flow is open: a resend issues a code that is sent.
+        let given: Vec<_> = facts.into_iter().map(|f| (t(0), f)).collect();
+        let resent = run(
+            given,
+            AccountCommand::ResendCode {
+                flow_id: flow_id(),
+                channel: None,
+                code: grant(2),
+                at: t(120),
+                context: ctx(),
+            },
+        )
+        .unwrap();
+        assert!(
+            resent.contains(&code_issued(2, Channel::Sms, t(120))),
+            "{resent:?}"
+        );
+    }
+
+    #[test]
     fn test_sign_up_starts_verification_and_the_code_verifies_the_email() {
         let password = PasswordPolicy::default().check(PASSWORD, &[]).unwrap();
         let register = AccountCommand::RegisterAccount(RegisterAccount {
@@ -1065,6 +1128,7 @@ mod recovery {
                     code: grant(1),
                 },
             )],
+            sms_withheld: None,
             password,
             at: t(0),
             context: ctx(),

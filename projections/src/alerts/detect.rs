@@ -69,12 +69,15 @@ pub(crate) fn needs(needs: &mut Needs, event: &StoredEvent, e: &AccountEvent) {
         AccountFact::PasswordReset { .. } | AccountFact::AccountUnlocked { .. } => {
             needs.account(&event.aggregate_id);
         }
-        AccountFact::AccountLocked { .. } => {
+        AccountFact::AccountLocked { .. } | AccountFact::SmsWithheld { .. } => {
             needs.subject(format_args!("global"));
         }
         _ => {}
     }
 }
+
+/// The SMS budgets are hourly: an alert gathers the withheld messages of one hour.
+const SMS_BUDGET_WINDOW_MS: i64 = 3_600_000;
 
 impl Detector<'_> {
     /// Feeds one account fact to the rules.
@@ -160,6 +163,17 @@ impl Detector<'_> {
                     vec![me],
                     None,
                     p.repeat_window_s.saturating_mul(1000),
+                );
+            }
+            AccountFact::SmsWithheld { .. } => {
+                // One open alert per hour of spent budget gathers every withheld message.
+                self.raise(
+                    event,
+                    Rule::SmsBudgetReached,
+                    "global",
+                    vec![evidence()],
+                    None,
+                    SMS_BUDGET_WINDOW_MS,
                 );
             }
             AccountFact::AccountLocked { .. } => {

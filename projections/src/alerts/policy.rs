@@ -33,11 +33,14 @@ pub enum Rule {
     /// Untrusted requesters together reached an account's hourly ceiling of self-service codes
     /// (`CodeCeilingReached`): someone is spending the account's code budget from many networks.
     CodeCeiling,
+    /// An hourly SMS budget (global or per country calling code) was spent and a code was
+    /// withheld: SMS pumping, or a budget too small for the traffic.
+    SmsBudgetReached,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -50,6 +53,7 @@ impl Rule {
         Rule::WebauthnCounterRegression,
         Rule::RateLimitAbuse,
         Rule::CodeCeiling,
+        Rule::SmsBudgetReached,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -67,6 +71,7 @@ impl Rule {
             Rule::WebauthnCounterRegression => "webauthn_counter_regression",
             Rule::RateLimitAbuse => "rate_limit_abuse",
             Rule::CodeCeiling => "code_ceiling",
+            Rule::SmsBudgetReached => "sms_budget_reached",
         }
     }
 
@@ -82,7 +87,8 @@ impl Rule {
             Rule::BruteForce
             | Rule::CredentialStuffing
             | Rule::LockoutStorm
-            | Rule::WebauthnCounterRegression => "high",
+            | Rule::WebauthnCounterRegression
+            | Rule::SmsBudgetReached => "high",
             Rule::PasswordSpraying => "critical",
         }
     }
