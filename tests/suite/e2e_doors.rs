@@ -370,3 +370,66 @@ async fn test_a_devices_door_locks_on_its_own_and_a_reset_revokes_devices() {
         .await;
     assert_eq!(status, 401, "{body}");
 }
+
+/// The owner's known device is exempt from the per-identifier request limits of sign-in and
+/// forgot-password (issue #18): a stranger who keeps an identifier's budget spent cannot keep its
+/// owner out. A device token sealed for another account (the attacker's own) buys nothing.
+#[tokio::test]
+async fn test_a_device_token_for_the_account_skips_the_per_identifier_limit_and_no_other_does() {
+    let w = world(&[
+        ("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1"),
+        ("GATEHOUSE_RATE_LIMIT_LOGIN_PER_IDENTIFIER_PER_MINUTE", "3"),
+        ("GATEHOUSE_RATE_LIMIT_FORGOT_PER_IDENTIFIER_PER_MINUTE", "1"),
+        ("GATEHOUSE_RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE", "1000"),
+        ("GATEHOUSE_RATE_LIMIT_LOGIN_PER_NETWORK_PER_MINUTE", "1000"),
+        ("GATEHOUSE_RATE_LIMIT_PER_IP_PER_MINUTE", "1000"),
+    ])
+    .await;
+    let victim = "limited.owner@example.com";
+    let attacker = "limited.attacker@example.com";
+    w.verified_email_account(victim).await;
+    w.verified_email_account(attacker).await;
+    // Each signed in once to set up (`verified_email_account`) and signs in once more from their
+    // own device: two of the victim's three sign-ins a minute.
+    let (status, body) = login_from(&w, OWNER_IP, victim, PASSWORD, None).await;
+    assert_eq!(status, 200, "{body}");
+    let owner_token = body["device_token"].as_str().unwrap().to_string();
+    let (status, body) = login_from(&w, "203.0.113.5", attacker, PASSWORD, None).await;
+    assert_eq!(status, 200, "{body}");
+    let attacker_token = body["device_token"].as_str().unwrap().to_string();
+
+    // The stranger spends the rest of the victim's identifier budget, then is refused.
+    let (status, body) = login_from(&w, "198.51.100.7", victim, "wrong-password", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = login_from(&w, "198.51.101.7", victim, "wrong-password", None).await;
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(&body, "rate_limited");
+    // Their own account's device token does not lift the victim's limit,
+    let (status, body) =
+        login_from(&w, "198.51.102.7", victim, PASSWORD, Some(&attacker_token)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(&body, "rate_limited");
+    // nor does the owner's network without the token,
+    let (status, body) = login_from(&w, OWNER_IP, victim, PASSWORD, None).await;
+    assert_eq!(status, 429, "{body}");
+    // but the owner's device signs in.
+    let (status, body) = login_from(&w, OWNER_IP, victim, PASSWORD, Some(&owner_token)).await;
+    assert_eq!(status, 200, "{body}");
+    let owner_token = body["device_token"].as_str().unwrap().to_string();
+
+    // Forgot-password: the stranger's one request a minute spends the identifier's budget;
+    let forgot = |ip: &'static str, token: Option<String>| {
+        let mut body = json!({"identifier": victim});
+        if let Some(token) = token {
+            body["device_token"] = json!(token);
+        }
+        post_from(&w, ip, "/v1/password/forgot", body)
+    };
+    assert_eq!(forgot("198.51.100.7", None).await.0, 202);
+    let (status, body) = forgot("198.51.103.7", Some(attacker_token.clone())).await;
+    assert_eq!(status, 429, "{body}");
+    assert_error_shape(&body, "rate_limited");
+    // the owner's device still gets a code.
+    let (status, body) = forgot(OWNER_IP, Some(owner_token)).await;
+    assert_eq!(status, 202, "{body}");
+}
