@@ -185,6 +185,7 @@ impl Protection {
                         route: window.route.label().to_string(),
                         window_start: window.window_start,
                         refused: window.refused,
+                        identifiers: window.identifiers.clone(),
                         at,
                     },
                     crate::routes::metadata(),

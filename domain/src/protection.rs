@@ -48,8 +48,17 @@ pub enum ProtectionFact {
         window_start: DateTime<Utc>,
         /// Requests refused in it.
         refused: u32,
+        /// The distinct identifiers (keyed lookup hashes, at most
+        /// [`MAX_REFUSED_IDENTIFIERS`]) of the refused sign-ins: evidence for the
+        /// credential-stuffing rule, which the limiter would otherwise blind. Empty on other
+        /// routes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        identifiers: Vec<String>,
     },
 }
+
+/// Most identifiers one `ThrottleWindowClosed` names (above every stuffing threshold in use).
+pub const MAX_REFUSED_IDENTIFIERS: usize = 100;
 
 impl DomainEvent for ProtectionEvent {
     fn event_type(&self) -> String {
@@ -90,6 +99,9 @@ pub enum ProtectionCommand {
         window_start: DateTime<Utc>,
         /// Requests refused in it.
         refused: u32,
+        /// Distinct identifiers of the refused sign-ins (kept up to
+        /// [`MAX_REFUSED_IDENTIFIERS`]).
+        identifiers: Vec<String>,
         /// Now.
         at: DateTime<Utc>,
     },
@@ -146,11 +158,13 @@ impl Protection {
                 route,
                 window_start,
                 refused,
+                mut identifiers,
                 at,
             } => {
                 if refused == 0 || window_start + chrono::Duration::minutes(1) > at {
                     return Err(ProtectionError::WindowNotClosed);
                 }
+                identifiers.truncate(MAX_REFUSED_IDENTIFIERS);
                 Ok((
                     at,
                     ProtectionFact::ThrottleWindowClosed {
@@ -158,6 +172,7 @@ impl Protection {
                         route,
                         window_start,
                         refused,
+                        identifiers,
                     },
                 ))
             }
@@ -220,6 +235,7 @@ mod tests {
             route: "login".into(),
             window_start: start,
             refused,
+            identifiers: (0..150).map(|i| format!("lookup-{i}")).collect(),
             at,
         };
         let p = Protection::default();
@@ -241,7 +257,19 @@ mod tests {
                 route: "login".into(),
                 window_start: start,
                 refused: 7,
+                identifiers: (0..MAX_REFUSED_IDENTIFIERS)
+                    .map(|i| format!("lookup-{i}"))
+                    .collect(),
             }
+        );
+        // A fact written before identifiers were kept reads as naming none.
+        let old: ProtectionFact = serde_json::from_value(serde_json::json!({
+            "ThrottleWindowClosed": {"source": "203.0.113.7", "route": "login",
+                "window_start": start, "refused": 3}
+        }))
+        .unwrap();
+        assert!(
+            matches!(old, ProtectionFact::ThrottleWindowClosed { identifiers, .. } if identifiers.is_empty())
         );
         // Recording it changes no throttling decision.
         let mut p = p;

@@ -480,6 +480,18 @@ async fn test_brute_force_recovery_code_guessing_lockout_storm_and_key_counter()
 
 /// Appends a `ThrottleWindowClosed` fact on the source's `Protection` aggregate.
 async fn throttled(pool: &PgPool, source: &str, seq: i64, route: &str, start: DateTime<Utc>) {
+    throttled_naming(pool, source, seq, route, start, &[]).await
+}
+
+/// The same, naming the identifiers of the refused requests.
+async fn throttled_naming(
+    pool: &PgPool,
+    source: &str,
+    seq: i64,
+    route: &str,
+    start: DateTime<Utc>,
+    identifiers: &[String],
+) {
     use gatehouse_domain::protection::{ProtectionEvent, ProtectionFact};
     let event = ProtectionEvent {
         at: start + Duration::seconds(61),
@@ -489,6 +501,7 @@ async fn throttled(pool: &PgPool, source: &str, seq: i64, route: &str, start: Da
             route: route.to_string(),
             window_start: start,
             refused: 40,
+            identifiers: identifiers.to_vec(),
         },
     };
     sqlx::query(
@@ -537,6 +550,48 @@ async fn test_an_ip_refused_in_several_windows_raises_rate_limit_abuse() {
         (1..=3)
             .map(|s| ("protection:ip:198.51.100.7".to_string(), s))
             .collect::<Vec<_>>()
+    );
+    assert_rebuild_equals_live(&store, &pool, policy).await;
+}
+
+/// Sign-ins a rate limit refused still count for credential stuffing (issue #18: the limiter
+/// must not blind the detector): the identifiers a refusal window names count like the accounts
+/// of failed sign-ins, distinct over the rule's window; other routes' refusals do not count.
+#[tokio::test]
+async fn test_refused_sign_ins_count_as_credential_stuffing_evidence() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let pool = db.pool().await;
+    let policy = AlertPolicy::default();
+    let ids = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("lookup-{i:02}")).collect()
+    };
+    // 15 identifiers refused from one IP: below the threshold (20). Sign-ups refused for 30
+    // identifiers from another IP of the same network count for nothing.
+    throttled_naming(&pool, "198.51.100.7", 1, "login", t0(), &ids(0..15)).await;
+    throttled_naming(&pool, "198.51.100.9", 1, "signup", t0(), &ids(30..60)).await;
+    fold(&store, &pool, &policy).await;
+    assert!(alerts(&pool).await.is_empty(), "{:?}", alerts(&pool).await);
+    // A later window names 10 more, 5 of them seen before: 20 distinct identifiers.
+    throttled_naming(
+        &pool,
+        "198.51.100.7",
+        2,
+        "login",
+        t0() + Duration::minutes(2),
+        &ids(10..20),
+    )
+    .await;
+    fold(&store, &pool, &policy).await;
+    let got = alerts(&pool).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str(), got[0].2.as_str()),
+        ("credential_stuffing", "ip:198.51.100.7", "open")
+    );
+    assert_eq!(
+        evidence(&pool, "credential_stuffing", "ip:198.51.100.7").await,
+        vec![("protection:ip:198.51.100.7".to_string(), 2)]
     );
     assert_rebuild_equals_live(&store, &pool, policy).await;
 }

@@ -187,7 +187,7 @@ impl Throttle {
             None => Ok(()),
             Some(wait) => {
                 if let Some(ip) = ip {
-                    self.windows.refused(ip, route);
+                    self.windows.refused(ip, route, identifier);
                 }
                 Err(refusal(wait))
             }

@@ -23,10 +23,14 @@ const FLOW: &str = "flow";
 const EXHAUSTED: &str = "exhausted";
 /// Rate limit windows that saw refusals (`ThrottleWindowClosed`).
 const THROTTLED: &str = "throttled";
+/// Identifiers of sign-ins a rate limit refused (named by `ThrottleWindowClosed`), one signal per
+/// identifier and window, its aggregate `refused:<lookup hash>`: counted beside the failed
+/// sign-ins by the credential-stuffing rule, never evidence themselves.
+const REFUSED: &str = "refused";
 
 /// The signal kind stored as `name`.
 pub(crate) fn signal_kind(name: &str) -> Option<&'static str> {
-    [FAIL, LOCK, FLOW, EXHAUSTED, THROTTLED]
+    [FAIL, LOCK, FLOW, EXHAUSTED, THROTTLED, REFUSED]
         .into_iter()
         .find(|k| *k == name)
 }
@@ -268,8 +272,15 @@ impl Detector<'_> {
     }
 
     /// A rate limit window of `source` closed with refusals: several of them in the rule's
-    /// window raise `rate_limit_abuse` on `ip:<source>`.
-    pub(crate) fn throttle_window(&mut self, event: &StoredEvent, source: &str, at_ms: i64) {
+    /// window raise `rate_limit_abuse` on `ip:<source>`. The refused sign-ins' identifiers count
+    /// for credential stuffing like failed sign-ins (else the limiter would blind the rule).
+    pub(crate) fn throttle_window(
+        &mut self,
+        event: &StoredEvent,
+        source: &str,
+        at_ms: i64,
+        identifiers: &[String],
+    ) {
         let p = self.policy;
         let me = Evidence {
             aggregate_id: event.aggregate_id.clone(),
@@ -277,6 +288,24 @@ impl Detector<'_> {
             at_ms,
         };
         let (ip, net) = addresses(Some(source));
+        if !identifiers.is_empty() {
+            for identifier in identifiers {
+                let refused = Evidence {
+                    aggregate_id: format!("refused:{identifier}"),
+                    // The stream position keeps the stored row unique across sources.
+                    sequence: event.position.pos,
+                    at_ms,
+                };
+                self.signal(
+                    REFUSED,
+                    &refused,
+                    ip.clone(),
+                    net.clone(),
+                    p.stuffing_window_s,
+                );
+            }
+            self.stuffing(event, &me, ip.clone(), net.clone());
+        }
         let w = self.signal(THROTTLED, &me, ip, net, p.rate_limit_window_s);
         if self.windows.stats(&w).signals >= p.rate_limit_windows {
             self.raise(
@@ -287,6 +316,50 @@ impl Detector<'_> {
                 Some(&w),
                 p.rate_limit_window_s.saturating_mul(1000),
             );
+        }
+    }
+
+    /// Credential stuffing: one IP, and its network, against many identifiers: the accounts of
+    /// failed sign-ins and the identifiers of sign-ins a rate limit refused (one identifier seen
+    /// both ways counts at most twice). Evidence: `me` and the failed sign-ins in the window.
+    fn stuffing(
+        &mut self,
+        event: &StoredEvent,
+        me: &Evidence,
+        ip: Option<Arc<str>>,
+        net: Option<Arc<str>>,
+    ) {
+        let p = self.policy;
+        let Some(ip) = ip else {
+            return;
+        };
+        let mut scopes = vec![(
+            Filter::Ip(ip.clone()),
+            format!("ip:{ip}"),
+            p.stuffing_ip_identifiers,
+        )];
+        if let Some(net) = net {
+            scopes.push((
+                Filter::Net(net.clone()),
+                format!("net:{net}"),
+                p.stuffing_net_identifiers,
+            ));
+        }
+        for (filter, subject, threshold) in scopes {
+            let failed = Window::ending(FAIL, filter.clone(), me.at_ms, p.stuffing_window_s);
+            let refused = Window::ending(REFUSED, filter, me.at_ms, p.stuffing_window_s);
+            let identifiers =
+                self.windows.stats(&failed).aggregates + self.windows.stats(&refused).aggregates;
+            if identifiers >= threshold {
+                self.raise(
+                    event,
+                    Rule::CredentialStuffing,
+                    &subject,
+                    vec![me.clone()],
+                    Some(&failed),
+                    p.stuffing_window_s * 1000,
+                );
+            }
         }
     }
 
@@ -308,38 +381,7 @@ impl Detector<'_> {
             );
         }
 
-        // Credential stuffing: one IP, and its network, against many identifiers.
-        if let Some(ip) = ip {
-            let by_ip = Window::ending(FAIL, Filter::Ip(ip.clone()), me.at_ms, p.stuffing_window_s);
-            if self.windows.stats(&by_ip).aggregates >= p.stuffing_ip_identifiers {
-                self.raise(
-                    event,
-                    Rule::CredentialStuffing,
-                    &format!("ip:{ip}"),
-                    vec![me.clone()],
-                    Some(&by_ip),
-                    p.stuffing_window_s * 1000,
-                );
-            }
-            if let Some(net) = net {
-                let by_net = Window::ending(
-                    FAIL,
-                    Filter::Net(net.clone()),
-                    me.at_ms,
-                    p.stuffing_window_s,
-                );
-                if self.windows.stats(&by_net).aggregates >= p.stuffing_net_identifiers {
-                    self.raise(
-                        event,
-                        Rule::CredentialStuffing,
-                        &format!("net:{net}"),
-                        vec![me.clone()],
-                        Some(&by_net),
-                        p.stuffing_window_s * 1000,
-                    );
-                }
-            }
-        }
+        self.stuffing(event, me, ip, net);
 
         // Password spraying: failures over many accounts from many IPs, against the baseline.
         let current = Window::ending(FAIL, Filter::All, me.at_ms, p.spray_window_s);

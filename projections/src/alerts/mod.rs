@@ -169,8 +169,12 @@ impl AlertsProjection {
         let decoded: gatehouse_domain::protection::ProtectionEvent =
             serde_json::from_value(event.payload.clone())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let gatehouse_domain::protection::ProtectionFact::ThrottleWindowClosed { source, .. } =
-            &decoded.fact
+        let gatehouse_domain::protection::ProtectionFact::ThrottleWindowClosed {
+            source,
+            route,
+            identifiers,
+            ..
+        } = &decoded.fact
         else {
             return Ok(());
         };
@@ -179,6 +183,9 @@ impl AlertsProjection {
         }
         let mut needs = work::Needs::default();
         needs.subject(format_args!("ip:{source}"));
+        if let Some(net) = network(source) {
+            needs.subject(format_args!("net:{net}"));
+        }
         let at_ms = crate::time::to_ms(decoded.at);
         needs.earliest_ms = Some(at_ms);
         let mut work = work::Work::load(conn, &needs, self.policy.horizon_ms()).await?;
@@ -187,7 +194,9 @@ impl AlertsProjection {
             windows,
             work: &mut work,
         };
-        detector.throttle_window(event, source, at_ms);
+        // Only refused sign-ins are stuffing evidence, whatever a fact names.
+        let identifiers: &[String] = if route == "login" { identifiers } else { &[] };
+        detector.throttle_window(event, source, at_ms, identifiers);
         work.flush(conn, &self.version, !self.signals_at_end).await
     }
 
