@@ -385,3 +385,9 @@ async fn take_over(
     tracing::info!(account_id = %holder, "an unverified identifier claim expired and was taken over by a new sign-up");
     Ok(true)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(register))
+}

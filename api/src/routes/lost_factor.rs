@@ -290,3 +290,14 @@ fn execute_error_or_stage(
         other => execute_error(other),
     }
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(start))
+        .routes(utoipa_axum::routes!(code_step))
+        .routes(utoipa_axum::routes!(evidence))
+        .routes(utoipa_axum::routes!(complete))
+        .routes(utoipa_axum::routes!(cancel))
+}

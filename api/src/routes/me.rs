@@ -538,3 +538,19 @@ pub async fn restrictions(
         whitelist_only: auth.account.whitelist_only(),
     })
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(me))
+        .routes(utoipa_axum::routes!(list_sessions, revoke_other_sessions))
+        .routes(utoipa_axum::routes!(revoke_session))
+        .routes(utoipa_axum::routes!(login_history))
+        .routes(utoipa_axum::routes!(lockout))
+        .routes(utoipa_axum::routes!(
+            set_anti_phishing_phrase,
+            remove_anti_phishing_phrase
+        ))
+        .routes(utoipa_axum::routes!(restrictions))
+}

@@ -622,3 +622,16 @@ pub(crate) fn mfa_error(
         other => execute_error(other),
     }
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(start_totp, remove_totp))
+        .routes(utoipa_axum::routes!(confirm_totp))
+        .routes(utoipa_axum::routes!(
+            backup_codes_left,
+            regenerate_backup_codes
+        ))
+        .routes(utoipa_axum::routes!(complete_mfa))
+}

@@ -724,3 +724,17 @@ pub async fn verify_contact(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(forgot_password))
+        .routes(utoipa_axum::routes!(reset_password))
+        .routes(utoipa_axum::routes!(request_unlock))
+        .routes(utoipa_axum::routes!(confirm_unlock))
+        .routes(utoipa_axum::routes!(verify_contact))
+        .routes(utoipa_axum::routes!(get_flow))
+        .routes(utoipa_axum::routes!(resend))
+        .routes(utoipa_axum::routes!(reset_security_key))
+}

@@ -529,3 +529,17 @@ pub async fn permissions(
         permissions: role.map(|r| r.permissions().to_vec()).unwrap_or_default(),
     }))
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(create))
+        .routes(utoipa_axum::routes!(get_team))
+        .routes(utoipa_axum::routes!(invite))
+        .routes(utoipa_axum::routes!(cancel_invitation))
+        .routes(utoipa_axum::routes!(accept))
+        .routes(utoipa_axum::routes!(my_invitations))
+        .routes(utoipa_axum::routes!(change_role, remove_member))
+        .routes(utoipa_axum::routes!(permissions))
+}
