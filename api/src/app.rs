@@ -4,7 +4,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -27,11 +27,6 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gatehouse", description = "Account security: sign-up with contact verification, sign-in with lockout, sessions, login history, self-service recovery (forgot password, unlock) by one-time code. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
-    paths(
-        admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
-        admin::login_history, admin::account_events, admin::create_staff,
-        admin::reissue_staff_token, admin::revoke_staff_tokens,
-    ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
 )]
@@ -69,21 +64,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(contacts::router())
         .merge(recovery::router())
         .merge(health::router())
-        .route("/v1/admin/alerts", get(admin::list_alerts))
-        .route("/v1/admin/alerts/stream", get(admin::alerts_stream))
-        .route("/v1/admin/alerts/{id}", get(admin::get_alert))
-        .route(
-            "/v1/admin/alerts/{id}/acknowledge",
-            post(admin::acknowledge),
-        )
-        .route("/v1/admin/alerts/{id}/resolve", post(admin::resolve))
-        .route("/v1/admin/login-history", get(admin::login_history))
-        .route("/v1/admin/accounts/{id}/events", get(admin::account_events))
-        .route("/v1/admin/staff", post(admin::create_staff))
-        .route(
-            "/v1/admin/staff/{id}/tokens",
-            post(admin::reissue_staff_token).delete(admin::revoke_staff_tokens),
-        )
+        .merge(admin::router())
 }
 
 /// The routes and the OpenAPI document the server serves at `/openapi.json`.
