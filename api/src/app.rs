@@ -67,9 +67,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(admin::router())
 }
 
-/// The routes and the OpenAPI document the server serves at `/openapi.json`.
+/// The routes and the OpenAPI document the server serves at `/openapi.json`: what the handlers'
+/// attributes say, with the answers every operation shares
+/// ([`crate::openapi::SharedResponses`]).
 fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    routes().split_for_parts()
+    let (routes, mut openapi) = routes().split_for_parts();
+    crate::openapi::SharedResponses.modify(&mut openapi);
+    (routes, openapi)
 }
 
 /// The OpenAPI document the server serves at `/openapi.json`.
@@ -115,7 +119,8 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
-    let (routes, openapi) = parts();
+    let (routes, mut openapi) = parts();
+    crate::openapi::password_bounds(&mut openapi, state.password_policy());
     // Serialized once: the document does not change while the process runs.
     let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
     routes

@@ -34,7 +34,7 @@ pub struct RegisterRequest {
     pub email: Option<String>,
     /// Phone number in international format (`+14155550100`).
     pub phone: Option<String>,
-    /// Password: 12 to 128 characters by default, not common, not built from the identifiers.
+    /// Password.
     pub password: String,
     /// Device id chosen by the frontend, recorded for audit.
     pub device_id: Option<String>,

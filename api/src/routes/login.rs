@@ -27,7 +27,8 @@ use crate::tokens;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Email or phone (`+` and digits).
+    /// Email or phone (`+` and digits); at most 320 characters (`400` beyond).
+    #[schema(max_length = 320)]
     pub identifier: String,
     /// Password.
     pub password: String,

@@ -426,7 +426,7 @@ pub async fn set_anti_phishing_phrase(
 
 /// Removes the anti-phishing phrase (the password in `proof`, or a stepped-up session).
 #[utoipa::path(delete, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
-    request_body(content = RemovePhraseRequest, description = "Optional: empty when the session is stepped up"),
+    request_body(content = Option<RemovePhraseRequest>, description = "Optional: empty when the session is stepped up"),
     responses(
         (status = 204),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),

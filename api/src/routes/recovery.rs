@@ -47,7 +47,8 @@ impl From<ChannelParam> for Channel {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
-    /// Email or phone of the account.
+    /// Email or phone of the account; at most 320 characters (`400` beyond).
+    #[schema(max_length = 320)]
     pub identifier: String,
     /// Where to send the code; default: the channel of the identifier typed (`email` for an
     /// address, `sms` for a number). The answer names this channel for every identifier, known or
