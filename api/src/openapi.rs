@@ -13,6 +13,7 @@
 //!
 //! An operation that documents one of these statuses itself keeps its own description.
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{SchemaType, Type};
 use utoipa::openapi::{Ref, RefOr, Required, Response, ResponseBuilder, Schema};
 use utoipa::Modify;
 
@@ -59,6 +60,7 @@ fn error(description: &str) -> RefOr<Response> {
 }
 
 fn add_shared(operation: &mut Operation) {
+    optional_body_is_not_null(operation);
     let (json_body, body_required) = match operation.request_body.as_ref() {
         Some(RefOr::T(body)) => (
             body.content.contains_key("application/json"),
@@ -119,6 +121,31 @@ fn add_shared(operation: &mut Operation) {
     );
 }
 
+/// An optional JSON body (`request_body(content = Option<T>)`, the only way to say "optional" in
+/// the attribute) comes out as `oneOf: [T, null]`; the server takes no body or a `T`, never a JSON
+/// `null`, so the schema says `T` and `required: false` says the rest.
+fn optional_body_is_not_null(operation: &mut Operation) {
+    let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = content.schema.as_ref() else {
+            continue;
+        };
+        let is_null = |item: &RefOr<Schema>| matches!(item, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+        let mut rest = one_of.items.iter().filter(|item| !is_null(item));
+        if let (Some(only), None) = (rest.next(), rest.next()) {
+            if one_of.items.len() == 2 {
+                content.schema = Some(only.clone());
+            }
+        }
+    }
+}
+
 /// Password properties of request schemas: (schema, property, whether it sets a new password).
 const PASSWORD_PROPERTIES: [(&str, &str, bool); 5] = [
     ("LoginRequest", "password", false),
@@ -165,5 +192,76 @@ pub fn password_bounds(
         };
         let description = field.description.take().unwrap_or_default();
         field.description = Some(format!("{description} {rule}").trim().to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(doc: &mut utoipa::openapi::OpenApi, path: &str) -> Vec<String> {
+        let item = doc.paths.paths.get_mut(path).expect("path in the document");
+        operations(item)
+            .next()
+            .expect("an operation")
+            .responses
+            .responses
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn shared_answers_follow_what_an_operation_is() {
+        let mut doc = crate::app::openapi();
+        // A JSON body without a bearer.
+        let login = statuses(&mut doc, "/v1/login");
+        for status in ["400", "413", "415", "503"] {
+            assert!(login.contains(&status.to_string()), "{status}: {login:?}");
+        }
+        assert!(!login.contains(&"404".to_string()), "{login:?}");
+        // A bearer and a path id, no body.
+        let session = statuses(&mut doc, "/v1/me/sessions/{session_id}");
+        for status in ["400", "401", "404", "503"] {
+            assert!(
+                session.contains(&status.to_string()),
+                "{status}: {session:?}"
+            );
+        }
+        assert!(!session.contains(&"415".to_string()), "{session:?}");
+        // An optional body is its type, not `T or null`.
+        let phrase = doc.paths.paths["/v1/me/anti-phishing-phrase"]
+            .delete
+            .clone();
+        let body = serde_json::to_value(phrase.and_then(|op| op.request_body)).unwrap_or_default();
+        assert_eq!(
+            body["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RemovePhraseRequest",
+            "{body}"
+        );
+        assert_ne!(body["required"], true, "{body}");
+        // `/metrics` never answers 401.
+        assert!(!statuses(&mut doc, "/metrics").contains(&"401".to_string()));
+    }
+
+    #[test]
+    fn password_bounds_are_the_policy_s() {
+        let mut doc = crate::app::openapi();
+        let policy = gatehouse_domain::password::PasswordPolicy {
+            min_len: 10,
+            max_len: 50,
+        };
+        password_bounds(&mut doc, &policy);
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        for (schema, property, new) in PASSWORD_PROPERTIES {
+            let Some(RefOr::T(Schema::Object(object))) = schemas.get(schema) else {
+                panic!("{schema} is not in the document");
+            };
+            let Some(RefOr::T(Schema::Object(field))) = object.properties.get(property) else {
+                panic!("{schema}.{property} is not in the document");
+            };
+            assert_eq!(field.max_length, Some(200), "{schema}.{property}");
+            assert_eq!(field.min_length, new.then_some(1), "{schema}.{property}");
+        }
     }
 }
