@@ -108,9 +108,9 @@ pub fn refusal(
 }
 
 /// A JSON body that may be absent (a `DELETE` whose proof is the stepped-up session): empty
-/// means the default.
+/// means the default. A body of white space is not JSON and is refused like any other.
 pub fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(T::default());
     }
     serde_json::from_slice(body)
