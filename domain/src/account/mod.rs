@@ -4,6 +4,7 @@ mod commands;
 mod controls;
 mod decide;
 mod error;
+mod evidence;
 mod events;
 mod lost_factor;
 mod proof;
@@ -15,14 +16,15 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, DeviceClaim, DeviceGrant, FlowGrant, KeyCheck, MfaProof, NewApiKey,
-    NewWithdrawalAddress, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceGrant, FlowGrant, NewApiKey, NewWithdrawalAddress, RedeemCode,
+    RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
     MAX_WITHDRAWAL_ADDRESSES,
 };
 pub use error::AccountError;
+pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
     LoginFailureReason, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,

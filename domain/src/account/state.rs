@@ -13,7 +13,7 @@ use crate::password::PasswordHash;
 use crate::policy::codes::{Channel, FlowKind};
 use crate::policy::SessionPolicy;
 
-use super::commands::DeviceClaim;
+use super::evidence::DeviceClaim;
 use super::events::{AccountEvent, AccountFact, Door, Requester};
 
 /// Lifecycle of an aggregate id.
