@@ -4,13 +4,16 @@ mod commands;
 mod controls;
 mod decide;
 mod error;
-mod evidence;
 mod events;
+mod evidence;
+mod fold;
 mod lost_factor;
 mod proof;
 mod recovery;
 mod second_factor;
 mod services;
+mod sessions;
+mod sign_in;
 mod state;
 
 pub use aggregate::Account;
@@ -24,11 +27,11 @@ pub use controls::{
     MAX_WITHDRAWAL_ADDRESSES,
 };
 pub use error::AccountError;
-pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
     LoginFailureReason, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
+pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
