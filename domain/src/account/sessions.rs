@@ -9,9 +9,21 @@ use super::error::AccountError;
 use super::events::{AccountFact, DeviceRevokeReason, SessionEndReason};
 use super::proof::SensitiveAction;
 use super::services::AccountServices;
-use super::state::Account;
+use super::state::{Account, Session};
 
 impl Account {
+    /// The session `session_id` if it is live at `at`, else `SessionNotFound`.
+    pub(super) fn live_session(
+        &self,
+        session_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<&Session, AccountError> {
+        self.sessions
+            .get(&session_id)
+            .filter(|s| s.is_live(at))
+            .ok_or(AccountError::SessionNotFound)
+    }
+
     /// `ExtendSession`: a live session's idle expiry moves on when the policy says it is due.
     pub(super) fn extend_session(
         &self,
@@ -20,12 +32,8 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        let session = self
-            .sessions
-            .get(&session_id)
-            .filter(|s| s.is_live(now))
-            .ok_or(AccountError::SessionNotFound)?;
-        Ok(session
+        Ok(self
+            .live_session(session_id, now)?
             .extension_at(now, &services.sessions)
             .map(|idle_expires_at| AccountFact::SessionExtended {
                 session_id,
@@ -44,13 +52,7 @@ impl Account {
         context: RequestContext,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !self
-            .sessions
-            .get(&session_id)
-            .is_some_and(|s| s.is_live(at))
-        {
-            return Err(AccountError::SessionNotFound);
-        }
+        self.live_session(session_id, at)?;
         let reason = if session_id == by_session {
             SessionEndReason::LoggedOut
         } else {
