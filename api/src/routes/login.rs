@@ -269,6 +269,14 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(login))
+        .routes(utoipa_axum::routes!(logout))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,12 +294,4 @@ mod tests {
         );
         assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
     }
-}
-
-/// This module's routes, each with its OpenAPI operation (the path is written once, in the
-/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
-    utoipa_axum::router::OpenApiRouter::new()
-        .routes(utoipa_axum::routes!(login))
-        .routes(utoipa_axum::routes!(logout))
 }

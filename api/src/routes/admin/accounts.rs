@@ -257,6 +257,14 @@ pub async fn account_events(
     }))
 }
 
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(login_history))
+        .routes(utoipa_axum::routes!(account_events))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,12 +280,4 @@ mod tests {
         assert!(s.contains("1.2.3.4"));
         assert_eq!(v["x"]["phone"], Value::Null);
     }
-}
-
-/// This module's routes, each with its OpenAPI operation (the path is written once, in the
-/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
-pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
-    utoipa_axum::router::OpenApiRouter::new()
-        .routes(utoipa_axum::routes!(login_history))
-        .routes(utoipa_axum::routes!(account_events))
 }
