@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata, ApiJson};
-use crate::error::ApiError;
+use super::ApiJson;
+use crate::error::{seconds_until, ApiError};
+use crate::metadata::metadata;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -119,7 +120,7 @@ pub async fn login(
     let (aggregate_id, lookup, account_uuid, issued, executed) = loop {
         let resolved = super::resolve_identifier_with(&state, &req.identifier, !fresh).await?;
         let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
-        let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+        let issued = tokens::issue(account_uuid)?;
         let device =
             super::device_claim(&state, req.device_token.as_deref(), &resolved.aggregate_id);
         let lookup = resolved.lookup;
@@ -149,7 +150,7 @@ pub async fn login(
                 return Err(ApiError::invalid_credentials())
             }
             other => {
-                let executed = other.map_err(execute_error)?;
+                let executed = other?;
                 break (
                     resolved.aggregate_id,
                     lookup,
@@ -160,7 +161,6 @@ pub async fn login(
             }
         }
     };
-    state.runner().nudge();
 
     if let Some(session) = signed_in(
         &state,
@@ -182,10 +182,7 @@ pub async fn login(
                 ..
             } => {
                 state.remember_account(&lookup, &aggregate_id);
-                let token = state
-                    .keys()
-                    .challenge_token(&aggregate_id, *challenge_id)
-                    .map_err(ApiError::internal)?;
+                let token = state.keys().challenge_token(&aggregate_id, *challenge_id)?;
                 return Ok(Json(LoginAnswer::SecondFactorRequired(MfaRequired {
                     mfa_required: true,
                     challenge_id: token,
@@ -228,14 +225,11 @@ pub(super) fn signed_in(
                 let device_id = device.ok_or_else(|| {
                     ApiError::internal("a session started without a trusted device")
                 })?;
-                let device_token = state
-                    .keys()
-                    .device_token(
-                        aggregate_id,
-                        device_id,
-                        issued.device_secret.expose_secret(),
-                    )
-                    .map_err(ApiError::internal)?;
+                let device_token = state.keys().device_token(
+                    aggregate_id,
+                    device_id,
+                    issued.device_secret.expose_secret(),
+                )?;
                 return Ok(Some(LoginResponse {
                     session_token: issued.token.expose_secret().to_string(),
                     session_id: *session_id,
@@ -250,12 +244,6 @@ pub(super) fn signed_in(
     Ok(None)
 }
 
-/// Whole seconds from `now` to `until`, rounded up.
-pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    let ms = (until - now).num_milliseconds().max(0);
-    (ms + 999) / 1000
-}
-
 /// Ends the caller's session.
 #[utoipa::path(post, path = "/v1/logout", tag = "sessions", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"), (status = 401, body = crate::error::ErrorBody)))]
@@ -266,23 +254,4 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     super::me::end_session(&state, &caller, &auth, auth.session_id()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_retry_after_rounds_up_and_never_goes_negative() {
-        let now = Utc::now();
-        assert_eq!(
-            seconds_until(now + chrono::Duration::milliseconds(1500), now),
-            2
-        );
-        assert_eq!(
-            seconds_until(now + chrono::Duration::seconds(900), now),
-            900
-        );
-        assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
-    }
 }

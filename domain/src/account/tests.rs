@@ -848,7 +848,7 @@ mod recovery {
                 given,
                 redeem(1, new_password("a new long passphrase"), t(5))
             ),
-            Err(AccountError::CodeUnusable("exhausted"))
+            Err(AccountError::CodeUnusable(CodeStatus::Exhausted))
         );
     }
 
@@ -908,7 +908,7 @@ mod recovery {
                 given,
                 redeem(1, new_password("another long passphrase"), t(4))
             ),
-            Err(AccountError::CodeUnusable("used"))
+            Err(AccountError::CodeUnusable(CodeStatus::Used))
         );
     }
 
@@ -1008,7 +1008,7 @@ mod recovery {
                 given,
                 redeem(2, new_password("a new long passphrase"), t(7))
             ),
-            Err(AccountError::CodeUnusable("superseded"))
+            Err(AccountError::CodeUnusable(CodeStatus::Superseded))
         );
     }
 
