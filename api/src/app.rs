@@ -8,11 +8,12 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
+use crate::error::{method_not_allowed_error, no_such_endpoint, ApiError};
 use crate::routes::{
     accounts, admin, api_keys, contacts, controls, devices, health, login, lost_factor, me, mfa,
     password, recovery, review, security_keys, teams, whitelist,
@@ -81,12 +82,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     parts().1
 }
 
-/// The answer to a path that does not exist (also given by routes that must not reveal
-/// themselves, such as `/metrics` without its token).
-pub fn no_such_endpoint() -> ApiError {
-    ApiError::not_found("no such endpoint")
-}
-
 async fn not_found() -> ApiError {
     no_such_endpoint()
 }
@@ -115,6 +110,23 @@ pub fn metrics_router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: every answer, even a timeout's or a panic's, carries the request id.
+        .layer(axum::middleware::from_fn(crate::metadata::request_id))
+}
+
+/// The span of one request: its id, method and route template (never the raw path, which can
+/// hold ids, nor the query string, headers or body).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let id = request
+        .extensions()
+        .get::<crate::metadata::RequestId>()
+        .map_or("", |id| id.as_str());
+    tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
 }
 
 /// Builds the application.
@@ -159,15 +171,9 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
-}
-
-/// The answer to a method a route does not take.
-pub fn method_not_allowed_error() -> ApiError {
-    ApiError::other(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not accept that method",
-    )
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: every answer, even a timeout's or a panic's, carries the request id.
+        .layer(axum::middleware::from_fn(crate::metadata::request_id))
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -128,10 +128,8 @@ pub async fn draw_for_delivery(
     flow_id: Uuid,
     expires_at: DateTime<Utc>,
 ) -> Result<CodeGrant, crate::error::ApiError> {
-    let drawn = draw(keys, flow_id).map_err(crate::error::ApiError::internal)?;
-    keep_for_delivery(store, keys, drawn.grant.code_id, &drawn.code, expires_at)
-        .await
-        .map_err(crate::routes::store_error)?;
+    let drawn = draw(keys, flow_id)?;
+    keep_for_delivery(store, keys, drawn.grant.code_id, &drawn.code, expires_at).await?;
     Ok(drawn.grant)
 }
 
@@ -141,7 +139,7 @@ pub async fn draw_flow_for_delivery(
     keys: &Keys,
     expires_at: DateTime<Utc>,
 ) -> Result<FlowGrant, crate::error::ApiError> {
-    let flow_id = Uuid::from_bytes(random_bytes::<16>().map_err(crate::error::ApiError::internal)?);
+    let flow_id = Uuid::from_bytes(random_bytes::<16>()?);
     let code = draw_for_delivery(store, keys, flow_id, expires_at).await?;
     Ok(FlowGrant { flow_id, code })
 }

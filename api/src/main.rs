@@ -6,13 +6,21 @@ use gatehouse_api::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `text` (the default) for people, `json` for log shippers: one JSON object per line, with
+    // the request's span (its id, method and route) on every line logged inside a request.
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("GATEHOUSE_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().init(),
+        Ok("text") | Err(std::env::VarError::NotPresent) => logs.init(),
+        Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("gatehouse: GATEHOUSE_LOG_FORMAT must be `text` or `json`");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Keygen => match gatehouse_api::keys::generate_master_key_hex() {

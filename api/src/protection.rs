@@ -53,7 +53,11 @@ pub struct Protection {
 
 impl Protection {
     /// The feedback over `store`.
-    pub fn new(store: &Store, settings: ProtectionSettings) -> Self {
+    pub fn new(
+        store: &Store,
+        committed: std::sync::Arc<tokio::sync::Notify>,
+        settings: ProtectionSettings,
+    ) -> Self {
         let quota = NonZeroU32::new(settings.per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             settings,
@@ -63,7 +67,8 @@ impl Protection {
             }),
             limiter: RateLimiter::hashmap(Quota::per_minute(quota)),
             clock: DefaultClock::default(),
-            decisions: CommandExecutor::new(AggregateStore::new(store, Vec::new()), ()),
+            decisions: CommandExecutor::new(AggregateStore::new(store, Vec::new()), ())
+                .with_commit_signal(committed),
             recorded: Default::default(),
         }
     }
@@ -82,12 +87,11 @@ impl Protection {
             )
             .bind(since)
             .fetch_all(store.any())
-            .await
-            .map_err(|e| crate::routes::store_error(e.into()))?;
+            .await?;
             let mut subjects = HashMap::new();
             for row in rows {
-                let subject: String = row.try_get("subject").map_err(ApiError::internal)?;
-                let id: String = row.try_get("id").map_err(ApiError::internal)?;
+                let subject: String = row.try_get("subject")?;
+                let id: String = row.try_get("id")?;
                 subjects.insert(subject, id);
             }
             flagged.subjects = subjects;
@@ -156,7 +160,7 @@ impl Protection {
                     until,
                     at,
                 },
-                crate::routes::metadata(),
+                crate::metadata::metadata(),
             )
             .await;
         match result {
@@ -188,7 +192,7 @@ impl Protection {
                         identifiers: window.identifiers.clone(),
                         at,
                     },
-                    crate::routes::metadata(),
+                    crate::metadata::metadata(),
                 )
                 .await;
             match result {

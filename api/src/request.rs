@@ -118,11 +118,7 @@ impl FromRequestParts<AppState> for Authenticated {
             tokens::parse(&SecretString::from(raw.trim())).ok_or_else(ApiError::unauthenticated)?;
         let now = Utc::now();
         // Checked against the aggregate, not a projection: a revoked token fails on its next use.
-        let account = state
-            .accounts()
-            .load(&token.account_id.to_string())
-            .await
-            .map_err(crate::routes::execute_error)?;
+        let account = state.accounts().load(&token.account_id.to_string()).await?;
         let session = account
             .authenticate(token.session_id, &token.token_hash, now)
             .map_err(|_| ApiError::unauthenticated())?;
@@ -142,11 +138,9 @@ impl FromRequestParts<AppState> for Authenticated {
                         session_id,
                         at: now,
                     },
-                    crate::routes::metadata(),
+                    crate::metadata::metadata(),
                 )
-                .await
-                .map_err(crate::routes::execute_error)?;
-            state.runner().nudge();
+                .await?;
             executed.aggregate
         } else {
             account

@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{staff_unauthenticated, ApiError};
 use crate::keys::random_bytes;
 use crate::request::Caller;
 use crate::state::AppState;
@@ -135,14 +135,14 @@ impl<P: Permission> FromRequestParts<AppState> for Staff<P> {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or_else(unauthenticated)?;
-        let (id, token_hash) = parse(raw.trim()).ok_or_else(unauthenticated)?;
+            .ok_or_else(staff_unauthenticated)?;
+        let (id, token_hash) = parse(raw.trim()).ok_or_else(staff_unauthenticated)?;
         let id = id.to_string();
         // Checked against the aggregate, not a projection. An expired or revoked token is
         // refused exactly like an unknown one.
-        let member = state.staff().load(&id).await.map_err(staff_execute_error)?;
+        let member = state.staff().load(&id).await?;
         if !member.token_valid(&token_hash, Utc::now(), state.access().staff_token_lifetime) {
-            return Err(unauthenticated());
+            return Err(staff_unauthenticated());
         }
         if !member.has_any(P::ROLES) {
             return Err(ApiError::forbidden());
@@ -176,37 +176,10 @@ impl<P> Staff<P> {
                     ip: ip.clone(),
                     at,
                 },
-                crate::routes::metadata(),
+                crate::metadata::metadata(),
             )
-            .await
-            .map_err(staff_execute_error)?;
-        state.runner().nudge();
+            .await?;
         Ok(())
-    }
-}
-
-fn unauthenticated() -> ApiError {
-    ApiError::other(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "a valid staff token is required",
-    )
-}
-
-/// Maps a staff command failure.
-pub fn staff_execute_error(e: ExecuteError<StaffError>) -> ApiError {
-    match e {
-        ExecuteError::Refused(StaffError::NotFound) => unauthenticated(),
-        ExecuteError::Refused(StaffError::Invalid) => ApiError::validation(
-            "invalid_staff",
-            "give a name (without control characters) and at least one role",
-        ),
-        ExecuteError::Refused(other) => ApiError::internal(other),
-        ExecuteError::Contention => ApiError::unavailable(),
-        ExecuteError::Store(detail) => {
-            tracing::error!(error = %detail, "store failure");
-            ApiError::unavailable()
-        }
     }
 }
 
@@ -224,7 +197,7 @@ pub async fn create(
     created_by: Option<String>,
     lifetime: Duration,
 ) -> Result<(Uuid, SecretString), ApiError> {
-    let issued = issue().map_err(ApiError::internal)?;
+    let issued = issue()?;
     let token_id = random_id()?;
     let at = Utc::now();
     staff
@@ -239,10 +212,9 @@ pub async fn create(
                 created_by: created_by.clone(),
                 at,
             },
-            crate::routes::metadata(),
+            crate::metadata::metadata(),
         )
-        .await
-        .map_err(staff_execute_error)?;
+        .await?;
     Ok((issued.staff_id, issued.token))
 }
 
@@ -264,7 +236,7 @@ pub async fn reissue(
     issued_by: Option<String>,
     lifetime: Duration,
 ) -> Result<Reissued, ApiError> {
-    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(ApiError::internal)?);
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
     let token_hash = hash_secret(&secret);
     let token_id = random_id()?;
     let at = Utc::now();
@@ -279,7 +251,7 @@ pub async fn reissue(
                 issued_by: issued_by.clone(),
                 at,
             },
-            crate::routes::metadata(),
+            crate::metadata::metadata(),
         )
         .await
         .map_err(member_error)?;
@@ -304,7 +276,7 @@ pub async fn revoke(
                 revoked_by: revoked_by.clone(),
                 at,
             },
-            crate::routes::metadata(),
+            crate::metadata::metadata(),
         )
         .await
         .map_err(member_error)?;
@@ -315,15 +287,12 @@ pub async fn revoke(
 fn member_error(e: ExecuteError<StaffError>) -> ApiError {
     match e {
         ExecuteError::Refused(StaffError::NotFound) => ApiError::not_found("no such staff member"),
-        other => staff_execute_error(other),
+        other => other.into(),
     }
 }
 
 fn random_id() -> Result<Uuid, ApiError> {
-    Ok(
-        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
-            .into_uuid(),
-    )
+    Ok(uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid())
 }
 
 /// Every staff member, by id (read from the store's `Staff` aggregates).

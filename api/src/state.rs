@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use gatehouse_domain::password::PasswordPolicy;
 use gatehouse_domain::Account;
-use gatehouse_projections::store::CommandExecutor;
+use gatehouse_projections::store::{AggregateStore, CommandExecutor};
 use gatehouse_projections::{ProjectionRunner, Store};
 
 use crate::keys::Keys;
@@ -98,11 +98,14 @@ impl AppState {
         trusted_proxies: Vec<IpAddr>,
         throttle: Throttle,
     ) -> Self {
-        let staff = crate::staff::executor(&store);
-        let teams = CommandExecutor::new(
-            gatehouse_projections::store::AggregateStore::new(&store, Vec::new()),
-            (),
-        );
+        // Every executor wakes the projections runner after each commit (coalesced), so no
+        // handler nudges the read side.
+        let committed = runner.commit_signal();
+        let accounts = accounts.with_commit_signal(committed.clone());
+        let staff = CommandExecutor::new(AggregateStore::new(&store, Vec::new()), ())
+            .with_commit_signal(committed.clone());
+        let teams = CommandExecutor::new(AggregateStore::new(&store, Vec::new()), ())
+            .with_commit_signal(committed);
         Self {
             inner: Arc::new(Inner {
                 staff,
@@ -115,6 +118,7 @@ impl AppState {
                 sms_budget: crate::sms_budget::SmsBudget::default(),
                 protection: crate::protection::Protection::new(
                     &store,
+                    runner.commit_signal(),
                     crate::protection::ProtectionSettings {
                         per_minute: 5,
                         flag_for: chrono::Duration::hours(1),
@@ -156,7 +160,11 @@ impl AppState {
     /// is shared).
     pub fn with_protection(mut self, settings: crate::protection::ProtectionSettings) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.protection = crate::protection::Protection::new(&inner.store, settings);
+            inner.protection = crate::protection::Protection::new(
+                &inner.store,
+                inner.runner.commit_signal(),
+                settings,
+            );
         }
         self
     }

@@ -6,9 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use gatehouse_domain::{DeviceGrant, SessionGrant};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use crate::keys::hash_secret;
 use crate::keys::{random_bytes, KeyError};
 
 const PREFIX: &str = "gh1";
@@ -70,11 +70,6 @@ pub fn parse(token: &SecretString) -> Option<PresentedToken> {
         session_id: Uuid::parse_str(session).ok()?,
         token_hash: hash_secret(secret),
     })
-}
-
-/// SHA-256 (hex) of a token's secret part (full entropy: a fast hash is right).
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]

@@ -212,6 +212,13 @@ impl ProjectionRunner {
         self.wake.notify_one();
     }
 
+    /// The runner's wake-up, for [`crate::store::CommandExecutor::with_commit_signal`]: executors
+    /// given it wake the runner after every commit. Notifications coalesce: however many commits
+    /// land while the runner is busy, it wakes once and reads them all.
+    pub fn commit_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
     /// Positions every projection has reached (the minimum), updated after each batch.
     pub fn progress(&self) -> watch::Receiver<StreamPosition> {
         self.progress.subscribe()

@@ -7,7 +7,7 @@ use reqwest::Method;
 
 use super::support::{assert_error_shape, fast_env, Server, TestDb, METRICS_TOKEN};
 
-/// Status, headers (without `date`) and body of a request.
+/// Status, headers (without `date` and the request's own `x-request-id`) and body of a request.
 async fn raw(
     server: &Server,
     base: &str,
@@ -24,7 +24,7 @@ async fn raw(
     let mut headers: Vec<(String, String)> = r
         .headers()
         .iter()
-        .filter(|(k, _)| k.as_str() != "date")
+        .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id"))
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
         .collect();
     headers.sort();

@@ -56,7 +56,7 @@ impl World {
             .await
     }
 
-    /// A sign-in's status, headers (without `date`) and body.
+    /// A sign-in's status, headers (without `date` and the request's own `x-request-id`) and body.
     async fn login_raw(
         &self,
         identifier: &str,
@@ -74,7 +74,7 @@ impl World {
         let mut headers: Vec<(String, String)> = r
             .headers()
             .iter()
-            .filter(|(k, _)| k.as_str() != "date")
+            .filter(|(k, _)| !matches!(k.as_str(), "date" | "x-request-id"))
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
             .collect();
         headers.sort();

@@ -201,7 +201,6 @@ async fn deliver_one(
         }
     }
     record_outcome(state, &pending, outcome, now).await;
-    state.runner().nudge();
     // Backoff: 2, 4, 8 … seconds, capped; a settled message is never taken again (its row
     // leaves `pending` when the projection sees the outcome).
     let backoff = if settled {
@@ -397,7 +396,7 @@ async fn record_outcome(
                 outcome: outcome.clone(),
                 at: now,
             },
-            crate::routes::metadata(),
+            crate::metadata::metadata(),
         )
         .await;
     if let Err(e) = recorded {

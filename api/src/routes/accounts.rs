@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata, store_error, ApiJson};
+use super::ApiJson;
 use crate::codes;
 use crate::directory::{self, Claim};
 use crate::error::ApiError;
 use crate::keys::random_bytes;
+use crate::metadata::metadata;
 use crate::request::Caller;
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -107,11 +108,9 @@ pub async fn register(
 
     let now = Utc::now();
     let context = caller.context(req.device_id);
-    let account_id =
-        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
-            .into_uuid();
+    let account_id = uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid();
     let id = account_id.to_string();
-    let (data_key, wrapped) = state.keys().new_data_key(&id).map_err(ApiError::internal)?;
+    let (data_key, wrapped) = state.keys().new_data_key(&id)?;
     let contacts: Vec<&Contact> = email.iter().chain(phone.iter()).collect();
     let lookups: Vec<(String, &'static str)> = contacts
         .iter()
@@ -150,7 +149,7 @@ pub async fn register(
             // The answer's verification flows live on a decoy aggregate named by the returned
             // id: they behave like real ones (tries counted, resend cooldowns) and send nothing.
             for kind in &kinds {
-                let (grant, _) = codes::draw_flow(state.keys()).map_err(ApiError::internal)?;
+                let (grant, _) = codes::draw_flow(state.keys())?;
                 if let (ContactKind::Phone, Some(phone)) = (kind, &phone) {
                     // Counted like a real sign-up's code, so the answer is the same.
                     sms_withheld = first_sms(&state, phone, grant.code.code_id, now).await?;
@@ -172,11 +171,9 @@ pub async fn register(
                         || AccountCommand::StartFlow(command.clone()),
                         metadata(),
                     )
-                    .await
-                    .map_err(execute_error)?;
+                    .await?;
                 flows.push((*kind, flow_id));
             }
-            state.runner().nudge();
         }
         Claim::Claimed => {
             let seal = |c: &Option<Contact>| {
@@ -220,9 +217,8 @@ pub async fn register(
                 if let Err(release) = directory::release_claims(state.store(), &id).await {
                     tracing::error!(error = %release, account_id = %id, "could not release identifier claims");
                 }
-                return Err(execute_error(e));
+                return Err(e.into());
             }
-            state.runner().nudge();
         }
     }
     let token = |flow_id| {
@@ -274,8 +270,7 @@ async fn first_sms(
             phone.as_str(),
             now.timestamp_millis(),
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(match admission {
         crate::sms_budget::SmsAdmission::Admitted => None,
         crate::sms_budget::SmsAdmission::Denied(prefix) => Some(format!("deny:{prefix}")),
@@ -302,9 +297,8 @@ async fn claim(
     let now_ms = now.timestamp_millis();
     // At most one take-over per identifier given.
     for _ in 0..lookups.len() {
-        let claim = directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
-            .await
-            .map_err(store_error)?;
+        let claim =
+            directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms).await?;
         let Claim::Taken {
             holder,
             claimed_ms,
@@ -320,7 +314,7 @@ async fn claim(
     }
     directory::claim_identifiers(state.store(), id, lookups, wrapped, now_ms)
         .await
-        .map_err(store_error)
+        .map_err(ApiError::from)
 }
 
 /// Frees `lookup` from `holder` when its claim is orphaned or an expired unverified one;
@@ -343,15 +337,13 @@ async fn take_over(
     if age_ms < ORPHANED_CLAIM_AFTER_MS.min(ttl_ms) {
         return Ok(false);
     }
-    let holder_state = state.accounts().load(holder).await.map_err(execute_error)?;
+    let holder_state = state.accounts().load(holder).await?;
     if holder_state.status() != AccountStatus::Active {
         if age_ms < ORPHANED_CLAIM_AFTER_MS {
             return Ok(false);
         }
         tracing::warn!(account_id = %holder, "releasing identifiers of a sign-up that never completed");
-        directory::release_claims(state.store(), holder)
-            .await
-            .map_err(store_error)?;
+        directory::release_claims(state.store(), holder).await?;
         return Ok(true);
     }
     // Only a contact the holder still has and never verified; the aggregate decides again on
@@ -376,12 +368,10 @@ async fn take_over(
     match released {
         Ok(_) => {}
         Err(ExecuteError::Refused(AccountError::ContactNotReleasable)) => return Ok(false),
-        Err(e) => return Err(execute_error(e)),
+        Err(e) => return Err(e.into()),
     }
     state.forget_account(lookup);
-    directory::release_identifier(state.store(), holder, lookup)
-        .await
-        .map_err(store_error)?;
+    directory::release_identifier(state.store(), holder, lookup).await?;
     tracing::info!(account_id = %holder, "an unverified identifier claim expired and was taken over by a new sign-up");
     Ok(true)
 }

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata, store_error, ApiJson};
+use super::ApiJson;
 use crate::api_keys;
 use crate::error::ApiError;
 use crate::keys::random_bytes;
+use crate::metadata::metadata;
 use crate::request::session_proof;
 use crate::request::{Authenticated, Caller};
 use crate::staff::{PlatformChecks, Staff};
@@ -142,10 +143,7 @@ fn checked_networks(raw: &[String]) -> Result<Vec<String>, ApiError> {
 }
 
 fn new_key_id() -> Result<Uuid, ApiError> {
-    Ok(
-        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
-            .into_uuid(),
-    )
+    Ok(uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid())
 }
 
 /// Lists the account's API keys with their last use.
@@ -156,9 +154,7 @@ pub async fn list(
     auth: Authenticated,
 ) -> Result<Json<KeyList>, ApiError> {
     let id = auth.account_id();
-    let uses = api_keys::last_uses(state.store(), &id)
-        .await
-        .map_err(store_error)?;
+    let uses = api_keys::last_uses(state.store(), &id).await?;
     let mut keys: Vec<KeyView> = auth
         .account
         .api_keys()
@@ -224,8 +220,7 @@ pub async fn create(
     }
     let id = auth.account_id();
     let key_id = new_key_id()?;
-    let issued =
-        api_keys::issue(state.keys(), auth.token.account_id, key_id).map_err(ApiError::internal)?;
+    let issued = api_keys::issue(state.keys(), auth.token.account_id, key_id)?;
     let context = caller.context(None);
     state
         .accounts()
@@ -246,9 +241,7 @@ pub async fn create(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedKey {
@@ -281,8 +274,7 @@ pub async fn rotate(
         ));
     }
     let id = auth.account_id();
-    let issued =
-        api_keys::issue(state.keys(), auth.token.account_id, key_id).map_err(ApiError::internal)?;
+    let issued = api_keys::issue(state.keys(), auth.token.account_id, key_id)?;
     let grace = state.controls().rotation_grace;
     let context = caller.context(None);
     state
@@ -299,9 +291,7 @@ pub async fn rotate(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(Json(IssuedKey {
         key_id,
         key: issued.key.expose_secret().to_string(),
@@ -353,9 +343,7 @@ async fn revoke_keys(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(executed.events.len())
 }
 
@@ -394,11 +382,7 @@ pub async fn verify(
         return Ok(Json(refused("invalid_key")));
     };
     let account_id = presented.account_id.to_string();
-    let account = state
-        .accounts()
-        .load(&account_id)
-        .await
-        .map_err(execute_error)?;
+    let account = state.accounts().load(&account_id).await?;
     let now = Utc::now();
     match account.check_api_key(presented.key_id, &presented.verifier, ip, now) {
         Err(refusal) => Ok(Json(refused(refusal.as_str()))),
@@ -411,8 +395,7 @@ pub async fn verify(
                 ip_text.as_deref(),
                 now,
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
             Ok(Json(Verdict {
                 valid: true,
                 reason: None,

@@ -15,10 +15,11 @@ use gatehouse_domain::{AccountCommand, ChangeContact};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{execute_error, metadata, store_error, ApiJson};
+use super::ApiJson;
 use crate::codes;
 use crate::directory::{self, Claim};
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
@@ -172,8 +173,7 @@ async fn change(
         kind.as_str(),
         now.timestamp_millis(),
     )
-    .await
-    .map_err(store_error)?
+    .await?
     {
         Claim::Claimed => None,
         Claim::Taken { holder, .. } => Some(holder),
@@ -226,8 +226,7 @@ async fn release_superseded(
         .filter(|p| p.contact.lookup != requested)
     {
         directory::release_identifier(state.store(), &auth.account_id(), &earlier.contact.lookup)
-            .await
-            .map_err(store_error)?;
+            .await?;
     }
     Ok(())
 }
@@ -258,7 +257,7 @@ fn tell_holder(
             )
             .await;
         match told {
-            Ok(_) => state.runner().nudge(),
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e, "could not record a claim attempt on its holder"),
         }
     });
@@ -274,19 +273,15 @@ async fn execute_change(
 ) -> Result<String, ApiError> {
     let id = auth.account_id();
     let wrapped = directory::wrapped_key(state.store(), &id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::internal("account key missing"))?;
     let sealed = state
         .keys()
         .unwrap_data_key(&id, &wrapped)
-        .and_then(|key| key.seal(state.keys(), &id, contact))
-        .map_err(ApiError::internal)?;
+        .and_then(|key| key.seal(state.keys(), &id, contact))?;
     let grant = if unavailable {
         // Drawn but never kept for delivery: nobody can learn this code.
-        codes::draw_flow(state.keys())
-            .map_err(ApiError::internal)?
-            .0
+        codes::draw_flow(state.keys())?.0
     } else {
         codes::draw_flow_for_delivery(
             state.store(),
@@ -312,9 +307,7 @@ async fn execute_change(
             || AccountCommand::ChangeContact(command.clone()),
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     state
         .keys()

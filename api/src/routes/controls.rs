@@ -5,13 +5,13 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::{AccountCommand, SensitiveAction};
-use gatehouse_projections::store::ExecuteError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::mfa::{mfa_error, ProofRequest};
-use super::{metadata, ApiJson};
+use super::mfa::ProofRequest;
+use super::ApiJson;
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -37,13 +37,13 @@ pub(crate) fn require_session_proof(
             auth.now,
             &state.accounts().services().sessions,
         )
-        .map_err(|e| super::execute_error(ExecuteError::Refused(e)))
+        .map_err(ApiError::from)
 }
 
 /// Refuses while a high-risk cooldown runs.
 pub(crate) fn require_no_cooldown(auth: &Authenticated) -> Result<(), ApiError> {
     match auth.account.high_risk_until(auth.now) {
-        Some(until) => Err(super::high_risk_cooldown(until)),
+        Some(until) => Err(crate::error::high_risk_cooldown(until)),
         None => Ok(()),
     }
 }
@@ -96,9 +96,7 @@ pub async fn step_up(
             },
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(Json(SteppedUp {
         stepped_up_until: auth.now + state.accounts().services().sessions.step_up,

@@ -10,8 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata};
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 
@@ -105,9 +105,7 @@ pub async fn revoke_device(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

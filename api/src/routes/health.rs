@@ -30,11 +30,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state
-        .store()
-        .ping()
-        .await
-        .map_err(crate::routes::store_error)?;
+    state.store().ping().await?;
     Ok(Json(Health {
         status: "ok",
         store: Some(state.store().kind()),
@@ -58,10 +54,10 @@ pub async fn metrics(
     headers: axum::http::HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     if !metrics_token_matches(&state, &headers) {
-        return Err(crate::app::no_such_endpoint());
+        return Err(crate::error::no_such_endpoint());
     }
     if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
-        return Err(crate::app::method_not_allowed_error());
+        return Err(crate::error::method_not_allowed_error());
     }
     render_metrics(&state).await
 }
@@ -100,11 +96,7 @@ fn metrics_token_matches(state: &AppState, headers: &axum::http::HeaderMap) -> b
 async fn render_metrics(state: &AppState) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     use std::fmt::Write as _;
-    let lags = state
-        .runner()
-        .lag()
-        .await
-        .map_err(crate::routes::store_error)?;
+    let lags = state.runner().lag().await?;
     let mut text = String::from(
         "# HELP gatehouse_projection_lag_events Events in the stream a read model has not applied yet.\n\
          # TYPE gatehouse_projection_lag_events gauge\n",
@@ -125,9 +117,7 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
             "gatehouse_projection_events_applied_total{{projection=\"{name}\"}} {n}"
         );
     }
-    let alerts = gatehouse_projections::alerts::query::alert_counts(state.store())
-        .await
-        .map_err(crate::routes::store_error)?;
+    let alerts = gatehouse_projections::alerts::query::alert_counts(state.store()).await?;
     text.push_str(
         "# HELP gatehouse_alerts_raised_total Alerts raised (in the alerts read model), by rule.\n\
          # TYPE gatehouse_alerts_raised_total counter\n",

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{execute_error, metadata, ApiJson};
-use crate::error::ApiError;
+use super::ApiJson;
+use crate::error::{seconds_until, ApiError};
+use crate::metadata::metadata;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -120,7 +121,7 @@ pub async fn login(
     let (aggregate_id, lookup, account_uuid, issued, executed) = loop {
         let resolved = super::resolve_identifier_with(&state, &req.identifier, !fresh).await?;
         let account_uuid = resolved.account_id.unwrap_or_else(Uuid::nil);
-        let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+        let issued = tokens::issue(account_uuid)?;
         let device =
             super::device_claim(&state, req.device_token.as_deref(), &resolved.aggregate_id);
         let lookup = resolved.lookup;
@@ -150,7 +151,7 @@ pub async fn login(
                 return Err(ApiError::invalid_credentials())
             }
             other => {
-                let executed = other.map_err(execute_error)?;
+                let executed = other?;
                 break (
                     resolved.aggregate_id,
                     lookup,
@@ -161,7 +162,6 @@ pub async fn login(
             }
         }
     };
-    state.runner().nudge();
 
     if let Some(session) = signed_in(
         &state,
@@ -183,10 +183,7 @@ pub async fn login(
                 ..
             } => {
                 state.remember_account(&lookup, &aggregate_id);
-                let token = state
-                    .keys()
-                    .challenge_token(&aggregate_id, *challenge_id)
-                    .map_err(ApiError::internal)?;
+                let token = state.keys().challenge_token(&aggregate_id, *challenge_id)?;
                 return Ok(Json(LoginAnswer::SecondFactorRequired(MfaRequired {
                     mfa_required: true,
                     challenge_id: token,
@@ -229,14 +226,11 @@ pub(super) fn signed_in(
                 let device_id = device.ok_or_else(|| {
                     ApiError::internal("a session started without a trusted device")
                 })?;
-                let device_token = state
-                    .keys()
-                    .device_token(
-                        aggregate_id,
-                        device_id,
-                        issued.device_secret.expose_secret(),
-                    )
-                    .map_err(ApiError::internal)?;
+                let device_token = state.keys().device_token(
+                    aggregate_id,
+                    device_id,
+                    issued.device_secret.expose_secret(),
+                )?;
                 return Ok(Some(LoginResponse {
                     session_token: issued.token.expose_secret().to_string(),
                     session_id: *session_id,
@@ -249,12 +243,6 @@ pub(super) fn signed_in(
         }
     }
     Ok(None)
-}
-
-/// Whole seconds from `now` to `until`, rounded up.
-pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    let ms = (until - now).num_milliseconds().max(0);
-    (ms + 999) / 1000
 }
 
 /// Ends the caller's session.
@@ -275,23 +263,4 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(login))
         .routes(utoipa_axum::routes!(logout))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_retry_after_rounds_up_and_never_goes_negative() {
-        let now = Utc::now();
-        assert_eq!(
-            seconds_until(now + chrono::Duration::milliseconds(1500), now),
-            2
-        );
-        assert_eq!(
-            seconds_until(now + chrono::Duration::seconds(900), now),
-            900
-        );
-        assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
-    }
 }

@@ -23,9 +23,10 @@ use utoipa::ToSchema;
 use super::recovery::{
     current_view, open_token, redeem, start_recovery, ChannelParam, FlowView, RecoveryRequest,
 };
-use super::{execute_error, metadata, store_error, ApiJson};
+use super::ApiJson;
 use crate::directory;
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -164,17 +165,15 @@ pub async fn evidence(
     // Unknown identifiers have no key: their evidence is refused like a wrong step, which their
     // flow (stuck at its code step) would answer anyway.
     let wrapped = directory::wrapped_key(state.store(), &aggregate_id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(wrong_step)?;
+        .await?
+        .ok_or(gatehouse_domain::AccountError::RecoveryStage)?;
     let evidence =
         serde_json::json!({"kyc_reference": req.kyc_reference, "statement": req.statement})
             .to_string();
     let sealed = state
         .keys()
         .unwrap_data_key(&aggregate_id, &wrapped)
-        .and_then(|key| key.seal_text(&aggregate_id, EVIDENCE_LABEL, &evidence))
-        .map_err(ApiError::internal)?;
+        .and_then(|key| key.seal_text(&aggregate_id, EVIDENCE_LABEL, &evidence))?;
     let context = caller.context(None);
     state
         .accounts()
@@ -188,9 +187,7 @@ pub async fn evidence(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error_or_stage)?;
-    state.runner().nudge();
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(current_view(&state, &aggregate_id, flow_id, req.flow_id).await?),
@@ -229,9 +226,7 @@ pub async fn complete(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error_or_stage)?;
-    state.runner().nudge();
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,35 +259,9 @@ pub async fn cancel(
                 "no_recovery",
                 "no recovery is pending",
             ),
-            other => execute_error(other),
+            other => other.into(),
         })?;
-    state.runner().nudge();
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn wrong_step() -> ApiError {
-    ApiError::other(
-        StatusCode::CONFLICT,
-        "wrong_step",
-        "the recovery is not at this step; see GET /v1/flows/{flow_id}",
-    )
-}
-
-fn execute_error_or_stage(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
-) -> ApiError {
-    use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
-    match e {
-        Refused(E::RecoveryStage) => wrong_step(),
-        Refused(E::RecoveryHold { until }) => ApiError::rate_limited(
-            "hold_not_over",
-            "the recovery hold has not ended",
-            super::login::seconds_until(until, Utc::now()),
-        )
-        .with_status(StatusCode::CONFLICT),
-        other => execute_error(other),
-    }
 }
 
 /// This module's routes, each with its OpenAPI operation (the path is written once, in the

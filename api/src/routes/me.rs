@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{execute_error, metadata, store_error};
 use crate::delivery::worker::PHRASE_LABEL;
 use crate::directory;
 use crate::error::ApiError;
 use crate::mask;
+use crate::metadata::metadata;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
@@ -111,9 +111,7 @@ pub async fn end_session(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(())
 }
 
@@ -145,9 +143,7 @@ pub async fn revoke_other_sessions(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(Json(RevokedCount {
         revoked: executed.events.len(),
     }))
@@ -209,9 +205,8 @@ pub async fn login_history(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100").with_field("limit"));
     }
-    let rows = login_history::page(state.store(), &auth.account_id(), query.cursor, limit + 1)
-        .await
-        .map_err(store_error)?;
+    let rows =
+        login_history::page(state.store(), &auth.account_id(), query.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -276,8 +271,7 @@ pub async fn lockout(
     auth: Authenticated,
 ) -> Result<Json<LockoutView>, ApiError> {
     let row = lockout_state::get(state.store(), &auth.account_id())
-        .await
-        .map_err(store_error)?
+        .await?
         .unwrap_or_default();
     let threshold = i64::from(state.accounts().services().lockout.threshold);
     let until = row
@@ -326,25 +320,21 @@ pub async fn me(
     let id = auth.account_id();
     let (mut email, mut phone) = (None, None);
     // No key (erased account) means no contact: the sealed values stay unreadable.
-    if let Some(wrapped) = directory::wrapped_key(state.store(), &id)
-        .await
-        .map_err(store_error)?
-    {
-        let key = state
-            .keys()
-            .unwrap_data_key(&id, &wrapped)
-            .map_err(ApiError::internal)?;
+    if let Some(wrapped) = directory::wrapped_key(state.store(), &id).await? {
+        let key = state.keys().unwrap_data_key(&id, &wrapped)?;
         if let Some(sealed) = auth.account.email() {
-            email = Some(mask::email(
-                &key.open(&id, ContactKind::Email, &sealed.sealed)
-                    .map_err(ApiError::internal)?,
-            ));
+            email = Some(mask::email(&key.open(
+                &id,
+                ContactKind::Email,
+                &sealed.sealed,
+            )?));
         }
         if let Some(sealed) = auth.account.phone() {
-            phone = Some(mask::phone(
-                &key.open(&id, ContactKind::Phone, &sealed.sealed)
-                    .map_err(ApiError::internal)?,
-            ));
+            phone = Some(mask::phone(&key.open(
+                &id,
+                ContactKind::Phone,
+                &sealed.sealed,
+            )?));
         }
     }
     Ok(Json(MeView {
@@ -406,14 +396,12 @@ pub async fn set_anti_phishing_phrase(
     }
     let id = auth.account_id();
     let wrapped = directory::wrapped_key(state.store(), &id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::internal("account key missing"))?;
     let sealed = state
         .keys()
         .unwrap_data_key(&id, &wrapped)
-        .and_then(|key| key.seal_text(&id, PHRASE_LABEL, phrase))
-        .map_err(ApiError::internal)?;
+        .and_then(|key| key.seal_text(&id, PHRASE_LABEL, phrase))?;
     change_phrase(
         &state,
         &caller,
@@ -474,9 +462,7 @@ async fn change_phrase(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,24 +2,27 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use gatehouse_domain::contact::ContactKind;
-use gatehouse_domain::{AccountCommand, AccountFact, CompleteMfa, MfaProof};
+use gatehouse_domain::{AccountCommand, AccountFact, CompleteMfa};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::login::{seconds_until, LoginResponse};
-use super::{execute_error, metadata, store_error, ApiJson};
-use crate::directory;
-use crate::error::ApiError;
+use super::login::LoginResponse;
+use super::ApiJson;
+use crate::error::invalid_challenge;
+use crate::error::{seconds_until, ApiError};
 use crate::factors;
 use crate::keys::DataKey;
-use crate::proof::ProofInput;
+use crate::metadata::metadata;
+pub use crate::proof::Method;
+use crate::proof::{
+    data_key, factor_proof, invalid_second_factor, unix_seconds, FactorAnswer, ProofInput,
+};
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
 use crate::tokens;
-use crate::webauthn;
 
 /// TOTP enrolment: show the secret or the QR code to the person, then confirm a first code.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,26 +61,6 @@ pub struct BackupCodesLeft {
     pub remaining: usize,
     /// Whether TOTP is enrolled.
     pub totp_enrolled: bool,
-}
-
-/// A second factor, for sign-in or to confirm a sensitive change.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// A code from the authenticator app.
-    Totp,
-    /// A backup code.
-    BackupCode,
-    /// A security key's assertion (`ceremony_id` and `assertion`).
-    SecurityKey,
-}
-
-/// The factor a request presents: a typed code, or a security key's answer to a ceremony.
-pub(crate) struct FactorAnswer<'a> {
-    pub method: &'a Method,
-    pub code: Option<&'a str>,
-    pub ceremony_id: Option<&'a str>,
-    pub assertion: Option<&'a serde_json::Value>,
 }
 
 /// Second step of a sign-in.
@@ -153,104 +136,6 @@ impl ProofRequest {
     }
 }
 
-pub(crate) async fn data_key(state: &AppState, account_id: &str) -> Result<DataKey, ApiError> {
-    let wrapped = directory::wrapped_key(state.store(), account_id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::internal("account key missing"))?;
-    state
-        .keys()
-        .unwrap_data_key(account_id, &wrapped)
-        .map_err(ApiError::internal)
-}
-
-fn unix_seconds(at: DateTime<Utc>) -> u64 {
-    u64::try_from(at.timestamp()).unwrap_or(0)
-}
-
-/// What a presented factor proves, as the aggregate can judge it.
-pub(crate) async fn proof(
-    state: &AppState,
-    account_id: &str,
-    account: &gatehouse_domain::Account,
-    answer: &FactorAnswer<'_>,
-    at: DateTime<Utc>,
-) -> Result<MfaProof, ApiError> {
-    let code = || {
-        let code = answer
-            .code
-            .ok_or_else(|| ApiError::bad_request("code is required").with_field("code"))?;
-        if code.len() > 64 {
-            return Err(ApiError::bad_request("code is too long").with_field("code"));
-        }
-        Ok(code)
-    };
-    Ok(match answer.method {
-        Method::Totp => {
-            let code = code()?;
-            let matched_step = match account.totp().filter(|t| t.confirmed) {
-                Some(t) => {
-                    let key = data_key(state, account_id).await?;
-                    let secret = factors::open_secret(&key, account_id, &t.sealed_secret)
-                        .map_err(ApiError::internal)?;
-                    factors::matched_step(&secret, code, unix_seconds(at))
-                }
-                None => None,
-            };
-            MfaProof::Totp { matched_step }
-        }
-        Method::BackupCode => MfaProof::BackupCode {
-            verifier: factors::typed_backup_verifier(state.keys(), account_id, code()?),
-        },
-        Method::SecurityKey => {
-            let (Some(ceremony_id), Some(assertion)) = (answer.ceremony_id, answer.assertion)
-            else {
-                return Err(ApiError::bad_request(
-                    "a security key answer needs `ceremony_id` and `assertion`",
-                )
-                .with_field("assertion"));
-            };
-            let assertion: webauthn_rs::prelude::PublicKeyCredential =
-                serde_json::from_value(assertion.clone()).map_err(|_| {
-                    ApiError::bad_request("assertion is not a WebAuthn PublicKeyCredential")
-                        .with_field("assertion")
-                })?;
-            let relying_party = relying_party(state)?;
-            let ceremony =
-                webauthn::take_ceremony::<webauthn_rs::prelude::SecurityKeyAuthentication>(
-                    state.store(),
-                    ceremony_id,
-                    account_id,
-                    webauthn::Purpose::Assertion,
-                    at,
-                )
-                .await
-                .map_err(store_error)?
-                .ok_or_else(ceremony_unknown)?;
-            webauthn::check_assertion(relying_party, account, &assertion, &ceremony)
-        }
-    })
-}
-
-/// The relying party, or 503 when security keys are not configured.
-pub(crate) fn relying_party(state: &AppState) -> Result<&webauthn::RelyingParty, ApiError> {
-    state.relying_party().ok_or_else(|| {
-        ApiError::other(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "security_keys_unavailable",
-            "security keys are not configured on this server",
-        )
-    })
-}
-
-/// 409 for a security-key ceremony that is unknown, used, expired or someone else's.
-pub(crate) fn ceremony_unknown() -> ApiError {
-    conflict(
-        "ceremony_unknown",
-        "the security-key challenge is unknown, used or expired; ask for a new one",
-    )
-}
-
 /// How an app or a key shows the account, so the person recognises it: its email, else its
 /// phone, else its id.
 pub(crate) fn account_label(
@@ -280,17 +165,17 @@ pub async fn start_totp(
 ) -> Result<(StatusCode, Json<TotpEnrolment>), ApiError> {
     let id = auth.account_id();
     if auth.account.has_totp() {
-        return Err(already_enrolled());
+        return Err(gatehouse_domain::AccountError::AlreadyEnrolled.into());
     }
     let key = data_key(&state, &id).await?;
-    let secret = factors::new_secret().map_err(ApiError::internal)?;
+    let secret = factors::new_secret()?;
     let label = account_label(&key, &id, &auth.account);
     let totp = factors::totp(&secret, &label).map_err(ApiError::internal)?;
     let otpauth_uri = totp
         .to_url()
         .map_err(|e| ApiError::internal(format!("{e:?}")))?;
     let qr_svg = factors::qr_svg(&otpauth_uri).map_err(ApiError::internal)?;
-    let sealed_secret = factors::seal_secret(&key, &id, &secret).map_err(ApiError::internal)?;
+    let sealed_secret = factors::seal_secret(&key, &id, &secret)?;
     let context = caller.context(None);
     state
         .accounts()
@@ -303,9 +188,7 @@ pub async fn start_totp(
             },
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TotpEnrolment {
@@ -348,8 +231,7 @@ pub async fn confirm_totp(
         .totp()
         .ok_or_else(|| conflict("no_pending_enrolment", "start the enrolment first"))?;
     let key = data_key(&state, &id).await?;
-    let secret =
-        factors::open_secret(&key, &id, &pending.sealed_secret).map_err(ApiError::internal)?;
+    let secret = factors::open_secret(&key, &id, &pending.sealed_secret)?;
     let matched_step = factors::matched_step(&secret, &req.code, unix_seconds(auth.now));
     let proof = crate::proof::resolve(
         &state,
@@ -360,8 +242,7 @@ pub async fn confirm_totp(
         auth.now,
     )
     .await?;
-    let (codes, verifiers) =
-        factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
+    let (codes, verifiers) = factors::backup_codes(state.keys(), &id)?;
     let context = caller.context(None);
     let executed = state
         .accounts()
@@ -376,9 +257,7 @@ pub async fn confirm_totp(
             },
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     // Codes are shown only when the aggregate made them (the first factor); otherwise the
     // owner's existing set stands.
@@ -429,8 +308,7 @@ pub async fn regenerate_backup_codes(
         auth.now,
     )
     .await?;
-    let (codes, verifiers) =
-        factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
+    let (codes, verifiers) = factors::backup_codes(state.keys(), &id)?;
     let context = caller.context(None);
     let executed = state
         .accounts()
@@ -444,9 +322,7 @@ pub async fn regenerate_backup_codes(
             },
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(Json(BackupCodes {
         backup_codes: codes,
@@ -501,9 +377,7 @@ pub async fn remove_totp(
             },
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -530,13 +404,9 @@ pub async fn complete_mfa(
         .await?;
     let account_uuid = uuid::Uuid::parse_str(&aggregate_id).map_err(|_| invalid_challenge())?;
     let now = Utc::now();
-    let account = state
-        .accounts()
-        .load(&aggregate_id)
-        .await
-        .map_err(execute_error)?;
-    let proof = proof(&state, &aggregate_id, &account, &req.answer(), now).await?;
-    let issued = tokens::issue(account_uuid).map_err(ApiError::internal)?;
+    let account = state.accounts().load(&aggregate_id).await?;
+    let proof = factor_proof(&state, &aggregate_id, &account, &req.answer(), now).await?;
+    let issued = tokens::issue(account_uuid)?;
     let context = caller.context(req.device_id);
     let command = CompleteMfa {
         challenge_id,
@@ -552,9 +422,7 @@ pub async fn complete_mfa(
             || AccountCommand::CompleteMfa(command.clone()),
             metadata(),
         )
-        .await
-        .map_err(mfa_error)?;
-    state.runner().nudge();
+        .await?;
     let mut locked_until = None;
     if let Some(session) = super::login::signed_in(
         &state,
@@ -581,50 +449,8 @@ pub async fn complete_mfa(
     }
 }
 
-pub(crate) fn invalid_second_factor(status: StatusCode) -> ApiError {
-    ApiError::other(
-        status,
-        "invalid_second_factor",
-        "the code is not valid (a code works once; wrong codes count toward the lockout)",
-    )
-    .with_field("code")
-}
-
-pub(crate) fn invalid_challenge() -> ApiError {
-    ApiError::other(
-        StatusCode::UNAUTHORIZED,
-        "invalid_challenge",
-        "the sign-in challenge is unknown, used or expired; sign in again",
-    )
-}
-
-fn already_enrolled() -> ApiError {
-    conflict("already_enrolled", "a second factor is already enrolled")
-}
-
 pub(crate) fn conflict(code: &'static str, message: &'static str) -> ApiError {
     ApiError::other(StatusCode::CONFLICT, code, message)
-}
-
-/// Maps the second-factor refusals; the rest (cooldown, no factor, …) as every route does.
-pub(crate) fn mfa_error(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
-) -> ApiError {
-    use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
-    match e {
-        Refused(E::AlreadyEnrolled) => already_enrolled(),
-        Refused(E::NoPendingEnrolment) => {
-            conflict("no_pending_enrolment", "start the enrolment first")
-        }
-        Refused(E::InvalidSecondFactor) => ApiError::validation(
-            "invalid_second_factor",
-            "the code does not match; check the app's clock and try the current code",
-        )
-        .with_field("code"),
-        Refused(E::ChallengeInvalid) => invalid_challenge(),
-        other => execute_error(other),
-    }
 }
 
 /// This module's routes, each with its OpenAPI operation (the path is written once, in the

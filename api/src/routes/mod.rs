@@ -18,9 +18,6 @@ pub mod teams;
 pub mod whitelist;
 
 use axum::extract::{FromRequest, Request};
-use gatehouse_domain::AccountError;
-use gatehouse_projections::store::ExecuteError;
-use gatehouse_projections::StoreError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -125,9 +122,7 @@ pub async fn resolve_identifier_with(
     };
     let holder = match cached {
         Some(id) => Some(id),
-        None => crate::directory::find_account(state.store(), &lookup)
-            .await
-            .map_err(store_error)?,
+        None => crate::directory::find_account(state.store(), &lookup).await?,
     };
     let (aggregate_id, account_id) = match holder {
         Some(id) => {
@@ -144,94 +139,6 @@ pub async fn resolve_identifier_with(
     })
 }
 
-/// Maps a command failure to the API's answer; store detail goes to the log only.
-pub fn execute_error(e: ExecuteError<AccountError>) -> ApiError {
-    match e {
-        ExecuteError::Refused(AccountError::SessionNotFound) => {
-            ApiError::not_found("no such open session")
-        }
-        ExecuteError::Refused(AccountError::NotRegistered) => ApiError::unauthenticated(),
-        ExecuteError::Refused(AccountError::DeviceNotFound) => {
-            ApiError::not_found("no such trusted device")
-        }
-        ExecuteError::Refused(AccountError::FlowNotFound) => flow_not_found(),
-        ExecuteError::Refused(AccountError::CodeUnusable(why)) => code_unusable(why),
-        ExecuteError::Refused(AccountError::CodeRateLimited { retry_at }) => {
-            let seconds = (retry_at - chrono::Utc::now()).num_seconds() + 1;
-            ApiError::rate_limited(
-                "code_rate_limited",
-                "a code was sent recently or too many were sent in the past hour; wait before asking again",
-                seconds,
-            )
-        }
-        ExecuteError::Refused(AccountError::PasswordReused) => ApiError::validation(
-            "password_reused",
-            "choose a password you have not used recently",
-        )
-        .with_field("new_password"),
-        ExecuteError::Refused(AccountError::ChannelNotAllowed) => ApiError::validation(
-            "channel_not_allowed",
-            "this flow cannot switch to that channel",
-        )
-        .with_field("channel"),
-        ExecuteError::Refused(AccountError::WrongPassword) => crate::proof::invalid_password(),
-        ExecuteError::Refused(AccountError::SecondFactorRequired) => second_factor_required(),
-        ExecuteError::Refused(AccountError::StepUpRequired) => ApiError::other(
-            axum::http::StatusCode::FORBIDDEN,
-            "step_up_required",
-            "prove a second factor again first (POST /v1/me/step-up; the password when no factor is enrolled)",
-        ),
-        ExecuteError::Refused(AccountError::ContactUnchanged) => {
-            ApiError::validation("contact_unchanged", "that is already the account's contact")
-        }
-        ExecuteError::Refused(AccountError::RecoveryStage) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "wrong_step",
-            "the recovery is not at this step; see GET /v1/flows/{flow_id}",
-        ),
-        ExecuteError::Refused(AccountError::HighRiskCooldown { until }) => {
-            high_risk_cooldown(until)
-        }
-        ExecuteError::Refused(AccountError::NoSecondFactor) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "no_second_factor",
-            "no second factor is enrolled",
-        ),
-        ExecuteError::Refused(AccountError::EmailNotVerified) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "email_not_verified",
-            "verify the account's email address first: the confirmation code goes there",
-        ),
-        ExecuteError::Refused(AccountError::AddressAlreadyListed) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "address_already_listed",
-            "that address is already on the whitelist",
-        ),
-        ExecuteError::Refused(AccountError::TooManyAddresses) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "too_many_addresses",
-            "the whitelist is full; remove an address first",
-        ),
-        ExecuteError::Refused(AccountError::AddressUnknown) => {
-            ApiError::not_found("no such withdrawal address")
-        }
-        ExecuteError::Refused(AccountError::ApiKeyUnknown) => {
-            ApiError::not_found("no such API key (or revoked, or expired)")
-        }
-        ExecuteError::Refused(AccountError::TooManyApiKeys) => ApiError::other(
-            axum::http::StatusCode::CONFLICT,
-            "too_many_api_keys",
-            "the account has as many API keys as allowed; revoke one first",
-        ),
-        ExecuteError::Refused(other) => ApiError::internal(other),
-        ExecuteError::Contention => ApiError::unavailable(),
-        ExecuteError::Store(detail) => {
-            tracing::error!(error = %detail, "store failure");
-            ApiError::unavailable()
-        }
-    }
-}
-
 /// A name the owner gives something (a security key, an API key): trimmed, 1 to 64 characters,
 /// no control characters.
 pub fn object_name(raw: &str) -> Result<String, ApiError> {
@@ -243,62 +150,4 @@ pub fn object_name(raw: &str) -> Result<String, ApiError> {
         .with_field("name"));
     }
     Ok(name.to_string())
-}
-
-/// 403 while a high-risk cooldown runs, with `retry_after`.
-pub fn high_risk_cooldown(until: chrono::DateTime<chrono::Utc>) -> ApiError {
-    ApiError::rate_limited(
-        "high_risk_cooldown",
-        "high-risk changes are paused after a recent security change; see GET /v1/me/restrictions",
-        (until - chrono::Utc::now()).num_seconds() + 1,
-    )
-    .with_status(axum::http::StatusCode::FORBIDDEN)
-}
-
-/// 403: the action needs a current second factor (in `proof`), or an enrolled one.
-pub fn second_factor_required() -> ApiError {
-    ApiError::other(
-        axum::http::StatusCode::FORBIDDEN,
-        "second_factor_required",
-        "this change needs a current second factor in `proof` (or, where none is enrolled, an enrolled one first)",
-    )
-    .with_field("proof")
-}
-
-/// 404 for a flow id that is unknown, forged or of another kind.
-pub fn flow_not_found() -> ApiError {
-    ApiError::other(
-        axum::http::StatusCode::NOT_FOUND,
-        "flow_not_found",
-        "no such flow; start again",
-    )
-}
-
-/// 410 for a code that can no longer be used.
-pub fn code_unusable(why: &'static str) -> ApiError {
-    let (code, message) = match why {
-        "used" => ("code_used", "this code was already used"),
-        "exhausted" => ("code_exhausted", "too many wrong codes; ask for a new code"),
-        "expired" => ("code_expired", "the code expired; ask for a new code"),
-        _ => (
-            "code_superseded",
-            "a newer code was sent; use the latest one",
-        ),
-    };
-    ApiError::other(axum::http::StatusCode::GONE, code, message)
-}
-
-/// Maps a store failure (side tables, read models): logged, then 503.
-pub fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "store failure");
-    ApiError::unavailable()
-}
-
-/// Metadata stored beside every event: which software wrote it, so an auditor replaying the
-/// stream knows which rules were in force. Never secrets.
-pub fn metadata() -> std::collections::HashMap<String, String> {
-    std::collections::HashMap::from([(
-        "recorded_by".to_string(),
-        concat!("gatehouse/", env!("CARGO_PKG_VERSION")).to_string(),
-    )])
 }

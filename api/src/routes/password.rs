@@ -8,8 +8,9 @@ use gatehouse_domain::{AccountCommand, ChangePassword};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{execute_error, metadata, ApiJson};
+use super::ApiJson;
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::proof::ProofInput;
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
@@ -79,9 +80,7 @@ pub async fn change_password(
             || AccountCommand::ChangePassword(command.clone()),
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{code_unusable, execute_error, flow_not_found, metadata, ApiJson};
+use super::ApiJson;
 use crate::codes;
 use crate::error::ApiError;
+use crate::error::{code_unusable, flow_not_found};
+use crate::metadata::metadata;
 use crate::proof::ProofInput;
 use crate::request::Caller;
 use crate::state::AppState;
@@ -200,11 +202,7 @@ pub(super) async fn current_view(
     flow_id: Uuid,
     token: String,
 ) -> Result<FlowView, ApiError> {
-    let account = state
-        .accounts()
-        .load(aggregate_id)
-        .await
-        .map_err(execute_error)?;
+    let account = state.accounts().load(aggregate_id).await?;
     account
         .flow(flow_id)
         .and_then(|f| view(state, token, &account, flow_id, f, Utc::now()))
@@ -288,13 +286,8 @@ async fn start_recovery_now(
             || AccountCommand::StartFlow(command.clone()),
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
-    let token = state
-        .keys()
-        .flow_token(&resolved.aggregate_id, flow_id)
-        .map_err(ApiError::internal)?;
+        .await?;
+    let token = state.keys().flow_token(&resolved.aggregate_id, flow_id)?;
     let view = current_view(state, &resolved.aggregate_id, flow_id, token).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
@@ -397,9 +390,7 @@ pub async fn resend(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     let view = current_view(&state, &aggregate_id, flow_id, token).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
@@ -420,8 +411,7 @@ async fn sms_budget_left(
         None => state
             .accounts()
             .load(aggregate_id)
-            .await
-            .map_err(execute_error)?
+            .await?
             .flow(flow_id)
             .and_then(|f| f.code.as_ref())
             .is_some_and(|c| c.channel == Channel::Sms),
@@ -432,8 +422,7 @@ async fn sms_budget_left(
     let spent = state
         .sms_budget()
         .global_spent(state.store(), now.timestamp_millis())
-        .await
-        .map_err(super::store_error)?;
+        .await?;
     match spent {
         Some(retry_after) => Err(ApiError::rate_limited(
             "sms_budget_exhausted",
@@ -512,11 +501,7 @@ async fn redeem_for_facts(
     let proof = match proof {
         // Only a factor needs the account (its TOTP secret, its keys): no extra load otherwise.
         Some(input) if input.method.is_some() => {
-            let account = state
-                .accounts()
-                .load(&aggregate_id)
-                .await
-                .map_err(execute_error)?;
+            let account = state.accounts().load(&aggregate_id).await?;
             crate::proof::resolve(state, &aggregate_id, &account, input, None, now).await?
         }
         Some(input) => {
@@ -548,16 +533,14 @@ async fn redeem_for_facts(
             || AccountCommand::RedeemCode(command.clone()),
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, now)?;
     if executed
         .events
         .iter()
         .any(|e| matches!(e.payload.fact, AccountFact::ResetFactorAsked { .. }))
     {
-        return Err(super::second_factor_required());
+        return Err(crate::error::second_factor_required());
     }
     let max = state.accounts().services().codes.max_attempts;
     let mut wrong = None;
@@ -571,8 +554,16 @@ async fn redeem_for_facts(
                     .collect();
                 return Ok((aggregate_id, facts));
             }
-            AccountFact::CodeExpired { .. } => return Err(code_unusable("expired")),
-            AccountFact::CodeExhausted { .. } => return Err(code_unusable("exhausted")),
+            AccountFact::CodeExpired { .. } => {
+                return Err(code_unusable(
+                    gatehouse_domain::account::CodeStatus::Expired,
+                ))
+            }
+            AccountFact::CodeExhausted { .. } => {
+                return Err(code_unusable(
+                    gatehouse_domain::account::CodeStatus::Exhausted,
+                ))
+            }
             AccountFact::CodeAttemptFailed { attempts, .. } => wrong = Some(*attempts),
             _ => {}
         }
@@ -656,11 +647,7 @@ pub async fn reset_security_key(
         .admit(Route::Reset, caller.ip, Some(&flow_id.to_string()))
         .await?;
     let now = Utc::now();
-    let account = state
-        .accounts()
-        .load(&aggregate_id)
-        .await
-        .map_err(execute_error)?;
+    let account = state.accounts().load(&aggregate_id).await?;
     if !account.reset_factor_asked(flow_id, now) {
         return Err(flow_not_found());
     }
@@ -718,8 +705,7 @@ pub async fn verify_contact(
         } = fact
         {
             crate::directory::release_identifier(state.store(), &account_id, &previous.lookup)
-                .await
-                .map_err(super::store_error)?;
+                .await?;
             state.forget_account(&previous.lookup);
         }
     }

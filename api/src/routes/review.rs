@@ -11,9 +11,10 @@ use gatehouse_projections::recovery_cases;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{execute_error, metadata, store_error, ApiJson};
+use super::ApiJson;
 use crate::directory;
 use crate::error::ApiError;
+use crate::metadata::metadata;
 use crate::staff::{ReviewRecoveries, Staff};
 use crate::state::AppState;
 
@@ -54,16 +55,13 @@ pub async fn list(
     State(state): State<AppState>,
     staff: Staff<ReviewRecoveries>,
 ) -> Result<Json<RecoveryCaseList>, ApiError> {
-    let rows = recovery_cases::by_status(state.store(), "pending", 100)
-        .await
-        .map_err(store_error)?;
+    let rows = recovery_cases::by_status(state.store(), "pending", 100).await?;
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
         let sealed = state
             .accounts()
             .events(&row.account_id)
-            .await
-            .map_err(execute_error)?
+            .await?
             .into_iter()
             .rev()
             .find_map(|e| match e.payload.fact {
@@ -76,9 +74,7 @@ pub async fn list(
             });
         let evidence = match (
             sealed,
-            directory::wrapped_key(state.store(), &row.account_id)
-                .await
-                .map_err(store_error)?,
+            directory::wrapped_key(state.store(), &row.account_id).await?,
         ) {
             (Some(sealed), Some(wrapped)) => state
                 .keys()
@@ -155,8 +151,7 @@ async fn decide(
     let flow_id = uuid::Uuid::parse_str(&case_id)
         .map_err(|_| ApiError::not_found("no such recovery case"))?;
     let account = recovery_cases::account_of(state.store(), &case_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::not_found("no such recovery case"))?;
     state
         .accounts()
@@ -171,9 +166,7 @@ async fn decide(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     staff
         .record(
             state,

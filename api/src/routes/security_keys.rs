@@ -14,13 +14,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use webauthn_rs::prelude::{RegisterPublicKeyCredential, SecurityKeyRegistration};
 
-use super::mfa::{
-    account_label, conflict, data_key, invalid_challenge, mfa_error, relying_party, ProofRequest,
-};
-use super::{metadata, store_error, ApiJson};
+use super::mfa::{account_label, conflict, ProofRequest};
+use super::ApiJson;
+use crate::error::invalid_challenge;
 use crate::error::ApiError;
 use crate::factors;
+use crate::metadata::metadata;
 use crate::proof::ProofInput;
+use crate::proof::{ceremony_unknown, data_key, relying_party};
 use crate::request::{Authenticated, Caller};
 use crate::state::AppState;
 use crate::throttle::Route;
@@ -116,22 +117,6 @@ fn no_security_key() -> ApiError {
     conflict("no_security_key", "no security key is registered")
 }
 
-/// Maps the security-key refusals; the rest like the other factors.
-fn key_error(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
-) -> ApiError {
-    use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
-    match e {
-        Refused(E::SecurityKeyUnknown) => ApiError::not_found("no such security key"),
-        Refused(E::TooManySecurityKeys) => conflict(
-            "too_many_security_keys",
-            "the account has as many security keys as allowed; remove one first",
-        ),
-        other => mfa_error(other),
-    }
-}
-
 /// Lists the account's security keys.
 #[utoipa::path(get, path = "/v1/me/security-keys", tag = "second factors", security(("bearer" = [])),
     responses((status = 200, body = SecurityKeyList), (status = 401, body = crate::error::ErrorBody)))]
@@ -165,11 +150,7 @@ pub async fn start_registration(
     let id = auth.account_id();
     let relying_party = relying_party(&state)?;
     if auth.account.security_keys().len() >= gatehouse_domain::account::MAX_SECURITY_KEYS {
-        return Err(key_error(
-            gatehouse_projections::store::ExecuteError::Refused(
-                gatehouse_domain::AccountError::TooManySecurityKeys,
-            ),
-        ));
+        return Err(gatehouse_domain::AccountError::TooManySecurityKeys.into());
     }
     let key = data_key(&state, &id).await?;
     let label = account_label(&key, &id, &auth.account);
@@ -184,8 +165,7 @@ pub async fn start_registration(
         &ceremony,
         auth.now,
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     Ok(Json(RegistrationChallenge {
         ceremony_id: ceremony_id.to_string(),
         options: serde_json::to_value(options).map_err(ApiError::internal)?,
@@ -250,9 +230,8 @@ pub async fn register(
         Purpose::Registration,
         auth.now,
     )
-    .await
-    .map_err(store_error)?
-    .ok_or_else(super::mfa::ceremony_unknown)?;
+    .await?
+    .ok_or_else(ceremony_unknown)?;
     let key = relying_party
         .finish_registration(&answer, &ceremony)
         .map_err(|e| {
@@ -266,17 +245,14 @@ pub async fn register(
     let key_id = webauthn::key_id(key.cred_id());
     let credential = serde_json::to_value(&key).map_err(ApiError::internal)?;
     if auth.account.security_keys().contains_key(&key_id)
-        || !webauthn::claim_key(state.store(), &key_id, &id, auth.now)
-            .await
-            .map_err(store_error)?
+        || !webauthn::claim_key(state.store(), &key_id, &id, auth.now).await?
     {
         return Err(conflict(
             "security_key_taken",
             "this security key is already registered",
         ));
     }
-    let (codes, verifiers) =
-        factors::backup_codes(state.keys(), &id).map_err(ApiError::internal)?;
+    let (codes, verifiers) = factors::backup_codes(state.keys(), &id)?;
     let context = caller.context(None);
     let executed = state
         .accounts()
@@ -295,11 +271,8 @@ pub async fn register(
         )
         .await;
     let refused = match executed {
-        Ok(executed) => {
-            state.runner().nudge();
-            crate::proof::refusal(&executed.events, auth.now).map(|()| executed)
-        }
-        Err(e) => Err(key_error(e)),
+        Ok(executed) => crate::proof::refusal(&executed.events, auth.now).map(|()| executed),
+        Err(e) => Err(e.into()),
     };
     let executed = match refused {
         Ok(executed) => executed,
@@ -354,9 +327,7 @@ pub async fn rename(
             },
             metadata(),
         )
-        .await
-        .map_err(key_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -416,13 +387,9 @@ pub async fn remove(
             },
             metadata(),
         )
-        .await
-        .map_err(key_error)?;
-    state.runner().nudge();
+        .await?;
     crate::proof::refusal(&executed.events, auth.now)?;
-    webauthn::release_key(state.store(), &key_id, &id)
-        .await
-        .map_err(store_error)?;
+    webauthn::release_key(state.store(), &key_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -466,11 +433,7 @@ pub async fn start_login_assertion(
         .throttle()
         .admit(Route::LoginMfa, caller.ip, Some(&challenge_id.to_string()))
         .await?;
-    let account = state
-        .accounts()
-        .load(&aggregate_id)
-        .await
-        .map_err(super::execute_error)?;
+    let account = state.accounts().load(&aggregate_id).await?;
     // Only a challenge this account issued, unanswered and unexpired, gets options (and with
     // them the account's key ids); anything else answers like a forged id.
     let now = Utc::now();
@@ -503,8 +466,7 @@ pub(crate) async fn assertion_challenge(
         &ceremony,
         now,
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     Ok(AssertionChallenge {
         ceremony_id: ceremony_id.to_string(),
         options: serde_json::to_value(options).map_err(ApiError::internal)?,

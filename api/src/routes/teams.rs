@@ -14,9 +14,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::controls::require_session_proof;
-use super::{metadata, store_error, ApiJson};
+use super::ApiJson;
+use crate::error::team_not_found;
 use crate::error::ApiError;
 use crate::keys::random_bytes;
+use crate::metadata::metadata;
 use crate::request::Authenticated;
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
@@ -132,63 +134,16 @@ pub struct PermissionsView {
     pub permissions: Vec<TeamPermission>,
 }
 
-fn team_error(e: ExecuteError<TeamError>) -> ApiError {
-    match e {
-        ExecuteError::Refused(TeamError::NotFound) => team_not_found(),
-        ExecuteError::Refused(TeamError::Forbidden) => ApiError::forbidden(),
-        ExecuteError::Refused(TeamError::LastAdmin) => ApiError::other(
-            StatusCode::CONFLICT,
-            "last_admin",
-            "a team keeps at least one admin: promote another member first",
-        ),
-        ExecuteError::Refused(TeamError::InvitationInvalid) => ApiError::other(
-            StatusCode::NOT_FOUND,
-            "invitation_not_found",
-            "the invitation is unknown, used, cancelled, expired, or for another email",
-        ),
-        ExecuteError::Refused(TeamError::AlreadyMember) => ApiError::other(
-            StatusCode::CONFLICT,
-            "already_member",
-            "that account is already a member",
-        ),
-        ExecuteError::Refused(TeamError::MemberUnknown) => {
-            ApiError::not_found("no such member in this team")
-        }
-        ExecuteError::Refused(TeamError::Invalid) => ApiError::bad_request(
-            "the name must be 1 to 64 characters, and a team holds at most 200 members and invitations",
-        ),
-        ExecuteError::Refused(TeamError::AlreadyExists) => ApiError::unavailable(),
-        ExecuteError::Contention => ApiError::unavailable(),
-        ExecuteError::Store(detail) => {
-            tracing::error!(error = %detail, "store failure");
-            ApiError::unavailable()
-        }
-    }
-}
-
-fn team_not_found() -> ApiError {
-    ApiError::other(
-        StatusCode::NOT_FOUND,
-        "team_not_found",
-        "no such team, or you are not a member",
-    )
-}
-
 async fn run(state: &AppState, team_id: Uuid, command: TeamCommand) -> Result<(), ApiError> {
     state
         .teams()
         .execute(&team_id.to_string(), || command.clone(), metadata())
-        .await
-        .map_err(team_error)?;
+        .await?;
     Ok(())
 }
 
 async fn load(state: &AppState, team_id: Uuid) -> Result<Team, ApiError> {
-    let team = state
-        .teams()
-        .load(&team_id.to_string())
-        .await
-        .map_err(team_error)?;
+    let team = state.teams().load(&team_id.to_string()).await?;
     if !team.exists {
         return Err(team_not_found());
     }
@@ -205,9 +160,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateTeamRequest>,
 ) -> Result<(StatusCode, Json<TeamView>), ApiError> {
     let name = super::object_name(&req.name)?;
-    let team_id =
-        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
-            .into_uuid();
+    let team_id = uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid();
     run(
         &state,
         team_id,
@@ -302,9 +255,7 @@ pub async fn invite(
     let email = Contact::email(&req.email)
         .map_err(|_| ApiError::bad_request("email is not an email address").with_field("email"))?;
     let email_lookup = state.keys().lookup(email.as_str());
-    let invitation_id =
-        uuid::Builder::from_random_bytes(random_bytes::<16>().map_err(ApiError::internal)?)
-            .into_uuid();
+    let invitation_id = uuid::Builder::from_random_bytes(random_bytes::<16>()?).into_uuid();
     let expires_at = auth.now + state.controls().team_invitation;
     run(
         &state,
@@ -327,8 +278,7 @@ pub async fn invite(
     .bind(&email_lookup)
     .bind(expires_at.timestamp_millis())
     .execute(state.store().any())
-    .await
-    .map_err(|e| store_error(e.into()))?;
+    .await?;
     let team = load(&state, team_id).await?;
     Ok((
         StatusCode::CREATED,
@@ -369,8 +319,7 @@ async fn forget_invitation(state: &AppState, invitation_id: Uuid) -> Result<(), 
     sqlx::query("delete from team_invitations where invitation_id = $1")
         .bind(invitation_id.to_string())
         .execute(state.store().any())
-        .await
-        .map_err(|e| store_error(e.into()))?;
+        .await?;
     Ok(())
 }
 
@@ -400,8 +349,7 @@ pub async fn my_invitations(
     .bind(&lookup)
     .bind(auth.now.timestamp_millis())
     .fetch_all(state.store().any())
-    .await
-    .map_err(|e| store_error(e.into()))?;
+    .await?;
     let mut invitations = Vec::with_capacity(rows.len());
     for row in rows {
         let (Ok(invitation), Ok(team)) = (
@@ -462,9 +410,9 @@ pub async fn accept(
         .map_err(|e| match e {
             // An unknown team reads as an invitation that does not exist.
             ExecuteError::Refused(TeamError::NotFound) => {
-                team_error(ExecuteError::Refused(TeamError::InvitationInvalid))
+                ApiError::from(TeamError::InvitationInvalid)
             }
-            other => team_error(other),
+            other => other.into(),
         })?;
     forget_invitation(&state, invitation_id).await?;
     Ok(StatusCode::NO_CONTENT)

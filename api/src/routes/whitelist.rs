@@ -12,10 +12,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::controls::{require_no_cooldown, require_session_proof};
-use super::mfa::data_key;
-use super::{execute_error, metadata, ApiJson};
+use super::ApiJson;
 use crate::codes;
 use crate::error::ApiError;
+use crate::metadata::metadata;
+use crate::proof::data_key;
 use crate::request::{session_proof, Authenticated, Caller};
 use crate::staff::{PlatformChecks, Staff};
 use crate::state::AppState;
@@ -248,12 +249,8 @@ pub async fn propose(
     // The proof first, so that no code is drawn and kept only to be refused.
     require_session_proof(&state, &auth, SensitiveAction::WithdrawalControls)?;
     let key = data_key(&state, &id).await?;
-    let sealed_address = key
-        .seal_text(&id, ADDRESS_LABEL, &address)
-        .map_err(ApiError::internal)?;
-    let sealed_label = key
-        .seal_text(&id, NAME_LABEL, label)
-        .map_err(ApiError::internal)?;
+    let sealed_address = key.seal_text(&id, ADDRESS_LABEL, &address)?;
+    let sealed_label = key.seal_text(&id, NAME_LABEL, label)?;
     let grant = codes::draw_flow_for_delivery(
         state.store(),
         state.keys(),
@@ -281,16 +278,11 @@ pub async fn propose(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Proposed {
-            flow_id: state
-                .keys()
-                .flow_token(&id, flow_id)
-                .map_err(ApiError::internal)?,
+            flow_id: state.keys().flow_token(&id, flow_id)?,
             address_id: flow_id,
             channel: "email",
         }),
@@ -319,7 +311,7 @@ pub async fn confirm(
         .keys()
         .open_flow_token(&req.flow_id)
         .filter(|(holder, _)| *holder == id)
-        .ok_or_else(super::flow_not_found)?;
+        .ok_or_else(crate::error::flow_not_found)?;
     let _ = holder;
     super::recovery::redeem(
         &state,
@@ -329,11 +321,11 @@ pub async fn confirm(
         CodeAction::ConfirmWithdrawalAddress,
     )
     .await?;
-    let account = state.accounts().load(&id).await.map_err(execute_error)?;
+    let account = state.accounts().load(&id).await?;
     let added = account
         .withdrawal_addresses()
         .get(&flow_id)
-        .ok_or_else(super::flow_not_found)?;
+        .ok_or_else(crate::error::flow_not_found)?;
     let key = data_key(&state, &id).await?;
     let open = |label: &str, sealed: &str| {
         key.open_text(&id, label, sealed)
@@ -373,9 +365,7 @@ pub async fn remove(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -407,9 +397,7 @@ pub async fn set_mode(
             },
             metadata(),
         )
-        .await
-        .map_err(execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -430,11 +418,7 @@ pub async fn check(
     ApiJson(req): ApiJson<WithdrawalCheckRequest>,
 ) -> Result<Json<WithdrawalVerdict>, ApiError> {
     let (asset, network, address) = normalised(&req.asset, &req.network, &req.address)?;
-    let account = state
-        .accounts()
-        .load(&req.account_id.to_string())
-        .await
-        .map_err(execute_error)?;
+    let account = state.accounts().load(&req.account_id.to_string()).await?;
     let verdict =
         match account.check_withdrawal(&lookup(&state, &asset, &network, &address), Utc::now()) {
             Ok(()) => WithdrawalVerdict {

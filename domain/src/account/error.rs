@@ -1,6 +1,7 @@
 //! Refusals that change nothing and need no audit trail (an `Err` commits no event).
 use thiserror::Error;
 
+use super::CodeStatus;
 use crate::password::HashError;
 
 /// Why a command was refused. Codes are stable and greppable.
@@ -22,8 +23,8 @@ pub enum AccountError {
     #[error("AC0006 flow not found")]
     FlowNotFound,
     /// The flow's code was already used, exhausted, expired or replaced: ask for a new one.
-    #[error("AC0007 the code no longer works ({0})")]
-    CodeUnusable(&'static str),
+    #[error("AC0007 the code no longer works ({0:?})")]
+    CodeUnusable(CodeStatus),
     /// Too soon for another code.
     #[error("AC0008 too many codes requested")]
     CodeRateLimited {

@@ -89,7 +89,7 @@ impl Account {
         let flow = self.flows.get(&flow_id).ok_or(AccountError::FlowNotFound)?;
         let current = flow.code.as_ref().ok_or(AccountError::FlowNotFound)?;
         if current.status == CodeStatus::Used {
-            return Err(AccountError::CodeUnusable("used"));
+            return Err(AccountError::CodeUnusable(CodeStatus::Used));
         }
         // A step bound to a channel stays on it, whoever holds the flow (stand-ins of unknown
         // identifiers are bound the same way, so the refusal tells nothing).
@@ -154,10 +154,10 @@ impl Account {
         let code = flow.code.as_ref().ok_or(AccountError::FlowNotFound)?;
         match code.status {
             CodeStatus::Active => {}
-            CodeStatus::Used => return Err(AccountError::CodeUnusable("used")),
-            CodeStatus::Exhausted => return Err(AccountError::CodeUnusable("exhausted")),
-            CodeStatus::Expired => return Err(AccountError::CodeUnusable("expired")),
-            CodeStatus::Superseded => return Err(AccountError::CodeUnusable("superseded")),
+            status @ (CodeStatus::Used
+            | CodeStatus::Exhausted
+            | CodeStatus::Expired
+            | CodeStatus::Superseded) => return Err(AccountError::CodeUnusable(status)),
         }
         let (flow_id, code_id) = (cmd.flow_id, code.code_id);
         if cmd.at >= code.expires_at {

@@ -15,6 +15,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use thiserror::Error;
+use tokio::sync::Notify;
 
 use super::aggregate_store::AggregateStore;
 
@@ -32,9 +33,9 @@ pub enum ExecuteError<E: std::error::Error> {
     /// Conflicts persisted through every retry (extreme contention across processes).
     #[error("too much contention on one aggregate")]
     Contention,
-    /// The store failed; the detail is for logs only.
+    /// The store failed; the detail (the database's or the decoder's error) is for logs only.
     #[error("store failure: {0}")]
-    Store(String),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// The outcome of a command: the events committed and the aggregate's state after them.
@@ -51,6 +52,7 @@ pub struct CommandExecutor<A: Aggregate + Clone> {
     services: A::Services,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     states: Mutex<HashMap<String, (A, usize)>>,
+    committed: Option<Arc<Notify>>,
 }
 
 impl<A: Aggregate + Clone> CommandExecutor<A> {
@@ -61,7 +63,17 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
             services,
             locks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            committed: None,
         }
+    }
+
+    /// Signals `committed` after every commit that wrote events (the projections runner's wake,
+    /// [`crate::ProjectionRunner::commit_signal`]), so callers never nudge the read side
+    /// themselves. A [`Notify`] keeps at most one pending wake: a burst of commits wakes its
+    /// waiter once.
+    pub fn with_commit_signal(mut self, committed: Arc<Notify>) -> Self {
+        self.committed = Some(committed);
+        self
     }
 
     /// The injected services.
@@ -171,6 +183,9 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
             {
                 Ok(events) => {
                     self.remember(&context);
+                    if let (Some(committed), false) = (&self.committed, events.is_empty()) {
+                        committed.notify_one();
+                    }
                     return Ok(Executed {
                         events,
                         aggregate: context.aggregate,
@@ -207,6 +222,8 @@ fn store_error<E: std::error::Error>(e: AggregateError<E>) -> ExecuteError<E> {
     match e {
         AggregateError::UserError(e) => ExecuteError::Refused(e),
         AggregateError::AggregateConflict => ExecuteError::Contention,
-        other => ExecuteError::Store(other.to_string()),
+        AggregateError::DatabaseConnectionError(e)
+        | AggregateError::DeserializationError(e)
+        | AggregateError::UnexpectedError(e) => ExecuteError::Store(e),
     }
 }

@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{bad_query, limit_of, time};
 use crate::error::ApiError;
-use crate::routes::store_error;
 use crate::staff::{ReadEvents, ReadLoginHistory, Staff};
 use crate::state::AppState;
 
@@ -111,9 +110,7 @@ pub async fn login_history(
         to_ms: q.to.map(|t| t.timestamp_millis()),
         before,
     };
-    let rows = query::search_logins(state.store(), &filter, limit + 1)
-        .await
-        .map_err(store_error)?;
+    let rows = query::search_logins(state.store(), &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<LoginRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -229,8 +226,7 @@ pub async fn account_events(
         q.after.unwrap_or(0).max(0),
         limit + 1,
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     let more = rows.len() as i64 > limit;
     let events: Vec<TimelineEvent> = rows
         .into_iter()

@@ -17,8 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{bad_query, limit_of, time};
 use crate::error::ApiError;
-use crate::routes::{metadata, store_error, ApiJson};
-use crate::staff::{staff_execute_error, ManageAlerts, Staff};
+use crate::metadata::metadata;
+use crate::routes::ApiJson;
+use crate::staff::{ManageAlerts, Staff};
 use crate::state::AppState;
 
 /// Evidence events listed with each alert in a page.
@@ -172,9 +173,7 @@ pub async fn list_alerts(
             ),
         )
         .await?;
-    let rows = query::list_alerts(state.store(), &filter, limit + 1)
-        .await
-        .map_err(store_error)?;
+    let rows = query::list_alerts(state.store(), &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<AlertRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -184,9 +183,7 @@ pub async fn list_alerts(
     };
     let mut alerts = Vec::with_capacity(rows.len());
     for row in rows {
-        let evidence = query::evidence(state.store(), &row.id, PAGE_EVIDENCE)
-            .await
-            .map_err(store_error)?;
+        let evidence = query::evidence(state.store(), &row.id, PAGE_EVIDENCE).await?;
         alerts.push(view(row, evidence));
     }
     Ok(Json(AlertPage {
@@ -197,8 +194,7 @@ pub async fn list_alerts(
 
 async fn find_alert(state: &AppState, id: &str) -> Result<AlertRow, ApiError> {
     query::get_alert(state.store(), id)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::not_found("no such alert"))
 }
 
@@ -214,9 +210,7 @@ pub async fn get_alert(
 ) -> Result<Json<AlertView>, ApiError> {
     staff.record(&state, "alerts.get", id.clone()).await?;
     let row = find_alert(&state, &id).await?;
-    let evidence = query::evidence(state.store(), &id, DETAIL_EVIDENCE)
-        .await
-        .map_err(store_error)?;
+    let evidence = query::evidence(state.store(), &id, DETAIL_EVIDENCE).await?;
     Ok(Json(view(row, evidence)))
 }
 
@@ -268,9 +262,7 @@ async fn change_status(
             },
             metadata(),
         )
-        .await
-        .map_err(staff_execute_error)?;
-    state.runner().nudge();
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(StatusChanged {
@@ -320,9 +312,7 @@ pub async fn alerts_stream(
     staff: Staff<ManageAlerts>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     staff.record(&state, "alerts.stream", String::new()).await?;
-    let start = query::alerts_head(state.store())
-        .await
-        .map_err(store_error)?;
+    let start = query::alerts_head(state.store()).await?;
     let progress = state.runner().progress();
     let closing = state.closing();
     let stream = futures::stream::unfold(

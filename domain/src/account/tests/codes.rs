@@ -216,7 +216,7 @@ fn test_five_wrong_codes_exhaust_the_code() {
             given,
             redeem(1, new_password("a new long passphrase"), t(5))
         ),
-        Err(AccountError::CodeUnusable("exhausted"))
+        Err(AccountError::CodeUnusable(CodeStatus::Exhausted))
     );
 }
 
@@ -276,7 +276,7 @@ fn test_reset_replaces_password_ends_sessions_and_starts_cooldown() {
             given,
             redeem(1, new_password("another long passphrase"), t(4))
         ),
-        Err(AccountError::CodeUnusable("used"))
+        Err(AccountError::CodeUnusable(CodeStatus::Used))
     );
 }
 
@@ -376,7 +376,7 @@ fn test_new_code_supersedes_the_previous_one() {
             given,
             redeem(2, new_password("a new long passphrase"), t(7))
         ),
-        Err(AccountError::CodeUnusable("superseded"))
+        Err(AccountError::CodeUnusable(CodeStatus::Superseded))
     );
 }
 

@@ -1,9 +1,28 @@
 //! The one error shape: `{"error": {"code": "...", "message": "..."}}`. Messages are written for
 //! the caller; internal detail goes to the log only.
+//!
+//! Every error a handler meets converts into [`ApiError`] with `From`, one file per source, so a
+//! handler ends its calls with `?`. The domain enums are matched without a wildcard arm: a new
+//! variant does not compile until it has an answer here.
+mod account;
+mod execute;
+mod http;
+mod keys;
+mod staff;
+mod store;
+mod team;
+
+pub use account::{
+    code_unusable, flow_not_found, high_risk_cooldown, invalid_challenge, invalid_password,
+    second_factor_required,
+};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+pub use http::{method_not_allowed_error, no_such_endpoint};
 use serde::Serialize;
+pub use staff::staff_unauthenticated;
+pub use team::team_not_found;
 use utoipa::ToSchema;
 
 /// Error body.
@@ -194,26 +213,33 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// JSON bodies that fail to parse get the documented shape instead of axum's plain text.
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        use axum::extract::rejection::JsonRejection as R;
-        match rejection {
-            R::MissingJsonContentType(_) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            ),
-            R::BytesRejection(_) => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            ),
-            R::JsonDataError(e) => {
-                Self::bad_request(format!("invalid request body: {}", e.body_text()))
-            }
-            R::JsonSyntaxError(_) => Self::bad_request("the request body is not valid JSON"),
-            _ => Self::bad_request("invalid request body"),
-        }
+/// Whole seconds from `now` until `until`, rounded up (0 when it has passed): what
+/// `retry_after` says.
+pub fn seconds_until(
+    until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    let ms = (until - now).num_milliseconds().max(0);
+    (ms + 999) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    #[test]
+    fn test_retry_after_rounds_up_and_never_goes_negative() {
+        let now = Utc::now();
+        assert_eq!(
+            seconds_until(now + chrono::Duration::milliseconds(1500), now),
+            2
+        );
+        assert_eq!(
+            seconds_until(now + chrono::Duration::seconds(900), now),
+            900
+        );
+        assert_eq!(seconds_until(now - chrono::Duration::seconds(5), now), 0);
     }
 }
