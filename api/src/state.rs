@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use gatehouse_domain::password::PasswordPolicy;
 use gatehouse_domain::Account;
-use gatehouse_projections::store::CommandExecutor;
-use gatehouse_projections::{ProjectionRunner, Store};
+use gatehouse_projections::ProjectionRunner;
+use gatehouse_store::CommandExecutor;
+use gatehouse_store::Store;
 
 use crate::keys::Keys;
 use crate::throttle::Throttle;
@@ -99,10 +100,8 @@ impl AppState {
         throttle: Throttle,
     ) -> Self {
         let staff = crate::staff::executor(&store);
-        let teams = CommandExecutor::new(
-            gatehouse_projections::store::AggregateStore::new(&store, Vec::new()),
-            (),
-        );
+        let teams =
+            CommandExecutor::new(gatehouse_store::AggregateStore::new(&store, Vec::new()), ());
         Self {
             inner: Arc::new(Inner {
                 staff,

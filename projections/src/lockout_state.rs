@@ -3,11 +3,11 @@
 //! aggregate): its failures, locks and successes leave this row alone, and an early unlock lifts
 //! every door, this one included.
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{Store, StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// A change to one account's lockout row.
@@ -382,7 +382,7 @@ pub struct LockoutRow {
 }
 
 /// The lockout row of an account (`None` before its first attempt).
-pub async fn get(store: &crate::Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
+pub async fn get(store: &Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
     use sqlx::Row;
     let row = sqlx::query(
         "select consecutive_failures, lock_level, locked_until_ms, last_failure_ms, last_success_ms

@@ -3,11 +3,11 @@
 use gatehouse_domain::account::LoginFailureReason;
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{Store, StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// One row of login history.
@@ -54,7 +54,7 @@ pub struct LoginHistoryRow {
 
 /// Newest-first page of an account's history, strictly before `before` (a sequence) when given.
 pub async fn page(
-    store: &crate::Store,
+    store: &Store,
     account_id: &str,
     before: Option<i64>,
     limit: i64,

@@ -10,10 +10,10 @@ use gatehouse_domain::AccountFact;
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
+use gatehouse_store::{StoreError, StoredEvent};
 
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

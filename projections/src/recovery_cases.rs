@@ -1,10 +1,10 @@
 //! `recovery_cases_v1`: lost-second-factor recoveries that reached review, with their decision,
 //! for the reviewers' queue. Statuses: `pending`, `approved`, `denied`, `cancelled`, `completed`.
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{Store, StoreError, StoredEvent};
 use sqlx::{AnyConnection, Row};
 
 use crate::runner::ChangeProjection;
-use crate::store::{Store, StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// A change to the cases table.

@@ -14,7 +14,7 @@ use chrono::Utc;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::{watch, Notify};
 
-use crate::store::{Store, StoreError, StoredEvent, StreamPosition};
+use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
 
 /// The first statement of a projection's transaction on PostgreSQL, in one round trip: the
 /// per-projection lock, and `enable_seqscan = off` until the transaction ends. Every statement a

@@ -26,8 +26,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use futures::StreamExt;
 use gatehouse_projections::bulk::BulkLoad;
-use gatehouse_projections::store::Backend;
-use gatehouse_projections::{Projection, Store, StoredEvent, StreamPosition};
+use gatehouse_projections::Projection;
+use gatehouse_store::Backend;
+use gatehouse_store::{Store, StoredEvent, StreamPosition};
 use serde_json::{json, Map, Value};
 use sqlx::{AnyConnection, Connection, Row};
 
@@ -538,9 +539,7 @@ async fn fold_side_by_side(
         // on another thread, a batch cost more than it saved.)
         let read_next = async {
             if last < until {
-                Ok::<_, gatehouse_projections::StoreError>(Some(
-                    read_batch(store, last, previous).await?,
-                ))
+                Ok::<_, gatehouse_store::StoreError>(Some(read_batch(store, last, previous).await?))
             } else {
                 drop(previous);
                 Ok(None)
@@ -579,7 +578,7 @@ async fn read_batch(
     store: &Store,
     after: StreamPosition,
     previous: Option<Arc<Vec<StoredEvent>>>,
-) -> std::result::Result<Vec<StoredEvent>, gatehouse_projections::StoreError> {
+) -> std::result::Result<Vec<StoredEvent>, gatehouse_store::StoreError> {
     let decode = |events: &[StoredEvent]| {
         for event in events {
             let _ = gatehouse_projections::account_event(event);

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::policy::Channel;
 use gatehouse_domain::{Account, AccountCommand, AccountFact};
-use gatehouse_projections::StoreError;
+use gatehouse_store::StoreError;
 use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;

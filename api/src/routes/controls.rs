@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::{AccountCommand, SensitiveAction};
-use gatehouse_projections::store::ExecuteError;
+use gatehouse_store::ExecuteError;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -253,7 +253,7 @@ pub async fn cancel(
         )
         .await
         .map_err(|e| match e {
-            gatehouse_projections::store::ExecuteError::Refused(
+            gatehouse_store::ExecuteError::Refused(
                 gatehouse_domain::AccountError::RecoveryStage,
             ) => ApiError::other(
                 StatusCode::CONFLICT,
@@ -275,10 +275,10 @@ fn wrong_step() -> ApiError {
 }
 
 fn execute_error_or_stage(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
+    e: gatehouse_store::ExecuteError<gatehouse_domain::AccountError>,
 ) -> ApiError {
     use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
+    use gatehouse_store::ExecuteError::Refused;
     match e {
         Refused(E::RecoveryStage) => wrong_step(),
         Refused(E::RecoveryHold { until }) => ApiError::rate_limited(

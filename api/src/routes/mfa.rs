@@ -604,10 +604,10 @@ pub(crate) fn conflict(code: &'static str, message: &'static str) -> ApiError {
 
 /// Maps the second-factor refusals; the rest (cooldown, no factor, …) as every route does.
 pub(crate) fn mfa_error(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
+    e: gatehouse_store::ExecuteError<gatehouse_domain::AccountError>,
 ) -> ApiError {
     use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
+    use gatehouse_store::ExecuteError::Refused;
     match e {
         Refused(E::AlreadyEnrolled) => already_enrolled(),
         Refused(E::NoPendingEnrolment) => {

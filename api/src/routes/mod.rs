@@ -19,8 +19,8 @@ pub mod whitelist;
 
 use axum::extract::{FromRequest, Request};
 use gatehouse_domain::AccountError;
-use gatehouse_projections::store::ExecuteError;
-use gatehouse_projections::StoreError;
+use gatehouse_store::ExecuteError;
+use gatehouse_store::StoreError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;

@@ -117,11 +117,9 @@ fn no_security_key() -> ApiError {
 }
 
 /// Maps the security-key refusals; the rest like the other factors.
-fn key_error(
-    e: gatehouse_projections::store::ExecuteError<gatehouse_domain::AccountError>,
-) -> ApiError {
+fn key_error(e: gatehouse_store::ExecuteError<gatehouse_domain::AccountError>) -> ApiError {
     use gatehouse_domain::AccountError as E;
-    use gatehouse_projections::store::ExecuteError::Refused;
+    use gatehouse_store::ExecuteError::Refused;
     match e {
         Refused(E::SecurityKeyUnknown) => ApiError::not_found("no such security key"),
         Refused(E::TooManySecurityKeys) => conflict(
@@ -165,11 +163,9 @@ pub async fn start_registration(
     let id = auth.account_id();
     let relying_party = relying_party(&state)?;
     if auth.account.security_keys().len() >= gatehouse_domain::account::MAX_SECURITY_KEYS {
-        return Err(key_error(
-            gatehouse_projections::store::ExecuteError::Refused(
-                gatehouse_domain::AccountError::TooManySecurityKeys,
-            ),
-        ));
+        return Err(key_error(gatehouse_store::ExecuteError::Refused(
+            gatehouse_domain::AccountError::TooManySecurityKeys,
+        )));
     }
     let key = data_key(&state, &id).await?;
     let label = account_label(&key, &id, &auth.account);

@@ -18,11 +18,11 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use gatehouse_domain::staff::{StaffEvent, StaffFact};
+use gatehouse_store::{StoreError, StoredEvent, StreamPosition};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
 use crate::runner::{BoxFuture, Projection};
-use crate::store::{StoreError, StoredEvent, StreamPosition};
 pub use policy::{AlertPolicy, Rule};
 use windows::{Signal, Windows};
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::store::{Store, StoreError, StreamPosition};
+use gatehouse_store::{Store, StoreError, StreamPosition};
 
 /// One alert as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,8 +12,10 @@ use sqlx::{AnyConnection, Row};
 
 use super::windows::Signal;
 use super::{alert_id, Evidence, Rule};
-use crate::batch::{insert_new_rows, insert_rows, list, Cell};
-use crate::store::{StoreError, StreamPosition};
+use gatehouse_store::{StoreError, StreamPosition};
+
+use crate::batch::{insert_new_rows, insert_rows, list};
+use crate::cell::Cell;
 
 /// Placeholders per `in (…)` list (well below every bind limit).
 const IN_LIST: usize = 500;

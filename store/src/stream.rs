@@ -50,8 +50,8 @@ pub struct StoredEvent {
     pub decoded: Decoded,
 }
 
-/// A decoded payload kept beside the event (see [`crate::account_event`]). Not part of the
-/// event's identity: two events are equal whether or not they were decoded.
+/// A decoded payload kept beside the event (see `gatehouse_projections::account_event`). Not part
+/// of the event's identity: two events are equal whether or not they were decoded.
 #[derive(Debug, Clone, Default)]
 pub struct Decoded(std::sync::OnceLock<gatehouse_domain::AccountEvent>);
 
