@@ -19,6 +19,7 @@ pub mod cell;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;
+pub mod rebuild;
 pub mod recovery_cases;
 pub mod runner;
 pub mod sessions;
