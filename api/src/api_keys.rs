@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
-use gatehouse_projections::{Store, StoreError};
+use gatehouse_store::{Store, StoreError};
 use secrecy::SecretString;
 use sqlx::Row;
 use uuid::Uuid;

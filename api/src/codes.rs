@@ -2,7 +2,7 @@
 //! delivery worker reads (kept outside the event store, deleted once sent or expired).
 use chrono::{DateTime, Utc};
 use gatehouse_domain::{CodeGrant, FlowGrant};
-use gatehouse_projections::{Store, StoreError};
+use gatehouse_store::{Store, StoreError};
 use uuid::Uuid;
 
 use crate::keys::{random_bytes, KeyError, Keys};

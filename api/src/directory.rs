@@ -1,6 +1,6 @@
 //! Side tables next to the event store: who holds which identifier (by keyed hash) and each
 //! account's wrapped data key. Neither holds personal data in clear.
-use gatehouse_projections::{Store, StoreError};
+use gatehouse_store::{Store, StoreError};
 use sqlx::Row;
 
 /// Whether claiming identifiers for a new account succeeded.

@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gatehouse_domain::protection::{Protection as ProtectionAggregate, ProtectionCommand};
-use gatehouse_projections::alerts::network;
-use gatehouse_projections::store::{AggregateStore, CommandExecutor, ExecuteError};
-use gatehouse_projections::Store;
+use gatehouse_projections::alerts::{network, query, Rule};
+use gatehouse_store::Store;
+use gatehouse_store::{AggregateStore, CommandExecutor, ExecuteError};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
-use sqlx::Row;
 
 use crate::error::ApiError;
 
@@ -81,20 +80,9 @@ impl Protection {
         let mut flagged = self.flagged.lock().await;
         if flagged.read_at.is_none_or(|t| t.elapsed() >= REFRESH) {
             let since = (Utc::now() - self.settings.flag_for).timestamp_millis();
-            let rows = sqlx::query(
-                "select subject, id from alerts_v1
-                  where rule = 'credential_stuffing' and status <> 'resolved' and last_seen_ms >= $1",
-            )
-            .bind(since)
-            .fetch_all(store.any())
-            .await?;
-            let mut subjects = HashMap::new();
-            for row in rows {
-                let subject: String = row.try_get("subject")?;
-                let id: String = row.try_get("id")?;
-                subjects.insert(subject, id);
-            }
-            flagged.subjects = subjects;
+            let rows = query::unresolved_subjects(store, Rule::CredentialStuffing, since)
+                .await?;
+            flagged.subjects = rows.into_iter().map(|a| (a.subject, a.id)).collect();
             flagged.read_at = Some(Instant::now());
         }
         let ip = ip.to_string();

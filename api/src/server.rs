@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gatehouse_domain::{Account, AccountServices};
-use gatehouse_projections::store::{AggregateStore, CommandExecutor};
-use gatehouse_projections::{ProjectionRunner, Store};
+use gatehouse_projections::ProjectionRunner;
+use gatehouse_store::Store;
+use gatehouse_store::{AggregateStore, CommandExecutor};
 use tokio::sync::watch;
 
 use crate::config::ServeArgs;
@@ -320,10 +321,10 @@ async fn shutdown_signal() {
 /// every process), else per process (the embedded store).
 fn throttle(
     args: &ServeArgs,
-    store: &gatehouse_projections::Store,
+    store: &gatehouse_store::Store,
 ) -> Result<crate::throttle::Throttle, StartError> {
     use crate::throttle::{postgres::PostgresBackend, redis::RedisBackend, Throttle};
-    use gatehouse_projections::store::Backend;
+    use gatehouse_store::Backend;
     let table = args
         .rate_limits()
         .map_err(|e| StartError::Config(e.to_string()))?;

@@ -7,7 +7,7 @@
 //! delivery worker just before it would send. Counting is one upsert per scope that refuses past
 //! the budget, both scopes in one transaction, so concurrent processes never overshoot.
 use gatehouse_domain::contact::calling_code;
-use gatehouse_projections::{Store, StoreError};
+use gatehouse_store::{Store, StoreError};
 use sqlx::Row;
 
 /// Length of a budget window.

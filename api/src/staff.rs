@@ -17,8 +17,8 @@ use chrono::{DateTime, Duration, Utc};
 use gatehouse_domain::staff::{
     Staff as StaffMember, StaffCommand, StaffError, StaffRole, TokenStatus,
 };
-use gatehouse_projections::store::{AggregateStore, CommandExecutor, ExecuteError};
-use gatehouse_projections::Store;
+use gatehouse_store::Store;
+use gatehouse_store::{AggregateStore, CommandExecutor, ExecuteError};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use gatehouse_domain::password::PasswordPolicy;
 use gatehouse_domain::Account;
-use gatehouse_projections::store::{AggregateStore, CommandExecutor};
-use gatehouse_projections::{ProjectionRunner, Store};
+use gatehouse_projections::ProjectionRunner;
+use gatehouse_store::{AggregateStore, CommandExecutor, Store};
 
 use crate::keys::Keys;
 use crate::throttle::Throttle;

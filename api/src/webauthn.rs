@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_domain::{Account, KeyCheck, MfaProof};
-use gatehouse_projections::{Store, StoreError};
+use gatehouse_store::{Store, StoreError};
 use sqlx::Row;
 use webauthn_rs::prelude::{
     CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,

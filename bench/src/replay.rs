@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use futures::StreamExt;
-use gatehouse_projections::{ProjectionRunner, Store, StreamPosition};
+use gatehouse_projections::ProjectionRunner;
+use gatehouse_store::{Store, StreamPosition};
 use sqlx::postgres::PgPoolCopyExt;
 
 /// Replay benchmark settings.

@@ -1224,7 +1224,7 @@ async fn cost_inner(
     let events_per_login = (events_after - events_before) as f64 / per.max(1.0);
 
     eprintln!("cost: rebuilding the read models from the same events, in-process…");
-    let store = gatehouse_projections::Store::connect_postgres(&db.url, 4)
+    let store = gatehouse_store::Store::connect_postgres(&db.url, 4)
         .await
         .map_err(|e| format!("store: {e}"))?;
     let runner = gatehouse_projections::ProjectionRunner::standard(store.clone());

@@ -1,11 +1,12 @@
 //! Set-based writes for read models: a batch of rows in one multi-row statement instead of a
 //! round trip per row. The runner hands a projection every change of a batch at once (live
 //! batches are the events of many commands, a rebuild's are a thousand events).
+use gatehouse_store::StoreError;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection};
 
-use crate::store::StoreError;
+use crate::cell::Cell;
 
 /// Rows per statement: far below the bind limits of PostgreSQL (65,535) and SQLite (32,766) at
 /// the widest row (11 columns), large enough that the round trip and each statement's setup no
@@ -14,54 +15,6 @@ pub const ROWS_PER_STATEMENT: usize = 250;
 
 /// A query being built.
 pub type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
-/// One value of a row, whichever way the row is written: a bound parameter of a multi-row
-/// statement, or a field of `COPY`'s text format (see [`crate::bulk`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cell<'a> {
-    /// Text, or SQL `null`.
-    Text(Option<&'a str>),
-    /// A 64-bit integer, or SQL `null`.
-    Int(Option<i64>),
-    /// A boolean, or SQL `null`.
-    Bool(Option<bool>),
-}
-
-impl<'a> From<&'a str> for Cell<'a> {
-    fn from(v: &'a str) -> Self {
-        Cell::Text(Some(v))
-    }
-}
-impl<'a> From<&'a String> for Cell<'a> {
-    fn from(v: &'a String) -> Self {
-        Cell::Text(Some(v))
-    }
-}
-impl<'a> From<Option<&'a str>> for Cell<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Cell::Text(v)
-    }
-}
-impl<'a> From<&'a Option<String>> for Cell<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Cell::Text(v.as_deref())
-    }
-}
-impl From<i64> for Cell<'_> {
-    fn from(v: i64) -> Self {
-        Cell::Int(Some(v))
-    }
-}
-impl From<Option<i64>> for Cell<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Cell::Int(v)
-    }
-}
-impl From<bool> for Cell<'_> {
-    fn from(v: bool) -> Self {
-        Cell::Bool(Some(v))
-    }
-}
 
 /// Adds one row's cells, in column order, to the buffer.
 pub type RowCells<'a, R> = fn(&'a R, &mut Vec<Cell<'a>>);

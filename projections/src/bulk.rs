@@ -14,11 +14,11 @@ use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 
+use gatehouse_store::StoreError;
 use sqlx::postgres::PgConnection;
 use tokio::sync::Mutex;
 
-use crate::batch::Cell;
-use crate::store::StoreError;
+use crate::cell::Cell;
 
 /// A typed PostgreSQL connection that resolves table names as the batch's connection does.
 #[derive(Clone)]

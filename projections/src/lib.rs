@@ -1,7 +1,6 @@
-//! Gatehouse's persistence and read side.
+//! Gatehouse's read side. The event store, the executor and the global stream it reads are the
+//! write side, in `gatehouse-store`; this crate depends on that one, never the reverse.
 //!
-//! - [`store`]: the event store on PostgreSQL (postgres-es) or an embedded SQLite file
-//!   (sqlite-es), snapshots, the gap-free global stream, and the command executor;
 //! - [`runner`]: feeds every projection from the persisted stream, with a checkpoint written in
 //!   the same transaction as each read-model change;
 //! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`],
@@ -16,21 +15,22 @@
 pub mod alerts;
 pub mod batch;
 pub mod bulk;
+pub mod cell;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notifications;
+pub mod rebuild;
 pub mod recovery_cases;
 pub mod runner;
 pub mod sessions;
-pub mod store;
 mod time;
 
 pub use runner::{ChangeProjection, Projection, ProjectionRunner};
-pub use store::{Store, StoreError, StoredEvent, StreamPosition};
 
 use std::sync::Arc;
 
 use gatehouse_domain::AccountEvent;
+use gatehouse_store::{StoreError, StoredEvent};
 
 /// The read models Gatehouse maintains (alerts under the default policy).
 pub fn standard_projections() -> Vec<Arc<dyn Projection>> {
@@ -92,7 +92,7 @@ mod test_support {
     use gatehouse_domain::chain::ChainLink;
     use gatehouse_domain::{AccountEvent, AccountFact};
 
-    use crate::store::{StoredEvent, StreamPosition};
+    use gatehouse_store::{StoredEvent, StreamPosition};
 
     /// A stored `Account` event for fold tests.
     pub fn stored(account: &str, sequence: i64, at_ms: i64, fact: AccountFact) -> StoredEvent {

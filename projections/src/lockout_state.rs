@@ -3,11 +3,11 @@
 //! aggregate): its failures, locks and successes leave this row alone, and an early unlock lifts
 //! every door, this one included.
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{Store, StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// A change to one account's lockout row.
@@ -367,7 +367,7 @@ mod tests {
 }
 
 /// An account's lockout row as read back.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct LockoutRow {
     /// Failures since the last success or lock.
     pub consecutive_failures: i64,
@@ -382,24 +382,12 @@ pub struct LockoutRow {
 }
 
 /// The lockout row of an account (`None` before its first attempt).
-pub async fn get(store: &crate::Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
-    use sqlx::Row;
-    let row = sqlx::query(
+pub async fn get(store: &Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
+    Ok(sqlx::query_as(
         "select consecutive_failures, lock_level, locked_until_ms, last_failure_ms, last_success_ms
            from lockout_state_v1 where account_id = $1",
     )
     .bind(account_id)
     .fetch_optional(store.any())
-    .await?;
-    row.map(|r| {
-        Ok(LockoutRow {
-            consecutive_failures: r.try_get("consecutive_failures")?,
-            lock_level: r.try_get("lock_level")?,
-            locked_until_ms: r.try_get("locked_until_ms")?,
-            last_failure_ms: r.try_get("last_failure_ms")?,
-            last_success_ms: r.try_get("last_success_ms")?,
-        })
-    })
-    .transpose()
-    .map_err(|e: sqlx::Error| e.into())
+    .await?)
 }

@@ -3,11 +3,11 @@
 use gatehouse_domain::account::LoginFailureReason;
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{Store, StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// One row of login history.
@@ -32,7 +32,7 @@ pub struct LoginRecord {
 }
 
 /// One row as read back for the account's owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LoginHistoryRow {
     /// Event sequence (the paging cursor).
     pub sequence: i64,
@@ -54,13 +54,12 @@ pub struct LoginHistoryRow {
 
 /// Newest-first page of an account's history, strictly before `before` (a sequence) when given.
 pub async fn page(
-    store: &crate::Store,
+    store: &Store,
     account_id: &str,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<LoginHistoryRow>, StoreError> {
-    use sqlx::Row;
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select sequence, at_ms, outcome, reason, ip, user_agent, device_id, trusted_device_id
            from login_history_v1
           where account_id = $1 and sequence < $2
@@ -70,22 +69,7 @@ pub async fn page(
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(store.any())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(LoginHistoryRow {
-                sequence: r.try_get("sequence")?,
-                at_ms: r.try_get("at_ms")?,
-                outcome: r.try_get("outcome")?,
-                reason: r.try_get("reason")?,
-                ip: r.try_get("ip")?,
-                user_agent: r.try_get("user_agent")?,
-                device_id: r.try_get("device_id")?,
-                trusted_device_id: r.try_get("trusted_device_id")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    .await?)
 }
 
 /// The pure fold.

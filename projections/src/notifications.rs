@@ -7,13 +7,15 @@
 //! verified at the time of the event (tracked in `notification_contacts_v1`).
 use gatehouse_domain::policy::Channel;
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{StoreError, StoredEvent};
 use serde_json::json;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
+
+pub mod outbox;
 
 /// Where a message goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,16 +313,15 @@ async fn verified_channels(
     conn: &mut AnyConnection,
     account_id: &str,
 ) -> Result<Vec<Channel>, StoreError> {
-    let row = sqlx::query(
+    let row: Option<(i64, i64)> = sqlx::query_as(
         "select email_verified, phone_verified from notification_contacts_v1 where account_id = $1",
     )
     .bind(account_id)
     .fetch_optional(conn)
     .await?;
-    let Some(row) = row else {
+    let Some((email, phone)) = row else {
         return Ok(Vec::new());
     };
-    let (email, phone): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     Ok([(email, Channel::Email), (phone, Channel::Sms)]
         .into_iter()
         .filter(|(flag, _)| *flag != 0)
@@ -458,15 +459,15 @@ async fn write_many(
             crate::batch::list(1, chunk.len())
         );
         // Planned for these values each time (see the alerts reads).
-        let mut q = sqlx::query(&sql).persistent(false);
+        let mut q = sqlx::query_as::<_, (String, i64, i64)>(&sql).persistent(false);
         for a in chunk {
             q = q.bind(*a);
         }
         for a in chunk {
             contacts.insert(a.to_string(), None);
         }
-        for row in q.fetch_all(&mut *conn).await? {
-            contacts.insert(row.try_get(0)?, Some((row.try_get(1)?, row.try_get(2)?)));
+        for (account, email, phone) in q.fetch_all(&mut *conn).await? {
+            contacts.insert(account, Some((email, phone)));
         }
     }
     let mut changed: Vec<&str> = Vec::new();

@@ -1,10 +1,10 @@
 //! `recovery_cases_v1`: lost-second-factor recoveries that reached review, with their decision,
 //! for the reviewers' queue. Statuses: `pending`, `approved`, `denied`, `cancelled`, `completed`.
 use gatehouse_domain::AccountFact;
-use sqlx::{AnyConnection, Row};
+use gatehouse_store::{Store, StoreError, StoredEvent};
+use sqlx::AnyConnection;
 
 use crate::runner::ChangeProjection;
-use crate::store::{Store, StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// A change to the cases table.
@@ -129,7 +129,7 @@ pub fn projection() -> ChangeProjection<CaseChange> {
 }
 
 /// One case as reviewers list it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CaseRow {
     /// Flow id.
     pub flow_id: String,
@@ -149,26 +149,14 @@ pub async fn by_status(
     status: &str,
     limit: i64,
 ) -> Result<Vec<CaseRow>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select flow_id, account_id, status, submitted_ms, reviewer from recovery_cases_v1
           where status = $1 order by submitted_ms, flow_id limit $2",
     )
     .bind(status)
     .bind(limit)
     .fetch_all(store.any())
-    .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(CaseRow {
-                flow_id: r.try_get("flow_id")?,
-                account_id: r.try_get("account_id")?,
-                status: r.try_get("status")?,
-                submitted_ms: r.try_get("submitted_ms")?,
-                reviewer: r.try_get("reviewer")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    .await?)
 }
 
 /// The account of a case.

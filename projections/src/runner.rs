@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 use tokio::sync::{watch, Notify};
 
-use crate::store::{Store, StoreError, StoredEvent, StreamPosition};
+use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
 
 /// The first statement of a projection's transaction on PostgreSQL, in one round trip: the
 /// per-projection lock, and `enable_seqscan = off` until the transaction ends. Every statement a
@@ -355,14 +355,15 @@ impl ProjectionRunner {
         .bind(Utc::now().timestamp_millis())
         .execute(&mut **tx)
         .await?;
-        let row =
-            sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
-                .bind(projection.name())
-                .fetch_one(&mut **tx)
-                .await?;
+        let (tx_id, position): (i64, i64) = sqlx::query_as(
+            "select tx_id, position from projection_checkpoints where projection = $1",
+        )
+        .bind(projection.name())
+        .fetch_one(&mut **tx)
+        .await?;
         let checkpoint = StreamPosition {
-            tx: row.try_get("tx_id")?,
-            pos: row.try_get("position")?,
+            tx: tx_id,
+            pos: position,
         };
         let pending: Vec<&StoredEvent> =
             events.iter().filter(|e| e.position > checkpoint).collect();
@@ -401,18 +402,15 @@ impl ProjectionRunner {
 
     /// Where a projection stands.
     pub async fn checkpoint(&self, name: &str) -> Result<StreamPosition, StoreError> {
-        let row =
-            sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
-                .bind(name)
-                .fetch_optional(self.store.any())
-                .await?;
-        Ok(match row {
-            Some(r) => StreamPosition {
-                tx: r.try_get("tx_id")?,
-                pos: r.try_get("position")?,
-            },
-            None => StreamPosition::default(),
-        })
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "select tx_id, position from projection_checkpoints where projection = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.store.any())
+        .await?;
+        Ok(row
+            .map(|(tx, pos)| StreamPosition { tx, pos })
+            .unwrap_or_default())
     }
 
     /// Each projection's name and how many visible events it has yet to apply.

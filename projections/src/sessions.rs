@@ -2,11 +2,11 @@
 use gatehouse_domain::account::SessionEndReason;
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
+use gatehouse_store::{StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
-use crate::batch::Cell;
+use crate::cell::Cell;
 use crate::runner::ChangeProjection;
-use crate::store::{StoreError, StoredEvent};
 use crate::time::to_ms;
 
 /// A change to the sessions table.

@@ -9,7 +9,7 @@ use cqrs_es::Aggregate;
 use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndReason};
 use gatehouse_domain::text::escape_control;
 use gatehouse_domain::{Account, AccountEvent, AccountFact, Door};
-use gatehouse_projections::{Store, StoredEvent};
+use gatehouse_store::{Store, StoredEvent};
 use serde_json::{json, Value};
 
 use crate::source::{self, Error, Result, ERASED};

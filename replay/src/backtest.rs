@@ -14,7 +14,7 @@ use std::path::Path;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use gatehouse_domain::policy::lockout::{FailureOutcome, LockoutPolicy};
 use gatehouse_domain::AccountFact;
-use gatehouse_projections::{Store, StreamPosition};
+use gatehouse_store::{Store, StreamPosition};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

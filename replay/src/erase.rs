@@ -16,7 +16,7 @@
 //! After erasure the events still verify (their stored form is unchanged), every read model
 //! rebuilds identically, and `state`/`export` show the sealed fields as `erased`.
 use chrono::Utc;
-use gatehouse_projections::Store;
+use gatehouse_store::Store;
 use serde_json::{json, Value};
 
 use crate::source::{Error, Result};

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use gatehouse_projections::{Store, StoredEvent, StreamPosition};
+use gatehouse_store::{Store, StoredEvent, StreamPosition};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

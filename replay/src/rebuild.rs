@@ -6,7 +6,9 @@
 //! `like` the live ones, kept after the run for inspection); on the embedded store, temporary
 //! tables of the same names. The rebuild connection resolves unqualified names to the shadow
 //! tables first (`search_path` on PostgreSQL; SQLite searches `temp` first), so the projections'
-//! own SQL writes there unchanged.
+//! own SQL writes there unchanged. The SQL of the shadow tables, the lock, the comparison's
+//! queries and the swap is the read models' crate's (`gatehouse_projections::rebuild`); this
+//! module decides what runs when and reports.
 //!
 //! Speed on PostgreSQL (a bulk load into fresh tables): the shadow tables are `unlogged` (they
 //! are scratch space for the comparison; the swap copies rows into the logged live tables), the
@@ -23,18 +25,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::Utc;
 use futures::StreamExt;
-use gatehouse_projections::bulk::BulkLoad;
-use gatehouse_projections::store::Backend;
-use gatehouse_projections::{Projection, Store, StoredEvent, StreamPosition};
+use gatehouse_projections::rebuild::{checkpoint, Shadow, ShadowError, TableRows, SHADOW_SCHEMA};
+use gatehouse_projections::Projection;
+use gatehouse_store::{Store, StoredEvent, StreamPosition};
 use serde_json::{json, Map, Value};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{AnyConnection, Connection};
 
 use crate::source::{self, Error, Result};
-
-/// Schema of the shadow tables on PostgreSQL.
-pub const SHADOW_SCHEMA: &str = "gatehouse_rebuild";
 
 /// What to rebuild.
 #[derive(Debug, Clone, clap::Args)]
@@ -116,25 +114,11 @@ impl Difference {
     }
 }
 
-struct Dialect {
-    postgres: bool,
-    live_schema: String,
-}
-
-impl Dialect {
-    fn live(&self, table: &str) -> String {
-        if self.postgres {
-            format!("\"{}\".{table}", self.live_schema.replace('"', "\"\""))
-        } else {
-            format!("main.{table}")
-        }
-    }
-
-    fn shadow(&self, table: &str) -> String {
-        if self.postgres {
-            format!("{SHADOW_SCHEMA}.{table}")
-        } else {
-            format!("temp.{table}")
+impl From<ShadowError> for Error {
+    fn from(e: ShadowError) -> Self {
+        match e {
+            ShadowError::Store(e) => Self::Store(e),
+            ShadowError::Schema(message) => Self::Usage(message),
         }
     }
 }
@@ -170,20 +154,9 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     // One dedicated connection: the shadow tables' name resolution is a session setting, and
     // SQLite's temporary tables exist only on the connection that made them.
     let mut conn = store.any().acquire().await?.detach();
-    let postgres = store.kind() == "postgres";
-    let live_schema = if postgres {
-        sqlx::query_scalar::<_, String>("select current_schema()::text")
-            .fetch_one(&mut conn)
-            .await?
-    } else {
-        "main".to_string()
-    };
-    let dialect = Dialect {
-        postgres,
-        live_schema,
-    };
+    let shadow = Shadow::of(store, &mut conn).await?;
     let started = std::time::Instant::now();
-    let deferred = create_shadow(&mut conn, &dialect, &projections).await?;
+    let deferred = shadow.create(&mut conn, &projections).await?;
 
     let head = if args.swap {
         store.stream_head().await?.unwrap_or_default()
@@ -201,8 +174,8 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     }
     let total = store.count_after(StreamPosition::default()).await?;
     let bar = source::progress(u64::try_from(total).unwrap_or(0), "rebuild");
-    if dialect.postgres {
-        fold_side_by_side(store, &dialect.live_schema, &mut targets, &bar).await?;
+    if shadow.postgres() {
+        fold_side_by_side(store, &shadow, &mut targets, &bar).await?;
     } else {
         catch_up(store, &mut conn, &mut targets, Some(&bar)).await?;
     }
@@ -210,12 +183,8 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     let fold_seconds = started.elapsed().as_secs_f64();
     // The deferred indexes, two at a time (on PostgreSQL each build is one sort on one core).
     // Their statements name the shadow tables in full, so any connection serves.
-    let mut builds = futures::stream::iter(
-        deferred
-            .iter()
-            .map(|sql| async move { sqlx::query(sql).execute(store.any()).await }),
-    )
-    .buffer_unordered(2);
+    let mut builds =
+        futures::stream::iter(deferred.iter().map(|index| index.build(store))).buffer_unordered(2);
     while let Some(built) = builds.next().await {
         built?;
     }
@@ -224,22 +193,9 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     // Compare under the runner's locks, after applying what the live side applied meanwhile.
     let mut tx = conn.begin().await?;
     for t in &targets {
-        if dialect.postgres {
-            sqlx::query("select pg_advisory_xact_lock(hashtext($1)::bigint)")
-                .bind(t.projection.name())
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            // A write first takes SQLite's write lock, which the runner needs too.
-            sqlx::query(
-                "insert into main.projection_checkpoints (projection, tx_id, position, updated_ms)
-                 values ($1, 0, 0, $2) on conflict (projection) do nothing",
-            )
-            .bind(t.projection.name())
-            .bind(Utc::now().timestamp_millis())
-            .execute(&mut *tx)
+        shadow
+            .lock_like_runner(&mut tx, t.projection.name())
             .await?;
-        }
     }
     let mut moved_back = Vec::new();
     for t in targets.iter_mut() {
@@ -254,12 +210,12 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
             t.target = now;
         }
     }
-    if dialect.postgres {
+    if shadow.postgres() {
         // The shadow tables are written on another connection: a write here would give this
         // transaction an id, and while it compares, every stream reader of the cluster (the
         // live runner among them) would wait behind it (the stream shows only transactions
         // older than the oldest one running). Reads in this transaction see those commits.
-        let mut writer = shadow_connection(store, &dialect.live_schema).await?;
+        let mut writer = shadow.connection(store).await?;
         catch_up(store, &mut writer, &mut targets, None).await?;
         for t in &targets {
             t.projection.finish(&mut writer).await?;
@@ -280,7 +236,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
         let mut tables = Vec::new();
         let mut diff_count = 0usize;
         for table in t.projection.tables() {
-            let (diffs, live_rows, rebuilt_rows) = compare(&mut tx, &dialect, table).await?;
+            let (diffs, live_rows, rebuilt_rows) = compare(&mut tx, &shadow, table).await?;
             diff_count += diffs.len();
             for d in &diffs {
                 text.push(d.to_text());
@@ -323,31 +279,9 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     }
     if args.swap {
         for t in &targets {
-            for table in t.projection.tables() {
-                sqlx::query(&format!("delete from {}", dialect.live(table)))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(&format!(
-                    "insert into {} select * from {}",
-                    dialect.live(table),
-                    dialect.shadow(table)
-                ))
-                .execute(&mut *tx)
+            shadow
+                .swap(&mut tx, t.projection.as_ref(), t.rebuilt)
                 .await?;
-            }
-            sqlx::query(
-                "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
-                 values ($1, $2, $3, $4)
-                 on conflict (projection) do update
-                    set tx_id = excluded.tx_id, position = excluded.position,
-                        updated_ms = excluded.updated_ms",
-            )
-            .bind(t.projection.name())
-            .bind(t.rebuilt.tx)
-            .bind(t.rebuilt.pos)
-            .bind(Utc::now().timestamp_millis())
-            .execute(&mut *tx)
-            .await?;
         }
         text.push(format!(
             "swapped the rebuilt rows into {} read model(s)",
@@ -366,7 +300,7 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
         "projections": reports,
         "differences": differences,
         "swapped": args.swap,
-        "shadow": if dialect.postgres { Some(SHADOW_SCHEMA) } else { None },
+        "shadow": if shadow.postgres() { Some(SHADOW_SCHEMA) } else { None },
         "seconds": {
             "fold": fold_seconds,
             "rebuild": rebuild_seconds,
@@ -377,115 +311,6 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     Ok((report, differences > 0))
 }
 
-/// Drops and recreates the shadow tables, and makes the connection resolve to them first.
-/// Returns the statements that build the deferred indexes, to run after the fold (PostgreSQL).
-async fn create_shadow(
-    conn: &mut AnyConnection,
-    dialect: &Dialect,
-    projections: &[Arc<dyn Projection>],
-) -> Result<Vec<String>> {
-    let mut deferred = Vec::new();
-    if dialect.postgres {
-        sqlx::query(&format!("create schema if not exists {SHADOW_SCHEMA}"))
-            .execute(&mut *conn)
-            .await?;
-        for p in projections {
-            for table in p.tables() {
-                let shadow = dialect.shadow(table);
-                sqlx::query(&format!("drop table if exists {shadow}"))
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(&format!(
-                    "create unlogged table {shadow} (like {} including all excluding indexes)",
-                    dialect.live(table)
-                ))
-                .execute(&mut *conn)
-                .await?;
-                for index in live_indexes(conn, dialect, table).await? {
-                    let sql = format!(
-                        "create {}index \"{}\" on {shadow} {}",
-                        if index.unique { "unique " } else { "" },
-                        index.name.replace('"', "\"\""),
-                        index.method
-                    );
-                    if p.deferred_indexes().contains(&index.name.as_str()) {
-                        deferred.push(sql);
-                    } else {
-                        sqlx::query(&sql).execute(&mut *conn).await?;
-                    }
-                }
-            }
-        }
-        resolve_to_shadow(conn, &dialect.live_schema).await?;
-    } else {
-        for p in projections {
-            for table in p.tables() {
-                let sql: Option<String> = sqlx::query_scalar(
-                    "select sql from main.sqlite_master where type = 'table' and name = $1",
-                )
-                .bind(*table)
-                .fetch_optional(&mut *conn)
-                .await?;
-                let sql = sql.ok_or_else(|| Error::Usage(format!("no table {table}")))?;
-                let lower = sql.to_ascii_lowercase();
-                let Some(at) = lower.find("create table") else {
-                    return Err(Error::Usage(format!("cannot copy the schema of {table}")));
-                };
-                let temp = format!(
-                    "{}create temp table{}",
-                    &sql[..at],
-                    &sql[at + "create table".len()..]
-                );
-                sqlx::query(&format!("drop table if exists temp.{table}"))
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(&temp).execute(&mut *conn).await?;
-            }
-        }
-    }
-    Ok(deferred)
-}
-
-/// An index of a live table, to be made on its shadow.
-struct LiveIndex {
-    name: String,
-    unique: bool,
-    /// `using btree (…)` and what follows (predicate, included columns).
-    method: String,
-}
-
-/// The indexes of a live table (its primary key included, as a unique index: `on conflict`
-/// infers it from the columns alike).
-async fn live_indexes(
-    conn: &mut AnyConnection,
-    dialect: &Dialect,
-    table: &str,
-) -> Result<Vec<LiveIndex>> {
-    let rows = sqlx::query(
-        "select c.relname::text as name, i.indisunique as is_unique,
-                pg_get_indexdef(i.indexrelid) as def
-           from pg_index i join pg_class c on c.oid = i.indexrelid
-          where i.indrelid = ($1)::regclass
-          order by c.relname",
-    )
-    .bind(dialect.live(table))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let def: String = row.try_get("def")?;
-        let Some(at) = def.find(" USING ") else {
-            return Err(Error::Usage(format!("cannot copy the index {def:?}")));
-        };
-        out.push(LiveIndex {
-            name: row.try_get("name")?,
-            unique: row.try_get("is_unique")?,
-            method: def[at + 1..].to_string(),
-        });
-    }
-    Ok(out)
-}
-
 /// The fold on PostgreSQL: each read model on its own connection (resolving names to the shadow
 /// tables), its batches in transactions side by side with the others', the next batch read
 /// meanwhile. Rows that are new by construction are copied in (`gatehouse_projections::bulk`)
@@ -493,7 +318,7 @@ async fn live_indexes(
 /// once.
 async fn fold_side_by_side(
     store: &Store,
-    live_schema: &str,
+    shadow: &Shadow,
     targets: &mut [Target],
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
@@ -506,8 +331,8 @@ async fn fold_side_by_side(
     let mut conns = Vec::with_capacity(targets.len());
     let mut bulks = Vec::with_capacity(targets.len());
     for _ in targets.iter() {
-        conns.push(shadow_connection(store, live_schema).await?);
-        bulks.push(bulk_connection(store, live_schema).await?);
+        conns.push(shadow.connection(store).await?);
+        bulks.push(shadow.bulk_connection(store).await?);
     }
     let mut position = from;
     let mut ahead: Option<Vec<StoredEvent>> = None;
@@ -538,9 +363,7 @@ async fn fold_side_by_side(
         // on another thread, a batch cost more than it saved.)
         let read_next = async {
             if last < until {
-                Ok::<_, gatehouse_projections::StoreError>(Some(
-                    read_batch(store, last, previous).await?,
-                ))
+                Ok::<_, gatehouse_store::StoreError>(Some(read_batch(store, last, previous).await?))
             } else {
                 drop(previous);
                 Ok(None)
@@ -579,7 +402,7 @@ async fn read_batch(
     store: &Store,
     after: StreamPosition,
     previous: Option<Arc<Vec<StoredEvent>>>,
-) -> std::result::Result<Vec<StoredEvent>, gatehouse_projections::StoreError> {
+) -> std::result::Result<Vec<StoredEvent>, gatehouse_store::StoreError> {
     let decode = |events: &[StoredEvent]| {
         for event in events {
             let _ = gatehouse_projections::account_event(event);
@@ -603,55 +426,6 @@ async fn read_batch(
     }
     decode(&batch);
     Ok(batch)
-}
-
-/// A connection of its own (PostgreSQL) that resolves names to the shadow tables first and
-/// commits without waiting for the disk: the shadow tables are scratch space, and a crashed
-/// rebuild is run again.
-async fn shadow_connection(store: &Store, live_schema: &str) -> Result<AnyConnection> {
-    let mut conn = store.any().acquire().await?.detach();
-    resolve_to_shadow(&mut conn, live_schema).await?;
-    sqlx::query("set synchronous_commit to off")
-        .execute(&mut conn)
-        .await?;
-    // Key lookups by index whatever the (absent) statistics of tables being filled say, as in
-    // the runner's transactions (`gatehouse_projections::runner::BEGIN_PROJECTION_PG`).
-    sqlx::query("set enable_seqscan to off")
-        .execute(&mut conn)
-        .await?;
-    Ok(conn)
-}
-
-/// A typed connection for `COPY` into the shadow tables (see [`fold_side_by_side`]), resolving
-/// names and committing as [`shadow_connection`] does.
-async fn bulk_connection(store: &Store, live_schema: &str) -> Result<BulkLoad> {
-    let Backend::Postgres(pool) = store.backend() else {
-        return Err(Error::Usage("bulk load needs PostgreSQL".into()));
-    };
-    let mut conn = pool.acquire().await?.detach();
-    sqlx::query(&search_path_to_shadow(live_schema))
-        .execute(&mut conn)
-        .await?;
-    sqlx::query("set synchronous_commit to off")
-        .execute(&mut conn)
-        .await?;
-    Ok(BulkLoad::new(conn).await?)
-}
-
-/// `set search_path` that resolves unqualified names to the shadow tables first.
-fn search_path_to_shadow(live_schema: &str) -> String {
-    format!(
-        "set search_path to {SHADOW_SCHEMA}, \"{}\"",
-        live_schema.replace('"', "\"\"")
-    )
-}
-
-/// Makes the connection resolve unqualified names to the shadow tables first (PostgreSQL).
-async fn resolve_to_shadow(conn: &mut AnyConnection, live_schema: &str) -> Result<()> {
-    sqlx::query(&search_path_to_shadow(live_schema))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// Applies to one read model, in one transaction, the events of `batch` after `after` up to
@@ -678,21 +452,6 @@ async fn fold_batch(
     }
     .await;
     (conn, result)
-}
-
-async fn checkpoint(conn: &mut AnyConnection, name: &str) -> Result<StreamPosition> {
-    let row =
-        sqlx::query("select tx_id, position from projection_checkpoints where projection = $1")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match row {
-        Some(r) => StreamPosition {
-            tx: r.try_get("tx_id")?,
-            pos: r.try_get("position")?,
-        },
-        None => StreamPosition::default(),
-    })
 }
 
 /// Applies, per projection, the events after its rebuilt position up to its live position.
@@ -741,85 +500,20 @@ async fn catch_up(
 /// Rows by their key's JSON text: `(key, row)`.
 type RowsByKey = BTreeMap<String, (Value, Map<String, Value>)>;
 
-/// Column names and primary-key column names of a live table.
-async fn columns(
-    conn: &mut AnyConnection,
-    dialect: &Dialect,
-    table: &str,
-) -> Result<(Vec<String>, Vec<String>)> {
-    if dialect.postgres {
-        let cols: Vec<String> = sqlx::query_scalar(
-            "select column_name::text from information_schema.columns
-              where table_schema = $1 and table_name = $2 order by ordinal_position",
-        )
-        .bind(&dialect.live_schema)
-        .bind(table)
-        .fetch_all(&mut *conn)
-        .await?;
-        let pk: Vec<String> = sqlx::query_scalar(
-            "select a.attname::text from pg_index i
-               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
-              where i.indrelid = ($1)::regclass and i.indisprimary order by a.attnum",
-        )
-        .bind(dialect.live(table))
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok((cols, pk))
-    } else {
-        let rows = sqlx::query("select name, pk from pragma_table_info($1) order by cid")
-            .bind(table)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut cols = Vec::new();
-        let mut pk = Vec::new();
-        for r in rows {
-            let name: String = r.try_get("name")?;
-            let key: i64 = r.try_get("pk")?;
-            if key > 0 {
-                pk.push(name.clone());
-            }
-            cols.push(name);
-        }
-        Ok((cols, pk))
-    }
-}
-
 /// Row-level differences between a live table and its shadow, and both row counts.
 async fn compare(
     conn: &mut AnyConnection,
-    dialect: &Dialect,
+    shadow: &Shadow,
     table: &str,
 ) -> Result<(Vec<Difference>, i64, i64)> {
-    let (cols, mut pk) = columns(conn, dialect, table).await?;
-    if pk.is_empty() {
-        pk = cols.clone();
-    }
-    let list = cols.join(", ");
-    let pairs: Vec<String> = cols.iter().map(|c| format!("'{c}', {c}")).collect();
-    let object = if dialect.postgres {
-        format!("json_build_object({})::text", pairs.join(", "))
-    } else {
-        format!("json_object({})", pairs.join(", "))
-    };
-    let only = |a: &str, b: &str| {
-        format!(
-            "select {object} as row from (select {list} from {a} except select {list} from {b}) d"
-        )
-    };
-    let live = dialect.live(table);
-    let shadow = dialect.shadow(table);
-    let rebuilt_only: Vec<String> = sqlx::query_scalar(&only(&shadow, &live))
-        .fetch_all(&mut *conn)
-        .await?;
-    let live_only: Vec<String> = sqlx::query_scalar(&only(&live, &shadow))
-        .fetch_all(&mut *conn)
-        .await?;
-    let live_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {live}"))
-        .fetch_one(&mut *conn)
-        .await?;
-    let rebuilt_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {shadow}"))
-        .fetch_one(&mut *conn)
-        .await?;
+    let TableRows {
+        columns: cols,
+        key: pk,
+        rebuilt_only,
+        live_only,
+        live_rows,
+        rebuilt_rows,
+    } = shadow.table_rows(conn, table).await?;
     let parse = |rows: Vec<String>| -> Result<RowsByKey> {
         let mut out = BTreeMap::new();
         for text in rows {

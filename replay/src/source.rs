@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use gatehouse_projections::store::Backend;
-use gatehouse_projections::{Store, StoreError, StoredEvent, StreamPosition};
+use gatehouse_store::Backend;
+use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use sqlx::Row;

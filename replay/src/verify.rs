@@ -18,7 +18,7 @@ use std::path::Path;
 use chrono::Utc;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use gatehouse_domain::chain::{write_canonical, ChainLink, GENESIS};
-use gatehouse_projections::{Store, StoredEvent, StreamPosition};
+use gatehouse_store::{Store, StoredEvent, StreamPosition};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::Row;

@@ -1,7 +1,7 @@
 //! Databases on the PostgreSQL server under test: a fresh migrated database per test (cloned from
 //! a template migrated once per run), or an empty scratch database that a benchmark's server
 //! migrates itself and that is dropped after the run.
-use gatehouse_projections::Store;
+use gatehouse_store::Store;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;

@@ -10,7 +10,8 @@ use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::policy::FlowKind;
 use gatehouse_domain::{AccountEvent, AccountFact};
 use gatehouse_projections::alerts::{AlertPolicy, AlertsProjection};
-use gatehouse_projections::{ProjectionRunner, Store, StreamPosition};
+use gatehouse_projections::ProjectionRunner;
+use gatehouse_store::{Store, StreamPosition};
 use sqlx::PgPool;
 use uuid::Uuid;
 

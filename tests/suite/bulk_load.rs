@@ -2,9 +2,10 @@
 //! written again by an event applied twice is left alone; inside (a rebuild's fold into fresh
 //! tables, where each event is applied once), rows are copied in and a duplicate key fails the
 //! rebuild instead of vanishing.
-use gatehouse_projections::batch::{insert_new_rows, Cell};
+use gatehouse_projections::batch::insert_new_rows;
 use gatehouse_projections::bulk::{self, BulkLoad};
-use gatehouse_projections::store::Backend;
+use gatehouse_projections::cell::Cell;
+use gatehouse_store::Backend;
 use sqlx::Connection;
 
 use super::support::TestDb;

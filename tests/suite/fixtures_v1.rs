@@ -7,7 +7,8 @@ use gatehouse_domain::account::AccountStatus;
 use gatehouse_domain::chain;
 use gatehouse_domain::upcast::decode_account_event;
 use gatehouse_domain::Account;
-use gatehouse_projections::{lockout_state, login_history, sessions, StoredEvent, StreamPosition};
+use gatehouse_projections::{lockout_state, login_history, sessions};
+use gatehouse_store::{StoredEvent, StreamPosition};
 use serde_json::Value;
 
 /// The fixture, one stored event a line.

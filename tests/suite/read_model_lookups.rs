@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use gatehouse_projections::runner::BoxFuture;
-use gatehouse_projections::{Projection, ProjectionRunner, StoreError, StoredEvent};
+use gatehouse_projections::{Projection, ProjectionRunner};
+use gatehouse_store::{StoreError, StoredEvent};
 use sqlx::{AnyConnection, Row};
 
 use super::support::TestDb;

@@ -14,8 +14,8 @@ use gatehouse_domain::policy::{LockoutPolicy, SessionPolicy};
 use gatehouse_domain::{
     Account, AccountCommand, AccountEvent, AccountFact, AccountServices, AttemptLogin, SessionGrant,
 };
-use gatehouse_projections::store::{AggregateStore, CommandExecutor};
-use gatehouse_projections::{Store, StreamPosition};
+use gatehouse_store::{AggregateStore, CommandExecutor};
+use gatehouse_store::{Store, StreamPosition};
 use secrecy::SecretString;
 
 use super::support::TestDb;

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::policy::Channel;
 use gatehouse_domain::{Account, AccountCommand, AccountFact};
-use gatehouse_projections::StoreError;
-use sqlx::Row;
+use gatehouse_projections::notifications::outbox::{self, DueMessage};
+use gatehouse_store::StoreError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -38,17 +38,6 @@ pub struct Delivery {
     pub sms: Arc<dyn SmsProvider>,
     /// Tries before giving up.
     pub max_attempts: u32,
-}
-
-struct Pending {
-    id: String,
-    account_id: String,
-    topic: String,
-    channel: Channel,
-    code_id: Option<Uuid>,
-    details: serde_json::Value,
-    expires_ms: Option<i64>,
-    attempts: u32,
 }
 
 /// Runs until `shutdown` turns true: a round whenever the projections move, and at least every
@@ -96,39 +85,9 @@ pub async fn run(
 /// One round: every due message, leased, sent, recorded. Returns how many were taken.
 pub async fn round(state: &AppState, delivery: &Delivery) -> Result<usize, StoreError> {
     let now_ms = Utc::now().timestamp_millis();
-    let rows = sqlx::query(
-        "select o.id, o.account_id, o.topic, o.channel, o.code_id, o.details, o.expires_ms,
-                coalesce(a.attempts, 0) as attempts
-         from notification_outbox_v1 o
-         left join notification_attempts a on a.id = o.id
-         where o.status = 'pending'
-           and (a.id is null or (a.next_attempt_ms <= $1 and a.leased_until_ms <= $1))
-         order by o.created_ms
-         limit $2",
-    )
-    .bind(now_ms)
-    .bind(BATCH)
-    .fetch_all(state.store().any())
-    .await?;
+    let due = outbox::due(state.store(), now_ms, BATCH).await?;
     let mut taken = 0;
-    for row in rows {
-        let channel: String = row.try_get("channel")?;
-        let code_id: Option<String> = row.try_get("code_id")?;
-        let details: String = row.try_get("details")?;
-        let pending = Pending {
-            id: row.try_get("id")?,
-            account_id: row.try_get("account_id")?,
-            topic: row.try_get("topic")?,
-            channel: if channel == "sms" {
-                Channel::Sms
-            } else {
-                Channel::Email
-            },
-            code_id: code_id.and_then(|c| Uuid::parse_str(&c).ok()),
-            details: serde_json::from_str(&details).unwrap_or_default(),
-            expires_ms: row.try_get("expires_ms")?,
-            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        };
+    for pending in due {
         if !lease(state, &pending.id, now_ms).await? {
             continue;
         }
@@ -140,26 +99,13 @@ pub async fn round(state: &AppState, delivery: &Delivery) -> Result<usize, Store
 
 async fn lease(state: &AppState, id: &str, now_ms: i64) -> Result<bool, StoreError> {
     let until = now_ms + LEASE.as_millis() as i64;
-    let leased = sqlx::query(
-        "insert into notification_attempts (id, attempts, next_attempt_ms, leased_until_ms)
-         values ($1, 0, $2, $3)
-         on conflict (id) do update set leased_until_ms = $3
-           where notification_attempts.leased_until_ms <= $2
-             and notification_attempts.next_attempt_ms <= $2",
-    )
-    .bind(id)
-    .bind(now_ms)
-    .bind(until)
-    .execute(state.store().any())
-    .await?
-    .rows_affected();
-    Ok(leased == 1)
+    outbox::lease(state.store(), id, now_ms, until).await
 }
 
 async fn deliver_one(
     state: &AppState,
     delivery: &Delivery,
-    pending: Pending,
+    pending: DueMessage,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let attempts = pending.attempts + 1;
@@ -208,14 +154,12 @@ async fn deliver_one(
     } else {
         (1i64 << attempts.min(16)).min(MAX_BACKOFF_SECONDS)
     };
-    sqlx::query(
-        "update notification_attempts set attempts = $2, next_attempt_ms = $3, leased_until_ms = 0
-         where id = $1",
+    outbox::record_try(
+        state.store(),
+        &pending.id,
+        attempts,
+        now.timestamp_millis() + backoff * 1000,
     )
-    .bind(&pending.id)
-    .bind(i64::from(attempts))
-    .bind(now.timestamp_millis() + backoff * 1000)
-    .execute(state.store().any())
     .await?;
     if settled {
         if let Some(code_id) = pending.code_id {
@@ -229,7 +173,7 @@ async fn deliver_one(
 async fn prepare_and_send(
     state: &AppState,
     delivery: &Delivery,
-    pending: &Pending,
+    pending: &DueMessage,
     now: DateTime<Utc>,
 ) -> Result<String, (String, DeliveryError)> {
     if let Some(expires_ms) = pending.expires_ms {
@@ -368,7 +312,7 @@ async fn prepare_and_send(
 
 /// Records that a text message was withheld by a spent SMS budget (`SmsWithheld`, which the
 /// `sms_budget_reached` alert reads); the message's `NotificationFailed` follows.
-async fn record_withheld(state: &AppState, pending: &Pending, scope: &str, now: DateTime<Utc>) {
+async fn record_withheld(state: &AppState, pending: &DueMessage, scope: &str, now: DateTime<Utc>) {
     let flow_id = pending
         .details
         .get("flow_id")
@@ -384,7 +328,7 @@ async fn record_withheld(state: &AppState, pending: &Pending, scope: &str, now: 
 /// Appends a delivery outcome to the account's stream (logged when it cannot be).
 async fn record_outcome(
     state: &AppState,
-    pending: &Pending,
+    pending: &DueMessage,
     outcome: AccountFact,
     now: DateTime<Utc>,
 ) {

@@ -1,6 +1,6 @@
 //! A command that did not complete: the aggregate's refusal answers as its own error does;
 //! contention and store failures are retryable 503s, their detail logged only.
-use gatehouse_projections::store::ExecuteError;
+use gatehouse_store::ExecuteError;
 
 use super::ApiError;
 

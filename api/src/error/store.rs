@@ -1,5 +1,5 @@
 //! Store failures (side tables, read models): logged, then 503.
-use gatehouse_projections::StoreError;
+use gatehouse_store::StoreError;
 
 use super::ApiError;
 

@@ -12,7 +12,7 @@ use gatehouse_domain::contact::{Contact, ContactKind};
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::policy::{Channel, FlowKind};
 use gatehouse_domain::{AccountCommand, AccountError, RegisterAccount, StartFlow};
-use gatehouse_projections::store::ExecuteError;
+use gatehouse_store::ExecuteError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::password::normalize;
 use gatehouse_domain::{AccountCommand, AccountError, AccountFact, AttemptLogin};
-use gatehouse_projections::store::ExecuteError;
+use gatehouse_store::ExecuteError;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

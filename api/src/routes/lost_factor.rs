@@ -252,7 +252,7 @@ pub async fn cancel(
         )
         .await
         .map_err(|e| match e {
-            gatehouse_projections::store::ExecuteError::Refused(
+            gatehouse_store::ExecuteError::Refused(
                 gatehouse_domain::AccountError::RecoveryStage,
             ) => ApiError::other(
                 StatusCode::CONFLICT,

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use gatehouse_domain::contact::Contact;
 use gatehouse_domain::policy::codes::Channel;
 use gatehouse_domain::team::{Team, TeamCommand, TeamError, TeamPermission, TeamRole};
-use gatehouse_projections::store::ExecuteError;
+use gatehouse_store::ExecuteError;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;

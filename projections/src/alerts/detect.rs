@@ -10,7 +10,8 @@ use gatehouse_domain::{AccountEvent, AccountFact};
 use super::windows::{Filter, Signal, Window, Windows};
 use super::work::{Needs, Work};
 use super::{account_subject, network, AccountSubject, AlertPolicy, Evidence, Rule};
-use crate::store::StoredEvent;
+use gatehouse_store::StoredEvent;
+
 use crate::time::to_ms;
 
 /// Failed or refused sign-ins.

@@ -18,13 +18,24 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use gatehouse_domain::staff::{StaffEvent, StaffFact};
+use gatehouse_store::{StoreError, StoredEvent, StreamPosition};
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use crate::runner::{BoxFuture, Projection};
-use crate::store::{StoreError, StoredEvent, StreamPosition};
 pub use policy::{AlertPolicy, Rule};
 use windows::{Signal, Windows};
+
+/// A signal kept in `alert_signals_v1` (the windows of a rebuild, or of a restart).
+#[derive(sqlx::FromRow)]
+struct StoredSignal {
+    signal: String,
+    aggregate_id: String,
+    sequence: i64,
+    at_ms: i64,
+    ip: Option<String>,
+    net: Option<String>,
+}
 
 /// The alerts projection.
 pub struct AlertsProjection {
@@ -92,25 +103,24 @@ impl AlertsProjection {
             };
         }
         let mut windows = Windows::default();
-        let rows = sqlx::query(
+        let rows: Vec<StoredSignal> = sqlx::query_as(
             "select signal, aggregate_id, sequence, at_ms, ip, net from alert_signals_v1
               order by at_ms",
         )
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {
-            let signal: String = row.try_get("signal")?;
-            let Some(kind) = detect::signal_kind(&signal) else {
+            let Some(kind) = detect::signal_kind(&row.signal) else {
                 continue;
             };
             windows.add(
                 kind,
                 Signal {
-                    at_ms: row.try_get("at_ms")?,
-                    aggregate_id: row.try_get::<String, _>("aggregate_id")?.into(),
-                    sequence: row.try_get("sequence")?,
-                    ip: row.try_get::<Option<String>, _>("ip")?.map(Into::into),
-                    net: row.try_get::<Option<String>, _>("net")?.map(Into::into),
+                    at_ms: row.at_ms,
+                    aggregate_id: row.aggregate_id.into(),
+                    sequence: row.sequence,
+                    ip: row.ip.map(Into::into),
+                    net: row.net.map(Into::into),
                 },
             );
         }

@@ -1,11 +1,10 @@
 //! Reads for the analysts' API: alerts (filtered, keyset-paged), their evidence, the alerts that
 //! changed after a stream position (live feed), login history across accounts, and one
 //! aggregate's raw event timeline.
+use gatehouse_store::{Store, StoreError, StreamPosition};
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 
-use crate::store::{Store, StoreError, StreamPosition};
+use super::Rule;
 
 /// One alert as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,24 +59,44 @@ const ALERT_COLUMNS: &str =
     "id, rule, severity, subject, first_seen_ms, last_seen_ms, count, status,
     status_note, status_by, policy_version, updated_tx, updated_pos";
 
-fn alert(r: &AnyRow) -> Result<AlertRow, sqlx::Error> {
-    Ok(AlertRow {
-        id: r.try_get("id")?,
-        rule: r.try_get("rule")?,
-        severity: r.try_get("severity")?,
-        subject: r.try_get("subject")?,
-        first_seen_ms: r.try_get("first_seen_ms")?,
-        last_seen_ms: r.try_get("last_seen_ms")?,
-        count: r.try_get("count")?,
-        status: r.try_get("status")?,
-        status_note: r.try_get("status_note")?,
-        status_by: r.try_get("status_by")?,
-        policy_version: r.try_get("policy_version")?,
-        updated: StreamPosition {
-            tx: r.try_get("updated_tx")?,
-            pos: r.try_get("updated_pos")?,
-        },
-    })
+/// A row of `alerts_v1` as [`ALERT_COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+struct AlertRecord {
+    id: String,
+    rule: String,
+    severity: String,
+    subject: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    count: i64,
+    status: String,
+    status_note: Option<String>,
+    status_by: Option<String>,
+    policy_version: String,
+    updated_tx: i64,
+    updated_pos: i64,
+}
+
+impl From<AlertRecord> for AlertRow {
+    fn from(r: AlertRecord) -> Self {
+        Self {
+            id: r.id,
+            rule: r.rule,
+            severity: r.severity,
+            subject: r.subject,
+            first_seen_ms: r.first_seen_ms,
+            last_seen_ms: r.last_seen_ms,
+            count: r.count,
+            status: r.status,
+            status_note: r.status_note,
+            status_by: r.status_by,
+            policy_version: r.policy_version,
+            updated: StreamPosition {
+                tx: r.updated_tx,
+                pos: r.updated_pos,
+            },
+        }
+    }
 }
 
 enum Bind {
@@ -129,7 +148,7 @@ pub async fn list_alerts(
         " order by first_seen_ms desc, id desc limit ${}",
         binds.len() + 1
     ));
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, AlertRecord>(&sql);
     for b in binds {
         query = match b {
             Bind::Text(s) => query.bind(s),
@@ -137,21 +156,18 @@ pub async fn list_alerts(
         };
     }
     let rows = query.bind(limit).fetch_all(store.any()).await?;
-    rows.iter()
-        .map(alert)
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    Ok(rows.into_iter().map(AlertRow::from).collect())
 }
 
 /// One alert.
 pub async fn get_alert(store: &Store, id: &str) -> Result<Option<AlertRow>, StoreError> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, AlertRecord>(&format!(
         "select {ALERT_COLUMNS} from alerts_v1 where id = $1"
     ))
     .bind(id)
     .fetch_optional(store.any())
     .await?;
-    Ok(row.as_ref().map(alert).transpose()?)
+    Ok(row.map(AlertRow::from))
 }
 
 /// Alerts changed after `after` in stream order (the live feed), oldest change first.
@@ -160,7 +176,7 @@ pub async fn alerts_changed_after(
     after: StreamPosition,
     limit: i64,
 ) -> Result<Vec<AlertRow>, StoreError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, AlertRecord>(&format!(
         "select {ALERT_COLUMNS} from alerts_v1
           where updated_tx > $1 or (updated_tx = $1 and updated_pos > $2)
           order by updated_tx, updated_pos, id limit $3"
@@ -170,31 +186,50 @@ pub async fn alerts_changed_after(
     .bind(limit)
     .fetch_all(store.any())
     .await?;
-    rows.iter()
-        .map(alert)
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    Ok(rows.into_iter().map(AlertRow::from).collect())
 }
 
 /// The latest change position over all alerts (where a new live feed starts).
 pub async fn alerts_head(store: &Store) -> Result<StreamPosition, StoreError> {
-    let row = sqlx::query(
+    let row: Option<(i64, i64)> = sqlx::query_as(
         "select updated_tx, updated_pos from alerts_v1
           order by updated_tx desc, updated_pos desc limit 1",
     )
     .fetch_optional(store.any())
     .await?;
-    Ok(match row {
-        Some(r) => StreamPosition {
-            tx: r.try_get("updated_tx")?,
-            pos: r.try_get("updated_pos")?,
-        },
-        None => StreamPosition::default(),
-    })
+    Ok(row
+        .map(|(tx, pos)| StreamPosition { tx, pos })
+        .unwrap_or_default())
+}
+
+/// An unresolved alert's subject and id.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SubjectAlert {
+    /// `ip:<addr>`, `net:<cidr>`, `account:<id>`, ….
+    pub subject: String,
+    /// Alert id.
+    pub id: String,
+}
+
+/// The subjects of unresolved alerts of `rule` whose last evidence is at or after `since_ms`
+/// (the networks protection limits, for `credential_stuffing`).
+pub async fn unresolved_subjects(
+    store: &Store,
+    rule: Rule,
+    since_ms: i64,
+) -> Result<Vec<SubjectAlert>, StoreError> {
+    Ok(sqlx::query_as(
+        "select subject, id from alerts_v1
+          where rule = $1 and status <> 'resolved' and last_seen_ms >= $2",
+    )
+    .bind(rule.name())
+    .bind(since_ms)
+    .fetch_all(store.any())
+    .await?)
 }
 
 /// One evidence event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct EvidenceRow {
     /// Aggregate id.
     pub aggregate_id: String,
@@ -210,49 +245,28 @@ pub async fn evidence(
     alert_id: &str,
     limit: i64,
 ) -> Result<Vec<EvidenceRow>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select aggregate_id, sequence, at_ms from alert_evidence_v1 where alert_id = $1
           order by at_ms, aggregate_id, sequence limit $2",
     )
     .bind(alert_id)
     .bind(limit)
     .fetch_all(store.any())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(EvidenceRow {
-                aggregate_id: r.try_get("aggregate_id")?,
-                sequence: r.try_get("sequence")?,
-                at_ms: r.try_get("at_ms")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    .await?)
 }
 
 /// Alerts per rule, severity and status (for `/metrics`).
 pub async fn alert_counts(store: &Store) -> Result<Vec<(String, String, String, i64)>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select rule, severity, status, count(*) as n from alerts_v1
           group by rule, severity, status order by rule, severity, status",
     )
     .fetch_all(store.any())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("rule")?,
-                r.try_get("severity")?,
-                r.try_get("status")?,
-                r.try_get("n")?,
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    .await?)
 }
 
 /// One login-history row across accounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LoginRow {
     /// Account (or `unknown-<lookup>` stand-in).
     pub account_id: String,
@@ -300,7 +314,7 @@ pub async fn search_logins(
             .clone()
             .unwrap_or((i64::MAX, String::new(), i64::MAX));
     let unbounded = f.before.is_none();
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "select account_id, sequence, at_ms, outcome, reason, ip, user_agent, device_id,
                 trusted_device_id
            from login_history_v1
@@ -322,23 +336,7 @@ pub async fn search_logins(
     .bind(before_seq)
     .bind(limit)
     .fetch_all(store.any())
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(LoginRow {
-                account_id: r.try_get("account_id")?,
-                sequence: r.try_get("sequence")?,
-                at_ms: r.try_get("at_ms")?,
-                outcome: r.try_get("outcome")?,
-                reason: r.try_get("reason")?,
-                ip: r.try_get("ip")?,
-                user_agent: r.try_get("user_agent")?,
-                device_id: r.try_get("device_id")?,
-                trusted_device_id: r.try_get("trusted_device_id")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    .await?)
 }
 
 /// One raw event of an aggregate.
@@ -354,6 +352,15 @@ pub struct RawEvent {
     pub payload: serde_json::Value,
 }
 
+/// A row of [`aggregate_events`]: the payload as text on both stores.
+#[derive(sqlx::FromRow)]
+struct RawEventRow {
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+}
+
 /// Events of one aggregate of `aggregate_type` after `after_sequence`, at most `limit`.
 pub async fn aggregate_events(
     store: &Store,
@@ -366,7 +373,7 @@ pub async fn aggregate_events(
         "postgres" => "payload::text as payload",
         _ => "payload",
     };
-    let rows = sqlx::query(&format!(
+    let rows: Vec<RawEventRow> = sqlx::query_as(&format!(
         "select sequence, event_type, event_version, {payload} from events
           where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
           order by sequence limit $4"
@@ -377,14 +384,13 @@ pub async fn aggregate_events(
     .bind(limit)
     .fetch_all(store.any())
     .await?;
-    rows.iter()
+    rows.into_iter()
         .map(|r| {
-            let text: String = r.try_get("payload")?;
             Ok(RawEvent {
-                sequence: r.try_get("sequence")?,
-                event_type: r.try_get("event_type")?,
-                event_version: r.try_get("event_version")?,
-                payload: serde_json::from_str(&text)
+                sequence: r.sequence,
+                event_type: r.event_type,
+                event_version: r.event_version,
+                payload: serde_json::from_str(&r.payload)
                     .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             })
         })

@@ -8,12 +8,50 @@
 //! when it is needed, which the previous, row-at-a-time version did.
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
 use super::windows::Signal;
 use super::{alert_id, Evidence, Rule};
-use crate::batch::{insert_new_rows, insert_rows, list, Cell};
-use crate::store::{StoreError, StreamPosition};
+use gatehouse_store::{StoreError, StreamPosition};
+
+use crate::batch::{insert_new_rows, insert_rows, list};
+use crate::cell::Cell;
+
+/// An alert as the batch reads it back (`alerts_v1`).
+#[derive(sqlx::FromRow)]
+struct StoredAlert {
+    id: String,
+    rule: String,
+    subject: String,
+    status: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+/// A device or IP an account is known by (`alert_known_v1`).
+#[derive(sqlx::FromRow)]
+struct KnownRow {
+    account_id: String,
+    kind: String,
+    value: String,
+}
+
+/// An account's last recovery (`alert_recovery_marks_v1`).
+#[derive(sqlx::FromRow)]
+struct MarkRow {
+    account_id: String,
+    sequence: i64,
+    at_ms: i64,
+}
+
+/// Evidence rows new to an alert: counted per alert on PostgreSQL (`n`), one row each on SQLite
+/// (no `n` column).
+#[derive(sqlx::FromRow)]
+struct InsertedEvidence {
+    alert_id: String,
+    #[sqlx(default)]
+    n: Option<i64>,
+}
 
 /// Placeholders per `in (…)` list (well below every bind limit).
 const IN_LIST: usize = 500;
@@ -144,23 +182,23 @@ impl Work {
             );
             // Planned for these values each time: a plan cached while the table was small would
             // keep scanning it whole once it has grown (`in` lists are the reads of a batch).
-            let mut q = sqlx::query(&sql).persistent(false).bind(since);
+            let mut q = sqlx::query_as::<_, StoredAlert>(&sql)
+                .persistent(false)
+                .bind(since);
             for s in chunk {
                 q = q.bind(s.as_str());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let rule: String = row.try_get("rule")?;
-                let Some(rule) = Rule::ALL.into_iter().find(|r| r.name() == rule) else {
+                let Some(rule) = Rule::ALL.into_iter().find(|r| r.name() == row.rule) else {
                     continue;
                 };
-                let status: String = row.try_get("status")?;
                 work.insert_alert(AlertRow {
-                    id: row.try_get("id")?,
+                    id: row.id,
                     rule: rule.name(),
-                    subject: row.try_get("subject")?,
-                    resolved: status == "resolved",
-                    first_seen_ms: row.try_get("first_seen_ms")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
+                    subject: row.subject,
+                    resolved: row.status == "resolved",
+                    first_seen_ms: row.first_seen_ms,
+                    last_seen_ms: row.last_seen_ms,
                     new: false,
                     added: 0,
                     touched: None,
@@ -177,17 +215,16 @@ impl Work {
                 "select account_id, kind, value from alert_known_v1 where account_id in ({})",
                 list(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql).persistent(false);
+            let mut q = sqlx::query_as::<_, KnownRow>(&sql).persistent(false);
             for a in chunk {
                 q = q.bind(a.as_str());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let value: String = row.try_get("value")?;
-                if value.is_empty() || needs.values.contains(&value) {
+                if row.value.is_empty() || needs.values.contains(&row.value) {
                     work.known
-                        .entry(row.try_get("account_id")?)
+                        .entry(row.account_id)
                         .or_default()
-                        .push((row.try_get("kind")?, value));
+                        .push((row.kind, row.value));
                 }
             }
             let sql = format!(
@@ -195,18 +232,17 @@ impl Work {
                   where account_id in ({})",
                 list(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql).persistent(false);
+            let mut q = sqlx::query_as::<_, MarkRow>(&sql).persistent(false);
             for a in chunk {
                 q = q.bind(a.as_str());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let account: String = row.try_get("account_id")?;
                 work.marks.insert(
-                    account.clone(),
+                    row.account_id.clone(),
                     Some(Evidence {
-                        aggregate_id: account,
-                        sequence: row.try_get("sequence")?,
-                        at_ms: row.try_get("at_ms")?,
+                        aggregate_id: row.account_id,
+                        sequence: row.sequence,
+                        at_ms: row.at_ms,
                     }),
                 );
             }
@@ -449,7 +485,7 @@ impl Work {
             } else {
                 insert
             };
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query_as::<_, InsertedEvidence>(&sql);
             for (id, e) in chunk {
                 q = q
                     .bind(id.as_str())
@@ -458,8 +494,8 @@ impl Work {
                     .bind(e.at_ms);
             }
             for row in q.fetch_all(&mut *conn).await? {
-                let n: i64 = if counted { row.try_get("n")? } else { 1 };
-                *added.entry(row.try_get("alert_id")?).or_default() += n;
+                let n = if counted { row.n.unwrap_or(0) } else { 1 };
+                *added.entry(row.alert_id).or_default() += n;
             }
         }
         // Alerts that existed before and gathered evidence: one multi-row update.

@@ -9,7 +9,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 
 use super::{Backend, Store, StoreError};
 
@@ -50,8 +49,8 @@ pub struct StoredEvent {
     pub decoded: Decoded,
 }
 
-/// A decoded payload kept beside the event (see [`crate::account_event`]). Not part of the
-/// event's identity: two events are equal whether or not they were decoded.
+/// A decoded payload kept beside the event (see `gatehouse_projections::account_event`). Not part
+/// of the event's identity: two events are equal whether or not they were decoded.
 #[derive(Debug, Clone, Default)]
 pub struct Decoded(std::sync::OnceLock<gatehouse_domain::AccountEvent>);
 
@@ -90,6 +89,84 @@ select aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
  order by position
  limit $2";
 
+/// The columns every reader of the event table takes, as stored: `J` is the payload's type, `json`
+/// (a [`Value`]) on PostgreSQL and text (a `String`) on SQLite.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow<J> {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: J,
+    pub metadata: J,
+}
+
+impl EventRow<String> {
+    /// The row with its payload and metadata (text, as SQLite stores them) parsed.
+    pub(crate) fn parsed(self) -> Result<EventRow<Value>, sqlx::Error> {
+        let parse = |text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        };
+        Ok(EventRow {
+            payload: parse(&self.payload)?,
+            metadata: parse(&self.metadata)?,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: self.sequence,
+            event_type: self.event_type,
+            event_version: self.event_version,
+        })
+    }
+}
+
+/// A row of [`PG_READ`].
+#[derive(sqlx::FromRow)]
+struct PgStreamRow {
+    #[sqlx(flatten)]
+    event: EventRow<Value>,
+    tx: i64,
+    global_position: i64,
+    recorded_at: Option<DateTime<Utc>>,
+}
+
+/// A row of [`SQLITE_READ`].
+#[derive(sqlx::FromRow)]
+struct SqliteStreamRow {
+    #[sqlx(flatten)]
+    event: EventRow<String>,
+    position: i64,
+    recorded_at: String,
+}
+
+/// A row of the stream head query on PostgreSQL.
+#[derive(sqlx::FromRow)]
+struct PgHeadRow {
+    tx: i64,
+    global_position: i64,
+}
+
+impl StoredEvent {
+    fn from_row(
+        event: EventRow<Value>,
+        position: StreamPosition,
+        recorded_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            position,
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+            metadata: event.metadata,
+            recorded_at,
+            decoded: Decoded::default(),
+        }
+    }
+}
+
 impl Store {
     /// Reads up to `limit` events after `after`, in global order.
     pub async fn read_stream(
@@ -99,63 +176,40 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => {
-                let rows = sqlx::query(PG_READ)
+                let rows: Vec<PgStreamRow> = sqlx::query_as(PG_READ)
                     .bind(after.tx.to_string())
                     .bind(after.pos)
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.iter()
+                Ok(rows
+                    .into_iter()
                     .map(|row| {
-                        Ok(StoredEvent {
-                            position: StreamPosition {
-                                tx: row.try_get("tx")?,
-                                pos: row.try_get("global_position")?,
-                            },
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            payload: row.try_get("payload")?,
-                            metadata: row.try_get("metadata")?,
-                            recorded_at: row.try_get("recorded_at")?,
-                            decoded: Decoded::default(),
-                        })
+                        let position = StreamPosition {
+                            tx: row.tx,
+                            pos: row.global_position,
+                        };
+                        StoredEvent::from_row(row.event, position, row.recorded_at)
                     })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(StoreError::from)
+                    .collect())
             }
             Backend::Sqlite(pool) => {
-                let rows = sqlx::query(SQLITE_READ)
+                let rows: Vec<SqliteStreamRow> = sqlx::query_as(SQLITE_READ)
                     .bind(after.pos)
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.iter()
+                rows.into_iter()
                     .map(|row| {
-                        let payload: String = row.try_get("payload")?;
-                        let metadata: String = row.try_get("metadata")?;
-                        let recorded: String = row.try_get("recorded_at")?;
-                        Ok(StoredEvent {
-                            position: StreamPosition {
-                                tx: 0,
-                                pos: row.try_get("position")?,
-                            },
-                            aggregate_type: row.try_get("aggregate_type")?,
-                            aggregate_id: row.try_get("aggregate_id")?,
-                            sequence: row.try_get("sequence")?,
-                            event_type: row.try_get("event_type")?,
-                            event_version: row.try_get("event_version")?,
-                            payload: serde_json::from_str(&payload)
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                            metadata: serde_json::from_str(&metadata)
-                                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                            recorded_at: DateTime::parse_from_rfc3339(&recorded)
-                                .ok()
-                                .map(|t| t.with_timezone(&Utc)),
-                            decoded: Decoded::default(),
-                        })
+                        let event = row.event.parsed()?;
+                        let position = StreamPosition {
+                            tx: 0,
+                            pos: row.position,
+                        };
+                        let recorded_at = DateTime::parse_from_rfc3339(&row.recorded_at)
+                            .ok()
+                            .map(|t| t.with_timezone(&Utc));
+                        Ok(StoredEvent::from_row(event, position, recorded_at))
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(StoreError::from)
@@ -167,21 +221,17 @@ impl Store {
     pub async fn stream_head(&self) -> Result<Option<StreamPosition>, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => {
-                let row = sqlx::query(
+                let row: Option<PgHeadRow> = sqlx::query_as(
                     "select tx_id::text::bigint as tx, global_position from events
                       where tx_id < pg_snapshot_xmin(pg_current_snapshot())
                       order by tx_id desc, global_position desc limit 1",
                 )
                 .fetch_optional(pool)
                 .await?;
-                row.map(|r| {
-                    Ok(StreamPosition {
-                        tx: r.try_get("tx")?,
-                        pos: r.try_get("global_position")?,
-                    })
-                })
-                .transpose()
-                .map_err(|e: sqlx::Error| e.into())
+                Ok(row.map(|r| StreamPosition {
+                    tx: r.tx,
+                    pos: r.global_position,
+                }))
             }
             Backend::Sqlite(pool) => {
                 let pos: Option<i64> = sqlx::query_scalar("select max(position) from events")

@@ -4,6 +4,8 @@
 //! before checking it (so a reported conflict may follow stored events) and records the last
 //! event's sequence even when the snapshot stops mid-batch. [`super::AggregateStore`] writes
 //! snapshots itself, after the events commit, as a pure cache.
+use super::stream::EventRow;
+use super::{Backend, Store};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -11,9 +13,6 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
-use sqlx::Row as _;
-
-use super::{Backend, Store};
 
 /// postgres-es or sqlite-es behind one type.
 pub enum EventRepo {
@@ -57,37 +56,25 @@ impl PersistedEventRepository for EventRepo {
         // statement to parse, plan and cache; this is the hot path of every command, so bind it.
         let after = i64::try_from(last_sequence).unwrap_or(i64::MAX);
         let rows = match self {
-            Self::Postgres(_, pool) => sqlx::query(EVENTS_AFTER)
+            Self::Postgres(_, pool) => sqlx::query_as::<_, EventRow<Value>>(EVENTS_AFTER)
                 .bind(A::TYPE)
                 .bind(aggregate_id)
                 .bind(after)
                 .fetch_all(pool)
                 .await
                 .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?
-                .iter()
-                .map(|row| {
-                    let payload: Value = row.try_get("payload")?;
-                    let metadata: Value = row.try_get("metadata")?;
-                    serialized(row, payload, metadata)
-                })
+                .into_iter()
+                .map(|row| Ok(serialized(row)))
                 .collect::<Result<Vec<_>, sqlx::Error>>(),
-            Self::Sqlite(_, pool) => sqlx::query(EVENTS_AFTER)
+            Self::Sqlite(_, pool) => sqlx::query_as::<_, EventRow<String>>(EVENTS_AFTER)
                 .bind(A::TYPE)
                 .bind(aggregate_id)
                 .bind(after)
                 .fetch_all(pool)
                 .await
                 .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?
-                .iter()
-                .map(|row| {
-                    let payload: String = row.try_get("payload")?;
-                    let metadata: String = row.try_get("metadata")?;
-                    let parse = |s: &str| {
-                        serde_json::from_str::<Value>(s)
-                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                    };
-                    serialized(row, parse(&payload)?, parse(&metadata)?)
-                })
+                .into_iter()
+                .map(|row| Ok(serialized(row.parsed()?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>(),
         };
         rows.map_err(|e| PersistenceError::DeserializationError(Box::new(e)))
@@ -178,24 +165,14 @@ select aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
  where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
  order by sequence";
 
-fn serialized<R: sqlx::Row>(
-    row: &R,
-    payload: Value,
-    metadata: Value,
-) -> Result<SerializedEvent, sqlx::Error>
-where
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-{
-    let sequence: i64 = row.try_get("sequence")?;
-    Ok(SerializedEvent {
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: usize::try_from(sequence).unwrap_or_default(),
-        aggregate_type: row.try_get("aggregate_type")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload,
-        metadata,
-    })
+fn serialized(row: EventRow<Value>) -> SerializedEvent {
+    SerializedEvent {
+        aggregate_id: row.aggregate_id,
+        sequence: usize::try_from(row.sequence).unwrap_or_default(),
+        aggregate_type: row.aggregate_type,
+        event_type: row.event_type,
+        event_version: row.event_version,
+        payload: row.payload,
+        metadata: row.metadata,
+    }
 }

@@ -1,9 +1,25 @@
-//! The event store and the side tables, on PostgreSQL or an embedded SQLite file.
+//! Gatehouse's write side: the event store on PostgreSQL (postgres-es) or an embedded SQLite file
+//! (sqlite-es), snapshots, the gap-free global stream, the command executor and the schema
+//! migrations.
+//!
+//! It is its own crate because it is the one part every other layer stands on: the API executes
+//! commands through it, the projections runner reads the global stream from it, and the replay
+//! tool and the bench open it directly. None of them needs the read models to write an event, and
+//! the read models never write to the event tables; keeping the two in one crate hid that
+//! boundary. This crate knows nothing of the read models (`gatehouse-projections` depends on it,
+//! never the reverse).
 //!
 //! Two pools per store: a typed one (postgres-es and sqlite-es need `Pool<Postgres>` /
 //! `Pool<Sqlite>`, and the global stream reader uses dialect-specific SQL) and an `Any` pool for
 //! the read models and side tables, whose SQL is written once in the subset both dialects share
 //! (`$n` parameters, `on conflict`, integers and text).
+#![forbid(unsafe_code)]
+#![deny(clippy::all)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod aggregate_store;
 mod execute;
 mod repo;
