@@ -25,7 +25,7 @@ pub use controls::{
 pub use error::AccountError;
 pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
-    LoginFailureReason, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
+    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;

@@ -14,7 +14,7 @@ use crate::policy::codes::{Channel, FlowKind};
 use crate::policy::SessionPolicy;
 
 use super::commands::DeviceClaim;
-use super::events::{AccountEvent, AccountFact, Door, Requester};
+use super::events::{AccountEvent, AccountFact, Door, RecoveryStep, Requester};
 
 /// Lifecycle of an aggregate id.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1261,8 +1261,8 @@ impl Account {
                 self.whitelist_only = *enabled;
             }
             AccountFact::RecoveryStepPassed { flow_id, step } => {
-                let next = |case: &RecoveryCase| match (step.as_str(), case.needs_phone) {
-                    ("email", true) => RecoveryStage::PhoneCode,
+                let next = |case: &RecoveryCase| match (step, case.needs_phone) {
+                    (RecoveryStep::Email, true) => RecoveryStage::PhoneCode,
                     _ => RecoveryStage::Evidence,
                 };
                 if let Some(case) = self.recovery_flows.get_mut(flow_id) {

@@ -1643,7 +1643,7 @@ mod lost_factor {
         );
         let facts = run(given.clone(), redeem(0, t(2))).unwrap();
         assert!(
-            matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if step == "email")
+            matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if *step == RecoveryStep::Email)
         );
         assert!(matches!(
             &facts[2],
