@@ -18,6 +18,7 @@ pub mod batch;
 pub mod bulk;
 pub mod lockout_state;
 pub mod login_history;
+pub mod notice;
 pub mod notifications;
 pub mod recovery_cases;
 pub mod runner;
