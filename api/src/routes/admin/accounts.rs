@@ -1,0 +1,275 @@
+//! Login history across accounts and raw account timelines.
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_projections::alerts::query::{self, LoginFilter, LoginRow};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{bad_query, limit_of, time};
+use crate::error::ApiError;
+use crate::routes::store_error;
+use crate::staff::{ReadEvents, ReadLoginHistory, Staff};
+use crate::state::AppState;
+
+/// Filters and paging of the cross-account login history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LoginHistoryQuery {
+    /// One account id (or `unknown-<lookup>` stand-in).
+    pub account: Option<String>,
+    /// One client IP.
+    pub ip: Option<String>,
+    /// At or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// At or before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// Entries per page, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One sign-in attempt of any account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminLoginEntry {
+    /// Account (or `unknown-<lookup>` stand-in).
+    pub account_id: String,
+    /// Event sequence in that aggregate.
+    pub sequence: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `succeeded`, `failed` or `locked`.
+    pub outcome: String,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Device id.
+    pub device_id: Option<String>,
+    /// The lockout door the attempt went through: `untrusted` (no valid device token) or
+    /// `device` (the trusted device `trusted_device_id`).
+    pub door: String,
+    /// The trusted device, for attempts through its door.
+    pub trusted_device_id: Option<String>,
+}
+
+/// A page of login history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminLoginPage {
+    /// Entries.
+    pub entries: Vec<AdminLoginEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Login history across accounts, by account, IP and time (analyst, auditor, admin).
+#[utoipa::path(get, path = "/v1/admin/login-history", tag = "admin", security(("bearer" = [])), params(LoginHistoryQuery),
+    responses((status = 200, body = AdminLoginPage), (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn login_history(
+    State(state): State<AppState>,
+    staff: Staff<ReadLoginHistory>,
+    query: Result<Query<LoginHistoryQuery>, QueryRejection>,
+) -> Result<Json<AdminLoginPage>, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = limit_of(q.limit, 100, 500)?;
+    let before = match &q.cursor {
+        Some(c) => {
+            let mut parts = c.splitn(3, '.');
+            let parsed = (|| {
+                let ms = parts.next()?.parse::<i64>().ok()?;
+                let seq = parts.next()?.parse::<i64>().ok()?;
+                Some((ms, parts.next()?.to_string(), seq))
+            })();
+            Some(
+                parsed
+                    .ok_or_else(|| ApiError::bad_request("invalid cursor").with_field("cursor"))?,
+            )
+        }
+        None => None,
+    };
+    staff
+        .record(
+            &state,
+            "login_history.search",
+            format!(
+                "account={} ip={}",
+                q.account.as_deref().unwrap_or("*"),
+                q.ip.as_deref().unwrap_or("*")
+            ),
+        )
+        .await?;
+    let filter = LoginFilter {
+        account: q.account,
+        ip: q.ip,
+        from_ms: q.from.map(|t| t.timestamp_millis()),
+        to_ms: q.to.map(|t| t.timestamp_millis()),
+        before,
+    };
+    let rows = query::search_logins(state.store(), &filter, limit + 1)
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() as i64 > limit;
+    let rows: Vec<LoginRow> = rows.into_iter().take(limit as usize).collect();
+    let next_cursor = if more {
+        rows.last()
+            .map(|r| format!("{}.{}.{}", r.at_ms, r.sequence, r.account_id))
+    } else {
+        None
+    };
+    let entries = rows
+        .into_iter()
+        .map(|r| AdminLoginEntry {
+            account_id: r.account_id,
+            sequence: r.sequence,
+            at: time(r.at_ms),
+            outcome: r.outcome,
+            reason: r.reason,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            device_id: r.device_id,
+            door: crate::routes::me::door_name(r.trusted_device_id.as_deref()).into(),
+            trusted_device_id: r.trusted_device_id,
+        })
+        .collect();
+    Ok(Json(AdminLoginPage {
+        entries,
+        next_cursor,
+    }))
+}
+
+/// Paging of an account's timeline.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this sequence (default 0: from the first).
+    pub after: Option<i64>,
+    /// Events per page, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// One stored event, with secrets and sealed personal data redacted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEvent {
+    /// Sequence in the aggregate.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Payload version.
+    pub event_version: String,
+    /// Payload as stored, with hashes, verifiers and sealed fields replaced by `"[redacted]"`.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+/// A page of an account's events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelinePage {
+    /// The account.
+    pub account_id: String,
+    /// Events in order.
+    pub events: Vec<TimelineEvent>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// Keys whose values are never shown, even to staff: hashes, verifiers, sealed data.
+fn redacted_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["hash", "verifier", "sealed", "secret", "token"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k == "email"
+        || k == "phone"
+}
+
+/// Replaces secret-bearing values in a payload.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if redacted_key(key) && !v.is_null() {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// An account's raw event timeline (auditor, analyst, admin).
+#[utoipa::path(get, path = "/v1/admin/accounts/{id}/events", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Account id (or `unknown-<lookup>`)"), EventsQuery),
+    responses((status = 200, body = TimelinePage), (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn account_events(
+    State(state): State<AppState>,
+    staff: Staff<ReadEvents>,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let limit = limit_of(q.limit, 100, 500)?;
+    if id.len() > 200 {
+        return Err(ApiError::bad_request("account id is too long"));
+    }
+    staff.record(&state, "account.events", id.clone()).await?;
+    let rows = query::aggregate_events(
+        state.store(),
+        "Account",
+        &id,
+        q.after.unwrap_or(0).max(0),
+        limit + 1,
+    )
+    .await
+    .map_err(store_error)?;
+    let more = rows.len() as i64 > limit;
+    let events: Vec<TimelineEvent> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|mut r| {
+            redact(&mut r.payload);
+            TimelineEvent {
+                sequence: r.sequence,
+                event_type: r.event_type,
+                event_version: r.event_version,
+                payload: r.payload,
+            }
+        })
+        .collect();
+    let next_after = if more {
+        events.last().map(|e| e.sequence)
+    } else {
+        None
+    };
+    Ok(Json(TimelinePage {
+        account_id: id,
+        events,
+        next_after,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_redact_hides_hashes_verifiers_and_sealed_contacts() {
+        let mut v = serde_json::json!({"fact": {"LoginFailed": {"context": {"ip": "1.2.3.4"}}},
+            "x": {"password_hash": "$argon2id$", "verifier": "ab", "email": {"sealed": "zz"},
+                  "sealed_phrase": "q", "token_hash": "t", "phone": null}});
+        redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("argon2") && !s.contains("\"ab\"") && !s.contains("zz"));
+        assert!(s.contains("1.2.3.4"));
+        assert_eq!(v["x"]["phone"], Value::Null);
+    }
+}

@@ -1,0 +1,37 @@
+//! The analysts' and admins' API under `/v1/admin`: alerts (list, detail, acknowledge, resolve,
+//! live feed), login history across accounts, raw account timelines, and staff creation.
+//!
+//! Every handler takes a `Staff<P>` extractor (401 without a staff token, 403 without a role
+//! holding `P`) and records what the member looked at or changed as an event on their `Staff`
+//! aggregate. One file per area: [`alerts`], [`accounts`] (login history and timelines) and
+//! [`staff`].
+pub mod accounts;
+pub mod alerts;
+pub mod staff;
+
+pub use accounts::*;
+pub use alerts::*;
+pub use staff::*;
+
+use axum::extract::rejection::QueryRejection;
+use chrono::{DateTime, Utc};
+
+use crate::error::ApiError;
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn limit_of(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(
+            ApiError::bad_request(format!("limit must be between 1 and {max}")).with_field("limit"),
+        );
+    }
+    Ok(limit)
+}
+
+fn bad_query(_: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid query parameters")
+}

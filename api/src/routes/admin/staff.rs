@@ -1,0 +1,144 @@
+//! Staff members: creation, token reissue and revocation.
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gatehouse_domain::staff::StaffRole;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::routes::ApiJson;
+use crate::staff::{ManageStaff, Staff};
+use crate::state::AppState;
+
+/// A staff member to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStaffRequest {
+    /// Display name.
+    pub name: String,
+    /// Roles: `analyst`, `auditor`, `reviewer`, `admin`.
+    pub roles: Vec<String>,
+}
+
+/// A created staff member and their token (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedStaff {
+    /// Staff id.
+    pub staff_id: String,
+    /// Bearer token for `/v1/admin/*`. Shown once; only its hash is stored.
+    pub token: String,
+    /// Roles granted.
+    pub roles: Vec<String>,
+}
+
+/// Creates a staff member (admin).
+#[utoipa::path(post, path = "/v1/admin/staff", tag = "admin", security(("bearer" = [])), request_body = CreateStaffRequest,
+    responses((status = 201, body = CreatedStaff), (status = 400, body = crate::error::ErrorBody),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create_staff(
+    State(state): State<AppState>,
+    staff: Staff<ManageStaff>,
+    ApiJson(req): ApiJson<CreateStaffRequest>,
+) -> Result<(StatusCode, Json<CreatedStaff>), ApiError> {
+    let roles = req
+        .roles
+        .iter()
+        .map(|r| StaffRole::parse(r))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ApiError::bad_request("unknown role").with_field("roles"))?;
+    let (staff_id, token) = crate::staff::create(
+        state.staff(),
+        &req.name,
+        roles.clone(),
+        Some(staff.id.clone()),
+        state.access().staff_token_lifetime,
+    )
+    .await?;
+    staff
+        .record(&state, "staff.create", staff_id.to_string())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedStaff {
+            staff_id: staff_id.to_string(),
+            token: crate::staff::reveal(&token).to_string(),
+            roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
+        }),
+    ))
+}
+
+/// A staff token issued by an admin (shown once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedStaffToken {
+    /// Staff id.
+    pub staff_id: String,
+    /// The token's id (listed by `gatehouse staff list`; not secret).
+    pub token_id: String,
+    /// Bearer token for `/v1/admin/*`. Shown once; only its hash is stored.
+    pub token: String,
+    /// When it stops working (`GATEHOUSE_STAFF_TOKEN_SECONDS` after issue).
+    pub expires_at: DateTime<Utc>,
+}
+
+fn staff_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found("no such staff member"))
+}
+
+/// Issues a staff member a new token (admin): a `StaffTokenIssued` event on the member; their
+/// earlier token stops working at once.
+#[utoipa::path(post, path = "/v1/admin/staff/{id}/tokens", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Staff id")),
+    responses((status = 201, body = IssuedStaffToken, description = "The new token, shown once"),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody, description = "No such staff member")))]
+pub async fn reissue_staff_token(
+    State(state): State<AppState>,
+    staff: Staff<ManageStaff>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IssuedStaffToken>), ApiError> {
+    let member = staff_id(&id)?;
+    let issued = crate::staff::reissue(
+        state.staff(),
+        member,
+        Some(staff.id.clone()),
+        state.access().staff_token_lifetime,
+    )
+    .await?;
+    staff
+        .record(&state, "staff.token.issue", member.to_string())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedStaffToken {
+            staff_id: member.to_string(),
+            token_id: issued.token_id.to_string(),
+            token: crate::staff::reveal(&issued.token).to_string(),
+            expires_at: issued.expires_at,
+        }),
+    ))
+}
+
+/// Revokes every token of a staff member (admin): a `StaffTokensRevoked` event on the member;
+/// none of their tokens works until a new one is issued.
+#[utoipa::path(delete, path = "/v1/admin/staff/{id}/tokens", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Staff id")),
+    responses((status = 204, description = "Revoked"),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody, description = "No such staff member")))]
+pub async fn revoke_staff_tokens(
+    State(state): State<AppState>,
+    staff: Staff<ManageStaff>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let member = staff_id(&id)?;
+    crate::staff::revoke(state.staff(), member, Some(staff.id.clone())).await?;
+    // Recorded after the revocation, so an admin revoking their own tokens leaves the record
+    // too (the command runs on the admin's aggregate, not through the token).
+    staff
+        .record(&state, "staff.token.revoke", member.to_string())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
