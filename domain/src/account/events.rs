@@ -888,7 +888,7 @@ impl AccountFact {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;
@@ -901,7 +901,8 @@ mod tests {
         Uuid::from_u128(7)
     }
 
-    fn every_fact() -> Vec<AccountFact> {
+    /// One sample of every fact (also used by the redaction tests).
+    pub(in crate::account) fn every_fact() -> Vec<AccountFact> {
         let ctx = RequestContext::new(Some("203.0.113.9".into()), Some("ua".into()), None);
         vec![
             AccountFact::AccountRegistered {

@@ -8,6 +8,7 @@ mod events;
 mod lost_factor;
 mod proof;
 mod recovery;
+mod redact;
 mod second_factor;
 mod services;
 mod state;
@@ -29,6 +30,7 @@ pub use events::{
 };
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
+pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
