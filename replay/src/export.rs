@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use gatehouse_projections::{Store, StoredEvent, StreamPosition};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use gatehouse_replay::report::{ExportFilters, ExportManifest};

@@ -42,7 +42,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gatehouse_domain::text::escape_control;
 use gatehouse_projections::Store;
-use serde_json::Value;
 
 use crate::source::{Error, Result};
 

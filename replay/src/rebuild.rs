@@ -28,7 +28,7 @@ use futures::StreamExt;
 use gatehouse_projections::bulk::BulkLoad;
 use gatehouse_projections::store::Backend;
 use gatehouse_projections::{Projection, Store, StoredEvent, StreamPosition};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Connection, Row};
 
 use gatehouse_replay::report::{self, RebuildReport};

@@ -291,6 +291,25 @@ mod tests {
     }
 
     #[test]
+    fn test_notices_carry_their_details_as_stored_and_unknown_topics_stay_generic() {
+        let at = chrono::DateTime::from_timestamp(1_767_322_800, 0).unwrap_or_default();
+        let (_, body) = email(&Topic::Notice(&Notice::AccountLocked { until: at }), None);
+        assert!(body.contains("until 2026-01-02T03:00:00Z (UTC)"), "{body}");
+        let (_, body) = email(
+            &Topic::Notice(&Notice::NewSignIn {
+                device_id: None,
+                ip: Some("198.51.100.7".into()),
+                user_agent: None,
+            }),
+            None,
+        );
+        assert!(body.contains("from 198.51.100.7 (unknown)"), "{body}");
+        let (subject, body) = email(&Topic::Unrecognised("from_the_future"), None);
+        assert_eq!(subject, "Security notice");
+        assert!(body.contains("(from_the_future)"));
+    }
+
+    #[test]
     fn test_sms_is_short_and_has_the_code_first() {
         let text = sms(&Topic::Code {
             code: "654321",
