@@ -4,12 +4,13 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::routes::{
@@ -21,30 +22,11 @@ use crate::state::AppState;
 /// Largest request body: far above any legitimate request, far below what could hurt.
 pub const BODY_LIMIT: usize = 16 * 1024;
 
-/// The OpenAPI document.
+/// What the OpenAPI document says besides its paths (which each routes module adds with its
+/// router): the title, the error body and the bearer scheme.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gatehouse", description = "Account security: sign-up with contact verification, sign-in with lockout, sessions, login history, self-service recovery (forgot password, unlock) by one-time code. Every error has the shape {\"error\": {\"code\", \"message\"}}."),
-    paths(
-        accounts::register, login::login, login::logout, me::me, me::list_sessions, me::revoke_session,
-        me::revoke_other_sessions, devices::list_devices, devices::revoke_device, me::login_history, me::lockout, me::set_anti_phishing_phrase,
-        me::remove_anti_phishing_phrase, me::restrictions, password::change_password, contacts::change_email, contacts::change_phone, recovery::forgot_password, recovery::reset_password,
-        recovery::request_unlock, recovery::confirm_unlock, recovery::verify_contact, recovery::get_flow,
-        recovery::resend, recovery::reset_security_key, mfa::start_totp, mfa::confirm_totp, mfa::remove_totp, mfa::backup_codes_left,
-        mfa::regenerate_backup_codes, mfa::complete_mfa, lost_factor::start, lost_factor::code_step,
-        lost_factor::evidence, lost_factor::complete, lost_factor::cancel, review::list, review::approve, review::deny, health::healthz, health::readyz, health::metrics,
-        admin::list_alerts, admin::get_alert, admin::acknowledge, admin::resolve, admin::alerts_stream,
-        admin::login_history, admin::account_events, admin::create_staff,
-        admin::reissue_staff_token, admin::revoke_staff_tokens,
-        security_keys::list, security_keys::start_registration, security_keys::register,
-        security_keys::rename, security_keys::remove, security_keys::start_assertion,
-        security_keys::start_login_assertion, controls::step_up, api_keys::list, api_keys::create,
-        api_keys::rotate, api_keys::revoke, api_keys::revoke_all, api_keys::verify, whitelist::list,
-        whitelist::propose, whitelist::confirm, whitelist::remove, whitelist::set_mode,
-        whitelist::check, teams::create, teams::get_team, teams::invite, teams::cancel_invitation,
-        teams::my_invitations, teams::accept, teams::change_role, teams::remove_member,
-        teams::permissions
-    ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&BearerAuth)
 )]
@@ -62,8 +44,41 @@ impl Modify for BearerAuth {
     }
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// Every routes module's router, merged: the routes and, from their `#[utoipa::path]`
+/// attributes, the OpenAPI document.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(accounts::router())
+        .merge(login::router())
+        .merge(mfa::router())
+        .merge(controls::router())
+        .merge(password::router())
+        .merge(api_keys::router())
+        .merge(whitelist::router())
+        .merge(teams::router())
+        .merge(security_keys::router())
+        .merge(lost_factor::router())
+        .merge(review::router())
+        .merge(me::router())
+        .merge(devices::router())
+        .merge(contacts::router())
+        .merge(recovery::router())
+        .merge(health::router())
+        .merge(admin::router())
+}
+
+/// The routes and the OpenAPI document the server serves at `/openapi.json`: what the handlers'
+/// attributes say, with the answers every operation shares
+/// ([`crate::openapi::SharedResponses`]).
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = routes().split_for_parts();
+    crate::openapi::SharedResponses.modify(&mut openapi);
+    (routes, openapi)
+}
+
+/// The OpenAPI document the server serves at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    parts().1
 }
 
 /// The answer to a path that does not exist (also given by routes that must not reveal
@@ -104,160 +119,18 @@ pub fn metrics_router(state: AppState) -> Router {
 
 /// Builds the application.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/accounts", post(accounts::register))
-        .route("/v1/login", post(login::login))
-        .route("/v1/logout", post(login::logout))
-        .route("/v1/login/mfa", post(mfa::complete_mfa))
+    let (routes, mut openapi) = parts();
+    crate::openapi::password_bounds(&mut openapi, state.password_policy());
+    // Serialized once: the document does not change while the process runs.
+    let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
+    routes
         .route(
-            "/v1/me/totp",
-            post(mfa::start_totp).delete(mfa::remove_totp),
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], openapi) }
+            }),
         )
-        .route("/v1/me/totp/confirm", post(mfa::confirm_totp))
-        .route("/v1/me/step-up", post(controls::step_up))
-        .route(
-            "/v1/me/password",
-            axum::routing::put(password::change_password),
-        )
-        .route(
-            "/v1/me/api-keys",
-            get(api_keys::list)
-                .post(api_keys::create)
-                .delete(api_keys::revoke_all),
-        )
-        .route("/v1/me/api-keys/{key_id}", delete(api_keys::revoke))
-        .route("/v1/me/api-keys/{key_id}/rotate", post(api_keys::rotate))
-        .route("/v1/api-keys/verify", post(api_keys::verify))
-        .route(
-            "/v1/me/withdrawal-addresses",
-            get(whitelist::list).post(whitelist::propose),
-        )
-        .route(
-            "/v1/me/withdrawal-addresses/confirm",
-            post(whitelist::confirm),
-        )
-        .route(
-            "/v1/me/withdrawal-addresses/{address_id}",
-            delete(whitelist::remove),
-        )
-        .route(
-            "/v1/me/withdrawal-whitelist",
-            axum::routing::put(whitelist::set_mode),
-        )
-        .route("/v1/withdrawals/check", post(whitelist::check))
-        .route("/v1/teams", post(teams::create))
-        .route("/v1/teams/{team_id}", get(teams::get_team))
-        .route("/v1/teams/{team_id}/invitations", post(teams::invite))
-        .route(
-            "/v1/teams/{team_id}/invitations/{invitation_id}",
-            delete(teams::cancel_invitation),
-        )
-        .route(
-            "/v1/teams/{team_id}/invitations/{invitation_id}/accept",
-            post(teams::accept),
-        )
-        .route("/v1/me/team-invitations", get(teams::my_invitations))
-        .route(
-            "/v1/teams/{team_id}/members/{account_id}",
-            axum::routing::put(teams::change_role).delete(teams::remove_member),
-        )
-        .route(
-            "/v1/teams/{team_id}/permissions/{account_id}",
-            get(teams::permissions),
-        )
-        .route(
-            "/v1/login/mfa/security-key",
-            post(security_keys::start_login_assertion),
-        )
-        .route(
-            "/v1/me/security-keys",
-            get(security_keys::list).post(security_keys::register),
-        )
-        .route(
-            "/v1/me/security-keys/registration",
-            post(security_keys::start_registration),
-        )
-        .route(
-            "/v1/me/security-keys/challenge",
-            post(security_keys::start_assertion),
-        )
-        .route(
-            "/v1/me/security-keys/{key_id}",
-            axum::routing::patch(security_keys::rename).delete(security_keys::remove),
-        )
-        .route("/v1/recovery/lost-2fa", post(lost_factor::start))
-        .route("/v1/recovery/lost-2fa/code", post(lost_factor::code_step))
-        .route(
-            "/v1/recovery/lost-2fa/evidence",
-            post(lost_factor::evidence),
-        )
-        .route(
-            "/v1/recovery/lost-2fa/complete",
-            post(lost_factor::complete),
-        )
-        .route("/v1/me/recovery", delete(lost_factor::cancel))
-        .route("/v1/admin/recovery-cases", get(review::list))
-        .route(
-            "/v1/admin/recovery-cases/{case_id}/approve",
-            post(review::approve),
-        )
-        .route(
-            "/v1/admin/recovery-cases/{case_id}/deny",
-            post(review::deny),
-        )
-        .route(
-            "/v1/me/backup-codes",
-            get(mfa::backup_codes_left).post(mfa::regenerate_backup_codes),
-        )
-        .route("/v1/me", get(me::me))
-        .route(
-            "/v1/me/sessions",
-            get(me::list_sessions).delete(me::revoke_other_sessions),
-        )
-        .route("/v1/me/sessions/{session_id}", delete(me::revoke_session))
-        .route("/v1/me/devices", get(devices::list_devices))
-        .route("/v1/me/devices/{device_id}", delete(devices::revoke_device))
-        .route("/v1/me/login-history", get(me::login_history))
-        .route("/v1/me/lockout", get(me::lockout))
-        .route(
-            "/v1/me/anti-phishing-phrase",
-            axum::routing::put(me::set_anti_phishing_phrase)
-                .delete(me::remove_anti_phishing_phrase),
-        )
-        .route("/v1/me/restrictions", get(me::restrictions))
-        .route("/v1/me/email", axum::routing::put(contacts::change_email))
-        .route("/v1/me/phone", axum::routing::put(contacts::change_phone))
-        .route("/v1/password/forgot", post(recovery::forgot_password))
-        .route("/v1/password/reset", post(recovery::reset_password))
-        .route("/v1/unlock/request", post(recovery::request_unlock))
-        .route("/v1/unlock/confirm", post(recovery::confirm_unlock))
-        .route("/v1/verify", post(recovery::verify_contact))
-        .route("/v1/flows/{flow_id}", get(recovery::get_flow))
-        .route("/v1/flows/{flow_id}/resend", post(recovery::resend))
-        .route(
-            "/v1/flows/{flow_id}/security-key",
-            post(recovery::reset_security_key),
-        )
-        .route("/v1/admin/alerts", get(admin::list_alerts))
-        .route("/v1/admin/alerts/stream", get(admin::alerts_stream))
-        .route("/v1/admin/alerts/{id}", get(admin::get_alert))
-        .route(
-            "/v1/admin/alerts/{id}/acknowledge",
-            post(admin::acknowledge),
-        )
-        .route("/v1/admin/alerts/{id}/resolve", post(admin::resolve))
-        .route("/v1/admin/login-history", get(admin::login_history))
-        .route("/v1/admin/accounts/{id}/events", get(admin::account_events))
-        .route("/v1/admin/staff", post(admin::create_staff))
-        .route(
-            "/v1/admin/staff/{id}/tokens",
-            post(admin::reissue_staff_token).delete(admin::revoke_staff_tokens),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        // Any method: without the token every method must answer like an unknown path.
-        .route("/metrics", axum::routing::any(health::metrics))
-        .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

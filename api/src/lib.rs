@@ -19,6 +19,7 @@ pub mod factors;
 pub mod hasher;
 pub mod keys;
 pub mod mask;
+pub mod openapi;
 pub mod proof;
 pub mod protection;
 pub mod request;

@@ -29,7 +29,9 @@ pub struct ProofInput {
     /// From a security-key challenge (`security_key`).
     pub ceremony_id: Option<String>,
     /// The key's `PublicKeyCredential`, as `navigator.credentials.get` gave it (`security_key`).
-    #[schema(value_type = Option<Object>)]
+    /// Read as any JSON value: only a `security_key` proof looks at it, and refuses anything
+    /// but the credential object.
+    #[schema(value_type = Option<Value>)]
     pub assertion: Option<serde_json::Value>,
 }
 

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 
-use crate::suite::{Account, Db, Server};
+use gatehouse_testkit::mail::first_code;
+
+use crate::suite::{Account, ScratchDb, Server};
 use crate::PASSWORD;
 
 /// Enumeration timing settings.
@@ -166,7 +168,7 @@ pub async fn main(argv: Vec<String>) -> i32 {
             Ok(ready) => ready,
             Err(status) => return status,
         };
-    let db = match Db::create(&admin, &args.database_url).await {
+    let db = match ScratchDb::create(&admin, &args.database_url).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("gatehouse-bench enumeration: {e}");
@@ -215,14 +217,14 @@ pub async fn main(argv: Vec<String>) -> i32 {
 async fn run(
     args: &EnumArgs,
     bin: &Path,
-    db: &Db,
+    db: &ScratchDb,
     outbox: &Path,
 ) -> Result<Vec<RouteResult>, String> {
     let env = server_env(outbox);
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let server = Server::start(bin, db, &env).await?;
+    let server = Server::start_bench(bin, &db.url, &env).await?;
     let result = measure(args, &server, outbox).await;
-    server.stop().await;
+    server.kill().await;
     result
 }
 
@@ -399,26 +401,6 @@ fn outbox_codes(dir: &Path) -> BTreeMap<String, Vec<String>> {
         }
     }
     codes
-}
-
-/// The first run of exactly six digits.
-fn first_code(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_digit() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i - start == 6 {
-                return Some(text[start..i].to_string());
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------------------

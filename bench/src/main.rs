@@ -85,18 +85,6 @@ fn raw_verifications_per_second(seconds: u64) -> f64 {
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The admin URL with its database name replaced (query parameters such as `sslmode` kept).
-fn database_url(admin: &str, db: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin, String::new()),
-    };
-    match base.rfind('/') {
-        Some(i) => format!("{}/{db}{query}", &base[..i]),
-        None => format!("{base}/{db}{query}"),
-    }
-}
-
 /// The server part of a database URL, for messages: scheme, host, port and database, without the
 /// user name or password that may be in it.
 fn redacted(url: &str) -> String {
@@ -148,14 +136,14 @@ async fn main() {
             std::process::exit(2);
         });
     // The same fresh database and child server as the suite's parts.
-    let db = suite::Db::create(&admin, &args.database_url)
+    let db = suite::ScratchDb::create(&admin, &args.database_url)
         .await
         .unwrap_or_else(|e| {
             eprintln!("{e}");
             std::process::exit(2);
         });
     let limits = suite::sign_in_limits(if args.limiter == "on" { "1000000" } else { "0" });
-    let server = match suite::Server::start(&server_bin, &db, &limits).await {
+    let server = match suite::Server::start_bench(&server_bin, &db.url, &limits).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("{e}");
@@ -207,7 +195,7 @@ async fn main() {
         .map(|(i, h)| h / ((raws[i] + raws[i + 1]) / 2.0))
         .collect();
 
-    server.stop().await;
+    server.kill().await;
     // Refused sign-ins: a server whose per-IP sign-in limit is 1 a minute refuses every attempt
     // after the first with `429 rate_limited`, before any Argon2 work.
     let refused = if args.refused {
@@ -216,12 +204,12 @@ async fn main() {
             "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE",
             "1".to_string(),
         ));
-        match suite::Server::start(&server_bin, &db, &limits).await {
+        match suite::Server::start_bench(&server_bin, &db.url, &limits).await {
             Ok(server) => {
                 eprintln!("refused sign-ins ({} s)…", args.seconds);
                 let (rate, _, _) =
                     http_phase(&http, &server.base, &args, |s| s.as_u16() == 429).await;
-                server.stop().await;
+                server.kill().await;
                 Some(rate)
             }
             Err(e) => {

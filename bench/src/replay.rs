@@ -218,7 +218,7 @@ async fn run(args: &ReplayArgs) -> Result<(), String> {
         .execute(&admin)
         .await
         .map_err(|e| e.to_string())?;
-    let url = crate::database_url(&args.database_url, &db);
+    let url = gatehouse_testkit::database_url(&args.database_url, &db);
     let result = measure(args, &url).await;
     if args.keep {
         eprintln!("kept database {db}");

@@ -19,8 +19,7 @@
 //!   PostgreSQL backends, and the read models (an in-process rebuild of the same events).
 //! - `rss`: the server's peak resident memory with 100,000 accounts and 10,000 live sessions.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +29,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use gatehouse_domain::password::Argon2Settings;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub(crate) use gatehouse_testkit::{sign_in_limits, ScratchDb, Server};
 
 use crate::PASSWORD;
 
@@ -214,19 +214,19 @@ fn row(
 async fn run(ctx: &mut Ctx) -> Result<(), String> {
     let a = &ctx.args;
     if a.runs("rates") || a.runs("latency") || a.runs("lag") || a.runs("history") {
-        let db = Db::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
         let result = rates_latency_lag_history(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
     }
     if ctx.args.runs("cost") {
-        let db = Db::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
         let result = cost(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
     }
     if ctx.args.runs("rss") {
-        let db = Db::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
         let result = rss(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
@@ -236,156 +236,6 @@ async fn run(ctx: &mut Ctx) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------------------------
 // Databases, the server, HTTP
-
-pub(crate) struct Db {
-    name: String,
-    url: String,
-}
-
-impl Db {
-    pub(crate) async fn create(admin: &sqlx::PgPool, admin_url: &str) -> Result<Self, String> {
-        let name = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("create database {name}"))
-            .execute(admin)
-            .await
-            .map_err(|e| format!("create database {name}: {e}"))?;
-        let url = crate::database_url(admin_url, &name);
-        Ok(Self { name, url })
-    }
-
-    pub(crate) async fn drop(&self, admin: &sqlx::PgPool) {
-        let _ = sqlx::query(&format!(
-            "drop database if exists {} with (force)",
-            self.name
-        ))
-        .execute(admin)
-        .await;
-    }
-
-    async fn pool(&self, connections: u32) -> Result<sqlx::PgPool, String> {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(connections)
-            .connect(&self.url)
-            .await
-            .map_err(|e| format!("connect to {}: {e}", self.name))
-    }
-}
-
-pub(crate) struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    pub(crate) base: String,
-    /// The last lines the server printed.
-    log: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
-}
-
-/// The sign-up and sign-in rate limits (the self-service ones have generic settings).
-const SIGN_IN_LIMITS: [&str; 9] = [
-    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_IP_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_NETWORK_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_SIGNUP_PER_IDENTIFIER_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IP_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_NETWORK_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_PER_IDENTIFIER_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_IP_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_NETWORK_PER_MINUTE",
-    "GATEHOUSE_RATE_LIMIT_LOGIN_MFA_PER_IDENTIFIER_PER_MINUTE",
-];
-
-/// Every benchmark client is 127.0.0.1: the sign-up and sign-in limits set explicitly to
-/// `per_minute` (`"1000000"`: limits on, far above the offered load, so every request pays for
-/// the limiter; `"0"`: no limits, so no limiter work at all).
-pub(crate) fn sign_in_limits(per_minute: &str) -> Vec<(&'static str, String)> {
-    SIGN_IN_LIMITS
-        .iter()
-        .map(|name| (*name, per_minute.to_string()))
-        .collect()
-}
-
-impl Server {
-    pub(crate) async fn start(bin: &Path, db: &Db, env: &[(&str, String)]) -> Result<Self, String> {
-        let mut child = tokio::process::Command::new(bin)
-            .arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("GATEHOUSE_MASTER_KEY", "0".repeat(64))
-            .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
-            .env("GATEHOUSE_LOG", "warn")
-            // The benchmarks sign in to accounts they have just created without reading the
-            // verification codes: the verified-contact rule (default on) is off for them.
-            .env("GATEHOUSE_REQUIRE_VERIFIED_CONTACT", "false")
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")))
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", bin.display()))?;
-        let pid = child.id().ok_or("the server exited at once")?;
-        let stdout = child.stdout.take().ok_or("no stdout from the server")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-            .await
-            .map_err(|_| "the server did not say where it listens within 120 s".to_string())?
-            .map_err(|e| format!("server stdout: {e}"))?
-            .ok_or("the server exited before listening")?;
-        let addr = line
-            .trim_start_matches("gatehouse listening on ")
-            .split(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let log = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let tail = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut tail) = tail.lock() {
-                    if tail.len() >= 20 {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            }
-        });
-        Ok(Self {
-            child,
-            pid,
-            base: format!("http://{addr}"),
-            log,
-        })
-    }
-
-    /// Whether the server still runs, and its last lines, for an error message.
-    fn state(&mut self) -> String {
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => format!("the server exited ({status})"),
-            Ok(None) => "the server is still running".to_string(),
-            Err(e) => format!("the server's state is unknown ({e})"),
-        };
-        let lines: Vec<String> = self
-            .log
-            .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default();
-        format!("{status}; its last lines:\n{}", lines.join("\n"))
-    }
-
-    pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    /// Peak and current resident memory in MiB (`VmHWM`, `VmRSS`).
-    fn memory_mib(&self) -> (f64, f64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(0.0, |kib| kib / 1024.0)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
-    }
-}
 
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -750,21 +600,21 @@ fn rates_env() -> Vec<(&'static str, String)> {
     .collect()
 }
 
-async fn rates_latency_lag_history(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
+async fn rates_latency_lag_history(ctx: &mut Ctx, db: &ScratchDb) -> Result<(), String> {
     let args = ctx.args.clone();
     let outbox = tempdir()?;
     let mut env = rates_env();
     env.push(("GATEHOUSE_DEV_OUTBOX_DIR", outbox.display().to_string()));
     let result = async {
-        let server = Server::start(&ctx.server, db, &env).await?;
+        let server = Server::start_bench(&ctx.server, &db.url, &env).await?;
         match rates_latency_lag(ctx, db, &server, &args).await {
             Ok(()) if args.runs("history") => history(ctx, db, server, &env).await,
             Ok(()) => {
-                server.stop().await;
+                server.kill().await;
                 Ok(())
             }
             Err(e) => {
-                server.stop().await;
+                server.kill().await;
                 Err(e)
             }
         }
@@ -783,7 +633,7 @@ pub(crate) fn tempdir() -> Result<PathBuf, String> {
 
 async fn rates_latency_lag(
     ctx: &mut Ctx,
-    db: &Db,
+    db: &ScratchDb,
     server: &Server,
     args: &SuiteArgs,
 ) -> Result<(), String> {
@@ -1120,7 +970,7 @@ async fn projection_lag(
 
 async fn history(
     ctx: &mut Ctx,
-    db: &Db,
+    db: &ScratchDb,
     server: Server,
     env: &[(&str, String)],
 ) -> Result<(), String> {
@@ -1222,8 +1072,8 @@ async fn history(
     // Cold: the first command on each account after a restart.
     let (mut cold_old, mut cold_fresh) = (Vec::new(), Vec::new());
     for round in 0..args.cold_rounds {
-        server.stop().await;
-        server = Server::start(&ctx.server, db, env).await?;
+        server.kill().await;
+        server = Server::start_bench(&ctx.server, &db.url, env).await?;
         let base = server.base.clone();
         // Warm the connection pools and code paths on a third account first.
         for _ in 0..3 {
@@ -1237,7 +1087,7 @@ async fn history(
             cold_old.push(timed(old, base.clone()).await?);
         }
     }
-    server.stop().await;
+    server.kill().await;
     let (wo, wf) = (median(&warm_old), median(&warm_fresh));
     let (co, cf) = (median(&cold_old), median(&cold_fresh));
     println!("history: refused sign-in on an account with {old_events} events vs a fresh one ({fresh_events} events)");
@@ -1303,7 +1153,7 @@ fn raw_verification_cpu_ms(count: u32) -> Result<f64, String> {
     Ok(ms(after.saturating_sub(before), count as f64))
 }
 
-async fn cost(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
+async fn cost(ctx: &mut Ctx, db: &ScratchDb) -> Result<(), String> {
     let args = ctx.args.clone();
     let outbox = tempdir()?;
     let mut env = vec![("GATEHOUSE_DEV_OUTBOX_DIR", outbox.display().to_string())];
@@ -1315,11 +1165,11 @@ async fn cost(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
 
 async fn cost_inner(
     ctx: &mut Ctx,
-    db: &Db,
+    db: &ScratchDb,
     env: &[(&str, String)],
     args: &SuiteArgs,
 ) -> Result<(), String> {
-    let server = Server::start(&ctx.server, db, env).await?;
+    let server = Server::start_bench(&ctx.server, &db.url, env).await?;
     let (start_hwm, _) = server.memory_mib();
     let http = http_client()?;
     let base = server.base.clone();
@@ -1365,7 +1215,7 @@ async fn cost_inner(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (signin_hwm, _) = server.memory_mib();
     ctx.signin_hwm_mib = Some((start_hwm, signin_hwm));
-    server.stop().await;
+    server.kill().await;
     pool.close().await;
     let per = ok as f64;
     let hash_ms = ms(server_after.0.saturating_sub(server_before.0), per);
@@ -1424,7 +1274,7 @@ async fn cost_inner(
 // ---------------------------------------------------------------------------------------------
 // Part: peak memory with many accounts and sessions
 
-async fn rss(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
+async fn rss(ctx: &mut Ctx, db: &ScratchDb) -> Result<(), String> {
     let args = ctx.args.clone();
     let outbox = tempdir()?;
     // Cheap Argon2 so that 100,000 sign-ups take minutes, not hours (see the note printed).
@@ -1441,12 +1291,12 @@ async fn rss(ctx: &mut Ctx, db: &Db) -> Result<(), String> {
 
 async fn rss_inner(
     ctx: &mut Ctx,
-    db: &Db,
+    db: &ScratchDb,
     env: &[(&str, String)],
     args: &SuiteArgs,
 ) -> Result<(), String> {
     use futures::StreamExt;
-    let server = Server::start(&ctx.server, db, env).await?;
+    let server = Server::start_bench(&ctx.server, &db.url, env).await?;
     let http = http_client()?;
     let base = server.base.clone();
     let (start_hwm, _) = server.memory_mib();
@@ -1517,7 +1367,7 @@ async fn rss_inner(
         })
         .await;
     let (hwm, rss_now) = server.memory_mib();
-    server.stop().await;
+    server.kill().await;
     let live = tokens.len();
     println!(
         "memory: {} accounts ({reg_secs:.0} s of sign-ups), {live} live sessions, {} successful reads",

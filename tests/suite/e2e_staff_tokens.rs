@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::support::{assert_error_shape, binary, event_types, fast_env, read, Server, TestDb};
+use super::support::{assert_error_shape, binary, event_types, fast_env, Server, TestDb};
 
 /// Runs `gatehouse staff …` against the test database: (exit success, stdout, stderr).
 async fn staff_cli(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
@@ -256,19 +256,4 @@ async fn test_a_token_from_before_expiry_counts_from_the_members_creation() {
     let (ok, list, stderr) = staff_cli(&db, &["list"], &[]).await;
     assert!(ok, "{stderr}");
     assert!(list.contains("(issued at creation)"), "{list}");
-}
-
-impl Server {
-    /// POSTs JSON with a bearer token.
-    async fn post_authed(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        read(r).await
-    }
 }

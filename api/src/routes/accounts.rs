@@ -34,7 +34,7 @@ pub struct RegisterRequest {
     pub email: Option<String>,
     /// Phone number in international format (`+14155550100`).
     pub phone: Option<String>,
-    /// Password: 12 to 128 characters by default, not common, not built from the identifiers.
+    /// Password.
     pub password: String,
     /// Device id chosen by the frontend, recorded for audit.
     pub device_id: Option<String>,
@@ -384,4 +384,10 @@ async fn take_over(
         .map_err(store_error)?;
     tracing::info!(account_id = %holder, "an unverified identifier claim expired and was taken over by a new sign-up");
     Ok(true)
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(register))
 }

@@ -424,3 +424,13 @@ pub async fn verify(
         }
     }
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list, create, revoke_all))
+        .routes(utoipa_axum::routes!(rotate))
+        .routes(utoipa_axum::routes!(revoke))
+        .routes(utoipa_axum::routes!(verify))
+}

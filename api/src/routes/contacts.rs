@@ -321,3 +321,11 @@ async fn execute_change(
         .flow_token(&id, flow_id)
         .map_err(ApiError::internal)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(change_email))
+        .routes(utoipa_axum::routes!(change_phone))
+}

@@ -104,3 +104,9 @@ pub async fn step_up(
         stepped_up_until: auth.now + state.accounts().services().sessions.step_up,
     }))
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(step_up))
+}

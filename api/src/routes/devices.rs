@@ -110,3 +110,11 @@ pub async fn revoke_device(
     state.runner().nudge();
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_devices))
+        .routes(utoipa_axum::routes!(revoke_device))
+}

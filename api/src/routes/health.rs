@@ -168,3 +168,16 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
     )
         .into_response())
 }
+
+/// This module's routes, each with its OpenAPI operation. `/metrics` takes every method (the
+/// handler answers each like an unknown path without the token), so its GET route falls back
+/// to the same handler for the others.
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(readyz))
+        .routes(utoipa_axum::router::UtoipaMethodRouterExt::map(
+            utoipa_axum::routes!(metrics),
+            |route| route.fallback(metrics),
+        ))
+}

@@ -27,7 +27,8 @@ use crate::tokens;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// Email or phone (`+` and digits).
+    /// Email or phone (`+` and digits); at most 320 characters (`400` beyond).
+    #[schema(max_length = 320)]
     pub identifier: String,
     /// Password.
     pub password: String,
@@ -266,6 +267,14 @@ pub async fn logout(
 ) -> Result<StatusCode, ApiError> {
     super::me::end_session(&state, &caller, &auth, auth.session_id()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(login))
+        .routes(utoipa_axum::routes!(logout))
 }
 
 #[cfg(test)]

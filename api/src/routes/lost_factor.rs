@@ -37,7 +37,8 @@ pub const EVIDENCE_LABEL: &str = "recovery-evidence";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LostFactorRequest {
-    /// Email or phone of the account.
+    /// Email or phone of the account; at most 320 characters (`400` beyond).
+    #[schema(max_length = 320)]
     pub identifier: String,
     /// The `device_token` of an earlier sign-in on this device (its own code budget; see
     /// `POST /v1/password/forgot`).
@@ -60,9 +61,12 @@ pub struct StepCode {
 pub struct Evidence {
     /// The flow.
     pub flow_id: String,
-    /// Reference of an identity check at the platform's KYC provider.
+    /// Reference of an identity check at the platform's KYC provider: at most 200 characters,
+    /// not blank (`400` otherwise).
+    #[schema(min_length = 1, max_length = 200)]
     pub kyc_reference: String,
-    /// Free text for the reviewer (at most 2000 characters).
+    /// Free text for the reviewer (at most 2000 characters; `400` beyond).
+    #[schema(max_length = 2000)]
     pub statement: String,
 }
 
@@ -289,4 +293,15 @@ fn execute_error_or_stage(
         .with_status(StatusCode::CONFLICT),
         other => execute_error(other),
     }
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(start))
+        .routes(utoipa_axum::routes!(code_step))
+        .routes(utoipa_axum::routes!(evidence))
+        .routes(utoipa_axum::routes!(complete))
+        .routes(utoipa_axum::routes!(cancel))
 }

@@ -426,7 +426,7 @@ pub async fn set_anti_phishing_phrase(
 
 /// Removes the anti-phishing phrase (the password in `proof`, or a stepped-up session).
 #[utoipa::path(delete, path = "/v1/me/anti-phishing-phrase", tag = "accounts", security(("bearer" = [])),
-    request_body(content = RemovePhraseRequest, description = "Optional: empty when the session is stepped up"),
+    request_body(content = Option<RemovePhraseRequest>, description = "Optional: empty when the session is stepped up"),
     responses(
         (status = 204),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed proof)"),
@@ -537,4 +537,20 @@ pub async fn restrictions(
         has_second_factor: auth.account.has_second_factor(),
         whitelist_only: auth.account.whitelist_only(),
     })
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(me))
+        .routes(utoipa_axum::routes!(list_sessions, revoke_other_sessions))
+        .routes(utoipa_axum::routes!(revoke_session))
+        .routes(utoipa_axum::routes!(login_history))
+        .routes(utoipa_axum::routes!(lockout))
+        .routes(utoipa_axum::routes!(
+            set_anti_phishing_phrase,
+            remove_anti_phishing_phrase
+        ))
+        .routes(utoipa_axum::routes!(restrictions))
 }

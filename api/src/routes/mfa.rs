@@ -93,7 +93,9 @@ pub struct MfaRequest {
     /// From `POST /v1/login/mfa/security-key` (`security_key`).
     pub ceremony_id: Option<String>,
     /// The key's `PublicKeyCredential`, as `navigator.credentials.get` gave it (`security_key`).
-    #[schema(value_type = Option<Object>)]
+    /// Read as any JSON value: only a `security_key` proof looks at it, and refuses anything
+    /// but the credential object.
+    #[schema(value_type = Option<Value>)]
     pub assertion: Option<serde_json::Value>,
     /// Device id, recorded in the login history.
     pub device_id: Option<String>,
@@ -129,7 +131,9 @@ pub struct ProofRequest {
     #[schema(deprecated)]
     pub ceremony_id: Option<String>,
     /// Deprecated: use `proof.assertion`.
-    #[schema(deprecated, value_type = Option<Object>)]
+    /// Read as any JSON value: only a `security_key` proof looks at it, and refuses anything
+    /// but the credential object.
+    #[schema(deprecated, value_type = Option<Value>)]
     pub assertion: Option<serde_json::Value>,
 }
 
@@ -621,4 +625,17 @@ pub(crate) fn mfa_error(
         Refused(E::ChallengeInvalid) => invalid_challenge(),
         other => execute_error(other),
     }
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(start_totp, remove_totp))
+        .routes(utoipa_axum::routes!(confirm_totp))
+        .routes(utoipa_axum::routes!(
+            backup_codes_left,
+            regenerate_backup_codes
+        ))
+        .routes(utoipa_axum::routes!(complete_mfa))
 }

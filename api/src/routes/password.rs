@@ -85,3 +85,9 @@ pub async fn change_password(
     crate::proof::refusal(&executed.events, auth.now)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(change_password))
+}

@@ -47,7 +47,8 @@ impl From<ChannelParam> for Channel {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
-    /// Email or phone of the account.
+    /// Email or phone of the account; at most 320 characters (`400` beyond).
+    #[schema(max_length = 320)]
     pub identifier: String,
     /// Where to send the code; default: the channel of the identifier typed (`email` for an
     /// address, `sms` for a number). The answer names this channel for every identifier, known or
@@ -723,4 +724,18 @@ pub async fn verify_contact(
         }
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(forgot_password))
+        .routes(utoipa_axum::routes!(reset_password))
+        .routes(utoipa_axum::routes!(request_unlock))
+        .routes(utoipa_axum::routes!(confirm_unlock))
+        .routes(utoipa_axum::routes!(verify_contact))
+        .routes(utoipa_axum::routes!(get_flow))
+        .routes(utoipa_axum::routes!(resend))
+        .routes(utoipa_axum::routes!(reset_security_key))
 }

@@ -41,7 +41,9 @@ pub struct RecoveryCaseList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
-    /// Why (kept in the account's history).
+    /// Why (kept in the account's history): 1 to 1000 characters once trimmed (`422
+    /// invalid_reason` otherwise).
+    #[schema(min_length = 1)]
     pub reason: String,
 }
 
@@ -109,7 +111,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/v1/admin/recovery-cases/{case_id}/approve", tag = "admin", security(("bearer" = [])),
     params(("case_id" = String, Path, description = "Case id")), request_body = Decision,
     responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody, description = "`invalid_reason`: the reason is blank or over 1000 characters once trimmed")))]
 pub async fn approve(
     State(state): State<AppState>,
     staff: Staff<ReviewRecoveries>,
@@ -123,7 +126,8 @@ pub async fn approve(
 #[utoipa::path(post, path = "/v1/admin/recovery-cases/{case_id}/deny", tag = "admin", security(("bearer" = [])),
     params(("case_id" = String, Path, description = "Case id")), request_body = Decision,
     responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 422, body = crate::error::ErrorBody, description = "`invalid_reason`: the reason is blank or over 1000 characters once trimmed")))]
 pub async fn deny(
     State(state): State<AppState>,
     staff: Staff<ReviewRecoveries>,
@@ -182,4 +186,13 @@ async fn decide(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list))
+        .routes(utoipa_axum::routes!(approve))
+        .routes(utoipa_axum::routes!(deny))
 }

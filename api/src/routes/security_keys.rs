@@ -510,3 +510,14 @@ pub(crate) async fn assertion_challenge(
         options: serde_json::to_value(options).map_err(ApiError::internal)?,
     })
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list, register))
+        .routes(utoipa_axum::routes!(start_registration))
+        .routes(utoipa_axum::routes!(start_assertion))
+        .routes(utoipa_axum::routes!(rename, remove))
+        .routes(utoipa_axum::routes!(start_login_assertion))
+}

@@ -83,10 +83,12 @@ pub struct InvitationList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRequest {
-    /// The invitee's email; they accept from an account where it is verified.
+    /// The invitee's email; they accept from an account where it is verified. At most 320
+    /// characters (`400` beyond, or when it is not an email address).
+    #[schema(max_length = 320)]
     pub email: String,
     /// `viewer`, `trader` or `admin`.
-    #[schema(value_type = String)]
+    #[schema(value_type = TeamRoleName)]
     pub role: TeamRole,
 }
 
@@ -95,8 +97,22 @@ pub struct InviteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
     /// `viewer`, `trader` or `admin`.
-    #[schema(value_type = String)]
+    #[schema(value_type = TeamRoleName)]
     pub role: TeamRole,
+}
+
+/// A member's role as the API writes it (the domain's `TeamRole`, which knows no schema).
+#[derive(Serialize, ToSchema)]
+#[schema(as = TeamRole)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum TeamRoleName {
+    /// Sees balances, orders and history.
+    Viewer,
+    /// Also trades.
+    Trader,
+    /// Also withdraws and manages members.
+    Admin,
 }
 
 /// What a member may do.
@@ -528,4 +544,18 @@ pub async fn permissions(
         role,
         permissions: role.map(|r| r.permissions().to_vec()).unwrap_or_default(),
     }))
+}
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(create))
+        .routes(utoipa_axum::routes!(get_team))
+        .routes(utoipa_axum::routes!(invite))
+        .routes(utoipa_axum::routes!(cancel_invitation))
+        .routes(utoipa_axum::routes!(accept))
+        .routes(utoipa_axum::routes!(my_invitations))
+        .routes(utoipa_axum::routes!(change_role, remove_member))
+        .routes(utoipa_axum::routes!(permissions))
 }

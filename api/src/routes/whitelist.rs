@@ -450,3 +450,14 @@ pub async fn check(
         };
     Ok(Json(verdict))
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list, propose))
+        .routes(utoipa_axum::routes!(confirm))
+        .routes(utoipa_axum::routes!(remove))
+        .routes(utoipa_axum::routes!(set_mode))
+        .routes(utoipa_axum::routes!(check))
+}

@@ -9,6 +9,7 @@ use crate::context::RequestContext;
 use crate::password::CandidatePassword;
 use crate::policy::codes::{Channel, FlowKind};
 
+use super::evidence::{DeviceClaim, MfaProof};
 use super::proof::Proof;
 
 /// A command to the `Account` aggregate.
@@ -385,16 +386,6 @@ pub struct AttemptLogin {
     pub context: RequestContext,
 }
 
-/// A presented device token, opened at the edge: the device it names and the hash of its
-/// secret. Only the aggregate knows whether that device is trusted with that token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceClaim {
-    /// The device the token names.
-    pub device_id: Uuid,
-    /// SHA-256 (hex) of the token's secret.
-    pub token_hash: String,
-}
-
 /// A device token prepared at the edge with a session: a fresh device id (used when the sign-in
 /// came through the untrusted door) and the hash of a fresh secret (the renewed token's, when a
 /// trusted device signs in again).
@@ -503,57 +494,6 @@ impl CodeAction {
                 | (Self::RecoveryStep, FlowKind::LostSecondFactor)
                 | (Self::ConfirmWithdrawalAddress, FlowKind::WhitelistAddress)
         )
-    }
-}
-
-/// A second factor as the aggregate can judge it: the edge unseals the TOTP secret and reports
-/// the time step a code matched; backup codes arrive as keyed verifiers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MfaProof {
-    /// A TOTP code.
-    Totp {
-        /// The step it matched within the allowed skew, or `None`.
-        matched_step: Option<u64>,
-    },
-    /// A backup code.
-    BackupCode {
-        /// Its keyed verifier.
-        verifier: String,
-    },
-    /// A security key's assertion, as checked at the edge by the WebAuthn library against the
-    /// stored credential.
-    SecurityKey {
-        /// Credential id that signed.
-        key_id: String,
-        /// What the check found.
-        check: KeyCheck,
-    },
-}
-
-/// The WebAuthn check of an assertion.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeyCheck {
-    /// Valid, with the new counter and the updated credential.
-    Verified {
-        /// Signature counter.
-        counter: u32,
-        /// Updated credential.
-        credential: serde_json::Value,
-    },
-    /// Valid signature but the counter did not move forward: a possible clone.
-    CounterRegressed,
-    /// Not a valid assertion.
-    Invalid,
-}
-
-impl MfaProof {
-    /// Wire name of the method.
-    pub fn method(&self) -> &'static str {
-        match self {
-            Self::Totp { .. } => "totp",
-            Self::BackupCode { .. } => "backup_code",
-            Self::SecurityKey { .. } => "security_key",
-        }
     }
 }
 

@@ -263,13 +263,7 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !self
-            .sessions
-            .get(&session_id)
-            .is_some_and(|s| s.is_live(at))
-        {
-            return Err(AccountError::SessionNotFound);
-        }
+        self.live_session(session_id, at)?;
         let method = match &proof.factor {
             Some(factor) if self.has_second_factor() => factor.method(),
             _ => "password",

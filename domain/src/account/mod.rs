@@ -5,19 +5,23 @@ mod controls;
 mod decide;
 mod error;
 mod events;
+mod evidence;
+mod fold;
 mod lost_factor;
 mod proof;
 mod recovery;
 mod redact;
 mod second_factor;
 mod services;
+mod sessions;
+mod sign_in;
 mod state;
 
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, DeviceClaim, DeviceGrant, FlowGrant, KeyCheck, MfaProof, NewApiKey,
-    NewWithdrawalAddress, RedeemCode, RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceGrant, FlowGrant, NewApiKey, NewWithdrawalAddress, RedeemCode,
+    RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
@@ -28,6 +32,7 @@ pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
     LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
+pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
 pub use redact::REDACTED;

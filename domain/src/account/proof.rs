@@ -22,9 +22,9 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::policy::SessionPolicy;
 
-use super::commands::MfaProof;
 use super::error::AccountError;
 use super::events::AccountFact;
+use super::evidence::MfaProof;
 use super::services::AccountServices;
 use super::state::Account;
 

@@ -407,13 +407,7 @@ impl Account {
         services: &AccountServices,
     ) -> Result<Vec<AccountFact>, AccountError> {
         self.require_active()?;
-        if !self
-            .sessions
-            .get(&cmd.session_id)
-            .is_some_and(|s| s.is_live(cmd.at))
-        {
-            return Err(AccountError::SessionNotFound);
-        }
+        self.live_session(cmd.session_id, cmd.at)?;
         let mut facts = match self
             .prove(
                 SensitiveAction::ChangePassword,

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::policy::lockout::FailureOutcome;
 
-use super::commands::{CompleteMfa, KeyCheck, MfaProof, SessionGrant};
+use super::commands::{CompleteMfa, SessionGrant};
 use super::error::AccountError;
 use super::events::{AccountFact, CooldownReason, Door};
+use super::evidence::{KeyCheck, MfaProof};
 use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::Account;

@@ -238,6 +238,14 @@ pub async fn account_events(
     }))
 }
 
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(login_history))
+        .routes(utoipa_axum::routes!(account_events))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,3 +365,14 @@ pub async fn alerts_stream(
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_alerts))
+        .routes(utoipa_axum::routes!(alerts_stream))
+        .routes(utoipa_axum::routes!(get_alert))
+        .routes(utoipa_axum::routes!(acknowledge))
+        .routes(utoipa_axum::routes!(resolve))
+}

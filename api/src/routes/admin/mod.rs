@@ -13,6 +13,13 @@ pub use accounts::*;
 pub use alerts::*;
 pub use staff::*;
 
+/// The admin routes of every area.
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    alerts::router()
+        .merge(accounts::router())
+        .merge(staff::router())
+}
+
 use axum::extract::rejection::QueryRejection;
 use chrono::{DateTime, Utc};
 

@@ -142,3 +142,14 @@ pub async fn revoke_staff_tokens(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// This module's routes, each with its OpenAPI operation (the path is written once, in the
+/// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
+pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(create_staff))
+        .routes(utoipa_axum::routes!(
+            reissue_staff_token,
+            revoke_staff_tokens
+        ))
+}
