@@ -1,26 +1,62 @@
 //! `gatehouse serve`: open the store, apply migrations, start the projections runner and the HTTP
 //! server, and stop both cleanly on SIGINT/SIGTERM.
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gatehouse_domain::password::HashError;
 use gatehouse_domain::{Account, AccountServices};
 use gatehouse_projections::ProjectionRunner;
 use gatehouse_store::Store;
 use gatehouse_store::{AggregateStore, CommandExecutor};
 use tokio::sync::watch;
 
-use crate::config::ServeArgs;
+use crate::config::{ConfigError, ServeArgs};
 use crate::hasher::Argon2Hasher;
-use crate::keys::{generate_master_key_hex, Keys};
+use crate::keys::{generate_master_key_hex, KeyError, Keys};
 use crate::state::AppState;
 
 /// Why the server could not start. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A setting is wrong.
+    /// Settings are wrong together, or a component refused one.
     #[error("{0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    /// PostgreSQL needs an explicit master key.
+    #[error(
+        "GATEHOUSE_MASTER_KEY is required with DATABASE_URL (PostgreSQL). Create one with \
+         `gatehouse keygen`, keep it in your secret manager, and pass it as GATEHOUSE_MASTER_KEY."
+    )]
+    MasterKeyRequired,
+    /// The master key is not the one the store was set up with.
+    #[error(
+        "GATEHOUSE_MASTER_KEY is not the key this store was set up with: identifiers could \
+         not be found and personal data could not be unsealed. Start with the original key."
+    )]
+    MasterKeyMismatch,
+    /// The master key is malformed, or no random key could be generated.
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    /// The Argon2 settings are refused.
+    #[error("{0}")]
+    Hasher(#[from] HashError),
+    /// The embedded store's master key file could not be created or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    MasterKeyFile {
+        /// `create` (the directory) or `write` (the key file).
+        action: &'static str,
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SMTP URL or the SMS webhook URL is refused.
+    #[error("{0}")]
+    Sender(String),
+    /// The Redis URL for the rate limits is refused.
+    #[error("{0}")]
+    RateLimitBackend(String),
     /// The store could not be opened or migrated.
     #[error("cannot open the event store: {0}")]
     Store(String),
@@ -36,32 +72,43 @@ pub enum StartError {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
-    let (store, master_hex) = match &args.database_url {
+    let ServeArgs {
+        store: store_args,
+        http,
+        access,
+        lockout,
+        sessions,
+        passwords,
+        codes,
+        cooldowns,
+        delivery: delivery_args,
+        limits,
+        alerts,
+        accounts: account_args,
+    } = &args;
+    let (store, master_hex) = match &store_args.database_url {
         Some(url) => {
-            let key = args.master_key.clone().ok_or_else(|| {
-                StartError::Config(
-                    "GATEHOUSE_MASTER_KEY is required with DATABASE_URL (PostgreSQL). Create one with \
-                     `gatehouse keygen`, keep it in your secret manager, and pass it as GATEHOUSE_MASTER_KEY."
-                        .into(),
-                )
-            })?;
-            let store = Store::connect_postgres(url, args.db_max_connections)
+            let key = store_args
+                .master_key
+                .clone()
+                .ok_or(StartError::MasterKeyRequired)?;
+            let store = Store::connect_postgres(url, store_args.db_max_connections)
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))?;
             (store, key)
         }
         None => {
-            let key = match &args.master_key {
+            let key = match &store_args.master_key {
                 Some(key) => key.clone(),
-                None => embedded_master_key(&args.data_dir)?,
+                None => embedded_master_key(&store_args.data_dir)?,
             };
-            let store = Store::open_embedded(&args.data_dir)
+            let store = Store::open_embedded(&store_args.data_dir)
                 .await
                 .map_err(|e| StartError::Store(e.to_string()))?;
             (store, key)
         }
     };
-    let keys = Keys::from_master_hex(&master_hex).map_err(|e| StartError::Config(e.to_string()))?;
+    let keys = Keys::from_master_hex(&master_hex)?;
     store
         .migrate()
         .await
@@ -71,105 +118,58 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError::Store(e.to_string()))?;
     if check == crate::directory::KeyCheck::Mismatch {
-        return Err(StartError::Config(
-            "GATEHOUSE_MASTER_KEY is not the key this store was set up with: identifiers could \
-             not be found and personal data could not be unsealed. Start with the original key."
-                .into(),
-        ));
+        return Err(StartError::MasterKeyMismatch);
     }
 
-    let concurrency = args.hash_concurrency.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let hasher = Argon2Hasher::new(args.argon2(), concurrency)
-        .map_err(|e| StartError::Config(e.to_string()))?;
+    let hasher = Argon2Hasher::new(passwords.into(), passwords.concurrency())?;
     let services = AccountServices {
         hasher: Arc::new(hasher),
-        lockout: args
-            .lockout()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-        devices: args
-            .devices()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-        sessions: args
-            .sessions()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-        codes: args
-            .codes()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-        cooldowns: args
-            .cooldowns()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-        contacts: args
-            .contacts()
-            .map_err(|e| StartError::Config(e.to_string()))?,
+        lockout: lockout.try_into()?,
+        devices: lockout.try_into()?,
+        sessions: sessions.try_into()?,
+        codes: codes.into(),
+        cooldowns: cooldowns.into(),
+        contacts: account_args.into(),
     };
-    let delivery = delivery(&args)?;
-    let password_policy = args
-        .password_policy()
-        .map_err(|e| StartError::Config(e.to_string()))?;
+    let delivery = delivery(delivery_args, &store_args.data_dir)?;
+    let password_policy = passwords.try_into()?;
     let accounts = CommandExecutor::<Account>::new(
         AggregateStore::new(&store, gatehouse_domain::upcast::account_upcasters()),
         services,
     );
-    let alert_policy = args
-        .alert_policy()
-        .map_err(|e| StartError::Config(e.to_string()))?;
     let runner = ProjectionRunner::new(
         store.clone(),
-        gatehouse_projections::standard_projections_with(alert_policy),
+        gatehouse_projections::standard_projections_with(alerts.try_into()?),
     )
-    .with_coalesce(std::time::Duration::from_millis(
-        args.projection_coalesce_ms,
-    ));
+    .with_coalesce(store_args.coalesce());
     let state = AppState::new(
         store.clone(),
         accounts,
         keys,
         runner.clone(),
         password_policy,
-        args.trusted_proxies.clone(),
-        throttle(&args, &store)?,
+        http.trusted_proxies.clone(),
+        throttle(limits, &store)?,
     )
-    .with_protection(crate::protection::ProtectionSettings {
-        per_minute: args.flagged_logins_per_minute,
-        flag_for: chrono::Duration::seconds(args.flagged_seconds.max(1)),
-    })
-    .with_controls(
-        args.controls()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    )
-    .with_relying_party(
-        args.relying_party()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    )
-    .with_access(
-        args.access()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    )
-    .with_breach_check(
-        args.breach_check()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    )
-    .with_sms_budget(
-        args.sms_budget()
-            .map_err(|e| StartError::Config(e.to_string()))?,
-    );
+    .with_protection(limits.into())
+    .with_controls(account_args.into())
+    .with_relying_party(account_args.try_into()?)
+    .with_access(access.try_into()?)
+    .with_breach_check(limits.try_into()?)
+    .with_sms_budget(limits.try_into()?);
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(http.listen)
         .await
         .map_err(|cause| StartError::Listen {
-            addr: args.listen,
+            addr: http.listen,
             cause,
         })?;
     let local = listener.local_addr().map_err(|cause| StartError::Listen {
-        addr: args.listen,
+        addr: http.listen,
         cause,
     })?;
 
-    let metrics_listener = match args.metrics_listen {
+    let metrics_listener = match access.metrics_listen {
         Some(addr) => Some((
             addr,
             tokio::net::TcpListener::bind(addr)
@@ -236,28 +236,28 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
 }
 
 /// The message senders: SMTP and the SMS webhook when configured, else development files.
-fn delivery(args: &ServeArgs) -> Result<crate::delivery::worker::Delivery, StartError> {
+fn delivery(
+    args: &crate::config::DeliveryArgs,
+    data_dir: &Path,
+) -> Result<crate::delivery::worker::Delivery, StartError> {
     use crate::delivery::{email, sms, EmailSender, SmsProvider};
     // One TLS provider for both lettre and reqwest (ring: no C toolchain beyond cc).
     crate::install_tls_provider();
-    let outbox = args
-        .dev_outbox_dir
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("outbox"));
+    let outbox = args.outbox(data_dir);
     let email: Arc<dyn EmailSender> = match &args.smtp_url {
         Some(url) => {
-            Arc::new(email::SmtpSender::new(url, &args.smtp_from).map_err(StartError::Config)?)
+            Arc::new(email::SmtpSender::new(url, &args.smtp_from).map_err(StartError::Sender)?)
         }
         None => Arc::new(email::FileEmailSender::new(outbox.clone())),
     };
     let sms: Arc<dyn SmsProvider> = match &args.sms_webhook_url {
-        Some(url) => Arc::new(sms::WebhookSms::new(url).map_err(StartError::Config)?),
+        Some(url) => Arc::new(sms::WebhookSms::new(url).map_err(StartError::Sender)?),
         None => Arc::new(sms::FileSms::new(outbox)),
     };
     Ok(crate::delivery::worker::Delivery {
         email,
         sms,
-        max_attempts: args.delivery_max_attempts.max(1),
+        max_attempts: args.max_attempts(),
     })
 }
 
@@ -268,11 +268,17 @@ fn embedded_master_key(dir: &Path) -> Result<String, StartError> {
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return Ok(existing.trim().to_string());
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StartError::Config(format!("cannot create {}: {e}", dir.display())))?;
-    let key = generate_master_key_hex().map_err(|e| StartError::Config(e.to_string()))?;
-    write_private(&path, &key)
-        .map_err(|e| StartError::Config(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(|source| StartError::MasterKeyFile {
+        action: "create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let key = generate_master_key_hex()?;
+    write_private(&path, &key).map_err(|source| StartError::MasterKeyFile {
+        action: "write",
+        path: path.clone(),
+        source,
+    })?;
     tracing::warn!(path = %path.display(), "generated a master key for the embedded store; back it up with the data");
     Ok(key)
 }
@@ -320,18 +326,18 @@ async fn shutdown_signal() {
 /// The rate limiter: in Redis when `GATEHOUSE_REDIS_URL` is set, else in PostgreSQL (shared by
 /// every process), else per process (the embedded store).
 fn throttle(
-    args: &ServeArgs,
+    args: &crate::config::LimitArgs,
     store: &gatehouse_store::Store,
 ) -> Result<crate::throttle::Throttle, StartError> {
     use crate::throttle::{postgres::PostgresBackend, redis::RedisBackend, Throttle};
     use gatehouse_store::Backend;
-    let table = args
-        .rate_limits()
-        .map_err(|e| StartError::Config(e.to_string()))?;
+    let table = crate::throttle::LimitTable::try_from(args)?;
     let throttle = match (args.redis_url.as_deref(), store.backend()) {
         (Some(url), _) => Throttle::new(
             table,
-            Box::new(RedisBackend::new(url, &args.redis_prefix).map_err(StartError::Config)?),
+            Box::new(
+                RedisBackend::new(url, &args.redis_prefix).map_err(StartError::RateLimitBackend)?,
+            ),
         ),
         (None, Backend::Postgres(pool)) => {
             Throttle::new(table, Box::new(PostgresBackend::new(pool.clone())))

@@ -165,14 +165,13 @@ async fn fresh_rebuild(url: &str) -> Result<FreshRebuild, String> {
     if !status.success() && status.code() != Some(1) {
         return Err(format!("gatehouse-replay rebuild failed ({status})"));
     }
-    let report: serde_json::Value = serde_json::from_str(&out)
+    let report: gatehouse_replay::report::RebuildReport = serde_json::from_str(&out)
         .map_err(|e| format!("unreadable gatehouse-replay report: {e}"))?;
-    let seconds = |k: &str| report["seconds"][k].as_f64().unwrap_or(f64::NAN);
     Ok(FreshRebuild {
-        fold_seconds: seconds("fold"),
-        rebuild_seconds: seconds("rebuild"),
-        total_seconds: seconds("total"),
-        differences: report["differences"].as_u64().unwrap_or(u64::MAX),
+        fold_seconds: report.seconds.fold,
+        rebuild_seconds: report.seconds.rebuild,
+        total_seconds: report.seconds.total,
+        differences: report.differences,
         peak_rss_mib: peak_kib / 1024.0,
     })
 }

@@ -18,6 +18,7 @@ pub mod bulk;
 pub mod cell;
 pub mod lockout_state;
 pub mod login_history;
+pub mod notice;
 pub mod notifications;
 pub mod rebuild;
 pub mod recovery_cases;

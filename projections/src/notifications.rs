@@ -8,10 +8,10 @@
 use gatehouse_domain::policy::Channel;
 use gatehouse_domain::AccountFact;
 use gatehouse_store::{StoreError, StoredEvent};
-use serde_json::json;
 use sqlx::AnyConnection;
 
 use crate::cell::Cell;
+use crate::notice::Notice;
 use crate::runner::ChangeProjection;
 use crate::time::to_ms;
 
@@ -45,10 +45,9 @@ pub enum NotificationChange {
     Enqueue {
         account_id: String,
         sequence: i64,
-        topic: &'static str,
+        notice: Notice,
         target: Target,
         code_id: Option<String>,
-        details: serde_json::Value,
         created_ms: i64,
         expires_ms: Option<i64>,
     },
@@ -72,13 +71,12 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
     };
     let account_id = &event.aggregate_id;
     let created_ms = to_ms(e.at);
-    let enqueue = |topic, target, details, code_id, expires_ms| NotificationChange::Enqueue {
+    let enqueue = |notice, target, code_id, expires_ms| NotificationChange::Enqueue {
         account_id: account_id.clone(),
         sequence: event.sequence,
-        topic,
+        notice,
         target,
         code_id,
-        details,
         created_ms,
         expires_ms,
     };
@@ -91,9 +89,8 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             deliverable: true,
             ..
         } => vec![enqueue(
-            "code",
+            Notice::Code { flow_id: *flow_id },
             Target::Channel(*channel),
-            json!({ "flow_id": flow_id }),
             Some(code_id.to_string()),
             Some(to_ms(expires_at)),
         )],
@@ -103,9 +100,10 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             previous: Some(previous),
             ..
         } => vec![enqueue(
-            "contact_change_requested",
+            Notice::ContactChangeRequested {
+                previous_sealed: previous.sealed.clone(),
+            },
             Target::Channel(Channel::for_contact(*kind)),
-            json!({ "previous_sealed": previous.sealed }),
             None,
             None,
         )],
@@ -119,9 +117,10 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             // The old address hears of the change (sent to it, not to the new one).
             if let Some(previous) = previous {
                 out.push(enqueue(
-                    "contact_changed",
+                    Notice::ContactChanged {
+                        previous_sealed: previous.sealed.clone(),
+                    },
                     Target::Channel(channel),
-                    json!({ "previous_sealed": previous.sealed }),
                     None,
                     None,
                 ));
@@ -133,79 +132,82 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             out
         }
         AccountFact::PasswordReset { context, .. } => vec![enqueue(
-            "password_reset",
+            Notice::PasswordReset {
+                ip: context.ip.clone(),
+            },
             Target::AllVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::PasswordChanged { context, .. } => vec![enqueue(
-            "password_changed",
+            Notice::PasswordChanged {
+                ip: context.ip.clone(),
+            },
             Target::AllVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::IdentifierClaimAttempted { .. } => vec![enqueue(
-            "identifier_claim_attempted",
+            Notice::IdentifierClaimAttempted {},
             Target::EmailIfVerified,
-            json!({}),
             None,
             None,
         )],
         AccountFact::AntiPhishingPhraseRemoved { .. } => vec![enqueue(
-            "anti_phishing_phrase_removed",
+            Notice::AntiPhishingPhraseRemoved {},
             Target::AllVerified,
-            json!({}),
             None,
             None,
         )],
         AccountFact::AccountLocked { until, .. } => vec![enqueue(
-            "account_locked",
+            Notice::AccountLocked { until: *until },
             Target::AllVerified,
-            json!({ "until": until }),
             None,
             None,
         )],
         AccountFact::AccountUnlocked { reason, .. } => vec![enqueue(
-            "account_unlocked",
+            Notice::AccountUnlocked { reason: *reason },
             Target::AllVerified,
-            json!({ "reason": reason }),
             None,
             None,
         )],
         AccountFact::LoginSucceeded { context, .. } => vec![enqueue(
-            "new_sign_in",
+            Notice::NewSignIn {
+                device_id: context.device_id.clone(),
+                ip: context.ip.clone(),
+                user_agent: context.user_agent.clone(),
+            },
             Target::EmailIfVerified,
-            json!({ "ip": context.ip, "user_agent": context.user_agent, "device_id": context.device_id }),
             None,
             None,
         )],
         AccountFact::DuplicateRegistrationAttempted { context } => vec![enqueue(
-            "duplicate_registration",
+            Notice::DuplicateRegistration {
+                ip: context.ip.clone(),
+            },
             Target::EmailIfVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::TotpEnrolled { context, .. } => vec![enqueue(
-            "second_factor_added",
+            Notice::SecondFactorAdded {
+                ip: context.ip.clone(),
+            },
             Target::AllVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::WithdrawalAddressAdded { usable_from, .. } => vec![enqueue(
-            "withdrawal_address_added",
+            Notice::WithdrawalAddressAdded {
+                usable_from: usable_from.to_rfc3339(),
+            },
             Target::AllVerified,
-            json!({ "usable_from": usable_from.to_rfc3339() }),
             None,
             None,
         )],
         AccountFact::WhitelistModeChanged { enabled: false, .. } => vec![enqueue(
-            "whitelist_disabled",
+            Notice::WhitelistDisabled {},
             Target::AllVerified,
-            json!({}),
             None,
             None,
         )],
@@ -213,38 +215,40 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             if scopes.contains(&gatehouse_domain::ApiScope::Withdraw) =>
         {
             vec![enqueue(
-                "withdraw_key_created",
+                Notice::WithdrawKeyCreated { name: name.clone() },
                 Target::AllVerified,
-                json!({ "name": name }),
                 None,
                 None,
             )]
         }
         AccountFact::SecurityKeyRegistered { name, context, .. } => vec![enqueue(
-            "security_key_added",
+            Notice::SecurityKeyAdded {
+                ip: context.ip.clone(),
+                name: name.clone(),
+            },
             Target::AllVerified,
-            json!({ "name": name, "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::SecurityKeyRemoved { context, .. } => vec![enqueue(
-            "security_key_removed",
+            Notice::SecurityKeyRemoved {
+                ip: context.ip.clone(),
+            },
             Target::AllVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::SecondFactorRemoved { context } => vec![enqueue(
-            "second_factor_removed",
+            Notice::SecondFactorRemoved {
+                ip: context.ip.clone(),
+            },
             Target::AllVerified,
-            json!({ "ip": context.ip }),
             None,
             None,
         )],
         AccountFact::RecoveryEvidenceSubmitted { .. } => vec![enqueue(
-            "recovery_started",
+            Notice::RecoveryStarted {},
             Target::AllVerified,
-            json!({}),
             None,
             None,
         )],
@@ -254,19 +258,21 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             ..
         } => vec![enqueue(
             if *approved {
-                "recovery_approved"
+                Notice::RecoveryApproved {
+                    hold_until: *hold_until,
+                }
             } else {
-                "recovery_denied"
+                Notice::RecoveryDenied {
+                    hold_until: *hold_until,
+                }
             },
             Target::AllVerified,
-            json!({ "hold_until": hold_until }),
             None,
             None,
         )],
         AccountFact::RecoveryCancelled { .. } => vec![enqueue(
-            "recovery_cancelled",
+            Notice::RecoveryCancelled {},
             Target::AllVerified,
-            json!({}),
             None,
             None,
         )],
@@ -276,16 +282,14 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             owner_notified: true,
             ..
         } => vec![enqueue(
-            "recovery_request_set_aside",
+            Notice::RecoveryRequestSetAside {},
             Target::EmailIfVerified,
-            json!({}),
             None,
             None,
         )],
         AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
-            "anti_phishing_phrase_set",
+            Notice::AntiPhishingPhraseSet {},
             Target::EmailIfVerified,
-            json!({}),
             None,
             None,
         )],
@@ -364,10 +368,9 @@ async fn write(conn: &mut AnyConnection, change: &NotificationChange) -> Result<
         NotificationChange::Enqueue {
             account_id,
             sequence,
-            topic,
+            notice,
             target,
             code_id,
-            details,
             created_ms,
             expires_ms,
         } => {
@@ -390,10 +393,10 @@ async fn write(conn: &mut AnyConnection, change: &NotificationChange) -> Result<
                 .bind(notification_id(account_id, *sequence, channel))
                 .bind(account_id)
                 .bind(sequence)
-                .bind(*topic)
+                .bind(notice.topic())
                 .bind(channel.as_str())
                 .bind(code_id)
-                .bind(details.to_string())
+                .bind(notice.details().to_string())
                 .bind(created_ms)
                 .bind(expires_ms)
                 .execute(&mut *conn)
@@ -504,7 +507,7 @@ async fn write_many(
                 account_id,
                 sequence,
                 target,
-                details,
+                notice,
                 ..
             } => {
                 let verified = contacts.get(account_id).copied().flatten();
@@ -521,7 +524,7 @@ async fn write_many(
                         id: notification_id(account_id, *sequence, channel),
                         channel,
                         change,
-                        details: details.to_string(),
+                        details: notice.details().to_string(),
                     });
                 }
             }
@@ -574,7 +577,7 @@ async fn write_many(
             if let NotificationChange::Enqueue {
                 account_id,
                 sequence,
-                topic,
+                notice,
                 code_id,
                 created_ms,
                 expires_ms,
@@ -585,7 +588,7 @@ async fn write_many(
                     Cell::from(&row.id),
                     Cell::from(account_id),
                     Cell::from(*sequence),
-                    Cell::from(*topic),
+                    Cell::from(notice.topic()),
                     Cell::from(row.channel.as_str()),
                     Cell::from(code_id),
                     Cell::from(&row.details),
@@ -658,8 +661,8 @@ mod tests {
         };
         let queued = changes(&stored("acc", 4, 100, code(true))).unwrap();
         assert!(matches!(&queued[..], [NotificationChange::Enqueue {
-            topic: "code", target: Target::Channel(Channel::Sms), sequence: 4, expires_ms: Some(900), code_id: Some(id), ..
-        }] if id == &Uuid::from_u128(2).to_string()));
+            notice: Notice::Code { flow_id }, target: Target::Channel(Channel::Sms), sequence: 4, expires_ms: Some(900), code_id: Some(id), ..
+        }] if id == &Uuid::from_u128(2).to_string() && *flow_id == Uuid::from_u128(1)));
         assert!(changes(&stored("acc", 4, 100, code(false)))
             .unwrap()
             .is_empty());
@@ -675,7 +678,7 @@ mod tests {
         assert!(matches!(
             &changes(&stored("acc", 6, 100, set_aside(true))).unwrap()[..],
             [NotificationChange::Enqueue {
-                topic: "recovery_request_set_aside",
+                notice: Notice::RecoveryRequestSetAside {},
                 target: Target::EmailIfVerified,
                 code_id: None,
                 ..

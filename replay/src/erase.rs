@@ -16,13 +16,13 @@
 //! After erasure the events still verify (their stored form is unchanged), every read model
 //! rebuilds identically, and `state`/`export` show the sealed fields as `erased`.
 use chrono::Utc;
+use gatehouse_replay::report::EraseReport;
 use gatehouse_store::Store;
-use serde_json::{json, Value};
 
 use crate::source::{Error, Result};
 
 /// Destroys the account's data key and its identifier claims.
-pub async fn erase(store: &Store, account: &str) -> Result<Value> {
+pub async fn erase(store: &Store, account: &str) -> Result<EraseReport> {
     let mut tx = store.any().begin().await?;
     let keys: i64 = sqlx::query_scalar("select count(*) from account_keys where account_id = $1")
         .bind(account)
@@ -68,10 +68,10 @@ pub async fn erase(store: &Store, account: &str) -> Result<Value> {
             .fetch_one(&mut *tx)
             .await?;
     tx.commit().await?;
-    Ok(json!({
-        "account": account,
-        "key_destroyed_ms": destroyed_ms,
-        "identifier_claims_removed": claims,
-        "side_rows_removed": side_rows,
-    }))
+    Ok(EraseReport {
+        account: account.to_string(),
+        identifier_claims_removed: claims,
+        key_destroyed_ms: destroyed_ms,
+        side_rows_removed: side_rows,
+    })
 }

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use gatehouse_store::{Store, StoredEvent, StreamPosition};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
+
+use gatehouse_replay::report::{ExportFilters, ExportManifest};
 
 use crate::source::{self, Error, Result, Stream};
 
@@ -121,7 +123,7 @@ impl Filters {
 }
 
 /// Runs the export; returns the manifest.
-pub async fn export(store: &Store, args: &ExportArgs) -> Result<Value> {
+pub async fn export(store: &Store, args: &ExportArgs) -> Result<ExportManifest> {
     let filters = Filters {
         accounts: args.accounts.iter().cloned().collect(),
         types: args.event_types.iter().cloned().collect(),
@@ -212,27 +214,31 @@ pub async fn export(store: &Store, args: &ExportArgs) -> Result<Value> {
     out.flush()?;
     bar.finish_and_clear();
     let digest = hex::encode(out.hash.finalize());
-    let manifest = json!({
-        "tool": concat!("gatehouse-replay ", env!("CARGO_PKG_VERSION")),
-        "created_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "store": store.kind(),
-        "format": match args.format { Format::Jsonl => "jsonl", Format::Csv => "csv" },
-        "file": args.out.as_ref().map(|p| p.display().to_string()),
-        "bytes": out.bytes,
-        "sha256": digest,
-        "events": written,
-        "counts_by_type": counts,
-        "first_position": first.map(source::position_json),
-        "last_position": last.map(source::position_json),
-        "erased_accounts_redacted": erased.len(),
-        "filters": {
-            "accounts": args.accounts,
-            "event_types": args.event_types,
-            "from": filters.from,
-            "to": filters.to,
+    let manifest = ExportManifest {
+        bytes: out.bytes,
+        counts_by_type: counts,
+        created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        erased_accounts_redacted: erased.len() as u64,
+        events: written,
+        file: args.out.as_ref().map(|p| p.display().to_string()),
+        filters: ExportFilters {
+            accounts: args.accounts.clone(),
+            event_types: args.event_types.clone(),
+            from: filters.from,
+            to: filters.to,
         },
-        "peak_rss_kib": peak_rss_kib(),
-    });
+        first_position: first.map(source::position),
+        format: match args.format {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }
+        .to_string(),
+        last_position: last.map(source::position),
+        peak_rss_kib: peak_rss_kib(),
+        sha256: digest,
+        store: store.kind().to_string(),
+        tool: concat!("gatehouse-replay ", env!("CARGO_PKG_VERSION")).to_string(),
+    };
     let manifest_path = args
         .manifest
         .clone()

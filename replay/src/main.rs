@@ -42,7 +42,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gatehouse_domain::text::escape_control;
 use gatehouse_store::Store;
-use serde_json::Value;
 
 use crate::source::{Error, Result};
 
@@ -164,7 +163,7 @@ async fn main() -> ExitCode {
     }
 }
 
-fn print_json(v: &Value) -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(std::io::Error::from)?;
     println!("{text}");
     Ok(())
@@ -229,7 +228,7 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
             if args.out.is_some() && args.manifest.is_none() {
                 eprintln!(
                     "exported {} events, sha256 {}",
-                    manifest["events"], manifest["sha256"]
+                    manifest.events, manifest.sha256
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -239,8 +238,8 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
             if args.json {
                 print_json(&report)?;
             } else {
-                for line in report["text"].as_array().into_iter().flatten() {
-                    println!("{}", escape_control(line.as_str().unwrap_or_default()));
+                for line in &report.text {
+                    println!("{}", escape_control(line));
                 }
             }
             Ok(status(differ))
@@ -279,7 +278,7 @@ async fn run(store: &Store, command: Command) -> Result<ExitCode> {
                 println!(
                     "erased account {}: data key destroyed, {} identifier claim(s) removed",
                     escape_control(&account),
-                    report["identifier_claims_removed"]
+                    report.identifier_claims_removed
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -29,8 +29,10 @@ use futures::StreamExt;
 use gatehouse_projections::rebuild::{checkpoint, Shadow, ShadowError, TableRows, SHADOW_SCHEMA};
 use gatehouse_projections::Projection;
 use gatehouse_store::{Store, StoredEvent, StreamPosition};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sqlx::{AnyConnection, Connection};
+
+use gatehouse_replay::report::{self, RebuildReport};
 
 use crate::source::{self, Error, Result};
 
@@ -72,22 +74,34 @@ pub enum Difference {
 }
 
 impl Difference {
-    fn to_json(&self) -> Value {
-        match self {
-            Self::MissingFromLive { table, key, row } => {
-                json!({"kind": "missing_from_live", "table": table, "key": key, "rebuilt": row})
-            }
-            Self::ExtraInLive { table, key, row } => {
-                json!({"kind": "extra_in_live", "table": table, "key": key, "live": row})
-            }
+    fn to_report(&self) -> report::Difference {
+        match self.clone() {
+            Self::MissingFromLive { table, key, row } => report::Difference::MissingFromLive {
+                key,
+                rebuilt: row,
+                table,
+            },
+            Self::ExtraInLive { table, key, row } => report::Difference::ExtraInLive {
+                key,
+                live: row,
+                table,
+            },
             Self::Changed {
                 table,
                 key,
                 columns,
-            } => json!({
-                "kind": "changed", "table": table, "key": key,
-                "columns": columns.iter().map(|(c, l, r)| json!({"column": c, "live": l, "rebuilt": r})).collect::<Vec<_>>(),
-            }),
+            } => report::Difference::Changed {
+                columns: columns
+                    .into_iter()
+                    .map(|(column, live, rebuilt)| report::ChangedColumn {
+                        column,
+                        live,
+                        rebuilt,
+                    })
+                    .collect(),
+                key,
+                table,
+            },
         }
     }
 
@@ -135,7 +149,7 @@ struct Target {
 }
 
 /// Runs the rebuild; returns the report and whether any difference was found.
-pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)> {
+pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(RebuildReport, bool)> {
     let all = gatehouse_projections::rebuild_projections();
     let projections: Vec<Arc<dyn Projection>> = match &args.projection {
         None => all,
@@ -230,23 +244,23 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
     }
 
     let mut reports = Vec::new();
-    let mut differences = 0usize;
+    let mut differences = 0u64;
     let mut text = Vec::new();
     for t in &targets {
         let mut tables = Vec::new();
-        let mut diff_count = 0usize;
+        let mut diff_count = 0u64;
         for table in t.projection.tables() {
             let (diffs, live_rows, rebuilt_rows) = compare(&mut tx, &shadow, table).await?;
-            diff_count += diffs.len();
+            diff_count += diffs.len() as u64;
             for d in &diffs {
                 text.push(d.to_text());
             }
-            tables.push(json!({
-                "table": table,
-                "rows_live": live_rows,
-                "rows_rebuilt": rebuilt_rows,
-                "differences": diffs.iter().map(Difference::to_json).collect::<Vec<_>>(),
-            }));
+            tables.push(report::TableReport {
+                differences: diffs.iter().map(Difference::to_report).collect(),
+                rows_live: live_rows,
+                rows_rebuilt: rebuilt_rows,
+                table: table.to_string(),
+            });
         }
         let behind = moved_back.contains(&t.projection.name());
         if behind {
@@ -269,13 +283,13 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
                 format!("{diff_count} difference(s)")
             }
         ));
-        reports.push(json!({
-            "projection": t.projection.name(),
-            "events_applied": t.applied,
-            "position": source::position_json(t.rebuilt),
-            "tables": tables,
-            "differences": diff_count,
-        }));
+        reports.push(report::ProjectionReport {
+            differences: diff_count,
+            events_applied: t.applied,
+            position: source::position(t.rebuilt),
+            projection: t.projection.name().to_string(),
+            tables,
+        });
     }
     if args.swap {
         for t in &targets {
@@ -296,18 +310,18 @@ pub async fn rebuild(store: &Store, args: &RebuildArgs) -> Result<(Value, bool)>
         rebuild_seconds - fold_seconds,
         total_seconds - rebuild_seconds
     ));
-    let report = json!({
-        "projections": reports,
-        "differences": differences,
-        "swapped": args.swap,
-        "shadow": if shadow.postgres() { Some(SHADOW_SCHEMA) } else { None },
-        "seconds": {
-            "fold": fold_seconds,
-            "rebuild": rebuild_seconds,
-            "total": total_seconds,
+    let report = RebuildReport {
+        differences,
+        projections: reports,
+        seconds: report::RebuildSeconds {
+            fold: fold_seconds,
+            rebuild: rebuild_seconds,
+            total: total_seconds,
         },
-        "text": text,
-    });
+        shadow: shadow.postgres().then(|| SHADOW_SCHEMA.to_string()),
+        swapped: args.swap,
+        text,
+    };
     Ok((report, differences > 0))
 }
 

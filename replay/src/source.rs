@@ -246,6 +246,14 @@ pub fn position_json(p: StreamPosition) -> Value {
     serde_json::json!({"tx": p.tx, "pos": p.pos})
 }
 
+/// A stream position as the reports print it.
+pub fn position(p: StreamPosition) -> gatehouse_replay::report::Position {
+    gatehouse_replay::report::Position {
+        pos: p.pos,
+        tx: p.tx,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

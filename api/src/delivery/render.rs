@@ -1,7 +1,8 @@
 //! The words of each message. Emails carry the owner's anti-phishing phrase first, so a message
 //! without it is recognisably not from us; text messages stay short.
+use chrono::{DateTime, SecondsFormat, Utc};
 use gatehouse_domain::policy::FlowKind;
-use serde_json::Value;
+use gatehouse_projections::notice::Notice;
 
 /// What a message is about, with what it needs to say.
 #[derive(Debug, Clone)]
@@ -16,12 +17,10 @@ pub enum Topic<'a> {
         valid_minutes: i64,
     },
     /// A notice about a security event (`password_reset`, `account_locked`, …) with its details.
-    Notice {
-        /// Outbox topic.
-        topic: &'a str,
-        /// Details recorded with the event.
-        details: &'a Value,
-    },
+    Notice(&'a Notice),
+    /// An outbox row whose topic this server does not know (written by a newer version, or
+    /// damaged): a generic notice naming the topic.
+    Unrecognised(&'a str),
 }
 
 /// Subject and body of an email.
@@ -50,7 +49,7 @@ pub fn sms(topic: &Topic<'_>) -> String {
             "{code} is your Gatehouse {} code. It expires in {valid_minutes} min. Never share it.",
             purpose(*kind)
         ),
-        Topic::Notice { .. } => {
+        Topic::Notice(_) | Topic::Unrecognised(_) => {
             let (subject, _) = words(topic);
             format!("Gatehouse: {subject}. If this was not you, secure your account now.")
         }
@@ -68,11 +67,14 @@ fn purpose(kind: FlowKind) -> &'static str {
     }
 }
 
-fn detail<'a>(details: &'a Value, key: &str) -> &'a str {
-    details
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
+/// A recorded detail, or `unknown` when none was recorded.
+fn known(detail: &Option<String>) -> &str {
+    detail.as_deref().unwrap_or("unknown")
+}
+
+/// An instant as it was stored in the outbox's details (RFC 3339, `Z`).
+fn instant(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn words(topic: &Topic<'_>) -> (String, String) {
@@ -88,59 +90,63 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                 purpose(*kind)
             ),
         ),
-        Topic::Notice { topic, details } => match *topic {
-            "password_reset" => (
+        Topic::Unrecognised(other) => (
+            "Security notice".into(),
+            format!("A security event occurred on your account ({other})."),
+        ),
+        Topic::Notice(notice) => match notice {
+            Notice::PasswordReset { ip } => (
                 "Your password was changed".into(),
                 format!(
                     "Your password was reset (request from {}). Every session was signed out, \
                      every API key was revoked (see GET /v1/me/api-keys), and withdrawals and \
                      other high-risk changes are paused for a while.",
-                    detail(details, "ip")
+                    known(ip)
                 ),
             ),
-            "password_changed" => (
+            Notice::PasswordChanged { ip } => (
                 "Your password was changed".into(),
                 format!(
                     "Your password was changed from a signed-in session (request from {}). Every \
                      other session was signed out, and high-risk changes are paused for a while. \
                      If you did not do this, reset your password at once with \
                      POST /v1/password/forgot and contact support.",
-                    detail(details, "ip")
+                    known(ip)
                 ),
             ),
-            "identifier_claim_attempted" => (
+            Notice::IdentifierClaimAttempted {} => (
                 "Someone tried to use your address".into(),
                 "Another account tried to change its contact to this address, which belongs to \
                  your account. Nothing changed. If you do not know why, no action is needed."
                     .into(),
             ),
-            "account_locked" => (
+            Notice::AccountLocked { until } => (
                 "Your account was locked".into(),
                 format!(
                     "Too many failed sign-ins: your account is locked until {} (UTC). You can \
                      unlock it early with a code sent to you.",
-                    detail(details, "until")
+                    instant(until)
                 ),
             ),
-            "account_unlocked" => (
+            Notice::AccountUnlocked { .. } => (
                 "Your account was unlocked".into(),
                 "Your account was unlocked and its failed sign-in count reset.".into(),
             ),
-            "new_sign_in" => (
+            Notice::NewSignIn { ip, user_agent, .. } => (
                 "New sign-in to your account".into(),
                 format!(
                     "A new sign-in to your account from {} ({}).",
-                    detail(details, "ip"),
-                    detail(details, "user_agent")
+                    known(ip),
+                    known(user_agent)
                 ),
             ),
-            "duplicate_registration" => (
+            Notice::DuplicateRegistration { .. } => (
                 "Someone tried to sign up with your address".into(),
                 "Someone tried to open a new account with this address, which already has one. \
                  If it was you, sign in or reset your password instead."
                     .into(),
             ),
-            "contact_change_requested" => (
+            Notice::ContactChangeRequested { .. } => (
                 "A change of your contact details was requested".into(),
                 "Someone signed in to your account asked to replace this address. It stays your \
                  account's address, for sign-in and recovery, until the new one is confirmed; \
@@ -149,7 +155,7 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  and contact support."
                     .into(),
             ),
-            "contact_changed" => (
+            Notice::ContactChanged { .. } => (
                 "Your contact details were changed".into(),
                 "This address was replaced on your account and will no longer receive our \
                  messages once the new one is verified. High-risk changes are paused for a while. \
@@ -157,88 +163,88 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  POST /v1/password/forgot (the code comes to this address) and contact support."
                     .into(),
             ),
-            "second_factor_added" => (
+            Notice::SecondFactorAdded { ip } => (
                 "An authenticator app was added".into(),
                 format!(
                     "An authenticator app was added to your account (request from {}); sign-ins \
                      may now use its code. Keep your backup codes somewhere safe. If you did not do \
                      this, reset your password at once.",
-                    detail(details, "ip")
+                    known(ip)
                 ),
             ),
-            "second_factor_removed" => (
+            Notice::SecondFactorRemoved { ip } => (
                 "Two-step sign-in was turned off".into(),
                 format!(
                     "Your second factor was removed (request from {}). Withdrawals and other \
                      high-risk changes are paused for a while.",
-                    detail(details, "ip")
+                    known(ip)
                 ),
             ),
-            "withdrawal_address_added" => (
+            Notice::WithdrawalAddressAdded { usable_from } => (
                 "A withdrawal address was added".into(),
                 format!(
                     "An address was added to your withdrawal whitelist; withdrawals to it are \
                      possible from {}. If you did not do this, sign in, remove it and reset your \
                      password.",
-                    detail(details, "usable_from")
+                    usable_from
                 ),
             ),
-            "whitelist_disabled" => (
+            Notice::WhitelistDisabled {} => (
                 "Whitelist-only withdrawals were turned off".into(),
                 "Withdrawals may now go to any address. High-risk changes are paused for a \
                  while. If you did not do this, sign in and turn it back on."
                     .into(),
             ),
-            "withdraw_key_created" => (
+            Notice::WithdrawKeyCreated { name } => (
                 "An API key that can withdraw was created".into(),
                 format!(
                     "An API key named \"{}\" with the withdraw scope was created; high-risk \
                      changes are paused for a while. If you did not do this, revoke it at once.",
-                    detail(details, "name")
+                    name
                 ),
             ),
-            "security_key_added" => (
+            Notice::SecurityKeyAdded { ip, name } => (
                 "A security key was added".into(),
                 format!(
                     "The security key \"{}\" was added to your account (request from {}); \
                      sign-ins may now use it. If you did not do this, reset your password at once.",
-                    detail(details, "name"),
-                    detail(details, "ip")
+                    name,
+                    known(ip)
                 ),
             ),
-            "security_key_removed" => (
+            Notice::SecurityKeyRemoved { ip } => (
                 "A security key was removed".into(),
                 format!(
                     "A security key was removed from your account (request from {}). \
                      Withdrawals and other high-risk changes are paused for a while.",
-                    detail(details, "ip")
+                    known(ip)
                 ),
             ),
-            "recovery_started" => (
+            Notice::RecoveryStarted {} => (
                 "Account recovery requested".into(),
                 "Someone asked to recover access to your account without its second factor. If \
                  it was not you, sign in and cancel it, then change your password."
                     .into(),
             ),
-            "recovery_approved" => (
+            Notice::RecoveryApproved { hold_until } => (
                 "Account recovery approved: second factor removal pending".into(),
                 format!(
                     "A reviewer approved the recovery of your account. Your second factor will be \
                      removed after {} (UTC) unless you cancel from any signed-in session \
                      (DELETE /v1/me/recovery).",
-                    detail(details, "hold_until")
+                    hold_until.as_ref().map_or_else(|| "unknown".to_string(), instant)
                 ),
             ),
-            "recovery_denied" => (
+            Notice::RecoveryDenied { .. } => (
                 "Account recovery denied".into(),
                 "A reviewer denied the request to recover your account without its second factor."
                     .into(),
             ),
-            "recovery_cancelled" => (
+            Notice::RecoveryCancelled {} => (
                 "Account recovery cancelled".into(),
                 "The pending recovery of your account was cancelled.".into(),
             ),
-            "recovery_request_set_aside" => (
+            Notice::RecoveryRequestSetAside {} => (
                 "Another recovery request for your account".into(),
                 "Someone asked to recover your account without its second factor while your \
                  recovery case is in progress. That request was set aside: your case is unchanged \
@@ -247,19 +253,19 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                  We tell you of such requests at most once a day."
                     .into(),
             ),
-            "anti_phishing_phrase_set" => (
+            Notice::AntiPhishingPhraseSet {} => (
                 "Your anti-phishing phrase was changed".into(),
                 "Your anti-phishing phrase was changed. Every email from us starts with it.".into(),
             ),
-            "anti_phishing_phrase_removed" => (
+            Notice::AntiPhishingPhraseRemoved {} => (
                 "Your anti-phishing phrase was removed".into(),
                 "Your anti-phishing phrase was removed: our emails no longer start with it. If you \
                  did not do this, reset your password at once."
                     .into(),
             ),
-            other => (
-                "Security notice".into(),
-                format!("A security event occurred on your account ({other})."),
+            Notice::Code { .. } => (
+                "Your one-time code".into(),
+                "A one-time code was issued for your account.".into(),
             ),
         },
     }
@@ -282,6 +288,25 @@ mod tests {
         assert!(body.contains("123456"));
         let (_, body) = email(&topic, None);
         assert!(!body.contains("anti-phishing phrase:"));
+    }
+
+    #[test]
+    fn test_notices_carry_their_details_as_stored_and_unknown_topics_stay_generic() {
+        let at = chrono::DateTime::from_timestamp(1_767_322_800, 0).unwrap_or_default();
+        let (_, body) = email(&Topic::Notice(&Notice::AccountLocked { until: at }), None);
+        assert!(body.contains("until 2026-01-02T03:00:00Z (UTC)"), "{body}");
+        let (_, body) = email(
+            &Topic::Notice(&Notice::NewSignIn {
+                device_id: None,
+                ip: Some("198.51.100.7".into()),
+                user_agent: None,
+            }),
+            None,
+        );
+        assert!(body.contains("from 198.51.100.7 (unknown)"), "{body}");
+        let (subject, body) = email(&Topic::Unrecognised("from_the_future"), None);
+        assert_eq!(subject, "Security notice");
+        assert!(body.contains("(from_the_future)"));
     }
 
     #[test]

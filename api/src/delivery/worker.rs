@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::policy::Channel;
 use gatehouse_domain::{Account, AccountCommand, AccountFact};
+use gatehouse_projections::notice::Notice;
 use gatehouse_projections::notifications::outbox::{self, DueMessage};
 use gatehouse_store::StoreError;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use super::render::{self, Topic};
 use super::{DeliveryError, EmailMessage, EmailSender, SmsMessage, SmsProvider};
@@ -194,24 +194,19 @@ async fn prepare_and_send(
                 DeliveryError::transient(format!("cannot load the account: {e}")),
             )
         })?;
+    let notice = Notice::from_stored(&pending.topic, &pending.details);
+    let known = notice.as_ref().ok();
     // A change notice goes to the contact that was replaced; the code of a requested contact
     // goes to that contact, not to the current one.
-    let requested = pending
-        .details
-        .get("flow_id")
-        .and_then(|v| v.as_str())
-        .and_then(|f| uuid::Uuid::parse_str(f).ok())
+    let requested = known
+        .and_then(Notice::flow_id)
         .and_then(|flow_id| {
             account
                 .pending_contact(pending.channel.contact_kind())
                 .filter(|p| p.flow_id == flow_id)
         })
         .map(|p| p.contact.sealed.as_str());
-    let previous = pending
-        .details
-        .get("previous_sealed")
-        .and_then(|v| v.as_str())
-        .or(requested);
+    let previous = known.and_then(Notice::previous_sealed).or(requested);
     let opened = open_contact_and_phrase(
         state,
         &pending.account_id,
@@ -234,11 +229,8 @@ async fn prepare_and_send(
     let code;
     let topic = match pending.code_id {
         Some(code_id) => {
-            let flow = pending
-                .details
-                .get("flow_id")
-                .and_then(|v| v.as_str())
-                .and_then(|s| Uuid::parse_str(s).ok())
+            let flow = known
+                .and_then(Notice::flow_id)
                 .and_then(|id| account.flow(id));
             let Some(flow) = flow else {
                 return Err((masked, DeliveryError::permanent("the flow is gone")));
@@ -262,9 +254,9 @@ async fn prepare_and_send(
                 valid_minutes,
             }
         }
-        None => Topic::Notice {
-            topic: &pending.topic,
-            details: &pending.details,
+        None => match known {
+            Some(notice) => Topic::Notice(notice),
+            None => Topic::Unrecognised(&pending.topic),
         },
     };
     let sent = match pending.channel {
@@ -313,11 +305,9 @@ async fn prepare_and_send(
 /// Records that a text message was withheld by a spent SMS budget (`SmsWithheld`, which the
 /// `sms_budget_reached` alert reads); the message's `NotificationFailed` follows.
 async fn record_withheld(state: &AppState, pending: &DueMessage, scope: &str, now: DateTime<Utc>) {
-    let flow_id = pending
-        .details
-        .get("flow_id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok());
+    let flow_id = Notice::from_stored(&pending.topic, &pending.details)
+        .ok()
+        .and_then(|notice| notice.flow_id());
     let outcome = AccountFact::SmsWithheld {
         flow_id,
         scope: scope.to_string(),

@@ -557,7 +557,7 @@ pub enum AccountFact {
         /// The flow.
         flow_id: Uuid,
         /// Which step.
-        step: String,
+        step: RecoveryStep,
     },
     /// Identity evidence was submitted for manual review.
     RecoveryEvidenceSubmitted {
@@ -732,6 +732,17 @@ pub enum UnlockReason {
     PasswordReset,
 }
 
+/// A code step of a lost-second-factor recovery. Stored as `"email"` / `"phone"` (the strings
+/// the field held when it was a `String`; events already written keep deserializing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryStep {
+    /// The code sent to the verified email was right.
+    Email,
+    /// The code sent to the verified phone was right.
+    Phone,
+}
+
 /// Why high-risk actions are paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -877,7 +888,7 @@ impl AccountFact {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::json;
@@ -890,7 +901,8 @@ mod tests {
         Uuid::from_u128(7)
     }
 
-    fn every_fact() -> Vec<AccountFact> {
+    /// One sample of every fact (also used by the redaction tests).
+    pub(in crate::account) fn every_fact() -> Vec<AccountFact> {
         let ctx = RequestContext::new(Some("203.0.113.9".into()), Some("ua".into()), None);
         vec![
             AccountFact::AccountRegistered {
@@ -1155,7 +1167,7 @@ mod tests {
             },
             AccountFact::RecoveryStepPassed {
                 flow_id: sid(),
-                step: "email".into(),
+                step: RecoveryStep::Email,
             },
             AccountFact::RecoveryEvidenceSubmitted {
                 flow_id: sid(),
@@ -1291,6 +1303,51 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(reason).unwrap(), json!(name));
             let back: LoginFailureReason = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(back, reason);
+        }
+    }
+
+    #[test]
+    fn test_recovery_steps_keep_their_stored_names() {
+        // The only strings `RecoveryStepPassed.step` was ever written with (it was a `String`).
+        for (step, name) in [
+            (RecoveryStep::Email, "email"),
+            (RecoveryStep::Phone, "phone"),
+        ] {
+            assert_eq!(serde_json::to_value(step).unwrap(), json!(name));
+            let back: RecoveryStep = serde_json::from_value(json!(name)).unwrap();
+            assert_eq!(back, step);
+        }
+        let stored = json!({"RecoveryStepPassed": {
+            "flow_id": "00000000-0000-0000-0000-000000000007",
+            "step": "phone"
+        }});
+        let fact: AccountFact = serde_json::from_value(stored.clone()).unwrap();
+        assert!(matches!(
+            fact,
+            AccountFact::RecoveryStepPassed {
+                step: RecoveryStep::Phone,
+                ..
+            }
+        ));
+        assert_eq!(serde_json::to_value(&fact).unwrap(), stored);
+        assert!(serde_json::from_value::<RecoveryStep>(json!("evidence")).is_err());
+    }
+
+    #[test]
+    fn test_cooldown_reasons_keep_their_stored_names() {
+        for (reason, name) in [
+            (CooldownReason::PasswordReset, "password_reset"),
+            (CooldownReason::SecondFactorRemoved, "second_factor_removed"),
+            (CooldownReason::LostFactorRecovery, "lost_factor_recovery"),
+            (CooldownReason::SecondFactorAdded, "second_factor_added"),
+            (CooldownReason::WithdrawKeyCreated, "withdraw_key_created"),
+            (CooldownReason::WhitelistDisabled, "whitelist_disabled"),
+            (CooldownReason::ContactChanged, "contact_changed"),
+            (CooldownReason::PasswordChanged, "password_changed"),
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), json!(name));
+            let back: CooldownReason = serde_json::from_value(json!(name)).unwrap();
             assert_eq!(back, reason);
         }
     }

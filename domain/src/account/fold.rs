@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::policy::codes::{Channel, FlowKind};
 
-use super::events::{AccountEvent, AccountFact, Door, Requester};
+use super::events::{AccountEvent, AccountFact, Door, RecoveryStep, Requester};
 use super::state::{
     Account, AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, SecurityKeyFactor, Session, TotpFactor,
@@ -623,8 +623,8 @@ impl Account {
     fn fold_recovery(&mut self, fact: &AccountFact, at: DateTime<Utc>) {
         match fact {
             AccountFact::RecoveryStepPassed { flow_id, step } => {
-                let next = |case: &RecoveryCase| match (step.as_str(), case.needs_phone) {
-                    ("email", true) => RecoveryStage::PhoneCode,
+                let next = |case: &RecoveryCase| match (step, case.needs_phone) {
+                    (RecoveryStep::Email, true) => RecoveryStage::PhoneCode,
                     _ => RecoveryStage::Evidence,
                 };
                 if let Some(case) = self.recovery_flows.get_mut(flow_id) {

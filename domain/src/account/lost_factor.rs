@@ -11,7 +11,7 @@ use crate::policy::codes::Channel;
 
 use super::commands::CodeGrant;
 use super::error::AccountError;
-use super::events::{AccountFact, CooldownReason, SessionEndReason};
+use super::events::{AccountFact, CooldownReason, RecoveryStep, SessionEndReason};
 use super::services::AccountServices;
 use super::state::{Account, AccountStatus, RecoveryStage};
 
@@ -52,18 +52,12 @@ impl Account {
             return Err(AccountError::RecoveryStage);
         }
         let step = if case.stage == RecoveryStage::EmailCode {
-            "email"
+            RecoveryStep::Email
         } else {
-            "phone"
+            RecoveryStep::Phone
         };
-        let mut facts = vec![
-            used,
-            AccountFact::RecoveryStepPassed {
-                flow_id,
-                step: step.to_string(),
-            },
-        ];
-        if step == "email" && case.needs_phone {
+        let mut facts = vec![used, AccountFact::RecoveryStepPassed { flow_id, step }];
+        if step == RecoveryStep::Email && case.needs_phone {
             let code = next_code.ok_or(AccountError::RecoveryStage)?;
             facts.push(AccountFact::CodeIssued {
                 flow_id,

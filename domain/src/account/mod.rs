@@ -10,6 +10,7 @@ mod fold;
 mod lost_factor;
 mod proof;
 mod recovery;
+mod redact;
 mod second_factor;
 mod services;
 mod sessions;
@@ -29,11 +30,12 @@ pub use controls::{
 pub use error::AccountError;
 pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
-    LoginFailureReason, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
+    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
+pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{

@@ -159,7 +159,8 @@ pub struct TimelineEvent {
     pub event_type: String,
     /// Payload version.
     pub event_version: String,
-    /// Payload as stored, with hashes, verifiers and sealed fields replaced by `"[redacted]"`.
+    /// Payload (decoded at the current version), with the fields its event type marks secret
+    /// (hashes, verifiers, sealed data) replaced by `"[redacted]"`.
     #[schema(value_type = Object)]
     pub payload: Value,
 }
@@ -175,30 +176,13 @@ pub struct TimelinePage {
     pub next_after: Option<i64>,
 }
 
-/// Keys whose values are never shown, even to staff: hashes, verifiers, sealed data.
-fn redacted_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["hash", "verifier", "sealed", "secret", "token"]
-        .iter()
-        .any(|w| k.contains(w))
-        || k == "email"
-        || k == "phone"
-}
-
-/// Replaces secret-bearing values in a payload.
-pub fn redact(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if redacted_key(key) && !v.is_null() {
-                    *v = Value::String("[redacted]".into());
-                } else {
-                    redact(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact),
-        _ => {}
+/// A stored account event as staff see it: decoded (and upcast), then redacted by its type
+/// ([`AccountEvent::redacted`](gatehouse_domain::AccountEvent::redacted) says which fields are
+/// secret). A payload that does not decode is hidden whole.
+pub fn redact(event_type: &str, event_version: &str, payload: &Value) -> Value {
+    match gatehouse_domain::upcast::decode_account_event_ref(event_type, event_version, payload) {
+        Ok(event) => event.redacted(),
+        Err(_) => Value::String(gatehouse_domain::account::REDACTED.into()),
     }
 }
 
@@ -231,14 +215,11 @@ pub async fn account_events(
     let events: Vec<TimelineEvent> = rows
         .into_iter()
         .take(limit as usize)
-        .map(|mut r| {
-            redact(&mut r.payload);
-            TimelineEvent {
-                sequence: r.sequence,
-                event_type: r.event_type,
-                event_version: r.event_version,
-                payload: r.payload,
-            }
+        .map(|r| TimelineEvent {
+            payload: redact(&r.event_type, &r.event_version, &r.payload),
+            sequence: r.sequence,
+            event_type: r.event_type,
+            event_version: r.event_version,
         })
         .collect();
     let next_after = if more {
@@ -266,14 +247,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn test_redact_hides_hashes_verifiers_and_sealed_contacts() {
-        let mut v = serde_json::json!({"fact": {"LoginFailed": {"context": {"ip": "1.2.3.4"}}},
-            "x": {"password_hash": "$argon2id$", "verifier": "ab", "email": {"sealed": "zz"},
-                  "sealed_phrase": "q", "token_hash": "t", "phone": null}});
-        redact(&mut v);
-        let s = v.to_string();
-        assert!(!s.contains("argon2") && !s.contains("\"ab\"") && !s.contains("zz"));
-        assert!(s.contains("1.2.3.4"));
-        assert_eq!(v["x"]["phone"], Value::Null);
+    fn test_redact_decodes_then_hides_by_type_and_hides_undecodable_payloads() {
+        let stored = serde_json::json!({"at": "2026-01-05T09:00:00Z", "prev": "00",
+            "fact": {"PasswordRehashed": {"password_hash": "$argon2id$v=19$secret"}}});
+        let shown = redact("PasswordRehashed", "1.0", &stored).to_string();
+        assert!(
+            !shown.contains("argon2") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        let unknown = serde_json::json!({"fact": {"Novel": {"anything": "$argon2id$"}}});
+        assert_eq!(
+            redact("Novel", "1.0", &unknown),
+            Value::String("[redacted]".into())
+        );
+        assert_eq!(
+            redact("PasswordRehashed", "9.9", &stored),
+            Value::String("[redacted]".into())
+        );
     }
 }

@@ -229,7 +229,7 @@ fn test_lost_factor_phone_step_accepts_only_a_code_sent_by_sms() {
     let given = step(given, resend(7, 2, Some(Channel::Sms), t(4)), t(4));
     let facts = run(given, redeem(7, 2, CodeAction::RecoveryStep, t(5))).unwrap();
     assert!(
-        matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if step == "phone"),
+        matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if *step == RecoveryStep::Phone),
         "{facts:?}"
     );
 }

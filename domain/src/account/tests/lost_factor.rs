@@ -107,7 +107,9 @@ fn test_email_then_phone_then_evidence_then_review_then_hold_then_removal() {
         (1, 4)
     );
     let facts = run(given.clone(), redeem(0, t(2))).unwrap();
-    assert!(matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if step == "email"));
+    assert!(
+        matches!(&facts[1], AccountFact::RecoveryStepPassed { step, .. } if *step == RecoveryStep::Email)
+    );
     assert!(matches!(
         &facts[2],
         AccountFact::CodeIssued {
