@@ -9,8 +9,12 @@ use cqrs_es::Aggregate;
 use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndReason};
 use gatehouse_domain::text::escape_control;
 use gatehouse_domain::{Account, AccountEvent, AccountFact, Door};
+use gatehouse_replay::report::{
+    AddressState, ApiKeyState, ContactsState, CooldownState, Evidence, LockoutState, RecoveryState,
+    SecondFactorsState, SecurityKeyState, SessionState, StateReport, WhitelistState,
+};
 use gatehouse_store::{Store, StoredEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::source::{self, Error, Result, ERASED};
 
@@ -183,17 +187,17 @@ pub fn describe(fact: &AccountFact) -> String {
     }
 }
 
-fn evidence(entry: &Entry) -> Value {
-    json!({
-        "sequence": entry.sequence,
-        "at": ts(entry.event.at),
-        "event_type": entry.event.fact.name(),
-        "what": describe(&entry.event.fact),
-    })
+fn evidence(entry: &Entry) -> Evidence {
+    Evidence {
+        sequence: entry.sequence,
+        at: ts(entry.event.at),
+        event_type: entry.event.fact.name().to_string(),
+        what: describe(&entry.event.fact),
+    }
 }
 
 /// The account as it stood at `at`: the domain's fold of every event up to and including `at`.
-pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Value> {
+pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<StateReport> {
     let entries = load(store, account).await?;
     let erased = source::is_erased(store, account).await?;
     let mut folded = Account::default();
@@ -206,7 +210,7 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         applied.push(entry);
     }
     // The events that explain each part of the answer.
-    let status_evidence: Vec<Value> = applied
+    let status_evidence: Vec<Evidence> = applied
         .iter()
         .filter(|e| {
             matches!(e.event.fact, AccountFact::AccountRegistered { .. })
@@ -237,7 +241,7 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
             )
         })
         .collect();
-    let mut lockout_evidence: Vec<Value> = Vec::new();
+    let mut lockout_evidence: Vec<Evidence> = Vec::new();
     if since_success > 0 {
         lockout_evidence.push(evidence(applied[since_success - 1]));
     }
@@ -251,11 +255,11 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         })
         .unwrap_or(0);
     let lock = folded.lock_at(at);
-    let sessions: Vec<Value> = folded
+    let sessions: Vec<SessionState> = folded
         .live_sessions(at)
         .into_iter()
         .map(|(id, s)| {
-            let made: Vec<Value> = applied
+            let made: Vec<Evidence> = applied
                 .iter()
                 .filter(|e| match &e.event.fact {
                     AccountFact::SessionStarted { session_id, .. }
@@ -265,27 +269,26 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
                 })
                 .map(|e| evidence(e))
                 .collect();
-            json!({
-                "session_id": id,
-                "started_at": ts(s.started_at),
-                "expires_at": ts(s.expires_at),
-                "idle_expires_at": ts(s.idle_expires_at),
-                "ip": s.context.ip,
-                "user_agent": s.context.user_agent,
-                "device_id": s.context.device_id,
-                "evidence": made,
-            })
+            SessionState {
+                session_id: id.to_string(),
+                started_at: ts(s.started_at),
+                expires_at: ts(s.expires_at),
+                idle_expires_at: ts(s.idle_expires_at),
+                ip: s.context.ip.clone(),
+                user_agent: s.context.user_agent.clone(),
+                device_id: s.context.device_id.clone(),
+                evidence: made,
+            }
         })
         .collect();
-    let sealed = |present: bool| -> Value {
+    let sealed = |present: bool| -> Option<String> {
         match (present, erased) {
-            (false, _) => Value::Null,
-            (true, true) => Value::String(ERASED.into()),
-            (true, false) => Value::String("sealed".into()),
+            (false, _) => None,
+            (true, true) => Some(ERASED.into()),
+            (true, false) => Some("sealed".into()),
         }
     };
-    let status = serde_json::to_value(folded.status()).unwrap_or(Value::Null);
-    let cooldown_evidence: Vec<Value> = applied
+    let cooldown_evidence: Vec<Evidence> = applied
         .iter()
         .filter(|e| match &e.event.fact {
             AccountFact::HighRiskCooldownStarted { until, .. } => e.event.at <= at && at < *until,
@@ -293,12 +296,12 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         })
         .map(|e| evidence(e))
         .collect();
-    let verified: Vec<Value> = folded
+    let verified: Vec<String> = folded
         .verified_channels()
         .iter()
-        .map(|c| Value::String(c.as_str().to_string()))
+        .map(|c| c.as_str().to_string())
         .collect();
-    let factor_evidence: Vec<Value> = applied
+    let factor_evidence: Vec<Evidence> = applied
         .iter()
         .filter(|e| {
             matches!(
@@ -312,29 +315,27 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
         })
         .map(|e| evidence(e))
         .collect();
-    let security_keys: Vec<Value> = folded
+    let security_keys: Vec<SecurityKeyState> = folded
         .security_keys()
         .iter()
-        .map(|(id, k)| {
-            json!({
-                "key_id": id,
-                "name": k.name,
-                "registered_at": ts(k.registered_at),
-                "last_used_at": k.last_used_at.map(ts),
-            })
+        .map(|(id, k)| SecurityKeyState {
+            key_id: id.clone(),
+            name: k.name.clone(),
+            registered_at: ts(k.registered_at),
+            last_used_at: k.last_used_at.map(ts),
         })
         .collect();
     let recovery = folded.recovery().map(|r| {
         let (step, of) = r.step_of();
-        json!({
-            "flow_id": r.flow_id,
-            "stage": serde_name(&r.stage),
-            "step": step,
-            "steps_total": of,
-            "hold_until": r.hold_until.map(ts),
-        })
+        RecoveryState {
+            flow_id: r.flow_id.to_string(),
+            stage: serde_name(&r.stage),
+            step,
+            steps_total: of,
+            hold_until: r.hold_until.map(ts),
+        }
     });
-    let api_keys: Vec<Value> = folded
+    let api_keys: Vec<ApiKeyState> = folded
         .api_keys()
         .iter()
         .map(|(id, k)| {
@@ -345,137 +346,134 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<Va
             } else {
                 "active"
             };
-            json!({
-                "key_id": id,
-                "name": k.name,
-                "scopes": k.scopes,
-                "status": status,
-                "created_at": ts(k.created_at),
-            })
+            ApiKeyState {
+                key_id: id.to_string(),
+                name: k.name.clone(),
+                scopes: k.scopes.clone(),
+                status: status.to_string(),
+                created_at: ts(k.created_at),
+            }
         })
         .collect();
-    let addresses: Vec<Value> = folded
+    let addresses: Vec<AddressState> = folded
         .withdrawal_addresses()
         .iter()
-        .map(|(id, a)| {
-            json!({
-                "address_id": id,
-                "asset": a.asset,
-                "network": a.network,
-                "address": if erased { ERASED } else { "sealed" },
-                "usable_from": a.usable_from.map(ts),
-            })
+        .map(|(id, a)| AddressState {
+            address_id: id.to_string(),
+            asset: a.asset.clone(),
+            network: a.network.clone(),
+            address: if erased { ERASED } else { "sealed" }.to_string(),
+            usable_from: a.usable_from.map(ts),
         })
         .collect();
-    Ok(json!({
-        "account": account,
-        "at": ts(at),
-        "events_applied": applied.len(),
-        "last_sequence": applied.last().map(|e| e.sequence),
-        "status": status,
-        "status_evidence": status_evidence,
-        "contacts": {
-            "email": sealed(folded.email().is_some()),
-            "phone": sealed(folded.phone().is_some()),
+    Ok(StateReport {
+        account: account.to_string(),
+        at: ts(at),
+        events_applied: applied.len() as u64,
+        last_sequence: applied.last().map(|e| e.sequence),
+        status: folded.status(),
+        status_evidence,
+        contacts: ContactsState {
+            email: sealed(folded.email().is_some()),
+            phone: sealed(folded.phone().is_some()),
         },
-        "lockout": {
-            "locked": lock.is_some(),
-            "locked_until": lock.map(|l| ts(l.until)),
-            "consecutive_failures": folded.consecutive_failures(),
-            "lock_level": lock_level,
-            "evidence": lockout_evidence,
+        lockout: LockoutState {
+            locked: lock.is_some(),
+            locked_until: lock.map(|l| ts(l.until)),
+            consecutive_failures: folded.consecutive_failures(),
+            lock_level,
+            evidence: lockout_evidence,
         },
-        "verified_channels": verified,
-        "high_risk_cooldown": {
-            "until": folded.high_risk_until(at).map(ts),
-            "reasons": folded.high_risk_reasons(at),
-            "evidence": cooldown_evidence,
+        verified_channels: verified,
+        high_risk_cooldown: CooldownState {
+            until: folded.high_risk_until(at).map(ts),
+            reasons: folded.high_risk_reasons(at),
+            evidence: cooldown_evidence,
         },
-        "second_factors": {
-            "totp": folded.has_totp(),
-            "backup_codes_left": folded.backup_codes_left(),
-            "security_keys": security_keys,
-            "evidence": factor_evidence,
+        second_factors: SecondFactorsState {
+            totp: folded.has_totp(),
+            backup_codes_left: folded.backup_codes_left() as u64,
+            security_keys,
+            evidence: factor_evidence,
         },
-        "recovery": recovery,
-        "api_keys": api_keys,
-        "withdrawal_whitelist": {
-            "whitelist_only": folded.whitelist_only(),
-            "addresses": addresses,
+        recovery,
+        api_keys,
+        withdrawal_whitelist: WhitelistState {
+            whitelist_only: folded.whitelist_only(),
+            addresses,
         },
-        "sessions_open": sessions.len(),
-        "sessions": sessions,
-        "chain_head": folded.chain_head().0,
-    }))
+        sessions_open: sessions.len() as u64,
+        sessions,
+        chain_head: folded.chain_head().0.clone(),
+    })
 }
 
-/// A report value as text for a terminal: strings bare but with control characters escaped
-/// (they may hold a client's device id or user agent), null as `-`.
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => escape_control(s).into_owned(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// A report string as text for a terminal: control characters escaped (it may hold a client's
+/// device id or user agent).
+fn text(v: &str) -> String {
+    escape_control(v).into_owned()
+}
+
+/// An optional report string as text, absent as `-`.
+fn opt(v: &Option<String>) -> String {
+    v.as_deref().map_or_else(|| "-".into(), text)
+}
+
+/// A list as its JSON text (as the report prints it).
+fn list<T: serde::Serialize>(v: &[T]) -> String {
+    text(&serde_json::to_string(v).unwrap_or_default())
 }
 
 /// One line per evidence event: `#sequence time what`, indented.
-fn evidence_lines(out: &mut String, evidence: &Value, indent: &str) {
-    let s = text;
-    for e in evidence.as_array().into_iter().flatten() {
+fn evidence_lines(out: &mut String, evidence: &[Evidence], indent: &str) {
+    for e in evidence {
         let _ = writeln!(
             out,
             "{indent}#{} {} {}",
-            s(&e["sequence"]),
-            s(&e["at"]),
-            s(&e["what"])
+            e.sequence,
+            text(&e.at),
+            text(&e.what)
         );
     }
 }
 
 /// Renders a `state` report as text.
-pub fn state_text(v: &Value) -> String {
+pub fn state_text(v: &StateReport) -> String {
     let mut out = String::new();
-    let s = text;
     let _ = writeln!(
         out,
         "account {} at {} ({} events applied, last sequence {})",
-        s(&v["account"]),
-        s(&v["at"]),
-        s(&v["events_applied"]),
-        s(&v["last_sequence"])
+        text(&v.account),
+        text(&v.at),
+        v.events_applied,
+        v.last_sequence
+            .map_or_else(|| "-".into(), |n| n.to_string())
     );
-    let _ = writeln!(out, "status: {}", s(&v["status"]));
-    evidence_lines(&mut out, &v["status_evidence"], "  ");
+    let _ = writeln!(out, "status: {}", serde_name(&v.status));
+    evidence_lines(&mut out, &v.status_evidence, "  ");
     let _ = writeln!(
         out,
         "contacts: email {}, phone {}",
-        s(&v["contacts"]["email"]),
-        s(&v["contacts"]["phone"])
+        opt(&v.contacts.email),
+        opt(&v.contacts.phone)
     );
-    let l = &v["lockout"];
-    if l["locked"].as_bool() == Some(true) {
+    let l = &v.lockout;
+    if l.locked {
         let _ = writeln!(
             out,
             "lockout: LOCKED until {} (lock level {})",
-            s(&l["locked_until"]),
-            s(&l["lock_level"])
+            opt(&l.locked_until),
+            l.lock_level
         );
     } else {
         let _ = writeln!(
             out,
             "lockout: not locked; {} consecutive failure(s), lock level {}",
-            s(&l["consecutive_failures"]),
-            s(&l["lock_level"])
+            l.consecutive_failures, l.lock_level
         );
     }
-    evidence_lines(&mut out, &l["evidence"], "  ");
-    let channels: Vec<String> = v["verified_channels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
+    evidence_lines(&mut out, &l.evidence, "  ");
+    let channels: Vec<String> = v.verified_channels.iter().map(|c| text(c)).collect();
     let _ = writeln!(
         out,
         "verified channels: {}",
@@ -485,73 +483,68 @@ pub fn state_text(v: &Value) -> String {
             channels.join(", ")
         }
     );
-    let c = &v["high_risk_cooldown"];
-    if c["until"].is_string() {
+    let c = &v.high_risk_cooldown;
+    if c.until.is_some() {
         let _ = writeln!(
             out,
             "high-risk cooldown until {} ({})",
-            s(&c["until"]),
-            s(&c["reasons"])
+            opt(&c.until),
+            list(&c.reasons)
         );
-        evidence_lines(&mut out, &c["evidence"], "  ");
+        evidence_lines(&mut out, &c.evidence, "  ");
     }
-    let f = &v["second_factors"];
-    let keys = f["security_keys"].as_array().map_or(0, Vec::len);
+    let f = &v.second_factors;
     let _ = writeln!(
         out,
-        "second factors: totp {}, {} backup code(s) left, {keys} security key(s)",
-        if f["totp"].as_bool() == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        s(&f["backup_codes_left"])
+        "second factors: totp {}, {} backup code(s) left, {} security key(s)",
+        if f.totp { "on" } else { "off" },
+        f.backup_codes_left,
+        f.security_keys.len()
     );
-    evidence_lines(&mut out, &f["evidence"], "  ");
-    let r = &v["recovery"];
-    if r.is_object() {
+    evidence_lines(&mut out, &f.evidence, "  ");
+    if let Some(r) = &v.recovery {
         let _ = writeln!(
             out,
             "lost-factor recovery: {} (step {} of {}), hold until {}",
-            s(&r["stage"]),
-            s(&r["step"]),
-            s(&r["steps_total"]),
-            s(&r["hold_until"])
+            text(&r.stage),
+            r.step,
+            r.steps_total,
+            opt(&r.hold_until)
         );
     }
-    for k in v["api_keys"].as_array().into_iter().flatten() {
+    for k in &v.api_keys {
         let _ = writeln!(
             out,
             "api key {} ({}): {} {}",
-            s(&k["key_id"]),
-            s(&k["name"]),
-            s(&k["status"]),
-            s(&k["scopes"])
+            text(&k.key_id),
+            text(&k.name),
+            text(&k.status),
+            list(&k.scopes)
         );
     }
-    let w = &v["withdrawal_whitelist"];
+    let w = &v.withdrawal_whitelist;
     let _ = writeln!(
         out,
         "withdrawal whitelist: {}, {} address(es)",
-        if w["whitelist_only"].as_bool() == Some(true) {
+        if w.whitelist_only {
             "whitelist only"
         } else {
             "off"
         },
-        w["addresses"].as_array().map_or(0, Vec::len)
+        w.addresses.len()
     );
-    let _ = writeln!(out, "sessions open: {}", s(&v["sessions_open"]));
-    for sess in v["sessions"].as_array().into_iter().flatten() {
+    let _ = writeln!(out, "sessions open: {}", v.sessions_open);
+    for sess in &v.sessions {
         let _ = writeln!(
             out,
             "  session {} since {} (ends by {}, idle expiry {}) from {}",
-            s(&sess["session_id"]),
-            s(&sess["started_at"]),
-            s(&sess["expires_at"]),
-            s(&sess["idle_expires_at"]),
-            s(&sess["ip"])
+            text(&sess.session_id),
+            text(&sess.started_at),
+            text(&sess.expires_at),
+            text(&sess.idle_expires_at),
+            opt(&sess.ip)
         );
-        evidence_lines(&mut out, &sess["evidence"], "    ");
+        evidence_lines(&mut out, &sess.evidence, "    ");
     }
     out
 }
@@ -754,20 +747,26 @@ mod tests {
 
     #[test]
     fn test_state_text_escapes_report_strings() {
-        let report = json!({
+        let report: StateReport = serde_json::from_value(serde_json::json!({
             "account": "a", "at": "t", "events_applied": 1, "last_sequence": 1,
             "status": "active", "status_evidence": [],
             "contacts": {"email": "sealed", "phone": null},
-            "lockout": {"locked": false, "consecutive_failures": 1, "lock_level": 0,
-                        "evidence": [{"sequence": 1, "at": "t", "what": describe(&entries()[0].event.fact)}]},
-            "verified_channels": [], "high_risk_cooldown": {"until": null},
+            "lockout": {"locked": false, "locked_until": null, "consecutive_failures": 1, "lock_level": 0,
+                        "evidence": [{"sequence": 1, "at": "t", "event_type": "LoginSucceeded",
+                                      "what": describe(&entries()[0].event.fact)}]},
+            "verified_channels": [], "high_risk_cooldown": {"until": null, "reasons": [], "evidence": []},
             "second_factors": {"totp": false, "backup_codes_left": 0, "security_keys": [], "evidence": []},
-            "recovery": null, "api_keys": [{"key_id": "k", "name": EVIL, "status": "active", "scopes": ["read"]}],
+            "recovery": null,
+            "api_keys": [{"key_id": "k", "name": EVIL, "status": "active", "scopes": ["read"],
+                          "created_at": "t"}],
             "withdrawal_whitelist": {"whitelist_only": false, "addresses": []},
             "sessions_open": 1,
             "sessions": [{"session_id": "s", "started_at": "t", "expires_at": "t",
-                          "idle_expires_at": "t", "ip": EVIL, "evidence": []}],
-        });
+                          "idle_expires_at": "t", "ip": EVIL, "user_agent": null, "device_id": null,
+                          "evidence": []}],
+            "chain_head": "h",
+        }))
+        .unwrap();
         let out = state_text(&report);
         assert_terminal_safe(&out);
         assert!(out.contains("\\u{1b}]0;pwned"), "{out}");

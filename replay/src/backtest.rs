@@ -16,9 +16,9 @@ use gatehouse_domain::policy::lockout::{FailureOutcome, LockoutPolicy};
 use gatehouse_domain::AccountFact;
 use gatehouse_store::{Store, StreamPosition};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::source::{self, Error, Result, Stream};
+use gatehouse_replay::report::{BacktestAccount, BacktestLock, BacktestPolicy, BacktestReport};
 
 /// The candidate settings (TOML or JSON); missing fields take the built-in defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,14 +70,14 @@ struct LockRecord {
 }
 
 impl LockRecord {
-    fn to_json(&self) -> Value {
-        json!({
-            "sequence": self.sequence,
-            "at": self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            "until": self.until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            "level": self.level,
-            "failure_sequences": self.failures,
-        })
+    fn report(&self) -> BacktestLock {
+        BacktestLock {
+            sequence: self.sequence,
+            at: self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            until: self.until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            level: self.level,
+            failure_sequences: self.failures.clone(),
+        }
     }
 }
 
@@ -112,7 +112,7 @@ impl Sim {
 }
 
 /// Runs the backtest; returns the report.
-pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<Value> {
+pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<BacktestReport> {
     let mut accounts: BTreeMap<String, Sim> = BTreeMap::new();
     let total = store.count_after(StreamPosition::default()).await?;
     let bar = source::progress(u64::try_from(total).unwrap_or(0), "backtest");
@@ -212,14 +212,14 @@ pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<Value> {
         if !sim.differs() {
             continue;
         }
-        let entry = json!({
-            "account": account,
-            "actual_locks": sim.actual.iter().map(LockRecord::to_json).collect::<Vec<_>>(),
-            "simulated_locks": sim.simulated.iter().map(LockRecord::to_json).collect::<Vec<_>>(),
-            "successes_that_would_have_been_refused": sim.successes_refused,
-            "failures_that_would_have_been_refused": sim.failures_refused,
-            "refused_attempts_with_unknown_outcome": sim.unknown_outcome,
-        });
+        let entry = BacktestAccount {
+            account: account.clone(),
+            actual_locks: sim.actual.iter().map(LockRecord::report).collect(),
+            simulated_locks: sim.simulated.iter().map(LockRecord::report).collect(),
+            successes_that_would_have_been_refused: sim.successes_refused.clone(),
+            failures_that_would_have_been_refused: sim.failures_refused.clone(),
+            refused_attempts_with_unknown_outcome: sim.unknown_outcome.clone(),
+        };
         if sim.actual.is_empty() {
             would_lock.push(entry);
         } else if sim.simulated.is_empty() {
@@ -228,66 +228,64 @@ pub async fn backtest(store: &Store, policy: &LockoutPolicy) -> Result<Value> {
             changed.push(entry);
         }
     }
-    Ok(json!({
-        "policy": {
-            "threshold": policy.threshold,
-            "lock_seconds": policy.base.num_seconds(),
-            "max_lock_seconds": policy.max.num_seconds(),
+    let count = |f: fn(&Sim) -> bool| accounts.values().filter(|s| f(s)).count() as u64;
+    Ok(BacktestReport {
+        policy: BacktestPolicy {
+            threshold: policy.threshold,
+            lock_seconds: policy.base.num_seconds(),
+            max_lock_seconds: policy.max.num_seconds(),
         },
-        "accounts_seen": accounts.len(),
-        "attempts": attempts,
-        "accounts_locked_actually": accounts.values().filter(|s| !s.actual.is_empty()).count(),
-        "accounts_locked_under_policy": accounts.values().filter(|s| !s.simulated.is_empty()).count(),
-        "would_have_been_locked": would_lock,
-        "would_not_have_been_locked": would_not_lock,
-        "locked_differently": changed,
-    }))
+        accounts_seen: accounts.len() as u64,
+        attempts,
+        accounts_locked_actually: count(|s| !s.actual.is_empty()),
+        accounts_locked_under_policy: count(|s| !s.simulated.is_empty()),
+        would_have_been_locked: would_lock,
+        would_not_have_been_locked: would_not_lock,
+        locked_differently: changed,
+    })
 }
 
 /// Renders a backtest report as text.
-pub fn text(report: &Value) -> String {
+pub fn text(report: &BacktestReport) -> String {
+    let p = &report.policy;
     let mut out = format!(
         "policy: threshold {}, first lock {} s, longest {} s\n{} accounts, {} attempts; locked: {} actually, {} under this policy\n",
-        report["policy"]["threshold"],
-        report["policy"]["lock_seconds"],
-        report["policy"]["max_lock_seconds"],
-        report["accounts_seen"],
-        report["attempts"],
-        report["accounts_locked_actually"],
-        report["accounts_locked_under_policy"],
+        p.threshold,
+        p.lock_seconds,
+        p.max_lock_seconds,
+        report.accounts_seen,
+        report.attempts,
+        report.accounts_locked_actually,
+        report.accounts_locked_under_policy,
     );
-    let seqs = |v: &Value| -> String {
-        v.as_array()
-            .map(|a| a.iter().map(Value::to_string).collect::<Vec<_>>().join(","))
-            .unwrap_or_default()
-    };
+    let seqs = |v: &[i64]| -> String { v.iter().map(i64::to_string).collect::<Vec<_>>().join(",") };
     for (section, title) in [
-        ("would_have_been_locked", "WOULD LOCK"),
-        ("would_not_have_been_locked", "WOULD NOT LOCK"),
-        ("locked_differently", "LOCKED DIFFERENTLY"),
+        (&report.would_have_been_locked, "WOULD LOCK"),
+        (&report.would_not_have_been_locked, "WOULD NOT LOCK"),
+        (&report.locked_differently, "LOCKED DIFFERENTLY"),
     ] {
-        for a in report[section].as_array().into_iter().flatten() {
+        for a in section {
             out.push_str(&format!(
                 "{title} {}\n",
-                gatehouse_domain::text::escape_control(a["account"].as_str().unwrap_or("?"))
+                gatehouse_domain::text::escape_control(&a.account)
             ));
-            for l in a["actual_locks"].as_array().into_iter().flatten() {
+            for l in &a.actual_locks {
                 out.push_str(&format!(
                     "  actual lock at #{} until {} after failures #{}\n",
-                    l["sequence"],
-                    l["until"].as_str().unwrap_or("?"),
-                    seqs(&l["failure_sequences"])
+                    l.sequence,
+                    l.until,
+                    seqs(&l.failure_sequences)
                 ));
             }
-            for l in a["simulated_locks"].as_array().into_iter().flatten() {
+            for l in &a.simulated_locks {
                 out.push_str(&format!(
                     "  would lock at #{} until {} after failures #{}\n",
-                    l["sequence"],
-                    l["until"].as_str().unwrap_or("?"),
-                    seqs(&l["failure_sequences"])
+                    l.sequence,
+                    l.until,
+                    seqs(&l.failure_sequences)
                 ));
             }
-            let refused = seqs(&a["successes_that_would_have_been_refused"]);
+            let refused = seqs(&a.successes_that_would_have_been_refused);
             if !refused.is_empty() {
                 out.push_str(&format!(
                     "  successful sign-ins that would have been refused: #{refused}\n"

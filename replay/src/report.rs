@@ -178,6 +178,315 @@ pub struct EraseReport {
     pub side_rows_removed: u64,
 }
 
+/// `gatehouse-replay backtest --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BacktestReport {
+    /// Accounts that were actually locked at least once.
+    pub accounts_locked_actually: u64,
+    /// Accounts the candidate policy would have locked at least once.
+    pub accounts_locked_under_policy: u64,
+    /// Accounts with at least one recorded sign-in attempt.
+    pub accounts_seen: u64,
+    /// Sign-in attempts replayed.
+    pub attempts: u64,
+    /// Locked either way, at other events or for another time.
+    pub locked_differently: Vec<BacktestAccount>,
+    /// The candidate settings.
+    pub policy: BacktestPolicy,
+    /// Never locked, but would have been.
+    pub would_have_been_locked: Vec<BacktestAccount>,
+    /// Locked, but would not have been.
+    pub would_not_have_been_locked: Vec<BacktestAccount>,
+}
+
+/// The lockout settings a backtest tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BacktestPolicy {
+    /// First lock duration, seconds.
+    pub lock_seconds: i64,
+    /// Longest lock, seconds.
+    pub max_lock_seconds: i64,
+    /// Consecutive failures that lock.
+    pub threshold: u32,
+}
+
+/// One account whose fate would have differed under the candidate policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BacktestAccount {
+    /// The account.
+    pub account: String,
+    /// The locks recorded.
+    pub actual_locks: Vec<BacktestLock>,
+    /// Sequences of failures the candidate would have refused as locked.
+    pub failures_that_would_have_been_refused: Vec<i64>,
+    /// Sequences of attempts refused while locked whose outcome is unknown under the candidate.
+    pub refused_attempts_with_unknown_outcome: Vec<i64>,
+    /// The locks the candidate would have set.
+    pub simulated_locks: Vec<BacktestLock>,
+    /// Sequences of successful sign-ins the candidate would have refused.
+    pub successes_that_would_have_been_refused: Vec<i64>,
+}
+
+/// A lock, actual or simulated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BacktestLock {
+    /// When it was set (RFC 3339).
+    pub at: String,
+    /// Sequences of the failures that led to it.
+    pub failure_sequences: Vec<i64>,
+    /// Its lock level.
+    pub level: u32,
+    /// The sequence it stands at (the failure that caused it).
+    pub sequence: i64,
+    /// Until when it holds (RFC 3339).
+    pub until: String,
+}
+
+/// `gatehouse-replay verify --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Aggregates seen.
+    pub aggregates: u64,
+    /// Aggregates whose chain is broken.
+    pub broken_aggregates: u64,
+    /// Each checkpoint's verdict.
+    pub checkpoints: Vec<CheckpointVerdict>,
+    /// Events verified.
+    pub events: i64,
+    /// Each tampered event, named.
+    pub findings: Vec<TamperFinding>,
+    /// Whether everything checked out.
+    pub ok: bool,
+    /// The trusted public key (hex), if one was configured.
+    pub trusted_key: Option<String>,
+}
+
+/// A tampered event found by `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TamperFinding {
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The aggregate's type.
+    pub aggregate_type: String,
+    /// Why the tool says so.
+    pub detail: String,
+    /// `altered`, `deleted`, `reordered` or `inserted`.
+    pub kind: String,
+    /// The event's sequence in its aggregate.
+    pub sequence: i64,
+}
+
+/// One signed checkpoint checked by `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointVerdict {
+    /// Whether the number of events up to it matches.
+    pub count_ok: bool,
+    /// Whether the running digest up to it matches.
+    pub digest_ok: bool,
+    /// Whether its recorded chain heads are unchanged.
+    pub heads_ok: bool,
+    /// The checkpoint's id.
+    pub id: i64,
+    /// Whether everything about it checked out.
+    pub ok: bool,
+    /// The position it signed.
+    pub position: Position,
+    /// What failed, in words.
+    pub problems: Vec<String>,
+    /// Whether its signature is good and by a trusted key.
+    pub signature_ok: bool,
+    /// The verdict as a terminal line.
+    pub text: String,
+}
+
+/// `gatehouse-replay state --json`: one account as it stood at an instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateReport {
+    /// The account.
+    pub account: String,
+    /// Its API keys.
+    pub api_keys: Vec<ApiKeyState>,
+    /// The instant (RFC 3339).
+    pub at: String,
+    /// The chain head after the last event applied.
+    pub chain_head: String,
+    /// Its contacts (`sealed`, `erased` or null; never opened).
+    pub contacts: ContactsState,
+    /// Events folded.
+    pub events_applied: u64,
+    /// A high-risk cooldown in force.
+    pub high_risk_cooldown: CooldownState,
+    /// The last event folded.
+    pub last_sequence: Option<i64>,
+    /// Lockout.
+    pub lockout: LockoutState,
+    /// A lost-factor recovery in progress.
+    pub recovery: Option<RecoveryState>,
+    /// Second factors enrolled.
+    pub second_factors: SecondFactorsState,
+    /// The sessions open at the instant.
+    pub sessions: Vec<SessionState>,
+    /// How many sessions were open.
+    pub sessions_open: u64,
+    /// `new`, `unregistered` or `active`.
+    pub status: gatehouse_domain::account::AccountStatus,
+    /// The events that explain the status.
+    pub status_evidence: Vec<Evidence>,
+    /// Verified contact channels.
+    pub verified_channels: Vec<String>,
+    /// The withdrawal whitelist.
+    pub withdrawal_whitelist: WhitelistState,
+}
+
+/// An event that explains part of a `state` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// When it happened (RFC 3339).
+    pub at: String,
+    /// Its type.
+    pub event_type: String,
+    /// Its sequence in the account.
+    pub sequence: i64,
+    /// One line describing it.
+    pub what: String,
+}
+
+/// An API key in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyState {
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Its id.
+    pub key_id: String,
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<gatehouse_domain::account::ApiScope>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+}
+
+/// Contacts in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactsState {
+    /// `sealed`, `erased`, or null when none.
+    pub email: Option<String>,
+    /// `sealed`, `erased`, or null when none.
+    pub phone: Option<String>,
+}
+
+/// A high-risk cooldown in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CooldownState {
+    /// The events that started it.
+    pub evidence: Vec<Evidence>,
+    /// Why it holds.
+    pub reasons: Vec<String>,
+    /// Until when (RFC 3339), null when none is in force.
+    pub until: Option<String>,
+}
+
+/// Lockout in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockoutState {
+    /// Consecutive failures counted.
+    pub consecutive_failures: u32,
+    /// The last success or unlock and every failure, lock and refusal since.
+    pub evidence: Vec<Evidence>,
+    /// The lock level reached.
+    pub lock_level: u32,
+    /// Whether it was locked at the instant.
+    pub locked: bool,
+    /// Until when (RFC 3339).
+    pub locked_until: Option<String>,
+}
+
+/// A lost-factor recovery in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryState {
+    /// The recovery flow.
+    pub flow_id: String,
+    /// The end of its hold (RFC 3339), if any.
+    pub hold_until: Option<String>,
+    /// Its stage, in words.
+    pub stage: String,
+    /// The step reached.
+    pub step: u32,
+    /// Steps in all.
+    pub steps_total: u32,
+}
+
+/// Second factors in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactorsState {
+    /// Backup codes left.
+    pub backup_codes_left: u64,
+    /// The events that added or removed factors.
+    pub evidence: Vec<Evidence>,
+    /// Security keys registered.
+    pub security_keys: Vec<SecurityKeyState>,
+    /// Whether TOTP is enrolled.
+    pub totp: bool,
+}
+
+/// A security key in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityKeyState {
+    /// Its credential id.
+    pub key_id: String,
+    /// Last used (RFC 3339), if ever.
+    pub last_used_at: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// When it was registered (RFC 3339).
+    pub registered_at: String,
+}
+
+/// An open session in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// The client's device id, if given.
+    pub device_id: Option<String>,
+    /// Its sign-in, start and extensions.
+    pub evidence: Vec<Evidence>,
+    /// Absolute expiry (RFC 3339).
+    pub expires_at: String,
+    /// Idle expiry (RFC 3339).
+    pub idle_expires_at: String,
+    /// The client's address, if known.
+    pub ip: Option<String>,
+    /// The session.
+    pub session_id: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// The client's user agent, if given.
+    pub user_agent: Option<String>,
+}
+
+/// The withdrawal whitelist in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhitelistState {
+    /// Whitelisted and proposed addresses (sealed).
+    pub addresses: Vec<AddressState>,
+    /// Whether withdrawals may only go to whitelisted addresses.
+    pub whitelist_only: bool,
+}
+
+/// A withdrawal address in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressState {
+    /// `sealed` or `erased` (never opened).
+    pub address: String,
+    /// Its id.
+    pub address_id: String,
+    /// The asset.
+    pub asset: String,
+    /// The network.
+    pub network: String,
+    /// When its cooldown ends (RFC 3339), once whitelisted.
+    pub usable_from: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -249,5 +558,96 @@ mod tests {
             serde_json::to_string(&parsed).unwrap(),
             serde_json::to_string(&erase).unwrap()
         );
+    }
+
+    /// The keys of every object in `v` (nested objects and arrays included), as `path.key`.
+    fn keys(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = format!("{path}.{k}");
+                    keys(v, &p, out);
+                    out.push(p);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| keys(v, &format!("{path}[]"), out)),
+            _ => {}
+        }
+    }
+
+    /// Asserts that `printed` parses into `T` and prints back exactly, with the same keys.
+    fn round_trips<T: Serialize + serde::de::DeserializeOwned>(printed: &Value) {
+        let parsed: T = serde_json::from_value(printed.clone()).unwrap();
+        let again = serde_json::to_value(&parsed).unwrap();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        keys(printed, "", &mut want);
+        keys(&again, "", &mut got);
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(again, *printed);
+    }
+
+    #[test]
+    fn test_backtest_report_keeps_its_keys() {
+        let lock = json!({"at": "2026-01-01T00:00:00Z", "failure_sequences": [1, 2, 3], "level": 1,
+                          "sequence": 3, "until": "2026-01-01T00:10:00Z"});
+        let account = json!({
+            "account": "a", "actual_locks": [lock], "simulated_locks": [lock],
+            "successes_that_would_have_been_refused": [4],
+            "failures_that_would_have_been_refused": [5],
+            "refused_attempts_with_unknown_outcome": [6]
+        });
+        round_trips::<BacktestReport>(&json!({
+            "policy": {"threshold": 3, "lock_seconds": 600, "max_lock_seconds": 7200},
+            "accounts_seen": 2, "attempts": 9,
+            "accounts_locked_actually": 1, "accounts_locked_under_policy": 1,
+            "would_have_been_locked": [account], "would_not_have_been_locked": [account],
+            "locked_differently": [account]
+        }));
+    }
+
+    #[test]
+    fn test_verify_report_keeps_its_keys() {
+        round_trips::<VerifyReport>(&json!({
+            "ok": false, "events": 10, "aggregates": 2, "broken_aggregates": 1,
+            "findings": [{"kind": "altered", "aggregate_type": "Account", "aggregate_id": "a",
+                          "sequence": 2, "detail": "d"}],
+            "checkpoints": [{"id": 1, "position": {"tx": 5, "pos": 9}, "ok": false,
+                             "signature_ok": true, "digest_ok": false, "count_ok": true,
+                             "heads_ok": true, "problems": ["p"], "text": "CHECKPOINT #1"}],
+            "trusted_key": null
+        }));
+    }
+
+    #[test]
+    fn test_state_report_keeps_its_keys() {
+        let ev = json!({"sequence": 1, "at": "t", "event_type": "LoginFailed", "what": "w"});
+        round_trips::<StateReport>(&json!({
+            "account": "a", "at": "t", "events_applied": 1, "last_sequence": 1,
+            "status": "active", "status_evidence": [ev],
+            "contacts": {"email": "sealed", "phone": null},
+            "lockout": {"locked": true, "locked_until": "t", "consecutive_failures": 3,
+                        "lock_level": 1, "evidence": [ev]},
+            "verified_channels": ["email"],
+            "high_risk_cooldown": {"until": "t", "reasons": ["password_reset"], "evidence": [ev]},
+            "second_factors": {"totp": true, "backup_codes_left": 8,
+                               "security_keys": [{"key_id": "k", "name": "n", "registered_at": "t",
+                                                  "last_used_at": null}],
+                               "evidence": [ev]},
+            "recovery": {"flow_id": "f", "stage": "waiting", "step": 1, "steps_total": 3,
+                         "hold_until": null},
+            "api_keys": [{"key_id": "k", "name": "n", "scopes": ["read", "withdraw"],
+                          "status": "active", "created_at": "t"}],
+            "withdrawal_whitelist": {"whitelist_only": true,
+                                     "addresses": [{"address_id": "x", "asset": "BTC",
+                                                    "network": "bitcoin", "address": "sealed",
+                                                    "usable_from": null}]},
+            "sessions_open": 1,
+            "sessions": [{"session_id": "s", "started_at": "t", "expires_at": "t",
+                          "idle_expires_at": "t", "ip": "192.0.2.1", "user_agent": null,
+                          "device_id": null, "evidence": [ev]}],
+            "chain_head": "h"
+        }));
     }
 }

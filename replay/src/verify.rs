@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::source::{self, Error, Result, Stream};
+use gatehouse_replay::report::{CheckpointVerdict, TamperFinding, VerifyReport};
 
 /// Environment variable holding the checkpoint signing key (64 hex characters, an Ed25519 seed).
 pub const KEY_ENV: &str = "GATEHOUSE_CHECKPOINT_KEY";
@@ -542,7 +543,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs the verification; returns the report and whether everything held.
-pub async fn verify(store: &Store, args: &VerifyArgs) -> Result<(Value, Vec<String>, bool)> {
+pub async fn verify(store: &Store, args: &VerifyArgs) -> Result<(VerifyReport, Vec<String>, bool)> {
     let trusted = trusted_key(args.public_key.as_deref())?;
     let checkpoints = load_checkpoints(store).await?;
     let mut lines = Vec::new();
@@ -586,7 +587,7 @@ pub async fn verify(store: &Store, args: &VerifyArgs) -> Result<(Value, Vec<Stri
                 if !ok {
                     cp_failed += 1;
                 }
-                lines.push(report["text"].as_str().unwrap_or_default().to_string());
+                lines.push(report.text.clone());
                 cp_reports.push(report);
                 next_cp += 1;
             }
@@ -642,13 +643,13 @@ pub async fn verify(store: &Store, args: &VerifyArgs) -> Result<(Value, Vec<Stri
             .collect();
         let views = checkpoint_views(store, &checkpoints, agg_type, agg_id).await?;
         for f in diagnose(&events, &views) {
-            findings.push(json!({
-                "kind": f.kind.label().to_ascii_lowercase(),
-                "aggregate_type": agg_type,
-                "aggregate_id": agg_id,
-                "sequence": f.sequence,
-                "detail": f.detail,
-            }));
+            findings.push(TamperFinding {
+                kind: f.kind.label().to_ascii_lowercase(),
+                aggregate_type: agg_type.clone(),
+                aggregate_id: agg_id.clone(),
+                sequence: f.sequence,
+                detail: f.detail.clone(),
+            });
             lines.push(format!(
                 "{} {agg_id} sequence {}: {}",
                 f.kind.label(),
@@ -672,15 +673,15 @@ pub async fn verify(store: &Store, args: &VerifyArgs) -> Result<(Value, Vec<Stri
         }
     ));
     let ok = broken == 0 && findings.is_empty() && cp_failed == 0;
-    let report = json!({
-        "ok": ok,
-        "events": count,
-        "aggregates": aggs.len(),
-        "broken_aggregates": broken,
-        "findings": findings,
-        "checkpoints": cp_reports,
-        "trusted_key": trusted.map(|k| hex::encode(k.as_bytes())),
-    });
+    let report = VerifyReport {
+        ok,
+        events: count,
+        aggregates: aggs.len() as u64,
+        broken_aggregates: broken as u64,
+        findings,
+        checkpoints: cp_reports,
+        trusted_key: trusted.map(|k| hex::encode(k.as_bytes())),
+    };
     Ok((report, lines, ok))
 }
 
@@ -691,7 +692,7 @@ fn settle(
     trusted: Option<&VerifyingKey>,
     count: i64,
     digest: &str,
-) -> (Value, bool) {
+) -> (CheckpointVerdict, bool) {
     let stored_key = key_bytes(&cp.public_key, "stored key")
         .ok()
         .and_then(|b| VerifyingKey::from_bytes(&b).ok());
@@ -741,17 +742,17 @@ fn settle(
         }
     );
     (
-        json!({
-            "id": cp.id,
-            "position": source::position_json(cp.position),
-            "ok": ok,
-            "signature_ok": signature_ok,
-            "digest_ok": digest_ok,
-            "count_ok": count_ok,
-            "heads_ok": heads_ok,
-            "problems": problems,
-            "text": text,
-        }),
+        CheckpointVerdict {
+            id: cp.id,
+            position: source::position(cp.position),
+            ok,
+            signature_ok,
+            digest_ok,
+            count_ok,
+            heads_ok,
+            problems,
+            text,
+        },
         ok,
     )
 }
@@ -973,7 +974,7 @@ mod tests {
         };
         cp.signature = hex::encode(key.sign(&cp.message()).to_bytes());
         let (r, ok) = settle(&cp, &Heads::new(), Some(&key.verifying_key()), 9, "d");
-        assert!(ok, "{r}");
+        assert!(ok, "{r:?}");
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
         let (_, ok) = settle(&cp, &Heads::new(), Some(&other), 9, "d");
         assert!(!ok);
