@@ -371,10 +371,7 @@ pub async fn cli(args: crate::config::StaffArgs) -> Result<String, String> {
         StaffCli::List(a) => a,
         StaffCli::Token(a) | StaffCli::Revoke(a) => &a.store,
     };
-    if store_args.staff_token_seconds <= 0 {
-        return Err("GATEHOUSE_STAFF_TOKEN_SECONDS must be positive".into());
-    }
-    let lifetime = Duration::seconds(store_args.staff_token_seconds);
+    let lifetime = crate::config::parse::duration(store_args.staff_token_seconds);
     let store = match &store_args.database_url {
         Some(url) => Store::connect_postgres(url, 2).await,
         None => Store::open_embedded(&store_args.data_dir).await,

@@ -17,7 +17,7 @@ mod delivery;
 mod http;
 mod limits;
 mod lockout;
-mod parse;
+pub(crate) mod parse;
 mod passwords;
 mod sessions;
 mod store;
@@ -91,9 +91,10 @@ pub struct StaffStoreArgs {
     #[arg(
         long,
         env = "GATEHOUSE_STAFF_TOKEN_SECONDS",
-        default_value_t = 2_592_000
+        default_value_t = 2_592_000,
+        value_parser = parse::seconds(1)
     )]
-    pub staff_token_seconds: i64,
+    pub staff_token_seconds: u64,
 }
 
 /// Settings of `gatehouse staff create`.
