@@ -160,6 +160,21 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Register a passkey (the proof of `SensitiveAction::AddPasskey`).
+    RegisterPasskey(super::passkeys::RegisterPasskey),
+    /// Remove a passkey (the proof of `SensitiveAction::RemovePasskey`).
+    RemovePasskey {
+        /// Credential id.
+        key_id: String,
+        /// The proof of `SensitiveAction::RemovePasskey`.
+        proof: Proof,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Sign in with a passkey (no password, no second factor: the passkey is both).
+    SignInWithPasskey(super::passkeys::SignInWithPasskey),
     /// Remove every second factor (password and a current factor required).
     RemoveSecondFactor {
         /// The proof of `SensitiveAction::RemoveSecondFactor`.

@@ -116,6 +116,12 @@ pub enum AccountError {
     DeviceNotFound,
     #[error("AC0050 the contact cannot be released")]
     ContactNotReleasable,
+    /// No such passkey on this account, or the credential is already one of its keys.
+    #[error("AC0140 passkey not found or already registered")]
+    PasskeyUnknown,
+    /// The account has as many passkeys as allowed.
+    #[error("AC0141 too many passkeys")]
+    TooManyPasskeys,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

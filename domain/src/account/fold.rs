@@ -66,6 +66,11 @@ impl Account {
             | AccountFact::SecurityKeyRemoved { .. }
             | AccountFact::SecurityKeyUsed { .. }
             | AccountFact::SecurityKeyCounterRegressed { .. } => self.fold_second_factor(fact, at),
+            AccountFact::PasskeyRegistered { .. }
+            | AccountFact::PasskeyRemoved { .. }
+            | AccountFact::PasskeyUsed { .. }
+            | AccountFact::PasskeySignInFailed { .. }
+            | AccountFact::PasskeysRevoked { .. } => self.fold_passkeys(fact, at),
             AccountFact::HighRiskCooldownStarted { .. }
             | AccountFact::AntiPhishingPhraseSet { .. }
             | AccountFact::AntiPhishingPhraseRemoved { .. }
@@ -125,7 +130,12 @@ impl Account {
             AccountFact::IdentifierClaimAttempted { .. } => {
                 self.identifier_claim_noticed_at = Some(at);
             }
-            AccountFact::LoginSucceeded { door, .. } => self.reset_door(*door),
+            // A passkey sign-in proves no password: it leaves every door's count and lock as
+            // they are (a stranger's guesses stay locked out while the owner signs in).
+            AccountFact::LoginSucceeded { door, method, .. } if method.is_password() => {
+                self.reset_door(*door)
+            }
+            AccountFact::LoginSucceeded { .. } => {}
             AccountFact::LoginFailed {
                 consecutive_failures,
                 door,

@@ -8,6 +8,7 @@ mod events;
 mod evidence;
 mod fold;
 mod lost_factor;
+mod passkeys;
 mod proof;
 mod recovery;
 mod redact;
@@ -32,7 +33,9 @@ pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
     LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
 };
+pub use events::{PasskeyFailureReason, SignInMethod};
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
+pub use passkeys::{RegisterPasskey, SignInWithPasskey, MAX_PASSKEYS};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
 pub use redact::REDACTED;

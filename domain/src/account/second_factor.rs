@@ -546,6 +546,7 @@ impl Account {
             session_id: grant.session_id,
             context: context.clone(),
             door,
+            method: super::events::SignInMethod::Password,
         });
         let device_id = door.device_id().unwrap_or(grant.device.device_id);
         let expires_at = now + policy.absolute;

@@ -70,6 +70,7 @@ fn test_attempt_login_success_opens_session() {
         vec![
             AccountFact::LoginSucceeded {
                 door: Default::default(),
+                method: Default::default(),
                 session_id: sid(1),
                 context: ctx()
             },
@@ -125,6 +126,7 @@ fn test_attempt_login_after_lock_expiry_succeeds() {
         facts[0],
         AccountFact::LoginSucceeded {
             door: Default::default(),
+            method: Default::default(),
             session_id: sid(1),
             context: ctx()
         }
@@ -151,6 +153,7 @@ fn test_attempt_login_success_resets_failures_and_level() {
             t(20),
             AccountFact::LoginSucceeded {
                 door: Default::default(),
+                method: Default::default(),
                 session_id: sid(9),
                 context: ctx(),
             },
