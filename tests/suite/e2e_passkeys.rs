@@ -2,7 +2,8 @@
 //! (`SoftPasskey`: resident credentials, user verification) playing the browser and the phone:
 //! registration under the proof policy, a sign-in with no identifier typed, the refusals (no user
 //! verification, a replayed answer, another origin, a counter that goes backwards), a sign-in
-//! while strangers' wrong passwords hold the password door locked, and removal under proof.
+//! while strangers' wrong passwords hold the password door locked, removal under proof, the
+//! notices (a passkey added, a new sign-in) and a reset that revokes every passkey.
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -352,4 +353,47 @@ async fn test_a_passkey_is_removed_only_under_proof_and_then_signs_in_no_more() 
     assert_error_shape(&body, "invalid_passkey");
     let types = event_types(&db.pool().await, &account_id).await;
     assert!(types.iter().any(|t| t == "PasskeyRemoved"), "{types:?}");
+}
+
+#[tokio::test]
+async fn test_a_passkey_sign_in_sends_the_notices_and_a_reset_revokes_every_passkey() {
+    let w = super::e2e_recovery::world(&[
+        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
+        ("GATEHOUSE_WEBAUTHN_ORIGINS", ORIGIN),
+    ])
+    .await;
+    let email = "noticed.holder@example.com";
+    let account_id = w.verified_email_account(email).await;
+    let token = w.server.token(email, PASSWORD).await;
+    w.smtp.wait_for(email, "New sign-in", 1).await;
+    let mut passkey = SoftPasskey::new(ORIGIN);
+    register_passkey(&w.server, &token, &mut passkey).await;
+    // Every verified channel is told a passkey was added.
+    w.smtp.wait_for(email, "A passkey was added", 1).await;
+
+    // A passkey sign-in is announced like any sign-in.
+    let (status, body) = sign_in(&w.server, &mut passkey).await;
+    assert_eq!(status, 200, "{body}");
+    w.smtp.wait_for(email, "New sign-in", 2).await;
+
+    // Taking the account back by a reset revokes the passkey (a thief's would not survive).
+    let flow = w.forgot(email, None).await;
+    let code = w
+        .smtp
+        .wait_for(email, "password reset code", 1)
+        .await
+        .code();
+    let (status, body) = w
+        .reset(
+            flow["flow_id"].as_str().unwrap(),
+            &code,
+            "lantern-meadow-quartz-58",
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let types = event_types(&w.db.pool().await, &account_id).await;
+    assert!(types.iter().any(|t| t == "PasskeysRevoked"), "{types:?}");
+    let (status, body) = sign_in(&w.server, &mut passkey).await;
+    assert_eq!(status, 401, "{body}");
+    assert_error_shape(&body, "invalid_passkey");
 }

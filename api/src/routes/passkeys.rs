@@ -422,7 +422,7 @@ pub async fn sign_in_options(
         (status = 200, body = LoginResponse, description = "A session with its `device_token`"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request (`credential` not a `PublicKeyCredential`, an over-long field)"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_passkey`, one answer for every refusal: an unknown, spent or expired ceremony, an answer naming no account or an unknown one, a passkey the account does not hold, another origin, a bad signature, no user verification, a signature counter that did not move forward (recorded as a possible clone), an account without a verified contact"),
-        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the sign-in route's per-IP, per-network or per-account limit (LOGIN), or the client's network is flagged by a credential-stuffing alert"),
+        (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the sign-in route's per-IP or per-network limit (LOGIN; no per-account key: the answer's user handle is the caller's to write), or the client's network is flagged by a credential-stuffing alert"),
         (status = 503, body = crate::error::ErrorBody, description = "`security_keys_unavailable`"),
     ))]
 pub async fn sign_in(
@@ -431,8 +431,19 @@ pub async fn sign_in(
     ApiJson(req): ApiJson<PasskeySignInRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     ceremony_id_ok(&req.ceremony_id)?;
-    if req.device_id.as_ref().is_some_and(|d| d.len() > 128) {
+    if req
+        .device_id
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 128)
+    {
         return Err(ApiError::bad_request("device_id is too long").with_field("device_id"));
+    }
+    if req
+        .device_token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > 512)
+    {
+        return Err(ApiError::bad_request("device_token is too long").with_field("device_token"));
     }
     let answer: PublicKeyCredential =
         serde_json::from_value(req.credential.clone()).map_err(|_| {
@@ -440,13 +451,11 @@ pub async fn sign_in(
                 .with_field("credential")
         })?;
     let relying_party = relying_party(&state)?;
-    let holder = webauthn::passkey_holder(relying_party, &answer);
-    let subject = holder
-        .as_ref()
-        .map(|(account, _)| format!("passkey:{account}"));
+    // Per IP and network only: a per-account key would be named by the answer's user handle,
+    // which anyone may write, so strangers could spend the owner's budget (issue #18).
     state
         .throttle()
-        .admit(Route::Login, caller.ip, subject.as_deref())
+        .admit(Route::Login, caller.ip, None)
         .await?;
     state
         .protection()
@@ -463,7 +472,8 @@ pub async fn sign_in(
     )
     .await?
     .ok_or_else(invalid_passkey)?;
-    let (account_uuid, key_id) = holder.ok_or_else(invalid_passkey)?;
+    let (account_uuid, key_id) =
+        webauthn::passkey_holder(relying_party, &answer).ok_or_else(invalid_passkey)?;
     let aggregate_id = account_uuid.to_string();
     let account = state.accounts().load(&aggregate_id).await?;
     if account.status() != AccountStatus::Active {

@@ -20,7 +20,8 @@
 //!   proofs (password and factor for the proof policy's rows) are judged there: the owner
 //!   signed in by passkey can still change the password or freeze the account while strangers
 //!   hammer the password door; a lock on that device's own door refuses those proofs as usual.
-//!   A lock is not a freeze: a frozen account refuses passkey sign-ins like every other;
+//!   A lock is not a freeze: once accounts can be frozen (issue #20, item 1), a frozen account
+//!   must refuse passkey sign-ins like every other sign-in (`sign_in_with_passkey` is where);
 //! - a password reset by code and a lost-factor recovery revoke every passkey (they take an
 //!   account back; a thief's passkey must not outlive that).
 use chrono::{DateTime, Utc};
