@@ -1,5 +1,6 @@
-//! Security keys (WebAuthn): the relying party, the state kept between the two halves of a
-//! ceremony, and the check of an assertion as a second-factor proof.
+//! Security keys and passkeys (WebAuthn): the relying party, the state kept between the two
+//! halves of a ceremony, the check of an assertion as a second-factor proof, and the
+//! discoverable (passkey) registration and sign-in.
 //!
 //! The library (`webauthn-rs`) does the cryptography and the origin, RP id and challenge checks;
 //! the account aggregate decides what a checked assertion means (counter, lockout).
