@@ -24,6 +24,7 @@ pub use commands::{
     CompleteMfa, DeviceGrant, FlowGrant, NewApiKey, NewWithdrawalAddress, RedeemCode,
     RegisterAccount, SessionGrant, StartFlow,
 };
+pub use commands::{RegisterPasskey, SignInWithPasskey};
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
     MAX_WITHDRAWAL_ADDRESSES,
@@ -35,7 +36,7 @@ pub use events::{
 };
 pub use events::{PasskeyFailureReason, SignInMethod};
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
-pub use passkeys::{RegisterPasskey, SignInWithPasskey, MAX_PASSKEYS};
+pub use passkeys::MAX_PASSKEYS;
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
 pub use redact::REDACTED;

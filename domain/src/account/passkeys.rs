@@ -28,55 +28,16 @@ use chrono::{DateTime, Utc};
 
 use crate::context::RequestContext;
 
-use super::commands::SessionGrant;
+use super::commands::{RegisterPasskey, SignInWithPasskey};
 use super::error::AccountError;
 use super::events::{AccountFact, CooldownReason, PasskeyFailureReason, SignInMethod};
-use super::evidence::{DeviceClaim, KeyCheck};
+use super::evidence::KeyCheck;
 use super::proof::{Proof, Proved, SensitiveAction};
 use super::services::AccountServices;
 use super::state::{Account, SecurityKeyFactor};
 
 /// Most passkeys per account.
 pub const MAX_PASSKEYS: usize = 10;
-
-/// Input of `RegisterPasskey`: a credential the edge checked against a registration ceremony
-/// that required a discoverable credential and user verification.
-#[derive(Debug, Clone)]
-pub struct RegisterPasskey {
-    /// Credential id (base64url).
-    pub key_id: String,
-    /// The owner's name for it.
-    pub name: String,
-    /// The credential to store (public key and counter).
-    pub credential: serde_json::Value,
-    /// The proof of `SensitiveAction::AddPasskey`.
-    pub proof: Proof,
-    /// Now.
-    pub at: DateTime<Utc>,
-    /// Request context.
-    pub context: RequestContext,
-}
-
-/// Input of `SignInWithPasskey`: an assertion to a discoverable sign-in ceremony, checked at the
-/// edge against this account's stored credential.
-#[derive(Debug, Clone)]
-pub struct SignInWithPasskey {
-    /// Credential id that signed.
-    pub key_id: String,
-    /// What the WebAuthn check found.
-    pub check: KeyCheck,
-    /// Whether the verified assertion's authenticator data carried the user-verification flag
-    /// (checked here too, whatever the library was told to require).
-    pub user_verified: bool,
-    /// The session to open.
-    pub grant: SessionGrant,
-    /// The device token presented, if any.
-    pub device: Option<DeviceClaim>,
-    /// Now.
-    pub at: DateTime<Utc>,
-    /// Request context.
-    pub context: RequestContext,
-}
 
 impl Account {
     /// `RegisterPasskey`.
