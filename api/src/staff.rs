@@ -96,6 +96,18 @@ impl Permission for ReviewRecoveries {
     const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
 }
 
+/// Freeze and unfreeze accounts.
+pub struct FreezeAccounts;
+impl Permission for FreezeAccounts {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
+}
+
+/// Sign an account's sessions out, unlock it.
+pub struct ManageAccounts;
+impl Permission for ManageAccounts {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Admin];
+}
+
 /// Verify API keys and check withdrawals (the platform's backend).
 pub struct PlatformChecks;
 impl Permission for PlatformChecks {
