@@ -90,8 +90,12 @@ mod tests {
         let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
         let newer = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
         assert_eq!(user_agent_family(Some(firefox)), "Firefox on Linux");
-        assert_eq!(user_agent_family(Some(firefox)), user_agent_family(Some(newer)));
-        let edge = "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120 Safari/537.36 Edg/120";
+        assert_eq!(
+            user_agent_family(Some(firefox)),
+            user_agent_family(Some(newer))
+        );
+        let edge =
+            "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120 Safari/537.36 Edg/120";
         assert_eq!(user_agent_family(Some(edge)), "Edge on Windows");
         assert_eq!(user_agent_family(Some("curl/8.5.0")), "curl");
         assert_eq!(user_agent_family(None), "unknown");

@@ -31,7 +31,11 @@ pub struct DeliveryArgs {
     pub delivery_max_attempts: u32,
     /// Where people reach this server: every security notice carries a "this wasn't me" link,
     /// `{public url}/freeze?t=<token>`.
-    #[arg(long, env = "GATEHOUSE_PUBLIC_URL", default_value = "http://localhost:8080")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
     pub public_url: String,
     /// A GeoIP database in the MaxMind DB format (GeoLite2-City or -Country, or compatible):
     /// new-sign-in notices name the approximate place of the address. Unset: no place.

@@ -436,8 +436,14 @@ mod tests {
         };
         let (_, body) = email(&Topic::Notice(&notice), None, &extras);
         assert!(body.contains("freeze?t=fz1.x"), "{body}");
-        assert!(body.starts_with("Your anti-phishing phrase: (none set"), "{body}");
-        assert!(body.contains("Approximate place: Lisbon, Portugal"), "{body}");
+        assert!(
+            body.starts_with("Your anti-phishing phrase: (none set"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Approximate place: Lisbon, Portugal"),
+            "{body}"
+        );
         assert!(sms(&Topic::Notice(&notice), &extras).contains("freeze?t=fz1.x"));
         let code = Topic::Code {
             code: "123456",

@@ -84,9 +84,8 @@ pub async fn freeze_me(
     let req: FreezeMeRequest = if body.iter().all(u8::is_ascii_whitespace) {
         FreezeMeRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| {
-            ApiError::bad_request("the body must be {\"reason\": \"…\"} or empty")
-        })?
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::bad_request("the body must be {\"reason\": \"…\"} or empty"))?
     };
     let reason = bounded_reason(req.reason)?;
     let context = caller.context(None);
@@ -110,9 +109,16 @@ pub async fn freeze_me(
 }
 
 fn bounded_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
-    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
-        return Err(ApiError::bad_request("the reason is over 1000 characters").with_field("reason"));
+    let reason = reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(
+            ApiError::bad_request("the reason is over 1000 characters").with_field("reason")
+        );
     }
     Ok(reason)
 }
@@ -196,7 +202,8 @@ pub async fn freeze_by_link(
         .throttle()
         .admit(Route::Unlock, caller.ip, subject.as_deref())
         .await?;
-    let (aggregate_id, link_id, issued_at) = opened.ok_or_else(crate::error::freeze_link_invalid)?;
+    let (aggregate_id, link_id, issued_at) =
+        opened.ok_or_else(crate::error::freeze_link_invalid)?;
     let context = caller.context(None);
     let now = Utc::now();
     state

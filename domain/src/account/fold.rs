@@ -793,8 +793,6 @@ impl Account {
 fn remember(list: &mut Vec<String>, item: String) {
     list.retain(|i| *i != item);
     list.push(item);
-    let excess = list
-        .len()
-        .saturating_sub(super::state::MAX_SIGN_IN_PLACES);
+    let excess = list.len().saturating_sub(super::state::MAX_SIGN_IN_PLACES);
     list.drain(..excess);
 }

@@ -40,7 +40,11 @@ impl Account {
         let mut facts = Vec::new();
         let actor = match by {
             FreezeRequest::Session { session_id } => {
-                if !self.sessions.get(&session_id).is_some_and(|s| s.is_live(at)) {
+                if !self
+                    .sessions
+                    .get(&session_id)
+                    .is_some_and(|s| s.is_live(at))
+                {
                     return Err(AccountError::SessionNotFound);
                 }
                 FreezeActor::Owner { session_id }
@@ -125,12 +129,7 @@ impl Account {
         let mut facts = vec![taken];
         match action {
             StaffAccountAction::Freeze => {
-                return self.freeze(
-                    FreezeRequest::Staff { staff_id },
-                    Some(reason),
-                    at,
-                    context,
-                )
+                return self.freeze(FreezeRequest::Staff { staff_id }, Some(reason), at, context)
             }
             StaffAccountAction::Unfreeze => {
                 // Only a freeze with no release pending; the hold is the lost-2FA one.

@@ -21,8 +21,8 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, DeviceGrant, FlowGrant, FreezeRequest, NewApiKey, NewWithdrawalAddress, RedeemCode,
-    RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceGrant, FlowGrant, FreezeRequest, NewApiKey, NewWithdrawalAddress,
+    RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
@@ -31,8 +31,8 @@ pub use controls::{
 pub use error::AccountError;
 pub use events::{
     AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door, FreezeActor,
-    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, StaffAccountAction, UnlockReason,
-    EVENT_VERSION,
+    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, StaffAccountAction,
+    UnlockReason, EVENT_VERSION,
 };
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};

@@ -56,8 +56,7 @@ impl Account {
             (None, None) => self.recovery_channel(cmd.channel, cmd.typed),
         };
         // An unfreeze code goes out only while the account is frozen (the answer is the same).
-        let deliverable =
-            deliverable && (cmd.kind != FlowKind::Unfreeze || self.is_frozen(cmd.at));
+        let deliverable = deliverable && (cmd.kind != FlowKind::Unfreeze || self.is_frozen(cmd.at));
         let mut facts = vec![
             AccountFact::FlowStarted {
                 flow_id: cmd.grant.flow_id,

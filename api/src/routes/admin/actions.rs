@@ -74,11 +74,7 @@ async fn act<P>(
         )
         .await?;
     staff
-        .record(
-            state,
-            &format!("account.{}", action.as_str()),
-            account_id,
-        )
+        .record(state, &format!("account.{}", action.as_str()), account_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -114,7 +110,14 @@ pub async fn staff_unfreeze(
     Path(id): Path<uuid::Uuid>,
     ApiJson(body): ApiJson<StaffReason>,
 ) -> Result<StatusCode, ApiError> {
-    act(&state, &staff, id, StaffAccountAction::Unfreeze, body.reason).await
+    act(
+        &state,
+        &staff,
+        id,
+        StaffAccountAction::Unfreeze,
+        body.reason,
+    )
+    .await
 }
 
 /// Ends every session of an account (admin).

@@ -146,7 +146,9 @@ fn test_a_frozen_account_refuses_the_right_password_and_counts_a_wrong_one() {
 fn test_a_frozen_account_authenticates_no_session_and_refuses_withdrawals() {
     let state = state_of(frozen_by_link());
     assert!(state.is_frozen(t(6)));
-    assert!(state.authenticate(sid(1), "hash-00000000-0000-0000-0000-000000000001", t(6)).is_err());
+    assert!(state
+        .authenticate(sid(1), "hash-00000000-0000-0000-0000-000000000001", t(6))
+        .is_err());
     assert!(matches!(
         state.check_withdrawal("x", t(6)),
         Err(crate::account::WithdrawalRefusal::AccountFrozen { until: None })
@@ -194,7 +196,12 @@ fn test_freezing_a_frozen_account_is_refused() {
     assert_eq!(
         run(
             frozen_by_link(),
-            freeze(FreezeRequest::Staff { staff_id: "s".into() }, t(6))
+            freeze(
+                FreezeRequest::Staff {
+                    staff_id: "s".into()
+                },
+                t(6)
+            )
         ),
         Err(AccountError::AlreadyFrozen)
     );
@@ -287,7 +294,10 @@ fn test_unfreeze_needs_a_current_factor_when_one_is_enrolled() {
         confirm(by_factor(MfaProof::Totp { matched_step: None })),
     )
     .unwrap();
-    assert_eq!(names(&wrong), vec!["SecondFactorFailed", "CodeAttemptFailed"]);
+    assert_eq!(
+        names(&wrong),
+        vec!["SecondFactorFailed", "CodeAttemptFailed"]
+    );
     let right = run(given, confirm(by_factor(super::second_factor::totp(11)))).unwrap();
     assert_eq!(
         names(&right),
@@ -303,7 +313,10 @@ fn test_unfreeze_needs_a_current_factor_when_one_is_enrolled() {
 #[test]
 fn test_unfreeze_of_an_account_that_is_not_frozen_is_refused() {
     assert_eq!(
-        run(unfreeze_flow(signed_in_with_key()), confirm(Proof::default())),
+        run(
+            unfreeze_flow(signed_in_with_key()),
+            confirm(Proof::default())
+        ),
         Err(AccountError::NotFrozen)
     );
 }
@@ -345,18 +358,22 @@ fn test_a_staff_unfreeze_takes_effect_after_the_recovery_hold() {
 #[test]
 fn test_a_staff_unfreeze_of_an_unfrozen_account_is_refused() {
     assert_eq!(
-        run(signed_in_with_key(), staff(StaffAccountAction::Unfreeze, t(3))),
+        run(
+            signed_in_with_key(),
+            staff(StaffAccountAction::Unfreeze, t(3))
+        ),
         Err(AccountError::NotFrozen)
     );
 }
 
 #[test]
 fn test_staff_freeze_sign_out_and_unlock_are_recorded_with_who_and_why() {
-    let facts = run(signed_in_with_key(), staff(StaffAccountAction::Freeze, t(3))).unwrap();
-    assert_eq!(
-        names(&facts)[..2],
-        ["StaffActionTaken", "AccountFrozen"]
-    );
+    let facts = run(
+        signed_in_with_key(),
+        staff(StaffAccountAction::Freeze, t(3)),
+    )
+    .unwrap();
+    assert_eq!(names(&facts)[..2], ["StaffActionTaken", "AccountFrozen"]);
     assert!(matches!(
         &facts[1],
         AccountFact::AccountFrozen {
@@ -365,7 +382,11 @@ fn test_staff_freeze_sign_out_and_unlock_are_recorded_with_who_and_why() {
             ..
         }
     ));
-    let facts = run(signed_in_with_key(), staff(StaffAccountAction::SignOut, t(3))).unwrap();
+    let facts = run(
+        signed_in_with_key(),
+        staff(StaffAccountAction::SignOut, t(3)),
+    )
+    .unwrap();
     assert_eq!(names(&facts), vec!["StaffActionTaken", "SessionEnded"]);
     let mut locked_out = signed_in_with_key();
     locked_out.push(failed(t(4), 5));
@@ -380,23 +401,45 @@ fn test_staff_freeze_sign_out_and_unlock_are_recorded_with_who_and_why() {
 fn test_a_sign_in_from_a_known_network_and_browser_is_familiar_and_a_new_one_is_not() {
     // First sign-in ever: new.
     let first = run(vec![registered()], login(PASSWORD, t(1), sid(1))).unwrap();
-    assert!(matches!(first[0], AccountFact::LoginSucceeded { familiar: false, .. }));
+    assert!(matches!(
+        first[0],
+        AccountFact::LoginSucceeded {
+            familiar: false,
+            ..
+        }
+    ));
     let given = then(vec![registered()], t(1), first);
     // Same network and user agent family: familiar.
     let again = run(given.clone(), login(PASSWORD, t(2), sid(2))).unwrap();
-    assert!(matches!(again[0], AccountFact::LoginSucceeded { familiar: true, .. }));
+    assert!(matches!(
+        again[0],
+        AccountFact::LoginSucceeded { familiar: true, .. }
+    ));
     // Another network: new.
     let mut elsewhere = login(PASSWORD, t(2), sid(3));
     if let AccountCommand::AttemptLogin(cmd) = &mut elsewhere {
-        cmd.context = RequestContext::new(Some("198.51.100.4".into()), Some("test-agent".into()), None);
+        cmd.context =
+            RequestContext::new(Some("198.51.100.4".into()), Some("test-agent".into()), None);
     }
     let facts = run(given.clone(), elsewhere).unwrap();
-    assert!(matches!(facts[0], AccountFact::LoginSucceeded { familiar: false, .. }));
+    assert!(matches!(
+        facts[0],
+        AccountFact::LoginSucceeded {
+            familiar: false,
+            ..
+        }
+    ));
     // Same network, another browser, no device token: new.
     let mut other_browser = login(PASSWORD, t(2), sid(4));
     if let AccountCommand::AttemptLogin(cmd) = &mut other_browser {
         cmd.context = RequestContext::new(Some("192.0.2.77".into()), Some("curl/8".into()), None);
     }
     let facts = run(given, other_browser).unwrap();
-    assert!(matches!(facts[0], AccountFact::LoginSucceeded { familiar: false, .. }));
+    assert!(matches!(
+        facts[0],
+        AccountFact::LoginSucceeded {
+            familiar: false,
+            ..
+        }
+    ));
 }
