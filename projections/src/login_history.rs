@@ -197,6 +197,7 @@ mod tests {
                 door: Default::default(),
                 session_id: uuid::Uuid::nil(),
                 context: ctx.clone(),
+                familiar: false,
             },
         );
         let r = record(&ok).unwrap().unwrap();

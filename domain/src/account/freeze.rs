@@ -133,7 +133,7 @@ impl Account {
             }
             StaffAccountAction::Unfreeze => {
                 // Only a freeze with no release pending; the hold is the lost-2FA one.
-                if !self.frozen.as_ref().is_some_and(|f| f.release_at.is_none()) {
+                if self.frozen.as_ref().is_none_or(|f| f.release_at.is_some()) {
                     return Err(AccountError::NotFrozen);
                 }
                 let hold_until = at + services.cooldowns.recovery_hold;
