@@ -134,6 +134,10 @@ fn freeze_link(body: &str) -> String {
         .to_string()
 }
 
+fn link_secret_of(token: &str) -> &str {
+    token.trim_start_matches("fz1.")
+}
+
 fn token_of(link: &str) -> String {
     link.split_once("?t=").unwrap().1.to_string()
 }
@@ -363,8 +367,10 @@ async fn test_the_hacked_email_story_freeze_by_link_then_unfreeze_with_code_and_
     ] {
         assert!(types.iter().any(|t| t == expected), "{expected}: {types:?}");
     }
+    // The link's token is never logged (the request span names the route template only).
+    assert!(!w.server.logs().contains(link_secret_of(&token)), "logged");
     // The freeze links are never stored.
-    let link_secret = token.trim_start_matches("fz1.");
+    let link_secret = link_secret_of(&token);
     super::support::assert_nowhere_in_database(&w.db.pool().await, &[link_secret.to_string()])
         .await;
 }
@@ -483,6 +489,28 @@ async fn test_staff_actions_need_their_roles_and_are_recorded_on_both_sides() {
         .await;
     assert_eq!(status, 204, "{body}");
 
+    // The auditors' tool shows the freeze, and the unfreeze decided with its hold.
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut state = String::new();
+    for _ in 0..100 {
+        let (code, out) = replay(&w, &["state", "--account", &account_id, "--at", &now]).await;
+        assert_eq!(code, 0, "{out}");
+        state = out;
+        if state.contains("FROZEN since") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(state.contains("FROZEN since"), "{state}");
+    let (code, timeline) = replay(&w, &["timeline", "--account", &account_id]).await;
+    assert_eq!(code, 0, "{timeline}");
+    assert!(timeline.contains("FROZEN by staff"), "{timeline}");
+    assert!(
+        timeline.contains("unfreeze decided, effective"),
+        "{timeline}"
+    );
+    assert!(timeline.contains("FROZEN by a freeze link"), "{timeline}");
+
     // Each action on the account's stream and on the member's record.
     let types = event_types(&w.db.pool().await, &account_id).await;
     let taken = types.iter().filter(|t| *t == "StaffActionTaken").count();
@@ -500,6 +528,22 @@ async fn test_staff_actions_need_their_roles_and_are_recorded_on_both_sides() {
             );
         }
     }
+}
+
+/// `gatehouse-replay` against the test database: exit status and stdout.
+async fn replay(w: &World, args: &[&str]) -> (i32, String) {
+    let bin = super::support::binary().with_file_name("gatehouse-replay");
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", &w.db.url)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// The actions recorded on a staff member's aggregate.
