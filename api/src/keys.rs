@@ -523,6 +523,28 @@ mod tests {
     }
 
     #[test]
+    fn test_freeze_links_carry_their_mint_time_are_each_distinct_and_open_as_nothing_else() {
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let aggregate = "0b7c7d4e-0000-4000-8000-000000000001";
+        let at = chrono::DateTime::from_timestamp(1_767_322_800, 0).unwrap();
+        let a = keys.freeze_link_token(aggregate, at).unwrap();
+        let b = keys.freeze_link_token(aggregate, at).unwrap();
+        assert!(a.starts_with("fz1."), "{a}");
+        let (opened, link_a, issued) = keys.open_freeze_link(&a).unwrap();
+        assert_eq!((opened.as_str(), issued), (aggregate, at));
+        let (_, link_b, _) = keys.open_freeze_link(&b).unwrap();
+        assert_ne!(link_a, link_b, "each message's link is its own");
+        assert_eq!(keys.open_flow_token(&a), None);
+        assert_eq!(keys.open_challenge_token(&a), None);
+        let flow = keys.flow_token(aggregate, link_a).unwrap();
+        assert_eq!(keys.open_freeze_link(&flow), None);
+        assert_eq!(
+            keys.open_freeze_link(&flow.replacen("fl1.", "fz1.", 1)),
+            None
+        );
+    }
+
+    #[test]
     fn test_a_token_of_one_kind_never_opens_as_another() {
         // Given a token of each kind for the same aggregate and id,
         let keys = Keys::from_master_hex(MASTER).unwrap();

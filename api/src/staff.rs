@@ -462,6 +462,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn test_reviewers_may_freeze_and_unfreeze_and_only_admins_sign_out_and_unlock() {
+        let holds = |roles: &[StaffRole], role| roles.contains(&role);
+        for role in [StaffRole::Reviewer, StaffRole::Admin] {
+            assert!(holds(FreezeAccounts::ROLES, role), "{role:?}");
+        }
+        for role in [StaffRole::Analyst, StaffRole::Auditor, StaffRole::Platform] {
+            assert!(!holds(FreezeAccounts::ROLES, role), "{role:?}");
+        }
+        assert_eq!(ManageAccounts::ROLES, &[StaffRole::Admin]);
+    }
+
+    #[test]
     fn test_staff_tokens_round_trip_and_reject_session_tokens() {
         let issued = issue().unwrap();
         let (id, hash) = parse(issued.token.expose_secret()).unwrap();
