@@ -84,6 +84,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
             context,
             door,
             method,
+            ..
         } => (
             "succeeded",
             (!method.is_password()).then_some(method.as_str()),
@@ -118,6 +119,9 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         }
         AccountFact::LoginRejectedWhileLocked { context, door, .. } => {
             ("locked", Some("account_locked"), context, None, door)
+        }
+        AccountFact::LoginRefusedWhileFrozen { context, door } => {
+            ("frozen", Some("account_frozen"), context, None, door)
         }
         _ => return Ok(None),
     };
@@ -208,6 +212,7 @@ mod tests {
                 session_id: uuid::Uuid::nil(),
                 context: ctx.clone(),
                 method: Default::default(),
+                familiar: false,
             },
         );
         let r = record(&ok).unwrap().unwrap();

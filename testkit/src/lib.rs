@@ -17,6 +17,7 @@
 
 pub mod checks;
 pub mod db;
+pub mod geoip;
 pub mod mail;
 pub mod passkey;
 pub mod server;

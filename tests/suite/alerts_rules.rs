@@ -44,6 +44,7 @@ fn succeeded(ip: &str, device: &str) -> AccountFact {
         method: Default::default(),
         session_id: Uuid::new_v4(),
         context: ctx(ip, Some(device)),
+        familiar: false,
     }
 }
 

@@ -86,7 +86,7 @@ const fn row(
 
 /// The issue's table. The matrix's expectations come from here; the domain's `PROOF_POLICY` must
 /// say the same (checked too), so that neither can drift from the other silently.
-const TABLE: [Row; 14] = {
+const TABLE: [Row; 15] = {
     use FactorNeed as F;
     use PasswordNeed as P;
     use SensitiveAction as A;
@@ -115,6 +115,9 @@ const TABLE: [Row; 14] = {
         // asks; removing one, the password (and a factor when enrolled).
         row(A::AddPasskey, P::Yes, F::WhenEnrolled, false, false),
         row(A::RemovePasskey, P::Yes, F::WhenEnrolled, false, false),
+        // Issue #20: unfreezing is a recovery like the reset: the code of the unfreeze flow
+        // (to a verified contact) and, when enrolled, a current factor (`e2e_freeze`).
+        row(A::Unfreeze, P::No, F::WhenEnrolled, false, false),
         row(
             A::AntiPhishingPhrase,
             P::OrSteppedUpSession,

@@ -422,6 +422,7 @@ pub async fn sign_in_options(
         (status = 200, body = LoginResponse, description = "A session with its `device_token`"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request (`credential` not a `PublicKeyCredential`, an over-long field)"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_passkey`, one answer for every refusal: an unknown, spent or expired ceremony, an answer naming no account or an unknown one, a passkey the account does not hold, another origin, a bad signature, no user verification, a signature counter that did not move forward (recorded as a possible clone), an account without a verified contact"),
+        (status = 403, body = crate::error::ErrorBody, description = "`account_frozen` with `next_action: \"unfreeze\"`: the passkey proved itself but the account is frozen"),
         (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the sign-in route's per-IP or per-network limit (LOGIN; no per-account key: the answer's user handle is the caller's to write), or the client's network is flagged by a credential-stuffing alert"),
         (status = 503, body = crate::error::ErrorBody, description = "`security_keys_unavailable`"),
     ))]
@@ -502,15 +503,26 @@ pub async fn sign_in(
             metadata(),
         )
         .await?;
-    signed_in(
+    if let Some(session) = signed_in(
         &state,
         &aggregate_id,
         account_uuid,
         &issued,
         &executed.events,
-    )?
-    .map(Json)
-    .ok_or_else(invalid_passkey)
+    )? {
+        return Ok(Json(session));
+    }
+    // The passkey proved itself but the account is frozen: said, with what to do (as a right
+    // password learns it).
+    if executed.events.iter().any(|e| {
+        matches!(
+            e.payload.fact,
+            gatehouse_domain::AccountFact::LoginRefusedWhileFrozen { .. }
+        )
+    }) {
+        return Err(crate::error::account_frozen());
+    }
+    Err(invalid_passkey())
 }
 
 /// This module's routes, each with its OpenAPI operation (the path is written once, in the

@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod evidence;
 mod fold;
+mod freeze;
 mod lost_factor;
 mod passkeys;
 mod proof;
@@ -21,8 +22,8 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, DeviceGrant, FlowGrant, NewApiKey, NewWithdrawalAddress, RedeemCode,
-    RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceGrant, FlowGrant, FreezeRequest, NewApiKey, NewWithdrawalAddress,
+    RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use commands::{RegisterPasskey, SignInWithPasskey};
 pub use controls::{
@@ -31,8 +32,9 @@ pub use controls::{
 };
 pub use error::AccountError;
 pub use events::{
-    AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
-    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
+    AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door, FreezeActor,
+    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, StaffAccountAction,
+    UnlockReason, EVENT_VERSION,
 };
 pub use events::{PasskeyFailureReason, SignInMethod};
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
@@ -43,9 +45,10 @@ pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
-    AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
+    AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, Freeze, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,
-    TrustedDevice, WithdrawalAddress, MAX_TRUSTED_DEVICES, PASSWORD_HISTORY,
+    TrustedDevice, WithdrawalAddress, FREEZE_LINK_TTL, MAX_SIGN_IN_PLACES, MAX_TRUSTED_DEVICES,
+    PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

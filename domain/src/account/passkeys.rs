@@ -20,9 +20,10 @@
 //!   proofs (password and factor for the proof policy's rows) are judged there: the owner
 //!   signed in by passkey can still change the password or freeze the account while strangers
 //!   hammer the password door; a lock on that device's own door refuses those proofs as usual.
-//!   A lock is not a freeze: once accounts can be frozen (issue #20, item 1), a frozen account
-//!   must refuse passkey sign-ins like every other sign-in (`sign_in_with_passkey` is where);
-//! - a password reset by code and a lost-factor recovery revoke every passkey (they take an
+//!   A lock is not a freeze: a frozen account refuses a passkey sign-in like every other
+//!   (`LoginRefusedWhileFrozen`, after the passkey proved itself), and freezing revokes every
+//!   passkey, as it revokes API keys, so a thief's does not come back with the unfreeze;
+//! - a password reset by code, a lost-factor recovery and a freeze revoke every passkey (they take an
 //!   account back; a thief's passkey must not outlive that).
 use chrono::{DateTime, Utc};
 
@@ -168,26 +169,26 @@ impl Account {
             )]);
         }
         let door = self.door_for(cmd.device.as_ref(), now);
+        // A freeze is not a lock: it refuses every sign-in, a passkey's too (the passkey proved
+        // itself, so the caller may learn that, as a right password does).
+        if self.is_frozen(now) {
+            return Ok(vec![AccountFact::LoginRefusedWhileFrozen {
+                context: cmd.context,
+                door,
+            }]);
+        }
         let mut facts = vec![AccountFact::PasskeyUsed {
             key_id: cmd.key_id.clone(),
             counter,
             credential,
         }];
-        let opened = self.open_session(cmd.grant, cmd.context, now, door, services);
-        facts.extend(opened.into_iter().map(|fact| match fact {
-            AccountFact::LoginSucceeded {
-                session_id,
-                context,
-                door,
-                ..
-            } => AccountFact::LoginSucceeded {
-                session_id,
-                context,
-                door,
-                method: SignInMethod::Passkey,
-            },
-            other => other,
-        }));
+        let mut opened = self.open_session(cmd.grant, cmd.context, now, door, services);
+        for fact in &mut opened {
+            if let AccountFact::LoginSucceeded { method, .. } = fact {
+                *method = SignInMethod::Passkey;
+            }
+        }
+        facts.extend(opened);
         Ok(facts)
     }
 

@@ -60,6 +60,9 @@ pub enum SensitiveAction {
     AddPasskey,
     /// Remove a passkey.
     RemovePasskey,
+    /// Unfreeze a frozen account with the code of `POST /v1/unfreeze` (the flow proves a
+    /// verified contact; the factor proves the rest).
+    Unfreeze,
 }
 
 /// Whether the password is part of the proof.
@@ -107,7 +110,7 @@ pub struct ProofRule {
 }
 
 /// The proof policy. Every sensitive route reads its row; `README.md` shows the same table.
-pub const PROOF_POLICY: [ProofRule; 14] = [
+pub const PROOF_POLICY: [ProofRule; 15] = [
     ProofRule {
         action: SensitiveAction::AddSecondFactor,
         password: PasswordNeed::Yes,
@@ -225,7 +228,7 @@ pub const PROOF_POLICY: [ProofRule; 14] = [
         stepped_up_session: false,
         enrolled_factor: false,
         refused_while_locked: true,
-        afterwards: "factor-added cooldown; notice on every verified channel; revoked by a password reset or a lost-factor recovery",
+        afterwards: "factor-added cooldown; notice on every verified channel; revoked by a password reset, a lost-factor recovery or a freeze",
     },
     ProofRule {
         action: SensitiveAction::RemovePasskey,
@@ -235,6 +238,15 @@ pub const PROOF_POLICY: [ProofRule; 14] = [
         enrolled_factor: false,
         refused_while_locked: true,
         afterwards: "notice on every verified channel",
+    },
+    ProofRule {
+        action: SensitiveAction::Unfreeze,
+        password: PasswordNeed::No,
+        factor: FactorNeed::WhenEnrolled,
+        stepped_up_session: false,
+        enrolled_factor: false,
+        refused_while_locked: false,
+        afterwards: "sign-in works again; high-risk cooldown; notice on every verified channel",
     },
 ];
 
@@ -265,6 +277,7 @@ impl SensitiveAction {
             Self::ManageDevices => "manage_devices",
             Self::AddPasskey => "add_passkey",
             Self::RemovePasskey => "remove_passkey",
+            Self::Unfreeze => "unfreeze",
         }
     }
 

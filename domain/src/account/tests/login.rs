@@ -72,7 +72,8 @@ fn test_attempt_login_success_opens_session() {
                 door: Default::default(),
                 method: Default::default(),
                 session_id: sid(1),
-                context: ctx()
+                context: ctx(),
+                familiar: false,
             },
             signed_in(t(1), sid(1))[0].clone(),
             signed_in(t(1), sid(1))[1].clone(),
@@ -128,7 +129,8 @@ fn test_attempt_login_after_lock_expiry_succeeds() {
             door: Default::default(),
             method: Default::default(),
             session_id: sid(1),
-            context: ctx()
+            context: ctx(),
+            familiar: false,
         }
     );
 }
@@ -156,6 +158,7 @@ fn test_attempt_login_success_resets_failures_and_level() {
                 method: Default::default(),
                 session_id: sid(9),
                 context: ctx(),
+                familiar: false,
             },
         ),
         failed(t(21), 1),

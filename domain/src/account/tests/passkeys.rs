@@ -320,3 +320,20 @@ fn test_a_password_reset_revokes_every_passkey() {
     assert!(account.passkeys().is_empty());
     assert!(account.revoke_every_passkey(&ctx()).is_empty());
 }
+
+#[test]
+fn test_a_frozen_account_refuses_a_passkey_sign_in() {
+    let mut given = with_passkey(0);
+    given.push((
+        t(5),
+        AccountFact::AccountFrozen {
+            by: FreezeActor::Owner {
+                session_id: session(),
+            },
+            reason: None,
+            context: ctx(),
+        },
+    ));
+    let facts = run(given, sign_in_with("pk-1", verified(1), true)).unwrap();
+    assert_eq!(names(&facts), ["LoginRefusedWhileFrozen"]);
+}

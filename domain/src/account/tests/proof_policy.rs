@@ -1431,7 +1431,7 @@ fn test_row_anti_phishing_phrase_needs_the_password_or_a_stepped_up_session() {
 #[test]
 fn test_every_sensitive_action_has_exactly_one_row() {
     use SensitiveAction as A;
-    const ALL: [SensitiveAction; 14] = [
+    const ALL: [SensitiveAction; 15] = [
         A::AddSecondFactor,
         A::RegenerateBackupCodes,
         A::RemoveSecondFactor,
@@ -1446,6 +1446,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
         A::ManageDevices,
         A::AddPasskey,
         A::RemovePasskey,
+        A::Unfreeze,
     ];
     // Exhaustive: a new action does not compile until it is placed in `ALL` too.
     fn position(action: SensitiveAction) -> usize {
@@ -1464,6 +1465,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             A::ManageDevices => 11,
             A::AddPasskey => 12,
             A::RemovePasskey => 13,
+            A::Unfreeze => 14,
         }
     }
     for (i, action) in ALL.into_iter().enumerate() {
@@ -1492,10 +1494,10 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             rule.action
         );
         assert!(!rule.afterwards.is_empty());
-        // Only the reset, the way out of a lock, is not refused while locked.
+        // Only the reset and the unfreeze, ways out, are not refused while locked.
         assert_eq!(
             rule.refused_while_locked,
-            rule.action != A::ResetPassword,
+            !matches!(rule.action, A::ResetPassword | A::Unfreeze),
             "{:?}",
             rule.action
         );
