@@ -371,8 +371,24 @@ async fn test_a_passkey_sign_in_sends_the_notices_and_a_reset_revokes_every_pass
     // Every verified channel is told a passkey was added.
     w.smtp.wait_for(email, "A passkey was added", 1).await;
 
-    // A passkey sign-in is announced like any sign-in.
-    let (status, body) = sign_in(&w.server, &mut passkey).await;
+    // A passkey sign-in from a device the account has not signed in from is announced like any
+    // such sign-in (a phone's browser, on the same network).
+    let (ceremony_id, assertion) = authenticator_signs_in(&w.server, &mut passkey).await;
+    let (status, body) = super::support::read(
+        w.server
+            .http
+            .post(format!("{}/v1/login/passkey", w.server.base))
+            .header(
+                "user-agent",
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+                 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+            )
+            .json(&json!({"ceremony_id": ceremony_id, "credential": assertion}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     w.smtp.wait_for(email, "New sign-in", 2).await;
 
