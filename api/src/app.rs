@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{method_not_allowed_error, no_such_endpoint, ApiError};
 use crate::routes::{
     accounts, admin, api_keys, contacts, controls, devices, freeze, health, login, lost_factor, me,
-    mfa, password, recovery, review, security_keys, teams, whitelist,
+    mfa, passkeys, password, recovery, review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -58,6 +58,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(whitelist::router())
         .merge(teams::router())
         .merge(security_keys::router())
+        .merge(passkeys::router())
         .merge(lost_factor::router())
         .merge(review::router())
         .merge(me::router())

@@ -1,5 +1,6 @@
-//! Security keys (WebAuthn): the relying party, the state kept between the two halves of a
-//! ceremony, and the check of an assertion as a second-factor proof.
+//! Security keys and passkeys (WebAuthn): the relying party, the state kept between the two
+//! halves of a ceremony, the check of an assertion as a second-factor proof, and the
+//! discoverable (passkey) registration and sign-in.
 //!
 //! The library (`webauthn-rs`) does the cryptography and the origin, RP id and challenge checks;
 //! the account aggregate decides what a checked assertion means (counter, lockout).
@@ -10,9 +11,10 @@ use gatehouse_domain::{Account, KeyCheck, MfaProof};
 use gatehouse_store::{Store, StoreError};
 use sqlx::Row;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, PublicKeyCredential, RegisterPublicKeyCredential,
-    RequestChallengeResponse, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration, Url,
-    Uuid, Webauthn, WebauthnBuilder, WebauthnError,
+    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, SecurityKey,
+    SecurityKeyAuthentication, SecurityKeyRegistration, Url, Uuid, Webauthn, WebauthnBuilder,
+    WebauthnError,
 };
 
 /// How long a started ceremony may be finished (the browser's own timeout is 60 s).
@@ -92,6 +94,50 @@ impl RelyingParty {
         self.webauthn.finish_securitykey_registration(answer, state)
     }
 
+    /// Starts registering a passkey: a discoverable credential (resident key required) that
+    /// verifies its user (user verification required). Keys the account already has (security
+    /// keys and passkeys) are excluded.
+    pub fn start_passkey_registration(
+        &self,
+        account_id: Uuid,
+        label: &str,
+        exclude: Vec<webauthn_rs::prelude::CredentialID>,
+    ) -> Result<(CreationChallengeResponse, PasskeyRegistration), WebauthnError> {
+        let (mut options, state) =
+            self.webauthn
+                .start_passkey_registration(account_id, label, label, Some(exclude))?;
+        // The library asks for a non-resident key by default; a passkey that signs in without a
+        // typed identifier must be discoverable.
+        if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+            selection.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Required);
+            selection.require_resident_key = true;
+        }
+        Ok((options, state))
+    }
+
+    /// Checks the authenticator's answer to a passkey registration (user verification
+    /// required by the library).
+    pub fn finish_passkey_registration(
+        &self,
+        answer: &RegisterPublicKeyCredential,
+        state: &PasskeyRegistration,
+    ) -> Result<Passkey, WebauthnError> {
+        self.webauthn.finish_passkey_registration(answer, state)
+    }
+
+    /// Starts a discoverable sign-in: no account is named and `allowCredentials` is empty, so
+    /// the options say nothing about any account (the authenticator offers the passkeys it
+    /// holds for this relying party); user verification required.
+    pub fn start_passkey_sign_in(
+        &self,
+    ) -> Result<(RequestChallengeResponse, DiscoverableAuthentication), WebauthnError> {
+        let (mut options, state) = self.webauthn.start_discoverable_authentication()?;
+        // The library marks the options for conditional (autofill) mediation; the frontend
+        // chooses its own mediation, so the options do not impose one.
+        options.mediation = None;
+        Ok((options, state))
+    }
+
     /// Starts an assertion by any of the account's keys.
     pub fn start_authentication(
         &self,
@@ -131,6 +177,11 @@ pub enum Purpose {
     Registration,
     /// A second-factor assertion (sign-in or confirming a change).
     Assertion,
+    /// Registering a passkey.
+    PasskeyRegistration,
+    /// A discoverable passkey sign-in: kept under no account ([`NO_ACCOUNT`]), since the
+    /// account is learnt only from the answer.
+    PasskeySignIn,
 }
 
 impl Purpose {
@@ -138,9 +189,14 @@ impl Purpose {
         match self {
             Self::Registration => "registration",
             Self::Assertion => "assertion",
+            Self::PasskeyRegistration => "passkey_registration",
+            Self::PasskeySignIn => "passkey_sign_in",
         }
     }
 }
+
+/// The account a discoverable sign-in ceremony is kept under (no account id is empty).
+pub const NO_ACCOUNT: &str = "";
 
 /// Keeps a ceremony's state until it is finished (once) or expires; answers its id.
 pub async fn keep_ceremony(
@@ -275,5 +331,79 @@ pub fn check_assertion(
     MfaProof::SecurityKey {
         key_id: claimed,
         check,
+    }
+}
+
+/// The account's passkeys as the library wants them (one that no longer parses is skipped and
+/// logged).
+pub fn account_passkeys(account: &Account) -> Vec<(String, Passkey)> {
+    account
+        .passkeys()
+        .iter()
+        .filter_map(
+            |(id, key)| match serde_json::from_value::<Passkey>(key.credential.clone()) {
+                Ok(k) => Some((id.clone(), k)),
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "stored passkey does not parse");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+/// The account a discoverable answer names (its `userHandle`, the account id given at
+/// registration) and the credential id that signed; `None` when the answer names none.
+pub fn passkey_holder(
+    relying_party: &RelyingParty,
+    answer: &PublicKeyCredential,
+) -> Option<(Uuid, String)> {
+    relying_party
+        .webauthn
+        .identify_discoverable_authentication(answer)
+        .ok()
+        .map(|(account, cred_id)| (account, key_id(cred_id)))
+}
+
+/// Judges a discoverable sign-in answer against the ceremony and the account's stored passkey:
+/// the check and whether the authenticator verified its user. A passkey the account does not
+/// hold is `Invalid` (the aggregate records it as unknown).
+pub fn check_passkey(
+    relying_party: &RelyingParty,
+    account: &Account,
+    key_id: &str,
+    answer: &PublicKeyCredential,
+    state: DiscoverableAuthentication,
+) -> (KeyCheck, bool) {
+    let Some(mut stored) = account
+        .passkeys()
+        .get(key_id)
+        .and_then(|k| serde_json::from_value::<Passkey>(k.credential.clone()).ok())
+    else {
+        return (KeyCheck::Invalid, false);
+    };
+    match relying_party
+        .webauthn
+        .finish_discoverable_authentication_v2(answer, state, &stored)
+    {
+        Ok(result) => {
+            stored.update_credential(&result);
+            match serde_json::to_value(&stored) {
+                Ok(credential) => (
+                    KeyCheck::Verified {
+                        counter: result.counter(),
+                        credential,
+                    },
+                    result.user_verified(),
+                ),
+                Err(_) => (KeyCheck::Invalid, false),
+            }
+        }
+        Err(WebauthnError::CredentialPossibleCompromise) => (KeyCheck::CounterRegressed, false),
+        Err(WebauthnError::UserNotVerified) => (KeyCheck::UserNotVerified, false),
+        Err(e) => {
+            tracing::info!(error = %e, "passkey assertion refused");
+            (KeyCheck::Invalid, false)
+        }
     }
 }

@@ -34,3 +34,6 @@ pub use account::{
     RegisterAccount, Requester, SessionGrant, StaffAccountAction, StartFlow,
 };
 pub use account::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
+pub use account::{
+    PasskeyFailureReason, RegisterPasskey, SignInMethod, SignInWithPasskey, MAX_PASSKEYS,
+};

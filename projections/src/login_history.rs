@@ -1,6 +1,6 @@
 //! `login_history_v1`: every sign-in attempt of an account, with time, IP, user agent, device,
 //! outcome and reason.
-use gatehouse_domain::account::LoginFailureReason;
+use gatehouse_domain::account::{Door, LoginFailureReason, PasskeyFailureReason};
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
 use gatehouse_store::{Store, StoreError, StoredEvent};
@@ -78,18 +78,32 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         return Ok(None);
     };
     let (outcome, reason, context, session_id, door) = match &e.fact {
+        // A passkey sign-in says so in `reason`; a password one leaves it empty (as always).
         AccountFact::LoginSucceeded {
             session_id,
             context,
             door,
+            method,
             ..
         } => (
             "succeeded",
-            None,
+            (!method.is_password()).then_some(method.as_str()),
             context,
             Some(session_id.to_string()),
             door,
         ),
+        AccountFact::PasskeySignInFailed {
+            reason, context, ..
+        } => {
+            let reason = match reason {
+                PasskeyFailureReason::UnknownPasskey => "passkey_unknown",
+                PasskeyFailureReason::UserNotVerified => "passkey_user_not_verified",
+                PasskeyFailureReason::InvalidAssertion => "passkey_invalid",
+                PasskeyFailureReason::CounterRegressed => "passkey_counter_regressed",
+                PasskeyFailureReason::ContactUnverified => "contact_unverified",
+            };
+            ("failed", Some(reason), context, None, &Door::Untrusted)
+        }
         AccountFact::LoginFailed {
             reason,
             context,
@@ -197,6 +211,7 @@ mod tests {
                 door: Default::default(),
                 session_id: uuid::Uuid::nil(),
                 context: ctx.clone(),
+                method: Default::default(),
                 familiar: false,
             },
         );

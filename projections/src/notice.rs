@@ -99,6 +99,20 @@ pub enum Notice {
         /// The key's name.
         name: String,
     },
+    /// A passkey was registered (it signs in by itself).
+    PasskeyAdded {
+        /// The requester's address.
+        #[serde(default)]
+        ip: Option<String>,
+        /// The passkey's name.
+        name: String,
+    },
+    /// A passkey was removed.
+    PasskeyRemoved {
+        /// The requester's address.
+        #[serde(default)]
+        ip: Option<String>,
+    },
     /// A security key was removed.
     SecurityKeyRemoved {
         /// The requester's address.
@@ -183,6 +197,8 @@ impl Notice {
             Self::WithdrawKeyCreated { .. } => "withdraw_key_created",
             Self::SecurityKeyAdded { .. } => "security_key_added",
             Self::SecurityKeyRemoved { .. } => "security_key_removed",
+            Self::PasskeyAdded { .. } => "passkey_added",
+            Self::PasskeyRemoved { .. } => "passkey_removed",
             Self::SecondFactorRemoved { .. } => "second_factor_removed",
             Self::RecoveryStarted {} => "recovery_started",
             Self::RecoveryApproved { .. } => "recovery_approved",
@@ -344,6 +360,19 @@ mod tests {
             (
                 Notice::SecurityKeyRemoved { ip: ip() },
                 "security_key_removed",
+                r#"{"ip":"198.51.100.7"}"#,
+            ),
+            (
+                Notice::PasskeyAdded {
+                    ip: ip(),
+                    name: "phone".into(),
+                },
+                "passkey_added",
+                r#"{"ip":"198.51.100.7","name":"phone"}"#,
+            ),
+            (
+                Notice::PasskeyRemoved { ip: ip() },
+                "passkey_removed",
                 r#"{"ip":"198.51.100.7"}"#,
             ),
             (

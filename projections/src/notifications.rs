@@ -233,6 +233,23 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        AccountFact::PasskeyRegistered { name, context, .. } => vec![enqueue(
+            Notice::PasskeyAdded {
+                ip: context.ip.clone(),
+                name: name.clone(),
+            },
+            Target::AllVerified,
+            None,
+            None,
+        )],
+        AccountFact::PasskeyRemoved { context, .. } => vec![enqueue(
+            Notice::PasskeyRemoved {
+                ip: context.ip.clone(),
+            },
+            Target::AllVerified,
+            None,
+            None,
+        )],
         AccountFact::SecurityKeyRemoved { context, .. } => vec![enqueue(
             Notice::SecurityKeyRemoved {
                 ip: context.ip.clone(),

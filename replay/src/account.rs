@@ -94,9 +94,15 @@ pub fn describe(fact: &AccountFact) -> String {
             session_id,
             context,
             door,
+            method,
             ..
         } => format!(
-            "sign-in succeeded{}, session {session_id}{}",
+            "sign-in succeeded{}{}, session {session_id}{}",
+            if method.is_password() {
+                ""
+            } else {
+                " with a passkey"
+            },
             door_text(door),
             ctx(context)
         ),

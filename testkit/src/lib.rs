@@ -7,7 +7,8 @@
 //! - [`server`]: the binary started with `serve` on a free port ([`Server`]), with the settings
 //!   that keep tests fast ([`fast_env`]) or a benchmark's;
 //! - [`mail`]: real receivers, an SMTP server (aiosmtpd, `TEST_SMTP_PYTHON`) and an SMS webhook;
-//! - [`checks`]: answers, error shapes, read models and events.
+//! - [`checks`]: answers, error shapes, read models and events;
+//! - [`passkey`]: a software authenticator holding discoverable credentials ([`SoftPasskey`]).
 //!
 //! Test helpers panic on what a test cannot go on without; what a benchmark calls returns its
 //! failures as messages.
@@ -18,6 +19,7 @@ pub mod checks;
 pub mod db;
 pub mod geoip;
 pub mod mail;
+pub mod passkey;
 pub mod server;
 
 pub use checks::{
@@ -25,6 +27,7 @@ pub use checks::{
     ALERT_TABLES,
 };
 pub use db::{admin_url, database_url, ScratchDb, TestDb};
+pub use passkey::SoftPasskey;
 pub use server::{
     binary, fast_env, sign_in_limits, Server, METRICS_TOKEN, PASSWORD, TEST_MASTER_KEY,
 };

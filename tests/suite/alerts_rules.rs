@@ -41,6 +41,7 @@ fn failed(ip: &str, reason: LoginFailureReason) -> AccountFact {
 fn succeeded(ip: &str, device: &str) -> AccountFact {
     AccountFact::LoginSucceeded {
         door: Default::default(),
+        method: Default::default(),
         session_id: Uuid::new_v4(),
         context: ctx(ip, Some(device)),
         familiar: false,

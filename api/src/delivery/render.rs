@@ -302,6 +302,24 @@ fn words(topic: &Topic<'_>, extras: &Extras) -> (String, String) {
                     known(ip)
                 ),
             ),
+            Notice::PasskeyAdded { ip, name } => (
+                "A passkey was added".into(),
+                format!(
+                    "The passkey \"{}\" was added to your account (request from {}); it signs \
+                     in by itself, without the password. If you did not do this, reset your \
+                     password at once: a reset removes every passkey.",
+                    name,
+                    known(ip)
+                ),
+            ),
+            Notice::PasskeyRemoved { ip } => (
+                "A passkey was removed".into(),
+                format!(
+                    "A passkey was removed from your account (request from {}). If you did not \
+                     do this, reset your password at once.",
+                    known(ip)
+                ),
+            ),
             Notice::SecurityKeyRemoved { ip } => (
                 "A security key was removed".into(),
                 format!(

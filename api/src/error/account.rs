@@ -80,6 +80,11 @@ impl From<AccountError> for ApiError {
             .with_field("code"),
             E::ChallengeInvalid => invalid_challenge(),
             E::SecurityKeyUnknown => ApiError::not_found("no such security key"),
+            E::PasskeyUnknown => ApiError::not_found("no such passkey"),
+            E::TooManyPasskeys => conflict(
+                "too_many_passkeys",
+                "the account has as many passkeys as allowed; remove one first",
+            ),
             E::TooManySecurityKeys => conflict(
                 "too_many_security_keys",
                 "the account has as many security keys as allowed; remove one first",

@@ -166,7 +166,9 @@ pub struct LoginHistoryEntry {
     pub at: DateTime<Utc>,
     /// `succeeded`, `failed` or `locked`.
     pub outcome: String,
-    /// Why it failed (`wrong_password`, `contact_unverified`, `account_locked`).
+    /// Why it failed (`wrong_password`, `contact_unverified`, `account_locked`, and for a
+    /// passkey `passkey_unknown`, `passkey_user_not_verified`, `passkey_invalid`,
+    /// `passkey_counter_regressed`); `passkey` for a sign-in by passkey.
     pub reason: Option<String>,
     /// Client IP.
     pub ip: Option<String>,

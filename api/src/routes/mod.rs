@@ -11,6 +11,7 @@ pub mod login;
 pub mod lost_factor;
 pub mod me;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod recovery;
 pub mod review;

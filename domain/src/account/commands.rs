@@ -9,7 +9,7 @@ use crate::context::RequestContext;
 use crate::password::CandidatePassword;
 use crate::policy::codes::{Channel, FlowKind};
 
-use super::evidence::{DeviceClaim, MfaProof};
+use super::evidence::{DeviceClaim, KeyCheck, MfaProof};
 use super::proof::Proof;
 
 /// A command to the `Account` aggregate.
@@ -160,6 +160,21 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Register a passkey (the proof of `SensitiveAction::AddPasskey`).
+    RegisterPasskey(RegisterPasskey),
+    /// Remove a passkey (the proof of `SensitiveAction::RemovePasskey`).
+    RemovePasskey {
+        /// Credential id.
+        key_id: String,
+        /// The proof of `SensitiveAction::RemovePasskey`.
+        proof: Proof,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Sign in with a passkey (no password, no second factor: the passkey is both).
+    SignInWithPasskey(SignInWithPasskey),
     /// Remove every second factor (password and a current factor required).
     RemoveSecondFactor {
         /// The proof of `SensitiveAction::RemoveSecondFactor`.
@@ -608,6 +623,45 @@ pub struct ChangePassword {
     pub proof: Proof,
     /// A new password that passed the policy.
     pub new_password: CandidatePassword,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
+}
+
+/// Input of `RegisterPasskey`: a credential the edge checked against a registration ceremony
+/// that required a discoverable credential and user verification.
+#[derive(Debug, Clone)]
+pub struct RegisterPasskey {
+    /// Credential id (base64url).
+    pub key_id: String,
+    /// The owner's name for it.
+    pub name: String,
+    /// The credential to store (public key and counter).
+    pub credential: serde_json::Value,
+    /// The proof of `SensitiveAction::AddPasskey`.
+    pub proof: Proof,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Request context.
+    pub context: RequestContext,
+}
+
+/// Input of `SignInWithPasskey`: an assertion to a discoverable sign-in ceremony, checked at the
+/// edge against this account's stored credential.
+#[derive(Debug, Clone)]
+pub struct SignInWithPasskey {
+    /// Credential id that signed.
+    pub key_id: String,
+    /// What the WebAuthn check found.
+    pub check: KeyCheck,
+    /// Whether the verified assertion's authenticator data carried the user-verification flag
+    /// (checked here too, whatever the library was told to require).
+    pub user_verified: bool,
+    /// The session to open.
+    pub grant: SessionGrant,
+    /// The device token presented, if any.
+    pub device: Option<DeviceClaim>,
     /// Now.
     pub at: DateTime<Utc>,
     /// Request context.

@@ -134,6 +134,17 @@ impl Account {
                 self.remove_security_key(key_id, &proof, at, context, s)
                     .await?,
             ),
+            C::RegisterPasskey(cmd) => (cmd.at, self.register_passkey(cmd, s).await?),
+            C::RemovePasskey {
+                key_id,
+                proof,
+                at,
+                context,
+            } => (
+                at,
+                self.remove_passkey(key_id, &proof, at, context, s).await?,
+            ),
+            C::SignInWithPasskey(cmd) => (cmd.at, self.sign_in_with_passkey(cmd, s)?),
             C::RemoveSecondFactor { proof, at, context } => {
                 (at, self.remove_second_factor(&proof, at, context, s).await?)
             }

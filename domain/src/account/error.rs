@@ -116,6 +116,12 @@ pub enum AccountError {
     DeviceNotFound,
     #[error("AC0050 the contact cannot be released")]
     ContactNotReleasable,
+    /// No such passkey on this account, or the credential is already one of its keys.
+    #[error("AC0140 passkey not found or already registered")]
+    PasskeyUnknown,
+    /// The account has as many passkeys as allowed.
+    #[error("AC0141 too many passkeys")]
+    TooManyPasskeys,
     /// The account is frozen already (and no staff unfreeze is pending).
     #[error("AC0060 the account is already frozen")]
     AlreadyFrozen,

@@ -52,15 +52,20 @@ pub enum AccountFact {
         /// Request context (the other account's request).
         context: RequestContext,
     },
-    /// A password sign-in succeeded and opened `session_id`.
+    /// A sign-in succeeded and opened `session_id`.
     LoginSucceeded {
         /// The session opened.
         session_id: Uuid,
         /// Request context.
         context: RequestContext,
-        /// The door signed in through (its failure count restarts; other doors keep theirs).
+        /// The door signed in through (after a password, its failure count restarts; other doors
+        /// keep theirs; a passkey sign-in restarts none).
         #[serde(default, skip_serializing_if = "Door::is_untrusted")]
         door: Door,
+        /// How the person proved themselves (absent in the stored JSON: the password, with a
+        /// second factor when one is enrolled).
+        #[serde(default, skip_serializing_if = "SignInMethod::is_password")]
+        method: SignInMethod,
         /// The account signed in before from this network (/24, /64) with this device (its
         /// device token, or the same user agent family): no new-sign-in notice. Absent (false)
         /// in events written before the rule, which each had their notice.
@@ -512,11 +517,59 @@ pub enum AccountFact {
         /// The credential after the update.
         credential: serde_json::Value,
     },
-    /// A security key presented a signature counter at or below the stored one: the key may
-    /// have been cloned. The sign-in is refused.
+    /// A security key (or a passkey: `key_id` names one or the other, never both) presented a
+    /// signature counter at or below the stored one: the key may have been cloned. The sign-in
+    /// is refused.
     SecurityKeyCounterRegressed {
         /// Credential id.
         key_id: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A passkey (a discoverable WebAuthn credential that verifies its user) was registered: it
+    /// signs in by itself, as password and second factor together.
+    PasskeyRegistered {
+        /// Credential id (base64url).
+        key_id: String,
+        /// The owner's name for it.
+        name: String,
+        /// The credential as the WebAuthn library stores it: public key and counter, no secret.
+        credential: serde_json::Value,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A passkey was removed by its owner.
+    PasskeyRemoved {
+        /// Credential id.
+        key_id: String,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A passkey signed a sign-in challenge with user verification; its counter (and stored
+    /// credential) moved on. Recorded with the sign-in's `LoginSucceeded`.
+    PasskeyUsed {
+        /// Credential id.
+        key_id: String,
+        /// Signature counter reported (0: the authenticator keeps none).
+        counter: u32,
+        /// The credential after the update.
+        credential: serde_json::Value,
+    },
+    /// A passkey sign-in was refused. Not counted toward any lockout: nothing guessable was
+    /// tried (a signature cannot be guessed), and counting would let strangers lock doors.
+    PasskeySignInFailed {
+        /// Credential id presented.
+        key_id: String,
+        /// Why.
+        reason: PasskeyFailureReason,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// Every passkey of the account was revoked: a password reset, a lost-factor recovery or a
+    /// freeze takes the account back, and a thief's passkey must not outlive that.
+    PasskeysRevoked {
+        /// Credential ids revoked.
+        key_ids: Vec<String>,
         /// Request context.
         context: RequestContext,
     },
@@ -700,6 +753,50 @@ pub enum LoginFailureReason {
     UnknownIdentifier,
     /// The password was right but the account has no verified contact yet, and sign-in requires
     /// one (the caller saw the wrong-password answer; it counts toward the lockout like one).
+    ContactUnverified,
+}
+
+/// How a sign-in was proven.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMethod {
+    /// The password (and the second factor when one is enrolled); every sign-in recorded before
+    /// passkeys.
+    #[default]
+    Password,
+    /// A passkey with user verification, standing for both.
+    Passkey,
+}
+
+impl SignInMethod {
+    /// Whether this is the password (left out of stored events: the default).
+    pub fn is_password(&self) -> bool {
+        *self == SignInMethod::Password
+    }
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Passkey => "passkey",
+        }
+    }
+}
+
+/// Why a passkey sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyFailureReason {
+    /// The credential is not one of this account's passkeys (removed, revoked, or never).
+    UnknownPasskey,
+    /// The authenticator did not verify its user (no UV flag).
+    UserNotVerified,
+    /// The assertion does not check out (signature, challenge, origin, RP id).
+    InvalidAssertion,
+    /// The signature counter did not move forward: the passkey may have been cloned (recorded
+    /// with `SecurityKeyCounterRegressed` too, which the alerts watch).
+    CounterRegressed,
+    /// The account has no verified contact, and sign-in requires one.
     ContactUnverified,
 }
 
@@ -959,6 +1056,11 @@ impl AccountFact {
             Self::SecurityKeyRemoved { .. } => "SecurityKeyRemoved",
             Self::SecurityKeyUsed { .. } => "SecurityKeyUsed",
             Self::SecurityKeyCounterRegressed { .. } => "SecurityKeyCounterRegressed",
+            Self::PasskeyRegistered { .. } => "PasskeyRegistered",
+            Self::PasskeyRemoved { .. } => "PasskeyRemoved",
+            Self::PasskeyUsed { .. } => "PasskeyUsed",
+            Self::PasskeySignInFailed { .. } => "PasskeySignInFailed",
+            Self::PasskeysRevoked { .. } => "PasskeysRevoked",
             Self::SessionSteppedUp { .. } => "SessionSteppedUp",
             Self::ApiKeyCreated { .. } => "ApiKeyCreated",
             Self::ApiKeyRotated { .. } => "ApiKeyRotated",
@@ -1046,6 +1148,7 @@ pub(super) mod tests {
                 door: Default::default(),
                 session_id: sid(),
                 context: ctx.clone(),
+                method: SignInMethod::Password,
                 familiar: false,
             },
             AccountFact::LoginFailed {
@@ -1243,6 +1346,30 @@ pub(super) mod tests {
                 key_id: "k".into(),
                 context: RequestContext::default(),
             },
+            AccountFact::PasskeyRegistered {
+                key_id: "p".into(),
+                name: "Phone".into(),
+                credential: json!({"cred": {}}),
+                context: RequestContext::default(),
+            },
+            AccountFact::PasskeyRemoved {
+                key_id: "p".into(),
+                context: RequestContext::default(),
+            },
+            AccountFact::PasskeyUsed {
+                key_id: "p".into(),
+                counter: 4,
+                credential: json!({"cred": {}}),
+            },
+            AccountFact::PasskeySignInFailed {
+                key_id: "p".into(),
+                reason: PasskeyFailureReason::UserNotVerified,
+                context: RequestContext::default(),
+            },
+            AccountFact::PasskeysRevoked {
+                key_ids: vec!["p".into()],
+                context: RequestContext::default(),
+            },
             AccountFact::SessionSteppedUp {
                 session_id: sid(),
                 method: "totp".into(),
@@ -1407,6 +1534,11 @@ pub(super) mod tests {
                 "SecurityKeyRemoved",
                 "SecurityKeyUsed",
                 "SecurityKeyCounterRegressed",
+                "PasskeyRegistered",
+                "PasskeyRemoved",
+                "PasskeyUsed",
+                "PasskeySignInFailed",
+                "PasskeysRevoked",
                 "SessionSteppedUp",
                 "ApiKeyCreated",
                 "ApiKeyRotated",

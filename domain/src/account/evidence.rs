@@ -50,6 +50,9 @@ pub enum KeyCheck {
     },
     /// Valid signature but the counter did not move forward: a possible clone.
     CounterRegressed,
+    /// The authenticator did not verify its user (no UV flag) where the ceremony required it
+    /// (a passkey sign-in).
+    UserNotVerified,
     /// Not a valid assertion.
     Invalid,
 }

@@ -66,6 +66,11 @@ impl Account {
             | AccountFact::SecurityKeyRemoved { .. }
             | AccountFact::SecurityKeyUsed { .. }
             | AccountFact::SecurityKeyCounterRegressed { .. } => self.fold_second_factor(fact, at),
+            AccountFact::PasskeyRegistered { .. }
+            | AccountFact::PasskeyRemoved { .. }
+            | AccountFact::PasskeyUsed { .. }
+            | AccountFact::PasskeySignInFailed { .. }
+            | AccountFact::PasskeysRevoked { .. } => self.fold_passkeys(fact, at),
             AccountFact::HighRiskCooldownStarted { .. }
             | AccountFact::AntiPhishingPhraseSet { .. }
             | AccountFact::AntiPhishingPhraseRemoved { .. }
@@ -158,8 +163,17 @@ impl Account {
             AccountFact::IdentifierClaimAttempted { .. } => {
                 self.identifier_claim_noticed_at = Some(at);
             }
-            AccountFact::LoginSucceeded { door, context, .. } => {
-                self.reset_door(*door);
+            AccountFact::LoginSucceeded {
+                door,
+                context,
+                method,
+                ..
+            } => {
+                // A passkey sign-in proves no password: it leaves every door's count and lock
+                // as they are (a stranger's guesses stay locked out while the owner signs in).
+                if method.is_password() {
+                    self.reset_door(*door);
+                }
                 // Where it signed in from, for the new-sign-in rule (most recent last).
                 let network = super::recovery::network_of(context.ip.as_deref());
                 remember(&mut self.sign_in_networks, network);

@@ -80,6 +80,8 @@ impl Account {
         });
         facts.extend(self.sessions_ended(at, SessionEndReason::Frozen, &context));
         facts.extend(self.revoke_every_api_key(&context));
+        // A thief's passkey must not come back with the unfreeze, like an API key.
+        facts.extend(self.revoke_every_passkey(&context));
         facts.extend(self.revoke_devices(DeviceRevokeReason::Frozen, None, &context));
         Ok(facts)
     }

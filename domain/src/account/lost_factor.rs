@@ -159,6 +159,7 @@ impl Account {
             }
         }));
         facts.extend(self.revoke_every_api_key(&context));
+        facts.extend(self.revoke_every_passkey(&context));
         facts.push(AccountFact::HighRiskCooldownStarted {
             until: at + services.cooldowns.after_password_reset,
             reason: CooldownReason::LostFactorRecovery,

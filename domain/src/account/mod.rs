@@ -9,6 +9,7 @@ mod evidence;
 mod fold;
 mod freeze;
 mod lost_factor;
+mod passkeys;
 mod proof;
 mod recovery;
 mod redact;
@@ -24,6 +25,7 @@ pub use commands::{
     CompleteMfa, DeviceGrant, FlowGrant, FreezeRequest, NewApiKey, NewWithdrawalAddress,
     RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
+pub use commands::{RegisterPasskey, SignInWithPasskey};
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
     MAX_WITHDRAWAL_ADDRESSES,
@@ -34,7 +36,9 @@ pub use events::{
     LoginFailureReason, RecoveryStep, Requester, SessionEndReason, StaffAccountAction,
     UnlockReason, EVENT_VERSION,
 };
+pub use events::{PasskeyFailureReason, SignInMethod};
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
+pub use passkeys::MAX_PASSKEYS;
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
 pub use redact::REDACTED;

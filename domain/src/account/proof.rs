@@ -55,6 +55,11 @@ pub enum SensitiveAction {
     AntiPhishingPhrase,
     /// Revoke a trusted device (its own door and code budget go with it).
     ManageDevices,
+    /// Register a passkey: a way in by itself (password and second factor together), so a
+    /// thief who adds one keeps the account past a password change.
+    AddPasskey,
+    /// Remove a passkey.
+    RemovePasskey,
     /// Unfreeze a frozen account with the code of `POST /v1/unfreeze` (the flow proves a
     /// verified contact; the factor proves the rest).
     Unfreeze,
@@ -105,7 +110,7 @@ pub struct ProofRule {
 }
 
 /// The proof policy. Every sensitive route reads its row; `README.md` shows the same table.
-pub const PROOF_POLICY: [ProofRule; 13] = [
+pub const PROOF_POLICY: [ProofRule; 15] = [
     ProofRule {
         action: SensitiveAction::AddSecondFactor,
         password: PasswordNeed::Yes,
@@ -217,6 +222,24 @@ pub const PROOF_POLICY: [ProofRule; 13] = [
         afterwards: "the device's token stops working; the sessions it opened end",
     },
     ProofRule {
+        action: SensitiveAction::AddPasskey,
+        password: PasswordNeed::Yes,
+        factor: FactorNeed::WhenEnrolled,
+        stepped_up_session: false,
+        enrolled_factor: false,
+        refused_while_locked: true,
+        afterwards: "factor-added cooldown; notice on every verified channel; revoked by a password reset, a lost-factor recovery or a freeze",
+    },
+    ProofRule {
+        action: SensitiveAction::RemovePasskey,
+        password: PasswordNeed::Yes,
+        factor: FactorNeed::WhenEnrolled,
+        stepped_up_session: false,
+        enrolled_factor: false,
+        refused_while_locked: true,
+        afterwards: "notice on every verified channel",
+    },
+    ProofRule {
         action: SensitiveAction::Unfreeze,
         password: PasswordNeed::No,
         factor: FactorNeed::WhenEnrolled,
@@ -252,6 +275,8 @@ impl SensitiveAction {
             Self::WithdrawalControls => "withdrawal_controls",
             Self::AntiPhishingPhrase => "anti_phishing_phrase",
             Self::ManageDevices => "manage_devices",
+            Self::AddPasskey => "add_passkey",
+            Self::RemovePasskey => "remove_passkey",
             Self::Unfreeze => "unfreeze",
         }
     }

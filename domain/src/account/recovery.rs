@@ -363,6 +363,7 @@ impl Account {
             }
         }));
         facts.extend(self.revoke_every_api_key(&context));
+        facts.extend(self.revoke_every_passkey(&context));
         facts.extend(self.revoke_devices(DeviceRevokeReason::PasswordReset, None, &context));
         if self.any_door_failing(at) {
             facts.push(AccountFact::AccountUnlocked {

@@ -48,6 +48,11 @@ impl AccountFact {
             | Self::SecurityKeyRemoved { .. }
             | Self::SecurityKeyUsed { .. }
             | Self::SecurityKeyCounterRegressed { .. }
+            | Self::PasskeyRegistered { .. }
+            | Self::PasskeyRemoved { .. }
+            | Self::PasskeyUsed { .. }
+            | Self::PasskeySignInFailed { .. }
+            | Self::PasskeysRevoked { .. }
             | Self::SessionSteppedUp { .. }
             | Self::ApiKeyRevoked { .. }
             | Self::WithdrawalAddressAdded { .. }

@@ -554,6 +554,7 @@ impl Account {
             familiar: self.familiar_place(&context, door),
             context: context.clone(),
             door,
+            method: super::events::SignInMethod::Password,
         });
         let device_id = door.device_id().unwrap_or(grant.device.device_id);
         let expires_at = now + policy.absolute;

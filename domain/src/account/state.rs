@@ -349,6 +349,9 @@ pub struct Account {
     pub(super) recovery_notice_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub(super) security_keys: BTreeMap<String, SecurityKeyFactor>,
+    /// Passkeys by credential id (same shape as a security key; they sign in by themselves).
+    #[serde(default)]
+    pub(super) passkeys: BTreeMap<String, SecurityKeyFactor>,
     #[serde(default)]
     pub(super) api_keys: BTreeMap<Uuid, ApiKey>,
     /// Whitelisted withdrawal addresses by id (proposed ones wait for their code).
@@ -655,6 +658,11 @@ impl Account {
     /// Registered security keys by credential id.
     pub fn security_keys(&self) -> &BTreeMap<String, SecurityKeyFactor> {
         &self.security_keys
+    }
+
+    /// Registered passkeys by credential id.
+    pub fn passkeys(&self) -> &BTreeMap<String, SecurityKeyFactor> {
+        &self.passkeys
     }
 
     /// The TOTP factor, confirmed or pending.

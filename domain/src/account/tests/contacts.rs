@@ -101,6 +101,7 @@ fn test_sign_in_succeeds_once_a_contact_is_verified() {
         vec![
             AccountFact::LoginSucceeded {
                 door: Default::default(),
+                method: Default::default(),
                 session_id: sid(1),
                 context: ctx(),
                 familiar: false,

@@ -70,6 +70,7 @@ fn test_attempt_login_success_opens_session() {
         vec![
             AccountFact::LoginSucceeded {
                 door: Default::default(),
+                method: Default::default(),
                 session_id: sid(1),
                 context: ctx(),
                 familiar: false,
@@ -126,6 +127,7 @@ fn test_attempt_login_after_lock_expiry_succeeds() {
         facts[0],
         AccountFact::LoginSucceeded {
             door: Default::default(),
+            method: Default::default(),
             session_id: sid(1),
             context: ctx(),
             familiar: false,
@@ -153,6 +155,7 @@ fn test_attempt_login_success_resets_failures_and_level() {
             t(20),
             AccountFact::LoginSucceeded {
                 door: Default::default(),
+                method: Default::default(),
                 session_id: sid(9),
                 context: ctx(),
                 familiar: false,

@@ -36,6 +36,8 @@ mod freeze;
 mod login;
 /// Recovery of a lost second factor.
 mod lost_factor;
+/// Passkeys: registration under the proof policy, sign-in, counters, locks.
+mod passkeys;
 /// One test per row of `PROOF_POLICY`.
 mod proof_policy;
 /// TOTP and backup codes.

@@ -1431,7 +1431,7 @@ fn test_row_anti_phishing_phrase_needs_the_password_or_a_stepped_up_session() {
 #[test]
 fn test_every_sensitive_action_has_exactly_one_row() {
     use SensitiveAction as A;
-    const ALL: [SensitiveAction; 13] = [
+    const ALL: [SensitiveAction; 15] = [
         A::AddSecondFactor,
         A::RegenerateBackupCodes,
         A::RemoveSecondFactor,
@@ -1444,6 +1444,8 @@ fn test_every_sensitive_action_has_exactly_one_row() {
         A::WithdrawalControls,
         A::AntiPhishingPhrase,
         A::ManageDevices,
+        A::AddPasskey,
+        A::RemovePasskey,
         A::Unfreeze,
     ];
     // Exhaustive: a new action does not compile until it is placed in `ALL` too.
@@ -1461,7 +1463,9 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             A::WithdrawalControls => 9,
             A::AntiPhishingPhrase => 10,
             A::ManageDevices => 11,
-            A::Unfreeze => 12,
+            A::AddPasskey => 12,
+            A::RemovePasskey => 13,
+            A::Unfreeze => 14,
         }
     }
     for (i, action) in ALL.into_iter().enumerate() {
