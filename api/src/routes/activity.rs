@@ -201,6 +201,7 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default) or `json`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
     /// Entries at or after this instant (RFC 3339); default: the first.
     pub from: Option<DateTime<Utc>>,
