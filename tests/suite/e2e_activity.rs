@@ -699,3 +699,30 @@ async fn test_devices_are_listed_renamed_and_forgotten() {
         "Device forgotten"
     );
 }
+
+#[tokio::test]
+async fn test_a_sign_up_flow_shows_strangers_the_same_delivery_whether_the_address_is_taken() {
+    let w = world(&[]).await;
+    let email = "taken.address@example.com";
+    let mut views = Vec::new();
+    // The first sign-up is real; the second, with the same address, gets a decoy flow.
+    for _ in 0..2 {
+        let (status, body) = w
+            .server
+            .post(
+                "/v1/accounts",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let flow = body["verification_flow_id"].as_str().unwrap().to_string();
+        let mut view = delivery(&w.server, &flow, None, &[]).await;
+        view["at"] = json!("<issued>");
+        views.push(view);
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(
+        views[0],
+        json!({"channel": "email", "destination": "t***********s@example.com", "status": "sent", "at": "<issued>"})
+    );
+}
