@@ -353,15 +353,23 @@ async fn test_an_answer_that_cannot_wait_says_it_is_stale() {
     .await;
     let email = "too.quick@example.com";
     w.verified_email_account(email).await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let body = login_as(&w.server, email, "quick", "q").await;
-    let token = body["session_token"].as_str().unwrap();
-    let (status, history) = get_with(&w.server, "/v1/me/login-history", Some(token), &[]).await;
-    assert_eq!(status, 200, "{history}");
-    assert_eq!(history["stale"], true, "{history}");
-    let (status, activity) = get_with(&w.server, "/v1/me/activity", Some(token), &[]).await;
-    assert_eq!(status, 200, "{activity}");
-    assert_eq!(activity["stale"], true, "{activity}");
+    // The runner also looks every 500 ms without being woken, and may then apply a sign-in at
+    // once: a few tries, each after the runner went idle.
+    let mut answers = Vec::new();
+    for attempt in 0..3 {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let body = login_as(&w.server, email, &format!("quick-{attempt}"), "q").await;
+        let token = body["session_token"].as_str().unwrap();
+        let (status, history) = get_with(&w.server, "/v1/me/login-history", Some(token), &[]).await;
+        assert_eq!(status, 200, "{history}");
+        let (status, activity) = get_with(&w.server, "/v1/me/activity", Some(token), &[]).await;
+        assert_eq!(status, 200, "{activity}");
+        if history["stale"] == true && activity["stale"] == true {
+            return;
+        }
+        answers.push((history, activity));
+    }
+    panic!("never stale: {answers:?}");
 }
 
 /// An SMTP server that refuses every recipient (`550`), as a provider refusing the message.
