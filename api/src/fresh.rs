@@ -73,3 +73,20 @@ async fn reached(
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_stale_is_said_only_when_true() {
+        assert_eq!(
+            serde_json::to_value(Freshness::default()).unwrap(),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            serde_json::to_value(Freshness { stale: true }).unwrap(),
+            serde_json::json!({"stale": true})
+        );
+    }
+}
