@@ -15,8 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{method_not_allowed_error, no_such_endpoint, ApiError};
 use crate::routes::{
-    accounts, activity, admin, api_keys, contacts, controls, devices, health, login, lost_factor,
-    me, mfa, password, recovery, review, security_keys, teams, whitelist,
+    accounts, activity, admin, api_keys, contacts, controls, devices, freeze, health, login,
+    lost_factor, me, mfa, password, recovery, review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -63,6 +63,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(activity::router())
         .merge(devices::router())
+        .merge(freeze::router())
         .merge(contacts::router())
         .merge(recovery::router())
         .merge(health::router())

@@ -9,8 +9,8 @@
 //! masked from the delivery outcome events.
 use chrono::{DateTime, Utc};
 use gatehouse_domain::account::{
-    CooldownReason, DeviceRevokeReason, LoginFailureReason, RecoveryStep, SessionEndReason,
-    UnlockReason,
+    CooldownReason, DeviceRevokeReason, FreezeActor, LoginFailureReason, RecoveryStep,
+    SessionEndReason, UnlockReason,
 };
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::context::RequestContext;
@@ -62,6 +62,10 @@ kinds! {
     SignIn => "sign_in",
     SignInFailed => "sign_in_failed",
     SignInRefusedLocked => "sign_in_refused_locked",
+    SignInRefusedFrozen => "sign_in_refused_frozen",
+    AccountFrozen => "account_frozen",
+    AccountUnfrozen => "account_unfrozen",
+    StaffAction => "staff_action",
     AccountLocked => "account_locked",
     AccountUnlocked => "account_unlocked",
     SecondFactorRequested => "second_factor_requested",
@@ -227,6 +231,17 @@ fn session_end_words(reason: &SessionEndReason) -> &'static str {
         SessionEndReason::PasswordReset => "ended by a password reset",
         SessionEndReason::PasswordChanged => "ended by a password change",
         SessionEndReason::Recovery => "ended by a lost-second-factor recovery",
+        SessionEndReason::Frozen => "ended: the account was frozen",
+        SessionEndReason::Staff => "ended by staff (every session signed out)",
+    }
+}
+
+fn freeze_actor_words(by: &FreezeActor) -> &'static str {
+    match by {
+        FreezeActor::Owner { .. } => "by you, from a signed-in session",
+        FreezeActor::Link { .. } => "with the link of a security notice",
+        FreezeActor::Recovery { .. } => "by you, with codes and a second factor",
+        FreezeActor::Staff { .. } => "by staff",
     }
 }
 
@@ -247,6 +262,7 @@ fn cooldown_words(reason: CooldownReason) -> &'static str {
         CooldownReason::WhitelistDisabled => "whitelist-only withdrawals were turned off",
         CooldownReason::ContactChanged => "a contact was changed",
         CooldownReason::PasswordChanged => "the password was changed",
+        CooldownReason::Unfrozen => "the account was unfrozen",
     }
 }
 
@@ -324,6 +340,50 @@ pub fn describe(fact: &AccountFact) -> Option<Described<'_>> {
                 instant(locked_until)
             ),
         ),
+        AccountFact::LoginRefusedWhileFrozen { context, door } => d(
+            K::SignInRefusedFrozen,
+            "refused",
+            Some(context),
+            format!(
+                "Sign-in refused{}: the account is frozen",
+                door_words(door)
+            ),
+        ),
+        AccountFact::AccountFrozen { by, context, .. } => d(
+            K::AccountFrozen,
+            "succeeded",
+            Some(context),
+            format!("Account frozen {}", freeze_actor_words(by)),
+        ),
+        AccountFact::AccountUnfrozen {
+            by,
+            hold_until,
+            context,
+            ..
+        } => d(
+            K::AccountUnfrozen,
+            "succeeded",
+            Some(context),
+            match hold_until {
+                Some(until) => format!(
+                    "Account unfrozen {}; it stays frozen until {}",
+                    freeze_actor_words(by),
+                    instant(until)
+                ),
+                None => format!("Account unfrozen {}", freeze_actor_words(by)),
+            },
+        ),
+        AccountFact::StaffActionTaken {
+            action, context, ..
+        } => d(
+            K::StaffAction,
+            "recorded",
+            Some(context),
+            format!(
+                "Staff acted on the account: {}",
+                action.as_str().replace('_', " ")
+            ),
+        ),
         AccountFact::AccountLocked {
             until,
             failed_attempts,
@@ -350,6 +410,7 @@ pub fn describe(fact: &AccountFact) -> Option<Described<'_>> {
             match reason {
                 UnlockReason::UnlockCode => "Unlocked with an unlock code".into(),
                 UnlockReason::PasswordReset => "Unlocked by a password reset".into(),
+                UnlockReason::Staff => "Unlocked by staff".into(),
             },
         ),
         AccountFact::MfaChallengeIssued { context, .. } => d(
@@ -422,6 +483,7 @@ pub fn describe(fact: &AccountFact) -> Option<Described<'_>> {
                 DeviceRevokeReason::PasswordChanged => {
                     "Device forgotten: the password was changed".into()
                 }
+                DeviceRevokeReason::Frozen => "Device forgotten: the account was frozen".into(),
             },
         ),
         AccountFact::CodeIssued {
@@ -877,6 +939,7 @@ mod tests {
             session_id: Uuid::nil(),
             context: ctx(),
             door: Default::default(),
+            familiar: false,
         };
         let ok = describe(&fact).unwrap();
         assert_eq!((ok.kind, ok.outcome), (ActivityKind::SignIn, "succeeded"));
