@@ -156,7 +156,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_relying_party(account_args.try_into()?)
     .with_access(access.try_into()?)
     .with_breach_check(limits.try_into()?)
-    .with_sms_budget(limits.try_into()?);
+    .with_sms_budget(limits.try_into()?)
+    .with_read_your_writes(store_args.read_your_writes());
 
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await

@@ -46,6 +46,8 @@ struct Inner {
     breaches: crate::breach::BreachCheck,
     /// SMS budgets and deny-list.
     sms_budget: crate::sms_budget::SmsBudget,
+    /// Longest wait of a read-model answer for the caller's own latest event.
+    read_your_writes: std::time::Duration,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -116,6 +118,7 @@ impl AppState {
                 access: AccessSettings::default(),
                 breaches: crate::breach::BreachCheck::default(),
                 sms_budget: crate::sms_budget::SmsBudget::default(),
+                read_your_writes: std::time::Duration::from_millis(1000),
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -134,6 +137,19 @@ impl AppState {
                 known_accounts: Default::default(),
             }),
         }
+    }
+
+    /// Sets how long a read-model answer waits for the caller's own latest event.
+    pub fn with_read_your_writes(mut self, wait: std::time::Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.read_your_writes = wait;
+        }
+        self
+    }
+
+    /// How long a read-model answer waits for the caller's own latest event.
+    pub fn read_your_writes(&self) -> std::time::Duration {
+        self.inner.read_your_writes
     }
 
     /// The store (side tables and read models).

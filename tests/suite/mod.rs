@@ -6,6 +6,7 @@ mod alerts_rules;
 mod attacker_matrix;
 mod bulk_load;
 mod e2e_accounts;
+mod e2e_activity;
 mod e2e_breached;
 mod e2e_controls;
 mod e2e_doors;

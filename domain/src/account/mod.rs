@@ -44,6 +44,7 @@ pub use recovery::network_of;
 pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
+pub use sessions::{device_name_is_valid, DEVICE_NAME_MAX_CHARS};
 pub use state::{
     AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, Freeze, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,

@@ -26,6 +26,7 @@ impl AccountFact {
             | Self::FlowStarted { .. }
             | Self::CodeCeilingReached { .. }
             | Self::DeviceRevoked { .. }
+            | Self::DeviceRenamed { .. }
             | Self::CodeAttemptFailed { .. }
             | Self::CodeExhausted { .. }
             | Self::CodeExpired { .. }
