@@ -12,6 +12,7 @@ mod e2e_doors;
 mod e2e_login;
 mod e2e_lost_factor;
 mod e2e_metrics;
+mod e2e_nats;
 mod e2e_oracles;
 mod e2e_proofs;
 mod e2e_rate_limits;
