@@ -162,17 +162,14 @@ impl NatsPublisher {
                 break;
             }
             let pause = match self.round(&store, &name, &holder, &mut conn).await {
-                Ok(Some(0)) => {
+                Ok(Some(published)) => {
                     if !leading {
                         tracing::info!(stream = %self.settings.stream, "publishing events to NATS JetStream");
                         leading = true;
                     }
                     backoff = Duration::from_secs(1);
-                    Some(POLL)
-                }
-                Ok(Some(_)) => {
-                    backoff = Duration::from_secs(1);
-                    None
+                    // Idle: wait for new events; else go on at once.
+                    (published == 0).then_some(POLL)
                 }
                 Ok(None) => {
                     // Standing by: another process publishes.
