@@ -481,3 +481,68 @@ async fn test_nats_unreachable_blocks_nothing_and_is_counted() {
     assert_eq!(status, 200);
     server.kill().await;
 }
+
+#[tokio::test]
+async fn test_alert_raise_acknowledge_and_resolve_are_published_in_order() {
+    let Some(url) = nats_url() else { return };
+    let stream = TestStream::new(&url).await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let admin = super::admin_api::bootstrap_admin(&db).await;
+    let server = Server::start(Some(&db.url), &stream.env(&url)).await;
+    let email = "nats-alerts@example.com";
+    server.register(email, PASSWORD).await;
+    // A sign-in from a second device raises `new_device_sign_in`.
+    for device in ["nats-device-1", "nats-device-2"] {
+        let (status, body) = server
+            .post(
+                "/v1/login",
+                json!({"identifier": email, "password": PASSWORD, "device_id": device}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    until("the alert raised", Duration::from_secs(30), || async {
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from alerts_v1 where rule = 'new_device_sign_in'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        n > 0
+    })
+    .await;
+    let alert_id: String =
+        sqlx::query_scalar("select id from alerts_v1 where rule = 'new_device_sign_in'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    for step in ["", "acknowledge", "resolve"] {
+        if !step.is_empty() {
+            let (status, body) = server
+                .post_authed(
+                    &format!("/v1/admin/alerts/{alert_id}/{step}"),
+                    &admin,
+                    json!({"note": "looked at it"}),
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+        }
+        until("the change published", Duration::from_secs(30), || {
+            caught_up(&server, &pool)
+        })
+        .await;
+    }
+    let statuses: Vec<String> = stream
+        .messages()
+        .await
+        .into_iter()
+        .filter(|(s, _, b)| {
+            s == &format!("{}.alerts.new_device_sign_in", stream.prefix)
+                && b["alert_id"].as_str() == Some(alert_id.as_str())
+        })
+        .map(|(_, _, b)| b["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(statuses, ["open", "acknowledged", "resolved"]);
+    server.kill().await;
+    stream.delete().await;
+}
