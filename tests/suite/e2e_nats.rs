@@ -94,7 +94,7 @@ impl TestStream {
         env.insert("GATEHOUSE_NATS_URL".into(), url.into());
         env.insert("GATEHOUSE_NATS_STREAM".into(), self.name.clone());
         env.insert("GATEHOUSE_NATS_SUBJECT_PREFIX".into(), self.prefix.clone());
-        env.insert("GATEHOUSE_NATS_LEASE_SECONDS".into(), "3".into());
+        env.insert("GATEHOUSE_NATS_LEASE_SECONDS".into(), "5".into());
         env.insert("GATEHOUSE_PROJECTION_COALESCE_MS".into(), "20".into());
         env
     }
