@@ -32,7 +32,8 @@ use tokio::sync::watch;
 
 use checkpoint::Checkpoint;
 
-/// Events read from the stream per batch (one checkpoint write each).
+/// Events read from the stream per batch (one checkpoint write each). A wave's acknowledgements
+/// are awaited together, so this stays below the 5,000 that async-nats lets be pending at once.
 const BATCH: i64 = 500;
 
 /// Alert changes read per batch.
