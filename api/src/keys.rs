@@ -63,11 +63,18 @@ pub enum TokenKind {
     Challenge,
     /// A trusted device (OWASP device cookie): `dv1.`, followed by `.` and the token's secret.
     Device,
+    /// A "this wasn't me" freeze link in a security notice: `fz1.` (single use, 7 days).
+    FreezeLink,
 }
 
 impl TokenKind {
     /// Every kind (for tests that check they are all distinct).
-    pub const ALL: [TokenKind; 3] = [TokenKind::Flow, TokenKind::Challenge, TokenKind::Device];
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::Flow,
+        TokenKind::Challenge,
+        TokenKind::Device,
+        TokenKind::FreezeLink,
+    ];
 
     /// The wire prefix; also the associated data (unchanged for flows since version 1, so flow
     /// ids issued before kinds were separated keep working).
@@ -76,6 +83,7 @@ impl TokenKind {
             Self::Flow => "fl1.",
             Self::Challenge => "ch1.",
             Self::Device => "dv1.",
+            Self::FreezeLink => "fz1.",
         }
     }
 
@@ -272,6 +280,36 @@ impl Keys {
     /// The aggregate and challenge a challenge token names.
     pub fn open_challenge_token(&self, token: &str) -> Option<(String, uuid::Uuid)> {
         self.open_token(TokenKind::Challenge, token)
+    }
+
+    /// A freeze link's token, minted when a notice is sent (never stored): the account and a
+    /// link id whose first 8 bytes are the minute it was minted (so the aggregate can refuse it
+    /// past its lifetime) and the rest random (so each link is used once).
+    pub fn freeze_link_token(
+        &self,
+        aggregate_id: &str,
+        issued_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, KeyError> {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&issued_at.timestamp().to_be_bytes());
+        id[8..].copy_from_slice(&random_bytes::<8>()?);
+        self.seal_token(
+            TokenKind::FreezeLink,
+            aggregate_id,
+            uuid::Uuid::from_bytes(id),
+        )
+    }
+
+    /// The account, link id and mint time a freeze link names; `None` for anything this server
+    /// did not seal as a freeze link (forged, altered, another kind of token).
+    pub fn open_freeze_link(
+        &self,
+        token: &str,
+    ) -> Option<(String, uuid::Uuid, chrono::DateTime<chrono::Utc>)> {
+        let (aggregate, id) = self.open_token(TokenKind::FreezeLink, token)?;
+        let seconds = i64::from_be_bytes(id.as_bytes()[..8].try_into().ok()?);
+        let issued_at = chrono::DateTime::from_timestamp(seconds, 0)?;
+        Some((aggregate, id, issued_at))
     }
 
     /// A device token: the sealed account and device (its own kind), then `.` and the secret
@@ -482,6 +520,28 @@ mod tests {
             None
         );
         assert_eq!(keys.open_flow_token("fl1.!!"), None);
+    }
+
+    #[test]
+    fn test_freeze_links_carry_their_mint_time_are_each_distinct_and_open_as_nothing_else() {
+        let keys = Keys::from_master_hex(MASTER).unwrap();
+        let aggregate = "0b7c7d4e-0000-4000-8000-000000000001";
+        let at = chrono::DateTime::from_timestamp(1_767_322_800, 0).unwrap();
+        let a = keys.freeze_link_token(aggregate, at).unwrap();
+        let b = keys.freeze_link_token(aggregate, at).unwrap();
+        assert!(a.starts_with("fz1."), "{a}");
+        let (opened, link_a, issued) = keys.open_freeze_link(&a).unwrap();
+        assert_eq!((opened.as_str(), issued), (aggregate, at));
+        let (_, link_b, _) = keys.open_freeze_link(&b).unwrap();
+        assert_ne!(link_a, link_b, "each message's link is its own");
+        assert_eq!(keys.open_flow_token(&a), None);
+        assert_eq!(keys.open_challenge_token(&a), None);
+        let flow = keys.flow_token(aggregate, link_a).unwrap();
+        assert_eq!(keys.open_freeze_link(&flow), None);
+        assert_eq!(
+            keys.open_freeze_link(&flow.replacen("fl1.", "fz1.", 1)),
+            None
+        );
     }
 
     #[test]

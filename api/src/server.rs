@@ -273,10 +273,18 @@ fn delivery(
         Some(url) => Arc::new(sms::WebhookSms::new(url).map_err(StartError::Sender)?),
         None => Arc::new(sms::FileSms::new(outbox)),
     };
+    let geoip = match &args.geoip_db {
+        Some(path) => Some(Arc::new(
+            crate::delivery::geoip::GeoIp::open(path).map_err(StartError::Sender)?,
+        )),
+        None => None,
+    };
     Ok(crate::delivery::worker::Delivery {
         email,
         sms,
         max_attempts: args.max_attempts(),
+        public_url: args.public_url(),
+        geoip,
     })
 }
 

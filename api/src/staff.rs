@@ -96,6 +96,18 @@ impl Permission for ReviewRecoveries {
     const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
 }
 
+/// Freeze and unfreeze accounts.
+pub struct FreezeAccounts;
+impl Permission for FreezeAccounts {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Reviewer, StaffRole::Admin];
+}
+
+/// Sign an account's sessions out, unlock it.
+pub struct ManageAccounts;
+impl Permission for ManageAccounts {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Admin];
+}
+
 /// Verify API keys and check withdrawals (the platform's backend).
 pub struct PlatformChecks;
 impl Permission for PlatformChecks {
@@ -448,6 +460,18 @@ pub fn reveal(token: &SecretString) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_reviewers_may_freeze_and_unfreeze_and_only_admins_sign_out_and_unlock() {
+        let holds = |roles: &[StaffRole], role| roles.contains(&role);
+        for role in [StaffRole::Reviewer, StaffRole::Admin] {
+            assert!(holds(FreezeAccounts::ROLES, role), "{role:?}");
+        }
+        for role in [StaffRole::Analyst, StaffRole::Auditor, StaffRole::Platform] {
+            assert!(!holds(FreezeAccounts::ROLES, role), "{role:?}");
+        }
+        assert_eq!(ManageAccounts::ROLES, &[StaffRole::Admin]);
+    }
 
     #[test]
     fn test_staff_tokens_round_trip_and_reject_session_tokens() {

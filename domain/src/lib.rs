@@ -30,7 +30,7 @@ pub use account::{
 pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountFact, AccountServices,
     AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant, CompleteMfa, DeviceClaim,
-    DeviceGrant, Door, FlowGrant, KeyCheck, MfaProof, RedeemCode, RegisterAccount, Requester,
-    SessionGrant, StartFlow,
+    DeviceGrant, Door, FlowGrant, FreezeActor, FreezeRequest, KeyCheck, MfaProof, RedeemCode,
+    RegisterAccount, Requester, SessionGrant, StaffAccountAction, StartFlow,
 };
 pub use account::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};

@@ -82,6 +82,7 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
             session_id,
             context,
             door,
+            ..
         } => (
             "succeeded",
             None,
@@ -104,6 +105,9 @@ pub fn record(event: &StoredEvent) -> Result<Option<LoginRecord>, StoreError> {
         }
         AccountFact::LoginRejectedWhileLocked { context, door, .. } => {
             ("locked", Some("account_locked"), context, None, door)
+        }
+        AccountFact::LoginRefusedWhileFrozen { context, door } => {
+            ("frozen", Some("account_frozen"), context, None, door)
         }
         _ => return Ok(None),
     };
@@ -193,6 +197,7 @@ mod tests {
                 door: Default::default(),
                 session_id: uuid::Uuid::nil(),
                 context: ctx.clone(),
+                familiar: false,
             },
         );
         let r = record(&ok).unwrap().unwrap();

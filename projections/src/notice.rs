@@ -131,6 +131,24 @@ pub enum Notice {
     RecoveryRequestSetAside {},
     /// The anti-phishing phrase was set or changed.
     AntiPhishingPhraseSet {},
+    /// The account was frozen.
+    AccountFrozen {
+        /// Who froze it: `owner`, `link` or `staff`.
+        by: String,
+        /// The requester's address.
+        #[serde(default)]
+        ip: Option<String>,
+    },
+    /// The account was unfrozen (at once, or at the end of a staff unfreeze's hold).
+    AccountUnfrozen {
+        /// Who unfroze it: `recovery` (the owner) or `staff`.
+        by: String,
+        /// When it takes effect, for a staff unfreeze.
+        #[serde(default)]
+        hold_until: Option<DateTime<Utc>>,
+    },
+    /// A staff member signed every session out.
+    SignedOutByStaff {},
 }
 
 /// An outbox row whose topic and details do not make a [`Notice`].
@@ -172,6 +190,9 @@ impl Notice {
             Self::RecoveryCancelled {} => "recovery_cancelled",
             Self::RecoveryRequestSetAside {} => "recovery_request_set_aside",
             Self::AntiPhishingPhraseSet {} => "anti_phishing_phrase_set",
+            Self::AccountFrozen { .. } => "account_frozen",
+            Self::AccountUnfrozen { .. } => "account_unfrozen",
+            Self::SignedOutByStaff {} => "signed_out_by_staff",
         }
     }
 
@@ -354,6 +375,23 @@ mod tests {
                 "anti_phishing_phrase_set",
                 "{}",
             ),
+            (
+                Notice::AccountFrozen {
+                    by: "link".into(),
+                    ip: ip(),
+                },
+                "account_frozen",
+                r#"{"by":"link","ip":"198.51.100.7"}"#,
+            ),
+            (
+                Notice::AccountUnfrozen {
+                    by: "staff".into(),
+                    hold_until: Some(at()),
+                },
+                "account_unfrozen",
+                r#"{"by":"staff","hold_until":"2026-01-02T03:04:05Z"}"#,
+            ),
+            (Notice::SignedOutByStaff {}, "signed_out_by_staff", "{}"),
         ]
     }
 

@@ -6,7 +6,7 @@
 //! reproduces the table exactly and sends nothing twice. Notices go to the channels the owner has
 //! verified at the time of the event (tracked in `notification_contacts_v1`).
 use gatehouse_domain::policy::Channel;
-use gatehouse_domain::AccountFact;
+use gatehouse_domain::{AccountFact, FreezeActor, StaffAccountAction};
 use gatehouse_store::{StoreError, StoredEvent};
 use sqlx::AnyConnection;
 
@@ -171,6 +171,9 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
             None,
             None,
         )],
+        // Only from a place the account had not signed in from (decided by the aggregate and
+        // recorded, so a rebuild sends the same; events before the rule each had a notice).
+        AccountFact::LoginSucceeded { familiar: true, .. } => Vec::new(),
         AccountFact::LoginSucceeded { context, .. } => vec![enqueue(
             Notice::NewSignIn {
                 device_id: context.device_id.clone(),
@@ -290,6 +293,44 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<NotificationChange>, StoreErro
         AccountFact::AntiPhishingPhraseSet { .. } => vec![enqueue(
             Notice::AntiPhishingPhraseSet {},
             Target::EmailIfVerified,
+            None,
+            None,
+        )],
+        AccountFact::AccountFrozen { by, context, .. } => vec![enqueue(
+            Notice::AccountFrozen {
+                by: match by {
+                    FreezeActor::Owner { .. } | FreezeActor::Recovery { .. } => "owner",
+                    FreezeActor::Link { .. } => "link",
+                    FreezeActor::Staff { .. } => "staff",
+                }
+                .to_string(),
+                ip: context.ip.clone(),
+            },
+            Target::AllVerified,
+            None,
+            None,
+        )],
+        AccountFact::AccountUnfrozen { by, hold_until, .. } => vec![enqueue(
+            Notice::AccountUnfrozen {
+                by: match by {
+                    FreezeActor::Staff { .. } => "staff",
+                    FreezeActor::Owner { .. }
+                    | FreezeActor::Recovery { .. }
+                    | FreezeActor::Link { .. } => "recovery",
+                }
+                .to_string(),
+                hold_until: *hold_until,
+            },
+            Target::AllVerified,
+            None,
+            None,
+        )],
+        AccountFact::StaffActionTaken {
+            action: StaffAccountAction::SignOut,
+            ..
+        } => vec![enqueue(
+            Notice::SignedOutByStaff {},
+            Target::AllVerified,
             None,
             None,
         )],

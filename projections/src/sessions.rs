@@ -78,6 +78,8 @@ pub fn changes(event: &StoredEvent) -> Result<Vec<SessionChange>, StoreError> {
                 SessionEndReason::PasswordReset => "password_reset",
                 SessionEndReason::PasswordChanged => "password_changed",
                 SessionEndReason::Recovery => "recovery",
+                SessionEndReason::Frozen => "frozen",
+                SessionEndReason::Staff => "staff",
             },
         }],
         _ => Vec::new(),

@@ -10,8 +10,8 @@ use gatehouse_domain::account::{AccountStatus, LoginFailureReason, SessionEndRea
 use gatehouse_domain::text::escape_control;
 use gatehouse_domain::{Account, AccountEvent, AccountFact, Door};
 use gatehouse_replay::report::{
-    AddressState, ApiKeyState, ContactsState, CooldownState, Evidence, LockoutState, RecoveryState,
-    SecondFactorsState, SecurityKeyState, SessionState, StateReport, WhitelistState,
+    AddressState, ApiKeyState, ContactsState, CooldownState, Evidence, FreezeState, LockoutState,
+    RecoveryState, SecondFactorsState, SecurityKeyState, SessionState, StateReport, WhitelistState,
 };
 use gatehouse_store::{Store, StoredEvent};
 use serde_json::Value;
@@ -94,6 +94,7 @@ pub fn describe(fact: &AccountFact) -> String {
             session_id,
             context,
             door,
+            ..
         } => format!(
             "sign-in succeeded{}, session {session_id}{}",
             door_text(door),
@@ -173,6 +174,52 @@ pub fn describe(fact: &AccountFact) -> String {
             format!("unlocked ({})", serde_name(reason))
         }
         AccountFact::PasswordReset { .. } => "password reset".to_string(),
+        AccountFact::AccountFrozen {
+            by,
+            reason,
+            context,
+        } => format!(
+            "FROZEN by {}{}{}",
+            freeze_actor(by),
+            reason
+                .as_ref()
+                .map(|r| format!(", reason {r:?}"))
+                .unwrap_or_default(),
+            ctx(context)
+        ),
+        AccountFact::AccountUnfrozen {
+            by,
+            reason,
+            hold_until,
+            context,
+        } => format!(
+            "{} by {}{}{}",
+            match hold_until {
+                Some(until) => format!("unfreeze decided, effective {}", ts(*until)),
+                None => "UNFROZEN".to_string(),
+            },
+            freeze_actor(by),
+            reason
+                .as_ref()
+                .map(|r| format!(", reason {r:?}"))
+                .unwrap_or_default(),
+            ctx(context)
+        ),
+        AccountFact::LoginRefusedWhileFrozen { context, door } => format!(
+            "sign-in refused{}: account frozen (password right){}",
+            door_text(door),
+            ctx(context)
+        ),
+        AccountFact::StaffActionTaken {
+            staff_id,
+            action,
+            reason,
+            context,
+        } => format!(
+            "staff {staff_id:?} acted: {}, reason {reason:?}{}",
+            action.as_str(),
+            ctx(context)
+        ),
         AccountFact::AccountRegistered { email, phone, .. } => {
             let mut ids = Vec::new();
             if email.is_some() {
@@ -184,6 +231,16 @@ pub fn describe(fact: &AccountFact) -> String {
             format!("account registered ({} sealed)", ids.join(" and "))
         }
         other => other.name().to_string(),
+    }
+}
+
+fn freeze_actor(by: &gatehouse_domain::FreezeActor) -> String {
+    use gatehouse_domain::FreezeActor as F;
+    match by {
+        F::Owner { session_id } => format!("the owner (session {session_id})"),
+        F::Link { link_id } => format!("a freeze link ({link_id})"),
+        F::Recovery { flow_id } => format!("the owner's recovery (flow {flow_id})"),
+        F::Staff { staff_id } => format!("staff {staff_id:?}"),
     }
 }
 
@@ -335,6 +392,22 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<St
             hold_until: r.hold_until.map(ts),
         }
     });
+    let freeze = folded.freeze_at(at).map(|f| FreezeState {
+        since: ts(f.since),
+        by: freeze_actor(&f.by),
+        release_at: f.release_at.map(ts),
+        evidence: applied
+            .iter()
+            .filter(|e| {
+                e.event.at >= f.since
+                    && matches!(
+                        e.event.fact,
+                        AccountFact::AccountFrozen { .. } | AccountFact::AccountUnfrozen { .. }
+                    )
+            })
+            .map(|e| evidence(e))
+            .collect(),
+    });
     let api_keys: Vec<ApiKeyState> = folded
         .api_keys()
         .iter()
@@ -397,6 +470,7 @@ pub async fn state(store: &Store, account: &str, at: DateTime<Utc>) -> Result<St
             evidence: factor_evidence,
         },
         recovery,
+        freeze,
         api_keys,
         withdrawal_whitelist: WhitelistState {
             whitelist_only: folded.whitelist_only(),
@@ -451,6 +525,19 @@ pub fn state_text(v: &StateReport) -> String {
     );
     let _ = writeln!(out, "status: {}", serde_name(&v.status));
     evidence_lines(&mut out, &v.status_evidence, "  ");
+    if let Some(f) = &v.freeze {
+        let _ = writeln!(
+            out,
+            "FROZEN since {} by {}{}",
+            text(&f.since),
+            text(&f.by),
+            f.release_at
+                .as_ref()
+                .map(|r| format!(" (staff unfreeze effective {})", text(r)))
+                .unwrap_or_default()
+        );
+        evidence_lines(&mut out, &f.evidence, "  ");
+    }
     let _ = writeln!(
         out,
         "contacts: email {}, phone {}",

@@ -322,6 +322,9 @@ pub struct StateReport {
     pub lockout: LockoutState,
     /// A lost-factor recovery in progress.
     pub recovery: Option<RecoveryState>,
+    /// The freeze in force at the instant, if any (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeState>,
     /// Second factors enrolled.
     pub second_factors: SecondFactorsState,
     /// The sessions open at the instant.
@@ -336,6 +339,19 @@ pub struct StateReport {
     pub verified_channels: Vec<String>,
     /// The withdrawal whitelist.
     pub withdrawal_whitelist: WhitelistState,
+}
+
+/// A freeze in a `state` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeState {
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Who froze the account.
+    pub by: String,
+    /// When a staff unfreeze takes effect (RFC 3339), if one is pending.
+    pub release_at: Option<String>,
+    /// The events that made it so.
+    pub evidence: Vec<Evidence>,
 }
 
 /// An event that explains part of a `state` answer.

@@ -16,6 +16,7 @@
 
 pub mod checks;
 pub mod db;
+pub mod geoip;
 pub mod mail;
 pub mod server;
 

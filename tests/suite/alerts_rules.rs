@@ -43,6 +43,7 @@ fn succeeded(ip: &str, device: &str) -> AccountFact {
         door: Default::default(),
         session_id: Uuid::new_v4(),
         context: ctx(ip, Some(device)),
+        familiar: false,
     }
 }
 

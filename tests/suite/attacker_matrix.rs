@@ -86,7 +86,7 @@ const fn row(
 
 /// The issue's table. The matrix's expectations come from here; the domain's `PROOF_POLICY` must
 /// say the same (checked too), so that neither can drift from the other silently.
-const TABLE: [Row; 12] = {
+const TABLE: [Row; 13] = {
     use FactorNeed as F;
     use PasswordNeed as P;
     use SensitiveAction as A;
@@ -111,6 +111,9 @@ const TABLE: [Row; 12] = {
         // Issue #18: revoking a trusted device (its own lockout door) needs a stepped-up
         // session, so a stolen session cannot take the owner's door away.
         row(A::ManageDevices, P::No, F::No, true, false),
+        // Issue #20: unfreezing is a recovery like the reset: the code of the unfreeze flow
+        // (to a verified contact) and, when enrolled, a current factor (`e2e_freeze`).
+        row(A::Unfreeze, P::No, F::WhenEnrolled, false, false),
         row(
             A::AntiPhishingPhrase,
             P::OrSteppedUpSession,

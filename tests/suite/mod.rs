@@ -9,6 +9,7 @@ mod e2e_accounts;
 mod e2e_breached;
 mod e2e_controls;
 mod e2e_doors;
+mod e2e_freeze;
 mod e2e_login;
 mod e2e_lost_factor;
 mod e2e_metrics;

@@ -29,6 +29,18 @@ pub struct DeliveryArgs {
     /// Tries before a message is given up.
     #[arg(long, env = "GATEHOUSE_DELIVERY_MAX_ATTEMPTS", default_value_t = 6)]
     pub delivery_max_attempts: u32,
+    /// Where people reach this server: every security notice carries a "this wasn't me" link,
+    /// `{public url}/freeze?t=<token>`.
+    #[arg(
+        long,
+        env = "GATEHOUSE_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
+    /// A GeoIP database in the MaxMind DB format (GeoLite2-City or -Country, or compatible):
+    /// new-sign-in notices name the approximate place of the address. Unset: no place.
+    #[arg(long, env = "GATEHOUSE_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
 }
 
 impl DeliveryArgs {
@@ -37,6 +49,11 @@ impl DeliveryArgs {
         self.dev_outbox_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("outbox"))
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.public_url.trim_end_matches('/').to_string()
     }
 
     /// Tries before a message is given up (at least one).

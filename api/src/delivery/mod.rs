@@ -2,6 +2,7 @@
 //! message texts, and the worker that drains the outbox read model with retries and backoff and
 //! records every outcome as an event.
 pub mod email;
+pub mod geoip;
 pub mod render;
 pub mod sms;
 pub mod worker;

@@ -23,14 +23,39 @@ pub enum Topic<'a> {
     Unrecognised(&'a str),
 }
 
-/// Subject and body of an email.
-pub fn email(topic: &Topic<'_>, phrase: Option<&str>) -> (String, String) {
-    let (subject, text) = words(topic);
+/// What a notice says beyond its stored details, worked out when it is sent.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The "this wasn't me" link (`{GATEHOUSE_PUBLIC_URL}/freeze?t=…`), minted for this message
+    /// and never stored.
+    pub freeze_link: Option<String>,
+    /// The approximate place of the request's address (`GATEHOUSE_GEOIP_DB`).
+    pub place: Option<String>,
+    /// When the event happened.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Subject and body of an email. Every security notice carries the anti-phishing phrase (or
+/// says none is set) and the freeze link; a code message carries the phrase only.
+pub fn email(topic: &Topic<'_>, phrase: Option<&str>, extras: &Extras) -> (String, String) {
+    let (subject, text) = words(topic, extras);
+    let notice = !matches!(topic, Topic::Code { .. });
     let mut body = String::new();
-    if let Some(phrase) = phrase {
-        body.push_str(&format!("Your anti-phishing phrase: {phrase}\n\n"));
+    match phrase {
+        Some(phrase) => body.push_str(&format!("Your anti-phishing phrase: {phrase}\n\n")),
+        None if notice => body.push_str(
+            "Your anti-phishing phrase: (none set; set one so you can tell our emails from \
+             phishing)\n\n",
+        ),
+        None => {}
     }
     body.push_str(&text);
+    if let (true, Some(link)) = (notice, &extras.freeze_link) {
+        body.push_str(&format!(
+            "\n\nThis wasn't me: freeze my account at once (every session ends, every API key \
+             and device is revoked; the link works once, for 7 days):\n{link}"
+        ));
+    }
     body.push_str(
         "\n\nGatehouse never asks for your password or codes by email or phone. If you did not \
          expect this message, change your password and contact support.\n",
@@ -38,8 +63,8 @@ pub fn email(topic: &Topic<'_>, phrase: Option<&str>) -> (String, String) {
     (subject, body)
 }
 
-/// Text of an SMS.
-pub fn sms(topic: &Topic<'_>) -> String {
+/// Text of an SMS (a notice ends with the freeze link).
+pub fn sms(topic: &Topic<'_>, extras: &Extras) -> String {
     match topic {
         Topic::Code {
             code,
@@ -50,8 +75,13 @@ pub fn sms(topic: &Topic<'_>) -> String {
             purpose(*kind)
         ),
         Topic::Notice(_) | Topic::Unrecognised(_) => {
-            let (subject, _) = words(topic);
-            format!("Gatehouse: {subject}. If this was not you, secure your account now.")
+            let (subject, _) = words(topic, extras);
+            match &extras.freeze_link {
+                Some(link) => format!("Gatehouse: {subject}. Not you? Freeze your account: {link}"),
+                None => {
+                    format!("Gatehouse: {subject}. If this was not you, secure your account now.")
+                }
+            }
         }
     }
 }
@@ -64,6 +94,7 @@ fn purpose(kind: FlowKind) -> &'static str {
         FlowKind::Unlock => "account unlock",
         FlowKind::LostSecondFactor => "account recovery",
         FlowKind::WhitelistAddress => "withdrawal address confirmation",
+        FlowKind::Unfreeze => "account unfreeze",
     }
 }
 
@@ -77,7 +108,7 @@ fn instant(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-fn words(topic: &Topic<'_>) -> (String, String) {
+fn words(topic: &Topic<'_>, extras: &Extras) -> (String, String) {
     match topic {
         Topic::Code {
             code,
@@ -128,17 +159,76 @@ fn words(topic: &Topic<'_>) -> (String, String) {
                     instant(until)
                 ),
             ),
+            Notice::AccountUnlocked {
+                reason: gatehouse_domain::account::UnlockReason::Staff,
+            } => (
+                "Your account was unlocked".into(),
+                "Our support team unlocked your account and reset its failed sign-in count.".into(),
+            ),
             Notice::AccountUnlocked { .. } => (
                 "Your account was unlocked".into(),
                 "Your account was unlocked and its failed sign-in count reset.".into(),
             ),
-            Notice::NewSignIn { ip, user_agent, .. } => (
+            Notice::NewSignIn {
+                ip,
+                user_agent,
+                device_id,
+            } => (
                 "New sign-in to your account".into(),
                 format!(
-                    "A new sign-in to your account from {} ({}).",
+                    "A sign-in to your account from a device or network it had not signed in \
+                     from before.\n\nWhen: {} (UTC)\nIP address: {}\nApproximate place: {}\n\
+                     Device: {}{}\n\nIf this was you, you need do nothing.",
+                    extras
+                        .at
+                        .as_ref()
+                        .map_or_else(|| "unknown".to_string(), instant),
                     known(ip),
-                    known(user_agent)
+                    extras.place.as_deref().unwrap_or("unknown"),
+                    known(user_agent),
+                    device_id
+                        .as_deref()
+                        .map(|d| format!(" (device id {d})"))
+                        .unwrap_or_default(),
                 ),
+            ),
+            Notice::AccountFrozen { by, ip } => (
+                "Your account was frozen".into(),
+                format!(
+                    "Your account was frozen ({}; request from {}). Every session was signed out \
+                     and every API key and trusted device revoked; sign-in and withdrawals are \
+                     refused. To unfreeze it, ask for a code with POST /v1/unfreeze and confirm it \
+                     with your second factor (POST /v1/unfreeze/confirm).",
+                    match by.as_str() {
+                        "link" => "with the freeze link of one of our messages",
+                        "staff" => "by our support team",
+                        _ => "from a signed-in session",
+                    },
+                    known(ip)
+                ),
+            ),
+            Notice::AccountUnfrozen { by, hold_until } => match hold_until {
+                Some(until) if by == "staff" => (
+                    "Your account will be unfrozen".into(),
+                    format!(
+                        "Our support team unfroze your account. It stays frozen until {} (UTC); \
+                         if you did not ask for this, freeze it again with the link below before \
+                         then. High-risk changes stay paused for a while after.",
+                        instant(until)
+                    ),
+                ),
+                _ => (
+                    "Your account was unfrozen".into(),
+                    "Your account was unfrozen: you can sign in again. High-risk changes are \
+                     paused for a while."
+                        .into(),
+                ),
+            },
+            Notice::SignedOutByStaff {} => (
+                "Every session was signed out".into(),
+                "Our support team signed every session of your account out. Sign in again to \
+                 continue."
+                    .into(),
             ),
             Notice::DuplicateRegistration { .. } => (
                 "Someone tried to sign up with your address".into(),
@@ -282,18 +372,22 @@ mod tests {
             kind: FlowKind::ResetPassword,
             valid_minutes: 10,
         };
-        let (subject, body) = email(&topic, Some("blue heron"));
+        let (subject, body) = email(&topic, Some("blue heron"), &Extras::default());
         assert_eq!(subject, "Your password reset code");
         assert!(body.starts_with("Your anti-phishing phrase: blue heron\n"));
         assert!(body.contains("123456"));
-        let (_, body) = email(&topic, None);
+        let (_, body) = email(&topic, None, &Extras::default());
         assert!(!body.contains("anti-phishing phrase:"));
     }
 
     #[test]
     fn test_notices_carry_their_details_as_stored_and_unknown_topics_stay_generic() {
         let at = chrono::DateTime::from_timestamp(1_767_322_800, 0).unwrap_or_default();
-        let (_, body) = email(&Topic::Notice(&Notice::AccountLocked { until: at }), None);
+        let (_, body) = email(
+            &Topic::Notice(&Notice::AccountLocked { until: at }),
+            None,
+            &Extras::default(),
+        );
         assert!(body.contains("until 2026-01-02T03:00:00Z (UTC)"), "{body}");
         let (_, body) = email(
             &Topic::Notice(&Notice::NewSignIn {
@@ -302,21 +396,61 @@ mod tests {
                 user_agent: None,
             }),
             None,
+            &Extras::default(),
         );
-        assert!(body.contains("from 198.51.100.7 (unknown)"), "{body}");
-        let (subject, body) = email(&Topic::Unrecognised("from_the_future"), None);
+        assert!(body.contains("IP address: 198.51.100.7"), "{body}");
+        let (subject, body) = email(
+            &Topic::Unrecognised("from_the_future"),
+            None,
+            &Extras::default(),
+        );
         assert_eq!(subject, "Security notice");
         assert!(body.contains("(from_the_future)"));
     }
 
     #[test]
     fn test_sms_is_short_and_has_the_code_first() {
-        let text = sms(&Topic::Code {
-            code: "654321",
-            kind: FlowKind::Unlock,
-            valid_minutes: 10,
-        });
+        let text = sms(
+            &Topic::Code {
+                code: "654321",
+                kind: FlowKind::Unlock,
+                valid_minutes: 10,
+            },
+            &Extras::default(),
+        );
         assert!(text.starts_with("654321 "));
         assert!(text.len() <= 160);
+    }
+
+    #[test]
+    fn test_every_notice_carries_the_freeze_link_and_the_phrase_line_but_codes_do_not() {
+        let extras = Extras {
+            freeze_link: Some("http://localhost:8080/freeze?t=fz1.x".into()),
+            place: Some("Lisbon, Portugal".into()),
+            at: None,
+        };
+        let notice = Notice::NewSignIn {
+            device_id: None,
+            ip: Some("198.51.100.7".into()),
+            user_agent: Some("curl/8".into()),
+        };
+        let (_, body) = email(&Topic::Notice(&notice), None, &extras);
+        assert!(body.contains("freeze?t=fz1.x"), "{body}");
+        assert!(
+            body.starts_with("Your anti-phishing phrase: (none set"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Approximate place: Lisbon, Portugal"),
+            "{body}"
+        );
+        assert!(sms(&Topic::Notice(&notice), &extras).contains("freeze?t=fz1.x"));
+        let code = Topic::Code {
+            code: "123456",
+            kind: FlowKind::Unfreeze,
+            valid_minutes: 10,
+        };
+        let (_, body) = email(&code, Some("blue heron"), &extras);
+        assert!(!body.contains("freeze?t="), "{body}");
     }
 }

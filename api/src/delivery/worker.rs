@@ -38,6 +38,10 @@ pub struct Delivery {
     pub sms: Arc<dyn SmsProvider>,
     /// Tries before giving up.
     pub max_attempts: u32,
+    /// `GATEHOUSE_PUBLIC_URL`, without a trailing slash: the freeze links' base.
+    pub public_url: String,
+    /// `GATEHOUSE_GEOIP_DB`, opened.
+    pub geoip: Option<Arc<super::geoip::GeoIp>>,
 }
 
 /// Runs until `shutdown` turns true: a round whenever the projections move, and at least every
@@ -259,9 +263,10 @@ async fn prepare_and_send(
             None => Topic::Unrecognised(&pending.topic),
         },
     };
+    let extras = extras(state, delivery, pending, known, now);
     let sent = match pending.channel {
         Channel::Email => {
-            let (subject, body) = render::email(&topic, phrase.as_deref());
+            let (subject, body) = render::email(&topic, phrase.as_deref(), &extras);
             delivery
                 .email
                 .send(&EmailMessage {
@@ -294,12 +299,43 @@ async fn prepare_and_send(
                 .send(&SmsMessage {
                     id: pending.id.clone(),
                     to: address,
-                    body: render::sms(&topic),
+                    body: render::sms(&topic, &extras),
                 })
                 .await
         }
     };
     sent.map(|()| masked.clone()).map_err(|e| (masked, e))
+}
+
+/// What a notice says beyond its details: a freeze link minted now (single use, 7 days; never
+/// stored, so only this message holds it), the place of a new sign-in's address, and when the
+/// event happened.
+fn extras(
+    state: &AppState,
+    delivery: &Delivery,
+    pending: &DueMessage,
+    notice: Option<&Notice>,
+    now: DateTime<Utc>,
+) -> render::Extras {
+    if pending.code_id.is_some() {
+        return render::Extras::default();
+    }
+    let freeze_link = match state.keys().freeze_link_token(&pending.account_id, now) {
+        Ok(token) => Some(format!("{}/freeze?t={token}", delivery.public_url)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not mint a freeze link; the notice goes without");
+            None
+        }
+    };
+    let place = match (notice, &delivery.geoip) {
+        (Some(Notice::NewSignIn { ip: Some(ip), .. }), Some(geoip)) => geoip.place(ip),
+        _ => None,
+    };
+    render::Extras {
+        freeze_link,
+        place,
+        at: DateTime::from_timestamp_millis(pending.created_ms),
+    }
 }
 
 /// Records that a text message was withheld by a spent SMS budget (`SmsWithheld`, which the

@@ -93,6 +93,19 @@ impl From<AccountError> for ApiError {
             E::NoIdentifier => {
                 ApiError::bad_request("an email or a phone is required").with_field("identifier")
             }
+            E::AlreadyFrozen => conflict("already_frozen", "the account is frozen already"),
+            E::NotFrozen => conflict("not_frozen", "the account is not frozen"),
+            E::FreezeLinkUsed => ApiError::other(
+                StatusCode::GONE,
+                "freeze_link_used",
+                "this freeze link was used already; sign in and use POST /v1/me/freeze, or use the link of a newer message",
+            ),
+            E::FreezeLinkExpired => ApiError::other(
+                StatusCode::GONE,
+                "freeze_link_expired",
+                "this freeze link is more than 7 days old; sign in and use POST /v1/me/freeze, or use the link of a newer message",
+            ),
+            E::Frozen => account_frozen(),
             // Fresh random ids collide only by a fault: retryable.
             E::AlreadyRegistered => ApiError::unavailable(),
             // Never the caller's fault: the server built a wrong command or the hasher failed.
@@ -103,6 +116,25 @@ impl From<AccountError> for ApiError {
 
 fn conflict(code: &'static str, message: &'static str) -> ApiError {
     ApiError::other(StatusCode::CONFLICT, code, message)
+}
+
+/// 403 for the right password on a frozen account: what to do next.
+pub fn account_frozen() -> ApiError {
+    ApiError::other(
+        StatusCode::FORBIDDEN,
+        "account_frozen",
+        "this account is frozen: nobody can sign in until it is unfrozen. To unfreeze it, ask for a code with POST /v1/unfreeze {identifier} and confirm it with your second factor (POST /v1/unfreeze/confirm); without your second factor, start the lost-2FA review (POST /v1/recovery/lost-2fa)",
+    )
+    .with_next_action("unfreeze")
+}
+
+/// 404 for a freeze link this server did not make (forged, altered, another kind of token).
+pub fn freeze_link_invalid() -> ApiError {
+    ApiError::other(
+        StatusCode::NOT_FOUND,
+        "freeze_link_invalid",
+        "this freeze link is not valid; sign in and use POST /v1/me/freeze, or use the link of a newer message",
+    )
 }
 
 /// 401 for a sign-in challenge that is unknown, used or expired.

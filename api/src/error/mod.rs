@@ -13,8 +13,8 @@ mod store;
 mod team;
 
 pub use account::{
-    code_unusable, flow_not_found, high_risk_cooldown, invalid_challenge, invalid_password,
-    second_factor_required,
+    account_frozen, code_unusable, flow_not_found, freeze_link_invalid, high_risk_cooldown,
+    invalid_challenge, invalid_password, second_factor_required,
 };
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -89,6 +89,7 @@ pub enum LoginAnswer {
         (status = 200, body = LoginAnswer, description = "A session with its `device_token`, or `{mfa_required: true, challenge_id, methods, expires_at}` when a second factor is enrolled"),
         (status = 400, body = crate::error::ErrorBody, description = "Malformed request"),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_credentials`, the same for an unknown identifier, a wrong password and (with GATEHOUSE_REQUIRE_VERIFIED_CONTACT, the default) an account without a verified contact"),
+        (status = 403, body = crate::error::ErrorBody, description = "`account_frozen` with `next_action: \"unfreeze\"`: the password was right but the account is frozen (a wrong password on a frozen account still answers `401 invalid_credentials`)"),
         (status = 429, body = crate::error::ErrorBody, description = "`account_locked` with `retry_after` seconds (and a `Retry-After` header): the door the attempt came through is locked (the device's own door for a valid `device_token`, else the untrusted door); the same for unknown identifiers. `rate_limited` when the client's IP or network is flagged by a credential-stuffing alert and over its stricter limit. `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN; a valid `device_token` for the account skips the per-identifier key)"),
     ))]
 pub async fn login(
@@ -196,6 +197,10 @@ pub async fn login(
                 locked_until: until,
                 ..
             } => locked_until = Some(*until),
+            // Only after the right password: a wrong one answered `invalid_credentials`.
+            AccountFact::LoginRefusedWhileFrozen { .. } => {
+                return Err(crate::error::account_frozen())
+            }
             _ => {}
         }
     }

@@ -387,6 +387,7 @@ pub async fn remove_totp(
     responses(
         (status = 200, body = LoginResponse),
         (status = 401, body = crate::error::ErrorBody, description = "`invalid_second_factor` (counts toward the lockout), `invalid_challenge` (unknown, used or expired)"),
+        (status = 403, body = crate::error::ErrorBody, description = "`account_frozen` with `next_action: \"unfreeze\"`: the account was frozen after the password step"),
         (status = 429, body = crate::error::ErrorBody, description = "`account_locked`, or `rate_limited` (with `retry_after` and `Retry-After`): over the route's per-IP, per-network or per-identifier limit (LOGIN_MFA; the identifier is the challenge)"),
     ))]
 pub async fn complete_mfa(
@@ -440,6 +441,9 @@ pub async fn complete_mfa(
                 locked_until: until,
                 ..
             } => locked_until = Some(*until),
+            AccountFact::LoginRefusedWhileFrozen { .. } => {
+                return Err(crate::error::account_frozen())
+            }
             _ => {}
         }
     }

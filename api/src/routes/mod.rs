@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod contacts;
 pub mod controls;
 pub mod devices;
+pub mod freeze;
 pub mod health;
 pub mod login;
 pub mod lost_factor;

@@ -248,7 +248,8 @@ async fn start_recovery_now(
     // query faster than an unknown one, a timing oracle (BENCHMARKS.md, enumeration timing).
     // These routes are not hot paths; sign-in keeps the cache.
     let route = match kind {
-        FlowKind::Unlock => Route::Unlock,
+        // Unfreeze is a recovery like unlock, and shares its limits.
+        FlowKind::Unlock | FlowKind::Unfreeze => Route::Unlock,
         FlowKind::LostSecondFactor => Route::Lost2fa,
         _ => Route::Forgot,
     };
@@ -445,7 +446,7 @@ pub(super) async fn redeem(
 }
 
 /// [`redeem`] with what else proves the action (a reset on an account with a second factor).
-async fn redeem_with_proof(
+pub(super) async fn redeem_with_proof(
     state: &AppState,
     caller: &Caller,
     token: &str,
@@ -470,7 +471,7 @@ async fn redeem_for_facts(
     let (aggregate_id, flow_id) = open_token(state, token)?;
     let route = match action {
         CodeAction::Verify => Route::Verify,
-        CodeAction::Unlock => Route::Unlock,
+        CodeAction::Unlock | CodeAction::Unfreeze => Route::Unlock,
         CodeAction::ResetPassword(_) => Route::Reset,
         CodeAction::RecoveryStep => Route::Lost2fa,
         CodeAction::ConfirmWithdrawalAddress => Route::SignedIn,

@@ -120,7 +120,7 @@ pub struct WithdrawalCheckRequest {
 pub struct WithdrawalVerdict {
     /// Whether it may go.
     pub allowed: bool,
-    /// When refused: `unknown_account`, `account_locked`, `high_risk_cooldown`,
+    /// When refused: `unknown_account`, `account_frozen`, `account_locked`, `high_risk_cooldown`,
     /// `not_whitelisted`, `address_cooling_down`.
     pub reason: Option<&'static str>,
     /// When the refusal ends by itself.

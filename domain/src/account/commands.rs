@@ -315,6 +315,31 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Freeze the account (a session, a freeze link or a staff member asks).
+    Freeze {
+        /// Who asks.
+        by: FreezeRequest,
+        /// Why, when given (a staff member always gives one).
+        reason: Option<String>,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A staff member's action on the account: unfreeze (after the recovery hold), sign every
+    /// session out, or lift every lock. (A staff freeze is `Freeze` with `FreezeRequest::Staff`.)
+    StaffAction {
+        /// The staff member (aggregate id).
+        staff_id: String,
+        /// What they do (not `Freeze`).
+        action: super::events::StaffAccountAction,
+        /// Why.
+        reason: String,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// Turn whitelist-only withdrawals on or off.
     SetWhitelistMode {
         /// On or off.
@@ -325,6 +350,29 @@ pub enum AccountCommand {
         at: DateTime<Utc>,
         /// Request context.
         context: RequestContext,
+    },
+}
+
+/// Who asks to freeze an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FreezeRequest {
+    /// A signed-in session of the account (a session alone suffices: freezing protects).
+    Session {
+        /// The session.
+        session_id: Uuid,
+    },
+    /// A freeze link from a security notice: its id and when it was minted (sealed in the link,
+    /// checked at the edge; the aggregate refuses it past its lifetime or used before).
+    Link {
+        /// The link's id.
+        link_id: Uuid,
+        /// When it was minted.
+        issued_at: DateTime<Utc>,
+    },
+    /// A staff member (the route checked the role).
+    Staff {
+        /// The staff member (aggregate id).
+        staff_id: String,
     },
 }
 
@@ -481,6 +529,8 @@ pub enum CodeAction {
     RecoveryStep,
     /// Put a proposed withdrawal address on the whitelist (its cooldown starts).
     ConfirmWithdrawalAddress,
+    /// Unfreeze the account (with a current second factor in the proof, when enrolled).
+    Unfreeze,
 }
 
 impl CodeAction {
@@ -493,6 +543,7 @@ impl CodeAction {
                 | (Self::ResetPassword(_), FlowKind::ResetPassword)
                 | (Self::RecoveryStep, FlowKind::LostSecondFactor)
                 | (Self::ConfirmWithdrawalAddress, FlowKind::WhitelistAddress)
+                | (Self::Unfreeze, FlowKind::Unfreeze)
         )
     }
 }

@@ -57,6 +57,11 @@ impl ApiKeyRefusal {
 pub enum WithdrawalRefusal {
     /// No such account.
     UnknownAccount,
+    /// The account is frozen (by its owner, a freeze link or staff).
+    AccountFrozen {
+        /// When a staff unfreeze's hold ends it, if one is pending.
+        until: Option<DateTime<Utc>>,
+    },
     /// The account is locked after failed sign-ins.
     AccountLocked {
         /// End of the lock.
@@ -81,6 +86,7 @@ impl WithdrawalRefusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UnknownAccount => "unknown_account",
+            Self::AccountFrozen { .. } => "account_frozen",
             Self::AccountLocked { .. } => "account_locked",
             Self::HighRiskCooldown { .. } => "high_risk_cooldown",
             Self::NotWhitelisted => "not_whitelisted",
@@ -94,6 +100,7 @@ impl WithdrawalRefusal {
             Self::AccountLocked { until }
             | Self::HighRiskCooldown { until }
             | Self::AddressCoolingDown { until } => Some(until),
+            Self::AccountFrozen { until } => until,
             Self::UnknownAccount | Self::NotWhitelisted => None,
         }
     }
@@ -209,6 +216,11 @@ impl Account {
     ) -> Result<(), WithdrawalRefusal> {
         if self.status != AccountStatus::Active {
             return Err(WithdrawalRefusal::UnknownAccount);
+        }
+        if let Some(freeze) = self.freeze_at(now) {
+            return Err(WithdrawalRefusal::AccountFrozen {
+                until: freeze.release_at,
+            });
         }
         if let Some(lock) = self.lock_at(now) {
             return Err(WithdrawalRefusal::AccountLocked { until: lock.until });

@@ -227,6 +227,23 @@ impl Account {
                 self.set_whitelist_mode(enabled, &proof, at, context, s)
                     .await?,
             ),
+            // Freeze and staff actions.
+            C::Freeze {
+                by,
+                reason,
+                at,
+                context,
+            } => (at, self.freeze(by, reason, at, context)?),
+            C::StaffAction {
+                staff_id,
+                action,
+                reason,
+                at,
+                context,
+            } => (
+                at,
+                self.staff_action(staff_id, action, reason, at, context, s)?,
+            ),
             // Delivery outcomes.
             C::RecordNotificationOutcome { outcome, at } => {
                 (at, self.record_notification_outcome(outcome)?)

@@ -116,6 +116,22 @@ pub enum AccountError {
     DeviceNotFound,
     #[error("AC0050 the contact cannot be released")]
     ContactNotReleasable,
+    /// The account is frozen already (and no staff unfreeze is pending).
+    #[error("AC0060 the account is already frozen")]
+    AlreadyFrozen,
+    /// The account is not frozen.
+    #[error("AC0061 the account is not frozen")]
+    NotFrozen,
+    /// The freeze link was used before.
+    #[error("AC0062 the freeze link was used already")]
+    FreezeLinkUsed,
+    /// The freeze link is past its lifetime.
+    #[error("AC0063 the freeze link has expired")]
+    FreezeLinkExpired,
+    /// The account is frozen: nothing but reading what is left, unfreezing and the recovery
+    /// flows.
+    #[error("AC0064 the account is frozen")]
+    Frozen,
     /// The password hasher failed (never the password's fault).
     #[error("AC0005 password hashing failed")]
     Hashing(String),

@@ -61,6 +61,58 @@ pub enum AccountFact {
         /// The door signed in through (its failure count restarts; other doors keep theirs).
         #[serde(default, skip_serializing_if = "Door::is_untrusted")]
         door: Door,
+        /// The account signed in before from this network (/24, /64) with this device (its
+        /// device token, or the same user agent family): no new-sign-in notice. Absent (false)
+        /// in events written before the rule, which each had their notice.
+        #[serde(default, skip_serializing_if = "is_false")]
+        familiar: bool,
+    },
+    /// The password was right, but the account is frozen: no session, no challenge. The caller
+    /// is told `account_frozen` and how to unfreeze (a wrong password still answers like one).
+    LoginRefusedWhileFrozen {
+        /// Request context.
+        context: RequestContext,
+        /// The door the attempt came through.
+        #[serde(default, skip_serializing_if = "Door::is_untrusted")]
+        door: Door,
+    },
+    /// The account was frozen: every session ended, every API key and device token revoked
+    /// (the facts that follow), sign-in and withdrawals refused until it is unfrozen.
+    AccountFrozen {
+        /// Who froze it.
+        by: FreezeActor,
+        /// Why, when given (staff give one; the owner may).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// The account was unfrozen: at once after the owner's recovery (codes and a current second
+    /// factor), or at `hold_until` after a staff member's decision (the owner, told on every
+    /// channel with a freeze link, can freeze it again meanwhile).
+    AccountUnfrozen {
+        /// Who unfroze it.
+        by: FreezeActor,
+        /// Why, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The account stays frozen until then (a staff unfreeze's recovery hold).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_until: Option<DateTime<Utc>>,
+        /// Request context.
+        context: RequestContext,
+    },
+    /// A staff member acted on the account (freeze, unfreeze, sign-out, unlock); the effects
+    /// follow as their own facts. Also recorded on the member's `Staff` aggregate.
+    StaffActionTaken {
+        /// The staff member (aggregate id).
+        staff_id: String,
+        /// What they did.
+        action: StaffAccountAction,
+        /// Why (1 to 1000 characters).
+        reason: String,
+        /// Request context (the staff member's request).
+        context: RequestContext,
     },
     /// A sign-in failed after the password was checked.
     LoginFailed {
@@ -670,6 +722,66 @@ pub enum SessionEndReason {
     PasswordChanged,
     /// A lost-second-factor recovery completed: every session ends.
     Recovery,
+    /// The account was frozen: every session ends.
+    Frozen,
+    /// A staff member signed every session out.
+    Staff,
+}
+
+/// Who froze or unfroze an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreezeActor {
+    /// The owner, from a signed-in session (`POST /v1/me/freeze`).
+    Owner {
+        /// The session.
+        session_id: Uuid,
+    },
+    /// Whoever followed a freeze link from a security notice (`POST /v1/freeze`).
+    Link {
+        /// The link's id (single use).
+        link_id: Uuid,
+    },
+    /// The owner's unfreeze recovery: codes to the verified contacts and a current factor.
+    Recovery {
+        /// The unfreeze flow.
+        flow_id: Uuid,
+    },
+    /// A staff member.
+    Staff {
+        /// The staff member (aggregate id).
+        staff_id: String,
+    },
+}
+
+/// What a staff member did to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffAccountAction {
+    /// Froze it.
+    Freeze,
+    /// Unfroze it (after the recovery hold).
+    Unfreeze,
+    /// Ended every session.
+    SignOut,
+    /// Lifted every lock.
+    Unlock,
+}
+
+impl StaffAccountAction {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Freeze => "freeze",
+            Self::Unfreeze => "unfreeze",
+            Self::SignOut => "sign_out",
+            Self::Unlock => "unlock",
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The door a sign-in attempt (or a proof) goes through. Failures count on, and locks close,
@@ -720,6 +832,8 @@ pub enum DeviceRevokeReason {
     PasswordReset,
     /// The password was changed.
     PasswordChanged,
+    /// The account was frozen: revoked, not suspended (a thief's device does not come back).
+    Frozen,
 }
 
 /// Why a lock was lifted early.
@@ -730,6 +844,8 @@ pub enum UnlockReason {
     UnlockCode,
     /// The owner reset the password.
     PasswordReset,
+    /// A staff member lifted it (`StaffActionTaken` just before says who and why).
+    Staff,
 }
 
 /// A code step of a lost-second-factor recovery. Stored as `"email"` / `"phone"` (the strings
@@ -763,6 +879,8 @@ pub enum CooldownReason {
     ContactChanged,
     /// The password was changed while signed in.
     PasswordChanged,
+    /// The account was unfrozen.
+    Unfrozen,
 }
 
 /// What an API key may do.
@@ -797,6 +915,10 @@ impl AccountFact {
             Self::IdentifierClaimAttempted { .. } => "IdentifierClaimAttempted",
             Self::LoginSucceeded { .. } => "LoginSucceeded",
             Self::LoginFailed { .. } => "LoginFailed",
+            Self::LoginRefusedWhileFrozen { .. } => "LoginRefusedWhileFrozen",
+            Self::AccountFrozen { .. } => "AccountFrozen",
+            Self::AccountUnfrozen { .. } => "AccountUnfrozen",
+            Self::StaffActionTaken { .. } => "StaffActionTaken",
             Self::LoginRejectedWhileLocked { .. } => "LoginRejectedWhileLocked",
             Self::AccountLocked { .. } => "AccountLocked",
             Self::PasswordRehashed { .. } => "PasswordRehashed",
@@ -924,6 +1046,7 @@ pub(super) mod tests {
                 door: Default::default(),
                 session_id: sid(),
                 context: ctx.clone(),
+                familiar: false,
             },
             AccountFact::LoginFailed {
                 door: Default::default(),
@@ -1210,6 +1333,29 @@ pub(super) mod tests {
                 attempts: 2,
                 permanent: false,
             },
+            AccountFact::LoginRefusedWhileFrozen {
+                context: RequestContext::default(),
+                door: Default::default(),
+            },
+            AccountFact::AccountFrozen {
+                by: FreezeActor::Link { link_id: sid() },
+                reason: None,
+                context: RequestContext::default(),
+            },
+            AccountFact::AccountUnfrozen {
+                by: FreezeActor::Staff {
+                    staff_id: "staff-1".into(),
+                },
+                reason: Some("verified by phone".into()),
+                hold_until: Some(at()),
+                context: RequestContext::default(),
+            },
+            AccountFact::StaffActionTaken {
+                staff_id: "staff-1".into(),
+                action: StaffAccountAction::SignOut,
+                reason: "owner called".into(),
+                context: RequestContext::default(),
+            },
         ]
     }
 
@@ -1277,6 +1423,10 @@ pub(super) mod tests {
                 "RecoveryRequestSetAside",
                 "NotificationDelivered",
                 "NotificationFailed",
+                "LoginRefusedWhileFrozen",
+                "AccountFrozen",
+                "AccountUnfrozen",
+                "StaffActionTaken",
             ]
         );
         for fact in every_fact() {
@@ -1345,6 +1495,7 @@ pub(super) mod tests {
             (CooldownReason::WhitelistDisabled, "whitelist_disabled"),
             (CooldownReason::ContactChanged, "contact_changed"),
             (CooldownReason::PasswordChanged, "password_changed"),
+            (CooldownReason::Unfrozen, "unfrozen"),
         ] {
             assert_eq!(serde_json::to_value(reason).unwrap(), json!(name));
             let back: CooldownReason = serde_json::from_value(json!(name)).unwrap();

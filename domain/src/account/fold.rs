@@ -82,6 +82,10 @@ impl Account {
             | AccountFact::RecoveryReviewed { .. }
             | AccountFact::RecoveryCancelled { .. }
             | AccountFact::RecoveryCompleted { .. } => self.fold_recovery(fact, at),
+            AccountFact::AccountFrozen { .. }
+            | AccountFact::AccountUnfrozen { .. }
+            | AccountFact::LoginRefusedWhileFrozen { .. }
+            | AccountFact::StaffActionTaken { .. } => self.fold_freeze(fact, at),
             // Delivery outcomes are for auditors; no decision reads them.
             AccountFact::NotificationDelivered { .. } | AccountFact::NotificationFailed { .. } => {}
         }
@@ -106,6 +110,35 @@ impl Account {
         self.challenges.retain(|_, c| c.expires_at > at && !c.used);
     }
 
+    /// Freezes: the freeze in force, the freeze links used.
+    fn fold_freeze(&mut self, fact: &AccountFact, at: DateTime<Utc>) {
+        match fact {
+            AccountFact::AccountFrozen { by, .. } => {
+                if let super::events::FreezeActor::Link { link_id } = by {
+                    self.used_freeze_links.insert(*link_id, at);
+                }
+                self.frozen = Some(super::state::Freeze {
+                    since: at,
+                    by: by.clone(),
+                    release_at: None,
+                });
+            }
+            AccountFact::AccountUnfrozen { hold_until, .. } => match hold_until {
+                Some(until) => {
+                    if let Some(f) = self.frozen.as_mut() {
+                        f.release_at = Some(*until);
+                    }
+                }
+                None => self.frozen = None,
+            },
+            _ => {}
+        }
+        // A link is refused past its lifetime anyway: used ones are forgotten after it (kept
+        // from their use, which is after they were minted).
+        self.used_freeze_links
+            .retain(|_, used| at - *used < super::state::FREEZE_LINK_TTL);
+    }
+
     /// Sign-up, sign-in and lockout: the status, the password and its history, each door's
     /// failures and lock.
     fn fold_sign_in(&mut self, fact: &AccountFact, at: DateTime<Utc>) {
@@ -125,7 +158,13 @@ impl Account {
             AccountFact::IdentifierClaimAttempted { .. } => {
                 self.identifier_claim_noticed_at = Some(at);
             }
-            AccountFact::LoginSucceeded { door, .. } => self.reset_door(*door),
+            AccountFact::LoginSucceeded { door, context, .. } => {
+                self.reset_door(*door);
+                // Where it signed in from, for the new-sign-in rule (most recent last).
+                let network = super::recovery::network_of(context.ip.as_deref());
+                remember(&mut self.sign_in_networks, network);
+                remember(&mut self.sign_in_places, super::freeze::place_key(context));
+            }
             AccountFact::LoginFailed {
                 consecutive_failures,
                 door,
@@ -747,4 +786,13 @@ impl Account {
             code.status = status;
         }
     }
+}
+
+/// Moves `item` to the end of `list` (most recent last), keeping at most
+/// [`super::state::MAX_SIGN_IN_PLACES`] items.
+fn remember(list: &mut Vec<String>, item: String) {
+    list.retain(|i| *i != item);
+    list.push(item);
+    let excess = list.len().saturating_sub(super::state::MAX_SIGN_IN_PLACES);
+    list.drain(..excess);
 }

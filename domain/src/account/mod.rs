@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod evidence;
 mod fold;
+mod freeze;
 mod lost_factor;
 mod proof;
 mod recovery;
@@ -20,8 +21,8 @@ mod state;
 pub use aggregate::Account;
 pub use commands::{
     AccountCommand, AttemptLogin, ChangeContact, ChangePassword, CodeAction, CodeGrant,
-    CompleteMfa, DeviceGrant, FlowGrant, NewApiKey, NewWithdrawalAddress, RedeemCode,
-    RegisterAccount, SessionGrant, StartFlow,
+    CompleteMfa, DeviceGrant, FlowGrant, FreezeRequest, NewApiKey, NewWithdrawalAddress,
+    RedeemCode, RegisterAccount, SessionGrant, StartFlow,
 };
 pub use controls::{
     ip_allowed, parse_network, ApiKeyRefusal, WithdrawalRefusal, MAX_API_KEYS,
@@ -29,8 +30,9 @@ pub use controls::{
 };
 pub use error::AccountError;
 pub use events::{
-    AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door,
-    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, UnlockReason, EVENT_VERSION,
+    AccountEvent, AccountFact, ApiScope, CooldownReason, DeviceRevokeReason, Door, FreezeActor,
+    LoginFailureReason, RecoveryStep, Requester, SessionEndReason, StaffAccountAction,
+    UnlockReason, EVENT_VERSION,
 };
 pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
@@ -40,9 +42,10 @@ pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
 pub use state::{
-    AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, IssuedCode, Lock, MfaChallenge,
+    AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, Freeze, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,
-    TrustedDevice, WithdrawalAddress, MAX_TRUSTED_DEVICES, PASSWORD_HISTORY,
+    TrustedDevice, WithdrawalAddress, FREEZE_LINK_TTL, MAX_SIGN_IN_PLACES, MAX_TRUSTED_DEVICES,
+    PASSWORD_HISTORY,
 };
 
 #[cfg(test)]

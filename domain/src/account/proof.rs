@@ -55,6 +55,9 @@ pub enum SensitiveAction {
     AntiPhishingPhrase,
     /// Revoke a trusted device (its own door and code budget go with it).
     ManageDevices,
+    /// Unfreeze a frozen account with the code of `POST /v1/unfreeze` (the flow proves a
+    /// verified contact; the factor proves the rest).
+    Unfreeze,
 }
 
 /// Whether the password is part of the proof.
@@ -102,7 +105,7 @@ pub struct ProofRule {
 }
 
 /// The proof policy. Every sensitive route reads its row; `README.md` shows the same table.
-pub const PROOF_POLICY: [ProofRule; 12] = [
+pub const PROOF_POLICY: [ProofRule; 13] = [
     ProofRule {
         action: SensitiveAction::AddSecondFactor,
         password: PasswordNeed::Yes,
@@ -213,6 +216,15 @@ pub const PROOF_POLICY: [ProofRule; 12] = [
         refused_while_locked: true,
         afterwards: "the device's token stops working; the sessions it opened end",
     },
+    ProofRule {
+        action: SensitiveAction::Unfreeze,
+        password: PasswordNeed::No,
+        factor: FactorNeed::WhenEnrolled,
+        stepped_up_session: false,
+        enrolled_factor: false,
+        refused_while_locked: false,
+        afterwards: "sign-in works again; high-risk cooldown; notice on every verified channel",
+    },
 ];
 
 impl SensitiveAction {
@@ -240,6 +252,7 @@ impl SensitiveAction {
             Self::WithdrawalControls => "withdrawal_controls",
             Self::AntiPhishingPhrase => "anti_phishing_phrase",
             Self::ManageDevices => "manage_devices",
+            Self::Unfreeze => "unfreeze",
         }
     }
 

@@ -55,6 +55,8 @@ impl Account {
             (None, Some(channel)) => (channel, self.usable_for_recovery(channel)),
             (None, None) => self.recovery_channel(cmd.channel, cmd.typed),
         };
+        // An unfreeze code goes out only while the account is frozen (the answer is the same).
+        let deliverable = deliverable && (cmd.kind != FlowKind::Unfreeze || self.is_frozen(cmd.at));
         let mut facts = vec![
             AccountFact::FlowStarted {
                 flow_id: cmd.grant.flow_id,
@@ -127,6 +129,7 @@ impl Account {
                 (channel, self.usable_for_recovery(channel))
             }
         };
+        let deliverable = deliverable && (flow.kind != FlowKind::Unfreeze || self.is_frozen(at));
         let mut facts = vec![self.code_issued(
             flow_id,
             code,
@@ -272,6 +275,48 @@ impl Account {
             }
             (CodeAction::RecoveryStep, _) => {
                 self.recovery_code_step(flow_id, used, cmd.next_code, cmd.at, cmd.context, services)
+            }
+            (CodeAction::Unfreeze, _) => {
+                // The code proves a verified contact; a current second factor, when enrolled,
+                // must come with it. Missing: refused, the code kept (the lost-2FA review is
+                // the way on). Wrong: counted, and one of the code's tries spent.
+                if !self.is_frozen(cmd.at) {
+                    return Err(AccountError::NotFrozen);
+                }
+                let proved = self
+                    .prove(
+                        SensitiveAction::Unfreeze,
+                        &cmd.proof,
+                        cmd.at,
+                        &cmd.context,
+                        services,
+                    )
+                    .await?;
+                match proved {
+                    Proved::Refused(mut refusal) => {
+                        let attempts = code.attempts + 1;
+                        refusal.push(AccountFact::CodeAttemptFailed {
+                            flow_id,
+                            code_id,
+                            attempts,
+                            context: cmd.context,
+                        });
+                        if attempts >= services.codes.max_attempts {
+                            refusal.push(AccountFact::CodeExhausted { flow_id, code_id });
+                        }
+                        Ok(refusal)
+                    }
+                    Proved::Accepted(mut facts) => {
+                        facts.push(used);
+                        facts.extend(self.unfreeze_by_owner(
+                            flow_id,
+                            cmd.at,
+                            cmd.context,
+                            services,
+                        )?);
+                        Ok(facts)
+                    }
+                }
             }
             (CodeAction::ConfirmWithdrawalAddress, _) => {
                 self.confirm_withdrawal_address(flow_id, used, cmd.at, cmd.context, services)

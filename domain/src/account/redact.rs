@@ -59,7 +59,11 @@ impl AccountFact {
             | Self::RecoveryCompleted { .. }
             | Self::RecoveryRequestSetAside { .. }
             | Self::NotificationDelivered { .. }
-            | Self::NotificationFailed { .. } => &[],
+            | Self::NotificationFailed { .. }
+            | Self::LoginRefusedWhileFrozen { .. }
+            | Self::AccountFrozen { .. }
+            | Self::AccountUnfrozen { .. }
+            | Self::StaffActionTaken { .. } => &[],
             Self::PasswordRehashed { .. }
             | Self::PasswordReset { .. }
             | Self::PasswordChanged { .. } => &["password_hash"],

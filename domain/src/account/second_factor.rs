@@ -161,6 +161,13 @@ impl Account {
                 door,
             }]);
         }
+        // Frozen after the password step: no session (the factor is not checked).
+        if self.is_frozen(now) {
+            return Ok(vec![AccountFact::LoginRefusedWhileFrozen {
+                context: cmd.context,
+                door,
+            }]);
+        }
         match self.check_proof(&cmd.proof) {
             None => Ok(self.proof_failed(
                 Some(cmd.challenge_id),
@@ -544,6 +551,7 @@ impl Account {
         }
         facts.push(AccountFact::LoginSucceeded {
             session_id: grant.session_id,
+            familiar: self.familiar_place(&context, door),
             context: context.clone(),
             door,
         });

@@ -160,6 +160,14 @@ impl Account {
                 }),
             );
         }
+        // Frozen: the right password learns only that, and what to do (a wrong one was answered
+        // above like any wrong password, so freezing tells a stranger nothing).
+        if self.is_frozen(now) {
+            return Ok(vec![AccountFact::LoginRefusedWhileFrozen {
+                context: cmd.context,
+                door,
+            }]);
+        }
         let rehash = match &self.password_hash {
             Some(hash) if services.hasher.needs_rehash(hash) => {
                 Some(AccountFact::PasswordRehashed {

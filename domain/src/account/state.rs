@@ -371,6 +371,36 @@ pub struct Account {
     /// Issue times and requesters of the codes of the past hour (each requester's budget).
     #[serde(default)]
     pub(super) recent_codes_by_requester: Vec<(DateTime<Utc>, Requester)>,
+    /// The freeze in force (or ending at a staff unfreeze's hold).
+    #[serde(default)]
+    pub(super) frozen: Option<Freeze>,
+    /// Freeze links used, with when each was minted (forgotten once past their lifetime).
+    #[serde(default)]
+    pub(super) used_freeze_links: BTreeMap<Uuid, DateTime<Utc>>,
+    /// Networks (/24, /64) the account signed in from, most recent last (at most
+    /// [`MAX_SIGN_IN_PLACES`]).
+    #[serde(default)]
+    pub(super) sign_in_networks: Vec<String>,
+    /// Network and user agent family pairs the account signed in with, most recent last.
+    #[serde(default)]
+    pub(super) sign_in_places: Vec<String>,
+}
+
+/// Most networks (and network and browser pairs) remembered for the new-sign-in rule.
+pub const MAX_SIGN_IN_PLACES: usize = 32;
+
+/// How long a freeze link works after it is minted.
+pub const FREEZE_LINK_TTL: chrono::Duration = chrono::Duration::days(7);
+
+/// A freeze in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    /// When it began.
+    pub since: DateTime<Utc>,
+    /// Who froze the account.
+    pub by: super::events::FreezeActor,
+    /// A staff unfreeze ends it at this time (the recovery hold), unless frozen again.
+    pub release_at: Option<DateTime<Utc>>,
 }
 
 /// An API key.
@@ -419,6 +449,18 @@ impl Account {
     /// Lifecycle status.
     pub fn status(&self) -> AccountStatus {
         self.status
+    }
+
+    /// Whether the account is frozen at `now` (a staff unfreeze's hold still counts as frozen).
+    pub fn is_frozen(&self, now: DateTime<Utc>) -> bool {
+        self.frozen
+            .as_ref()
+            .is_some_and(|f| f.release_at.is_none_or(|r| now < r))
+    }
+
+    /// The freeze in force at `now`, if any.
+    pub fn freeze_at(&self, now: DateTime<Utc>) -> Option<&Freeze> {
+        self.frozen.as_ref().filter(|_| self.is_frozen(now))
     }
 
     /// The lock of the untrusted door in force at `now`, if any.
@@ -707,7 +749,11 @@ impl Account {
             .as_bytes()
             .ct_eq(token_hash.as_bytes())
             .into();
-        if matches && session.is_live(now) && self.status == AccountStatus::Active {
+        if matches
+            && session.is_live(now)
+            && self.status == AccountStatus::Active
+            && !self.is_frozen(now)
+        {
             Ok(session)
         } else {
             Err(SessionRejection::Invalid)

@@ -69,6 +69,8 @@ pub enum FlowKind {
     LostSecondFactor,
     /// Confirm a new withdrawal address for the whitelist (code to the verified email).
     WhitelistAddress,
+    /// Unfreeze a frozen account: a code to a verified contact, then a current second factor.
+    Unfreeze,
 }
 
 impl FlowKind {
@@ -81,6 +83,7 @@ impl FlowKind {
             Self::Unlock => "unlock",
             Self::LostSecondFactor => "lost_second_factor",
             Self::WhitelistAddress => "whitelist_address",
+            Self::Unfreeze => "unfreeze",
         }
     }
 
@@ -100,7 +103,8 @@ impl FlowKind {
             Self::ResetPassword
             | Self::Unlock
             | Self::LostSecondFactor
-            | Self::WhitelistAddress => None,
+            | Self::WhitelistAddress
+            | Self::Unfreeze => None,
         }
     }
 
@@ -114,7 +118,7 @@ impl FlowKind {
                 Some(Channel::Email)
             }
             Self::VerifyPhone => Some(Channel::Sms),
-            Self::ResetPassword | Self::Unlock => None,
+            Self::ResetPassword | Self::Unlock | Self::Unfreeze => None,
         }
     }
 
@@ -122,7 +126,7 @@ impl FlowKind {
     pub fn steps_total(self) -> u32 {
         match self {
             Self::VerifyEmail | Self::VerifyPhone => 1,
-            Self::ResetPassword | Self::Unlock | Self::WhitelistAddress => 2,
+            Self::ResetPassword | Self::Unlock | Self::WhitelistAddress | Self::Unfreeze => 2,
             Self::LostSecondFactor => 4,
         }
     }
@@ -133,6 +137,7 @@ impl FlowKind {
             Self::VerifyEmail | Self::VerifyPhone => "enter_code",
             Self::ResetPassword => "enter_code_and_new_password",
             Self::Unlock | Self::LostSecondFactor | Self::WhitelistAddress => "enter_code",
+            Self::Unfreeze => "enter_code_and_second_factor",
         }
     }
 }
@@ -264,7 +269,7 @@ impl CooldownPolicy {
     pub fn after(&self, reason: crate::account::CooldownReason) -> Duration {
         use crate::account::CooldownReason as R;
         match reason {
-            R::PasswordReset | R::SecondFactorRemoved | R::LostFactorRecovery => {
+            R::PasswordReset | R::SecondFactorRemoved | R::LostFactorRecovery | R::Unfrozen => {
                 self.after_password_reset
             }
             R::SecondFactorAdded => self.after_factor_added,

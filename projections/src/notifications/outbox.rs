@@ -25,6 +25,8 @@ pub struct DueMessage {
     pub expires_ms: Option<i64>,
     /// Tries so far.
     pub attempts: u32,
+    /// When it was owed (the time of its event, ms).
+    pub created_ms: i64,
 }
 
 /// A row of [`DUE`], as stored.
@@ -38,6 +40,7 @@ struct DueRow {
     details: String,
     expires_ms: Option<i64>,
     attempts: i64,
+    created_ms: i64,
 }
 
 impl From<DueRow> for DueMessage {
@@ -55,13 +58,14 @@ impl From<DueRow> for DueMessage {
             details: serde_json::from_str(&row.details).unwrap_or_default(),
             expires_ms: row.expires_ms,
             attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            created_ms: row.created_ms,
         }
     }
 }
 
 const DUE: &str = "
 select o.id, o.account_id, o.topic, o.channel, o.code_id, o.details, o.expires_ms,
-       coalesce(a.attempts, 0) as attempts
+       coalesce(a.attempts, 0) as attempts, o.created_ms
   from notification_outbox_v1 o
   left join notification_attempts a on a.id = o.id
  where o.status = 'pending'

@@ -6,10 +6,12 @@
 //! aggregate. One file per area: [`alerts`], [`accounts`] (login history and timelines) and
 //! [`staff`].
 pub mod accounts;
+pub mod actions;
 pub mod alerts;
 pub mod staff;
 
 pub use accounts::*;
+pub use actions::*;
 pub use alerts::*;
 pub use staff::*;
 
@@ -17,6 +19,7 @@ pub use staff::*;
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
     alerts::router()
         .merge(accounts::router())
+        .merge(actions::router())
         .merge(staff::router())
 }
 

@@ -102,7 +102,8 @@ fn test_sign_in_succeeds_once_a_contact_is_verified() {
             AccountFact::LoginSucceeded {
                 door: Default::default(),
                 session_id: sid(1),
-                context: ctx()
+                context: ctx(),
+                familiar: false,
             },
             signed_in(t(3), sid(1))[0].clone(),
             signed_in(t(3), sid(1))[1].clone(),

@@ -71,7 +71,8 @@ fn test_attempt_login_success_opens_session() {
             AccountFact::LoginSucceeded {
                 door: Default::default(),
                 session_id: sid(1),
-                context: ctx()
+                context: ctx(),
+                familiar: false,
             },
             signed_in(t(1), sid(1))[0].clone(),
             signed_in(t(1), sid(1))[1].clone(),
@@ -126,7 +127,8 @@ fn test_attempt_login_after_lock_expiry_succeeds() {
         AccountFact::LoginSucceeded {
             door: Default::default(),
             session_id: sid(1),
-            context: ctx()
+            context: ctx(),
+            familiar: false,
         }
     );
 }
@@ -153,6 +155,7 @@ fn test_attempt_login_success_resets_failures_and_level() {
                 door: Default::default(),
                 session_id: sid(9),
                 context: ctx(),
+                familiar: false,
             },
         ),
         failed(t(21), 1),

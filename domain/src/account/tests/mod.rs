@@ -30,6 +30,8 @@ mod contacts;
 mod controls;
 /// Two doors and code budgets per requester.
 mod doors;
+/// Freezing, unfreezing, staff actions, the new-sign-in rule.
+mod freeze;
 /// Sign-up, sign-in, lockout and sessions.
 mod login;
 /// Recovery of a lost second factor.

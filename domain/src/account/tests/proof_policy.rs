@@ -1431,7 +1431,7 @@ fn test_row_anti_phishing_phrase_needs_the_password_or_a_stepped_up_session() {
 #[test]
 fn test_every_sensitive_action_has_exactly_one_row() {
     use SensitiveAction as A;
-    const ALL: [SensitiveAction; 12] = [
+    const ALL: [SensitiveAction; 13] = [
         A::AddSecondFactor,
         A::RegenerateBackupCodes,
         A::RemoveSecondFactor,
@@ -1444,6 +1444,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
         A::WithdrawalControls,
         A::AntiPhishingPhrase,
         A::ManageDevices,
+        A::Unfreeze,
     ];
     // Exhaustive: a new action does not compile until it is placed in `ALL` too.
     fn position(action: SensitiveAction) -> usize {
@@ -1460,6 +1461,7 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             A::WithdrawalControls => 9,
             A::AntiPhishingPhrase => 10,
             A::ManageDevices => 11,
+            A::Unfreeze => 12,
         }
     }
     for (i, action) in ALL.into_iter().enumerate() {
@@ -1488,10 +1490,10 @@ fn test_every_sensitive_action_has_exactly_one_row() {
             rule.action
         );
         assert!(!rule.afterwards.is_empty());
-        // Only the reset, the way out of a lock, is not refused while locked.
+        // Only the reset and the unfreeze, ways out, are not refused while locked.
         assert_eq!(
             rule.refused_while_locked,
-            rule.action != A::ResetPassword,
+            !matches!(rule.action, A::ResetPassword | A::Unfreeze),
             "{:?}",
             rule.action
         );
