@@ -22,6 +22,7 @@ pub mod hasher;
 pub mod keys;
 pub mod mask;
 pub mod metadata;
+pub mod nats;
 pub mod openapi;
 pub mod proof;
 pub mod protection;

@@ -48,6 +48,8 @@ struct Inner {
     sms_budget: crate::sms_budget::SmsBudget,
     /// Longest wait of a read-model answer for the caller's own latest event.
     read_your_writes: std::time::Duration,
+    /// The NATS JetStream publisher of this process, when `GATEHOUSE_NATS_URL` is set.
+    nats: Option<crate::nats::NatsPublisher>,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -119,6 +121,7 @@ impl AppState {
                 breaches: crate::breach::BreachCheck::default(),
                 sms_budget: crate::sms_budget::SmsBudget::default(),
                 read_your_writes: std::time::Duration::from_millis(1000),
+                nats: None,
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -233,6 +236,19 @@ impl AppState {
     /// The SMS budgets and deny-list.
     pub fn sms_budget(&self) -> &crate::sms_budget::SmsBudget {
         &self.inner.sms_budget
+    }
+
+    /// With the NATS JetStream publisher (its metrics are served on `/metrics`).
+    pub fn with_nats(mut self, nats: Option<crate::nats::NatsPublisher>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.nats = nats;
+        }
+        self
+    }
+
+    /// The NATS JetStream publisher, when configured.
+    pub fn nats(&self) -> Option<&crate::nats::NatsPublisher> {
+        self.inner.nats.as_ref()
     }
 
     /// Parses a phone number given for an account (sign-up, contact change): valid E.164

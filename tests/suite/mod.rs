@@ -14,6 +14,7 @@ mod e2e_freeze;
 mod e2e_login;
 mod e2e_lost_factor;
 mod e2e_metrics;
+mod e2e_nats;
 mod e2e_oracles;
 mod e2e_passkeys;
 mod e2e_proofs;
