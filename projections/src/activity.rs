@@ -9,8 +9,8 @@
 //! masked from the delivery outcome events.
 use chrono::{DateTime, Utc};
 use gatehouse_domain::account::{
-    CooldownReason, DeviceRevokeReason, FreezeActor, LoginFailureReason, RecoveryStep,
-    SessionEndReason, UnlockReason,
+    CooldownReason, DeviceRevokeReason, FreezeActor, LoginFailureReason, PasskeyFailureReason,
+    RecoveryStep, SessionEndReason, SignInMethod, UnlockReason,
 };
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::context::RequestContext;
@@ -102,6 +102,10 @@ kinds! {
     SecurityKeyRenamed => "security_key_renamed",
     SecurityKeyRemoved => "security_key_removed",
     SecurityKeyCounterRegressed => "security_key_counter_regressed",
+    PasskeyRegistered => "passkey_registered",
+    PasskeyRemoved => "passkey_removed",
+    PasskeySignInFailed => "passkey_sign_in_failed",
+    PasskeysRevoked => "passkeys_revoked",
     CooldownStarted => "cooldown_started",
     ApiKeyCreated => "api_key_created",
     ApiKeyRotated => "api_key_rotated",
@@ -302,11 +306,19 @@ pub fn describe(fact: &AccountFact) -> Option<Described<'_>> {
             Some(context),
             "Another account tried to take your email or phone; nothing changed".into(),
         ),
-        AccountFact::LoginSucceeded { context, door, .. } => d(
+        AccountFact::LoginSucceeded {
+            context,
+            door,
+            method,
+            ..
+        } => d(
             K::SignIn,
             "succeeded",
             Some(context),
-            format!("Signed in{}", door_words(door)),
+            match method {
+                SignInMethod::Password => format!("Signed in{}", door_words(door)),
+                SignInMethod::Passkey => format!("Signed in with a passkey{}", door_words(door)),
+            },
         ),
         AccountFact::LoginFailed {
             reason,
@@ -831,8 +843,44 @@ pub fn describe(fact: &AccountFact) -> Option<Described<'_>> {
             "A new lost-second-factor request was set aside: a recovery is already in progress"
                 .into(),
         ),
+        AccountFact::PasskeyRegistered { name, context, .. } => d(
+            K::PasskeyRegistered,
+            "succeeded",
+            Some(context),
+            format!("Passkey \"{name}\" added"),
+        ),
+        AccountFact::PasskeyRemoved { context, .. } => d(
+            K::PasskeyRemoved,
+            "succeeded",
+            Some(context),
+            "Passkey removed".into(),
+        ),
+        AccountFact::PasskeySignInFailed {
+            reason, context, ..
+        } => d(
+            K::PasskeySignInFailed,
+            "failed",
+            Some(context),
+            format!(
+                "Passkey sign-in refused ({})",
+                match reason {
+                    PasskeyFailureReason::UnknownPasskey => "unknown passkey",
+                    PasskeyFailureReason::UserNotVerified => "user not verified",
+                    PasskeyFailureReason::InvalidAssertion => "invalid answer",
+                    PasskeyFailureReason::CounterRegressed => "counter went back: possible clone",
+                    PasskeyFailureReason::ContactUnverified => "no verified contact yet",
+                }
+            ),
+        ),
+        AccountFact::PasskeysRevoked { key_ids, context } => d(
+            K::PasskeysRevoked,
+            "recorded",
+            Some(context),
+            format!("{} passkey(s) revoked", key_ids.len()),
+        ),
         // Bookkeeping, not shown.
         AccountFact::PasswordRehashed { .. }
+        | AccountFact::PasskeyUsed { .. }
         | AccountFact::SessionStarted { .. }
         | AccountFact::SessionExtended { .. }
         | AccountFact::FlowStarted { .. }
@@ -940,10 +988,21 @@ mod tests {
             context: ctx(),
             door: Default::default(),
             familiar: false,
+            method: SignInMethod::Password,
         };
         let ok = describe(&fact).unwrap();
         assert_eq!((ok.kind, ok.outcome), (ActivityKind::SignIn, "succeeded"));
         assert_eq!(ok.context, Some(&ctx()));
+        let passkey = AccountFact::LoginSucceeded {
+            session_id: Uuid::nil(),
+            context: ctx(),
+            door: Default::default(),
+            familiar: false,
+            method: SignInMethod::Passkey,
+        };
+        let described = describe(&passkey).unwrap();
+        assert_eq!(described.kind, ActivityKind::SignIn);
+        assert!(described.detail.contains("passkey"), "{}", described.detail);
         let fact = AccountFact::LoginFailed {
             reason: LoginFailureReason::WrongPassword,
             consecutive_failures: 2,
