@@ -15,8 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{method_not_allowed_error, no_such_endpoint, ApiError};
 use crate::routes::{
-    accounts, admin, api_keys, contacts, controls, devices, freeze, health, login, lost_factor, me,
-    mfa, passkeys, password, recovery, review, security_keys, teams, whitelist,
+    accounts, activity, admin, api_keys, contacts, controls, devices, freeze, health, login,
+    lost_factor, me, mfa, passkeys, password, recovery, review, security_keys, teams, whitelist,
 };
 use crate::state::AppState;
 
@@ -62,6 +62,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(lost_factor::router())
         .merge(review::router())
         .merge(me::router())
+        .merge(activity::router())
         .merge(devices::router())
         .merge(freeze::router())
         .merge(contacts::router())

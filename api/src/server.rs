@@ -85,6 +85,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         limits,
         alerts,
         accounts: account_args,
+        streaming,
     } = &args;
     let (store, master_hex) = match &store_args.database_url {
         Some(url) => {
@@ -156,7 +157,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_relying_party(account_args.try_into()?)
     .with_access(access.try_into()?)
     .with_breach_check(limits.try_into()?)
-    .with_sms_budget(limits.try_into()?);
+    .with_sms_budget(limits.try_into()?)
+    .with_read_your_writes(store_args.read_your_writes())
+    .with_nats(
+        Option::<crate::nats::NatsSettings>::try_from(streaming)?
+            .map(crate::nats::NatsPublisher::new),
+    );
 
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
@@ -188,6 +194,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         std::time::Duration::from_millis(500),
         stop_rx.clone(),
     ));
+    // The event stream to NATS JetStream, if configured: one process publishes at a time.
+    let nats_task = state.nats().cloned().map(|publisher| {
+        tracing::info!(
+            stream = %publisher.settings().stream,
+            prefix = %publisher.settings().prefix,
+            "event stream to NATS JetStream configured"
+        );
+        // rustls (a `tls://` URL) needs the process's crypto provider.
+        crate::install_tls_provider();
+        tokio::spawn(publisher.run(store.clone(), state.runner().progress(), stop_rx.clone()))
+    });
     // Tests and operators wait for this exact line.
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
@@ -231,6 +248,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     }
     let _ = runner_task.await;
     let _ = worker_task.await;
+    if let Some(task) = nats_task {
+        let _ = task.await;
+    }
     store.close().await;
     served.map_err(|cause| StartError::Listen { addr: local, cause })
 }

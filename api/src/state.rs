@@ -46,6 +46,10 @@ struct Inner {
     breaches: crate::breach::BreachCheck,
     /// SMS budgets and deny-list.
     sms_budget: crate::sms_budget::SmsBudget,
+    /// Longest wait of a read-model answer for the caller's own latest event.
+    read_your_writes: std::time::Duration,
+    /// The NATS JetStream publisher of this process, when `GATEHOUSE_NATS_URL` is set.
+    nats: Option<crate::nats::NatsPublisher>,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -116,6 +120,8 @@ impl AppState {
                 access: AccessSettings::default(),
                 breaches: crate::breach::BreachCheck::default(),
                 sms_budget: crate::sms_budget::SmsBudget::default(),
+                read_your_writes: std::time::Duration::from_millis(1000),
+                nats: None,
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -134,6 +140,19 @@ impl AppState {
                 known_accounts: Default::default(),
             }),
         }
+    }
+
+    /// Sets how long a read-model answer waits for the caller's own latest event.
+    pub fn with_read_your_writes(mut self, wait: std::time::Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.read_your_writes = wait;
+        }
+        self
+    }
+
+    /// How long a read-model answer waits for the caller's own latest event.
+    pub fn read_your_writes(&self) -> std::time::Duration {
+        self.inner.read_your_writes
     }
 
     /// The store (side tables and read models).
@@ -217,6 +236,19 @@ impl AppState {
     /// The SMS budgets and deny-list.
     pub fn sms_budget(&self) -> &crate::sms_budget::SmsBudget {
         &self.inner.sms_budget
+    }
+
+    /// With the NATS JetStream publisher (its metrics are served on `/metrics`).
+    pub fn with_nats(mut self, nats: Option<crate::nats::NatsPublisher>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.nats = nats;
+        }
+        self
+    }
+
+    /// The NATS JetStream publisher, when configured.
+    pub fn nats(&self) -> Option<&crate::nats::NatsPublisher> {
+        self.inner.nats.as_ref()
     }
 
     /// Parses a phone number given for an account (sign-up, contact change): valid E.164

@@ -60,6 +60,29 @@ pub enum ProtectionFact {
 /// Most identifiers one `ThrottleWindowClosed` names (above every stuffing threshold in use).
 pub const MAX_REFUSED_IDENTIFIERS: usize = 100;
 
+impl ProtectionFact {
+    /// The fields of this fact never published; none today (addresses, routes and keyed lookup
+    /// hashes), decided per variant so that a new fact must say.
+    pub fn secret_fields(&self) -> &'static [&'static str] {
+        match self {
+            Self::NetworkThrottled { .. } | Self::ThrottleWindowClosed { .. } => &[],
+        }
+    }
+}
+
+impl ProtectionEvent {
+    /// The event as JSON (its stored shape), with every
+    /// [secret field](ProtectionFact::secret_fields) that holds a value replaced by
+    /// [`crate::account::REDACTED`].
+    pub fn redacted(&self) -> serde_json::Value {
+        let Ok(mut value) = serde_json::to_value(self) else {
+            return serde_json::Value::String(crate::account::REDACTED.into());
+        };
+        crate::account::redact_fact(&mut value, self.fact.secret_fields());
+        value
+    }
+}
+
 impl DomainEvent for ProtectionEvent {
     fn event_type(&self) -> String {
         match self.fact {

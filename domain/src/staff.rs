@@ -164,6 +164,31 @@ impl StaffFact {
     }
 }
 
+impl StaffFact {
+    /// The fields of this fact never published (the hash of a token's secret), decided per
+    /// variant by an exhaustive match as for [`crate::AccountFact::secret_fields`].
+    pub fn secret_fields(&self) -> &'static [&'static str] {
+        match self {
+            Self::StaffCreated { .. } | Self::StaffTokenIssued { .. } => &["token_hash"],
+            Self::StaffTokensRevoked { .. }
+            | Self::StaffActionRecorded { .. }
+            | Self::AlertStatusChanged { .. } => &[],
+        }
+    }
+}
+
+impl StaffEvent {
+    /// The event as JSON (its stored shape), with every [secret field](StaffFact::secret_fields)
+    /// that holds a value replaced by [`crate::account::REDACTED`].
+    pub fn redacted(&self) -> serde_json::Value {
+        let Ok(mut value) = serde_json::to_value(self) else {
+            return serde_json::Value::String(crate::account::REDACTED.into());
+        };
+        crate::account::redact_fact(&mut value, self.fact.secret_fields());
+        value
+    }
+}
+
 impl DomainEvent for StaffEvent {
     fn event_type(&self) -> String {
         self.fact.name().to_string()
@@ -507,6 +532,48 @@ mod tests {
 
     fn lifetime() -> Duration {
         Duration::days(30)
+    }
+
+    #[test]
+    fn test_redacted_hides_token_hashes_and_keeps_the_rest() {
+        let secret = "c".repeat(64);
+        for fact in [
+            StaffFact::StaffCreated {
+                name: "ana".into(),
+                roles: vec![StaffRole::Admin],
+                token_hash: secret.clone(),
+                created_by: None,
+                token_id: Some(Uuid::from_u128(1)),
+                token_expires_at: Some(at()),
+            },
+            StaffFact::StaffTokenIssued {
+                token_id: Uuid::from_u128(2),
+                token_hash: secret.clone(),
+                expires_at: at(),
+                issued_by: None,
+            },
+        ] {
+            let shown = StaffEvent {
+                at: at(),
+                prev: Default::default(),
+                fact,
+            }
+            .redacted();
+            let text = shown.to_string();
+            assert!(!text.contains(&secret), "{text}");
+            assert!(text.contains(crate::account::REDACTED), "{text}");
+            assert!(text.contains("token_id"), "{text}");
+        }
+        let note = StaffEvent {
+            at: at(),
+            prev: Default::default(),
+            fact: StaffFact::AlertStatusChanged {
+                alert_id: "a1".into(),
+                status: AlertStatus::Resolved,
+                note: "done".into(),
+            },
+        };
+        assert_eq!(note.redacted(), serde_json::to_value(&note).unwrap());
     }
 
     fn given(history: Vec<(DateTime<Utc>, StaffFact)>) -> Staff {

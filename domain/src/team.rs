@@ -150,6 +150,33 @@ impl TeamFact {
     }
 }
 
+impl TeamFact {
+    /// The fields of this fact never published; none today (an invitee is named by the keyed
+    /// lookup of their email, never the email), decided per variant so that a new fact must say.
+    pub fn secret_fields(&self) -> &'static [&'static str] {
+        match self {
+            Self::TeamCreated { .. }
+            | Self::MemberInvited { .. }
+            | Self::InvitationAccepted { .. }
+            | Self::InvitationCancelled { .. }
+            | Self::MemberRoleChanged { .. }
+            | Self::MemberRemoved { .. } => &[],
+        }
+    }
+}
+
+impl TeamEvent {
+    /// The event as JSON (its stored shape), with every [secret field](TeamFact::secret_fields)
+    /// that holds a value replaced by [`crate::account::REDACTED`].
+    pub fn redacted(&self) -> serde_json::Value {
+        let Ok(mut value) = serde_json::to_value(self) else {
+            return serde_json::Value::String(crate::account::REDACTED.into());
+        };
+        crate::account::redact_fact(&mut value, self.fact.secret_fields());
+        value
+    }
+}
+
 impl DomainEvent for TeamEvent {
     fn event_type(&self) -> String {
         self.fact.name().to_string()

@@ -4,7 +4,8 @@
 //! - [`runner`]: feeds every projection from the persisted stream, with a checkpoint written in
 //!   the same transaction as each read-model change;
 //! - one module per read model: [`lockout_state`], [`login_history`], [`sessions`],
-//!   [`notifications`] (the outbox the delivery worker drains), [`alerts`] (anomaly alerts).
+//!   [`notifications`] (the outbox the delivery worker drains), [`alerts`] (anomaly alerts),
+//!   [`activity`] (every security event of an account, in plain words).
 #![forbid(unsafe_code)]
 #![deny(clippy::all)]
 #![cfg_attr(
@@ -12,10 +13,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod activity;
 pub mod alerts;
 pub mod batch;
 pub mod bulk;
 pub mod cell;
+pub mod csv;
 pub mod lockout_state;
 pub mod login_history;
 pub mod notice;
@@ -46,6 +49,7 @@ pub fn standard_projections_with(policy: alerts::AlertPolicy) -> Vec<Arc<dyn Pro
         Arc::new(sessions::projection()),
         Arc::new(notifications::projection()),
         Arc::new(recovery_cases::projection()),
+        Arc::new(activity::projection()),
         Arc::new(alerts::AlertsProjection::new(policy)),
     ]
 }

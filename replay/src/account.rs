@@ -150,6 +150,9 @@ pub fn describe(fact: &AccountFact) -> String {
         AccountFact::DeviceRevoked {
             device_id, reason, ..
         } => format!("device {device_id} no longer trusted ({reason:?})"),
+        AccountFact::DeviceRenamed {
+            device_id, name, ..
+        } => format!("device {device_id} renamed {}", text(name)),
         AccountFact::CodeCeilingReached { issued, until } => format!(
             "untrusted requesters reached the code ceiling ({issued} codes) until {}",
             ts(*until)

@@ -66,23 +66,10 @@ pub const CSV_HEADER: [&str; 11] = [
     "metadata",
 ];
 
-/// Writes one RFC 4180 record: fields quoted when they hold a comma, quote or line break.
+/// Writes one RFC 4180 record (the shared writer; cells are not neutralised: the auditors'
+/// export stays byte-faithful to the store).
 fn csv_record(out: &mut impl Write, fields: impl IntoIterator<Item = String>) -> Result<()> {
-    let mut line = String::new();
-    for (i, field) in fields.into_iter().enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        if field.contains([',', '"', '\n', '\r']) {
-            line.push('"');
-            line.push_str(&field.replace('"', "\"\""));
-            line.push('"');
-        } else {
-            line.push_str(&field);
-        }
-    }
-    line.push_str("\r\n");
-    out.write_all(line.as_bytes())?;
+    out.write_all(gatehouse_projections::csv::record(fields).as_bytes())?;
     Ok(())
 }
 

@@ -242,6 +242,45 @@ impl Store {
         }
     }
 
+    /// Where the last event of one aggregate stands in the global stream (`None` before its
+    /// first): what a read model must have applied to reflect that aggregate's latest change
+    /// (read your own writes).
+    pub async fn aggregate_head(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<StreamPosition>, StoreError> {
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                let row: Option<PgHeadRow> = sqlx::query_as(
+                    "select tx_id::text::bigint as tx, global_position from events
+                      where aggregate_type = $1 and aggregate_id = $2
+                      order by sequence desc limit 1",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_optional(pool)
+                .await?;
+                Ok(row.map(|r| StreamPosition {
+                    tx: r.tx,
+                    pos: r.global_position,
+                }))
+            }
+            Backend::Sqlite(pool) => {
+                let pos: Option<Option<i64>> = sqlx::query_scalar(
+                    "select position from events
+                      where aggregate_type = $1 and aggregate_id = $2
+                      order by sequence desc limit 1",
+                )
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_optional(pool)
+                .await?;
+                Ok(pos.flatten().map(|pos| StreamPosition { tx: 0, pos }))
+            }
+        }
+    }
+
     /// How many events a reader at `after` has yet to read (those visible now).
     pub async fn count_after(&self, after: StreamPosition) -> Result<i64, StoreError> {
         let count = match self.backend() {

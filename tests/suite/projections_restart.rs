@@ -16,8 +16,12 @@ const CORE_TABLES: [(&str, &str); 5] = [
     ("notification_contacts_v1", "account_id"),
 ];
 
+/// The read models of later issues that the kill test and the batch test also compare.
+const LATER_TABLES: [(&str, &str); 1] = [("activity_v1", "account_id, sequence")];
+
 async fn snapshot(pool: &PgPool) -> Vec<String> {
-    let rows = super::support::table_rows(pool, &CORE_TABLES).await;
+    let mut rows = super::support::table_rows(pool, &CORE_TABLES).await;
+    rows.extend(super::support::table_rows(pool, &LATER_TABLES).await);
     // `updated_ms` records when a row was written, not what it says.
     rows.into_iter().map(|r| strip_updated(&r)).collect()
 }
@@ -136,6 +140,7 @@ async fn test_kill_and_restart_leaves_read_models_equal_to_a_rebuild() {
 /// Every read model's rows, `updated_ms` included (both sides below are rebuilds of one stream).
 async fn every_read_model(pool: &PgPool) -> Vec<String> {
     let mut rows = super::support::table_rows(pool, &CORE_TABLES).await;
+    rows.extend(super::support::table_rows(pool, &LATER_TABLES).await);
     rows.extend(super::support::table_rows(pool, &[("recovery_cases_v1", "flow_id")]).await);
     rows.extend(super::support::table_rows(pool, &super::support::ALERT_TABLES).await);
     rows

@@ -357,6 +357,8 @@ async fn test_replay_rebuild_equals_live_and_pins_an_altered_row() {
         verdicts.iter().all(|l| l.ends_with("equal to live")),
         "{out}"
     );
+    // The security activity (issue #20) is rebuilt and compared like the others.
+    assert!(verdicts.iter().any(|l| l.contains("activity_v1")), "{out}");
     // The shadow tables are scratch space (unlogged) and end with every index of their live
     // table, the reader-only ones built after the fold (same definition, same name).
     let index_defs = |schema: &'static str| {

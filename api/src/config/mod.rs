@@ -21,6 +21,7 @@ pub(crate) mod parse;
 mod passwords;
 mod sessions;
 mod store;
+mod streaming;
 
 pub use access::AccessArgs;
 pub use accounts::AccountArgs;
@@ -35,6 +36,7 @@ pub use parse::MAX_SECONDS;
 pub use passwords::PasswordArgs;
 pub use sessions::SessionArgs;
 pub use store::StoreArgs;
+pub use streaming::StreamingArgs;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
@@ -161,6 +163,9 @@ pub struct ServeArgs {
     /// Contacts, API keys, teams and WebAuthn.
     #[command(flatten)]
     pub accounts: AccountArgs,
+    /// The event stream published to NATS JetStream.
+    #[command(flatten)]
+    pub streaming: StreamingArgs,
 }
 
 /// Settings that are each in range but wrong together, or that a component refuses.
@@ -208,4 +213,7 @@ pub enum ConfigError {
     /// A breached-password source could not be set up.
     #[error("invalid setting: {0}")]
     BreachCheck(String),
+    /// A `GATEHOUSE_NATS_*` setting is wrong.
+    #[error("invalid setting: {0}")]
+    Nats(String),
 }

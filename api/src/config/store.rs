@@ -24,11 +24,26 @@ pub struct StoreArgs {
     /// lag by about this much; larger batches cost less under load).
     #[arg(long, env = "GATEHOUSE_PROJECTION_COALESCE_MS", default_value_t = 100)]
     pub projection_coalesce_ms: u64,
+    /// Milliseconds a read-model answer to a signed-in person (login history, activity) waits
+    /// for the read model to reach that person's own latest event; past it the answer says
+    /// `stale: true`. 0: never wait.
+    #[arg(
+        long,
+        env = "GATEHOUSE_READ_YOUR_WRITES_MS",
+        default_value_t = 1000,
+        value_parser = super::parse::count_usize(0, 60_000)
+    )]
+    pub read_your_writes_ms: usize,
 }
 
 impl StoreArgs {
     /// How long the projections runner gathers events.
     pub fn coalesce(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.projection_coalesce_ms)
+    }
+
+    /// How long a read-model answer waits for the caller's own latest event.
+    pub fn read_your_writes(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.read_your_writes_ms as u64)
     }
 }

@@ -12,7 +12,11 @@ impl From<AccountError> for ApiError {
         match e {
             E::SessionNotFound => ApiError::not_found("no such open session"),
             E::NotRegistered => ApiError::unauthenticated(),
-            E::DeviceNotFound => ApiError::not_found("no such trusted device"),
+            E::DeviceNotFound => ApiError::not_found("no such device"),
+            E::DeviceNameInvalid => ApiError::bad_request(
+                "name must be 1 to 64 characters, without control characters",
+            )
+            .with_field("name"),
             E::FlowNotFound => flow_not_found(),
             E::CodeUnusable(status) => code_unusable(status),
             E::CodeRateLimited { retry_at } => ApiError::rate_limited(

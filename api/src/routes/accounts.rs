@@ -228,7 +228,18 @@ pub async fn register(
             .map_err(ApiError::internal)
     };
     let mut tokens = Vec::with_capacity(flows.len());
+    let expires_at = now + state.accounts().services().codes.ttl;
     for (kind, flow_id) in flows {
+        // What was typed, masked, for strangers polling the flow's delivery status: kept alike
+        // for a real sign-up and for the decoy of a taken identifier.
+        let typed = match kind {
+            ContactKind::Email => email.as_ref(),
+            ContactKind::Phone => phone.as_ref(),
+        };
+        if let Some(typed) = typed {
+            crate::delivery_status::remember_typed(&state, flow_id, typed.as_str(), expires_at)
+                .await?;
+        }
         tokens.push((kind, token(flow_id)?));
     }
     let verification_flow_id = tokens

@@ -149,6 +149,9 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
         state.breaches().skipped()
     );
     state.throttle().render_metrics(&mut text);
+    if let Some(nats) = state.nats() {
+        nats.render_metrics(state.store(), &mut text).await?;
+    }
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

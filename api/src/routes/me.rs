@@ -190,10 +190,14 @@ pub struct LoginHistoryPage {
     pub entries: Vec<LoginHistoryEntry>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<i64>,
+    /// Read your own writes.
+    #[serde(flatten)]
+    pub freshness: crate::fresh::Freshness,
 }
 
-/// The account's sign-in attempts (from the `login_history` read model, which may lag the
-/// latest attempt by a moment).
+/// The account's sign-in attempts (from the `login_history` read model). Waits up to
+/// `GATEHOUSE_READ_YOUR_WRITES_MS` for the caller's own latest event; `stale: true` when it had
+/// not arrived by then.
 #[utoipa::path(get, path = "/v1/me/login-history", tag = "history", security(("bearer" = [])), params(HistoryQuery),
     responses((status = 200, body = LoginHistoryPage), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn login_history(
@@ -207,6 +211,8 @@ pub async fn login_history(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 100").with_field("limit"));
     }
+    let freshness =
+        crate::fresh::own_writes(&state, &auth.account_id(), &["login_history_v1"]).await?;
     let rows =
         login_history::page(state.store(), &auth.account_id(), query.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
@@ -232,6 +238,7 @@ pub async fn login_history(
     Ok(Json(LoginHistoryPage {
         entries,
         next_cursor,
+        freshness,
     }))
 }
 

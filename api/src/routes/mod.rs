@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 pub mod accounts;
+pub mod activity;
 pub mod admin;
 pub mod api_keys;
 pub mod contacts;

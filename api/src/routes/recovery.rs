@@ -133,6 +133,12 @@ pub struct FlowView {
     pub resend_available_at: DateTime<Utc>,
     /// Wrong tries left on the current code.
     pub attempts_remaining: u32,
+    /// Where and how the current code was sent. The real status and destination only to the
+    /// account's owner (a trusted `X-Device-Token`, or a session of the account as `Authorization:
+    /// Bearer`); every other caller sees the channel, the identifier typed masked (`***` when the
+    /// code goes to another kind of contact) and `sent`, for accounts and unknown identifiers
+    /// alike.
+    pub delivery: crate::delivery_status::DeliveryView,
 }
 
 fn view(
@@ -142,6 +148,7 @@ fn view(
     flow_id: Uuid,
     flow: &Flow,
     now: DateTime<Utc>,
+    delivery: crate::delivery_status::DeliveryView,
 ) -> Option<FlowView> {
     let code = flow.code.as_ref()?;
     let policy = &state.accounts().services().codes;
@@ -209,21 +216,42 @@ fn view(
         expires_at: code.expires_at,
         resend_available_at: code.issued_at + policy.resend_cooldown,
         attempts_remaining: policy.max_attempts.saturating_sub(code.attempts),
+        delivery,
     })
 }
 
-/// Loads the flow a token names and renders it.
+/// Loads the flow a token names and renders it, with the delivery status every caller but the
+/// owner sees.
 pub(super) async fn current_view(
     state: &AppState,
     aggregate_id: &str,
     flow_id: Uuid,
     token: String,
 ) -> Result<FlowView, ApiError> {
+    current_view_for(state, aggregate_id, flow_id, token, None).await
+}
+
+/// Loads the flow a token names and renders it; the delivery status is the real one when
+/// `headers` show the account's owner.
+pub(super) async fn current_view_for(
+    state: &AppState,
+    aggregate_id: &str,
+    flow_id: Uuid,
+    token: String,
+    headers: Option<&axum::http::HeaderMap>,
+) -> Result<FlowView, ApiError> {
+    use crate::delivery_status::{is_owner, owner_view, public_view};
     let account = state.accounts().load(aggregate_id).await?;
-    account
-        .flow(flow_id)
-        .and_then(|f| view(state, token, &account, flow_id, f, Utc::now()))
-        .ok_or_else(flow_not_found)
+    let now = Utc::now();
+    let flow = account.flow(flow_id).ok_or_else(flow_not_found)?;
+    let code = flow.code.as_ref().ok_or_else(flow_not_found)?;
+    let owner = headers.is_some_and(|h| is_owner(state, h, aggregate_id, &account, now));
+    let delivery = if owner {
+        owner_view(state, aggregate_id, &account, code).await?
+    } else {
+        public_view(state, flow_id, code).await?
+    };
+    view(state, token, &account, flow_id, flow, now, delivery).ok_or_else(flow_not_found)
 }
 
 pub(super) fn open_token(state: &AppState, token: &str) -> Result<(String, Uuid), ApiError> {
@@ -286,6 +314,7 @@ async fn start_recovery_now(
     let grant = codes::draw_flow_for_delivery(state.store(), state.keys(), expires_at).await?;
     let now = Utc::now();
     let flow_id = grant.flow_id;
+    crate::delivery_status::remember_typed(state, flow_id, &req.identifier, expires_at).await?;
     let context = caller.context(None);
     let device = super::device_claim(state, req.device_token.as_deref(), &resolved.aggregate_id);
     let command = StartFlow {
@@ -340,17 +369,24 @@ pub async fn request_unlock(
     start_recovery(&state, &caller, req, FlowKind::Unlock).await
 }
 
-/// Where a flow stands.
+/// Where a flow stands, with its code's delivery status: the real one (queued, sent, failed, and
+/// the contact masked) only for the account's owner, shown by a device token the account trusts
+/// in `X-Device-Token` or a session of the account in `Authorization: Bearer`; every other caller
+/// gets `sent` and the identifier typed, masked, for accounts and unknown identifiers alike.
 #[utoipa::path(get, path = "/v1/flows/{flow_id}", tag = "recovery",
-    params(("flow_id" = String, Path, description = "Flow id")),
+    params(
+        ("flow_id" = String, Path, description = "Flow id"),
+        ("X-Device-Token" = Option<String>, Header, description = "A device token (`dv1.…`) of the account: the real delivery status"),
+    ),
     responses((status = 200, body = FlowView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_flow(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Json<FlowView>, ApiError> {
     let (aggregate_id, flow_id) = open_token(&state, &token)?;
     Ok(Json(
-        current_view(&state, &aggregate_id, flow_id, token).await?,
+        current_view_for(&state, &aggregate_id, flow_id, token, Some(&headers)).await?,
     ))
 }
 

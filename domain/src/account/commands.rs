@@ -254,6 +254,17 @@ pub enum AccountCommand {
         /// Request context.
         context: RequestContext,
     },
+    /// Name a device the account remembers (a session suffices: a name changes no access).
+    RenameDevice {
+        /// The device.
+        device_id: Uuid,
+        /// New name: trimmed, 1 to 64 characters, no control characters.
+        name: String,
+        /// Now.
+        at: DateTime<Utc>,
+        /// Request context.
+        context: RequestContext,
+    },
     /// End every session but the caller's.
     EndOtherSessions {
         /// The caller's session, kept open.

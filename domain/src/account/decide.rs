@@ -60,6 +60,12 @@ impl Account {
                 at,
                 self.revoke_device(device_id, session_id, at, context, s)?,
             ),
+            C::RenameDevice {
+                device_id,
+                name,
+                at,
+                context,
+            } => (at, self.rename_device(device_id, name, context)?),
             // Flows and one-time codes, contacts.
             C::StartFlow(cmd) => (cmd.at, self.start_flow(cmd, s)?),
             C::ResendCode {

@@ -114,6 +114,9 @@ pub enum AccountError {
     /// No such trusted device on this account.
     #[error("AC0051 device not found")]
     DeviceNotFound,
+    /// A device name that is empty, too long, padded or holds control characters.
+    #[error("AC0052 invalid device name")]
+    DeviceNameInvalid,
     #[error("AC0050 the contact cannot be released")]
     ContactNotReleasable,
     /// No such passkey on this account, or the credential is already one of its keys.

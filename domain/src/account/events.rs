@@ -257,6 +257,16 @@ pub enum AccountFact {
         /// Request context.
         context: RequestContext,
     },
+    /// The owner named a device (`PATCH /v1/me/devices/{id}`); the name is the owner's own words,
+    /// shown in the device list and the security activity.
+    DeviceRenamed {
+        /// The device.
+        device_id: Uuid,
+        /// New name (trimmed, 1 to 64 characters, no control characters).
+        name: String,
+        /// Request context.
+        context: RequestContext,
+    },
     /// A wrong code was typed.
     CodeAttemptFailed {
         /// The flow.
@@ -1027,6 +1037,7 @@ impl AccountFact {
             Self::CodeCeilingReached { .. } => "CodeCeilingReached",
             Self::DeviceTrusted { .. } => "DeviceTrusted",
             Self::DeviceRevoked { .. } => "DeviceRevoked",
+            Self::DeviceRenamed { .. } => "DeviceRenamed",
             Self::CodeAttemptFailed { .. } => "CodeAttemptFailed",
             Self::CodeExhausted { .. } => "CodeExhausted",
             Self::CodeExpired { .. } => "CodeExpired",

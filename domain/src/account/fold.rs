@@ -38,6 +38,7 @@ impl Account {
             | AccountFact::PasswordConfirmationFailed { .. } => self.fold_sign_in(fact, at),
             AccountFact::DeviceTrusted { .. }
             | AccountFact::DeviceRevoked { .. }
+            | AccountFact::DeviceRenamed { .. }
             | AccountFact::SessionStarted { .. }
             | AccountFact::SessionExtended { .. }
             | AccountFact::SessionEnded { .. }
@@ -266,6 +267,8 @@ impl Account {
                 }
                 let device = self.devices.entry(*device_id).or_insert(TrustedDevice {
                     token_hash: String::new(),
+                    first_trusted_at: Some(at),
+                    name: None,
                     trusted_at: at,
                     expires_at: *expires_at,
                     context: context.clone(),
@@ -280,6 +283,13 @@ impl Account {
             }
             AccountFact::DeviceRevoked { device_id, .. } => {
                 self.devices.remove(device_id);
+            }
+            AccountFact::DeviceRenamed {
+                device_id, name, ..
+            } => {
+                if let Some(device) = self.devices.get_mut(device_id) {
+                    device.name = Some(name.clone());
+                }
             }
             AccountFact::SessionStarted {
                 session_id,
@@ -364,6 +374,7 @@ impl Account {
                 verifier,
                 expires_at,
                 requester,
+                deliverable,
                 ..
             } => {
                 // Codes of trusted devices count on their own budget only; every other code
@@ -385,6 +396,7 @@ impl Account {
                         attempts: 0,
                         status: CodeStatus::Active,
                         requester: requester.clone(),
+                        undeliverable: !*deliverable,
                     },
                 )
             }

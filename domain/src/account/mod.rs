@@ -41,9 +41,11 @@ pub use evidence::{DeviceClaim, KeyCheck, MfaProof};
 pub use passkeys::MAX_PASSKEYS;
 pub use proof::{FactorNeed, PasswordNeed, Proof, ProofRule, SensitiveAction, PROOF_POLICY};
 pub use recovery::network_of;
+pub(crate) use redact::redact_fact;
 pub use redact::REDACTED;
 pub use second_factor::{MAX_SECURITY_KEYS, MFA_CHALLENGE_TTL};
 pub use services::AccountServices;
+pub use sessions::{device_name_is_valid, DEVICE_NAME_MAX_CHARS};
 pub use state::{
     AccountStatus, ApiKey, BackupCode, CodeStatus, Flow, Freeze, IssuedCode, Lock, MfaChallenge,
     PendingContact, RecoveryCase, RecoveryStage, Session, SessionRejection, TotpFactor,

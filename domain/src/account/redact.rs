@@ -26,6 +26,7 @@ impl AccountFact {
             | Self::FlowStarted { .. }
             | Self::CodeCeilingReached { .. }
             | Self::DeviceRevoked { .. }
+            | Self::DeviceRenamed { .. }
             | Self::CodeAttemptFailed { .. }
             | Self::CodeExhausted { .. }
             | Self::CodeExpired { .. }
@@ -95,20 +96,25 @@ impl AccountEvent {
         let Ok(mut value) = serde_json::to_value(self) else {
             return Value::String(REDACTED.into());
         };
-        let secret = self.fact.secret_fields();
-        // `fact` is `{"<Variant>": {fields}}` (serde's external tagging).
-        if let Some(Value::Object(variant)) = value.get_mut("fact") {
-            for fields in variant.values_mut() {
-                if let Value::Object(fields) = fields {
-                    for name in secret {
-                        if let Some(v) = fields.get_mut(*name).filter(|v| !v.is_null()) {
-                            *v = Value::String(REDACTED.into());
-                        }
+        redact_fact(&mut value, self.fact.secret_fields());
+        value
+    }
+}
+
+/// Replaces the `secret` fields of an envelope's fact (`{"fact": {"<Variant>": {fields}}}`,
+/// serde's external tagging) that hold a value with [`REDACTED`]. Every aggregate's events
+/// (account, staff, team, protection) have this shape.
+pub(crate) fn redact_fact(envelope: &mut Value, secret: &[&str]) {
+    if let Some(Value::Object(variant)) = envelope.get_mut("fact") {
+        for fields in variant.values_mut() {
+            if let Value::Object(fields) = fields {
+                for name in secret {
+                    if let Some(v) = fields.get_mut(*name).filter(|v| !v.is_null()) {
+                        *v = Value::String(REDACTED.into());
                     }
                 }
             }
         }
-        value
     }
 }
 

@@ -101,11 +101,8 @@ impl Account {
             at,
             &services.sessions,
         )?;
-        if !self
-            .trusted_devices(at)
-            .iter()
-            .any(|(id, _)| *id == device_id)
-        {
+        // Any device the account remembers, trusted or expired: forgetting one is always safe.
+        if !self.devices.contains_key(&device_id) {
             return Err(AccountError::DeviceNotFound);
         }
         let mut facts = vec![AccountFact::DeviceRevoked {
@@ -131,4 +128,38 @@ impl Account {
         );
         Ok(facts)
     }
+
+    /// `RenameDevice`: a device the account remembers gets the owner's name for it. The name is
+    /// the owner's words, bounded so that it fits every list and export.
+    pub(super) fn rename_device(
+        &self,
+        device_id: Uuid,
+        name: String,
+        context: RequestContext,
+    ) -> Result<Vec<AccountFact>, AccountError> {
+        self.require_active()?;
+        if !device_name_is_valid(&name) {
+            return Err(AccountError::DeviceNameInvalid);
+        }
+        if !self.devices.contains_key(&device_id) {
+            return Err(AccountError::DeviceNotFound);
+        }
+        Ok(vec![AccountFact::DeviceRenamed {
+            device_id,
+            name,
+            context,
+        }])
+    }
+}
+
+/// Longest device name, in characters.
+pub const DEVICE_NAME_MAX_CHARS: usize = 64;
+
+/// Whether `name` may name a device: already trimmed, 1 to [`DEVICE_NAME_MAX_CHARS`] characters,
+/// no control characters (a name ends up in lists, emails and CSV exports).
+pub fn device_name_is_valid(name: &str) -> bool {
+    let chars = name.chars().count();
+    name.trim() == name
+        && (1..=DEVICE_NAME_MAX_CHARS).contains(&chars)
+        && !name.chars().any(char::is_control)
 }

@@ -67,6 +67,12 @@ pub struct Session {
 pub struct TrustedDevice {
     /// SHA-256 (hex) of its token's secret.
     pub token_hash: String,
+    /// When it was first trusted (`None` in states kept before this was recorded).
+    #[serde(default)]
+    pub first_trusted_at: Option<DateTime<Utc>>,
+    /// The owner's name for it (`DeviceRenamed`).
+    #[serde(default)]
+    pub name: Option<String>,
     /// When it was (last) trusted.
     pub trusted_at: DateTime<Utc>,
     /// When the trust ends unless renewed.
@@ -148,6 +154,10 @@ pub struct IssuedCode {
     /// Whose budget it counted on (a resend counts on the same).
     #[serde(default)]
     pub requester: Option<Requester>,
+    /// It was sent nowhere (`CodeIssued` with `deliverable: false`): told only to the owner
+    /// (`GET /v1/flows/{id}`'s delivery status), never to anyone else.
+    #[serde(default)]
+    pub undeliverable: bool,
 }
 
 /// A contact the owner asked for, waiting for its verification code.
@@ -555,6 +565,12 @@ impl Account {
             .and_then(|s| s.device_id)
             .filter(|id| self.devices.get(id).is_some_and(|d| now < d.expires_at))
             .map_or(Door::Untrusted, Door::Device)
+    }
+
+    /// Every device the account remembers: trusted ones and those whose trust expired (until
+    /// revoked or pushed out by newer ones), in id order.
+    pub fn known_devices(&self) -> Vec<(Uuid, &TrustedDevice)> {
+        self.devices.iter().map(|(id, d)| (*id, d)).collect()
     }
 
     /// Devices trusted at `now`.

@@ -189,6 +189,30 @@ pub async fn alerts_changed_after(
     Ok(rows.into_iter().map(AlertRow::from).collect())
 }
 
+/// Alerts changed after `(after, id)` in change order (position, then id), oldest first: a
+/// cursor that never skips one of several alerts changed by the same event (the event stream
+/// publisher's).
+pub async fn alerts_changed_after_id(
+    store: &Store,
+    after: StreamPosition,
+    id: &str,
+    limit: i64,
+) -> Result<Vec<AlertRow>, StoreError> {
+    let rows = sqlx::query_as::<_, AlertRecord>(&format!(
+        "select {ALERT_COLUMNS} from alerts_v1
+          where updated_tx > $1
+             or (updated_tx = $1 and (updated_pos > $2 or (updated_pos = $2 and id > $3)))
+          order by updated_tx, updated_pos, id limit $4"
+    ))
+    .bind(after.tx)
+    .bind(after.pos)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(store.any())
+    .await?;
+    Ok(rows.into_iter().map(AlertRow::from).collect())
+}
+
 /// The latest change position over all alerts (where a new live feed starts).
 pub async fn alerts_head(store: &Store) -> Result<StreamPosition, StoreError> {
     let row: Option<(i64, i64)> = sqlx::query_as(

@@ -426,3 +426,90 @@ fn test_revoking_a_device_needs_a_stepped_up_session_and_ends_its_sessions() {
     };
     assert_eq!(run(given, unknown), Err(AccountError::DeviceNotFound));
 }
+
+#[test]
+fn test_renaming_a_device_records_the_name_and_refuses_bad_ones() {
+    // Given a trusted device and a session (a name changes no access: no step-up needed),
+    let mut given = vec![registered(), trusted(t(0)), started(t(0), sid(71))];
+    let rename = |device_id, name: &str| AccountCommand::RenameDevice {
+        device_id,
+        name: name.into(),
+        at: t(1),
+        context: ctx(),
+    };
+    // when the owner names it, the name is recorded,
+    let facts = run(given.clone(), rename(device(), "Work laptop")).unwrap();
+    assert_eq!(
+        facts,
+        vec![AccountFact::DeviceRenamed {
+            device_id: device(),
+            name: "Work laptop".into(),
+            context: ctx(),
+        }]
+    );
+    // and the state (and so the device list) shows it, first and last trust kept apart.
+    given.push((t(1), facts[0].clone()));
+    given.push(trusted(t(5)));
+    let mut state = Account::default();
+    for event in history(given.clone()) {
+        state.apply(event);
+    }
+    let known = state.known_devices();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].1.name.as_deref(), Some("Work laptop"));
+    assert_eq!(known[0].1.first_trusted_at, Some(t(0)));
+    assert_eq!(known[0].1.trusted_at, t(5));
+    // An empty, padded, too long or control-character name is refused, recording nothing;
+    let long = "x".repeat(DEVICE_NAME_MAX_CHARS + 1);
+    for bad in ["", " padded", "tab\there", "bell\u{7}", long.as_str()] {
+        assert_eq!(
+            run(given.clone(), rename(device(), bad)),
+            Err(AccountError::DeviceNameInvalid),
+            "{bad:?}"
+        );
+    }
+    let longest = "é".repeat(DEVICE_NAME_MAX_CHARS);
+    assert!(run(given.clone(), rename(device(), &longest)).is_ok());
+    // a device the account does not know is not found.
+    assert_eq!(
+        run(given, rename(sid(999), "Phone")),
+        Err(AccountError::DeviceNotFound)
+    );
+}
+
+#[test]
+fn test_an_expired_device_can_still_be_forgotten() {
+    // Given a device whose trust ended at t(1), and a stepped-up session,
+    let given = vec![
+        registered(),
+        (
+            t(0),
+            AccountFact::DeviceTrusted {
+                device_id: device(),
+                token_hash: "device-token".into(),
+                expires_at: t(1),
+                context: ctx(),
+            },
+        ),
+        started(t(0), sid(71)),
+        (
+            t(0),
+            AccountFact::SessionSteppedUp {
+                session_id: sid(71),
+                method: "password".into(),
+            },
+        ),
+    ];
+    // when the owner forgets it at t(2), it is forgotten like a trusted one.
+    let facts = run(
+        given,
+        AccountCommand::RevokeDevice {
+            device_id: device(),
+            session_id: sid(71),
+            at: t(2),
+            context: ctx(),
+        },
+    )
+    .unwrap();
+    assert_eq!(names(&facts), vec!["DeviceRevoked"]);
+}
