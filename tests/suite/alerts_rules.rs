@@ -149,6 +149,22 @@ pub async fn settle(runner: &ProjectionRunner, pool: &PgPool, projection: &str) 
     panic!("{projection} did not reach {target:?}");
 }
 
+/// Runs `runner` until every one of its read models has applied every event appended so far
+/// (see [`settle`]: a test running beside this one can hold the stream back for a moment, so a
+/// single rebuild or catch-up may stop short).
+pub async fn settle_every(runner: &ProjectionRunner, pool: &PgPool) {
+    let names: Vec<&str> = runner
+        .lag()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for name in names {
+        settle(runner, pool, name).await;
+    }
+}
+
 async fn fold(store: &Store, pool: &PgPool, policy: &AlertPolicy) {
     settle(&runner(store, policy.clone()), pool, "alerts_v1").await;
 }

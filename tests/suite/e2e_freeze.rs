@@ -370,6 +370,69 @@ async fn test_the_hacked_email_story_freeze_by_link_then_unfreeze_with_code_and_
     ] {
         assert!(types.iter().any(|t| t == expected), "{expected}: {types:?}");
     }
+    // The owner exports the security activity (the guide's "exported any session logs you
+    // need"): every step of the story is in both formats, the stranger's address included.
+    let mut csv_kinds = Vec::new();
+    let response = w
+        .server
+        .http
+        .get(format!(
+            "{}/v1/me/activity/export?format=csv",
+            w.server.base
+        ))
+        .bearer_auth(&owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    for line in csv.lines().skip(2) {
+        csv_kinds.push(line.split(',').nth(1).unwrap_or_default().to_string());
+    }
+    let response = w
+        .server
+        .http
+        .get(format!(
+            "{}/v1/me/activity/export?format=json",
+            w.server.base
+        ))
+        .bearer_auth(&owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let export: Value = response.json().await.unwrap();
+    let json_kinds: Vec<String> = export["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(csv_kinds, json_kinds, "the two formats hold the same rows");
+    for step in [
+        "sign_in",
+        "totp_enrolled",
+        "session_stepped_up",
+        "api_key_created",
+        "account_frozen",
+        "session_ended",
+        "api_key_revoked",
+        "sign_in_refused_frozen",
+        "sign_in_failed",
+        "code_issued",
+        "account_unfrozen",
+        "password_changed",
+    ] {
+        assert!(
+            json_kinds.iter().any(|k| k == step),
+            "{step} missing from the export: {json_kinds:?}"
+        );
+    }
+    assert!(
+        csv.contains(STRANGER_IP),
+        "the stranger's address is in the export"
+    );
+
     // The link's token is never logged (the request span names the route template only).
     assert!(!w.server.logs().contains(link_secret_of(&token)), "logged");
     // The freeze links are never stored.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use gatehouse_projections::ProjectionRunner;
 use sqlx::PgPool;
 
+use super::alerts_rules::settle_every;
 use super::support::{eventually, fast_env, Server, TestDb, PASSWORD};
 
 /// The read models of the first issues and their keys.
@@ -121,17 +122,13 @@ async fn test_kill_and_restart_leaves_read_models_equal_to_a_rebuild() {
     restarted.kill().await;
     // An outcome the worker recorded between the check and the kill is applied here, by the
     // same runner code, before the live tables are compared with a rebuild.
-    ProjectionRunner::standard(store.clone())
-        .catch_up()
-        .await
-        .unwrap();
+    settle_every(&ProjectionRunner::standard(store.clone()), &pool).await;
 
     let live = snapshot(&pool).await;
     assert!(live.iter().any(|r| r.starts_with("login_history_v1")));
-    let rebuilt_count = ProjectionRunner::standard(store.clone())
-        .rebuild()
-        .await
-        .unwrap();
+    let runner = ProjectionRunner::standard(store.clone());
+    let rebuilt_count = runner.rebuild().await.unwrap();
+    settle_every(&runner, &pool).await;
     assert!(rebuilt_count > 0);
     let rebuilt = snapshot(&pool).await;
     assert_eq!(live, rebuilt);
@@ -218,17 +215,13 @@ async fn test_one_batch_equals_one_event_per_batch() {
         "the traffic should lock every account ({locked})"
     );
 
-    ProjectionRunner::standard(store.clone())
-        .with_batch(10_000)
-        .rebuild()
-        .await
-        .unwrap();
+    let runner = ProjectionRunner::standard(store.clone()).with_batch(10_000);
+    runner.rebuild().await.unwrap();
+    settle_every(&runner, &pool).await;
     let folded = every_read_model(&pool).await;
-    ProjectionRunner::standard(store.clone())
-        .with_batch(1)
-        .rebuild()
-        .await
-        .unwrap();
+    let runner = ProjectionRunner::standard(store.clone()).with_batch(1);
+    runner.rebuild().await.unwrap();
+    settle_every(&runner, &pool).await;
     let one_by_one = every_read_model(&pool).await;
     assert!(folded.iter().any(|r| r.starts_with("sessions_v1")));
     assert!(folded.iter().any(|r| r.starts_with("alerts_v1")));
