@@ -116,7 +116,8 @@ const TABLE: [Row; 15] = {
         row(A::AddPasskey, P::Yes, F::WhenEnrolled, false, false),
         row(A::RemovePasskey, P::Yes, F::WhenEnrolled, false, false),
         // Issue #20: unfreezing is a recovery like the reset: the code of the unfreeze flow
-        // (to a verified contact) and, when enrolled, a current factor (`e2e_freeze`).
+        // (to a verified contact; with a verified email and phone, then a code by the other
+        // channel) and, when enrolled, a current factor (`e2e_freeze`).
         row(A::Unfreeze, P::No, F::WhenEnrolled, false, false),
         row(
             A::AntiPhishingPhrase,

@@ -5,13 +5,16 @@
 //! network, the owner gets a notice naming the place with a freeze link, a mail scanner's `GET`
 //! freezes nothing, the owner's click does, the stranger's session and API key stop at once, the
 //! stranger's right password answers `account_frozen` and a wrong one `invalid_credentials`, the
-//! owner unfreezes with a code and TOTP and changes the password signed in.
+//! owner unfreezes with a code and TOTP and changes the password signed in. An account with a
+//! verified email and phone needs a code by each to unfreeze (the inbox and the factor alone
+//! reach only step 2).
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::admin_api::{bootstrap_admin, create_staff};
 use super::e2e_recovery::{world, World};
 use super::e2e_second_factor::{enrol, now_step, send, totp_at_step};
+use super::mail::first_code;
 use super::support::{assert_error_shape, event_types, read, PASSWORD};
 
 const OWNER_IP: &str = "192.0.2.10";
@@ -436,6 +439,166 @@ async fn test_the_hacked_email_story_freeze_by_link_then_unfreeze_with_code_and_
     let link_secret = link_secret_of(&token);
     super::support::assert_nowhere_in_database(&w.db.pool().await, &[link_secret.to_string()])
         .await;
+}
+
+/// Signs up with an email and a phone and verifies both with the codes received; the account id.
+async fn verified_email_and_phone_account(w: &World, email: &str, phone: &str) -> String {
+    let (status, body) = w
+        .server
+        .post(
+            "/v1/accounts",
+            json!({"email": email, "phone": phone, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let email_flow = body["verification_flow_id"].clone();
+    let phone_flow = body["phone_verification_flow_id"].clone();
+    let code = w
+        .smtp
+        .wait_for(email, "email verification code", 1)
+        .await
+        .code();
+    let (status, body) = w
+        .server
+        .post("/v1/verify", json!({"flow_id": email_flow, "code": code}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let text = w
+        .sms
+        .wait_for_containing(phone, "phone verification", 1)
+        .await;
+    let code = first_code(&text).unwrap();
+    let (status, body) = w
+        .server
+        .post("/v1/verify", json!({"flow_id": phone_flow, "code": code}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    body["account_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn test_unfreeze_with_a_verified_email_and_phone_needs_a_code_by_each() {
+    let (w, _geoip) = freeze_world().await;
+    let email = "two.contacts@example.com";
+    let phone = "+447400900456";
+    let account_id = verified_email_and_phone_account(&w, email, phone).await;
+    let session = w.server.token(email, PASSWORD).await;
+    let (secret, _backup) = enrol(&w.server, &session).await;
+    let (status, body) = w
+        .server
+        .post_authed("/v1/me/freeze", &session, json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    w.smtp.wait_for(email, "Your account was frozen", 1).await;
+
+    // Before the first code: step 1 of 2 for the account and an unknown identifier alike.
+    let (status, flow) = w
+        .server
+        .post("/v1/unfreeze", json!({"identifier": email}))
+        .await;
+    assert_eq!(status, 202, "{flow}");
+    let (status, unknown) = w
+        .server
+        .post(
+            "/v1/unfreeze",
+            json!({"identifier": "no.such.person@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{unknown}");
+    for field in [
+        "kind",
+        "step",
+        "steps_total",
+        "next_action",
+        "status",
+        "channel",
+        "attempts_remaining",
+    ] {
+        assert_eq!(flow[field], unknown[field], "{field}: {flow} / {unknown}");
+    }
+    assert_eq!(
+        flow.as_object().unwrap().keys().collect::<Vec<_>>(),
+        unknown.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (flow["step"].as_u64(), flow["steps_total"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        flow["next_action"], "enter_code_and_second_factor",
+        "{flow}"
+    );
+
+    // The inbox and the factor get only to step 2: the code of the phone follows.
+    let email_code = w
+        .smtp
+        .wait_for(email, "account unfreeze code", 1)
+        .await
+        .code();
+    let (status, step) = w
+        .server
+        .post(
+            "/v1/unfreeze/confirm",
+            json!({"flow_id": flow["flow_id"], "code": email_code,
+                   "proof": {"method": "totp", "code": totp_at_step(&secret, now_step() + 1)}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{step}");
+    assert_eq!(step["flow_id"], flow["flow_id"], "{step}");
+    assert_eq!(
+        (step["step"].as_u64(), step["steps_total"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(step["channel"], "sms", "{step}");
+    assert_eq!(step["next_action"], "enter_code", "{step}");
+    assert_eq!(step["status"], "awaiting_code", "{step}");
+    let (status, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(status, 403, "still frozen: {body}");
+    assert_error_shape(&body, "account_frozen");
+
+    // The second step is bound to the phone: a resend by email is refused, and the emailed
+    // code does not complete it.
+    let flow_id = flow["flow_id"].as_str().unwrap();
+    let (status, body) = w
+        .server
+        .post(
+            &format!("/v1/flows/{flow_id}/resend"),
+            json!({"channel": "email"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_error_shape(&body, "channel_not_allowed");
+    let sms_code = first_code(&w.sms.wait_for_containing(phone, "unfreeze", 1).await).unwrap();
+    if sms_code != email_code {
+        let (status, body) = w
+            .server
+            .post(
+                "/v1/unfreeze/confirm",
+                json!({"flow_id": flow_id, "code": email_code}),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_error_shape(&body, "invalid_code");
+    }
+    let (status, body) = w
+        .server
+        .post(
+            "/v1/unfreeze/confirm",
+            json!({"flow_id": flow_id, "code": sms_code}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    w.smtp.wait_for(email, "Your account was unfrozen", 1).await;
+    let (status, body) = w.server.login(email, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, view) = w.get(&format!("/v1/flows/{flow_id}")).await;
+    assert_eq!(view["status"], "completed", "{view}");
+
+    let types = event_types(&w.db.pool().await, &account_id).await;
+    let unfrozen = types.iter().filter(|t| *t == "AccountUnfrozen").count();
+    assert_eq!(unfrozen, 1, "{types:?}");
 }
 
 #[tokio::test]

@@ -198,7 +198,8 @@ fn words(topic: &Topic<'_>, extras: &Extras) -> (String, String) {
                     "Your account was frozen ({}; request from {}). Every session was signed out \
                      and every API key and trusted device revoked; sign-in and withdrawals are \
                      refused. To unfreeze it, ask for a code with POST /v1/unfreeze and confirm it \
-                     with your second factor (POST /v1/unfreeze/confirm).",
+                     with your second factor (POST /v1/unfreeze/confirm), then the code sent to \
+                     your other verified contact if you have one.",
                     match by.as_str() {
                         "link" => "with the freeze link of one of our messages",
                         "staff" => "by our support team",

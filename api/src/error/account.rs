@@ -132,7 +132,7 @@ pub fn account_frozen() -> ApiError {
     ApiError::other(
         StatusCode::FORBIDDEN,
         "account_frozen",
-        "this account is frozen: nobody can sign in until it is unfrozen. To unfreeze it, ask for a code with POST /v1/unfreeze {identifier} and confirm it with your second factor (POST /v1/unfreeze/confirm); without your second factor, start the lost-2FA review (POST /v1/recovery/lost-2fa)",
+        "this account is frozen: nobody can sign in until it is unfrozen. To unfreeze it, ask for a code with POST /v1/unfreeze {identifier} and confirm it with your second factor (POST /v1/unfreeze/confirm), then the code sent to your other verified contact if you have one; without your second factor, start the lost-2FA review (POST /v1/recovery/lost-2fa)",
     )
     .with_next_action("unfreeze")
 }

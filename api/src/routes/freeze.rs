@@ -8,7 +8,11 @@
 //! - `POST /v1/freeze {token}`: the link's token (`fz1.`, its own kind), single use, 7 days.
 //! - `POST /v1/unfreeze {identifier}` → `POST /v1/unfreeze/confirm {flow_id, code, proof}`: the
 //!   recovery, on the forgot-password flow machinery (same answer for every identifier, same
-//!   codes and limits as unlock), then a current second factor in `proof`.
+//!   codes and limits as unlock), then a current second factor in `proof`. An account with a
+//!   verified email and a verified phone needs a code to each: the first code (with the factor)
+//!   answers `202` with step 2 of 2, whose code goes by the other channel (bound to it, like the
+//!   lost-2FA phone step); only that code unfreezes. Until the first code is accepted every flow
+//!   says "step 1 of 2", whatever the identifier.
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +20,7 @@ use axum::Json;
 use base64::Engine as _;
 use chrono::Utc;
 use gatehouse_domain::policy::FlowKind;
-use gatehouse_domain::{AccountCommand, CodeAction, FreezeRequest};
+use gatehouse_domain::{AccountCommand, AccountFact, CodeAction, FreezeRequest};
 use serde::Deserialize;
 use sha2::Digest;
 use utoipa::ToSchema;
@@ -51,17 +55,19 @@ pub struct FreezeLinkRequest {
     pub token: String,
 }
 
-/// The code of `POST /v1/unfreeze` and a current second factor.
+/// The code of `POST /v1/unfreeze` (or of its second step) and a current second factor.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnfreezeConfirmRequest {
     /// The flow id from `POST /v1/unfreeze`.
     pub flow_id: String,
-    /// The code received.
+    /// The code received: at step 1 the one of `POST /v1/unfreeze`, at step 2 the one sent by
+    /// the other channel.
     pub code: String,
     /// A current second factor (`method` and `code`, or a security key's assertion), required
-    /// when the account has one enrolled. Without it: `403 second_factor_required` with
-    /// `next_action: "lost_2fa"` (the code stays usable).
+    /// with the first code when the account has one enrolled. Without it: `403
+    /// second_factor_required` with `next_action: "lost_2fa"` (the code stays usable). The
+    /// second step takes only its code (the factor was checked with the first).
     pub proof: Option<ProofInput>,
 }
 
@@ -131,7 +137,7 @@ const PAGE_SCRIPT: &str = r#"document.getElementById('freeze').addEventListener(
   out.textContent = 'Freezing…';
   try {
     const r = await fetch('/v1/freeze', {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({token})});
-    if (r.status === 204) { out.textContent = 'Your account is frozen. Every session was signed out and every API key and device revoked. To unfreeze it later, use "unfreeze" in the app (a code and your second factor).'; return; }
+    if (r.status === 204) { out.textContent = 'Your account is frozen. Every session was signed out and every API key and device revoked. To unfreeze it later, use "unfreeze" in the app (a code to each of your verified contacts and your second factor).'; return; }
     const e = await r.json().catch(() => ({}));
     out.textContent = (e.error && e.error.message) || ('Could not freeze (' + r.status + ').');
   } catch (_) { out.textContent = 'Could not reach the server; try again.'; }
@@ -232,7 +238,7 @@ pub async fn freeze_by_link(
 /// for a frozen account's verified contact.
 #[utoipa::path(post, path = "/v1/unfreeze", tag = "freeze", request_body = RecoveryRequest,
     responses(
-        (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier (channel as for `/v1/password/forgot`)"),
+        (status = 202, body = FlowView, description = "Always the same answer, whatever the identifier: step 1 of 2 (whether a second step follows is said only once the first code is accepted), `next_action: \"enter_code_and_second_factor\"`, channel as for `/v1/password/forgot`"),
         (status = 400, body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody, description = "`code_rate_limited` with `retry_after` (budgets as for `/v1/password/forgot`); or `rate_limited` (with `retry_after` and `Retry-After`): over the per-IP, per-network or per-identifier limit (UNLOCK)"),
     ))]
@@ -245,25 +251,27 @@ pub async fn request_unfreeze(
 }
 
 /// Unfreezes with the code of `POST /v1/unfreeze` and, when the account has one, a current
-/// second factor. Every verified channel is told; high-risk actions pause for a while. Signs
-/// nobody in.
+/// second factor; an account with a verified email and a verified phone then needs the code of a
+/// second step, sent by the other channel. Every verified channel is told; high-risk actions
+/// pause for a while. Signs nobody in.
 #[utoipa::path(post, path = "/v1/unfreeze/confirm", tag = "freeze", request_body = UnfreezeConfirmRequest,
     responses(
-        (status = 204, description = "Unfrozen; high-risk actions paused; every verified channel told"),
+        (status = 202, body = FlowView, description = "The first code (and the factor) proved right and the account has a second verified contact: still frozen, step 2 of 2, `next_action: \"enter_code\"`; its code went by `channel`, the other one than the first code's (the step is bound to it: a resend on another channel answers `422 channel_not_allowed`)"),
+        (status = 204, description = "Unfrozen (after the last code); high-risk actions paused; every verified channel told"),
         (status = 400, body = crate::error::ErrorBody, description = "`invalid_request` (a malformed body or proof)"),
-        (status = 403, body = crate::error::ErrorBody, description = "`second_factor_required` with `next_action: \"lost_2fa\"` (the code is not spent; without the factor, the lost-2FA review is the way back); `invalid_second_factor` (counts toward the lockout and spends one of the code's tries)"),
+        (status = 403, body = crate::error::ErrorBody, description = "`second_factor_required` with `next_action: \"lost_2fa\"` (first step; the code is not spent; without the factor, the lost-2FA review is the way back); `invalid_second_factor` (counts toward the lockout and spends one of the code's tries)"),
         (status = 404, body = crate::error::ErrorBody, description = "`flow_not_found`"),
-        (status = 409, body = crate::error::ErrorBody, description = "`not_frozen`"),
+        (status = 409, body = crate::error::ErrorBody, description = "`not_frozen`; `wrong_step` (no second-step code could be drawn)"),
         (status = 410, body = crate::error::ErrorBody, description = "`code_used`, `code_expired`, `code_exhausted`, `code_superseded`"),
-        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left)"),
+        (status = 422, body = crate::error::ErrorBody, description = "`invalid_code` (with tries left; at step 2 a code that came by another channel than the step's counts as wrong)"),
         (status = 429, body = crate::error::ErrorBody, description = "`rate_limited` (with `retry_after` and `Retry-After`): over the per-IP, per-network or per-flow limit (UNLOCK)"),
     ))]
 pub async fn confirm_unfreeze(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<UnfreezeConfirmRequest>,
-) -> Result<StatusCode, ApiError> {
-    super::recovery::redeem_with_proof(
+) -> Result<Response, ApiError> {
+    let (aggregate_id, facts) = super::recovery::redeem_for_facts(
         &state,
         &caller,
         &req.flow_id,
@@ -280,7 +288,16 @@ pub async fn confirm_unfreeze(
             e
         }
     })?;
-    Ok(StatusCode::NO_CONTENT)
+    if facts
+        .iter()
+        .any(|f| matches!(f, AccountFact::AccountUnfrozen { .. }))
+    {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    // A right first code on an account with a second verified contact: step 2 follows.
+    let (_, flow_id) = super::recovery::open_token(&state, &req.flow_id)?;
+    let view = super::recovery::current_view(&state, &aggregate_id, flow_id, req.flow_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 /// This module's routes, each with its OpenAPI operation.

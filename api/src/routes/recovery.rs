@@ -68,9 +68,10 @@ pub struct RecoveryRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResendRequest {
-    /// Channel for the new code: forgot-password and unlock flows only. A step that proves a
-    /// contact is bound to it (verification, whitelist address: email; lost second factor: the
-    /// email step by email, the phone step by sms): another channel is refused with
+    /// Channel for the new code: forgot-password, unlock and an unfreeze's first step only. A
+    /// step that proves a contact is bound to it (verification, whitelist address: email; lost
+    /// second factor: the email step by email, the phone step by sms; an unfreeze's second step:
+    /// the other channel than its first code's): another channel is refused with
     /// `422 channel_not_allowed`, for unknown identifiers' flows alike.
     pub channel: Option<ChannelParam>,
 }
@@ -106,14 +107,18 @@ pub struct ResetRequest {
 pub struct FlowView {
     /// The flow id (opaque).
     pub flow_id: String,
-    /// `verify_email`, `verify_phone`, `reset_password` or `unlock`.
+    /// `verify_email`, `verify_phone`, `reset_password`, `unlock`, `lost_second_factor`,
+    /// `whitelist_address` or `unfreeze`.
     pub kind: &'static str,
     /// Current step, from 1.
     pub step: u32,
     /// Steps in this flow. A lost-second-factor recovery counts 4 until its email code is
-    /// accepted, whatever the identifier; after it, 4 when a phone step follows, else 3.
+    /// accepted, whatever the identifier; after it, 4 when a phone step follows, else 3. An
+    /// unfreeze counts 2 (step 1) until its first code is accepted, whatever the identifier;
+    /// after it, 2 (step 2) when a code by the other channel follows, else 1.
     pub steps_total: u32,
-    /// `enter_code`, `enter_code_and_new_password`, `request_new_code`, `submit_evidence`,
+    /// `enter_code`, `enter_code_and_new_password`, `enter_code_and_second_factor`,
+    /// `request_new_code`, `submit_evidence`,
     /// `await_review`, `await_hold_end` or `done`.
     pub next_action: &'static str,
     /// `awaiting_code`, `completed`, `code_exhausted`, `code_expired`, `code_superseded`; for a
@@ -173,6 +178,18 @@ fn view(
                 RecoveryStage::Evidence => ("submit_evidence", "awaiting_evidence"),
                 RecoveryStage::Review => ("await_review", "in_review"),
                 RecoveryStage::Hold => ("await_hold_end", "approved"),
+            };
+            (step, total, action, status)
+        }
+        // An unfreeze counts "1 of 2" for everyone until its first code is accepted; then 2 of 2
+        // when a code by the other channel follows (the factor is behind: only the code), else
+        // done in 1.
+        None if flow.kind == FlowKind::Unfreeze => {
+            let (step, total) = flow.unfreeze_step();
+            let action = if step == 2 && status == "awaiting_code" {
+                "enter_code"
+            } else {
+                next_action
             };
             (step, total, action, status)
         }
@@ -496,7 +513,7 @@ pub(super) async fn redeem_with_proof(
 }
 
 /// [`redeem_with_proof`], answering the account's id and the facts a right code recorded.
-async fn redeem_for_facts(
+pub(super) async fn redeem_for_facts(
     state: &AppState,
     caller: &Caller,
     token: &str,
@@ -522,9 +539,10 @@ async fn redeem_for_facts(
     let verifier = codes::typed_verifier(state.keys(), flow_id, code);
     let now = Utc::now();
     let context = caller.context(None);
-    // A lost-second-factor email step may lead to a phone code: draw it now, used if needed.
+    // A lost-second-factor email step may lead to a phone code, and an unfreeze's first code
+    // to one by the other channel: draw it now, used if needed (for every flow alike).
     let next_code = match action {
-        CodeAction::RecoveryStep => Some(
+        CodeAction::RecoveryStep | CodeAction::Unfreeze => Some(
             codes::draw_for_delivery(
                 state.store(),
                 state.keys(),

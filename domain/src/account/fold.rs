@@ -363,6 +363,7 @@ impl Account {
                         started_at: at,
                         code: None,
                         factor_asked: false,
+                        proven: Vec::new(),
                     },
                 );
             }
@@ -413,7 +414,12 @@ impl Account {
                 self.set_code_status(*flow_id, CodeStatus::Expired)
             }
             AccountFact::CodeUsed { flow_id, .. } => {
-                self.set_code_status(*flow_id, CodeStatus::Used)
+                self.set_code_status(*flow_id, CodeStatus::Used);
+                if let Some(flow) = self.flows.get_mut(flow_id) {
+                    if let Some(channel) = flow.code.as_ref().map(|c| c.channel) {
+                        flow.proven.push(channel);
+                    }
+                }
             }
             // An audit fact: the code it concerns was issued undeliverable.
             AccountFact::SmsWithheld { .. } => {}

@@ -6,7 +6,9 @@
 //! refuses sign-in with the right password (`LoginRefusedWhileFrozen`) and withdrawals.
 //!
 //! Unfreezing is a recovery: the owner proves a verified contact with the code of an unfreeze
-//! flow and a current second factor (`SensitiveAction::Unfreeze`), then high-risk actions pause.
+//! flow and a current second factor (`SensitiveAction::Unfreeze`); when the account has both a
+//! verified email and a verified phone, a second step follows whose code goes by the other
+//! channel (bound to it), and only that code unfreezes. Then high-risk actions pause.
 //! A staff unfreeze takes effect only after the recovery hold (as after a lost-2FA approval),
 //! announced on every channel with a freeze link, so the owner can freeze again meanwhile: one
 //! staff member talked into it cannot hand the account over at once.
@@ -86,7 +88,8 @@ impl Account {
         Ok(facts)
     }
 
-    /// The owner's unfreeze, once the flow's code and the proof were accepted.
+    /// The owner's unfreeze, once the flow's codes (one per verified contact) and the proof
+    /// were accepted.
     pub(super) fn unfreeze_by_owner(
         &self,
         flow_id: Uuid,

@@ -58,23 +58,45 @@ impl Account {
         };
         let mut facts = vec![used, AccountFact::RecoveryStepPassed { flow_id, step }];
         if step == RecoveryStep::Email && case.needs_phone {
-            let code = next_code.ok_or(AccountError::RecoveryStage)?;
-            facts.push(AccountFact::CodeIssued {
+            facts.push(self.next_step_code(
                 flow_id,
-                code_id: code.code_id,
-                channel: Channel::Sms,
-                verifier: code.verifier,
-                expires_at: at + services.codes.ttl,
-                deliverable: self.is_verified(Channel::Sms),
-                context,
-                requester: self
-                    .flows
-                    .get(&flow_id)
-                    .and_then(|f| f.code.as_ref())
-                    .and_then(|c| c.requester.clone()),
-            });
+                Channel::Sms,
+                next_code,
+                self.is_verified(Channel::Sms),
+                (at, context),
+                services,
+            )?);
         }
         Ok(facts)
+    }
+
+    /// The code of a flow's next step, bound to `channel` (the lost-2FA phone step, an
+    /// unfreeze's second contact): drawn at the edge with the code being redeemed (`next_code`),
+    /// and counted on the budget of the request that started the flow.
+    pub(super) fn next_step_code(
+        &self,
+        flow_id: Uuid,
+        channel: Channel,
+        next_code: Option<CodeGrant>,
+        deliverable: bool,
+        (at, context): (DateTime<Utc>, RequestContext),
+        services: &AccountServices,
+    ) -> Result<AccountFact, AccountError> {
+        let code = next_code.ok_or(AccountError::RecoveryStage)?;
+        Ok(AccountFact::CodeIssued {
+            flow_id,
+            code_id: code.code_id,
+            channel,
+            verifier: code.verifier,
+            expires_at: at + services.codes.ttl,
+            deliverable,
+            context,
+            requester: self
+                .flows
+                .get(&flow_id)
+                .and_then(|f| f.code.as_ref())
+                .and_then(|c| c.requester.clone()),
+        })
     }
 
     /// `SubmitRecoveryEvidence`.

@@ -61,7 +61,8 @@ pub enum SensitiveAction {
     /// Remove a passkey.
     RemovePasskey,
     /// Unfreeze a frozen account with the code of `POST /v1/unfreeze` (the flow proves a
-    /// verified contact; the factor proves the rest).
+    /// verified contact, and a second code by the other channel the other one when both are
+    /// verified; the factor, checked with the first code, proves the rest).
     Unfreeze,
 }
 

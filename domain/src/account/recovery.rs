@@ -277,11 +277,20 @@ impl Account {
                 self.recovery_code_step(flow_id, used, cmd.next_code, cmd.at, cmd.context, services)
             }
             (CodeAction::Unfreeze, _) => {
-                // The code proves a verified contact; a current second factor, when enrolled,
-                // must come with it. Missing: refused, the code kept (the lost-2FA review is
-                // the way on). Wrong: counted, and one of the code's tries spent.
+                // The first code proves a verified contact; a current second factor, when
+                // enrolled, must come with it. Missing: refused, the code kept (the lost-2FA
+                // review is the way on). Wrong: counted, and one of the code's tries spent.
+                // With a verified email and phone, a code by the other channel follows (a second
+                // step bound to it); only its code unfreezes. The factor is checked at the first
+                // step, so nobody without it learns whether a second contact exists or makes the
+                // server send to it.
                 if !self.is_frozen(cmd.at) {
                     return Err(AccountError::NotFrozen);
+                }
+                if !flow.proven.is_empty() {
+                    let mut facts = vec![used];
+                    facts.extend(self.unfreeze_by_owner(flow_id, cmd.at, cmd.context, services)?);
+                    return Ok(facts);
                 }
                 let proved = self
                     .prove(
@@ -308,6 +317,18 @@ impl Account {
                     }
                     Proved::Accepted(mut facts) => {
                         facts.push(used);
+                        let second = code.channel.other();
+                        if self.is_verified(second) {
+                            facts.push(self.next_step_code(
+                                flow_id,
+                                second,
+                                cmd.next_code,
+                                true,
+                                (cmd.at, cmd.context),
+                                services,
+                            )?);
+                            return Ok(facts);
+                        }
                         facts.extend(self.unfreeze_by_owner(
                             flow_id,
                             cmd.at,

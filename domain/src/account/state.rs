@@ -185,6 +185,34 @@ pub struct Flow {
     /// may now ask for a security-key challenge (the code stays usable).
     #[serde(default)]
     pub factor_asked: bool,
+    /// The channels whose codes this flow accepted, in order (an unfreeze of an account with a
+    /// verified email and phone needs a code by each).
+    #[serde(default)]
+    pub proven: Vec<Channel>,
+}
+
+impl Flow {
+    /// The step (from 1) and steps of an unfreeze flow, for "step 1 of 2". Until its first code
+    /// is accepted every unfreeze counts 2 steps, whatever the identifier: the count must not
+    /// tell a stranger (who never gets past the first code) whether the account has a second
+    /// verified contact. After it, 2 when a code by the other channel follows, else 1 (done).
+    pub fn unfreeze_step(&self) -> (u32, u32) {
+        let done = self
+            .code
+            .as_ref()
+            .is_some_and(|c| c.status == CodeStatus::Used);
+        match self.proven.len() {
+            0 => (1, 2),
+            1 if done => (1, 1),
+            _ => (2, 2),
+        }
+    }
+
+    /// The channel the second step of an unfreeze is bound to: the other one than the first
+    /// code's. `None` before the first code is accepted (the owner may choose).
+    pub fn unfreeze_bound_channel(&self) -> Option<Channel> {
+        self.proven.first().map(|c| c.other())
+    }
 }
 
 /// The TOTP app of an account.
@@ -723,6 +751,7 @@ impl Account {
             FlowKind::LostSecondFactor => self
                 .recovery_case(flow_id)
                 .map_or(Some(Channel::Email), RecoveryCase::bound_channel),
+            FlowKind::Unfreeze => self.flows.get(&flow_id)?.unfreeze_bound_channel(),
             other => other.bound_channel(),
         }
     }

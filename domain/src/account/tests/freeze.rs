@@ -321,6 +321,214 @@ fn test_unfreeze_of_an_account_that_is_not_frozen_is_refused() {
     );
 }
 
+/// Email and phone verified, TOTP enrolled, frozen, an unfreeze flow started (first code by
+/// email, `code-1`).
+fn frozen_with_two_contacts() -> Vec<(DateTime<Utc>, AccountFact)> {
+    let mut given = super::second_factor::enrolled(10);
+    given.push(verified_email());
+    given.push((
+        t(0),
+        AccountFact::ContactChanged {
+            kind: crate::contact::ContactKind::Phone,
+            contact: SealedContact {
+                sealed: "p".into(),
+                lookup: "lp".into(),
+            },
+            previous: None,
+            context: ctx(),
+        },
+    ));
+    given.push((
+        t(0),
+        AccountFact::ContactVerified {
+            kind: crate::contact::ContactKind::Phone,
+            flow_id: sid(98),
+        },
+    ));
+    let facts = run(given.clone(), freeze(by_link(7, t(3)), t(5))).unwrap();
+    unfreeze_flow(then(given, t(5), facts))
+}
+
+/// A code for the unfreeze flow, with the second step's code drawn as the edge does.
+fn confirm_step(verifier: &str, proof: Proof, at: DateTime<Utc>) -> AccountCommand {
+    AccountCommand::RedeemCode(RedeemCode {
+        flow_id: sid(FLOW),
+        verifier: verifier.into(),
+        action: CodeAction::Unfreeze,
+        next_code: Some(CodeGrant {
+            code_id: sid(302),
+            verifier: "code-2".into(),
+        }),
+        proof,
+        at,
+        context: ctx(),
+    })
+}
+
+#[test]
+fn test_with_email_and_phone_verified_the_first_code_alone_does_not_unfreeze() {
+    let given = frozen_with_two_contacts();
+    // Before the first code: step 1 of 2, as for every identifier.
+    let state = state_of(given.clone());
+    assert_eq!(state.flow(sid(FLOW)).unwrap().unfreeze_step(), (1, 2));
+    assert_eq!(state.bound_channel(sid(FLOW)), None);
+    let facts = run(
+        given.clone(),
+        confirm_step("code-1", by_factor(super::second_factor::totp(11)), t(7)),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&facts),
+        vec!["SecondFactorVerified", "CodeUsed", "CodeIssued"]
+    );
+    assert!(matches!(
+        &facts[2],
+        AccountFact::CodeIssued {
+            channel: Channel::Sms,
+            deliverable: true,
+            ..
+        }
+    ));
+    let state = state_of(then(given, t(7), facts));
+    assert!(state.is_frozen(t(8)), "still frozen after the first code");
+    assert_eq!(state.flow(sid(FLOW)).unwrap().unfreeze_step(), (2, 2));
+    assert_eq!(state.bound_channel(sid(FLOW)), Some(Channel::Sms));
+}
+
+#[test]
+fn test_with_email_and_phone_verified_the_code_by_the_other_channel_unfreezes() {
+    let given = frozen_with_two_contacts();
+    let first = run(
+        given.clone(),
+        confirm_step("code-1", by_factor(super::second_factor::totp(11)), t(7)),
+    )
+    .unwrap();
+    let given = then(given, t(7), first);
+    // The first code again: spent.
+    assert_eq!(
+        run(
+            given.clone(),
+            confirm_step("code-1", Proof::default(), t(8))
+        ),
+        Ok(vec![AccountFact::CodeAttemptFailed {
+            flow_id: sid(FLOW),
+            code_id: sid(302),
+            attempts: 1,
+            context: ctx(),
+        }])
+    );
+    // The phone's code (the factor was checked with the first code).
+    let facts = run(
+        given.clone(),
+        confirm_step("code-2", Proof::default(), t(8)),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&facts),
+        vec!["CodeUsed", "AccountUnfrozen", "HighRiskCooldownStarted"]
+    );
+    let state = state_of(then(given, t(8), facts));
+    assert!(!state.is_frozen(t(9)));
+    assert_eq!(state.flow(sid(FLOW)).unwrap().unfreeze_step(), (2, 2));
+}
+
+#[test]
+fn test_the_second_unfreeze_step_is_bound_to_the_other_channel() {
+    let given = frozen_with_two_contacts();
+    let first = run(
+        given.clone(),
+        confirm_step("code-1", by_factor(super::second_factor::totp(11)), t(7)),
+    )
+    .unwrap();
+    let given = then(given, t(7), first);
+    let resend = |channel: Option<Channel>| AccountCommand::ResendCode {
+        flow_id: sid(FLOW),
+        channel,
+        code: CodeGrant {
+            code_id: sid(303),
+            verifier: "code-3".into(),
+        },
+        at: t(9),
+        context: ctx(),
+    };
+    assert_eq!(
+        run(given.clone(), resend(Some(Channel::Email))),
+        Err(AccountError::ChannelNotAllowed)
+    );
+    let facts = run(given.clone(), resend(None)).unwrap();
+    assert!(matches!(
+        &facts[0],
+        AccountFact::CodeIssued {
+            channel: Channel::Sms,
+            deliverable: true,
+            ..
+        }
+    ));
+    // A code that came by email for the phone step (only an old history holds one) is wrong.
+    let by_email = then(
+        given,
+        t(9),
+        vec![AccountFact::CodeIssued {
+            flow_id: sid(FLOW),
+            code_id: sid(304),
+            channel: Channel::Email,
+            verifier: "code-4".into(),
+            expires_at: t(19),
+            deliverable: true,
+            context: ctx(),
+            requester: None,
+        }],
+    );
+    let facts = run(by_email, confirm_step("code-4", Proof::default(), t(10))).unwrap();
+    assert_eq!(names(&facts), vec!["CodeAttemptFailed"]);
+}
+
+#[test]
+fn test_the_first_unfreeze_step_needs_the_factor_before_any_second_code() {
+    let given = frozen_with_two_contacts();
+    assert_eq!(
+        run(
+            given.clone(),
+            confirm_step("code-1", Proof::default(), t(7))
+        ),
+        Err(AccountError::SecondFactorRequired)
+    );
+    let wrong = run(
+        given,
+        confirm_step(
+            "code-1",
+            by_factor(MfaProof::Totp { matched_step: None }),
+            t(7),
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&wrong),
+        vec!["SecondFactorFailed", "CodeAttemptFailed"]
+    );
+}
+
+#[test]
+fn test_with_one_verified_contact_one_code_unfreezes_and_counts_one_step() {
+    let given = frozen_with_totp();
+    let facts = run(
+        given.clone(),
+        confirm_step("code-1", by_factor(super::second_factor::totp(11)), t(7)),
+    )
+    .unwrap();
+    assert_eq!(
+        names(&facts),
+        vec![
+            "SecondFactorVerified",
+            "CodeUsed",
+            "AccountUnfrozen",
+            "HighRiskCooldownStarted"
+        ]
+    );
+    let state = state_of(then(given, t(7), facts));
+    assert_eq!(state.flow(sid(FLOW)).unwrap().unfreeze_step(), (1, 1));
+}
+
 fn staff(action: StaffAccountAction, at: DateTime<Utc>) -> AccountCommand {
     AccountCommand::StaffAction {
         staff_id: "staff-1".into(),
