@@ -149,6 +149,37 @@ async fn staff_post(w: &World, token: &str, path: &str, body: Value) -> (u16, Va
     send(&w.server, Method::POST, path, token, body).await
 }
 
+/// Starts an unfreeze for `email` and for `unknown`: both answers must be the same, field for
+/// field (no oracle). Returns the account's flow.
+async fn start_unfreeze_like_a_stranger(w: &World, email: &str, unknown: &str) -> Value {
+    let (status, flow) = w
+        .server
+        .post("/v1/unfreeze", json!({"identifier": email}))
+        .await;
+    assert_eq!(status, 202, "{flow}");
+    let (status, other) = w
+        .server
+        .post("/v1/unfreeze", json!({"identifier": unknown}))
+        .await;
+    assert_eq!(status, 202, "{other}");
+    for field in [
+        "kind",
+        "step",
+        "steps_total",
+        "next_action",
+        "status",
+        "channel",
+        "attempts_remaining",
+    ] {
+        assert_eq!(flow[field], other[field], "{field}: {flow} / {other}");
+    }
+    assert_eq!(
+        flow.as_object().unwrap().keys().collect::<Vec<_>>(),
+        other.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    flow
+}
+
 #[tokio::test]
 async fn test_the_hacked_email_story_freeze_by_link_then_unfreeze_with_code_and_totp() {
     let (w, _geoip) = freeze_world().await;
@@ -291,33 +322,7 @@ async fn test_the_hacked_email_story_freeze_by_link_then_unfreeze_with_code_and_
     assert_error_shape(&body, "invalid_credentials");
 
     // Unfreeze: the answer is the same for an unknown identifier.
-    let (status, flow) = w
-        .server
-        .post("/v1/unfreeze", json!({"identifier": email}))
-        .await;
-    assert_eq!(status, 202, "{flow}");
-    let (status, unknown) = w
-        .server
-        .post(
-            "/v1/unfreeze",
-            json!({"identifier": "nobody.here@example.com"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{unknown}");
-    for field in [
-        "kind",
-        "step",
-        "steps_total",
-        "next_action",
-        "status",
-        "channel",
-    ] {
-        assert_eq!(flow[field], unknown[field], "{field}: {flow} / {unknown}");
-    }
-    assert_eq!(
-        flow.as_object().unwrap().keys().collect::<Vec<_>>(),
-        unknown.as_object().unwrap().keys().collect::<Vec<_>>()
-    );
+    let flow = start_unfreeze_like_a_stranger(&w, email, "nobody.here@example.com").await;
     let code = w
         .smtp
         .wait_for(email, "account unfreeze code", 1)
@@ -494,34 +499,7 @@ async fn test_unfreeze_with_a_verified_email_and_phone_needs_a_code_by_each() {
     w.smtp.wait_for(email, "Your account was frozen", 1).await;
 
     // Before the first code: step 1 of 2 for the account and an unknown identifier alike.
-    let (status, flow) = w
-        .server
-        .post("/v1/unfreeze", json!({"identifier": email}))
-        .await;
-    assert_eq!(status, 202, "{flow}");
-    let (status, unknown) = w
-        .server
-        .post(
-            "/v1/unfreeze",
-            json!({"identifier": "no.such.person@example.com"}),
-        )
-        .await;
-    assert_eq!(status, 202, "{unknown}");
-    for field in [
-        "kind",
-        "step",
-        "steps_total",
-        "next_action",
-        "status",
-        "channel",
-        "attempts_remaining",
-    ] {
-        assert_eq!(flow[field], unknown[field], "{field}: {flow} / {unknown}");
-    }
-    assert_eq!(
-        flow.as_object().unwrap().keys().collect::<Vec<_>>(),
-        unknown.as_object().unwrap().keys().collect::<Vec<_>>()
-    );
+    let flow = start_unfreeze_like_a_stranger(&w, email, "no.such.person@example.com").await;
     assert_eq!(
         (flow["step"].as_u64(), flow["steps_total"].as_u64()),
         (Some(1), Some(2))
