@@ -788,3 +788,26 @@ mod tempfile_path {
         }
     }
 }
+
+/// "Is this account frozen?" is no oracle: an unfreeze asked for an account that is not frozen
+/// gets the answer an unknown identifier gets, and its owner receives no code.
+#[tokio::test]
+async fn test_an_unfreeze_for_an_account_that_is_not_frozen_answers_like_an_unknown_one() {
+    let (w, _geoip) = freeze_world().await;
+    let email = "not.frozen@example.com";
+    w.verified_email_account(email).await;
+    let flow = start_unfreeze_like_a_stranger(&w, email, "nobody.at.all@example.com").await;
+    assert_eq!(flow["kind"], "unfreeze", "{flow}");
+    // Give a code time to arrive, were one sent.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let codes = w
+        .smtp
+        .messages_to(email)
+        .into_iter()
+        .filter(|m| m.subject.contains("unfreeze"))
+        .count();
+    assert_eq!(
+        codes, 0,
+        "no unfreeze code goes to an account that is not frozen"
+    );
+}
