@@ -11,6 +11,7 @@ mod keys;
 mod staff;
 mod store;
 mod team;
+mod webhook;
 
 pub use account::{
     account_frozen, code_unusable, flow_not_found, freeze_link_invalid, high_risk_cooldown,
@@ -23,6 +24,7 @@ pub use http::{method_not_allowed_error, no_such_endpoint};
 use serde::Serialize;
 pub use staff::staff_unauthenticated;
 pub use team::team_not_found;
+pub use webhook::webhook_not_found;
 use utoipa::ToSchema;
 
 /// Error body.
