@@ -246,7 +246,11 @@ impl Keys {
         sealed: &str,
     ) -> Result<Vec<u8>, KeyError> {
         let aad = format!("webhook-secret/{webhook_id}/{secret_id}");
-        open_bytes(&self.webhook_secret, &base64_decode(sealed)?, aad.as_bytes())
+        open_bytes(
+            &self.webhook_secret,
+            &base64_decode(sealed)?,
+            aad.as_bytes(),
+        )
     }
 
     /// A sealed token of `kind` naming an aggregate and an id (flow, challenge, …), of one fixed

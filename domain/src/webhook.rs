@@ -395,8 +395,8 @@ impl Webhook {
                         )];
                         let failures = self.consecutive_failures.saturating_add(1);
                         let since = self.failing_since.unwrap_or(at);
-                        let exhausted = failures >= policy.attempts.max(1)
-                            || at - since >= policy.duration;
+                        let exhausted =
+                            failures >= policy.attempts.max(1) || at - since >= policy.duration;
                         if self.enabled && !self.deleted && exhausted {
                             facts.push((at, WebhookFact::WebhookDisabled { by: None, failures }));
                         }
@@ -556,7 +556,10 @@ mod tests {
     fn test_subscribe_then_everything_else_needs_a_live_subscription() {
         let w = given(vec![subscribe()]);
         assert!(w.exists && w.enabled);
-        assert_eq!(w.decide(subscribe()).unwrap_err(), WebhookError::AlreadyExists);
+        assert_eq!(
+            w.decide(subscribe()).unwrap_err(),
+            WebhookError::AlreadyExists
+        );
         let deleted = given(vec![
             subscribe(),
             WebhookCommand::Delete {

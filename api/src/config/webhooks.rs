@@ -14,7 +14,11 @@ pub struct WebhookArgs {
     /// Hosts (names or IP addresses, comma-separated) webhooks may reach over plain http and at
     /// private, loopback or link-local addresses. Every other URL must be https to a public
     /// address, checked on the resolved address of every connection.
-    #[arg(long, env = "GATEHOUSE_WEBHOOK_ALLOW_HTTP_HOSTS", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "GATEHOUSE_WEBHOOK_ALLOW_HTTP_HOSTS",
+        value_delimiter = ','
+    )]
     pub webhook_allow_http_hosts: Vec<String>,
     /// How long a rotated secret keeps signing beside the new one, in seconds.
     #[arg(

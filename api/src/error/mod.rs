@@ -24,8 +24,8 @@ pub use http::{method_not_allowed_error, no_such_endpoint};
 use serde::Serialize;
 pub use staff::staff_unauthenticated;
 pub use team::team_not_found;
-pub use webhook::webhook_not_found;
 use utoipa::ToSchema;
+pub use webhook::webhook_not_found;
 
 /// Error body.
 #[derive(Debug, Serialize, ToSchema)]

@@ -68,8 +68,8 @@ pub async fn acquire(
         "insert into {table} (name) values ($1) on conflict (name) do nothing"
     ))
     .bind(name)
-        .execute(store.any())
-        .await?;
+    .execute(store.any())
+    .await?;
     let row: Option<Row> = sqlx::query_as(&format!(
         "update {table} set holder = $2, leased_until_ms = $3
           where name = $1 and (holder = $2 or holder is null or leased_until_ms <= $4)

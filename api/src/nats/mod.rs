@@ -227,15 +227,15 @@ impl NatsPublisher {
         conn: &mut Option<Connected>,
     ) -> Result<Option<usize>, PublishFailure> {
         let now = now_ms();
-        let Some(mut at) =
-            checkpoint::acquire(
-                store,
-                checkpoint::PUBLISHERS,
-                name,
-                holder,
-                now,
-                now + self.lease_ms(),
-            ).await?
+        let Some(mut at) = checkpoint::acquire(
+            store,
+            checkpoint::PUBLISHERS,
+            name,
+            holder,
+            now,
+            now + self.lease_ms(),
+        )
+        .await?
         else {
             return Ok(None);
         };
@@ -305,7 +305,9 @@ impl NatsPublisher {
             at,
             now,
             now + self.lease_ms(),
-        ).await? {
+        )
+        .await?
+        {
             Ok(())
         } else {
             Err(PublishFailure::LeaseLost)
@@ -428,8 +430,8 @@ impl NatsPublisher {
             checkpoint::PUBLISHERS,
             &self.settings.checkpoint_name(),
         )
-            .await?
-            .unwrap_or_default();
+        .await?
+        .unwrap_or_default();
         let lag_events = store.count_after(at.events).await?;
         let lag_seconds = match store.read_stream(at.events, 1).await?.first() {
             Some(oldest) => oldest

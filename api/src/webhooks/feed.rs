@@ -104,9 +104,15 @@ impl Webhooks {
     /// Answers how many sources were read (0: idle or standing by).
     pub async fn feed_round(&self, store: &Store, holder: &str) -> Result<usize, StoreError> {
         let now = now_ms();
-        let Some(mut at) =
-            checkpoint::acquire(store, WEBHOOK_FEED, NAME, holder, now, now + self.lease_ms())
-                .await?
+        let Some(mut at) = checkpoint::acquire(
+            store,
+            WEBHOOK_FEED,
+            NAME,
+            holder,
+            now,
+            now + self.lease_ms(),
+        )
+        .await?
         else {
             return Ok(0);
         };
@@ -144,7 +150,10 @@ impl Webhooks {
             let timestamp = chrono::DateTime::from_timestamp_millis(row.last_seen_ms)
                 .unwrap_or_else(chrono::Utc::now);
             let text = body(&kind, timestamp, payload::alert_body(row));
-            for t in targets.iter().filter(|t| kinds::matches(&t.patterns, &kind)) {
+            for t in targets
+                .iter()
+                .filter(|t| kinds::matches(&t.patterns, &kind))
+            {
                 let id = sign::message_id(&t.id, &source);
                 table::enqueue(store, &id, &t.id, &kind, &text, now_ms()).await?;
                 queued = true;
@@ -195,8 +204,16 @@ impl Webhooks {
     async fn save(&self, store: &Store, holder: &str, at: &Checkpoint) -> Result<(), StoreError> {
         let now = now_ms();
         // A lost lease is no error: the next round stands by.
-        checkpoint::save(store, WEBHOOK_FEED, NAME, holder, at, now, now + self.lease_ms())
-            .await
-            .map(|_| ())
+        checkpoint::save(
+            store,
+            WEBHOOK_FEED,
+            NAME,
+            holder,
+            at,
+            now,
+            now + self.lease_ms(),
+        )
+        .await
+        .map(|_| ())
     }
 }

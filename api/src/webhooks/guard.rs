@@ -175,9 +175,8 @@ impl Resolve for GuardedResolver {
         let allow = self.allow.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let listed = allow.contains(&host);
             let kept: Vec<SocketAddr> = found
                 .into_iter()
@@ -224,7 +223,12 @@ mod tests {
         ] {
             assert!(forbidden(bad.parse().unwrap()), "{bad}");
         }
-        for good in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "100.128.0.1"] {
+        for good in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700:4700::1111",
+            "100.128.0.1",
+        ] {
             assert!(!forbidden(good.parse().unwrap()), "{good}");
         }
     }

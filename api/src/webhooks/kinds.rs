@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(event_kind("Webhook", "WebhookDeliveryFailed"), None);
         assert_eq!(event_kind("Alert", "X"), None);
         assert_eq!(event_kind("Mystery", "X"), None);
-        assert_eq!(alert_kind("credential_stuffing"), "alert.credential_stuffing");
+        assert_eq!(
+            alert_kind("credential_stuffing"),
+            "alert.credential_stuffing"
+        );
     }
 
     #[test]
@@ -143,8 +146,12 @@ mod tests {
         assert!(parse_patterns(&[]).is_err());
         assert!(parse_patterns(&vec!["alert.*".to_string(); 21]).is_err());
         assert_eq!(
-            parse_patterns(&["alert.*".into(), " account.password_reset ".into(), "alert.*".into()])
-                .unwrap(),
+            parse_patterns(&[
+                "alert.*".into(),
+                " account.password_reset ".into(),
+                "alert.*".into()
+            ])
+            .unwrap(),
             vec!["account.password_reset".to_string(), "alert.*".to_string()]
         );
         let p = vec!["alert.*".to_string(), "account.password_reset".to_string()];

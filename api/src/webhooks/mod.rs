@@ -174,13 +174,10 @@ impl Webhooks {
     pub async fn render_metrics(&self, store: &Store, text: &mut String) -> Result<(), StoreError> {
         use std::fmt::Write as _;
         let c = &self.counters;
-        let at = crate::nats::checkpoint::read(
-            store,
-            crate::nats::checkpoint::WEBHOOK_FEED,
-            feed::NAME,
-        )
-        .await?
-        .unwrap_or_default();
+        let at =
+            crate::nats::checkpoint::read(store, crate::nats::checkpoint::WEBHOOK_FEED, feed::NAME)
+                .await?
+                .unwrap_or_default();
         let feed_lag = store.count_after(at.events).await?;
         let (pending, oldest) = table::pending(store).await?;
         let lag_seconds = oldest

@@ -33,7 +33,12 @@ pub fn signature(secret: &[u8], message_id: &str, timestamp: i64, body: &[u8]) -
 }
 
 /// The `webhook-signature` header: one entry per secret, space-separated.
-pub fn signature_header(secrets: &[Vec<u8>], message_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[Vec<u8>],
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     secrets
         .iter()
         .map(|s| signature(s, message_id, timestamp, body))
@@ -55,9 +60,7 @@ mod tests {
     #[test]
     fn test_signature_matches_the_standard_webhooks_example() {
         // The example of the Standard Webhooks specification and its reference libraries.
-        let secret = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+        let secret = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
             signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
@@ -70,9 +73,18 @@ mod tests {
 
     #[test]
     fn test_message_ids_are_stable_per_subscription_and_source() {
-        assert_eq!(message_id("w1", "Account:a:1"), message_id("w1", "Account:a:1"));
-        assert_ne!(message_id("w1", "Account:a:1"), message_id("w2", "Account:a:1"));
-        assert_ne!(message_id("w1", "Account:a:1"), message_id("w1", "Account:a:2"));
+        assert_eq!(
+            message_id("w1", "Account:a:1"),
+            message_id("w1", "Account:a:1")
+        );
+        assert_ne!(
+            message_id("w1", "Account:a:1"),
+            message_id("w2", "Account:a:1")
+        );
+        assert_ne!(
+            message_id("w1", "Account:a:1"),
+            message_id("w1", "Account:a:2")
+        );
         assert_eq!(message_id("w1", "x").len(), 36);
     }
 }

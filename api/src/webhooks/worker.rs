@@ -34,7 +34,11 @@ pub fn backoff(base: Duration, attempt: u32, jitter: u64) -> Duration {
     let full = doubled.min(MAX_BACKOFF);
     let half = full / 2;
     let half_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    half + Duration::from_millis(if half_ms == 0 { 0 } else { jitter % (half_ms + 1) })
+    half + Duration::from_millis(if half_ms == 0 {
+        0
+    } else {
+        jitter % (half_ms + 1)
+    })
 }
 
 fn jitter() -> u64 {
@@ -97,10 +101,9 @@ impl Webhooks {
             }
         }
         let taken = leased.len();
-        let results = futures::future::join_all(
-            leased.into_iter().map(|m| self.deliver_one(store, keys, m)),
-        )
-        .await;
+        let results =
+            futures::future::join_all(leased.into_iter().map(|m| self.deliver_one(store, keys, m)))
+                .await;
         for r in results {
             r?;
         }
@@ -225,7 +228,9 @@ impl Webhooks {
             };
             match keys.open_webhook_secret(&m.webhook_id, secret_id, &sealed) {
                 Ok(bytes) => secrets.push(bytes),
-                Err(e) => tracing::error!(error = %e, webhook = %m.webhook_id, "a webhook secret does not open"),
+                Err(e) => {
+                    tracing::error!(error = %e, webhook = %m.webhook_id, "a webhook secret does not open")
+                }
             }
         }
         if secrets.is_empty() {
@@ -235,7 +240,8 @@ impl Webhooks {
             });
         }
         let timestamp = now.timestamp();
-        let signature = sign::signature_header(&secrets, &m.message_id, timestamp, m.body.as_bytes());
+        let signature =
+            sign::signature_header(&secrets, &m.message_id, timestamp, m.body.as_bytes());
         let answer = self
             .http()
             .post(url)

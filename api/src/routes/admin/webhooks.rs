@@ -240,8 +240,8 @@ pub async fn create_webhook(
     staff: Staff<ManageWebhooks>,
     ApiJson(req): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    let url = guard::check_url(&req.url, &state.webhooks().settings().allow_http_hosts)
-        .map_err(|e| {
+    let url =
+        guard::check_url(&req.url, &state.webhooks().settings().allow_http_hosts).map_err(|e| {
             ApiError::validation("invalid_webhook_url", e.to_string()).with_field("url")
         })?;
     let patterns = kinds::parse_patterns(&req.kinds).map_err(|e| {
@@ -285,9 +285,7 @@ pub async fn list_webhooks(
     staff: Staff<ManageWebhooks>,
 ) -> Result<Json<WebhookList>, ApiError> {
     let rows = table::list(state.store(), false).await?;
-    staff
-        .record(&state, "webhooks.list", String::new())
-        .await?;
+    staff.record(&state, "webhooks.list", String::new()).await?;
     let webhooks = rows
         .into_iter()
         .map(|r| WebhookView {
