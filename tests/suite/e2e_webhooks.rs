@@ -214,6 +214,26 @@ async fn deliveries(server: &Server, admin: &str, id: &str) -> Vec<Value> {
     body["deliveries"].as_array().cloned().unwrap_or_default()
 }
 
+/// A database, its first admin's token, and a server on it with `env`.
+async fn setup(env: &HashMap<String, String>) -> (TestDb, String, Server) {
+    let db = TestDb::new().await;
+    let admin = bootstrap_admin(&db).await;
+    let server = Server::start(Some(&db.url), env).await;
+    (db, admin, server)
+}
+
+/// The delivery attempts of `id` once there is one (up to 30 s).
+async fn attempts_eventually(server: &Server, admin: &str, id: &str) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let attempts = deliveries(server, admin, id).await;
+        if !attempts.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of a metric line `name` (first match) in a `/metrics` text.
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -224,7 +244,6 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn test_a_stuffing_alert_reaches_signed_webhooks_once_with_retries_recorded() {
-    let db = TestDb::new().await;
     let mut env = env_with_receivers();
     env.insert("GATEHOUSE_TRUSTED_PROXIES".into(), "127.0.0.1".into());
     env.insert(
@@ -235,8 +254,7 @@ async fn test_a_stuffing_alert_reaches_signed_webhooks_once_with_retries_recorde
         "GATEHOUSE_ALERT_STUFFING_NET_IDENTIFIERS".into(),
         "10".into(),
     );
-    let admin = bootstrap_admin(&db).await;
-    let server = Server::start(Some(&db.url), &env).await;
+    let (_db, admin, server) = setup(&env).await;
     let ok = Receiver::start(Behaviour::Accept).await;
     let flaky = Receiver::start(Behaviour::FailFirst(3)).await;
     let (ok_id, ok_secret) = subscribe(
@@ -397,12 +415,10 @@ async fn test_a_stuffing_alert_reaches_signed_webhooks_once_with_retries_recorde
 
 #[tokio::test]
 async fn test_a_server_killed_before_recording_the_outcome_sends_again_with_the_same_id() {
-    let db = TestDb::new().await;
     let mut env = env_with_receivers();
     // A short request timeout, so the lease of a message whose sender died lapses soon.
     env.insert("GATEHOUSE_WEBHOOK_TIMEOUT_SECONDS".into(), "1".into());
-    let admin = bootstrap_admin(&db).await;
-    let server = Server::start(Some(&db.url), &env).await;
+    let (db, admin, server) = setup(&env).await;
     let receiver = Receiver::start(Behaviour::HoldFirst).await;
     let (id, secret) = subscribe(
         &server,
@@ -444,14 +460,7 @@ async fn test_a_server_killed_before_recording_the_outcome_sends_again_with_the_
     let body: Value = serde_json::from_str(&got[1].body).unwrap();
     assert_eq!(body["type"], "account.account_registered");
     assert!(!got[1].body.contains("kill-between@example.com"));
-    let start = Instant::now();
-    let attempts = loop {
-        let attempts = deliveries(&restarted, &admin, &id).await;
-        if !attempts.is_empty() || start.elapsed() > Duration::from_secs(10) {
-            break attempts;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let attempts = attempts_eventually(&restarted, &admin, &id).await;
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0]["outcome"], "delivered");
     assert_eq!(attempts[0]["message_id"], got[0].id.as_str());
@@ -540,14 +549,7 @@ async fn test_private_addresses_are_refused_and_routes_are_admin_only() {
     )
     .await;
     server.register("ssrf-probe@example.com", PASSWORD).await;
-    let start = Instant::now();
-    let attempts = loop {
-        let attempts = deliveries(&server, &admin, &local_id).await;
-        if !attempts.is_empty() || start.elapsed() > Duration::from_secs(30) {
-            break attempts;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let attempts = attempts_eventually(&server, &admin, &local_id).await;
     assert!(!attempts.is_empty(), "no attempt recorded");
     assert_eq!(attempts[0]["outcome"], "failed");
     assert!(
@@ -673,14 +675,12 @@ async fn test_private_addresses_are_refused_and_routes_are_admin_only() {
 
 #[tokio::test]
 async fn test_rotation_signs_with_both_secrets_and_nothing_is_sent_when_off_or_deleted() {
-    let db = TestDb::new().await;
     let mut env = env_with_receivers();
     env.insert(
         "GATEHOUSE_WEBHOOK_ROTATION_GRACE_SECONDS".into(),
         "3600".into(),
     );
-    let admin = bootstrap_admin(&db).await;
-    let server = Server::start(Some(&db.url), &env).await;
+    let (db, admin, server) = setup(&env).await;
     let receiver = Receiver::start(Behaviour::Accept).await;
     let (id, old) = subscribe(
         &server,
@@ -850,12 +850,10 @@ async fn test_rotation_signs_with_both_secrets_and_nothing_is_sent_when_off_or_d
 
 #[tokio::test]
 async fn test_an_endpoint_that_keeps_failing_is_disabled_with_an_alert() {
-    let db = TestDb::new().await;
     let mut env = env_with_receivers();
     env.insert("GATEHOUSE_WEBHOOK_DISABLE_AFTER".into(), "3".into());
     env.insert("GATEHOUSE_WEBHOOK_RETRY_BASE_MS".into(), "50".into());
-    let admin = bootstrap_admin(&db).await;
-    let server = Server::start(Some(&db.url), &env).await;
+    let (_db, admin, server) = setup(&env).await;
     let broken = Receiver::start(Behaviour::AlwaysFail).await;
     let watcher = Receiver::start(Behaviour::Accept).await;
     let (id, _) = subscribe(
