@@ -509,6 +509,8 @@ async fn test_private_addresses_are_refused_and_routes_are_admin_only() {
         json!(["webhook.*"]),
         json!(["webhook.webhook_delivered"]),
         json!(["alert.no_such_rule"]),
+        json!(["account.no_such_event"]),
+        json!(["alert.*", "account.password_reset", "account.login_faild"]),
         json!(["Account.PasswordReset"]),
         json!(["*"]),
     ] {

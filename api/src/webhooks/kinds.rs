@@ -6,9 +6,14 @@
 //! `alert.<rule>` for a change of an alert (`alert.credential_stuffing`). Webhook facts have no
 //! kind: deliveries are never delivered.
 //!
-//! A pattern is a kind, or `<namespace>.*` for every kind of a namespace. An alert pattern must
-//! name a rule the server knows.
+//! A pattern is a kind, or `<namespace>.*` for every kind of a namespace. A kind must be one the
+//! server knows: an alert rule, or a fact of the namespace's aggregate (its variant names, read
+//! from the fact enum's own deserializer, so that a new fact is known without a list to keep).
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use gatehouse_projections::alerts::policy::Rule;
+use serde::de::DeserializeOwned;
 
 use crate::nats::subjects::snake_case;
 
@@ -19,7 +24,7 @@ pub const NAMESPACES: [&str; 5] = ["account", "alert", "staff", "team", "protect
 pub const MAX_PATTERNS: usize = 20;
 
 /// The rule a pattern follows, for error messages.
-pub const PATTERN_RULE: &str = "each kind is `<namespace>.<name>` or `<namespace>.*`, namespace one of account, alert, staff, team, protection, name in snake_case (a-z, 0-9, _); alert names are rules (alert.credential_stuffing, alert.brute_force, …); 1 to 20 kinds";
+pub const PATTERN_RULE: &str = "each kind is `<namespace>.<name>` or `<namespace>.*`, namespace one of account, alert, staff, team, protection, name in snake_case (a-z, 0-9, _) naming a known event type of that namespace (account.password_reset, account.login_failed, staff.alert_status_changed, …) or, for alert, a rule (alert.credential_stuffing, alert.webhook_disabled, …); 1 to 20 kinds";
 
 /// The kind of an event of `aggregate_type`, `None` for what is never delivered (webhook facts,
 /// aggregates this code does not know).
@@ -44,6 +49,45 @@ fn snake_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// The variant names of an externally tagged enum, as its derived deserializer lists them when
+/// it meets an unknown one ("unknown variant `x`, expected one of `A`, `B`").
+fn variant_names<T: DeserializeOwned>() -> Vec<String> {
+    let probe = serde_json::json!({"\u{1}": null});
+    match serde_json::from_value::<T>(probe) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .to_string()
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+/// Every kind the server knows.
+pub fn known_kinds() -> &'static HashSet<String> {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        use gatehouse_domain::{protection::ProtectionFact, staff::StaffFact, team::TeamFact};
+        let mut known = HashSet::new();
+        for (namespace, names) in [
+            ("account", variant_names::<gatehouse_domain::AccountFact>()),
+            ("staff", variant_names::<StaffFact>()),
+            ("team", variant_names::<TeamFact>()),
+            ("protection", variant_names::<ProtectionFact>()),
+        ] {
+            for name in names {
+                known.insert(format!("{namespace}.{}", snake_case(&name)));
+            }
+        }
+        for rule in Rule::ALL {
+            known.insert(alert_kind(rule.name()));
+        }
+        known
+    })
+}
+
 /// Checks one pattern; the error names the offending pattern.
 pub fn valid_pattern(pattern: &str) -> bool {
     let Some((namespace, name)) = pattern.split_once('.') else {
@@ -55,10 +99,7 @@ pub fn valid_pattern(pattern: &str) -> bool {
     if name == "*" {
         return true;
     }
-    if !snake_name(name) {
-        return false;
-    }
-    namespace != "alert" || Rule::ALL.iter().any(|r| r.name() == name)
+    snake_name(name) && known_kinds().contains(pattern)
 }
 
 /// Checks and normalises (sorts, deduplicates) a subscription's patterns; the error is the
@@ -116,6 +157,27 @@ mod tests {
     }
 
     #[test]
+    fn test_known_kinds_come_from_the_fact_enums() {
+        let known = known_kinds();
+        for kind in [
+            "account.account_registered",
+            "account.password_reset",
+            "account.login_failed",
+            "staff.alert_status_changed",
+            "staff.staff_created",
+            "team.team_created",
+            "protection.throttle_window_closed",
+            "alert.credential_stuffing",
+            "alert.webhook_disabled",
+        ] {
+            assert!(known.contains(kind), "{kind}");
+        }
+        // Every account fact is there (as many as the enum has variants, checked by name).
+        assert!(known.iter().filter(|k| k.starts_with("account.")).count() > 50);
+        assert!(!known.iter().any(|k| k.starts_with("webhook.")));
+    }
+
+    #[test]
     fn test_patterns_are_checked_and_matched() {
         for good in [
             "alert.*",
@@ -137,6 +199,8 @@ mod tests {
             "webhook.webhook_delivered",
             "Account.PasswordReset",
             "account.password-reset",
+            "account.no_such_event",
+            "staff.password_reset",
             "account.**",
             "account.pass*",
             "account.a.b",
