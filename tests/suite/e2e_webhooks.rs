@@ -202,6 +202,17 @@ async fn subscribe(server: &Server, admin: &str, url: &str, kinds: Value) -> (St
     (body["webhook_id"].as_str().unwrap().to_string(), secret)
 }
 
+/// Subscribes a receiver to sign-ups (`account.account_registered`).
+async fn on_sign_ups(server: &Server, admin: &str, receiver: &Receiver) -> (String, String) {
+    subscribe(
+        server,
+        admin,
+        &receiver.url(),
+        json!(["account.account_registered"]),
+    )
+    .await
+}
+
 async fn deliveries(server: &Server, admin: &str, id: &str) -> Vec<Value> {
     let (status, body) = call(
         server,
@@ -421,13 +432,7 @@ async fn test_a_server_killed_before_recording_the_outcome_sends_again_with_the_
     env.insert("GATEHOUSE_WEBHOOK_TIMEOUT_SECONDS".into(), "1".into());
     let (db, admin, server) = setup(&env).await;
     let receiver = Receiver::start(Behaviour::HoldFirst).await;
-    let (id, secret) = subscribe(
-        &server,
-        &admin,
-        &receiver.url(),
-        json!(["account.account_registered"]),
-    )
-    .await;
+    let (id, secret) = on_sign_ups(&server, &admin, &receiver).await;
     server.register("kill-between@example.com", PASSWORD).await;
     receiver
         .wait("the first send", Duration::from_secs(30), |got| {
@@ -685,13 +690,7 @@ async fn test_rotation_signs_with_both_secrets_and_nothing_is_sent_when_off_or_d
     );
     let (db, admin, server) = setup(&env).await;
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let (id, old) = subscribe(
-        &server,
-        &admin,
-        &receiver.url(),
-        json!(["account.account_registered"]),
-    )
-    .await;
+    let (id, old) = on_sign_ups(&server, &admin, &receiver).await;
     let (status, listed) = call(&server, Method::GET, "/v1/admin/webhooks", &admin, None).await;
     assert_eq!(status, 200);
     assert_eq!(listed["webhooks"][0]["webhook_id"], id.as_str());
@@ -859,13 +858,7 @@ async fn test_an_endpoint_that_keeps_failing_is_disabled_with_an_alert() {
     let (_db, admin, server) = setup(&env).await;
     let broken = Receiver::start(Behaviour::AlwaysFail).await;
     let watcher = Receiver::start(Behaviour::Accept).await;
-    let (id, _) = subscribe(
-        &server,
-        &admin,
-        &broken.url(),
-        json!(["account.account_registered"]),
-    )
-    .await;
+    let (id, _) = on_sign_ups(&server, &admin, &broken).await;
     let (_, watcher_secret) = subscribe(
         &server,
         &admin,
@@ -944,13 +937,7 @@ async fn test_webhooks_work_on_the_embedded_store() {
     );
     let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let receiver = Receiver::start(Behaviour::FailFirst(1)).await;
-    let (id, secret) = subscribe(
-        &server,
-        &admin,
-        &receiver.url(),
-        json!(["account.account_registered"]),
-    )
-    .await;
+    let (id, secret) = on_sign_ups(&server, &admin, &receiver).await;
     server.register("embedded-hook@example.com", PASSWORD).await;
     receiver
         .wait("a retried delivery", Duration::from_secs(30), |g| {
