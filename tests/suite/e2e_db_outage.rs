@@ -32,6 +32,37 @@ struct Seen {
     code: Option<String>,
 }
 
+/// Posts `body` to `path`: what was seen, and the body (`None` when no answer came at all).
+async fn post(
+    server: &Server,
+    path: &str,
+    body: serde_json::Value,
+) -> Option<(Seen, serde_json::Value)> {
+    let started = Instant::now();
+    let response = server
+        .http
+        .post(format!("{}{path}", server.base))
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let seen = Seen {
+        started,
+        elapsed: started.elapsed(),
+        status,
+        retry_after,
+        code: body["error"]["code"].as_str().map(str::to_string),
+    };
+    Some((seen, body))
+}
+
 /// Sign-ups (a fresh address each time) and a sign-in with each acknowledged one, until `stop`.
 async fn traffic(
     server: Arc<Server>,
@@ -44,60 +75,22 @@ async fn traffic(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let email = format!("outage-{worker}-{n}@example.com");
-        let started = Instant::now();
-        let sign_up = server
-            .http
-            .post(format!("{}/v1/accounts", server.base))
-            .json(&serde_json::json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await;
-        let Ok(response) = sign_up else {
+        let credentials = serde_json::json!({"email": email, "password": PASSWORD});
+        let Some((sign_up, body)) = post(&server, "/v1/accounts", credentials).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let code = body["error"]["code"].as_str().map(str::to_string);
-        seen.lock().unwrap().push(Seen {
-            started,
-            elapsed: started.elapsed(),
-            status,
-            retry_after,
-            code,
-        });
-        if status == 201 {
-            let id = body["account_id"].as_str().unwrap_or_default().to_string();
-            acked.lock().unwrap().push((email.clone(), id));
-            let started = Instant::now();
-            if let Ok(response) = server
-                .http
-                .post(format!("{}/v1/login", server.base))
-                .json(&serde_json::json!({"identifier": email, "password": PASSWORD}))
-                .send()
-                .await
-            {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let body: serde_json::Value = response.json().await.unwrap_or_default();
-                seen.lock().unwrap().push(Seen {
-                    started,
-                    elapsed: started.elapsed(),
-                    status,
-                    retry_after,
-                    code: body["error"]["code"].as_str().map(str::to_string),
-                });
-            }
-        } else {
+        let created = sign_up.status == 201;
+        seen.lock().unwrap().push(sign_up);
+        if !created {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let id = body["account_id"].as_str().unwrap_or_default().to_string();
+        acked.lock().unwrap().push((email.clone(), id));
+        let credentials = serde_json::json!({"identifier": email, "password": PASSWORD});
+        if let Some((sign_in, _)) = post(&server, "/v1/login", credentials).await {
+            seen.lock().unwrap().push(sign_in);
         }
     }
 }

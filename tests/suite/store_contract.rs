@@ -234,6 +234,39 @@ async fn test_embedded_stream_misses_nothing_under_concurrent_writers() {
     stream_misses_nothing_under_concurrent_writers(embedded().await.0).await;
 }
 
+/// Inserts a note event as aggregate `id`'s first, by hand, in an open transaction.
+async fn insert_note(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('Account', $1, 1, 'DuplicateRegistrationAttempted', '1.0', $2, '{}')",
+    )
+    .bind(id)
+    .bind(serde_json::to_value(note()).unwrap())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// A transaction whose first write is to a side table (so it has a transaction id), left open.
+async fn side_write(
+    pool: &sqlx::PgPool,
+    projection: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
+         values ($1, 0, 0, 0)",
+    )
+    .bind(projection)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
 /// Advisory locks waited for in the database behind `pool`.
 async fn waiting_for_advisory_locks(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(
@@ -256,14 +289,7 @@ async fn test_postgres_stream_waits_for_a_late_commit() {
     let store = db.store().await;
     let pool = db.pool().await;
     let mut late = pool.begin().await.unwrap();
-    sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         values ('Account', 'late', 1, 'DuplicateRegistrationAttempted', '1.0', $1, '{}')",
-    )
-    .bind(serde_json::to_value(note()).unwrap())
-    .execute(&mut *late)
-    .await
-    .unwrap();
+    insert_note(&mut late, "late").await.unwrap();
     // A later append starts while the first is in flight: it waits for the append lock.
     let early = {
         let store = store.clone();
@@ -304,21 +330,8 @@ async fn test_postgres_stream_waits_for_a_late_commit() {
 async fn test_postgres_events_are_the_first_write_of_their_transaction() {
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query(
-        "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
-         values ('not-a-projection', 0, 0, 0)",
-    )
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let refused = sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         values ('Account', 'second-write', 1, 'DuplicateRegistrationAttempted', '1.0', $1, '{}')",
-    )
-    .bind(serde_json::to_value(note()).unwrap())
-    .execute(&mut *tx)
-    .await;
+    let mut tx = side_write(&pool, "not-a-projection").await;
+    let refused = insert_note(&mut tx, "second-write").await;
     assert!(
         refused.is_err(),
         "an append after another write must be refused"
@@ -350,14 +363,7 @@ async fn test_postgres_stream_is_not_held_back_by_long_transactions_elsewhere() 
         .await
         .unwrap();
     // This database: a transaction that wrote a side table, left open.
-    let mut here = pool.begin().await.unwrap();
-    sqlx::query(
-        "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
-         values ('long-transaction', 0, 0, 0)",
-    )
-    .execute(&mut *here)
-    .await
-    .unwrap();
+    let here = side_write(&pool, "long-transaction").await;
 
     executor(&store)
         .execute("after-them", failed_login, HashMap::new())
