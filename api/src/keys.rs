@@ -41,6 +41,7 @@ pub struct Keys {
     code_verifier: Hmac<Sha256>,
     code_delivery: XChaCha20Poly1305,
     flow_token: XChaCha20Poly1305,
+    webhook_secret: XChaCha20Poly1305,
 }
 
 /// Bytes a sealed token's plaintext is padded to, so that tokens of accounts and of unknown
@@ -151,6 +152,9 @@ impl Keys {
                 .map_err(|_| KeyError::MalformedMasterKey)?;
         let flow_token = XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/flow-token/v1")?)
             .map_err(|_| KeyError::MalformedMasterKey)?;
+        let webhook_secret =
+            XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/webhook-secret/v1")?)
+                .map_err(|_| KeyError::MalformedMasterKey)?;
         let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup)
             .map_err(|_| KeyError::MalformedMasterKey)?;
         Ok(Self {
@@ -160,6 +164,7 @@ impl Keys {
             code_verifier,
             code_delivery,
             flow_token,
+            webhook_secret,
         })
     }
 
@@ -219,6 +224,33 @@ impl Keys {
         let bytes = base64_decode(sealed)?;
         let plain = open_bytes(&self.code_delivery, &bytes, code_id.as_bytes())?;
         String::from_utf8(plain).map_err(|_| KeyError::Unseal)
+    }
+
+    /// Seals a webhook signing secret at rest, bound to its subscription and secret ids.
+    pub fn seal_webhook_secret(
+        &self,
+        webhook_id: &str,
+        secret_id: uuid::Uuid,
+        secret: &[u8],
+    ) -> Result<String, KeyError> {
+        let aad = format!("webhook-secret/{webhook_id}/{secret_id}");
+        let sealed = seal_bytes(&self.webhook_secret, secret, aad.as_bytes())?;
+        Ok(base64_url(&sealed))
+    }
+
+    /// Opens a secret sealed by [`Keys::seal_webhook_secret`] with the same ids.
+    pub fn open_webhook_secret(
+        &self,
+        webhook_id: &str,
+        secret_id: uuid::Uuid,
+        sealed: &str,
+    ) -> Result<Vec<u8>, KeyError> {
+        let aad = format!("webhook-secret/{webhook_id}/{secret_id}");
+        open_bytes(
+            &self.webhook_secret,
+            &base64_decode(sealed)?,
+            aad.as_bytes(),
+        )
     }
 
     /// A sealed token of `kind` naming an aggregate and an id (flow, challenge, …), of one fixed

@@ -35,6 +35,7 @@ pub mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod webauthn;
+pub mod webhooks;
 
 /// Installs the TLS crypto provider (ring) that the SMTP and HTTP clients share. Idempotent; call
 /// before building any `reqwest` client in a process that links this crate.

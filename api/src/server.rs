@@ -166,7 +166,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_nats(
         Option::<crate::nats::NatsSettings>::try_from(streaming)?
             .map(crate::nats::NatsPublisher::new),
-    );
+    )
+    .with_webhooks((&streaming.webhooks).into());
 
     let listener = tokio::net::TcpListener::bind(http.listen)
         .await
@@ -209,6 +210,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         crate::install_tls_provider();
         tokio::spawn(publisher.run(store.clone(), state.runner().progress(), stop_rx.clone()))
     });
+    // Webhooks: the feed (one process at a time, under a lease) and the delivery worker.
+    let webhook_tasks = [
+        tokio::spawn(state.webhooks().clone().run_feed(
+            store.clone(),
+            state.runner().progress(),
+            stop_rx.clone(),
+        )),
+        tokio::spawn(
+            state
+                .webhooks()
+                .clone()
+                .run_worker(state.clone(), stop_rx.clone()),
+        ),
+    ];
     // Tests and operators wait for this exact line.
     println!("gatehouse listening on {local} (store: {})", store.kind());
     tracing::info!(%local, store = store.kind(), "listening");
@@ -253,6 +268,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let _ = runner_task.await;
     let _ = worker_task.await;
     if let Some(task) = nats_task {
+        let _ = task.await;
+    }
+    for task in webhook_tasks {
         let _ = task.await;
     }
     store.close().await;

@@ -114,6 +114,12 @@ impl Permission for PlatformChecks {
     const ROLES: &'static [StaffRole] = &[StaffRole::Platform, StaffRole::Admin];
 }
 
+/// Manage webhook subscriptions (create, rotate, enable, delete, read deliveries).
+pub struct ManageWebhooks;
+impl Permission for ManageWebhooks {
+    const ROLES: &'static [StaffRole] = &[StaffRole::Admin];
+}
+
 /// Create staff.
 pub struct ManageStaff;
 impl Permission for ManageStaff {

@@ -50,6 +50,8 @@ struct Inner {
     read_your_writes: std::time::Duration,
     /// The NATS JetStream publisher of this process, when `GATEHOUSE_NATS_URL` is set.
     nats: Option<crate::nats::NatsPublisher>,
+    /// Webhook subscriptions, their feed and delivery worker.
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -109,7 +111,12 @@ impl AppState {
         let staff = CommandExecutor::new(AggregateStore::new(&store, Vec::new()), ())
             .with_commit_signal(committed.clone());
         let teams = CommandExecutor::new(AggregateStore::new(&store, Vec::new()), ())
-            .with_commit_signal(committed);
+            .with_commit_signal(committed.clone());
+        let webhooks = crate::webhooks::Webhooks::new(
+            &store,
+            committed,
+            crate::webhooks::WebhookSettings::default(),
+        );
         Self {
             inner: Arc::new(Inner {
                 staff,
@@ -122,6 +129,7 @@ impl AppState {
                 sms_budget: crate::sms_budget::SmsBudget::default(),
                 read_your_writes: std::time::Duration::from_millis(1000),
                 nats: None,
+                webhooks,
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -249,6 +257,20 @@ impl AppState {
     /// The NATS JetStream publisher, when configured.
     pub fn nats(&self) -> Option<&crate::nats::NatsPublisher> {
         self.inner.nats.as_ref()
+    }
+
+    /// Sets the webhook settings (call right after [`AppState::new`], before the state is
+    /// shared).
+    pub fn with_webhooks(mut self, settings: crate::webhooks::WebhookSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.webhooks = inner.webhooks.with_settings(settings);
+        }
+        self
+    }
+
+    /// Webhook subscriptions, feed and worker.
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     /// Parses a phone number given for an account (sign-up, contact change): valid E.164

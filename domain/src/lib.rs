@@ -22,6 +22,7 @@ pub mod staff;
 pub mod team;
 pub mod text;
 pub mod upcast;
+pub mod webhook;
 
 pub use account::{
     ip_allowed, parse_network, ApiKey, ApiKeyRefusal, ApiScope, NewApiKey, NewWithdrawalAddress,

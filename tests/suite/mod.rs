@@ -30,6 +30,7 @@ mod e2e_staff_tokens;
 mod e2e_stream_horizon;
 mod e2e_teams;
 mod e2e_verified_contact;
+mod e2e_webhooks;
 mod fixtures_v1;
 mod projections_restart;
 mod read_model_lookups;

@@ -22,6 +22,7 @@ mod passwords;
 mod sessions;
 mod store;
 mod streaming;
+mod webhooks;
 
 pub use access::AccessArgs;
 pub use accounts::AccountArgs;
@@ -37,6 +38,7 @@ pub use passwords::PasswordArgs;
 pub use sessions::SessionArgs;
 pub use store::StoreArgs;
 pub use streaming::StreamingArgs;
+pub use webhooks::WebhookArgs;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]

@@ -45,6 +45,9 @@ pub struct StreamingArgs {
         value_parser = seconds(2)
     )]
     pub nats_lease_seconds: u64,
+    /// Webhook deliveries.
+    #[command(flatten)]
+    pub webhooks: super::WebhookArgs,
 }
 
 impl TryFrom<&StreamingArgs> for Option<NatsSettings> {

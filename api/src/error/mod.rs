@@ -11,6 +11,7 @@ mod keys;
 mod staff;
 mod store;
 mod team;
+mod webhook;
 
 pub use account::{
     account_frozen, code_unusable, flow_not_found, freeze_link_invalid, high_risk_cooldown,
@@ -24,6 +25,7 @@ use serde::Serialize;
 pub use staff::staff_unauthenticated;
 pub use team::team_not_found;
 use utoipa::ToSchema;
+pub use webhook::webhook_not_found;
 
 /// Error body.
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,7 +6,16 @@
 //! every checkpoint it writes, and writes a checkpoint only while it still holds the lease (the
 //! update names it), so two processes never move one checkpoint, and a process that lost its
 //! lease stops at its next write. Same SQL on PostgreSQL and SQLite.
+//!
+//! The webhooks' feed keeps its checkpoint the same way in a table of its own
+//! ([`WEBHOOK_FEED`]): every function names the table.
 use gatehouse_store::{Store, StoreError, StreamPosition};
+
+/// The NATS publishers' table.
+pub const PUBLISHERS: &str = "stream_publishers";
+
+/// The webhook feed's table.
+pub const WEBHOOK_FEED: &str = "webhook_feed";
 
 /// Where the publisher stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,20 +58,23 @@ impl From<Row> for Checkpoint {
 /// already `holder`'s; answers the checkpoint when it did, `None` when another process holds it.
 pub async fn acquire(
     store: &Store,
+    table: &str,
     name: &str,
     holder: &str,
     now_ms: i64,
     until_ms: i64,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    sqlx::query("insert into stream_publishers (name) values ($1) on conflict (name) do nothing")
-        .bind(name)
-        .execute(store.any())
-        .await?;
-    let row: Option<Row> = sqlx::query_as(
-        "update stream_publishers set holder = $2, leased_until_ms = $3
+    sqlx::query(&format!(
+        "insert into {table} (name) values ($1) on conflict (name) do nothing"
+    ))
+    .bind(name)
+    .execute(store.any())
+    .await?;
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "update {table} set holder = $2, leased_until_ms = $3
           where name = $1 and (holder = $2 or holder is null or leased_until_ms <= $4)
-          returning tx_id, position, alerts_tx, alerts_pos, alerts_id",
-    )
+          returning tx_id, position, alerts_tx, alerts_pos, alerts_id"
+    ))
     .bind(name)
     .bind(holder)
     .bind(until_ms)
@@ -75,18 +87,19 @@ pub async fn acquire(
 /// Moves the checkpoint and renews the lease, if `holder` still holds it; answers whether it did.
 pub async fn save(
     store: &Store,
+    table: &str,
     name: &str,
     holder: &str,
     at: &Checkpoint,
     now_ms: i64,
     until_ms: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "update stream_publishers
+    let done = sqlx::query(&format!(
+        "update {table}
             set tx_id = $3, position = $4, alerts_tx = $5, alerts_pos = $6, alerts_id = $7,
                 leased_until_ms = $8, updated_ms = $9
-          where name = $1 and holder = $2",
-    )
+          where name = $1 and holder = $2"
+    ))
     .bind(name)
     .bind(holder)
     .bind(at.events.tx)
@@ -103,11 +116,16 @@ pub async fn save(
 }
 
 /// Gives the lease up (on shutdown), so that another process takes over at once.
-pub async fn release(store: &Store, name: &str, holder: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "update stream_publishers set holder = null, leased_until_ms = 0
-          where name = $1 and holder = $2",
-    )
+pub async fn release(
+    store: &Store,
+    table: &str,
+    name: &str,
+    holder: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "update {table} set holder = null, leased_until_ms = 0
+          where name = $1 and holder = $2"
+    ))
     .bind(name)
     .bind(holder)
     .execute(store.any())
@@ -117,11 +135,15 @@ pub async fn release(store: &Store, name: &str, holder: &str) -> Result<(), Stor
 
 /// The checkpoint of `name`, whoever holds it (for the lag metrics); `None` before the first
 /// publisher started.
-pub async fn read(store: &Store, name: &str) -> Result<Option<Checkpoint>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(
-        "select tx_id, position, alerts_tx, alerts_pos, alerts_id from stream_publishers
-          where name = $1",
-    )
+pub async fn read(
+    store: &Store,
+    table: &str,
+    name: &str,
+) -> Result<Option<Checkpoint>, StoreError> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select tx_id, position, alerts_tx, alerts_pos, alerts_id from {table}
+          where name = $1"
+    ))
     .bind(name)
     .fetch_optional(store.any())
     .await?;

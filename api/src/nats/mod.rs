@@ -104,13 +104,13 @@ struct Connected {
 
 /// Logs a repeated failure at most every [`LOG_EVERY`], saying how many were not logged.
 #[derive(Default)]
-struct Quiet {
+pub(crate) struct Quiet {
     last: Option<Instant>,
     skipped: u64,
 }
 
 impl Quiet {
-    fn warn(&mut self, what: &str, error: &dyn std::fmt::Display) {
+    pub(crate) fn warn(&mut self, what: &str, error: &dyn std::fmt::Display) {
         if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
             self.skipped += 1;
             return;
@@ -211,7 +211,7 @@ impl NatsPublisher {
             }
         }
         self.counters.active.store(false, Ordering::Relaxed);
-        if let Err(e) = checkpoint::release(&store, &name, &holder).await {
+        if let Err(e) = checkpoint::release(&store, checkpoint::PUBLISHERS, &name, &holder).await {
             tracing::warn!(error = %e, "could not release the NATS publisher lease");
         }
     }
@@ -227,8 +227,15 @@ impl NatsPublisher {
         conn: &mut Option<Connected>,
     ) -> Result<Option<usize>, PublishFailure> {
         let now = now_ms();
-        let Some(mut at) =
-            checkpoint::acquire(store, name, holder, now, now + self.lease_ms()).await?
+        let Some(mut at) = checkpoint::acquire(
+            store,
+            checkpoint::PUBLISHERS,
+            name,
+            holder,
+            now,
+            now + self.lease_ms(),
+        )
+        .await?
         else {
             return Ok(None);
         };
@@ -290,7 +297,17 @@ impl NatsPublisher {
         at: &Checkpoint,
     ) -> Result<(), PublishFailure> {
         let now = now_ms();
-        if checkpoint::save(store, name, holder, at, now, now + self.lease_ms()).await? {
+        if checkpoint::save(
+            store,
+            checkpoint::PUBLISHERS,
+            name,
+            holder,
+            at,
+            now,
+            now + self.lease_ms(),
+        )
+        .await?
+        {
             Ok(())
         } else {
             Err(PublishFailure::LeaseLost)
@@ -408,9 +425,13 @@ impl NatsPublisher {
     pub async fn render_metrics(&self, store: &Store, text: &mut String) -> Result<(), StoreError> {
         use std::fmt::Write as _;
         let c = &self.counters;
-        let at = checkpoint::read(store, &self.settings.checkpoint_name())
-            .await?
-            .unwrap_or_default();
+        let at = checkpoint::read(
+            store,
+            checkpoint::PUBLISHERS,
+            &self.settings.checkpoint_name(),
+        )
+        .await?
+        .unwrap_or_default();
         let lag_events = store.count_after(at.events).await?;
         let lag_seconds = match store.read_stream(at.events, 1).await?.first() {
             Some(oldest) => oldest

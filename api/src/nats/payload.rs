@@ -34,6 +34,10 @@ pub fn redacted_payload(event: &StoredEvent) -> Value {
             event.payload.clone(),
         )
         .map_or_else(|_| hidden(), |e| e.redacted()),
+        "Webhook" => {
+            serde_json::from_value::<gatehouse_domain::webhook::WebhookEvent>(event.payload.clone())
+                .map_or_else(|_| hidden(), |e| e.redacted())
+        }
         _ => hidden(),
     }
 }

@@ -162,6 +162,10 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
     if let Some(nats) = state.nats() {
         nats.render_metrics(state.store(), &mut text).await?;
     }
+    state
+        .webhooks()
+        .render_metrics(state.store(), &mut text)
+        .await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

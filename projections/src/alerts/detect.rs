@@ -272,6 +272,16 @@ impl Detector<'_> {
             .raise(rule, subject, open, evidence, now, event.position);
     }
 
+    /// A webhook subscription was disabled after failures: one alert per disabling.
+    pub(crate) fn webhook_disabled(&mut self, event: &StoredEvent, subject: &str, at_ms: i64) {
+        let me = Evidence {
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            at_ms,
+        };
+        self.raise(event, Rule::WebhookDisabled, subject, vec![me], None, 0);
+    }
+
     /// A rate limit window of `source` closed with refusals: several of them in the rule's
     /// window raise `rate_limit_abuse` on `ip:<source>`. The refused sign-ins' identifiers count
     /// for credential stuffing like failed sign-ins (else the limiter would blind the rule).

@@ -156,6 +156,11 @@ impl AlertsProjection {
                     segment.clear();
                     self.throttle_window(conn, &mut windows, event).await?;
                 }
+                "Webhook" if event.event_type == "WebhookDisabled" => {
+                    self.segment(conn, &mut windows, &segment).await?;
+                    segment.clear();
+                    self.webhook_disabled(conn, &mut windows, event).await?;
+                }
                 _ => {}
             }
         }
@@ -207,6 +212,35 @@ impl AlertsProjection {
         // Only refused sign-ins are stuffing evidence, whatever a fact names.
         let identifiers: &[String] = if route == "login" { identifiers } else { &[] };
         detector.throttle_window(event, source, at_ms, identifiers);
+        work.flush(conn, &self.version, !self.signals_at_end).await
+    }
+
+    /// A `WebhookDisabled` fact (rare): disabled after failures (no author) raises
+    /// `webhook_disabled` on `webhook:<id>`; an admin's choice raises nothing.
+    async fn webhook_disabled(
+        &self,
+        conn: &mut AnyConnection,
+        windows: &mut Windows,
+        event: &StoredEvent,
+    ) -> Result<(), StoreError> {
+        use gatehouse_domain::webhook::{WebhookEvent, WebhookFact};
+        let decoded: WebhookEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let WebhookFact::WebhookDisabled { by: None, .. } = &decoded.fact else {
+            return Ok(());
+        };
+        let subject = format!("webhook:{}", event.aggregate_id);
+        let mut needs = work::Needs::default();
+        needs.subject(format_args!("{subject}"));
+        let at_ms = crate::time::to_ms(decoded.at);
+        needs.earliest_ms = Some(at_ms);
+        let mut work = work::Work::load(conn, &needs, self.policy.horizon_ms()).await?;
+        let mut detector = detect::Detector {
+            policy: &self.policy,
+            windows,
+            work: &mut work,
+        };
+        detector.webhook_disabled(event, &subject, at_ms);
         work.flush(conn, &self.version, !self.signals_at_end).await
     }
 

@@ -36,11 +36,14 @@ pub enum Rule {
     /// An hourly SMS budget (global or per country calling code) was spent and a code was
     /// withheld: SMS pumping, or a budget too small for the traffic.
     SmsBudgetReached,
+    /// A webhook subscription was disabled because its endpoint kept failing
+    /// (`WebhookDisabled` without an author on its `Webhook` aggregate).
+    WebhookDisabled,
 }
 
 impl Rule {
     /// Every rule, for documentation and filters.
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 14] = [
         Rule::BruteForce,
         Rule::CredentialStuffing,
         Rule::PasswordSpraying,
@@ -54,6 +57,7 @@ impl Rule {
         Rule::RateLimitAbuse,
         Rule::CodeCeiling,
         Rule::SmsBudgetReached,
+        Rule::WebhookDisabled,
     ];
 
     /// Stable name (stored, and the `rule` filter of the API).
@@ -72,6 +76,7 @@ impl Rule {
             Rule::RateLimitAbuse => "rate_limit_abuse",
             Rule::CodeCeiling => "code_ceiling",
             Rule::SmsBudgetReached => "sms_budget_reached",
+            Rule::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -88,7 +93,8 @@ impl Rule {
             | Rule::CredentialStuffing
             | Rule::LockoutStorm
             | Rule::WebauthnCounterRegression
-            | Rule::SmsBudgetReached => "high",
+            | Rule::SmsBudgetReached
+            | Rule::WebhookDisabled => "high",
             Rule::PasswordSpraying => "critical",
         }
     }

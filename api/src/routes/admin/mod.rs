@@ -1,5 +1,6 @@
 //! The analysts' and admins' API under `/v1/admin`: alerts (list, detail, acknowledge, resolve,
-//! live feed), login history across accounts, raw account timelines, and staff creation.
+//! live feed), login history across accounts, raw account timelines, staff creation, and
+//! webhook subscriptions.
 //!
 //! Every handler takes a `Staff<P>` extractor (401 without a staff token, 403 without a role
 //! holding `P`) and records what the member looked at or changed as an event on their `Staff`
@@ -9,11 +10,13 @@ pub mod accounts;
 pub mod actions;
 pub mod alerts;
 pub mod staff;
+pub mod webhooks;
 
 pub use accounts::*;
 pub use actions::*;
 pub use alerts::*;
 pub use staff::*;
+pub use webhooks::*;
 
 /// The admin routes of every area.
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
@@ -21,6 +24,7 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
         .merge(accounts::router())
         .merge(actions::router())
         .merge(staff::router())
+        .merge(webhooks::router())
 }
 
 use axum::extract::rejection::QueryRejection;
