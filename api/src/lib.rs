@@ -34,6 +34,7 @@ pub mod staff;
 pub mod state;
 pub mod throttle;
 pub mod tokens;
+pub mod ui;
 pub mod webauthn;
 
 /// Installs the TLS crypto provider (ring) that the SMTP and HTTP clients share. Idempotent; call

@@ -50,6 +50,8 @@ struct Inner {
     read_your_writes: std::time::Duration,
     /// The NATS JetStream publisher of this process, when `GATEHOUSE_NATS_URL` is set.
     nats: Option<crate::nats::NatsPublisher>,
+    /// Whether the pages are served, and how their cookies are set.
+    ui: crate::ui::UiSettings,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -122,6 +124,7 @@ impl AppState {
                 sms_budget: crate::sms_budget::SmsBudget::default(),
                 read_your_writes: std::time::Duration::from_millis(1000),
                 nats: None,
+                ui: crate::ui::UiSettings::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -148,6 +151,20 @@ impl AppState {
             inner.read_your_writes = wait;
         }
         self
+    }
+
+    /// Sets whether the pages are served and how their cookies are set (call right after
+    /// [`AppState::new`]).
+    pub fn with_ui(mut self, ui: crate::ui::UiSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ui = ui;
+        }
+        self
+    }
+
+    /// Whether the pages are served, and how their cookies are set.
+    pub fn ui(&self) -> &crate::ui::UiSettings {
+        &self.inner.ui
     }
 
     /// How long a read-model answer waits for the caller's own latest event.

@@ -22,6 +22,7 @@ mod passwords;
 mod sessions;
 mod store;
 mod streaming;
+mod ui;
 
 pub use access::AccessArgs;
 pub use accounts::AccountArgs;
@@ -37,6 +38,7 @@ pub use passwords::PasswordArgs;
 pub use sessions::SessionArgs;
 pub use store::StoreArgs;
 pub use streaming::StreamingArgs;
+pub use ui::{UiArgs, UiMode};
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
@@ -166,6 +168,9 @@ pub struct ServeArgs {
     /// The event stream published to NATS JetStream.
     #[command(flatten)]
     pub streaming: StreamingArgs,
+    /// The pages (self-service and staff console).
+    #[command(flatten)]
+    pub ui: UiArgs,
 }
 
 /// Settings that are each in range but wrong together, or that a component refuses.
