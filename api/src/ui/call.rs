@@ -133,6 +133,8 @@ impl ApiAnswer {
     }
 
     /// `Ok(self)` for a 2xx answer, else its error.
+    // Once per API call a page makes; the failure is what the page shows, not a hot path.
+    #[allow(clippy::result_large_err)]
     pub fn into_result(self) -> Result<Self, ApiFailure> {
         match self.failure() {
             None => Ok(self),

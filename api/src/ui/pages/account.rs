@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::{failure_page, session_token, sign_in_again, with_cookies, SignedIn};
+use super::{failure_page, session_token, sign_in_again, with_cookies, Empty, SignedIn};
 use crate::ui::call::Browser;
 use crate::ui::cookies::{self, CookieKind};
 use crate::ui::csrf::CsrfForm;
@@ -61,10 +61,6 @@ async fn overview(
         },
     )
 }
-
-/// The freeze button's (empty) form.
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 /// Freezes the account (`POST /v1/me/freeze`: a session alone may freeze). The session ends
 /// with it, so the cookie goes too.

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{mirror, Problem, ProofFields, SignedIn};
+use super::{mirror, Empty, Problem, ProofFields, SignedIn};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::render::{self, Nav};
 use crate::ui::UiState;
@@ -125,10 +125,6 @@ async fn page(State(ui): State<UiState>, me: SignedIn, Query(done): Query<Done>)
     };
     show(&ui, &me, notice, None).await
 }
-
-/// An empty form (a button).
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 /// Starts TOTP enrolment: a new secret, shown as a QR code and as text.
 async fn totp_start(

@@ -133,6 +133,10 @@ impl SignedIn {
     }
 }
 
+/// A form of a button alone (its CSRF token is all it carries).
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
 /// The proof fields of a sensitive form: the password and, when the account has one, a code
 /// of a current second factor (`totp` or `backup_code`). Turned into the API's `proof` object;
 /// whether it is enough is the API's proof policy to say.

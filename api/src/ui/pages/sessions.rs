@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
-use super::{mirror, Problem, SignedIn};
+use super::{mirror, Empty, Problem, SignedIn};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::render::{self, Nav};
 use crate::ui::UiState;
@@ -114,10 +114,6 @@ async fn revoke(
         ),
     }
 }
-
-/// The "sign out everywhere else" button's (empty) form.
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 async fn revoke_others(
     State(ui): State<UiState>,

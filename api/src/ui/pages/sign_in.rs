@@ -13,7 +13,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{mirror, session_token, with_cookies, Problem};
+use super::{mirror, session_token, with_cookies, Empty, Problem};
 use crate::ui::call::{ApiFailure, Browser};
 use crate::ui::cookies::{self, CookieKind};
 use crate::ui::csrf::{CsrfForm, CsrfToken};
@@ -62,6 +62,24 @@ fn notice(name: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// The sign-in page with what the person typed, a notice or the API's refusal.
+fn sign_in_page(
+    csrf: &str,
+    identifier: String,
+    notice: Option<&'static str>,
+    problem: Option<Problem>,
+) -> Response {
+    render::html(
+        StatusCode::OK,
+        &SignInPage {
+            nav: Nav::guest(csrf),
+            identifier,
+            notice,
+            problem,
+        },
+    )
+}
+
 async fn page(
     State(ui): State<UiState>,
     CsrfToken(csrf): CsrfToken,
@@ -71,15 +89,7 @@ async fn page(
     if session_token(&headers, &ui).is_some() && query.notice.is_none() {
         return render::see_other("/account");
     }
-    render::html(
-        StatusCode::OK,
-        &SignInPage {
-            nav: Nav::guest(&csrf),
-            identifier: String::new(),
-            notice: notice(query.notice.as_deref()),
-            problem: None,
-        },
-    )
+    sign_in_page(&csrf, String::new(), notice(query.notice.as_deref()), None)
 }
 
 /// The sign-in form.
@@ -129,15 +139,7 @@ async fn submit(
         }
         Ok(answer) => signed_in(&ui, &answer.body),
         Err(failure) => mirror(
-            render::html(
-                StatusCode::OK,
-                &SignInPage {
-                    nav: Nav::guest(&csrf),
-                    identifier: form.identifier,
-                    notice: None,
-                    problem: Some(Problem::from(&failure)),
-                },
-            ),
+            sign_in_page(&csrf, form.identifier, None, Some(Problem::from(&failure))),
             &failure,
         ),
     }
@@ -197,18 +199,15 @@ async fn second_step(
     match answer.into_result() {
         Ok(answer) => signed_in(&ui, &answer.body),
         Err(failure) if failure.code == "invalid_challenge" => mirror(
-            render::html(
-                StatusCode::OK,
-                &SignInPage {
-                    nav: Nav::guest(&csrf),
-                    identifier: String::new(),
-                    notice: None,
-                    problem: Some(Problem {
-                        message: "This sign-in expired or was already used. Please sign in again."
-                            .into(),
-                        code: failure.code.clone(),
-                    }),
-                },
+            sign_in_page(
+                &csrf,
+                String::new(),
+                None,
+                Some(Problem {
+                    message: "This sign-in expired or was already used. Please sign in again."
+                        .into(),
+                    code: failure.code.clone(),
+                }),
             ),
             &failure,
         ),
@@ -263,23 +262,11 @@ async fn passkey(
     {
         Ok(answer) => signed_in(&ui, &answer.body),
         Err(failure) => mirror(
-            render::html(
-                StatusCode::OK,
-                &SignInPage {
-                    nav: Nav::guest(&csrf),
-                    identifier: String::new(),
-                    notice: None,
-                    problem: Some(Problem::from(&failure)),
-                },
-            ),
+            sign_in_page(&csrf, String::new(), None, Some(Problem::from(&failure))),
             &failure,
         ),
     }
 }
-
-/// The sign-out button's (empty) form.
-#[derive(Debug, Deserialize)]
-pub struct Empty {}
 
 async fn sign_out(
     State(ui): State<UiState>,
