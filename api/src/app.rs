@@ -215,15 +215,14 @@ async fn uniform_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return ApiError::unavailable().into_response();
+    }
     let (code, message) = match status {
         StatusCode::BAD_REQUEST => ("invalid_request", "the request is malformed"),
         StatusCode::NOT_FOUND => ("not_found", "no such resource"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as JSON"),
-        StatusCode::SERVICE_UNAVAILABLE => (
-            "unavailable",
-            "the service is temporarily unavailable; retry shortly",
-        ),
         s if s.is_client_error() => ("invalid_request", "the request was refused"),
         _ => ("internal", "an internal error occurred"),
     };

@@ -94,9 +94,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
                 .master_key
                 .clone()
                 .ok_or(StartError::MasterKeyRequired)?;
-            let store = Store::connect_postgres(url, store_args.db_max_connections)
-                .await
-                .map_err(|e| StartError::Store(e.to_string()))?;
+            let store = Store::connect_postgres_with(
+                url,
+                store_args.db_max_connections,
+                store_args.acquire_timeout(),
+            )
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
             (store, key)
         }
         None => {

@@ -238,24 +238,35 @@ impl ProjectionRunner {
         &self.projections
     }
 
-    /// Runs until `shutdown` turns true. Errors are logged and retried after a pause.
+    /// Runs until `shutdown` turns true. Errors are logged and retried after a pause that
+    /// doubles from one second up to ten while they last (the database is away: no spinning, no
+    /// flood of log lines), and the runner goes on by itself once a batch succeeds again.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        const FIRST_PAUSE: Duration = Duration::from_secs(1);
+        const LONGEST_PAUSE: Duration = Duration::from_secs(10);
+        let mut pause = FIRST_PAUSE;
         loop {
             if *shutdown.borrow() {
                 return;
             }
             match self.run_once().await {
-                Ok(0) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => tokio::time::sleep(self.coalesce).await,
-                        _ = tokio::time::sleep(self.poll) => {}
-                        _ = shutdown.changed() => {}
+                Ok(n) => {
+                    pause = FIRST_PAUSE;
+                    if n == 0 {
+                        tokio::select! {
+                            _ = self.wake.notified() => tokio::time::sleep(self.coalesce).await,
+                            _ = tokio::time::sleep(self.poll) => {}
+                            _ = shutdown.changed() => {}
+                        }
                     }
                 }
-                Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "projection batch failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "projection batch failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    pause = (pause * 2).min(LONGEST_PAUSE);
                 }
             }
         }

@@ -74,18 +74,32 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 impl Store {
-    /// Connects to PostgreSQL. Fails (never panics) when the server cannot be reached.
+    /// Connects to PostgreSQL. Fails (never panics) when the server cannot be reached. A caller
+    /// waits up to 10 s for a pooled connection (tools and tests; the server sets its own bound
+    /// with [`Store::connect_postgres_with`]).
     pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_postgres_with(url, max_connections, Duration::from_secs(10)).await
+    }
+
+    /// Connects to PostgreSQL with a bound on how long a caller waits for a pooled connection:
+    /// past it the query fails with [`sqlx::Error::PoolTimedOut`], so a request answers
+    /// `unavailable` within that time when the database is away, and the pool reconnects by
+    /// itself once it is back.
+    pub async fn connect_postgres_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let options = PgConnectOptions::from_str(url)?;
         let typed = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
         let any = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
         Ok(Self {

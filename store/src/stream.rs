@@ -1,11 +1,14 @@
 //! The global stream: every event of every aggregate, in one order that never skips a late commit.
 //!
 //! PostgreSQL takes a `bigserial` value before commit, so a reader that follows it alone can pass
-//! over a row whose transaction commits late. Here the order is `(tx_id, global_position)` and a
-//! reader only sees rows of transactions older than the oldest one still running
-//! (`pg_snapshot_xmin(pg_current_snapshot())`): that set never grows below a position already
-//! read. On SQLite, writers are serialised and the position is assigned inside the writing
-//! transaction, so position order is commit order.
+//! over a row whose transaction commits late. Here the order is `(tx_id, global_position)`, and
+//! appends are in commit order by construction (migration `0170_events_in_commit_order`): each
+//! statement that inserts events takes a transaction-level advisory lock of the database before
+//! its transaction has an id and keeps it to the end, so appending transactions get increasing
+//! ids in the order they commit, and what a reader sees is always a prefix of the order. A reader
+//! takes everything after its position: no cluster-wide horizon (`pg_snapshot_xmin`), so a long
+//! transaction elsewhere in the cluster holds nothing back. On SQLite, writers are serialised and
+//! the position is assigned inside the writing transaction, so position order is commit order.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,7 +80,6 @@ select aggregate_type, aggregate_id, sequence, event_type, event_version, payloa
        global_position, tx_id::text::bigint as tx, recorded_at
   from events
  where (tx_id, global_position) > ($1::text::xid8, $2)
-   and tx_id < pg_snapshot_xmin(pg_current_snapshot())
  order by tx_id, global_position
  limit $3";
 
@@ -223,7 +225,6 @@ impl Store {
             Backend::Postgres(pool) => {
                 let row: Option<PgHeadRow> = sqlx::query_as(
                     "select tx_id::text::bigint as tx, global_position from events
-                      where tx_id < pg_snapshot_xmin(pg_current_snapshot())
                       order by tx_id desc, global_position desc limit 1",
                 )
                 .fetch_optional(pool)
@@ -287,8 +288,7 @@ impl Store {
             Backend::Postgres(pool) => {
                 sqlx::query_scalar(
                     "select count(*) from events
-                      where (tx_id, global_position) > ($1::text::xid8, $2)
-                        and tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+                      where (tx_id, global_position) > ($1::text::xid8, $2)",
                 )
                 .bind(after.tx.to_string())
                 .bind(after.pos)

@@ -6,6 +6,7 @@
 //!   ([`TestDb`]), or an empty database for a benchmark run ([`ScratchDb`]);
 //! - [`server`]: the binary started with `serve` on a free port ([`Server`]), with the settings
 //!   that keep tests fast ([`fast_env`]) or a benchmark's;
+//! - [`cluster`]: a throwaway PostgreSQL cluster of a test's own, to stop and start ([`Cluster`]);
 //! - [`mail`]: real receivers, an SMTP server (aiosmtpd, `TEST_SMTP_PYTHON`) and an SMS webhook;
 //! - [`checks`]: answers, error shapes, read models and events;
 //! - [`passkey`]: a software authenticator holding discoverable credentials ([`SoftPasskey`]).
@@ -16,6 +17,7 @@
 #![deny(clippy::all)]
 
 pub mod checks;
+pub mod cluster;
 pub mod db;
 pub mod geoip;
 pub mod mail;
@@ -26,6 +28,7 @@ pub use checks::{
     assert_error_shape, assert_nowhere_in_database, event_types, eventually, read, table_rows,
     ALERT_TABLES,
 };
+pub use cluster::Cluster;
 pub use db::{admin_url, database_url, ScratchDb, TestDb};
 pub use passkey::SoftPasskey;
 pub use server::{

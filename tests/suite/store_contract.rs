@@ -17,6 +17,7 @@ use gatehouse_domain::{
 use gatehouse_store::{AggregateStore, CommandExecutor};
 use gatehouse_store::{Store, StreamPosition};
 use secrecy::SecretString;
+use sqlx::Connection as _;
 
 use super::support::TestDb;
 
@@ -233,27 +234,77 @@ async fn test_embedded_stream_misses_nothing_under_concurrent_writers() {
     stream_misses_nothing_under_concurrent_writers(embedded().await.0).await;
 }
 
+/// Inserts a note event as aggregate `id`'s first, by hand, in an open transaction.
+async fn insert_note(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         values ('Account', $1, 1, 'DuplicateRegistrationAttempted', '1.0', $2, '{}')",
+    )
+    .bind(id)
+    .bind(serde_json::to_value(note()).unwrap())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+/// A transaction whose first write is to a side table (so it has a transaction id), left open.
+async fn side_write(
+    pool: &sqlx::PgPool,
+    projection: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "insert into projection_checkpoints (projection, tx_id, position, updated_ms)
+         values ($1, 0, 0, 0)",
+    )
+    .bind(projection)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
+/// Advisory locks waited for in the database behind `pool`.
+async fn waiting_for_advisory_locks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_locks
+          where locktype = 'advisory' and not granted
+            and database = (select oid from pg_database where datname = current_database())",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// The pitfall itself: a transaction that took its position early and commits late must not be
-/// skipped by a reader that has already moved past a later position.
+/// skipped by a reader that has already moved past a later position. Appends are in commit order
+/// (migration 0170): the later append waits for the one in flight instead of committing first,
+/// and the reader sees both, in that order, once both committed.
 #[tokio::test]
 async fn test_postgres_stream_waits_for_a_late_commit() {
     let db = TestDb::new().await;
     let store = db.store().await;
     let pool = db.pool().await;
     let mut late = pool.begin().await.unwrap();
-    sqlx::query(
-        "insert into events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         values ('Account', 'late', 1, 'DuplicateRegistrationAttempted', '1.0', $1, '{}')",
-    )
-    .bind(serde_json::to_value(note()).unwrap())
-    .execute(&mut *late)
-    .await
-    .unwrap();
-    // A later transaction commits first.
-    executor(&store)
-        .execute("early", failed_login, HashMap::new())
-        .await
-        .unwrap();
+    insert_note(&mut late, "late").await.unwrap();
+    // A later append starts while the first is in flight: it waits for the append lock.
+    let early = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            executor(&store)
+                .execute("early", failed_login, HashMap::new())
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        })
+    };
+    super::support::eventually("the later append waits for the one in flight", || async {
+        waiting_for_advisory_locks(&pool).await == 1
+    })
+    .await;
     let visible = store
         .read_stream(StreamPosition::default(), 100)
         .await
@@ -263,20 +314,81 @@ async fn test_postgres_stream_waits_for_a_late_commit() {
         "nothing may be read past a transaction still in flight: {visible:?}"
     );
     late.commit().await.unwrap();
-    // Visibility waits for every older transaction in the cluster (other tests' too), so poll.
-    let mut ids: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        let visible = store
-            .read_stream(StreamPosition::default(), 100)
-            .await
-            .unwrap();
-        ids = visible.iter().map(|e| e.aggregate_id.clone()).collect();
-        if ids.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    early.await.unwrap().unwrap();
+    // Nothing elsewhere in the cluster can hold the reader back now: no polling.
+    let visible = store
+        .read_stream(StreamPosition::default(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = visible.iter().map(|e| e.aggregate_id.clone()).collect();
     assert_eq!(ids, ["late", "early"]);
+}
+
+/// A write that is not the first of its transaction could commit after an append that took the
+/// lock later: it is refused, and nothing is stored.
+#[tokio::test]
+async fn test_postgres_events_are_the_first_write_of_their_transaction() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let mut tx = side_write(&pool, "not-a-projection").await;
+    let refused = insert_note(&mut tx, "second-write").await;
+    assert!(
+        refused.is_err(),
+        "an append after another write must be refused"
+    );
+    drop(tx);
+    let stored: i64 = sqlx::query_scalar("select count(*) from events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+/// Issue #23, item 4: a long transaction elsewhere in the cluster (another database, or this one
+/// writing something other than events) holds no reader back. Before migration 0170 the stream
+/// was read below the cluster-wide oldest running transaction, and this read came back empty
+/// until those transactions ended.
+#[tokio::test]
+async fn test_postgres_stream_is_not_held_back_by_long_transactions_elsewhere() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let pool = db.pool().await;
+    // Another database of the same cluster: a transaction with an id, left open.
+    let mut elsewhere = sqlx::PgConnection::connect(&super::support::admin_url())
+        .await
+        .unwrap();
+    sqlx::query("begin").execute(&mut elsewhere).await.unwrap();
+    sqlx::query("select pg_current_xact_id()")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
+    // This database: a transaction that wrote a side table, left open.
+    let here = side_write(&pool, "long-transaction").await;
+
+    executor(&store)
+        .execute("after-them", failed_login, HashMap::new())
+        .await
+        .unwrap();
+    let visible = store
+        .read_stream(StreamPosition::default(), 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = visible.iter().map(|e| e.aggregate_id.clone()).collect();
+    assert_eq!(ids, ["after-them"]);
+    assert_eq!(
+        store.stream_head().await.unwrap(),
+        Some(visible[0].position)
+    );
+    assert_eq!(
+        store.count_after(StreamPosition::default()).await.unwrap(),
+        1
+    );
+
+    here.rollback().await.unwrap();
+    sqlx::query("rollback")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

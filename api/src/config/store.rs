@@ -20,6 +20,15 @@ pub struct StoreArgs {
     /// Connections in the database pool.
     #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Milliseconds a request waits for a database connection before it answers `503
+    /// unavailable` with `Retry-After` (the database is away or every connection is busy).
+    #[arg(
+        long,
+        env = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000,
+        value_parser = super::parse::count_usize(100, 60_000)
+    )]
+    pub db_acquire_timeout_ms: usize,
     /// Milliseconds the projections runner gathers new events before applying them (read models
     /// lag by about this much; larger batches cost less under load).
     #[arg(long, env = "GATEHOUSE_PROJECTION_COALESCE_MS", default_value_t = 100)]
@@ -40,6 +49,11 @@ impl StoreArgs {
     /// How long the projections runner gathers events.
     pub fn coalesce(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.projection_coalesce_ms)
+    }
+
+    /// How long a request waits for a database connection.
+    pub fn acquire_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.db_acquire_timeout_ms as u64)
     }
 
     /// How long a read-model answer waits for the caller's own latest event.

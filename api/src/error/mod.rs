@@ -51,6 +51,10 @@ pub struct ErrorDetail {
     pub next_action: Option<&'static str>,
 }
 
+/// The `Retry-After` of every `503 unavailable`: long enough for a pool to reconnect or a
+/// contended aggregate to settle, short enough that a client barely notices a blip.
+pub const RETRY_UNAVAILABLE_SECONDS: i64 = 1;
+
 /// An API failure.
 #[derive(Debug)]
 pub struct ApiError {
@@ -152,13 +156,17 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    /// 503: a dependency is unavailable or contention persisted; safe to retry.
+    /// 503 with `retry_after`: a dependency is unavailable (the database did not give a
+    /// connection within `GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS`, …) or contention persisted; safe to
+    /// retry after [`RETRY_UNAVAILABLE_SECONDS`].
     pub fn unavailable() -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "the service is temporarily unavailable; retry shortly",
-        )
+        );
+        e.retry_after = Some(RETRY_UNAVAILABLE_SECONDS);
+        e
     }
 
     /// 500, logging the cause (which never reaches the client).

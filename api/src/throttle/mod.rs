@@ -6,7 +6,9 @@
 //! One API ([`Throttle::admit`]) over one [`LimitBackend`] trait, GCRA everywhere (a burst of the
 //! per-minute limit, then an even rate):
 //! - PostgreSQL: one shared budget for all server processes, a row per key in
-//!   `rate_limit_buckets`, every key of a request checked in one statement ([`postgres`]);
+//!   `rate_limit_buckets`, every key of a request checked in one statement ([`postgres`]); if
+//!   the database cannot answer the request answers `503 unavailable` (the command would need
+//!   the same database);
 //! - Redis when `GATEHOUSE_REDIS_URL` is set: the same, one Lua script call ([`redis`]); if Redis
 //!   cannot be reached the request is admitted (fail open), logged and counted;
 //! - the embedded store: per process (`governor`), as a single process is the point of it
@@ -171,6 +173,14 @@ impl Throttle {
         }
         let answers = match self.backend.check(&keys).await {
             Ok(answers) => answers,
+            // On PostgreSQL the limits live in the server's own database: when it cannot
+            // answer, the command cannot run either, so the request answers `unavailable` now
+            // instead of being admitted to wait for a connection a second time (issue #23,
+            // item 3). Redis fails open.
+            Err(e) if self.backend.name() == "postgres" => {
+                tracing::debug!(error = %e, "rate limits' database unavailable");
+                return Err(ApiError::unavailable());
+            }
             Err(e) => {
                 self.failed_open(&e);
                 return Ok(());
