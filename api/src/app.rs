@@ -132,13 +132,26 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
     tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route)
 }
 
-/// Builds the application.
+/// Builds the application: the JSON API and, unless `GATEHOUSE_UI=off`, the pages
+/// ([`crate::ui`]), which call the API in-process. The assets (`/assets/*`) are served either
+/// way: the freeze link's page (`GET /freeze`, part of the API) uses them.
 pub fn router(state: AppState) -> Router {
+    let api = api_router(state.clone());
+    let pages = if state.ui().enabled {
+        crate::ui::router(state, api.clone())
+    } else {
+        Router::new()
+    };
+    edge(pages.merge(crate::ui::assets::router())).fallback_service(api)
+}
+
+/// The JSON API with its middleware.
+fn api_router(state: AppState) -> Router {
     let (routes, mut openapi) = parts();
     crate::openapi::password_bounds(&mut openapi, state.password_policy());
     // Serialized once: the document does not change while the process runs.
     let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi).unwrap_or_default());
-    routes
+    let routes = routes
         .route(
             "/openapi.json",
             get(move || {
@@ -166,7 +179,15 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
-        ))
+        ));
+    edge(routes)
+}
+
+/// The middleware every answer passes through, the API's and the pages': panics and timeouts
+/// become answers, each request has its span, and its id (outermost: every answer, even a
+/// timeout's or a panic's, carries it).
+fn edge(router: Router) -> Router {
+    router
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
         }))
@@ -175,7 +196,6 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(30),
         ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        // Outermost: every answer, even a timeout's or a panic's, carries the request id.
         .layer(axum::middleware::from_fn(crate::metadata::request_id))
 }
 

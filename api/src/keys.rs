@@ -42,6 +42,11 @@ pub struct Keys {
     code_delivery: XChaCha20Poly1305,
     flow_token: XChaCha20Poly1305,
     webhook_secret: XChaCha20Poly1305,
+    /// Seals the pages' cookies (its own key: no cookie opens as a token, nor a token as a
+    /// cookie).
+    cookie: XChaCha20Poly1305,
+    /// Makes the pages' CSRF form tokens from the browser's CSRF secret.
+    csrf: Hmac<Sha256>,
 }
 
 /// Bytes a sealed token's plaintext is padded to, so that tokens of accounts and of unknown
@@ -155,9 +160,16 @@ impl Keys {
         let webhook_secret =
             XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/webhook-secret/v1")?)
                 .map_err(|_| KeyError::MalformedMasterKey)?;
+        let cookie = XChaCha20Poly1305::new_from_slice(&derive(b"gatehouse/ui-cookie/v1")?)
+            .map_err(|_| KeyError::MalformedMasterKey)?;
+        let csrf =
+            <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&derive(b"gatehouse/ui-csrf/v1")?)
+                .map_err(|_| KeyError::MalformedMasterKey)?;
         let lookup = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&lookup)
             .map_err(|_| KeyError::MalformedMasterKey)?;
         Ok(Self {
+            cookie,
+            csrf,
             lookup,
             kek,
             fingerprint: hex::encode(check),
@@ -369,6 +381,28 @@ impl Keys {
         }
         let (aggregate, device_id) = self.open_token(TokenKind::Device, sealed)?;
         Some((aggregate, device_id, hash_secret(secret)))
+    }
+
+    /// Seals a page cookie's value under the cookie key, bound to the cookie's purpose (`aad`):
+    /// a value sealed for one cookie does not open as another.
+    pub fn seal_cookie(&self, aad: &[u8], value: &[u8]) -> Result<String, KeyError> {
+        Ok(base64_url(&seal_bytes(&self.cookie, value, aad)?))
+    }
+
+    /// Opens a value sealed by [`Keys::seal_cookie`] for the same purpose; `None` for anything
+    /// else (forged, altered, another cookie's, a token).
+    pub fn open_cookie(&self, aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
+        if sealed.len() > 2048 {
+            return None;
+        }
+        open_bytes(&self.cookie, &base64_decode(sealed).ok()?, aad).ok()
+    }
+
+    /// The CSRF form token of a browser's CSRF secret (HMAC-SHA256, hex).
+    pub fn csrf_token(&self, secret: &[u8]) -> String {
+        let mut mac = self.csrf.clone();
+        mac.update(secret);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// A fresh data key for a new account, and its wrapped form for storage.

@@ -34,6 +34,7 @@ pub mod staff;
 pub mod state;
 pub mod throttle;
 pub mod tokens;
+pub mod ui;
 pub mod webauthn;
 pub mod webhooks;
 

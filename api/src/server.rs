@@ -86,6 +86,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         alerts,
         accounts: account_args,
         streaming,
+        ui,
     } = &args;
     let (store, master_hex) = match &store_args.database_url {
         Some(url) => {
@@ -163,6 +164,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_breach_check(limits.try_into()?)
     .with_sms_budget(limits.try_into()?)
     .with_read_your_writes(store_args.read_your_writes())
+    .with_ui(crate::ui::UiSettings::new(
+        ui.ui == crate::config::UiMode::On,
+        &delivery_args.public_url(),
+    ))
     .with_nats(
         Option::<crate::nats::NatsSettings>::try_from(streaming)?
             .map(crate::nats::NatsPublisher::new),

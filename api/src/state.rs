@@ -52,6 +52,8 @@ struct Inner {
     nats: Option<crate::nats::NatsPublisher>,
     /// Webhook subscriptions, their feed and delivery worker.
     webhooks: crate::webhooks::Webhooks,
+    /// Whether the pages are served, and how their cookies are set.
+    ui: crate::ui::UiSettings,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -130,6 +132,7 @@ impl AppState {
                 read_your_writes: std::time::Duration::from_millis(1000),
                 nats: None,
                 webhooks,
+                ui: crate::ui::UiSettings::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -156,6 +159,20 @@ impl AppState {
             inner.read_your_writes = wait;
         }
         self
+    }
+
+    /// Sets whether the pages are served and how their cookies are set (call right after
+    /// [`AppState::new`]).
+    pub fn with_ui(mut self, ui: crate::ui::UiSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.ui = ui;
+        }
+        self
+    }
+
+    /// Whether the pages are served, and how their cookies are set.
+    pub fn ui(&self) -> &crate::ui::UiSettings {
+        &self.inner.ui
     }
 
     /// How long a read-model answer waits for the caller's own latest event.

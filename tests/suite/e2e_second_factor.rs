@@ -9,7 +9,7 @@ use super::support::{
 };
 
 /// RFC 4648 base32 (no padding) decoding.
-fn base32_decode(text: &str) -> Vec<u8> {
+pub(super) fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut bits: u64 = 0;
     let mut n = 0;

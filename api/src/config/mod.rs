@@ -23,6 +23,7 @@ mod sessions;
 mod store;
 mod streaming;
 mod webhooks;
+mod ui;
 
 pub use access::AccessArgs;
 pub use accounts::AccountArgs;
@@ -39,6 +40,7 @@ pub use sessions::SessionArgs;
 pub use store::StoreArgs;
 pub use streaming::StreamingArgs;
 pub use webhooks::WebhookArgs;
+pub use ui::{UiArgs, UiMode};
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
@@ -168,6 +170,9 @@ pub struct ServeArgs {
     /// The event stream published to NATS JetStream.
     #[command(flatten)]
     pub streaming: StreamingArgs,
+    /// The pages (self-service and staff console).
+    #[command(flatten)]
+    pub ui: UiArgs,
 }
 
 /// Settings that are each in range but wrong together, or that a component refuses.

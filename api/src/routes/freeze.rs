@@ -14,15 +14,13 @@
 //!   lost-2FA phone step); only that code unfreezes. Until the first code is accepted every flow
 //!   says "step 1 of 2", whatever the identifier.
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
 use chrono::Utc;
 use gatehouse_domain::policy::FlowKind;
 use gatehouse_domain::{AccountCommand, AccountFact, CodeAction, FreezeRequest};
 use serde::Deserialize;
-use sha2::Digest;
 use utoipa::ToSchema;
 
 use super::recovery::{FlowView, RecoveryRequest};
@@ -129,19 +127,14 @@ fn bounded_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(reason)
 }
 
-/// The script of the confirmation page: reads the token from the page's own address (so the
-/// server never echoes it) and posts it. Hashed into the page's CSP.
-const PAGE_SCRIPT: &str = r#"document.getElementById('freeze').addEventListener('click', async () => {
-  const out = document.getElementById('out');
-  const token = new URLSearchParams(window.location.search).get('t') || '';
-  out.textContent = 'Freezing…';
-  try {
-    const r = await fetch('/v1/freeze', {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({token})});
-    if (r.status === 204) { out.textContent = 'Your account is frozen. Every session was signed out and every API key and device revoked. To unfreeze it later, use "unfreeze" in the app (a code to each of your verified contacts and your second factor).'; return; }
-    const e = await r.json().catch(() => ({}));
-    out.textContent = (e.error && e.error.message) || ('Could not freeze (' + r.status + ').');
-  } catch (_) { out.textContent = 'Could not reach the server; try again.'; }
-});"#;
+/// The page a freeze link opens (`api/templates/freeze.html` on the pages' layout; its button's
+/// script, `/assets/freeze.js`, reads the token from the page's own address, so the server never
+/// echoes it).
+#[derive(askama::Template)]
+#[template(path = "freeze.html")]
+struct FreezePage {
+    nav: crate::ui::render::Nav,
+}
 
 /// The page a freeze link opens. Freezes nothing by itself: a mail scanner fetching the link
 /// changes nothing; the person's click posts the token to `POST /v1/freeze`.
@@ -151,38 +144,15 @@ const PAGE_SCRIPT: &str = r#"document.getElementById('freeze').addEventListener(
         (status = 200, content_type = "text/html", body = String, description = "A minimal confirmation page; the same whatever the token (`Referrer-Policy: no-referrer`, no caching)"),
     ))]
 pub async fn freeze_page() -> Response {
-    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(PAGE_SCRIPT));
-    let csp = format!(
-        "default-src 'none'; script-src 'sha256-{hash}'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    let mut response = crate::ui::render::html(
+        StatusCode::OK,
+        &FreezePage {
+            nav: crate::ui::render::Nav::default(),
+        },
     );
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"referrer\" content=\"no-referrer\">\
-         <title>Freeze your account</title></head><body>\
-         <h1>This wasn't me: freeze my account</h1>\
-         <p>Freezing signs every session out, revokes every API key and trusted device, and \
-         refuses sign-in and withdrawals until you unfreeze the account with a code sent to you \
-         and your second factor.</p>\
-         <p><button id=\"freeze\" type=\"button\">Freeze my account</button></p>\
-         <p id=\"out\" role=\"status\"></p>\
-         <script>{PAGE_SCRIPT}</script></body></html>\n"
-    );
-    let mut response = (StatusCode::OK, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if let Ok(csp) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
+    // The pages' headers (CSP without inline scripts, no framing, no referrer, no caching),
+    // whether or not the other pages are served.
+    crate::ui::security::apply(response.headers_mut());
     response
 }
 

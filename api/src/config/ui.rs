@@ -1,0 +1,22 @@
+//! The pages the binary serves (issue #21): on by default, off for API-only deployments.
+use clap::{Args, ValueEnum};
+
+/// Whether `gatehouse serve` serves the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UiMode {
+    /// The self-service pages at `/` and the staff console at `/console`.
+    On,
+    /// API only: `/` and `/console` answer `404 not_found` like any unknown path.
+    Off,
+}
+
+/// Page settings.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Pages")]
+pub struct UiArgs {
+    /// Serve the self-service pages (`/`) and the staff console (`/console`); `off` for an
+    /// API-only deployment. `GET /freeze` (the freeze link's page) is served either way. Cookies
+    /// are `Secure` with the `__Host-` prefix when GATEHOUSE_PUBLIC_URL is https.
+    #[arg(long, env = "GATEHOUSE_UI", value_enum, default_value_t = UiMode::On)]
+    pub ui: UiMode,
+}

@@ -1,0 +1,335 @@
+//! Second factors (`/account/factors`): TOTP enrolment with its QR code, backup codes (shown
+//! once), security keys. Adding a factor or new backup codes needs the proof the API's proof
+//! policy asks for: the form collects the password (and a current factor's code when one is
+//! enrolled) and passes them as the API's `proof`.
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{mirror, Empty, Problem, ProofFields, SignedIn};
+use crate::ui::csrf::CsrfForm;
+use crate::ui::render::{self, Nav};
+use crate::ui::UiState;
+
+#[derive(Debug, Deserialize)]
+struct BackupLeft {
+    remaining: usize,
+    totp_enrolled: bool,
+}
+
+/// A registered security key.
+#[derive(Debug, Deserialize)]
+pub struct Key {
+    name: String,
+    registered_at: chrono::DateTime<chrono::Utc>,
+    last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Key {
+    fn registered(&self) -> String {
+        self.registered_at.format("%Y-%m-%d").to_string()
+    }
+
+    fn last_used(&self) -> String {
+        self.last_used_at.map_or("never".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyList {
+    keys: Vec<Key>,
+}
+
+/// The second factors page.
+#[derive(Template)]
+#[template(path = "self/factors.html")]
+pub struct FactorsPage {
+    nav: Nav,
+    totp_enrolled: bool,
+    backup_left: usize,
+    keys: Vec<Key>,
+    has_factor: bool,
+    notice: Option<&'static str>,
+    problem: Option<Problem>,
+}
+
+/// TOTP enrolment: the QR code, the secret, and the confirmation form.
+#[derive(Template)]
+#[template(path = "self/totp_enrol.html")]
+pub struct TotpPage {
+    nav: Nav,
+    qr_data_uri: String,
+    secret: String,
+    has_factor: bool,
+    problem: Option<Problem>,
+}
+
+/// Backup codes, shown this once.
+#[derive(Template)]
+#[template(path = "self/backup_codes.html")]
+pub struct CodesPage {
+    nav: Nav,
+    codes: Vec<String>,
+    what: &'static str,
+}
+
+async fn show(
+    ui: &UiState,
+    me: &SignedIn,
+    notice: Option<&'static str>,
+    problem: Option<Problem>,
+) -> Response {
+    let left = match me.read(ui, "/v1/me/backup-codes").await {
+        Ok(a) => a.json::<BackupLeft>(),
+        Err(page) => return page,
+    };
+    let keys = match me.read(ui, "/v1/me/security-keys").await {
+        Ok(a) => a.json::<KeyList>(),
+        Err(page) => return page,
+    };
+    let (Some(left), Some(keys)) = (left, keys) else {
+        return render::internal_error();
+    };
+    render::html(
+        StatusCode::OK,
+        &FactorsPage {
+            nav: me.nav("factors"),
+            has_factor: left.totp_enrolled || !keys.keys.is_empty(),
+            totp_enrolled: left.totp_enrolled,
+            backup_left: left.remaining,
+            keys: keys.keys,
+            notice,
+            problem,
+        },
+    )
+}
+
+/// Notices after an action, by name.
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+async fn page(State(ui): State<UiState>, me: SignedIn, Query(done): Query<Done>) -> Response {
+    let notice = match done.done.as_deref() {
+        Some("key") => Some("Your security key is registered."),
+        _ => None,
+    };
+    show(&ui, &me, notice, None).await
+}
+
+/// Starts TOTP enrolment: a new secret, shown as a QR code and as text.
+async fn totp_start(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Response {
+    let answer = match me.call(&ui, Method::POST, "/v1/me/totp", None).await {
+        Err(page) => return page,
+        Ok(Err(failure)) => {
+            return mirror(
+                show(&ui, &me, None, Some(Problem::from(&failure))).await,
+                &failure,
+            )
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let (Some(svg), Some(secret)) = (
+        answer.body["qr_svg"].as_str(),
+        answer.body["secret"].as_str(),
+    ) else {
+        return render::internal_error();
+    };
+    let has_factor = !matches!(
+        me.read(&ui, "/v1/me/security-keys").await.ok().and_then(|a| a.json::<KeyList>()),
+        Some(KeyList { ref keys }) if keys.is_empty()
+    );
+    render::html(
+        StatusCode::OK,
+        &TotpPage {
+            nav: me.nav("factors"),
+            qr_data_uri: svg_data_uri(svg),
+            secret: secret.to_string(),
+            has_factor,
+            problem: None,
+        },
+    )
+}
+
+/// An SVG document as a `data:` URI for an `<img>` (the CSP allows `img-src data:`; an inline
+/// `<svg>` would be markup from outside the template).
+fn svg_data_uri(svg: &str) -> String {
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
+}
+
+/// The TOTP confirmation form: a first code from the app, and the proof.
+#[derive(Debug, Deserialize)]
+pub struct TotpConfirmForm {
+    code: String,
+    #[serde(flatten)]
+    proof: ProofFields,
+}
+
+async fn totp_confirm(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<TotpConfirmForm>,
+) -> Response {
+    let body = json!({"code": form.code.trim(), "proof": form.proof.proof()});
+    match me
+        .call(&ui, Method::POST, "/v1/me/totp/confirm", Some(&body))
+        .await
+    {
+        Err(page) => page,
+        Ok(Ok(answer)) => codes_page(&me, &answer.body, "Your authenticator app is set up."),
+        Ok(Err(failure)) => mirror(
+            show(&ui, &me, None, Some(Problem::from(&failure))).await,
+            &failure,
+        ),
+    }
+}
+
+fn codes_page(me: &SignedIn, body: &Value, what: &'static str) -> Response {
+    let codes = body["backup_codes"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    render::html(
+        StatusCode::OK,
+        &CodesPage {
+            nav: me.nav("factors"),
+            codes,
+            what,
+        },
+    )
+}
+
+/// New backup codes (the proof: password and a current factor).
+async fn backup_codes(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(proof): CsrfForm<ProofFields>,
+) -> Response {
+    let body = json!({"proof": proof.proof()});
+    match me
+        .call(&ui, Method::POST, "/v1/me/backup-codes", Some(&body))
+        .await
+    {
+        Err(page) => page,
+        Ok(Ok(answer)) => codes_page(
+            &me,
+            &answer.body,
+            "New backup codes: the old ones no longer work.",
+        ),
+        Ok(Err(failure)) => mirror(
+            show(&ui, &me, None, Some(Problem::from(&failure))).await,
+            &failure,
+        ),
+    }
+}
+
+/// The options for registering a security key (`webauthn.js` asks for them with the page's
+/// CSRF token; JSON, as the API answers them).
+async fn key_options(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Response {
+    match me
+        .call(&ui, Method::POST, "/v1/me/security-keys/registration", None)
+        .await
+    {
+        Err(page) => page,
+        Ok(Ok(answer)) => Json(answer.body).into_response(),
+        Ok(Err(failure)) => (
+            failure.status,
+            Json(json!({"error": {"code": failure.code, "message": failure.message}})),
+        )
+            .into_response(),
+    }
+}
+
+/// The security key form: the key's answer (filled in by `webauthn.js`), its name and the proof.
+#[derive(Debug, Deserialize)]
+pub struct KeyForm {
+    ceremony_id: String,
+    credential: String,
+    name: String,
+    #[serde(flatten)]
+    proof: ProofFields,
+}
+
+async fn key_register(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<KeyForm>,
+) -> Response {
+    let Ok(credential) = serde_json::from_str::<Value>(&form.credential) else {
+        return mirror(
+            show(
+                &ui,
+                &me,
+                None,
+                Some(Problem {
+                    message: "The security key did not answer (this needs JavaScript).".into(),
+                    code: "invalid_request".into(),
+                }),
+            )
+            .await,
+            &crate::ui::call::ApiFailure {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_request".into(),
+                message: String::new(),
+                field: None,
+                next_action: None,
+                retry_after: None,
+            },
+        );
+    };
+    let body = json!({
+        "ceremony_id": form.ceremony_id,
+        "name": form.name,
+        "credential": credential,
+        "proof": form.proof.proof(),
+    });
+    match me
+        .call(&ui, Method::POST, "/v1/me/security-keys", Some(&body))
+        .await
+    {
+        Err(page) => page,
+        Ok(Ok(answer)) if answer.body["backup_codes"].is_array() => {
+            codes_page(&me, &answer.body, "Your security key is registered.")
+        }
+        Ok(Ok(_)) => render::see_other("/account/factors?done=key"),
+        Ok(Err(failure)) => mirror(
+            show(&ui, &me, None, Some(Problem::from(&failure))).await,
+            &failure,
+        ),
+    }
+}
+
+/// The routes of the second factors page.
+pub fn router() -> Router<UiState> {
+    Router::new()
+        .route("/account/factors", get(page))
+        .route("/account/factors/totp", post(totp_start))
+        .route("/account/factors/totp/confirm", post(totp_confirm))
+        .route("/account/factors/backup-codes", post(backup_codes))
+        .route("/account/factors/security-keys/options", post(key_options))
+        .route("/account/factors/security-keys", post(key_register))
+}
