@@ -35,6 +35,7 @@ pub mod state;
 pub mod throttle;
 pub mod tokens;
 pub mod ui;
+pub mod ui_settings;
 pub mod webauthn;
 pub mod webhooks;
 

@@ -53,7 +53,7 @@ struct Inner {
     /// Webhook subscriptions, their feed and delivery worker.
     webhooks: crate::webhooks::Webhooks,
     /// Whether the pages are served, and how their cookies are set.
-    ui: crate::ui::UiSettings,
+    ui: crate::ui_settings::UiSettings,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -132,7 +132,7 @@ impl AppState {
                 read_your_writes: std::time::Duration::from_millis(1000),
                 nats: None,
                 webhooks,
-                ui: crate::ui::UiSettings::default(),
+                ui: crate::ui_settings::UiSettings::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -163,7 +163,7 @@ impl AppState {
 
     /// Sets whether the pages are served and how their cookies are set (call right after
     /// [`AppState::new`]).
-    pub fn with_ui(mut self, ui: crate::ui::UiSettings) -> Self {
+    pub fn with_ui(mut self, ui: crate::ui_settings::UiSettings) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.ui = ui;
         }
@@ -171,7 +171,7 @@ impl AppState {
     }
 
     /// Whether the pages are served, and how their cookies are set.
-    pub fn ui(&self) -> &crate::ui::UiSettings {
+    pub fn ui(&self) -> &crate::ui_settings::UiSettings {
         &self.inner.ui
     }
 

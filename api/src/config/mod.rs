@@ -22,8 +22,8 @@ mod passwords;
 mod sessions;
 mod store;
 mod streaming;
-mod webhooks;
 mod ui;
+mod webhooks;
 
 pub use access::AccessArgs;
 pub use accounts::AccountArgs;
@@ -39,8 +39,8 @@ pub use passwords::PasswordArgs;
 pub use sessions::SessionArgs;
 pub use store::StoreArgs;
 pub use streaming::StreamingArgs;
-pub use webhooks::WebhookArgs;
 pub use ui::{UiArgs, UiMode};
+pub use webhooks::WebhookArgs;
 
 /// Gatehouse: account security (sign-in, lockout, sessions) on an event-sourced store.
 #[derive(Debug, Parser)]
