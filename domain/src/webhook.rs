@@ -119,12 +119,14 @@ impl WebhookFact {
         }
     }
 
-    /// The fields of this fact never published: none (secrets are never in these facts; they
-    /// are named by id), decided per variant so that a new fact must say.
+    /// The fields of this fact never published, decided per variant so that a new fact must
+    /// say. Signing secrets are never in these facts (they are named by id); the endpoint URL is
+    /// kept out of every published view because receivers often carry a token in it (chat and
+    /// incident tools' incoming-webhook URLs are bearer secrets).
     pub fn secret_fields(&self) -> &'static [&'static str] {
         match self {
-            Self::WebhookSubscribed { .. }
-            | Self::WebhookSecretRotated { .. }
+            Self::WebhookSubscribed { .. } => &["url"],
+            Self::WebhookSecretRotated { .. }
             | Self::WebhookEnabled { .. }
             | Self::WebhookDisabled { .. }
             | Self::WebhookDeleted { .. }
