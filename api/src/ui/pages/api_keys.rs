@@ -214,3 +214,23 @@ pub fn router() -> Router<UiState> {
         .route("/account/api-keys/create", post(create))
         .route("/account/api-keys/revoke", post(revoke))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &str) -> CreateForm {
+        serde_urlencoded::from_str(pairs).unwrap()
+    }
+
+    #[test]
+    fn test_create_form_reads_ticked_scopes_and_networks() {
+        let f = form(
+            "name=bot&scope_read=on&scope_withdraw=on&allowed_ips=203.0.113.7,+198.51.100.0%2F24++",
+        );
+        assert_eq!(f.scopes(), vec!["read", "withdraw"]);
+        assert_eq!(f.networks(), vec!["203.0.113.7", "198.51.100.0/24"]);
+        let f = form("name=bot");
+        assert!(f.scopes().is_empty() && f.networks().is_empty());
+    }
+}

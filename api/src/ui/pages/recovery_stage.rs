@@ -63,3 +63,36 @@ pub fn stage_page(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(next_action: &str, status: &str) -> FlowView {
+        serde_json::from_value(serde_json::json!({
+            "flow_id": "f", "step": 2, "steps_total": 3, "status": status,
+            "next_action": next_action, "channel": "email",
+            "expires_at": "2026-12-05T07:00:00Z", "resend_available_at": "2026-12-05T07:00:00Z",
+            "attempts_remaining": 5,
+            "delivery": {"channel": "email", "destination": "a***@example.com", "status": "sent"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn test_stage_follows_the_api_next_action() {
+        for (action, status, stage) in [
+            ("submit_evidence", "awaiting_evidence", Stage::Evidence),
+            ("await_review", "in_review", Stage::Review),
+            ("await_hold_end", "approved", Stage::Hold),
+            ("done", "closed", Stage::Ended),
+        ] {
+            let v = view(action, status);
+            assert!(v.past_codes(), "{action}");
+            assert_eq!(Stage::of(&v), stage, "{action}");
+        }
+        for action in ["enter_code", "request_new_code"] {
+            assert!(!view(action, "awaiting_code").past_codes(), "{action}");
+        }
+    }
+}
