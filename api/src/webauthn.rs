@@ -75,14 +75,22 @@ impl RelyingParty {
         existing: &[SecurityKey],
     ) -> Result<(CreationChallengeResponse, SecurityKeyRegistration), WebauthnError> {
         let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
-        self.webauthn.start_securitykey_registration(
+        let (mut options, state) = self.webauthn.start_securitykey_registration(
             account_id,
             label,
             label,
             Some(exclude),
             None,
             None,
-        )
+        )?;
+        // The library asks for the credProtect policy "userVerificationRequired" without
+        // enforcing it, while user verification is only preferred: Chromium refuses that
+        // combination before it asks the key. The policy is a hint that nothing here relies on
+        // (the answer's flags are checked), so the options leave it out for every frontend.
+        if let Some(extensions) = options.public_key.extensions.as_mut() {
+            extensions.cred_protect = None;
+        }
+        Ok((options, state))
     }
 
     /// Checks the key's answer to a registration challenge.

@@ -26,8 +26,12 @@ pub const PASSWORD: &str = "violet-anchor-tundra-58-quietly";
 /// Lines of the server's output kept for [`Server::state`].
 const TAIL_LINES: usize = 20;
 
-/// The `gatehouse` binary next to the test executable.
+/// The `gatehouse` binary next to the test executable, or the one `TEST_GATEHOUSE_BIN` names.
 pub fn binary() -> PathBuf {
+    // Measurements run the tests against a release build (BENCHMARKS.md, page answer times).
+    if let Some(bin) = std::env::var_os("TEST_GATEHOUSE_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|p| p.parent()).unwrap().to_path_buf();
     let bin = dir.join("gatehouse");

@@ -34,6 +34,14 @@ async fn key_answer_to_registration(
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Browsers refuse a required-verification credProtect policy beside a preferred user
+    // verification (Chromium: "Requested protection policy is inconsistent"); none is asked.
+    assert!(
+        body["options"]["publicKey"]["extensions"]
+            .get("credentialProtectionPolicy")
+            .is_none(),
+        "{body}"
+    );
     let options: CreationChallengeResponse =
         serde_json::from_value(body["options"].clone()).unwrap();
     assert_eq!(options.public_key.rp.id, "localhost");

@@ -34,18 +34,6 @@
 
   function createOptions(options) {
     var pk = Object.assign({}, options.publicKey);
-    // The server asks for the credProtect policy "userVerificationRequired" without enforcing it
-    // (webauthn-rs) while preferring user verification; Chromium refuses that combination
-    // ("Requested protection policy is inconsistent…") before asking the key. The policy is a
-    // hint the server does not rely on (it checks the flags itself), so it is left out then.
-    var ext = pk.extensions || {};
-    var uv = (pk.authenticatorSelection || {}).userVerification;
-    if (ext.credentialProtectionPolicy === 'userVerificationRequired' && uv !== 'required' && !ext.enforceCredentialProtectionPolicy) {
-      ext = Object.assign({}, ext);
-      delete ext.credentialProtectionPolicy;
-      delete ext.enforceCredentialProtectionPolicy;
-      pk.extensions = ext;
-    }
     pk.challenge = fromB64url(pk.challenge);
     pk.user = Object.assign({}, pk.user, { id: fromB64url(pk.user.id) });
     if (pk.excludeCredentials) {
