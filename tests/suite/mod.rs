@@ -39,5 +39,8 @@ mod replay_audit;
 mod replay_tool;
 mod secrets;
 mod store_contract;
+mod ui_attacker_matrix;
+mod ui_lost_factor;
 mod ui_pages;
+mod ui_security_center;
 mod ui_self_service;

@@ -460,3 +460,85 @@ async fn test_page_latency_p95_is_measured() {
     }
     assert_eq!(report.len(), 5);
 }
+
+/// The lost-second-factor recovery in the browser: "step 1 of 4" with the code from the real
+/// SMTP server, the evidence at "step 2 of 3", the wait for review, a reviewer's approval, the
+/// hold, and signing in with the password alone; then the security center's newer pages
+/// (contacts, password, API keys with a key created and shown once, whitelist, invitations),
+/// each checked with axe-core and photographed at desktop and phone width.
+#[tokio::test]
+async fn test_lost_second_factor_recovery_through_the_pages() {
+    use super::e2e_lost_factor::{protected_account, review, reviewer};
+    let name = "test_lost_second_factor_recovery_through_the_pages";
+    let Some(b) = Browser::start(name).await else {
+        return;
+    };
+    let mut env = STORY.to_vec();
+    env.push(("GATEHOUSE_RECOVERY_HOLD_SECONDS", "2"));
+    let w = world(&env).await;
+    let email = "lost.browser@example.com";
+    let (account, _) = protected_account(&w, email).await;
+    let (reviewer_token, analyst_token) = reviewer(&w).await;
+    let base = &w.server.base;
+
+    b.goto(&format!("{base}/sign-in")).await;
+    b.click("a[href='/lost-2fa']").await;
+    b.wait_for_text("Step 1 of 4").await;
+    b.check_page("lost-2fa-start").await;
+    b.fill("identifier", email).await;
+    b.click("form[action='/lost-2fa'] button[type=submit]")
+        .await;
+    let text = b.wait_for_text("Delivery:").await;
+    assert!(text.contains("Step 1 of 4"), "{text}");
+    b.check_page("lost-2fa-code").await;
+    let code = w
+        .smtp
+        .wait_for(email, "account recovery code", 1)
+        .await
+        .code();
+    b.fill("code", &code).await;
+    b.click("form[action='/flow/confirm'] button[type=submit]")
+        .await;
+    b.wait_for_text("Step 2 of 3").await;
+    b.check_page("lost-2fa-evidence").await;
+    b.fill("kyc-reference", "KYC-4471").await;
+    b.fill("statement", "lost my phone in a lake").await;
+    b.click("form[action='/lost-2fa/evidence'] button[type=submit]")
+        .await;
+    let text = b.wait_for_text("Waiting for a reviewer").await;
+    assert!(text.contains("Step 3 of 3"), "{text}");
+    b.check_page("lost-2fa-review").await;
+
+    review(&w, &reviewer_token, &analyst_token, &account, true).await;
+    b.click("button[value='status']").await;
+    b.wait_for_text("on hold for your safety").await;
+    b.check_page("lost-2fa-hold").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    b.click("form[action='/lost-2fa/complete'] button[type=submit]")
+        .await;
+    b.wait_for_text("second factors were removed").await;
+
+    sign_in_page(&b, base, email, PASSWORD).await;
+    b.wait_for_text("Money and access").await;
+    for (path, heading, shot) in [
+        ("/account/contacts", "Anti-phishing phrase", "contacts"),
+        ("/account/password", "Change your password", "password"),
+        ("/account/whitelist", "Withdrawal whitelist", "whitelist"),
+        ("/account/invitations", "Team invitations", "invitations"),
+        ("/account/api-keys", "API keys", "api-keys"),
+    ] {
+        b.goto(&format!("{base}{path}")).await;
+        b.wait_for_text(heading).await;
+        b.check_page(shot).await;
+    }
+    // A key, shown this once (no factor any more: the password steps the session up).
+    b.click("details summary").await;
+    b.fill("key-name", "Trading bot").await;
+    b.fill("api-key-password", PASSWORD).await;
+    b.click("form[action='/account/api-keys/create'] button[type=submit]")
+        .await;
+    let text = b.wait_for_text("Copy this key now").await;
+    assert!(text.contains("ghk1."), "{text}");
+    b.check_page("api-key-created").await;
+    b.close().await;
+}

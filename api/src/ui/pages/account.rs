@@ -20,11 +20,11 @@ use crate::ui::UiState;
 /// What `GET /v1/me` answers that the page shows.
 #[derive(Debug, Deserialize)]
 pub struct Me {
-    email: Option<String>,
-    phone: Option<String>,
-    email_verified: bool,
-    phone_verified: bool,
-    anti_phishing_phrase_set: bool,
+    pub(super) email: Option<String>,
+    pub(super) phone: Option<String>,
+    pub(super) email_verified: bool,
+    pub(super) phone_verified: bool,
+    pub(super) anti_phishing_phrase_set: bool,
 }
 
 /// The security center's overview.

@@ -3,7 +3,7 @@
 //! policy asks for: the form collects the password (and a current factor's code when one is
 //! enrolled) and passes them as the API's `proof`.
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{mirror, Empty, Problem, ProofFields, SignedIn};
+use super::{mirror, outcome, section, Empty, Problem, ProofFields, Section, SignedIn};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::render::{self, Nav};
 use crate::ui::UiState;
@@ -112,18 +112,26 @@ async fn show(
     )
 }
 
-/// Notices after an action, by name.
-#[derive(Debug, Deserialize)]
-pub struct Done {
-    done: Option<String>,
-}
+/// The second factors page as a [`Section`].
+pub struct Factors;
 
-async fn page(State(ui): State<UiState>, me: SignedIn, Query(done): Query<Done>) -> Response {
-    let notice = match done.done.as_deref() {
-        Some("key") => Some("Your security key is registered."),
-        _ => None,
-    };
-    show(&ui, &me, notice, None).await
+impl Section for Factors {
+    fn notice(done: &str) -> Option<&'static str> {
+        match done {
+            "key" => Some("Your security key is registered."),
+            "totp-removed" => Some("Your authenticator app is removed, with its backup codes."),
+            _ => None,
+        }
+    }
+
+    async fn page(
+        ui: &UiState,
+        me: &SignedIn,
+        notice: Option<&'static str>,
+        problem: Option<Problem>,
+    ) -> Result<Response, Response> {
+        Ok(show(ui, me, notice, problem).await)
+    }
 }
 
 /// Starts TOTP enrolment: a new secret, shown as a QR code and as text.
@@ -243,6 +251,23 @@ async fn backup_codes(
     }
 }
 
+/// Removes the authenticator app and its backup codes (the proof: password and a current
+/// factor, as the API's proof policy asks).
+async fn totp_remove(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(proof): CsrfForm<ProofFields>,
+) -> Response {
+    let body = json!({"proof": proof.proof()});
+    let result = me
+        .call(&ui, Method::DELETE, "/v1/me/totp", Some(&body))
+        .await;
+    outcome::<Factors>(&ui, &me, result, |_| {
+        render::see_other("/account/factors?done=totp-removed")
+    })
+    .await
+}
+
 /// The options for registering a security key (`webauthn.js` asks for them with the page's
 /// CSRF token; JSON, as the API answers them).
 async fn key_options(
@@ -326,9 +351,10 @@ async fn key_register(
 /// The routes of the second factors page.
 pub fn router() -> Router<UiState> {
     Router::new()
-        .route("/account/factors", get(page))
+        .route("/account/factors", get(section::<Factors>))
         .route("/account/factors/totp", post(totp_start))
         .route("/account/factors/totp/confirm", post(totp_confirm))
+        .route("/account/factors/totp/remove", post(totp_remove))
         .route("/account/factors/backup-codes", post(backup_codes))
         .route("/account/factors/security-keys/options", post(key_options))
         .route("/account/factors/security-keys", post(key_register))

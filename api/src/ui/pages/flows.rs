@@ -1,5 +1,6 @@
-//! The code flows: forgot password (`/forgot`), unlock (`/unlock`) and contact verification
-//! after sign-up (`/verify`). One page shows any flow where it stands, from the API's own flow
+//! The code flows: forgot password (`/forgot`), unlock (`/unlock`), contact verification
+//! after sign-up (`/verify`) and the code steps of a lost-second-factor recovery (`/lost-2fa`,
+//! whose later stages are [`super::lost_factor`]'s). One page shows any flow where it stands, from the API's own flow
 //! view (`GET /v1/flows/{flow_id}`): "step N of M", where the code went and whether it left
 //! (delivery status), when it expires, tries left, and the resend button with its countdown
 //! (the countdown is `countdown.js`; without JavaScript the button works and the API says when
@@ -7,7 +8,7 @@
 //!
 //! The flow id travels in the forms' hidden fields, never in an address.
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -15,6 +16,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::flow_view::FlowView;
 use super::{mirror, Problem};
 use crate::ui::call::{ApiFailure, Browser};
 use crate::ui::cookies::{self, CookieKind};
@@ -31,6 +33,8 @@ pub enum Flow {
     Unlock,
     /// Verify a contact (after sign-up, or a new contact).
     Verify,
+    /// Recover a lost second factor: the code steps (email, then phone).
+    LostFactor,
 }
 
 impl Flow {
@@ -39,6 +43,7 @@ impl Flow {
             "forgot" => Some(Self::Forgot),
             "unlock" => Some(Self::Unlock),
             "verify" => Some(Self::Verify),
+            "lost-2fa" => Some(Self::LostFactor),
             _ => None,
         }
     }
@@ -48,6 +53,7 @@ impl Flow {
             Self::Forgot => "forgot",
             Self::Unlock => "unlock",
             Self::Verify => "verify",
+            Self::LostFactor => "lost-2fa",
         }
     }
 
@@ -56,6 +62,7 @@ impl Flow {
             Self::Forgot => "Reset your password",
             Self::Unlock => "Unlock your account",
             Self::Verify => "Verify your contact",
+            Self::LostFactor => "Recover a lost second factor",
         }
     }
 
@@ -65,71 +72,44 @@ impl Flow {
             Self::Forgot => "/v1/password/reset",
             Self::Unlock => "/v1/unlock/confirm",
             Self::Verify => "/v1/verify",
+            Self::LostFactor => "/v1/recovery/lost-2fa/code",
         }
     }
 
-    /// Where the person lands once the code is redeemed.
-    fn done(self) -> &'static str {
+    /// The API route that starts the flow (`None`: it starts elsewhere).
+    fn start_api(self) -> Option<&'static str> {
         match self {
-            Self::Forgot => "/sign-in?notice=reset",
-            Self::Unlock => "/sign-in?notice=unlocked",
-            Self::Verify => "/sign-in?notice=verified",
+            Self::Forgot => Some("/v1/password/forgot"),
+            Self::Unlock => Some("/v1/unlock/request"),
+            Self::LostFactor => Some("/v1/recovery/lost-2fa"),
+            // A verification starts with the sign-up (or a contact change), not here.
+            Self::Verify => None,
         }
     }
-}
 
-/// The API's view of a flow.
-#[derive(Debug, Deserialize)]
-pub struct FlowView {
-    flow_id: String,
-    step: u32,
-    steps_total: u32,
-    status: String,
-    channel: String,
-    expires_at: chrono::DateTime<chrono::Utc>,
-    resend_available_at: chrono::DateTime<chrono::Utc>,
-    attempts_remaining: u32,
-    delivery: Delivery,
-}
-
-/// Where the code went.
-#[derive(Debug, Deserialize)]
-pub struct Delivery {
-    channel: String,
-    destination: String,
-    status: String,
-}
-
-impl FlowView {
-    fn awaiting(&self) -> bool {
-        self.status == "awaiting_code"
+    /// Where the person lands once the code is redeemed (`None`: the flow goes on, and its
+    /// page shows where it stands).
+    fn done(self) -> Option<&'static str> {
+        match self {
+            Self::Forgot => Some("/sign-in?notice=reset"),
+            Self::Unlock => Some("/sign-in?notice=unlocked"),
+            Self::Verify => Some("/sign-in?notice=verified"),
+            Self::LostFactor => None,
+        }
     }
 
-    fn expires(&self) -> String {
-        self.expires_at.format("%H:%M UTC").to_string()
+    /// Steps as the start page counts them (the API's count before any code is accepted).
+    fn steps_at_start(self) -> u32 {
+        match self {
+            Self::LostFactor => 4,
+            _ => 2,
+        }
     }
 
-    fn resend_at(&self) -> String {
-        self.resend_available_at.to_rfc3339()
-    }
-
-    fn channel_name(&self) -> &'static str {
-        channel_label(&self.channel)
-    }
-
-    fn delivery_channel(&self) -> &'static str {
-        channel_label(&self.delivery.channel)
-    }
-
-    fn width(&self) -> String {
-        format!("w-{}-{}", self.step.min(self.steps_total), self.steps_total)
-    }
-}
-
-fn channel_label(channel: &str) -> &'static str {
-    match channel {
-        "sms" => "text message",
-        _ => "email",
+    /// Whether a new code may go by the other channel (a recovery's step is bound to its
+    /// channel: the API refuses a switch).
+    fn can_switch(self) -> bool {
+        matches!(self, Self::Forgot | Self::Unlock)
     }
 }
 
@@ -140,6 +120,8 @@ pub struct StartPage {
     nav: Nav,
     flow: &'static str,
     title: &'static str,
+    steps: u32,
+    can_switch: bool,
     identifier: String,
     problem: Option<Problem>,
 }
@@ -163,21 +145,29 @@ fn start_page(csrf: &str, flow: Flow, identifier: String, problem: Option<Proble
         nav: Nav::guest(csrf),
         flow: flow.name(),
         title: flow.title(),
+        steps: flow.steps_at_start(),
+        can_switch: flow.can_switch(),
         identifier,
         problem,
     }
 }
 
+/// Step 1's page of `flow`.
 async fn start_form(flow: Flow, csrf: &str) -> Response {
     render::html(StatusCode::OK, &start_page(csrf, flow, String::new(), None))
 }
 
-async fn forgot_page(CsrfToken(csrf): CsrfToken) -> Response {
-    start_form(Flow::Forgot, &csrf).await
+/// The flow whose start page `path` is (`/forgot`, `/unlock`, `/lost-2fa`).
+fn started_at(path: &MatchedPath) -> Option<Flow> {
+    Flow::from_name(path.as_str().trim_start_matches('/')).filter(|f| f.start_api().is_some())
 }
 
-async fn unlock_page(CsrfToken(csrf): CsrfToken) -> Response {
-    start_form(Flow::Unlock, &csrf).await
+/// Step 1's page of the flow the route names.
+async fn step_one(path: MatchedPath, CsrfToken(csrf): CsrfToken) -> Response {
+    match started_at(&path) {
+        Some(flow) => start_form(flow, &csrf).await,
+        None => render::bad_form(),
+    }
 }
 
 /// Step 1's form.
@@ -187,10 +177,12 @@ pub struct StartForm {
     channel: Option<String>,
 }
 
-fn device_token(headers: &HeaderMap, ui: &UiState) -> Option<String> {
+/// The device token of this browser's sealed device cookie.
+pub(super) fn device_token(headers: &HeaderMap, ui: &UiState) -> Option<String> {
     cookies::read_text(headers, CookieKind::Device, ui.settings(), ui.app.keys())
 }
 
+/// Starts `flow` with step 1's form and shows its code page.
 async fn start(
     ui: UiState,
     flow: Flow,
@@ -199,15 +191,15 @@ async fn start(
     headers: HeaderMap,
     form: StartForm,
 ) -> Response {
-    let api = match flow {
-        Flow::Forgot => "/v1/password/forgot",
-        Flow::Unlock => "/v1/unlock/request",
-        // A verification starts with the sign-up (or a contact change), not here.
-        Flow::Verify => return render::bad_form(),
+    let Some(api) = flow.start_api() else {
+        return render::bad_form();
     };
     let device = device_token(&headers, &ui);
     let mut body = json!({"identifier": form.identifier});
-    if let Some(channel) = form.channel.filter(|c| c == "email" || c == "sms") {
+    if let Some(channel) = form
+        .channel
+        .filter(|c| flow.can_switch() && (c == "email" || c == "sms"))
+    {
         body["channel"] = Value::String(channel);
     }
     if let Some(device) = &device {
@@ -229,27 +221,22 @@ async fn start(
     }
 }
 
-async fn forgot(
+/// Step 1's form of the flow the route names.
+async fn start_flow(
     State(ui): State<UiState>,
+    path: MatchedPath,
     CsrfToken(csrf): CsrfToken,
     browser: Browser,
     headers: HeaderMap,
     CsrfForm(form): CsrfForm<StartForm>,
 ) -> Response {
-    start(ui, Flow::Forgot, csrf, browser, headers, form).await
+    match started_at(&path) {
+        Some(flow) => start(ui, flow, csrf, browser, headers, form).await,
+        None => render::bad_form(),
+    }
 }
 
-async fn unlock(
-    State(ui): State<UiState>,
-    CsrfToken(csrf): CsrfToken,
-    browser: Browser,
-    headers: HeaderMap,
-    CsrfForm(form): CsrfForm<StartForm>,
-) -> Response {
-    start(ui, Flow::Unlock, csrf, browser, headers, form).await
-}
-
-/// The code page of `view`.
+/// The page of `view`: its code step, or, for a recovery past its codes, the stage it is at.
 pub fn code_page(
     csrf: &str,
     flow: Flow,
@@ -257,6 +244,9 @@ pub fn code_page(
     notice: Option<&'static str>,
     problem: Option<Problem>,
 ) -> Response {
+    if flow == Flow::LostFactor && view.past_codes() {
+        return super::recovery_stage::stage_page(csrf, view, notice, problem);
+    }
     render::html(
         StatusCode::OK,
         &CodePage {
@@ -265,7 +255,7 @@ pub fn code_page(
             title: flow.title(),
             view,
             new_password: flow == Flow::Forgot,
-            can_switch: flow != Flow::Verify,
+            can_switch: flow.can_switch(),
             notice,
             problem,
         },
@@ -273,7 +263,11 @@ pub fn code_page(
 }
 
 /// The flow's current view, as its owner's browser sees it.
-async fn current(ui: &UiState, browser: &Browser, flow_id: &str) -> Result<FlowView, ApiFailure> {
+pub(super) async fn current(
+    ui: &UiState,
+    browser: &Browser,
+    flow_id: &str,
+) -> Result<FlowView, ApiFailure> {
     let path = format!("/v1/flows/{}", urlencode(flow_id));
     let answer = ui.api.get(browser, &path, None).await.into_result()?;
     answer.json::<FlowView>().ok_or_else(|| ApiFailure {
@@ -287,7 +281,7 @@ async fn current(ui: &UiState, browser: &Browser, flow_id: &str) -> Result<FlowV
 }
 
 /// A path segment, percent-encoded (flow ids are base64url, but nothing typed is trusted).
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -300,7 +294,7 @@ fn urlencode(s: &str) -> String {
 
 /// A failure shown on the flow's code page when the flow can still be read, else on the
 /// message page.
-async fn code_page_with(
+pub(super) async fn code_page_with(
     ui: &UiState,
     browser: &Browser,
     csrf: &str,
@@ -352,7 +346,11 @@ async fn confirm(
         .await
         .into_result()
     {
-        Ok(_) => render::see_other(flow.done()),
+        Ok(answer) => match (flow.done(), answer.json::<FlowView>()) {
+            (Some(done), _) => render::see_other(done),
+            (None, Some(view)) => code_page(&csrf, flow, view, None, None),
+            (None, None) => render::internal_error(),
+        },
         Err(failure) => code_page_with(&ui, &browser, &csrf, flow, &form.flow_id, &failure).await,
     }
 }
@@ -412,8 +410,9 @@ async fn resend(
 /// The routes of the code flows.
 pub fn router() -> Router<UiState> {
     Router::new()
-        .route("/forgot", get(forgot_page).post(forgot))
-        .route("/unlock", get(unlock_page).post(unlock))
+        .route("/forgot", get(step_one).post(start_flow))
+        .route("/unlock", get(step_one).post(start_flow))
+        .route("/lost-2fa", get(step_one).post(start_flow))
         .route("/flow/confirm", post(confirm))
         .route("/flow/resend", post(resend))
 }

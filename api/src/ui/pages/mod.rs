@@ -14,12 +14,20 @@ use super::render;
 use super::UiState;
 
 pub mod account;
+pub mod api_keys;
+pub mod contacts;
 pub mod factors;
+pub mod flow_view;
 pub mod flows;
 pub mod history;
+pub mod invitations;
+pub mod lost_factor;
+pub mod password;
+pub mod recovery_stage;
 pub mod sessions;
 pub mod sign_in;
 pub mod sign_up;
+pub mod whitelist;
 
 /// The self-service routes.
 pub fn router() -> Router<UiState> {
@@ -28,10 +36,16 @@ pub fn router() -> Router<UiState> {
         .merge(sign_in::router())
         .merge(sign_up::router())
         .merge(flows::router())
+        .merge(lost_factor::router())
         .merge(account::router())
         .merge(sessions::router())
         .merge(history::router())
         .merge(factors::router())
+        .merge(contacts::router())
+        .merge(password::router())
+        .merge(api_keys::router())
+        .merge(whitelist::router())
+        .merge(invitations::router())
 }
 
 /// `/`: the security center when signed in, else the sign-in page.
@@ -131,6 +145,136 @@ impl SignedIn {
     pub fn nav(&self, current: &'static str) -> render::Nav {
         render::Nav::signed_in(&self.csrf, current)
     }
+
+    /// `GET path` read as `T` (a 500 page when the answer does not fit).
+    pub async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        ui: &UiState,
+        path: &str,
+    ) -> Result<T, Response> {
+        self.read(ui, path)
+            .await?
+            .json::<T>()
+            .ok_or_else(render::internal_error)
+    }
+
+    /// Whether the account has a second factor (so that a proof form asks for its code).
+    pub async fn has_factor(&self, ui: &UiState) -> Result<bool, Response> {
+        let answer = self.read(ui, "/v1/me/restrictions").await?;
+        Ok(answer.body["has_second_factor"].as_bool().unwrap_or(false))
+    }
+
+    /// Steps the session up with the form's proof (`POST /v1/me/step-up`), for the API routes
+    /// that need a stepped-up session rather than a proof in their body (API keys, the
+    /// withdrawal whitelist). Whether the proof is enough is the API's proof policy to say.
+    pub async fn step_up(
+        &self,
+        ui: &UiState,
+        proof: &ProofFields,
+    ) -> Result<Result<ApiAnswer, ApiFailure>, Response> {
+        let body = serde_json::json!({"proof": proof.proof()});
+        self.call(ui, axum::http::Method::POST, "/v1/me/step-up", Some(&body))
+            .await
+    }
+}
+
+/// A signed-in page of the security center whose forms' refusals are shown on the page itself,
+/// above its forms; its `GET` route is [`section`].
+pub trait Section {
+    /// The notice after one of the page's forms, by the name in `?done=`.
+    fn notice(done: &str) -> Option<&'static str>;
+
+    /// The page, with a notice or the API's refusal; `Err`: the answer instead (sign in again,
+    /// or the API's error).
+    fn page(
+        ui: &UiState,
+        me: &SignedIn,
+        notice: Option<&'static str>,
+        problem: Option<Problem>,
+    ) -> impl std::future::Future<Output = Result<Response, Response>> + Send;
+}
+
+/// Section `S`'s page, with a notice or the API's refusal.
+pub async fn show<S: Section>(
+    ui: &UiState,
+    me: &SignedIn,
+    notice: Option<&'static str>,
+    problem: Option<Problem>,
+) -> Response {
+    S::page(ui, me, notice, problem)
+        .await
+        .unwrap_or_else(|page| page)
+}
+
+/// `GET` of section `S`: its page, with the notice its `?done=` names.
+pub async fn section<S: Section>(
+    axum::extract::State(ui): axum::extract::State<UiState>,
+    me: SignedIn,
+    axum::extract::Query(done): axum::extract::Query<Done>,
+) -> Response {
+    let notice = done.done.as_deref().and_then(S::notice);
+    show::<S>(&ui, &me, notice, None).await
+}
+
+/// The answer to a form of section `S`: `ok` on success, the page again with the API's refusal
+/// (its status and `Retry-After` mirrored) otherwise, or sign-in when the session is gone.
+pub async fn outcome<S: Section>(
+    ui: &UiState,
+    me: &SignedIn,
+    result: Result<Result<ApiAnswer, ApiFailure>, Response>,
+    ok: impl FnOnce(ApiAnswer) -> Response,
+) -> Response {
+    match result {
+        Err(page) => page,
+        Ok(Ok(answer)) => ok(answer),
+        Ok(Err(failure)) => mirror(
+            show::<S>(ui, me, None, Some(Problem::from(&failure))).await,
+            &failure,
+        ),
+    }
+}
+
+/// A form of section `S` that acts on one thing named by its id (a key, an address): `method`
+/// on `path` with `{id}` replaced by the id (a UUID, else the form is not understood), then
+/// `done` on success.
+pub async fn act_on<S: Section>(
+    ui: &UiState,
+    me: &SignedIn,
+    (method, path): (axum::http::Method, &str),
+    id: &str,
+    done: &str,
+) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(id.trim()) else {
+        return render::bad_form();
+    };
+    let path = path.replace("{id}", &id.to_string());
+    let result = me.call(ui, method, &path, None).await;
+    outcome::<S>(ui, me, result, |_| render::see_other(done)).await
+}
+
+/// Steps the session up with `proof` for a form of section `S`: `None` once stepped up, else
+/// the answer (the API's refusal on `S`'s page, or sign-in when the session is gone).
+pub async fn refused_step_up<S: Section>(
+    ui: &UiState,
+    me: &SignedIn,
+    proof: &ProofFields,
+) -> Option<Response> {
+    match me.step_up(ui, proof).await {
+        Ok(Ok(_)) => None,
+        other => Some(outcome::<S>(ui, me, other, |_| render::internal_error()).await),
+    }
+}
+
+/// A day and time as the pages show it.
+pub fn when(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The notice a page shows after one of its forms, by name (never text from the query).
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    /// The notice's name.
+    pub done: Option<String>,
 }
 
 /// A form of a button alone (its CSRF token is all it carries).

@@ -58,6 +58,9 @@ fn notice(name: Option<&str>) -> Option<&'static str> {
         "verified" => Some("Your contact is verified. You can sign in now."),
         "reset" => Some("Your password was changed. Sign in with the new one."),
         "unlocked" => Some("Your account is unlocked. You can sign in now."),
+        "recovered" => Some(
+            "Your second factors were removed. Sign in with your password, then set up a new one.",
+        ),
         _ => None,
     }
 }

@@ -10,7 +10,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::flows::{code_page, Flow, FlowView};
+use super::flow_view::FlowView;
+use super::flows::{code_page, Flow};
 use super::{mirror, Problem};
 use crate::ui::call::Browser;
 use crate::ui::csrf::{CsrfForm, CsrfToken};
