@@ -168,6 +168,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         ui.ui == crate::config::UiMode::On,
         &delivery_args.public_url(),
     ))
+    .with_cors(crate::cors::CorsSettings::new(http.cors_origins.clone()))
     .with_nats(
         Option::<crate::nats::NatsSettings>::try_from(streaming)?
             .map(crate::nats::NatsPublisher::new),

@@ -10,6 +10,7 @@ mod e2e_accounts;
 mod e2e_activity;
 mod e2e_breached;
 mod e2e_controls;
+mod e2e_cors;
 mod e2e_db_outage;
 mod e2e_doors;
 mod e2e_freeze;
