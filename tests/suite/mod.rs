@@ -40,5 +40,6 @@ mod replay_audit;
 mod replay_tool;
 mod secrets;
 mod store_contract;
+mod ui_console;
 mod ui_pages;
 mod ui_self_service;
