@@ -3,15 +3,16 @@
 //! timeline, redacted by the API as the admin events view is.
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{no_such, safe_id, when, ConsoleNav, Staff};
+use super::{no_such, safe_id, ConsoleNav, Staff};
 use crate::ui::csrf::CsrfForm;
+use crate::ui::pages::history::Attempt;
 use crate::ui::pages::Problem;
 use crate::ui::render;
 use crate::ui::UiState;
@@ -58,10 +59,7 @@ async fn search(
     CsrfForm(form): CsrfForm<SearchForm>,
 ) -> Response {
     let body = json!({ "identifier": form.identifier });
-    match staff
-        .call(&ui, Method::POST, "/v1/admin/accounts/lookup", Some(&body))
-        .await
-    {
+    match staff.post(&ui, "/v1/admin/accounts/lookup", &body).await {
         Err(page) => page,
         Ok(Ok(answer)) => match answer.json::<Found>() {
             Some(found) => staff.touch(
@@ -83,22 +81,6 @@ async fn search(
             };
             staff.touch(&ui, render::html(status, &page))
         }
-    }
-}
-
-/// One sign-in attempt of the account.
-#[derive(Debug, Deserialize)]
-pub struct Attempt {
-    at: chrono::DateTime<chrono::Utc>,
-    outcome: String,
-    reason: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
-}
-
-impl Attempt {
-    fn at(&self) -> String {
-        when(&self.at)
     }
 }
 

@@ -2,7 +2,6 @@
 //! end every session and lift every lock (admin), each with a reason. The staff API decides
 //! who may; a role without the action gets the refusal page.
 use axum::extract::{Path, State};
-use axum::http::Method;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
@@ -40,12 +39,7 @@ async fn act(
     };
     let path = format!("/v1/admin/accounts/{id}/{action}");
     match staff
-        .call(
-            &ui,
-            Method::POST,
-            &path,
-            Some(&json!({ "reason": form.reason })),
-        )
+        .post(&ui, &path, &json!({ "reason": form.reason }))
         .await
     {
         Err(page) => page,

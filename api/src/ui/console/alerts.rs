@@ -291,10 +291,7 @@ async fn change(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| format!("{action} in the console"));
     let path = format!("/v1/admin/alerts/{id}/{action}");
-    match staff
-        .call(&ui, Method::POST, &path, Some(&json!({ "note": note })))
-        .await
-    {
+    match staff.post(&ui, &path, &json!({ "note": note })).await {
         Err(page) => page,
         Ok(Err(failure)) => super::failure_page(&failure),
         Ok(Ok(_)) => staff.touch(&ui, render::see_other(&format!("/console/alerts/{id}"))),

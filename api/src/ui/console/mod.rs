@@ -176,6 +176,16 @@ impl Staff {
         }
     }
 
+    /// `POST path` with a JSON body: as [`Self::call`].
+    pub async fn post(
+        &self,
+        ui: &UiState,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Result<ApiAnswer, ApiFailure>, Response> {
+        self.call(ui, Method::POST, path, Some(body)).await
+    }
+
     /// `GET path`: the answer, or the page to show instead.
     pub async fn read(&self, ui: &UiState, path: &str) -> Result<ApiAnswer, Response> {
         match self.call(ui, Method::GET, path, None).await? {

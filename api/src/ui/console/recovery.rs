@@ -2,7 +2,7 @@
 //! with a reason (`/v1/admin/recovery-cases`).
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -130,12 +130,7 @@ async fn decide(
     };
     let path = format!("/v1/admin/recovery-cases/{id}/{decision}");
     match staff
-        .call(
-            &ui,
-            Method::POST,
-            &path,
-            Some(&json!({ "reason": form.reason })),
-        )
+        .post(&ui, &path, &json!({ "reason": form.reason }))
         .await
     {
         Err(page) => page,
