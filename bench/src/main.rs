@@ -95,6 +95,7 @@ fn redacted(url: &str) -> String {
 }
 
 mod enumeration;
+mod publisher_lag;
 mod replay;
 mod suite;
 
@@ -173,6 +174,8 @@ async fn main() {
 
     // Alternate raw and HTTP phases; each HTTP phase is compared with the raw phases on either
     // side of it, so a neighbour's burst on this shared machine skews one round, not the result.
+    let lag_probe = publisher_lag::Probe::from_env(&http, &base);
+    let mut lag_rounds = Vec::new();
     let mut raws = vec![raw_phase(args.seconds).await];
     let mut https = Vec::new();
     let (mut ok_total, mut failed_total) = (0u64, 0u64);
@@ -183,7 +186,18 @@ async fn main() {
             args.clients,
             args.seconds
         );
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = lag_probe.as_ref().map(|p| p.sample_until(stop.clone()));
         let (rate, ok, failed) = http_phase(&http, &base, &args, |s| s.is_success()).await;
+        stop.store(true, Ordering::Relaxed);
+        if let (Some(sampler), Some(probe)) = (sampler, &lag_probe) {
+            let samples = sampler.await.unwrap_or_default();
+            let drained = match probe.drained_within(Duration::from_secs(60)).await {
+                Some(d) => format!("caught up {:.2} s after the phase", d.as_secs_f64()),
+                None => "not caught up within 60 s".to_string(),
+            };
+            lag_rounds.push(format!("{}; {drained}", publisher_lag::summary(&samples)));
+        }
         https.push(rate);
         ok_total += ok;
         failed_total += failed;
@@ -238,6 +252,10 @@ async fn main() {
         median(&ratios)
     );
     println!("limiter: {}", args.limiter);
+    for (round, lag) in lag_rounds.iter().enumerate() {
+        println!("NATS publisher during round {}: {lag}", round + 1);
+    }
+
     if let Some(rate) = refused {
         println!("refused sign-ins/s (429 rate_limited): {rate:.1}");
     }

@@ -732,7 +732,17 @@ mod tests {
             assert_eq!(e.event_version(), "1.0");
             let value = serde_json::to_value(&e).unwrap();
             assert!(value["fact"].get(e.event_type()).is_some(), "{value}");
-            assert_eq!(e.redacted(), value);
+            let redacted = e.redacted();
+            if e.event_type() == "WebhookSubscribed" {
+                // The URL often carries a bearer token: published views hide it.
+                assert_eq!(redacted["fact"]["WebhookSubscribed"]["url"], "[redacted]");
+                assert_eq!(
+                    redacted["fact"]["WebhookSubscribed"]["kinds"],
+                    value["fact"]["WebhookSubscribed"]["kinds"]
+                );
+            } else {
+                assert_eq!(redacted, value);
+            }
             let back: WebhookEvent = serde_json::from_value(value).unwrap();
             assert_eq!(back, e);
         }

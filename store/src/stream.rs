@@ -1,14 +1,19 @@
 //! The global stream: every event of every aggregate, in one order that never skips a late commit.
 //!
 //! PostgreSQL takes a `bigserial` value before commit, so a reader that follows it alone can pass
-//! over a row whose transaction commits late. Here the order is `(tx_id, global_position)`, and
-//! appends are in commit order by construction (migration `0170_events_in_commit_order`): each
-//! statement that inserts events takes a transaction-level advisory lock of the database before
-//! its transaction has an id and keeps it to the end, so appending transactions get increasing
-//! ids in the order they commit, and what a reader sees is always a prefix of the order. A reader
-//! takes everything after its position: no cluster-wide horizon (`pg_snapshot_xmin`), so a long
-//! transaction elsewhere in the cluster holds nothing back. On SQLite, writers are serialised and
-//! the position is assigned inside the writing transaction, so position order is commit order.
+//! over a row whose transaction commits late. Here the order is `(tx_id, global_position)` and a
+//! reader only sees rows of transactions older than its horizon (`pg_horizon!`): the oldest
+//! transaction, running when the reader's snapshot was taken, that may append events to this
+//! database. Rows below it never change, so no late commit lands below a position already read.
+//!
+//! An appender is recognised by its row-exclusive lock on `events`, taken before its transaction
+//! has an id; migration `0170_events_first_write` makes the insert of events the first write of
+//! its transaction, so a transaction without that lock can never append later. Long transactions
+//! elsewhere (another database of the cluster, or other tables of this one) hold no reader back,
+//! where the cluster-wide `pg_snapshot_xmin` did, and appends still commit concurrently.
+//!
+//! On SQLite, writers are serialised and the position is assigned inside the writing transaction,
+//! so position order is commit order.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -75,13 +80,55 @@ impl PartialEq for Decoded {
     }
 }
 
-const PG_READ: &str = "
+/// The horizon of a PostgreSQL reader, as a `with` clause defining `horizon(h)` (an `xid8`).
+///
+/// It reads, in one statement: the statement's snapshot, then `pg_locks`. A transaction running
+/// at the snapshot (`pg_snapshot_xip`) is passed over only when the locks show it running under
+/// a virtual transaction that holds no row-exclusive lock on this database's `events`: it can no
+/// longer append (its first write was not an event). Every other one bounds the horizon, whether
+/// it appends now, or ended between the snapshot and the lock read, or has not yet shown its
+/// transaction lock (conservative: the next read moves on). Transactions that begin after the
+/// snapshot get ids at or past its `xmax`, which caps the horizon. Locks are matched on the
+/// virtual transaction, which prepared transactions keep too.
+macro_rules! pg_horizon {
+    () => {
+        "
+with locks as materialized (
+       select locktype, mode, granted, virtualtransaction, database, relation,
+              transactionid::text::bigint as xid32
+         from pg_locks),
+     appenders as (
+       select virtualtransaction from locks
+        where locktype = 'relation' and mode = 'RowExclusiveLock'
+          and relation = 'events'::regclass
+          and database = (select oid from pg_database where datname = current_database())),
+     not_appending as (
+       select xid32 from locks
+        where locktype = 'transactionid' and mode = 'ExclusiveLock' and granted
+          and virtualtransaction not in (select virtualtransaction from appenders)),
+     snapshot as (select pg_current_snapshot() as s),
+     horizon as (
+       select coalesce(
+                (select x from pg_snapshot_xip(s) as x
+                  where x::text::bigint % 4294967296 not in (select xid32 from not_appending)
+                  order by x limit 1),
+                pg_snapshot_xmax(s)) as h
+         from snapshot)
+"
+    };
+}
+
+const PG_READ: &str = concat!(
+    pg_horizon!(),
+    "
 select aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
        global_position, tx_id::text::bigint as tx, recorded_at
   from events
  where (tx_id, global_position) > ($1::text::xid8, $2)
+   and tx_id < (select h from horizon)
  order by tx_id, global_position
- limit $3";
+ limit $3"
+);
 
 const SQLITE_READ: &str = "
 select aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata,
@@ -223,10 +270,12 @@ impl Store {
     pub async fn stream_head(&self) -> Result<Option<StreamPosition>, StoreError> {
         match self.backend() {
             Backend::Postgres(pool) => {
-                let row: Option<PgHeadRow> = sqlx::query_as(
+                let row: Option<PgHeadRow> = sqlx::query_as(concat!(
+                    pg_horizon!(),
                     "select tx_id::text::bigint as tx, global_position from events
-                      order by tx_id desc, global_position desc limit 1",
-                )
+                      where tx_id < (select h from horizon)
+                      order by tx_id desc, global_position desc limit 1"
+                ))
                 .fetch_optional(pool)
                 .await?;
                 Ok(row.map(|r| StreamPosition {
@@ -286,10 +335,12 @@ impl Store {
     pub async fn count_after(&self, after: StreamPosition) -> Result<i64, StoreError> {
         let count = match self.backend() {
             Backend::Postgres(pool) => {
-                sqlx::query_scalar(
+                sqlx::query_scalar(concat!(
+                    pg_horizon!(),
                     "select count(*) from events
-                      where (tx_id, global_position) > ($1::text::xid8, $2)",
-                )
+                      where (tx_id, global_position) > ($1::text::xid8, $2)
+                        and tx_id < (select h from horizon)"
+                ))
                 .bind(after.tx.to_string())
                 .bind(after.pos)
                 .fetch_one(pool)

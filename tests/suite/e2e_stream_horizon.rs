@@ -10,7 +10,7 @@ use super::support::{admin_url, eventually, fast_env, Server, TestDb, PASSWORD};
 async fn test_login_history_catches_up_while_another_database_holds_a_long_transaction() {
     let db = TestDb::new().await;
     // Another database of the same cluster: a transaction with an id, idle and left open for
-    // the whole test (before migration 0170 it held every read model of the cluster back).
+    // the whole test (read below the cluster-wide `pg_snapshot_xmin`, it held every read model back).
     let mut elsewhere = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
     sqlx::query("begin").execute(&mut elsewhere).await.unwrap();
     sqlx::query("select pg_current_xact_id()")

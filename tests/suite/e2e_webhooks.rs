@@ -9,7 +9,8 @@
 //! same `webhook-id`; private and loopback URLs refused at subscription unless listed, and a
 //! name resolving to 127.0.0.1 refused at connection; a rotated secret signs beside the new one
 //! during the grace; nothing is sent once disabled or deleted; an endpoint that keeps failing is
-//! disabled with the alert `webhook_disabled`; every route is admin-only.
+//! disabled with the alert `webhook_disabled`; every route is admin-only; the same on the embedded
+//! store.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -909,4 +910,55 @@ async fn test_an_endpoint_that_keeps_failing_is_disabled_with_an_alert() {
     assert_eq!(status, 200, "{alerts}");
     assert_eq!(alerts["alerts"][0]["subject"], format!("webhook:{id}"));
     server.kill().await;
+}
+
+#[tokio::test]
+async fn test_webhooks_work_on_the_embedded_store() {
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-e2e-webhooks-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut env = env_with_receivers();
+    env.insert("GATEHOUSE_DATA_DIR".into(), dir.display().to_string());
+    let server = Server::start(None, &env).await;
+    let out = tokio::process::Command::new(super::support::binary())
+        .args(["staff", "create", "--name", "root", "--role", "admin"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GATEHOUSE_DATA_DIR", &dir)
+        .env("GATEHOUSE_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let receiver = Receiver::start(Behaviour::FailFirst(1)).await;
+    let (id, secret) = on_sign_ups(&server, &admin, &receiver).await;
+    server.register("embedded-hook@example.com", PASSWORD).await;
+    receiver
+        .wait("a retried delivery", Duration::from_secs(30), |g| {
+            g.iter().any(|r| r.accepted)
+        })
+        .await;
+    let got = receiver.got();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, got[1].id);
+    assert!(got.iter().all(|r| verifies(&secret, r)));
+    let start = Instant::now();
+    let mut attempts = attempts_eventually(&server, &admin, &id).await;
+    while attempts.len() < 2 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        attempts = deliveries(&server, &admin, &id).await;
+    }
+    let outcomes: Vec<&str> = attempts
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes, vec!["failed", "delivered"]);
+    server.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
