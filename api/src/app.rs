@@ -147,6 +147,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The JSON API with its middleware.
 fn api_router(state: AppState) -> Router {
+    let cors = state.cors().clone();
     let (routes, mut openapi) = parts();
     crate::openapi::password_bounds(&mut openapi, state.password_policy());
     // Serialized once: the document does not change while the process runs.
@@ -180,6 +181,11 @@ fn api_router(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ));
+    // CORS wraps the API only (the pages are same-origin), when origins are configured.
+    let routes = match cors.layer() {
+        Some(layer) => routes.layer(layer),
+        None => routes,
+    };
     edge(routes)
 }
 

@@ -12,6 +12,7 @@ pub mod app;
 pub mod breach;
 pub mod codes;
 pub mod config;
+pub mod cors;
 pub mod delivery;
 pub mod delivery_status;
 pub mod directory;

@@ -164,10 +164,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_breach_check(limits.try_into()?)
     .with_sms_budget(limits.try_into()?)
     .with_read_your_writes(store_args.read_your_writes())
-    .with_ui(crate::ui::UiSettings::new(
-        ui.ui == crate::config::UiMode::On,
-        &delivery_args.public_url(),
-    ))
+    .with_ui(
+        crate::ui::UiSettings::new(
+            ui.ui == crate::config::UiMode::On,
+            &delivery_args.public_url(),
+        )
+        .with_console_idle(ui.console_idle_seconds),
+    )
+    .with_cors(crate::cors::CorsSettings::new(http.cors_origins.clone()))
     .with_nats(
         Option::<crate::nats::NatsSettings>::try_from(streaming)?
             .map(crate::nats::NatsPublisher::new),

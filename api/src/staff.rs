@@ -120,6 +120,18 @@ impl Permission for ManageWebhooks {
     const ROLES: &'static [StaffRole] = &[StaffRole::Admin];
 }
 
+/// Read one's own staff record (every role: what the console's sign-in checks).
+pub struct AnyStaff;
+impl Permission for AnyStaff {
+    const ROLES: &'static [StaffRole] = &[
+        StaffRole::Analyst,
+        StaffRole::Auditor,
+        StaffRole::Reviewer,
+        StaffRole::Admin,
+        StaffRole::Platform,
+    ];
+}
+
 /// Create staff.
 pub struct ManageStaff;
 impl Permission for ManageStaff {

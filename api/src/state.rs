@@ -54,6 +54,8 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     /// Whether the pages are served, and how their cookies are set.
     ui: crate::ui_settings::UiSettings,
+    /// The origins allowed to call the API from a browser (`GATEHOUSE_CORS_ORIGINS`).
+    cors: crate::cors::CorsSettings,
 }
 
 /// Operators' access: staff token lifetime and the metrics token.
@@ -133,6 +135,7 @@ impl AppState {
                 nats: None,
                 webhooks,
                 ui: crate::ui_settings::UiSettings::default(),
+                cors: crate::cors::CorsSettings::default(),
                 protection: crate::protection::Protection::new(
                     &store,
                     runner.commit_signal(),
@@ -168,6 +171,20 @@ impl AppState {
             inner.ui = ui;
         }
         self
+    }
+
+    /// Sets the origins allowed to call the API from a browser (call right after
+    /// [`AppState::new`]).
+    pub fn with_cors(mut self, cors: crate::cors::CorsSettings) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cors = cors;
+        }
+        self
+    }
+
+    /// The origins allowed to call the API from a browser.
+    pub fn cors(&self) -> &crate::cors::CorsSettings {
+        &self.inner.cors
     }
 
     /// Whether the pages are served, and how their cookies are set.

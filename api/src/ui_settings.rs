@@ -1,6 +1,9 @@
 //! What the pages need to know from configuration (`GATEHOUSE_UI`, `GATEHOUSE_PUBLIC_URL`): kept
 //! apart from [`crate::ui`] so the application state can hold it without depending on the pages.
 
+/// The console's idle timeout unless configured (15 minutes).
+pub const DEFAULT_CONSOLE_IDLE_SECONDS: u64 = 900;
+
 /// Whether the pages are served, and what the cookies need to know about where.
 #[derive(Debug, Clone)]
 pub struct UiSettings {
@@ -11,6 +14,9 @@ pub struct UiSettings {
     /// `GATEHOUSE_PUBLIC_URL` is https: cookies are `Secure` and named with the `__Host-`
     /// prefix. Decided from configuration only, never from a request's `Host` header.
     pub secure_cookies: bool,
+    /// `GATEHOUSE_CONSOLE_IDLE_SECONDS`: the console session ends after this long without a
+    /// request.
+    pub console_idle_seconds: u64,
 }
 
 impl Default for UiSettings {
@@ -42,6 +48,13 @@ impl UiSettings {
             enabled,
             public_origin: origin,
             secure_cookies,
+            console_idle_seconds: DEFAULT_CONSOLE_IDLE_SECONDS,
         }
+    }
+
+    /// The same settings with the console's idle timeout set.
+    pub fn with_console_idle(mut self, seconds: u64) -> Self {
+        self.console_idle_seconds = seconds;
+        self
     }
 }

@@ -8,6 +8,30 @@ use tokio::sync::OnceCell;
 
 const TEMPLATE: &str = "gatehouse_test_template";
 
+/// The prefix of this run's database names: `gh_test` unless `TEST_DB_NAMESPACE` (letters,
+/// digits, `_`) sets another, so that test runs of several worktrees on one shared PostgreSQL
+/// neither drop each other's databases nor clone each other's template (whose migrations may
+/// differ).
+fn namespace() -> String {
+    std::env::var("TEST_DB_NAMESPACE")
+        .ok()
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 30
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+        .map(|n| n.to_ascii_lowercase())
+        .unwrap_or_else(|| "gh_test".to_string())
+}
+
+/// The template of this run's databases.
+fn template() -> String {
+    match namespace().as_str() {
+        "gh_test" => TEMPLATE.to_string(),
+        ns => format!("{ns}_template"),
+    }
+}
+
 /// Where the tests find PostgreSQL.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
@@ -50,9 +74,10 @@ async fn ensure_template() {
                 .await
                 .unwrap();
             let stale: Vec<String> = sqlx::query_scalar(
-                "select datname from pg_database where datname like 'gh_test_%' or datname = $1",
+                "select datname from pg_database where datname like $1 || '\\_%' or datname = $2",
             )
-            .bind(TEMPLATE)
+            .bind(namespace())
+            .bind(template())
             .fetch_all(&mut conn)
             .await
             .unwrap();
@@ -62,11 +87,12 @@ async fn ensure_template() {
                     .await
                     .unwrap();
             }
-            sqlx::query(&format!("create database {TEMPLATE}"))
+            let template = template();
+            sqlx::query(&format!("create database {template}"))
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            let store = Store::connect_postgres(&database_url(&admin_url(), TEMPLATE), 2)
+            let store = Store::connect_postgres(&database_url(&admin_url(), &template), 2)
                 .await
                 .unwrap();
             store.migrate().await.unwrap();
@@ -89,9 +115,9 @@ impl TestDb {
     /// Clones the template into a new database.
     pub async fn new() -> Self {
         ensure_template().await;
-        let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("{}_{}", namespace(), uuid::Uuid::new_v4().simple());
         let mut conn = admin().await;
-        sqlx::query(&format!("create database {name} template {TEMPLATE}"))
+        sqlx::query(&format!("create database {name} template {}", template()))
             .execute(&mut conn)
             .await
             .unwrap();

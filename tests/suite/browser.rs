@@ -43,7 +43,9 @@ pub fn screenshot_dir() -> PathBuf {
     target.join("screenshots")
 }
 
-/// A headless Chromium session and the chromedriver behind it (killed when dropped).
+/// A headless Chromium session and the chromedriver behind it. When dropped (also when the
+/// test fails) the chromedriver this test started and every process under it (Chromium and its
+/// helpers) are killed, by their own ids and process group, and nothing else.
 pub struct Browser {
     /// The WebDriver client.
     pub client: Client,
@@ -52,8 +54,63 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let Some(pid) = self.driver.id() else {
+            return;
+        };
+        // Found before anything is killed: once the driver is gone, its children are
+        // reparented and no longer traceable to it.
+        let started = descendants(pid);
+        // The driver was started as the leader of its own process group, which Chromium and
+        // its helpers inherit: the group is this test's processes only.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+        // Any that left the group: each by its id.
+        for child in started {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &child.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.driver.start_kill();
     }
+}
+
+/// The ids of every process below `root` (read from `/proc`).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, _) in parents.iter().filter(|(_, pp)| *pp == parent) {
+            found.push(*pid);
+            frontier.push(*pid);
+        }
+    }
+    found
 }
 
 /// A free local port.
@@ -83,6 +140,8 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, so that Drop can end it with everything it started.
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", driver_bin.display()));
         let url = format!("http://127.0.0.1:{port}");

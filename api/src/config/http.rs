@@ -3,6 +3,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::Args;
 
+use super::parse::NamingEnv;
+
 /// HTTP settings.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "HTTP")]
@@ -14,4 +16,15 @@ pub struct HttpArgs {
     /// address is the client address.
     #[arg(long, env = "GATEHOUSE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Origins allowed to call the JSON API from a browser (CORS), comma-separated, each exactly
+    /// as browsers send it (`https://app.example.com`, `http://localhost:5173`). Empty: CORS is
+    /// off. Never `Access-Control-Allow-Credentials` (the API takes bearer tokens, not cookies);
+    /// the pages never carry CORS headers.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_parser = NamingEnv::new(crate::cors::parse_origin)
+    )]
+    pub cors_origins: Vec<crate::cors::Origin>,
 }

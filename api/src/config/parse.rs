@@ -14,6 +14,13 @@ pub const MAX_SECONDS: u64 = 100 * 365 * 86_400;
 #[derive(Debug, Clone)]
 pub struct NamingEnv<P>(P);
 
+impl<P> NamingEnv<P> {
+    /// `parser`, its errors naming the environment variable.
+    pub fn new(parser: P) -> Self {
+        Self(parser)
+    }
+}
+
 impl<P: TypedValueParser> TypedValueParser for NamingEnv<P> {
     type Value = P::Value;
 

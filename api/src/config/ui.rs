@@ -1,6 +1,8 @@
 //! The pages the binary serves (issue #21): on by default, off for API-only deployments.
 use clap::{Args, ValueEnum};
 
+use super::parse;
+
 /// Whether `gatehouse serve` serves the pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UiMode {
@@ -19,4 +21,13 @@ pub struct UiArgs {
     /// are `Secure` with the `__Host-` prefix when GATEHOUSE_PUBLIC_URL is https.
     #[arg(long, env = "GATEHOUSE_UI", value_enum, default_value_t = UiMode::On)]
     pub ui: UiMode,
+    /// The staff console's session ends after this many seconds without a request (it also
+    /// ends at once when the staff token is revoked or expires).
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONSOLE_IDLE_SECONDS",
+        default_value_t = 900,
+        value_parser = parse::seconds(1)
+    )]
+    pub console_idle_seconds: u64,
 }

@@ -9,12 +9,14 @@
 pub mod accounts;
 pub mod actions;
 pub mod alerts;
+pub mod lookup;
 pub mod staff;
 pub mod webhooks;
 
 pub use accounts::*;
 pub use actions::*;
 pub use alerts::*;
+pub use lookup::*;
 pub use staff::*;
 pub use webhooks::*;
 
@@ -22,6 +24,7 @@ pub use webhooks::*;
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
     alerts::router()
         .merge(accounts::router())
+        .merge(lookup::router())
         .merge(actions::router())
         .merge(staff::router())
         .merge(webhooks::router())

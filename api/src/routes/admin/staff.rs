@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::routes::ApiJson;
-use crate::staff::{ManageStaff, Staff};
+use crate::staff::{AnyStaff, ManageStaff, Staff};
 use crate::state::AppState;
 
 /// A staff member to create.
@@ -68,6 +68,35 @@ pub async fn create_staff(
             roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
         }),
     ))
+}
+
+/// The staff member a token belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffSelf {
+    /// Staff id.
+    pub staff_id: String,
+    /// Display name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// The caller's own staff record (any role): whether a staff token works, and whose it is.
+/// Nothing is recorded (the console asks on every request).
+#[utoipa::path(get, path = "/v1/admin/me", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = StaffSelf),
+              (status = 401, body = crate::error::ErrorBody, description = "`unauthenticated`: no staff token, or one that is unknown, revoked or expired")))]
+pub async fn staff_self(staff: Staff<AnyStaff>) -> Json<StaffSelf> {
+    Json(StaffSelf {
+        staff_id: staff.id.clone(),
+        name: staff.member.name.clone(),
+        roles: staff
+            .member
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+    })
 }
 
 /// A staff token issued by an admin (shown once).
@@ -148,6 +177,7 @@ pub async fn revoke_staff_tokens(
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(create_staff))
+        .routes(utoipa_axum::routes!(staff_self))
         .routes(utoipa_axum::routes!(
             reissue_staff_token,
             revoke_staff_tokens

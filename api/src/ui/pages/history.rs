@@ -17,22 +17,23 @@ fn when(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// One sign-in attempt.
+/// One sign-in attempt (as `/v1/me/login-history` and the staff login history list it; the
+/// console's account page shows them too).
 #[derive(Debug, Deserialize)]
 pub struct Attempt {
-    at: chrono::DateTime<chrono::Utc>,
-    outcome: String,
-    reason: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
+    pub(crate) outcome: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 impl Attempt {
-    fn at(&self) -> String {
+    pub(crate) fn at(&self) -> String {
         when(&self.at)
     }
 
-    fn badge(&self) -> &'static str {
+    pub(crate) fn badge(&self) -> &'static str {
         match self.outcome.as_str() {
             "succeeded" => "ok",
             "locked" => "danger",
