@@ -425,6 +425,52 @@ async fn test_security_key_registered_and_used_through_the_virtual_authenticator
     b.close().await;
 }
 
+/// A passkey created on the second factors page (Chromium's virtual authenticator with resident
+/// keys and user verification), then a sign-in with it alone from the sign-in page.
+#[tokio::test]
+async fn test_passkey_created_on_the_factors_page_then_signs_in_alone() {
+    let Some(b) =
+        Browser::start("test_passkey_created_on_the_factors_page_then_signs_in_alone").await
+    else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let origin = format!("http://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let (_db, server) = server(&[
+        ("GATEHOUSE_LISTEN", &listen),
+        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
+        ("GATEHOUSE_WEBAUTHN_ORIGINS", &origin),
+        ("GATEHOUSE_PUBLIC_URL", &origin),
+    ])
+    .await;
+    let email = "passkey-page@example.com";
+    server.register(email, PASSWORD).await;
+    b.add_virtual_authenticator(true, true).await;
+
+    sign_in_page(&b, &origin, email, PASSWORD).await;
+    b.wait_for_text("Your account").await;
+    b.goto(&format!("{origin}/account/factors")).await;
+    b.wait_for_text("No passkey yet").await;
+    b.click("#add-passkey").await;
+    b.fill("passkey-password", PASSWORD).await;
+    b.click("#add-passkey + form [data-create-key]").await;
+    b.wait_for_text("you can sign in with it alone").await;
+    b.wait_for_text("My passkey").await;
+    b.check_page("passkeys").await;
+
+    b.click(".signout button").await;
+    b.wait_for_text("You are signed out").await;
+    b.goto(&format!("{origin}/sign-in")).await;
+    b.click("#passkey-sign-in").await;
+    b.wait_for_text("Your account").await;
+    b.close().await;
+}
+
 /// The p95 answer time of the main pages (signed in: each page calls the API in-process),
 /// printed, never asserted (BENCHMARKS.md has the figures).
 #[tokio::test]

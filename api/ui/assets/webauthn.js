@@ -146,7 +146,8 @@
     });
   });
 
-  // Security center: register a security key (the form also carries the password proof).
+  // Security center: register a security key or a passkey (the form names where its options come
+  // from, and also carries the password proof).
   document.querySelectorAll('form[data-register-key]').forEach(function (form) {
     var button = form.querySelector('[data-create-key]');
     var status = form.querySelector('[data-key-status]');
@@ -154,7 +155,7 @@
     button.addEventListener('click', async function () {
       if (!form.reportValidity()) { return; }
       button.disabled = true;
-      say(status, 'Touch your security key…');
+      say(status, 'Follow your browser\u2019s prompt…');
       try {
         var ceremony = await postForm(form.dataset.optionsUrl, form);
         var cred = await navigator.credentials.create(createOptions(ceremony.options));
@@ -163,7 +164,7 @@
         say(status, 'Saving…');
         form.submit();
       } catch (e) {
-        say(status, 'The key was not registered: ' + e.message);
+        say(status, 'Nothing was registered: ' + e.message);
         button.disabled = false;
       }
     });

@@ -1,5 +1,5 @@
 //! Second factors (`/account/factors`): TOTP enrolment with its QR code, backup codes (shown
-//! once), security keys. Adding a factor or new backup codes needs the proof the API's proof
+//! once), security keys, and passkeys (a way to sign in on their own). Adding a factor or new backup codes needs the proof the API's proof
 //! policy asks for: the form collects the password (and a current factor's code when one is
 //! enrolled) and passes them as the API's `proof`.
 use askama::Template;
@@ -23,7 +23,7 @@ struct BackupLeft {
     totp_enrolled: bool,
 }
 
-/// A registered security key.
+/// A registered security key or passkey.
 #[derive(Debug, Deserialize)]
 pub struct Key {
     name: String,
@@ -48,6 +48,45 @@ struct KeyList {
     keys: Vec<Key>,
 }
 
+#[derive(Debug, Deserialize)]
+struct PasskeyList {
+    passkeys: Vec<Key>,
+}
+
+/// What a WebAuthn registration form adds: a security key (a second factor) or a passkey (a
+/// way to sign in on its own). Both go through the same two API calls, under their own paths,
+/// and the same proof.
+#[derive(Debug, Clone, Copy)]
+enum Credential {
+    SecurityKey,
+    Passkey,
+}
+
+impl Credential {
+    /// The API collection: `POST {api}/registration` for the options, `POST {api}` to finish.
+    fn api(self) -> &'static str {
+        match self {
+            Self::SecurityKey => "/v1/me/security-keys",
+            Self::Passkey => "/v1/me/passkeys",
+        }
+    }
+
+    /// Where the page goes once it is registered.
+    fn done(self) -> &'static str {
+        match self {
+            Self::SecurityKey => "/account/factors?done=key",
+            Self::Passkey => "/account/factors?done=passkey",
+        }
+    }
+
+    fn registered(self) -> &'static str {
+        match self {
+            Self::SecurityKey => "Your security key is registered.",
+            Self::Passkey => "Your passkey is registered: you can sign in with it alone.",
+        }
+    }
+}
+
 /// The second factors page.
 #[derive(Template)]
 #[template(path = "self/factors.html")]
@@ -56,6 +95,7 @@ pub struct FactorsPage {
     totp_enrolled: bool,
     backup_left: usize,
     keys: Vec<Key>,
+    passkeys: Vec<Key>,
     has_factor: bool,
     notice: Option<&'static str>,
     problem: Option<Problem>,
@@ -95,7 +135,11 @@ async fn show(
         Ok(a) => a.json::<KeyList>(),
         Err(page) => return page,
     };
-    let (Some(left), Some(keys)) = (left, keys) else {
+    let passkeys = match me.read(ui, "/v1/me/passkeys").await {
+        Ok(a) => a.json::<PasskeyList>(),
+        Err(page) => return page,
+    };
+    let (Some(left), Some(keys), Some(passkeys)) = (left, keys, passkeys) else {
         return render::internal_error();
     };
     render::html(
@@ -106,6 +150,7 @@ async fn show(
             totp_enrolled: left.totp_enrolled,
             backup_left: left.remaining,
             keys: keys.keys,
+            passkeys: passkeys.passkeys,
             notice,
             problem,
         },
@@ -118,7 +163,8 @@ pub struct Factors;
 impl Section for Factors {
     fn notice(done: &str) -> Option<&'static str> {
         match done {
-            "key" => Some("Your security key is registered."),
+            "key" => Some(Credential::SecurityKey.registered()),
+            "passkey" => Some(Credential::Passkey.registered()),
             "totp-removed" => Some("Your authenticator app is removed, with its backup codes."),
             _ => None,
         }
@@ -268,17 +314,11 @@ async fn totp_remove(
     .await
 }
 
-/// The options for registering a security key (`webauthn.js` asks for them with the page's
-/// CSRF token; JSON, as the API answers them).
-async fn key_options(
-    State(ui): State<UiState>,
-    me: SignedIn,
-    CsrfForm(_): CsrfForm<Empty>,
-) -> Response {
-    match me
-        .call(&ui, Method::POST, "/v1/me/security-keys/registration", None)
-        .await
-    {
+/// The options for registering a security key or a passkey (`webauthn.js` asks for them with
+/// the page's CSRF token; JSON, as the API answers them).
+async fn options(ui: &UiState, me: &SignedIn, credential: Credential) -> Response {
+    let path = format!("{}/registration", credential.api());
+    match me.call(ui, Method::POST, &path, None).await {
         Err(page) => page,
         Ok(Ok(answer)) => Json(answer.body).into_response(),
         Ok(Err(failure)) => (
@@ -289,7 +329,24 @@ async fn key_options(
     }
 }
 
-/// The security key form: the key's answer (filled in by `webauthn.js`), its name and the proof.
+async fn key_options(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Response {
+    options(&ui, &me, Credential::SecurityKey).await
+}
+
+async fn passkey_options(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(_): CsrfForm<Empty>,
+) -> Response {
+    options(&ui, &me, Credential::Passkey).await
+}
+
+/// The registration form: the authenticator's answer (filled in by `webauthn.js`), its name and
+/// the proof.
 #[derive(Debug, Deserialize)]
 pub struct KeyForm {
     ceremony_id: String,
@@ -304,14 +361,26 @@ async fn key_register(
     me: SignedIn,
     CsrfForm(form): CsrfForm<KeyForm>,
 ) -> Response {
+    register(&ui, &me, form, Credential::SecurityKey).await
+}
+
+async fn passkey_register(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<KeyForm>,
+) -> Response {
+    register(&ui, &me, form, Credential::Passkey).await
+}
+
+async fn register(ui: &UiState, me: &SignedIn, form: KeyForm, kind: Credential) -> Response {
     let Ok(credential) = serde_json::from_str::<Value>(&form.credential) else {
         return mirror(
             show(
-                &ui,
-                &me,
+                ui,
+                me,
                 None,
                 Some(Problem {
-                    message: "The security key did not answer (this needs JavaScript).".into(),
+                    message: "The authenticator did not answer (this needs JavaScript).".into(),
                     code: "invalid_request".into(),
                 }),
             )
@@ -332,17 +401,14 @@ async fn key_register(
         "credential": credential,
         "proof": form.proof.proof(),
     });
-    match me
-        .call(&ui, Method::POST, "/v1/me/security-keys", Some(&body))
-        .await
-    {
+    match me.call(ui, Method::POST, kind.api(), Some(&body)).await {
         Err(page) => page,
         Ok(Ok(answer)) if answer.body["backup_codes"].is_array() => {
-            codes_page(&me, &answer.body, "Your security key is registered.")
+            codes_page(me, &answer.body, kind.registered())
         }
-        Ok(Ok(_)) => render::see_other("/account/factors?done=key"),
+        Ok(Ok(_)) => render::see_other(kind.done()),
         Ok(Err(failure)) => mirror(
-            show(&ui, &me, None, Some(Problem::from(&failure))).await,
+            show(ui, me, None, Some(Problem::from(&failure))).await,
             &failure,
         ),
     }
@@ -358,4 +424,6 @@ pub fn router() -> Router<UiState> {
         .route("/account/factors/backup-codes", post(backup_codes))
         .route("/account/factors/security-keys/options", post(key_options))
         .route("/account/factors/security-keys", post(key_register))
+        .route("/account/factors/passkeys/options", post(passkey_options))
+        .route("/account/factors/passkeys", post(passkey_register))
 }
