@@ -278,6 +278,146 @@ async fn test_staff_self_and_account_lookup_routes() {
     assert_eq!(status, 401);
 }
 
+/// Staff management in the console (admins): the members and their tokens listed with every
+/// value escaped, a member created with their token shown once on the answer, their tokens
+/// revoked; an analyst gets the refusal page and `GET /v1/admin/staff` answers 401 and 403.
+#[tokio::test]
+async fn test_admin_manages_staff_in_the_console_and_others_are_refused() {
+    let (db, server) = page_server(&[]).await;
+    let admin = bootstrap_admin(&db).await;
+    let analyst = create_staff(&server, &admin, "Ana <i>Lyst</i>", "analyst").await;
+
+    // The list route: admins only.
+    let (status, body) = server
+        .authed(reqwest::Method::GET, "/v1/admin/staff", &analyst)
+        .await;
+    assert_eq!(status, 403);
+    assert_error_shape(&body, "forbidden");
+    let (status, body) = read(
+        server
+            .http
+            .get(format!("{}/v1/admin/staff", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_error_shape(&body, "unauthenticated");
+    let (status, body) = server
+        .authed(reqwest::Method::GET, "/v1/admin/staff", &admin)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["staff"].as_array().unwrap();
+    let ana = listed
+        .iter()
+        .find(|m| m["staff_id"] == staff_id(&analyst))
+        .unwrap();
+    assert_eq!(ana["roles"], json!(["analyst"]));
+    assert_eq!(ana["token_status"], "live");
+    assert!(
+        !body.to_string().contains(&analyst),
+        "no token secret is listed"
+    );
+
+    // The analyst: the page and its forms are refused.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &analyst).await.0, 303);
+    let (status, _, html) = page.get("/console/staff").await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+    let csrf = csrf_of(&page.get("/console/accounts").await.2);
+    let (status, _, html) = page
+        .post(
+            "/console/staff",
+            &[("csrf", &csrf), ("name", "sneaky"), ("admin", "on")],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+
+    // The admin: the list, names as text.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &admin).await.0, 303);
+    let (status, headers, html) = page.get("/console/staff").await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        html.contains("href=\"/console/staff\" aria-current=\"page\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("Ana &#60;i&#62;Lyst") && !html.contains("<i>Lyst"),
+        "{html}"
+    );
+    assert!(html.contains(staff_id(&analyst)), "{html}");
+    assert!(!html.contains(&analyst), "no token secret is shown: {html}");
+
+    // A member without a role: the API's message on the page.
+    let csrf = csrf_of(&html);
+    let (status, _, html) = page
+        .post(
+            "/console/staff",
+            &[("csrf", &csrf), ("name", "Nobody")],
+            &[],
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status} {html}");
+    assert!(html.contains("alert error"), "{html}");
+
+    // Created: the token shown once, and it works.
+    let (status, headers, html) = page
+        .post(
+            "/console/staff",
+            &[
+                ("csrf", &csrf),
+                ("name", "Rev <b>Iewer</b>"),
+                ("reviewer", "on"),
+                ("auditor", "on"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        html.contains("Rev &#60;b&#62;Iewer") && !html.contains("<b>Iewer"),
+        "{html}"
+    );
+    let start =
+        html.find("id=\"staff-token-secret\">").unwrap() + "id=\"staff-token-secret\">".len();
+    let token = html[start..].split('<').next().unwrap().trim().to_string();
+    assert!(token.starts_with("ghs1."), "{token}");
+    let (status, me) = server
+        .authed(reqwest::Method::GET, "/v1/admin/me", &token)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["roles"], json!(["auditor", "reviewer"]));
+    let (_, _, html) = page.get("/console/staff").await;
+    assert!(!html.contains(&token), "shown once: {html}");
+    assert!(html.contains(staff_id(&token)), "{html}");
+
+    // Revoked from the console: the token stops working; without CSRF, refused.
+    let revoke_path = format!("/console/staff/{}/revoke", staff_id(&token));
+    let (status, _, _) = page.post(&revoke_path, &[], &[]).await;
+    assert_eq!(status, 403);
+    let (status, headers, _) = page.post(&revoke_path, &[("csrf", &csrf)], &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers[LOCATION], "/console/staff?done=revoke");
+    let (status, _) = server
+        .authed(reqwest::Method::GET, "/v1/admin/me", &token)
+        .await;
+    assert_eq!(status, 401);
+    let (_, _, html) = page.get("/console/staff?done=revoke").await;
+    assert!(html.contains("Tokens revoked"), "{html}");
+    assert!(html.contains("badge danger\">revoked"), "{html}");
+    let (status, _, _) = page
+        .post("/console/staff/..%2Fx/revoke", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(status, 404);
+}
+
 /// Signs in to the console in the browser.
 async fn browser_sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/console/sign-in")).await;

@@ -10,7 +10,8 @@
 //!
 //! One module per area: [`session`] (sign-in, sign-out), [`alerts`] (list, live feed, detail
 //! with evidence, acknowledge and resolve), [`recovery`] (the lost-2FA queue) and [`accounts`]
-//! (search by email or phone, the account page) and [`actions`] (staff actions on an account).
+//! (search by email or phone, the account page), [`actions`] (staff actions on an account) and
+//! [`staff`] (staff management for admins).
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
@@ -29,6 +30,7 @@ pub mod actions;
 pub mod alerts;
 pub mod recovery;
 pub mod session;
+pub mod staff;
 
 /// The console's routes, each path under `/console`.
 pub fn router() -> Router<UiState> {
@@ -38,6 +40,7 @@ pub fn router() -> Router<UiState> {
         .merge(recovery::router())
         .merge(accounts::router())
         .merge(actions::router())
+        .merge(staff::router())
 }
 
 /// Seconds since the epoch.
