@@ -418,6 +418,91 @@ async fn test_admin_manages_staff_in_the_console_and_others_are_refused() {
     assert_eq!(status, 404);
 }
 
+/// Cross-account login history in the console: attempts of every account with their user
+/// agents as inert text, filtered by IP and by account, a bad cursor shown as the API's
+/// message; a reviewer (whose API role does not read login history) gets the refusal page.
+#[tokio::test]
+async fn test_console_lists_login_history_across_accounts_and_refuses_reviewers() {
+    let (db, server) = page_server(&[]).await;
+    let admin = bootstrap_admin(&db).await;
+    let auditor = create_staff(&server, &admin, "aud", "auditor").await;
+    let reviewer = create_staff(&server, &admin, "rev", "reviewer").await;
+    let first = server.register("history@example.com", PASSWORD).await;
+    let second = server.register("other@example.com", PASSWORD).await;
+    for (who, password, want) in [
+        ("history@example.com", "not-their-password-1", 401),
+        ("other@example.com", PASSWORD, 200),
+    ] {
+        let r = server
+            .http
+            .post(format!("{}/v1/login", server.base))
+            .header("user-agent", "<script>alert(1)</script> UA")
+            .json(&json!({"identifier": who, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+    }
+
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &auditor).await.0, 303);
+    // The read model follows the events: wait for both accounts' attempts.
+    let mut html = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = page.get("/console/login-history").await;
+        assert_eq!(status, 200, "{body}");
+        html = body;
+        if html.contains(&first) && html.contains(&second) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(html.contains(&first) && html.contains(&second), "{html}");
+    assert!(
+        html.contains("href=\"/console/login-history\" aria-current=\"page\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("&#60;script&#62;alert(1)") && !html.contains("<script>alert"),
+        "{html}"
+    );
+    assert!(
+        html.contains("badge ok\">succeeded") && html.contains("badge warn\">failed"),
+        "{html}"
+    );
+
+    // Filtered by account, then by IP.
+    let (status, _, html) = page
+        .get(&format!("/console/login-history?account={first}&ip="))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&first) && !html.contains(&second), "{html}");
+    let (status, _, html) = page.get("/console/login-history?ip=127.0.0.1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&first) && html.contains(&second), "{html}");
+    let (status, _, html) = page.get("/console/login-history?ip=192.0.2.1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("No sign-in attempts."), "{html}");
+    // A query value cannot reach another parameter of the API.
+    let (status, _, html) = page
+        .get(&format!(
+            "/console/login-history?ip=127.0.0.1%26account%3D{first}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("No sign-in attempts."), "{html}");
+    let (status, _, html) = page.get("/console/login-history?cursor=nonsense").await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("invalid cursor"), "{html}");
+
+    // The reviewer: refused.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &reviewer).await.0, 303);
+    let (status, _, html) = page.get("/console/login-history").await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+}
+
 /// Signs in to the console in the browser.
 async fn browser_sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/console/sign-in")).await;

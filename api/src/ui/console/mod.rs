@@ -10,8 +10,8 @@
 //!
 //! One module per area: [`session`] (sign-in, sign-out), [`alerts`] (list, live feed, detail
 //! with evidence, acknowledge and resolve), [`recovery`] (the lost-2FA queue) and [`accounts`]
-//! (search by email or phone, the account page), [`actions`] (staff actions on an account) and
-//! [`staff`] (staff management for admins).
+//! (search by email or phone, the account page), [`actions`] (staff actions on an account),
+//! [`logins`] (cross-account login history) and [`staff`] (staff management for admins).
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
@@ -28,6 +28,7 @@ use super::UiState;
 pub mod accounts;
 pub mod actions;
 pub mod alerts;
+pub mod logins;
 pub mod recovery;
 pub mod session;
 pub mod staff;
@@ -40,6 +41,7 @@ pub fn router() -> Router<UiState> {
         .merge(recovery::router())
         .merge(accounts::router())
         .merge(actions::router())
+        .merge(logins::router())
         .merge(staff::router())
 }
 
