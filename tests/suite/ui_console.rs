@@ -29,6 +29,21 @@ async fn console_sign_in(page: &mut PageClient, token: &str) -> (u16, String) {
     (status, location)
 }
 
+/// The status of `GET /v1/admin/me` with `token`: whether the token works.
+async fn me_status(server: &Server, token: &str) -> u16 {
+    server
+        .authed(reqwest::Method::GET, "/v1/admin/me", token)
+        .await
+        .0
+}
+
+/// `GET path` in the console answers the refusal page.
+async fn assert_refused(page: &mut PageClient, path: &str) {
+    let (status, _, html) = page.get(path).await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+}
+
 /// The staff id in a `ghs1.<id>.<secret>` token.
 fn staff_id(token: &str) -> &str {
     token.split('.').nth(1).unwrap()
@@ -127,9 +142,7 @@ async fn test_console_session_follows_the_staff_token_and_the_api_roles() {
     assert_eq!(status, 403, "{html}");
     assert!(html.contains("Not allowed for your role"), "{html}");
     // So is the reviewers' queue.
-    let (status, _, html) = page.get("/console/recovery-cases").await;
-    assert_eq!(status, 403, "{html}");
-    assert!(html.contains("Not allowed for your role"), "{html}");
+    assert_refused(&mut page, "/console/recovery-cases").await;
 
     // The account search: a keyed lookup, then the account page.
     let (status, headers, html) = page
@@ -272,10 +285,7 @@ async fn test_staff_self_and_account_lookup_routes() {
 
     // Revoked: `me` says so.
     revoke(&server, &admin, &reviewer).await;
-    let (status, _) = server
-        .authed(reqwest::Method::GET, "/v1/admin/me", &reviewer)
-        .await;
-    assert_eq!(status, 401);
+    assert_eq!(me_status(&server, &reviewer).await, 401);
 }
 
 /// Staff management in the console (admins): the members and their tokens listed with every
@@ -323,9 +333,7 @@ async fn test_admin_manages_staff_in_the_console_and_others_are_refused() {
     // The analyst: the page and its forms are refused.
     let mut page = PageClient::new(&server);
     assert_eq!(console_sign_in(&mut page, &analyst).await.0, 303);
-    let (status, _, html) = page.get("/console/staff").await;
-    assert_eq!(status, 403, "{html}");
-    assert!(html.contains("Not allowed for your role"), "{html}");
+    assert_refused(&mut page, "/console/staff").await;
     let csrf = csrf_of(&page.get("/console/accounts").await.2);
     let (status, _, html) = page
         .post(
@@ -405,10 +413,7 @@ async fn test_admin_manages_staff_in_the_console_and_others_are_refused() {
     let (status, headers, _) = page.post(&revoke_path, &[("csrf", &csrf)], &[]).await;
     assert_eq!(status, 303);
     assert_eq!(headers[LOCATION], "/console/staff?done=revoke");
-    let (status, _) = server
-        .authed(reqwest::Method::GET, "/v1/admin/me", &token)
-        .await;
-    assert_eq!(status, 401);
+    assert_eq!(me_status(&server, &token).await, 401);
     let (_, _, html) = page.get("/console/staff?done=revoke").await;
     assert!(html.contains("Tokens revoked"), "{html}");
     assert!(html.contains("badge danger\">revoked"), "{html}");
@@ -498,9 +503,7 @@ async fn test_console_lists_login_history_across_accounts_and_refuses_reviewers(
     // The reviewer: refused.
     let mut page = PageClient::new(&server);
     assert_eq!(console_sign_in(&mut page, &reviewer).await.0, 303);
-    let (status, _, html) = page.get("/console/login-history").await;
-    assert_eq!(status, 403, "{html}");
-    assert!(html.contains("Not allowed for your role"), "{html}");
+    assert_refused(&mut page, "/console/login-history").await;
 }
 
 /// Signs in to the console in the browser.

@@ -66,6 +66,14 @@ pub fn session_cookie(ui: &UiState, token: &str) -> Option<axum::http::HeaderVal
     )
 }
 
+/// The `?done=` notice a page shows after a form's redirect (each page says which values it
+/// knows).
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    /// What was done.
+    pub done: Option<String>,
+}
+
 /// Why a console request has no session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {

@@ -11,7 +11,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{no_such, safe_id, when, ConsoleNav, Staff};
+use super::{no_such, safe_id, when, ConsoleNav, Done, Staff};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::pages::Problem;
 use crate::ui::render;
@@ -79,11 +79,6 @@ struct StaffPage {
     created: Option<(String, Created)>,
     notice: Option<&'static str>,
     problem: Option<Problem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Done {
-    done: Option<String>,
 }
 
 async fn show(
