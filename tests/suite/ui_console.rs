@@ -625,13 +625,22 @@ async fn test_reviewer_approves_a_lost_factor_case_and_an_auditor_is_refused() {
     super::e2e_lost_factor::up_to_review(&w, "lost@example.com", 1).await;
     let admin = bootstrap_admin(&w.db).await;
     let reviewer = create_staff(&w.server, &admin, "Rev", "reviewer").await;
-    // The case id, as the reviewers' queue names it.
-    let (status, queue) = w
-        .server
-        .authed(reqwest::Method::GET, "/v1/admin/recovery-cases", &reviewer)
-        .await;
-    assert_eq!(status, 200, "{queue}");
-    let case = queue["cases"][0]["case_id"].as_str().unwrap().to_string();
+    // The case id, as the reviewers' queue names it: the queue is a read model, which may not
+    // have reached the last step yet.
+    let mut case = None;
+    for _ in 0..200 {
+        let (status, queue) = w
+            .server
+            .authed(reqwest::Method::GET, "/v1/admin/recovery-cases", &reviewer)
+            .await;
+        assert_eq!(status, 200, "{queue}");
+        case = queue["cases"][0]["case_id"].as_str().map(str::to_string);
+        if case.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let case = case.expect("the case reaches the reviewers' queue within 10 s");
     let auditor = create_staff(&w.server, &admin, "Aud", "auditor").await;
     let base = w.server.base.clone();
 
