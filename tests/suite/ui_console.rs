@@ -29,6 +29,21 @@ async fn console_sign_in(page: &mut PageClient, token: &str) -> (u16, String) {
     (status, location)
 }
 
+/// The status of `GET /v1/admin/me` with `token`: whether the token works.
+async fn me_status(server: &Server, token: &str) -> u16 {
+    server
+        .authed(reqwest::Method::GET, "/v1/admin/me", token)
+        .await
+        .0
+}
+
+/// `GET path` in the console answers the refusal page.
+async fn assert_refused(page: &mut PageClient, path: &str) {
+    let (status, _, html) = page.get(path).await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+}
+
 /// The staff id in a `ghs1.<id>.<secret>` token.
 fn staff_id(token: &str) -> &str {
     token.split('.').nth(1).unwrap()
@@ -127,9 +142,7 @@ async fn test_console_session_follows_the_staff_token_and_the_api_roles() {
     assert_eq!(status, 403, "{html}");
     assert!(html.contains("Not allowed for your role"), "{html}");
     // So is the reviewers' queue.
-    let (status, _, html) = page.get("/console/recovery-cases").await;
-    assert_eq!(status, 403, "{html}");
-    assert!(html.contains("Not allowed for your role"), "{html}");
+    assert_refused(&mut page, "/console/recovery-cases").await;
 
     // The account search: a keyed lookup, then the account page.
     let (status, headers, html) = page
@@ -272,10 +285,225 @@ async fn test_staff_self_and_account_lookup_routes() {
 
     // Revoked: `me` says so.
     revoke(&server, &admin, &reviewer).await;
-    let (status, _) = server
-        .authed(reqwest::Method::GET, "/v1/admin/me", &reviewer)
+    assert_eq!(me_status(&server, &reviewer).await, 401);
+}
+
+/// Staff management in the console (admins): the members and their tokens listed with every
+/// value escaped, a member created with their token shown once on the answer, their tokens
+/// revoked; an analyst gets the refusal page and `GET /v1/admin/staff` answers 401 and 403.
+#[tokio::test]
+async fn test_admin_manages_staff_in_the_console_and_others_are_refused() {
+    let (db, server) = page_server(&[]).await;
+    let admin = bootstrap_admin(&db).await;
+    let analyst = create_staff(&server, &admin, "Ana <i>Lyst</i>", "analyst").await;
+
+    // The list route: admins only.
+    let (status, body) = server
+        .authed(reqwest::Method::GET, "/v1/admin/staff", &analyst)
         .await;
+    assert_eq!(status, 403);
+    assert_error_shape(&body, "forbidden");
+    let (status, body) = read(
+        server
+            .http
+            .get(format!("{}/v1/admin/staff", server.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 401);
+    assert_error_shape(&body, "unauthenticated");
+    let (status, body) = server
+        .authed(reqwest::Method::GET, "/v1/admin/staff", &admin)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["staff"].as_array().unwrap();
+    let ana = listed
+        .iter()
+        .find(|m| m["staff_id"] == staff_id(&analyst))
+        .unwrap();
+    assert_eq!(ana["roles"], json!(["analyst"]));
+    assert_eq!(ana["token_status"], "live");
+    assert!(
+        !body.to_string().contains(&analyst),
+        "no token secret is listed"
+    );
+
+    // The analyst: the page and its forms are refused.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &analyst).await.0, 303);
+    assert_refused(&mut page, "/console/staff").await;
+    let csrf = csrf_of(&page.get("/console/accounts").await.2);
+    let (status, _, html) = page
+        .post(
+            "/console/staff",
+            &[("csrf", &csrf), ("name", "sneaky"), ("admin", "on")],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("Not allowed for your role"), "{html}");
+
+    // The admin: the list, names as text.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &admin).await.0, 303);
+    let (status, headers, html) = page.get("/console/staff").await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        html.contains("href=\"/console/staff\" aria-current=\"page\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("Ana &#60;i&#62;Lyst") && !html.contains("<i>Lyst"),
+        "{html}"
+    );
+    assert!(html.contains(staff_id(&analyst)), "{html}");
+    assert!(!html.contains(&analyst), "no token secret is shown: {html}");
+
+    // A member without a role: the API's message on the page.
+    let csrf = csrf_of(&html);
+    let (status, _, html) = page
+        .post(
+            "/console/staff",
+            &[("csrf", &csrf), ("name", "Nobody")],
+            &[],
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status} {html}");
+    assert!(html.contains("alert error"), "{html}");
+
+    // Created: the token shown once, and it works.
+    let (status, headers, html) = page
+        .post(
+            "/console/staff",
+            &[
+                ("csrf", &csrf),
+                ("name", "Rev <b>Iewer</b>"),
+                ("reviewer", "on"),
+                ("auditor", "on"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        html.contains("Rev &#60;b&#62;Iewer") && !html.contains("<b>Iewer"),
+        "{html}"
+    );
+    let start =
+        html.find("id=\"staff-token-secret\">").unwrap() + "id=\"staff-token-secret\">".len();
+    let token = html[start..].split('<').next().unwrap().trim().to_string();
+    assert!(token.starts_with("ghs1."), "{token}");
+    let (status, me) = server
+        .authed(reqwest::Method::GET, "/v1/admin/me", &token)
+        .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["roles"], json!(["auditor", "reviewer"]));
+    let (_, _, html) = page.get("/console/staff").await;
+    assert!(!html.contains(&token), "shown once: {html}");
+    assert!(html.contains(staff_id(&token)), "{html}");
+
+    // Revoked from the console: the token stops working; without CSRF, refused.
+    let revoke_path = format!("/console/staff/{}/revoke", staff_id(&token));
+    let (status, _, _) = page.post(&revoke_path, &[], &[]).await;
+    assert_eq!(status, 403);
+    let (status, headers, _) = page.post(&revoke_path, &[("csrf", &csrf)], &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers[LOCATION], "/console/staff?done=revoke");
+    assert_eq!(me_status(&server, &token).await, 401);
+    let (_, _, html) = page.get("/console/staff?done=revoke").await;
+    assert!(html.contains("Tokens revoked"), "{html}");
+    assert!(html.contains("badge danger\">revoked"), "{html}");
+    let (status, _, _) = page
+        .post("/console/staff/..%2Fx/revoke", &[("csrf", &csrf)], &[])
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// Cross-account login history in the console: attempts of every account with their user
+/// agents as inert text, filtered by IP and by account, a bad cursor shown as the API's
+/// message; a reviewer (whose API role does not read login history) gets the refusal page.
+#[tokio::test]
+async fn test_console_lists_login_history_across_accounts_and_refuses_reviewers() {
+    let (db, server) = page_server(&[]).await;
+    let admin = bootstrap_admin(&db).await;
+    let auditor = create_staff(&server, &admin, "aud", "auditor").await;
+    let reviewer = create_staff(&server, &admin, "rev", "reviewer").await;
+    let first = server.register("history@example.com", PASSWORD).await;
+    let second = server.register("other@example.com", PASSWORD).await;
+    for (who, password, want) in [
+        ("history@example.com", "not-their-password-1", 401),
+        ("other@example.com", PASSWORD, 200),
+    ] {
+        let r = server
+            .http
+            .post(format!("{}/v1/login", server.base))
+            .header("user-agent", "<script>alert(1)</script> UA")
+            .json(&json!({"identifier": who, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want);
+    }
+
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &auditor).await.0, 303);
+    // The read model follows the events: wait for both accounts' attempts.
+    let mut html = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = page.get("/console/login-history").await;
+        assert_eq!(status, 200, "{body}");
+        html = body;
+        if html.contains(&first) && html.contains(&second) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(html.contains(&first) && html.contains(&second), "{html}");
+    assert!(
+        html.contains("href=\"/console/login-history\" aria-current=\"page\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("&#60;script&#62;alert(1)") && !html.contains("<script>alert"),
+        "{html}"
+    );
+    assert!(
+        html.contains("badge ok\">succeeded") && html.contains("badge warn\">failed"),
+        "{html}"
+    );
+
+    // Filtered by account, then by IP.
+    let (status, _, html) = page
+        .get(&format!("/console/login-history?account={first}&ip="))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&first) && !html.contains(&second), "{html}");
+    let (status, _, html) = page.get("/console/login-history?ip=127.0.0.1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&first) && html.contains(&second), "{html}");
+    let (status, _, html) = page.get("/console/login-history?ip=192.0.2.1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("No sign-in attempts."), "{html}");
+    // A query value cannot reach another parameter of the API.
+    let (status, _, html) = page
+        .get(&format!(
+            "/console/login-history?ip=127.0.0.1%26account%3D{first}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("No sign-in attempts."), "{html}");
+    let (status, _, html) = page.get("/console/login-history?cursor=nonsense").await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("invalid cursor"), "{html}");
+
+    // The reviewer: refused.
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &reviewer).await.0, 303);
+    assert_refused(&mut page, "/console/login-history").await;
 }
 
 /// Signs in to the console in the browser.
@@ -397,13 +625,22 @@ async fn test_reviewer_approves_a_lost_factor_case_and_an_auditor_is_refused() {
     super::e2e_lost_factor::up_to_review(&w, "lost@example.com", 1).await;
     let admin = bootstrap_admin(&w.db).await;
     let reviewer = create_staff(&w.server, &admin, "Rev", "reviewer").await;
-    // The case id, as the reviewers' queue names it.
-    let (status, queue) = w
-        .server
-        .authed(reqwest::Method::GET, "/v1/admin/recovery-cases", &reviewer)
-        .await;
-    assert_eq!(status, 200, "{queue}");
-    let case = queue["cases"][0]["case_id"].as_str().unwrap().to_string();
+    // The case id, as the reviewers' queue names it: the queue is a read model, which may not
+    // have reached the last step yet.
+    let mut case = None;
+    for _ in 0..200 {
+        let (status, queue) = w
+            .server
+            .authed(reqwest::Method::GET, "/v1/admin/recovery-cases", &reviewer)
+            .await;
+        assert_eq!(status, 200, "{queue}");
+        case = queue["cases"][0]["case_id"].as_str().map(str::to_string);
+        if case.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let case = case.expect("the case reaches the reviewers' queue within 10 s");
     let auditor = create_staff(&w.server, &admin, "Aud", "auditor").await;
     let base = w.server.base.clone();
 

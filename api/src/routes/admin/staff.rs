@@ -172,11 +172,74 @@ pub async fn revoke_staff_tokens(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One staff member and the state of their current token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffListEntry {
+    /// Staff id.
+    pub staff_id: String,
+    /// Display name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// The current token's id (not secret); absent when revoked or issued before tokens had ids.
+    pub token_id: Option<String>,
+    /// `live`, `expired` or `revoked`.
+    pub token_status: String,
+    /// When the token stops (`live`) or stopped (`expired`) working.
+    pub token_until: Option<DateTime<Utc>>,
+}
+
+/// Every staff member.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffList {
+    /// Members, by id.
+    pub staff: Vec<StaffListEntry>,
+}
+
+/// Lists the staff members and the state of their tokens (admin). Token secrets are never
+/// listed: only their hashes are stored.
+#[utoipa::path(get, path = "/v1/admin/staff", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = StaffList),
+              (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_staff(
+    State(state): State<AppState>,
+    staff: Staff<ManageStaff>,
+) -> Result<Json<StaffList>, ApiError> {
+    use gatehouse_domain::staff::TokenStatus;
+    let members = crate::staff::list(state.store(), state.staff())
+        .await
+        .map_err(ApiError::internal)?;
+    staff.record(&state, "staff.list", "*".to_string()).await?;
+    let now = Utc::now();
+    let lifetime = state.access().staff_token_lifetime;
+    let staff = members
+        .into_iter()
+        .map(|(id, m)| {
+            let (token_status, token_until) = match m.token_status(now, lifetime) {
+                TokenStatus::Live(until) => ("live", Some(until)),
+                TokenStatus::Expired(at) => ("expired", Some(at)),
+                TokenStatus::Revoked => ("revoked", None),
+            };
+            StaffListEntry {
+                staff_id: id,
+                name: m.name.clone(),
+                roles: m.roles.iter().map(|r| r.as_str().to_string()).collect(),
+                token_id: (token_status != "revoked")
+                    .then(|| m.token.id.map(|t| t.to_string()))
+                    .flatten(),
+                token_status: token_status.to_string(),
+                token_until,
+            }
+        })
+        .collect();
+    Ok(Json(StaffList { staff }))
+}
+
 /// This module's routes, each with its OpenAPI operation (the path is written once, in the
 /// handler's `#[utoipa::path]`; `routes!` groups the handlers of one path).
 pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
     utoipa_axum::router::OpenApiRouter::new()
-        .routes(utoipa_axum::routes!(create_staff))
+        .routes(utoipa_axum::routes!(create_staff, list_staff))
         .routes(utoipa_axum::routes!(staff_self))
         .routes(utoipa_axum::routes!(
             reissue_staff_token,

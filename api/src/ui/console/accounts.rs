@@ -10,7 +10,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{no_such, safe_id, ConsoleNav, Staff};
+use super::{no_such, safe_id, ConsoleNav, Done, Staff};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::pages::history::Attempt;
 use crate::ui::pages::Problem;
@@ -117,12 +117,6 @@ struct AccountPage {
     attempts: Vec<Attempt>,
     events: Vec<Event>,
     actions: &'static [&'static str],
-    done: Option<String>,
-}
-
-/// The notice after an action.
-#[derive(Debug, Deserialize)]
-struct Done {
     done: Option<String>,
 }
 

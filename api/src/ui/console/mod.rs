@@ -10,7 +10,8 @@
 //!
 //! One module per area: [`session`] (sign-in, sign-out), [`alerts`] (list, live feed, detail
 //! with evidence, acknowledge and resolve), [`recovery`] (the lost-2FA queue) and [`accounts`]
-//! (search by email or phone, the account page) and [`actions`] (staff actions on an account).
+//! (search by email or phone, the account page), [`actions`] (staff actions on an account),
+//! [`logins`] (cross-account login history) and [`staff`] (staff management for admins).
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
@@ -27,8 +28,10 @@ use super::UiState;
 pub mod accounts;
 pub mod actions;
 pub mod alerts;
+pub mod logins;
 pub mod recovery;
 pub mod session;
+pub mod staff;
 
 /// The console's routes, each path under `/console`.
 pub fn router() -> Router<UiState> {
@@ -38,6 +41,8 @@ pub fn router() -> Router<UiState> {
         .merge(recovery::router())
         .merge(accounts::router())
         .merge(actions::router())
+        .merge(logins::router())
+        .merge(staff::router())
 }
 
 /// Seconds since the epoch.
@@ -59,6 +64,14 @@ pub fn session_cookie(ui: &UiState, token: &str) -> Option<axum::http::HeaderVal
         ui.settings(),
         ui.app.keys(),
     )
+}
+
+/// The `?done=` notice a page shows after a form's redirect (each page says which values it
+/// knows).
+#[derive(Debug, Deserialize)]
+pub struct Done {
+    /// What was done.
+    pub done: Option<String>,
 }
 
 /// Why a console request has no session.

@@ -9,7 +9,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{no_such, safe_id, when, ConsoleNav, Staff};
+use super::{no_such, safe_id, when, ConsoleNav, Done, Staff};
 use crate::ui::csrf::CsrfForm;
 use crate::ui::pages::Problem;
 use crate::ui::render;
@@ -67,11 +67,6 @@ struct QueuePage {
     cases: Vec<Case>,
     notice: Option<&'static str>,
     problem: Option<Problem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Done {
-    done: Option<String>,
 }
 
 async fn show(
