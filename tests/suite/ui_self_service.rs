@@ -426,11 +426,13 @@ async fn test_security_key_registered_and_used_through_the_virtual_authenticator
 }
 
 /// A passkey created on the second factors page (Chromium's virtual authenticator with resident
-/// keys and user verification), then a sign-in with it alone from the sign-in page.
+/// keys and user verification), a sign-in with it alone from the sign-in page, then its removal
+/// (refused with a wrong password).
 #[tokio::test]
-async fn test_passkey_created_on_the_factors_page_then_signs_in_alone() {
+async fn test_passkey_created_on_the_factors_page_signs_in_alone_and_is_removed() {
     let Some(b) =
-        Browser::start("test_passkey_created_on_the_factors_page_then_signs_in_alone").await
+        Browser::start("test_passkey_created_on_the_factors_page_signs_in_alone_and_is_removed")
+            .await
     else {
         return;
     };
@@ -468,6 +470,21 @@ async fn test_passkey_created_on_the_factors_page_then_signs_in_alone() {
     b.goto(&format!("{origin}/sign-in")).await;
     b.click("#passkey-sign-in").await;
     b.wait_for_text("Your account").await;
+
+    // Removing it needs the password: a wrong one is refused and the passkey stays.
+    b.goto(&format!("{origin}/account/factors")).await;
+    b.click("#remove-passkey-1").await;
+    b.fill("rm-passkey-1-password", "not-the-password").await;
+    b.click("#remove-passkey-1 + form button[type=submit]")
+        .await;
+    let text = b.wait_for_text("My passkey").await;
+    assert!(!text.contains("No passkey yet"), "{text}");
+    b.click("#remove-passkey-1").await;
+    b.fill("rm-passkey-1-password", PASSWORD).await;
+    b.click("#remove-passkey-1 + form button[type=submit]")
+        .await;
+    b.wait_for_text("The passkey is removed").await;
+    b.wait_for_text("No passkey yet").await;
     b.close().await;
 }
 

@@ -26,6 +26,7 @@ struct BackupLeft {
 /// A registered security key or passkey.
 #[derive(Debug, Deserialize)]
 pub struct Key {
+    key_id: String,
     name: String,
     registered_at: chrono::DateTime<chrono::Utc>,
     last_used_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -76,6 +77,14 @@ impl Credential {
         match self {
             Self::SecurityKey => "/account/factors?done=key",
             Self::Passkey => "/account/factors?done=passkey",
+        }
+    }
+
+    /// Where the page goes once one is removed.
+    fn removed(self) -> &'static str {
+        match self {
+            Self::SecurityKey => "/account/factors?done=key-removed",
+            Self::Passkey => "/account/factors?done=passkey-removed",
         }
     }
 
@@ -165,6 +174,8 @@ impl Section for Factors {
         match done {
             "key" => Some(Credential::SecurityKey.registered()),
             "passkey" => Some(Credential::Passkey.registered()),
+            "key-removed" => Some("The security key is removed."),
+            "passkey-removed" => Some("The passkey is removed: it no longer signs you in."),
             "totp-removed" => Some("Your authenticator app is removed, with its backup codes."),
             _ => None,
         }
@@ -414,6 +425,47 @@ async fn register(ui: &UiState, me: &SignedIn, form: KeyForm, kind: Credential) 
     }
 }
 
+/// The removal form: which key (its credential id) and the proof.
+#[derive(Debug, Deserialize)]
+pub struct RemoveForm {
+    key_id: String,
+    #[serde(flatten)]
+    proof: ProofFields,
+}
+
+async fn key_remove(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<RemoveForm>,
+) -> Response {
+    remove(&ui, &me, form, Credential::SecurityKey).await
+}
+
+async fn passkey_remove(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<RemoveForm>,
+) -> Response {
+    remove(&ui, &me, form, Credential::Passkey).await
+}
+
+/// Removes one key through the API, which asks for the proof. A credential id is base64url;
+/// anything else is not a form this page sent (and never reaches the API's path).
+async fn remove(ui: &UiState, me: &SignedIn, form: RemoveForm, kind: Credential) -> Response {
+    let id = form.key_id.trim();
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return render::bad_form();
+    }
+    let body = json!({"proof": form.proof.proof()});
+    let path = format!("{}/{id}", kind.api());
+    let result = me.call(ui, Method::DELETE, &path, Some(&body)).await;
+    outcome::<Factors>(ui, me, result, |_| render::see_other(kind.removed())).await
+}
+
 /// The routes of the second factors page.
 pub fn router() -> Router<UiState> {
     Router::new()
@@ -426,4 +478,6 @@ pub fn router() -> Router<UiState> {
         .route("/account/factors/security-keys", post(key_register))
         .route("/account/factors/passkeys/options", post(passkey_options))
         .route("/account/factors/passkeys", post(passkey_register))
+        .route("/account/factors/security-keys/remove", post(key_remove))
+        .route("/account/factors/passkeys/remove", post(passkey_remove))
 }
