@@ -3,7 +3,7 @@
 //! server where codes are read. Every page visited is checked with axe-core and photographed at
 //! desktop and phone width (`target/screenshots/`).
 use super::browser::Browser;
-use super::support::PASSWORD;
+use super::support::{Server, TestDb, PASSWORD};
 use super::ui_pages::page_server as server;
 
 /// Signs in through the page with `identifier` and the test password.
@@ -376,6 +376,26 @@ async fn test_a_page_framed_by_another_origin_is_refused() {
     b.close().await;
 }
 
+/// A server for WebAuthn in the browser, which needs a secure context and a domain: the server
+/// at `http://localhost:<port>`, that origin its relying party. Answers the origin too.
+async fn webauthn_server() -> (String, TestDb, Server) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let origin = format!("http://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let (db, server) = server(&[
+        ("GATEHOUSE_LISTEN", &listen),
+        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
+        ("GATEHOUSE_WEBAUTHN_ORIGINS", &origin),
+        ("GATEHOUSE_PUBLIC_URL", &origin),
+    ])
+    .await;
+    (origin, db, server)
+}
+
 /// A security key through Chromium's virtual authenticator: registered from the second factors
 /// page (with the password as proof), then used for the second step of a sign-in.
 #[tokio::test]
@@ -386,21 +406,7 @@ async fn test_security_key_registered_and_used_through_the_virtual_authenticator
     else {
         return;
     };
-    // WebAuthn needs a secure context and a domain: the server at http://localhost:<port>.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let origin = format!("http://localhost:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let (_db, server) = server(&[
-        ("GATEHOUSE_LISTEN", &listen),
-        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
-        ("GATEHOUSE_WEBAUTHN_ORIGINS", &origin),
-        ("GATEHOUSE_PUBLIC_URL", &origin),
-    ])
-    .await;
+    let (origin, _db, server) = webauthn_server().await;
     let email = "key@example.com";
     server.register(email, PASSWORD).await;
     b.add_virtual_authenticator(false, true).await;
@@ -436,20 +442,7 @@ async fn test_passkey_created_on_the_factors_page_signs_in_alone_and_is_removed(
     else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let origin = format!("http://localhost:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let (_db, server) = server(&[
-        ("GATEHOUSE_LISTEN", &listen),
-        ("GATEHOUSE_WEBAUTHN_RP_ID", "localhost"),
-        ("GATEHOUSE_WEBAUTHN_ORIGINS", &origin),
-        ("GATEHOUSE_PUBLIC_URL", &origin),
-    ])
-    .await;
+    let (origin, _db, server) = webauthn_server().await;
     let email = "passkey-page@example.com";
     server.register(email, PASSWORD).await;
     b.add_virtual_authenticator(true, true).await;
