@@ -104,12 +104,8 @@ async fn show(
         notice,
         problem,
     };
-    let mut response = render::html(status, &page);
-    // The page may hold a new token: never kept by a cache.
-    response.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
+    // The page may hold a new token: like every page, it is served `no-store` (ui/security.rs).
+    let response = render::html(status, &page);
     staff.touch(ui, response)
 }
 
