@@ -143,8 +143,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         AggregateStore::new(&store, gatehouse_domain::upcast::account_upcasters()),
         services,
     );
+    // Background work gets pools of its own: a read-model batch or an outbox round never holds a
+    // connection a request waits for (issue #23, item 2).
+    let background = store
+        .background(store_args.db_background_connections)
+        .await
+        .map_err(|e| StartError::Store(e.to_string()))?;
     let runner = ProjectionRunner::new(
-        store.clone(),
+        background.clone(),
         gatehouse_projections::standard_projections_with(alerts.try_into()?),
     )
     .with_coalesce(store_args.coalesce());
@@ -164,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     .with_breach_check(limits.try_into()?)
     .with_sms_budget(limits.try_into()?)
     .with_read_your_writes(store_args.read_your_writes())
+    .with_background_store(background.clone())
     .with_ui(
         crate::ui::UiSettings::new(
             ui.ui == crate::config::UiMode::On,
@@ -217,12 +224,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         );
         // rustls (a `tls://` URL) needs the process's crypto provider.
         crate::install_tls_provider();
-        tokio::spawn(publisher.run(store.clone(), state.runner().progress(), stop_rx.clone()))
+        tokio::spawn(publisher.run(
+            background.clone(),
+            state.runner().progress(),
+            stop_rx.clone(),
+        ))
     });
     // Webhooks: the feed (one process at a time, under a lease) and the delivery worker.
     let webhook_tasks = [
         tokio::spawn(state.webhooks().clone().run_feed(
-            store.clone(),
+            background.clone(),
             state.runner().progress(),
             stop_rx.clone(),
         )),
@@ -282,6 +293,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     for task in webhook_tasks {
         let _ = task.await;
     }
+    background.close().await;
     store.close().await;
     served.map_err(|cause| StartError::Listen { addr: local, cause })
 }

@@ -18,6 +18,9 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
+    /// The pools of background work (outbox and webhook workers), apart from the requests'
+    /// ([`gatehouse_store::Store::background`]); the requests' store when not given.
+    background: Store,
     accounts: CommandExecutor<Account>,
     keys: Keys,
     runner: ProjectionRunner,
@@ -123,6 +126,7 @@ impl AppState {
         );
         Self {
             inner: Arc::new(Inner {
+                background: store.clone(),
                 staff,
                 teams,
                 relying_party: None,
@@ -154,6 +158,19 @@ impl AppState {
                 known_accounts: Default::default(),
             }),
         }
+    }
+
+    /// Gives background work pools of its own ([`AppState::background_store`]).
+    pub fn with_background_store(mut self, background: Store) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.background = background;
+        }
+        self
+    }
+
+    /// The store of background work: the outbox and webhook workers use it, requests never do.
+    pub fn background_store(&self) -> &Store {
+        &self.inner.background
     }
 
     /// Sets how long a read-model answer waits for the caller's own latest event.

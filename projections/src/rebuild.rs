@@ -251,7 +251,7 @@ impl Shadow {
             .execute(&mut conn)
             .await?;
         // Key lookups by index whatever the (absent) statistics of tables being filled say, as
-        // in the runner's transactions ([`crate::runner::BEGIN_PROJECTION_PG`]).
+        // in the runner's transactions ([`crate::runner::lock_all_pg`]).
         sqlx::query("set enable_seqscan to off")
             .execute(&mut conn)
             .await?;

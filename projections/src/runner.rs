@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,14 +15,6 @@ use sqlx::{Any, AnyConnection, Transaction};
 use tokio::sync::{watch, Notify};
 
 use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
-
-/// The first statement of a projection's transaction on PostgreSQL, in one round trip: the
-/// per-projection lock, and `enable_seqscan = off` until the transaction ends. Every statement a
-/// read model issues is a key lookup or a keyed write; without table statistics (autovacuum off,
-/// or tables a rebuild is filling) PostgreSQL estimates an `in (…)` list of a few hundred keys to
-/// match a third of the table and scans it whole, every batch, ever longer.
-pub const BEGIN_PROJECTION_PG: &str =
-    "select pg_advisory_xact_lock(hashtext($1)::bigint), set_config('enable_seqscan', 'off', true)";
 
 /// A boxed future, so projections can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -163,6 +155,8 @@ pub struct ProjectionRunner {
     progress: Arc<watch::Sender<StreamPosition>>,
     /// Events applied by this process, per projection (same order as `projections`).
     applied: Arc<Vec<AtomicU64>>,
+    /// Where the slowest projection stood after the last batch (`None`: read the checkpoints).
+    resume: Arc<Mutex<Option<StreamPosition>>>,
 }
 
 impl ProjectionRunner {
@@ -179,6 +173,7 @@ impl ProjectionRunner {
             coalesce: Duration::from_millis(50),
             wake: Arc::new(Notify::new()),
             progress: Arc::new(progress),
+            resume: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -255,12 +250,15 @@ impl ProjectionRunner {
                     if n == 0 {
                         tokio::select! {
                             _ = self.wake.notified() => tokio::time::sleep(self.coalesce).await,
-                            _ = tokio::time::sleep(self.poll) => {}
+                            // Idle: read the checkpoints again next time (something else, a
+                            // rebuild, may have moved them).
+                            _ = tokio::time::sleep(self.poll) => self.forget_resume(),
                             _ = shutdown.changed() => {}
                         }
                     }
                 }
                 Err(e) => {
+                    self.forget_resume();
                     tracing::error!(error = %e, retry_in_ms = pause.as_millis() as u64, "projection batch failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
@@ -274,11 +272,32 @@ impl ProjectionRunner {
 
     /// Applies one batch to every projection that is behind; returns the events applied.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let Some(from) = self.slowest_checkpoint().await? else {
-            return Ok(0);
-        };
-        let events = self.store.read_stream(from, self.batch).await?;
-        self.apply_all(&events).await
+        // While commits keep waking the runner, where the slowest projection stands is known
+        // from the last batch's transaction: no query for it per batch. A stale figure costs
+        // nothing but a read (checkpoints are re-read under the locks, and a projection behind
+        // the events read is left for the next round), and an idle poll reads them again.
+        loop {
+            let known = *self.resume.lock().unwrap_or_else(|p| p.into_inner());
+            let from = match known {
+                Some(at) => at,
+                None => match self.slowest_checkpoint().await? {
+                    Some(at) => at,
+                    None => return Ok(0),
+                },
+            };
+            let events = self.store.read_stream(from, self.batch).await?;
+            let (applied, slowest) = self.apply_all(from, &events).await?;
+            *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = slowest.or(Some(from));
+            match slowest {
+                // A read model stood behind the events read: read again from there at once.
+                Some(at) if applied == 0 && at < from => continue,
+                _ => return Ok(applied),
+            }
+        }
+    }
+
+    fn forget_resume(&self) {
+        *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Where the projection furthest behind stands (`None` without projections).
@@ -300,90 +319,119 @@ impl ProjectionRunner {
             .min())
     }
 
-    /// Applies `events` to every projection that has not seen them. Each projection's changes
-    /// and checkpoint move in one transaction. On PostgreSQL the projections' transactions run
-    /// side by side (one connection each), so the database works on one read model while this
-    /// process prepares the next; on SQLite, which has one writer, they run one after another
-    /// in a single transaction.
-    async fn apply_all(&self, events: &[StoredEvent]) -> Result<usize, StoreError> {
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Ok(0);
-        };
-        let counts: Vec<usize> = if self.store.kind() == "postgres" {
-            futures::future::try_join_all(self.projections.iter().map(|projection| async move {
-                let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
-                let n = self
-                    .apply_pending(&mut tx, projection.as_ref(), events)
-                    .await?;
-                tx.commit().await?;
-                Ok::<usize, StoreError>(n)
-            }))
-            .await?
-        } else {
-            let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
-            let mut counts = Vec::with_capacity(self.projections.len());
-            for projection in &self.projections {
-                counts.push(
-                    self.apply_pending(&mut tx, projection.as_ref(), events)
-                        .await?,
-                );
-            }
-            tx.commit().await?;
-            counts
-        };
+    /// Applies `events` (the stream's next events after `from`) to every projection that has
+    /// not seen them, in one transaction that also moves their checkpoints: each projection's
+    /// rows and checkpoint still move together (a kill leaves both as they were), and the batch
+    /// costs five round trips besides the read models' own statements, whatever the number of
+    /// projections (it was six per projection, each in its own transaction, on PostgreSQL).
+    /// Returns the events applied (summed over projections) and where the slowest projection
+    /// stands afterwards.
+    async fn apply_all(
+        &self,
+        from: StreamPosition,
+        events: &[StoredEvent],
+    ) -> Result<(usize, Option<StreamPosition>), StoreError> {
+        if events.is_empty() {
+            return Ok((0, None));
+        }
+        let mut tx: Transaction<'_, Any> = self.store.any().begin().await?;
+        let checkpoints = self.lock_checkpoints(&mut tx).await?;
+        let mut counts = Vec::with_capacity(self.projections.len());
+        let mut moved = Vec::new();
+        let mut slowest: Option<StreamPosition> = None;
+        for (projection, checkpoint) in self.projections.iter().zip(checkpoints) {
+            // Events between the checkpoint and `from` were not read (the checkpoint moved back
+            // since `from` was chosen: a rebuild emptied it): leave it for the next round.
+            let pending: Vec<&StoredEvent> = if checkpoint < from {
+                Vec::new()
+            } else {
+                events.iter().filter(|e| e.position > checkpoint).collect()
+            };
+            let reached = match pending.last() {
+                Some(last) => {
+                    projection
+                        .apply_batch(&mut tx, &pending, checkpoint)
+                        .await?;
+                    moved.push((projection.name(), last.position));
+                    last.position
+                }
+                None => checkpoint,
+            };
+            slowest = Some(slowest.map_or(reached, |s| s.min(reached)));
+            counts.push(pending.len());
+        }
+        save_checkpoints(&mut tx, &moved).await?;
+        tx.commit().await?;
         let mut applied = 0;
         for (counter, n) in self.applied.iter().zip(counts) {
             counter.fetch_add(n as u64, Ordering::Relaxed);
             applied += n;
         }
-        self.progress.send_replace(last);
-        Ok(applied)
+        if let Some(at) = slowest {
+            self.progress.send_if_modified(|now| {
+                let newer = at > *now;
+                if newer {
+                    *now = at;
+                }
+                newer
+            });
+        }
+        Ok((applied, slowest))
     }
 
-    /// Applies the events a projection has not seen yet and moves its checkpoint, inside the
-    /// caller's transaction. Processes that run a runner each are serialised per projection (an
-    /// advisory lock on PostgreSQL, taken in the same order everywhere; the write lock on SQLite),
-    /// and the checkpoint is re-read under that lock, so no event is applied twice or out of
-    /// order.
-    async fn apply_pending(
+    /// Takes every projection's lock inside `tx` and reads their checkpoints under it (in the
+    /// order of `self.projections`; `0` for one never run). Processes that run a runner each are
+    /// serialised per projection, and the rebuild tool takes the same locks in the same order:
+    /// on PostgreSQL advisory locks, all in one statement (its select list is evaluated left to
+    /// right), with `enable_seqscan` off for the transaction ([`lock_all_pg`]); on SQLite
+    /// a write first, which takes the file's write lock before anything is read. The checkpoints
+    /// are read by the next statement, whose snapshot is taken after the locks are held.
+    async fn lock_checkpoints(
         &self,
         tx: &mut Transaction<'_, Any>,
-        projection: &dyn Projection,
-        events: &[StoredEvent],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<StreamPosition>, StoreError> {
+        let names: Vec<&'static str> = self.projections.iter().map(|p| p.name()).collect();
         if self.store.kind() == "postgres" {
-            sqlx::query(BEGIN_PROJECTION_PG)
-                .bind(projection.name())
-                .execute(&mut **tx)
-                .await?;
+            let sql = lock_all_pg(names.len());
+            let mut query = sqlx::query(&sql);
+            for name in &names {
+                query = query.bind(*name);
+            }
+            query.execute(&mut **tx).await?;
+        } else {
+            let rows: Vec<String> = (0..names.len())
+                .map(|i| format!("(${}, 0, 0, $1)", i + 2))
+                .collect();
+            let sql = format!(
+                "insert into projection_checkpoints (projection, tx_id, position, updated_ms) values {}
+                 on conflict (projection) do nothing",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(Utc::now().timestamp_millis());
+            for name in &names {
+                query = query.bind(*name);
+            }
+            query.execute(&mut **tx).await?;
         }
-        // A write first: on SQLite this takes the write lock before anything is read.
-        sqlx::query(
-            "insert into projection_checkpoints (projection, tx_id, position, updated_ms) values ($1, 0, 0, $2)
-             on conflict (projection) do nothing",
-        )
-        .bind(projection.name())
-        .bind(Utc::now().timestamp_millis())
-        .execute(&mut **tx)
-        .await?;
-        let (tx_id, position): (i64, i64) = sqlx::query_as(
-            "select tx_id, position from projection_checkpoints where projection = $1",
-        )
-        .bind(projection.name())
-        .fetch_one(&mut **tx)
-        .await?;
-        let checkpoint = StreamPosition {
-            tx: tx_id,
-            pos: position,
-        };
-        let pending: Vec<&StoredEvent> =
-            events.iter().filter(|e| e.position > checkpoint).collect();
-        let Some(last) = pending.last().map(|e| e.position) else {
-            return Ok(0);
-        };
-        projection.apply_batch(tx, &pending, checkpoint).await?;
-        save_checkpoint(tx, projection.name(), last).await?;
-        Ok(pending.len())
+        let sql = format!(
+            "select projection, tx_id, position from projection_checkpoints where projection in ({})",
+            placeholders(1, names.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql);
+        for name in &names {
+            query = query.bind(*name);
+        }
+        let known = query.fetch_all(&mut **tx).await?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, tx, pos)| StreamPosition { tx: *tx, pos: *pos })
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 
     /// Runs batches until every projection has reached the stream head seen at the start. The
@@ -403,10 +451,10 @@ impl ProjectionRunner {
                 return Ok(total);
             };
             let (applied, next) = tokio::join!(
-                self.apply_all(&events),
+                self.apply_all(from, &events),
                 self.store.read_stream(last, self.batch)
             );
-            total += applied?;
+            total += applied?.0;
             ahead = Some((last, next?));
         }
     }
@@ -455,17 +503,51 @@ impl ProjectionRunner {
     }
 }
 
-async fn save_checkpoint(
+/// The PostgreSQL statement that opens a batch's transaction, in one round trip: the advisory
+/// locks of `n` projections, in the order of its parameters, and `enable_seqscan = off` until
+/// the transaction ends. Every statement a read model issues is a key lookup or a keyed write;
+/// without table statistics (autovacuum off, or tables a rebuild is filling) PostgreSQL
+/// estimates an `in (…)` list of a few hundred keys to match a third of the table and scans it
+/// whole, every batch, ever longer.
+pub fn lock_all_pg(n: usize) -> String {
+    let locks: Vec<String> = (1..=n)
+        .map(|i| format!("pg_advisory_xact_lock(hashtext(${i})::bigint)"))
+        .collect();
+    format!(
+        "select {}, set_config('enable_seqscan', 'off', true)",
+        locks.join(", ")
+    )
+}
+
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Moves the checkpoints of the projections that applied events, in one statement.
+async fn save_checkpoints(
     conn: &mut AnyConnection,
-    name: &str,
-    at: StreamPosition,
+    moved: &[(&'static str, StreamPosition)],
 ) -> Result<(), StoreError> {
-    sqlx::query("update projection_checkpoints set tx_id = $2, position = $3, updated_ms = $4 where projection = $1")
-    .bind(name)
-    .bind(at.tx)
-    .bind(at.pos)
-    .bind(Utc::now().timestamp_millis())
-    .execute(conn)
-    .await?;
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..moved.len())
+        .map(|i| format!("(${}, ${}, ${}, $1)", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+        .collect();
+    let sql = format!(
+        "insert into projection_checkpoints (projection, tx_id, position, updated_ms) values {}
+         on conflict (projection) do update
+            set tx_id = excluded.tx_id, position = excluded.position, updated_ms = excluded.updated_ms",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(Utc::now().timestamp_millis());
+    for (name, at) in moved {
+        query = query.bind(*name).bind(at.tx).bind(at.pos);
+    }
+    query.execute(conn).await?;
     Ok(())
 }

@@ -68,6 +68,20 @@ pub enum StoreError {
 pub struct Store {
     backend: Backend,
     any: AnyPool,
+    /// Where the pools connect, so [`Store::background`] can open pools of its own there.
+    origin: Origin,
+}
+
+/// What a store was opened on.
+#[derive(Clone, Debug)]
+enum Origin {
+    Postgres {
+        url: String,
+        acquire_timeout: Duration,
+    },
+    Sqlite {
+        dir: std::path::PathBuf,
+    },
 }
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -92,6 +106,10 @@ impl Store {
     ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let options = PgConnectOptions::from_str(url)?;
+        let origin = Origin::Postgres {
+            url: url.to_string(),
+            acquire_timeout,
+        };
         let typed = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
@@ -105,11 +123,16 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres(typed),
             any,
+            origin,
         })
     }
 
     /// Opens (creating if needed) the embedded store `gatehouse.db` in `dir`.
     pub async fn open_embedded(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_embedded_with(dir, 4).await
+    }
+
+    async fn open_embedded_with(dir: &Path, max_connections: u32) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let file = dir.join("gatehouse.db");
@@ -120,12 +143,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30));
         let typed = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(max_connections)
             .connect_with(options)
             .await?;
         let url = format!("sqlite://{}", file.display());
         let any = AnyPoolOptions::new()
-            .max_connections(4)
+            .max_connections(max_connections)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::query("pragma busy_timeout = 30000")
@@ -139,7 +162,26 @@ impl Store {
         Ok(Self {
             backend: Backend::Sqlite(typed),
             any,
+            origin: Origin::Sqlite {
+                dir: dir.to_path_buf(),
+            },
         })
+    }
+
+    /// The same database through pools of its own, at most `max_connections` each, for
+    /// background work (the projections runner, outbox and publishing workers): their batches
+    /// then never hold a connection a request is waiting for, and a request never queues behind
+    /// them in the pool. On SQLite, writers still take turns on the file's one write lock (the
+    /// busy timeout covers the wait), as they did on the shared pool.
+    pub async fn background(&self, max_connections: u32) -> Result<Self, StoreError> {
+        let max_connections = max_connections.max(1);
+        match &self.origin {
+            Origin::Postgres {
+                url,
+                acquire_timeout,
+            } => Self::connect_postgres_with(url, max_connections, *acquire_timeout).await,
+            Origin::Sqlite { dir } => Self::open_embedded_with(dir, max_connections).await,
+        }
     }
 
     /// Applies the schema for this backend (idempotent).

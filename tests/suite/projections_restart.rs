@@ -230,3 +230,59 @@ async fn test_one_batch_equals_one_event_per_batch() {
         .any(|r| r.starts_with("lockout_state_v1") && r.contains("\"lock_level\":1")));
     assert_eq!(folded, one_by_one);
 }
+
+/// Between batches the runner keeps where the slowest read model stood instead of asking the
+/// database, and takes the checkpoints again under its locks. A read model emptied meanwhile
+/// (its checkpoint moved back, as a rebuild does) is refilled from its own checkpoint, not from
+/// where the runner read last, and read models another process moved ahead are left as they are.
+#[tokio::test]
+async fn test_a_checkpoint_moved_back_between_batches_is_refilled_not_skipped() {
+    let db = TestDb::new().await;
+    let env = fast_env();
+    let server = Server::start(Some(&db.url), &env).await;
+    server.register("m0@example.com", PASSWORD).await;
+    server.token("m0@example.com", PASSWORD).await;
+    server.kill().await;
+    let pool = db.pool().await;
+    let store = db.store().await;
+    let runner = ProjectionRunner::standard(store.clone());
+    while runner.run_once().await.unwrap() > 0 {}
+
+    // Another process applies more events, then one read model is emptied.
+    let server = Server::start(Some(&db.url), &env).await;
+    server.register("m1@example.com", PASSWORD).await;
+    server.token("m1@example.com", PASSWORD).await;
+    server.kill().await;
+    settle_every(&ProjectionRunner::standard(store.clone()), &pool).await;
+    let emptied = runner
+        .projections()
+        .iter()
+        .find(|p| p.tables().contains(&"login_history_v1"))
+        .expect("the login history read model")
+        .clone();
+    for table in emptied.tables() {
+        sqlx::query(&format!("delete from {table}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("delete from projection_checkpoints where projection = $1")
+        .bind(emptied.name())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    while runner.run_once().await.unwrap() > 0 {}
+    let live = snapshot(&pool).await;
+    assert!(
+        live.iter()
+            .filter(|r| r.starts_with("login_history_v1"))
+            .count()
+            >= 2,
+        "both accounts' sign-ins are back: {live:?}"
+    );
+    let rebuilder = ProjectionRunner::standard(store.clone());
+    rebuilder.rebuild().await.unwrap();
+    settle_every(&rebuilder, &pool).await;
+    assert_eq!(live, snapshot(&pool).await);
+}

@@ -1,7 +1,7 @@
 //! The read models' batch lookups (`in (…)` lists of keys) read by index even on tables that
 //! were never analysed: autovacuum is off on some servers, and a rebuild fills fresh tables
-//! faster than any autovacuum would analyse them. The runner opens every projection transaction
-//! with `enable_seqscan` off (`runner::BEGIN_PROJECTION_PG`).
+//! faster than any autovacuum would analyse them. The runner opens every batch's transaction
+//! with `enable_seqscan` off (`runner::lock_all_pg`).
 use std::sync::{Arc, Mutex};
 
 use gatehouse_projections::runner::BoxFuture;

@@ -20,6 +20,15 @@ pub struct StoreArgs {
     /// Connections in the database pool.
     #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Connections of the background pools (the projections runner, the outbox, webhook and
+    /// NATS workers), apart from the requests' pool so requests never wait behind them.
+    #[arg(
+        long,
+        env = "GATEHOUSE_DB_BACKGROUND_CONNECTIONS",
+        default_value_t = 4,
+        value_parser = super::parse::count_u32(1)
+    )]
+    pub db_background_connections: u32,
     /// Milliseconds a request waits for a database connection before it answers `503
     /// unavailable` with `Retry-After` (the database is away or every connection is busy).
     #[arg(

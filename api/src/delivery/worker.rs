@@ -62,14 +62,17 @@ pub async fn run(
         }
         if last_sweep.elapsed() > Duration::from_secs(60) {
             last_sweep = std::time::Instant::now();
-            if let Err(e) = crate::codes::forget_expired(state.store(), Utc::now()).await {
+            if let Err(e) = crate::codes::forget_expired(state.background_store(), Utc::now()).await
+            {
                 tracing::warn!(error = %e, "could not purge expired codes");
             }
             let closed = state.throttle().housekeep().await;
             state.protection().record_refusals(closed).await;
-            if let Err(e) =
-                crate::sms_budget::SmsBudget::prune(state.store(), Utc::now().timestamp_millis())
-                    .await
+            if let Err(e) = crate::sms_budget::SmsBudget::prune(
+                state.background_store(),
+                Utc::now().timestamp_millis(),
+            )
+            .await
             {
                 tracing::warn!(error = %e, "could not prune SMS budgets");
             }
@@ -89,7 +92,7 @@ pub async fn run(
 /// One round: every due message, leased, sent, recorded. Returns how many were taken.
 pub async fn round(state: &AppState, delivery: &Delivery) -> Result<usize, StoreError> {
     let now_ms = Utc::now().timestamp_millis();
-    let due = outbox::due(state.store(), now_ms, BATCH).await?;
+    let due = outbox::due(state.background_store(), now_ms, BATCH).await?;
     let mut taken = 0;
     for pending in due {
         if !lease(state, &pending.id, now_ms).await? {
@@ -103,7 +106,7 @@ pub async fn round(state: &AppState, delivery: &Delivery) -> Result<usize, Store
 
 async fn lease(state: &AppState, id: &str, now_ms: i64) -> Result<bool, StoreError> {
     let until = now_ms + LEASE.as_millis() as i64;
-    outbox::lease(state.store(), id, now_ms, until).await
+    outbox::lease(state.background_store(), id, now_ms, until).await
 }
 
 async fn deliver_one(
@@ -159,7 +162,7 @@ async fn deliver_one(
         (1i64 << attempts.min(16)).min(MAX_BACKOFF_SECONDS)
     };
     outbox::record_try(
-        state.store(),
+        state.background_store(),
         &pending.id,
         attempts,
         now.timestamp_millis() + backoff * 1000,
@@ -167,7 +170,7 @@ async fn deliver_one(
     .await?;
     if settled {
         if let Some(code_id) = pending.code_id {
-            crate::codes::forget(state.store(), code_id).await?;
+            crate::codes::forget(state.background_store(), code_id).await?;
         }
     }
     Ok(())
@@ -239,7 +242,7 @@ async fn prepare_and_send(
             let Some(flow) = flow else {
                 return Err((masked, DeliveryError::permanent("the flow is gone")));
             };
-            code = crate::codes::take_for_delivery(state.store(), state.keys(), code_id)
+            code = crate::codes::take_for_delivery(state.background_store(), state.keys(), code_id)
                 .await
                 .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?
                 .ok_or_else(|| {
@@ -285,7 +288,12 @@ async fn prepare_and_send(
                 .unwrap_or_else(|| pending.id.clone());
             let admission = state
                 .sms_budget()
-                .admit(state.store(), &key, &address, now.timestamp_millis())
+                .admit(
+                    state.background_store(),
+                    &key,
+                    &address,
+                    now.timestamp_millis(),
+                )
                 .await
                 .map_err(|e| (masked.clone(), DeliveryError::transient(e.to_string())))?;
             if let crate::sms_budget::SmsAdmission::Spent { scope, .. } = &admission {
@@ -391,7 +399,7 @@ async fn open_contact_and_phrase(
     let Some(sealed) = instead.or(current.map(|c| c.sealed.as_str())) else {
         return Ok(None);
     };
-    let wrapped = crate::directory::wrapped_key(state.store(), account_id)
+    let wrapped = crate::directory::wrapped_key(state.background_store(), account_id)
         .await
         .map_err(|e| DeliveryError::transient(format!("cannot read the account key: {e}")))?;
     let Some(wrapped) = wrapped else {

@@ -64,16 +64,13 @@ pub async fn acquire(
     now_ms: i64,
     until_ms: i64,
 ) -> Result<Option<Checkpoint>, StoreError> {
-    sqlx::query(&format!(
-        "insert into {table} (name) values ($1) on conflict (name) do nothing"
-    ))
-    .bind(name)
-    .execute(store.any())
-    .await?;
+    // One statement per round (it was an insert-if-missing, then the update): the row is
+    // created with the lease on the first start, else taken under the same condition as before.
     let row: Option<Row> = sqlx::query_as(&format!(
-        "update {table} set holder = $2, leased_until_ms = $3
-          where name = $1 and (holder = $2 or holder is null or leased_until_ms <= $4)
-          returning tx_id, position, alerts_tx, alerts_pos, alerts_id"
+        "insert into {table} (name, holder, leased_until_ms) values ($1, $2, $3)
+         on conflict (name) do update set holder = excluded.holder, leased_until_ms = excluded.leased_until_ms
+          where {table}.holder = $2 or {table}.holder is null or {table}.leased_until_ms <= $4
+         returning tx_id, position, alerts_tx, alerts_pos, alerts_id"
     ))
     .bind(name)
     .bind(holder)

@@ -71,7 +71,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl Webhooks {
     /// Runs the worker until `stop` turns true.
     pub async fn run_worker(self, state: AppState, mut stop: watch::Receiver<bool>) {
-        let (store, keys) = (state.store(), state.keys());
+        let (store, keys) = (state.background_store(), state.keys());
         let mut quiet = Quiet::default();
         loop {
             if *stop.borrow() {
