@@ -74,8 +74,8 @@ mod allocator {
     /// Arenas when `MALLOC_ARENA_MAX` is not set. glibc's default is eight per core: every
     /// tokio worker and every hashing thread ends up with an arena of its own, and the Argon2
     /// working areas (19 MiB each at the default settings) and request buffers freed in one
-    /// arena are kept there, not reused by the others. Two arenas keep the resident size well
-    /// under the 100 MB target with no measurable cost in throughput (BENCHMARKS.md, issue #23).
+    /// arena are kept there, not reused by the others. With two, the benchmarks saw no cost in
+    /// throughput and a lower peak (BENCHMARKS.md, issue #23, item 6).
     const ARENAS: i32 = 2;
 
     /// Caps the number of arenas, unless the operator set `MALLOC_ARENA_MAX` (glibc has then
