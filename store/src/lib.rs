@@ -22,6 +22,7 @@
 
 mod aggregate_store;
 mod execute;
+mod replica;
 mod repo;
 mod stream;
 
@@ -37,6 +38,7 @@ use thiserror::Error;
 
 pub use aggregate_store::{AggregateStore, SNAPSHOT_EVERY};
 pub use execute::{CommandExecutor, ExecuteError, Executed};
+pub use replica::ReplicaAtStart;
 pub use repo::EventRepo;
 pub use stream::{StoredEvent, StreamPosition};
 
@@ -61,6 +63,10 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The read database is not a replica of this store's primary (another cluster, another
+    /// database), or a read database was given to the embedded store.
+    #[error("{0}")]
+    ReadReplica(String),
 }
 
 /// A connected store.
@@ -68,6 +74,8 @@ pub enum StoreError {
 pub struct Store {
     backend: Backend,
     any: AnyPool,
+    /// The read pool on a PostgreSQL streaming replica, when one is configured.
+    reads: Option<AnyPool>,
 }
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -105,6 +113,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres(typed),
             any,
+            reads: None,
         })
     }
 
@@ -139,6 +148,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Sqlite(typed),
             any,
+            reads: None,
         })
     }
 
@@ -156,9 +166,24 @@ impl Store {
         &self.backend
     }
 
-    /// The pool for read models and side tables.
+    /// The pool for read models and side tables on the primary: every write, and every read
+    /// a decision depends on.
     pub fn any(&self) -> &AnyPool {
         &self.any
+    }
+
+    /// The pool for the read-only queries of read-only routes: the streaming replica's when
+    /// one is configured ([`Store::with_read_replica`]), else the primary's [`Store::any`], so
+    /// route code never branches. What it answers may lag the primary by the replica's replay
+    /// lag on top of the projections' own; a route that must show the caller's own writes
+    /// waits for the read models' checkpoints *as this pool sees them* first.
+    pub fn reads(&self) -> &AnyPool {
+        self.reads.as_ref().unwrap_or(&self.any)
+    }
+
+    /// Whether reads go to a replica.
+    pub fn has_read_replica(&self) -> bool {
+        self.reads.is_some()
     }
 
     /// `"postgres"` or `"embedded"`.
@@ -169,15 +194,26 @@ impl Store {
         }
     }
 
+    /// A trivial round trip to the read replica (`Ok` at once without one).
+    pub async fn ping_reads(&self) -> Result<(), StoreError> {
+        if let Some(reads) = &self.reads {
+            sqlx::query("select 1").execute(reads).await?;
+        }
+        Ok(())
+    }
+
     /// A trivial round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("select 1").execute(&self.any).await?;
         Ok(())
     }
 
-    /// Closes both pools.
+    /// Closes every pool.
     pub async fn close(&self) {
         self.any.close().await;
+        if let Some(reads) = &self.reads {
+            reads.close().await;
+        }
         match &self.backend {
             Backend::Postgres(p) => p.close().await,
             Backend::Sqlite(p) => p.close().await,

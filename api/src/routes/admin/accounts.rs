@@ -110,7 +110,7 @@ pub async fn login_history(
         to_ms: q.to.map(|t| t.timestamp_millis()),
         before,
     };
-    let rows = query::search_logins(state.store(), &filter, limit + 1).await?;
+    let rows = query::search_logins(state.store().reads(), &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<LoginRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
