@@ -24,6 +24,10 @@ pub struct Checkpoint {
     pub events: StreamPosition,
     /// Every alert change at or before this `(position, alert id)` is published.
     pub alerts: (StreamPosition, String),
+    /// Whether a checkpoint was ever saved in this row. A fresh row and a row saved at the start
+    /// of an empty stream hold the same positions; only this tells a first run from a consumer
+    /// that started when the stream was empty.
+    pub saved: bool,
 }
 
 /// A row as selected.
@@ -34,6 +38,7 @@ struct Row {
     alerts_tx: i64,
     alerts_pos: i64,
     alerts_id: String,
+    updated_ms: i64,
 }
 
 impl From<Row> for Checkpoint {
@@ -50,6 +55,8 @@ impl From<Row> for Checkpoint {
                 },
                 r.alerts_id,
             ),
+            // `save` stamps `updated_ms`; a row only ever inserted keeps its default 0.
+            saved: r.updated_ms > 0,
         }
     }
 }
@@ -73,7 +80,7 @@ pub async fn acquire(
     let row: Option<Row> = sqlx::query_as(&format!(
         "update {table} set holder = $2, leased_until_ms = $3
           where name = $1 and (holder = $2 or holder is null or leased_until_ms <= $4)
-          returning tx_id, position, alerts_tx, alerts_pos, alerts_id"
+          returning tx_id, position, alerts_tx, alerts_pos, alerts_id, updated_ms"
     ))
     .bind(name)
     .bind(holder)
@@ -141,7 +148,7 @@ pub async fn read(
     name: &str,
 ) -> Result<Option<Checkpoint>, StoreError> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "select tx_id, position, alerts_tx, alerts_pos, alerts_id from {table}
+        "select tx_id, position, alerts_tx, alerts_pos, alerts_id, updated_ms from {table}
           where name = $1"
     ))
     .bind(name)

@@ -124,12 +124,16 @@ impl Webhooks {
             .into_iter()
             .map(Target::from)
             .collect();
-        if at == Checkpoint::default() || targets.is_empty() {
-            // First run, or nobody listens: start from the head.
-            if head != at.events || at.alerts.0 < head {
+        if !at.saved || targets.is_empty() {
+            // First run, or nobody listens: start from the head. A first run saves even at the
+            // head of an empty stream: judged by its positions alone, a feed that started on an
+            // empty stream would look like a first run again later and skip every event
+            // recorded since (a subscription's first messages lost).
+            if !at.saved || head != at.events || at.alerts.0 < head {
                 at = Checkpoint {
                     events: head,
                     alerts: (head.max(at.alerts.0), String::new()),
+                    saved: true,
                 };
                 self.save(store, holder, &at).await?;
             }
@@ -215,5 +219,38 @@ impl Webhooks {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::webhooks::WebhookSettings;
+
+    /// The embedded-store defect of issue #22: a feed whose first round met an empty stream
+    /// saved nothing, so a later round, with a subscription and its first event already
+    /// recorded, took itself for a first run and skipped to the head past that event.
+    #[tokio::test]
+    async fn test_a_feed_started_on_an_empty_stream_remembers_it_started() {
+        let dir =
+            std::env::temp_dir().join(format!("gatehouse-feed-{}", uuid::Uuid::new_v4().simple()));
+        let store = Store::open_embedded(&dir).await.unwrap();
+        store.migrate().await.unwrap();
+        let hooks = Webhooks::new(
+            &store,
+            Arc::new(tokio::sync::Notify::new()),
+            WebhookSettings::default(),
+        );
+        assert_eq!(hooks.feed_round(&store, "holder").await.unwrap(), 0);
+        let at = checkpoint::read(&store, WEBHOOK_FEED, NAME)
+            .await
+            .unwrap()
+            .expect("the feed's row exists after its first round");
+        assert!(at.saved, "the first round is remembered: {at:?}");
+        assert_eq!(at.events, StreamPosition::default());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
