@@ -377,48 +377,75 @@ pub struct RawEvent {
     pub event_version: String,
     /// Payload as stored.
     pub payload: serde_json::Value,
+    /// When the store recorded it (the events table's `recorded_at`).
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A row of [`aggregate_events`]: the payload as text on both stores.
+/// A row of [`aggregate_events`]: the payload and the time as text on both stores.
 #[derive(sqlx::FromRow)]
 struct RawEventRow {
     sequence: i64,
     event_type: String,
     event_version: String,
     payload: String,
+    recorded_at: String,
 }
 
-/// Events of one aggregate of `aggregate_type` after `after_sequence`, at most `limit`.
+/// Which events of one aggregate [`aggregate_events`] reads: the sequences strictly between
+/// `after` and `before` (open when `None`), in order or newest first, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRange {
+    /// Lower bound, exclusive.
+    pub after: i64,
+    /// Upper bound, exclusive.
+    pub before: Option<i64>,
+    /// Newest first (the latest `limit` events) instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Events of one aggregate of `aggregate_type` in `range`. Both orders walk the primary key
+/// `(aggregate_type, aggregate_id, sequence)` from one end of the range, so the latest events of
+/// a long history cost what the first ones do.
 pub async fn aggregate_events(
     store: &Store,
     aggregate_type: &str,
     aggregate_id: &str,
-    after_sequence: i64,
-    limit: i64,
+    range: EventRange,
 ) -> Result<Vec<RawEvent>, StoreError> {
-    let payload = match store.kind() {
-        "postgres" => "payload::text as payload",
-        _ => "payload",
+    // Text on both stores: the Any driver decodes neither `json` nor `timestamptz`.
+    let (payload, recorded_at) = match store.kind() {
+        "postgres" => (
+            "payload::text as payload",
+            r#"to_char(recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at"#,
+        ),
+        _ => ("payload", "recorded_at"),
     };
+    let order = if range.newest_first { "desc" } else { "asc" };
     let rows: Vec<RawEventRow> = sqlx::query_as(&format!(
-        "select sequence, event_type, event_version, {payload} from events
-          where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
-          order by sequence limit $4"
+        "select sequence, event_type, event_version, {payload}, {recorded_at} from events
+          where aggregate_type = $1 and aggregate_id = $2 and sequence > $3 and sequence < $4
+          order by sequence {order} limit $5"
     ))
     .bind(aggregate_type)
     .bind(aggregate_id)
-    .bind(after_sequence)
-    .bind(limit)
+    .bind(range.after)
+    .bind(range.before.unwrap_or(i64::MAX))
+    .bind(range.limit)
     .fetch_all(store.any())
     .await?;
+    let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
     rows.into_iter()
         .map(|r| {
             Ok(RawEvent {
                 sequence: r.sequence,
                 event_type: r.event_type,
                 event_version: r.event_version,
-                payload: serde_json::from_str(&r.payload)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                payload: serde_json::from_str(&r.payload).map_err(|e| decode(Box::new(e)))?,
+                recorded_at: chrono::DateTime::parse_from_rfc3339(&r.recorded_at)
+                    .map_err(|e| decode(Box::new(e)))?
+                    .with_timezone(&chrono::Utc),
             })
         })
         .collect::<Result<_, sqlx::Error>>()
