@@ -7,6 +7,14 @@
 //! applied it. It wakes on the runner's progress signal (after each applied batch), with a short
 //! re-check for a runner in another process. Past the wait, the route answers with what the read
 //! model has and says `stale: true`.
+//!
+//! With a read replica (`GATEHOUSE_READ_DATABASE_URL`) the route reads its read model from the
+//! replica, so the two sides of the comparison come from different servers on purpose: the
+//! account's head from the primary (the replica may not have the event yet, and a head read there
+//! would be too low and let a stale answer pass as fresh), and the checkpoints from the replica
+//! (only a checkpoint the replica has replayed proves the replica shows the rows). The progress
+//! signal fires when the primary commits a batch, before the replica has replayed it; the short
+//! re-check is what sees the replica catch up.
 use std::time::Duration;
 
 use gatehouse_store::StreamPosition;
@@ -17,7 +25,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Longest pause between two looks at the checkpoints when no progress signal comes (a runner in
-/// another server process moves them without this process's signal).
+/// another server process moves them without this process's signal; a replica replays a batch
+/// after this process's signal has fired).
 const RECHECK: Duration = Duration::from_millis(25);
 
 /// Whether a read-model answer may miss the caller's own latest event.
@@ -37,6 +46,7 @@ pub async fn own_writes(
     account_id: &str,
     projections: &[&str],
 ) -> Result<Freshness, ApiError> {
+    // The head from the primary (the events' home), whatever pool the route reads from.
     let Some(target) = state.store().aggregate_head("Account", account_id).await? else {
         return Ok(Freshness::default());
     };
@@ -67,7 +77,7 @@ async fn reached(
     target: StreamPosition,
 ) -> Result<bool, ApiError> {
     for name in projections {
-        if state.runner().checkpoint(name).await? < target {
+        if state.runner().checkpoint_for_reads(name).await? < target {
             return Ok(false);
         }
     }

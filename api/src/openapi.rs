@@ -8,8 +8,8 @@
 //! - path or query parameters: `400 invalid_request` when one does not parse;
 //! - a path parameter naming something: `404`;
 //! - a bearer: `401 unauthenticated` (no valid session, API or staff token);
-//! - every operation: `503 unavailable` with `Retry-After` (the store is unreachable, contention
-//!   persisted, or the request ran past the timeout).
+//! - every operation: `503 unavailable` with `Retry-After` (the store, or for a read route the
+//!   read replica, is unreachable, contention persisted, or the request ran past the timeout).
 //!
 //! An operation that documents one of these statuses itself keeps its own description.
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
@@ -117,7 +117,7 @@ fn add_shared(operation: &mut Operation) {
     }
     add(
         "503",
-        "`unavailable`: the store is unreachable (no connection within `GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS`), contention persisted or the request took too long; retry after the `Retry-After` seconds",
+        "`unavailable`: the store is unreachable (no connection within `GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS`; for a read route with `GATEHOUSE_READ_DATABASE_URL`, the read replica), contention persisted or the request took too long; retry after the `Retry-After` seconds",
     );
 }
 

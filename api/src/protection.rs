@@ -80,7 +80,8 @@ impl Protection {
         let mut flagged = self.flagged.lock().await;
         if flagged.read_at.is_none_or(|t| t.elapsed() >= REFRESH) {
             let since = (Utc::now() - self.settings.flag_for).timestamp_millis();
-            let rows = query::unresolved_subjects(store, Rule::CredentialStuffing, since).await?;
+            let rows =
+                query::unresolved_subjects(store.any(), Rule::CredentialStuffing, since).await?;
             flagged.subjects = rows.into_iter().map(|a| (a.subject, a.id)).collect();
             flagged.read_at = Some(Instant::now());
         }

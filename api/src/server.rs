@@ -60,6 +60,9 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error("cannot open the event store: {0}")]
     Store(String),
+    /// The read replica is refused (embedded store, or not a copy of the primary's database).
+    #[error("cannot use the read replica: {0}")]
+    ReadReplica(String),
     /// Binding the listen address failed.
     #[error("cannot listen on {addr}: {cause}")]
     Listen {
@@ -68,6 +71,36 @@ pub enum StartError {
         /// Why.
         cause: std::io::Error,
     },
+}
+
+/// Sends the read routes' queries to `GATEHOUSE_READ_DATABASE_URL` when it is set. A replica
+/// that does not answer yet does not stop the start (writes do not need it; read routes answer
+/// `unavailable` until it is back, and `/readyz` says so).
+async fn with_read_replica(
+    store: Store,
+    args: &crate::config::StoreArgs,
+) -> Result<Store, StartError> {
+    let Some(url) = &args.read_database_url else {
+        return Ok(store);
+    };
+    let (store, at_start) = store
+        .with_read_replica(url, args.db_max_connections, args.acquire_timeout())
+        .await
+        .map_err(|e| StartError::ReadReplica(e.to_string()))?;
+    match at_start {
+        gatehouse_store::ReplicaAtStart::Verified { in_recovery: true } => {
+            tracing::info!("read routes read from the replica at GATEHOUSE_READ_DATABASE_URL");
+        }
+        gatehouse_store::ReplicaAtStart::Verified { in_recovery: false } => tracing::warn!(
+            "GATEHOUSE_READ_DATABASE_URL is no standby (pg_is_in_recovery() is false); read \
+             routes read from it all the same"
+        ),
+        gatehouse_store::ReplicaAtStart::Unreachable(why) => tracing::warn!(
+            error = %why,
+            "the read replica does not answer; read routes answer 503 unavailable until it does"
+        ),
+    }
+    Ok(store)
 }
 
 /// Runs the server until a shutdown signal.
@@ -88,6 +121,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
         streaming,
         ui,
     } = &args;
+    if store_args.read_database_url.is_some() && store_args.database_url.is_none() {
+        return Err(StartError::ReadReplica(
+            "GATEHOUSE_READ_DATABASE_URL needs PostgreSQL (DATABASE_URL): the embedded store has \
+             no replicas; unset it"
+                .to_string(),
+        ));
+    }
     let (store, master_hex) = match &store_args.database_url {
         Some(url) => {
             let key = store_args
@@ -114,6 +154,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
             (store, key)
         }
     };
+    let store = with_read_replica(store, store_args).await?;
     let keys = Keys::from_master_hex(&master_hex)?;
     store
         .migrate()

@@ -95,6 +95,7 @@ fn redacted(url: &str) -> String {
 }
 
 mod enumeration;
+mod processes;
 mod publisher_lag;
 mod replay;
 mod suite;
@@ -108,6 +109,10 @@ async fn main() {
     if std::env::args().nth(1).as_deref() == Some("enumeration") {
         let argv = std::env::args().skip(1).collect();
         std::process::exit(enumeration::main(argv).await);
+    }
+    if std::env::args().nth(1).as_deref() == Some("processes") {
+        let argv = std::env::args().skip(1).collect();
+        std::process::exit(processes::main(argv).await);
     }
     if std::env::args().nth(1).as_deref() == Some("suite") {
         let argv = std::env::args().skip(1).collect();

@@ -337,7 +337,11 @@ pub(crate) async fn login(
 }
 
 /// Locks each account with wrong passwords (the threshold, 5 by default).
-async fn lock_all(http: &reqwest::Client, base: &str, accounts: &[Account]) -> Result<(), String> {
+pub(crate) async fn lock_all(
+    http: &reqwest::Client,
+    base: &str,
+    accounts: &[Account],
+) -> Result<(), String> {
     use futures::StreamExt;
     let results: Vec<Result<(), String>> = futures::stream::iter(accounts.iter())
         .map(|a| async move {
@@ -359,10 +363,10 @@ async fn lock_all(http: &reqwest::Client, base: &str, accounts: &[Account]) -> R
 // ---------------------------------------------------------------------------------------------
 // Load shapes
 
-type Op = Arc<dyn Fn(u64) -> BoxFuture<'static, bool> + Send + Sync>;
+pub(crate) type Op = Arc<dyn Fn(u64) -> BoxFuture<'static, bool> + Send + Sync>;
 
 /// `clients` loops calling `op` back to back for `seconds`: (successes per second, ok, failed).
-async fn closed_loop(clients: usize, seconds: f64, op: Op) -> (f64, u64, u64) {
+pub(crate) async fn closed_loop(clients: usize, seconds: f64, op: Op) -> (f64, u64, u64) {
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -418,7 +422,7 @@ async fn open_loop(rate: f64, seconds: f64, op: Op) -> (Vec<f64>, u64) {
     (latencies, failed)
 }
 
-fn refused_login_op(http: &reqwest::Client, base: &str, accounts: &[Account]) -> Op {
+pub(crate) fn refused_login_op(http: &reqwest::Client, base: &str, accounts: &[Account]) -> Op {
     let (http, base) = (http.clone(), base.to_string());
     let emails: Arc<Vec<String>> = Arc::new(accounts.iter().map(|a| a.email.clone()).collect());
     Arc::new(move |i| {
@@ -451,7 +455,7 @@ fn code_check_op(http: &reqwest::Client, base: &str, accounts: &[Account]) -> Op
     })
 }
 
-fn insert_op(pool: &sqlx::PgPool) -> Op {
+pub(crate) fn insert_op(pool: &sqlx::PgPool) -> Op {
     let pool = pool.clone();
     Arc::new(move |i| {
         let pool = pool.clone();
@@ -468,7 +472,7 @@ fn insert_op(pool: &sqlx::PgPool) -> Op {
 }
 
 fn mix_op(a: Op, b: Op) -> Op {
-    Arc::new(move |i| if i % 2 == 0 { a(i / 2) } else { b(i / 2) })
+    crate::processes::spread(vec![a, b])
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -580,7 +584,7 @@ async fn caught_up(pool: &sqlx::PgPool, limit: f64) -> Result<f64, String> {
 /// Settings of the first server: long locks, per-flow and per-IP throttles out of the way, codes
 /// that take any number of wrong tries, no stricter sign-in limit from stuffing alerts (every
 /// request comes from 127.0.0.1). The paths measured are otherwise the production ones.
-fn rates_env() -> Vec<(&'static str, String)> {
+pub(crate) fn rates_env() -> Vec<(&'static str, String)> {
     vec![
         ("GATEHOUSE_LOCKOUT_SECONDS", "86400".into()),
         ("GATEHOUSE_LOCKOUT_MAX_SECONDS", "86400".into()),

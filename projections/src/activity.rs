@@ -15,8 +15,8 @@ use gatehouse_domain::account::{
 use gatehouse_domain::contact::ContactKind;
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
-use gatehouse_store::{Store, StoreError, StoredEvent};
-use sqlx::AnyConnection;
+use gatehouse_store::{StoreError, StoredEvent};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::cell::Cell;
 use crate::runner::ChangeProjection;
@@ -197,7 +197,7 @@ pub struct ActivityFilter {
 
 /// Newest-first page of an account's activity.
 pub async fn page(
-    store: &Store,
+    pool: &AnyPool,
     account_id: &str,
     filter: &ActivityFilter,
     limit: i64,
@@ -215,7 +215,7 @@ pub async fn page(
     .bind(filter.to_ms.unwrap_or(i64::MAX))
     .bind(filter.kind.map_or("", ActivityKind::as_str))
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 

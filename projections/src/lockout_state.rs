@@ -3,8 +3,8 @@
 //! aggregate): its failures, locks and successes leave this row alone, and an early unlock lifts
 //! every door, this one included.
 use gatehouse_domain::AccountFact;
-use gatehouse_store::{Store, StoreError, StoredEvent};
-use sqlx::AnyConnection;
+use gatehouse_store::{StoreError, StoredEvent};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::cell::Cell;
 use crate::runner::ChangeProjection;
@@ -382,12 +382,12 @@ pub struct LockoutRow {
 }
 
 /// The lockout row of an account (`None` before its first attempt).
-pub async fn get(store: &Store, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
+pub async fn get(pool: &AnyPool, account_id: &str) -> Result<Option<LockoutRow>, StoreError> {
     Ok(sqlx::query_as(
         "select consecutive_failures, lock_level, locked_until_ms, last_failure_ms, last_success_ms
            from lockout_state_v1 where account_id = $1",
     )
     .bind(account_id)
-    .fetch_optional(store.any())
+    .fetch_optional(pool)
     .await?)
 }

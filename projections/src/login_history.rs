@@ -3,8 +3,8 @@
 use gatehouse_domain::account::{Door, LoginFailureReason, PasskeyFailureReason};
 use gatehouse_domain::context::RequestContext;
 use gatehouse_domain::AccountFact;
-use gatehouse_store::{Store, StoreError, StoredEvent};
-use sqlx::AnyConnection;
+use gatehouse_store::{StoreError, StoredEvent};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::cell::Cell;
 use crate::runner::ChangeProjection;
@@ -54,7 +54,7 @@ pub struct LoginHistoryRow {
 
 /// Newest-first page of an account's history, strictly before `before` (a sequence) when given.
 pub async fn page(
-    store: &Store,
+    pool: &AnyPool,
     account_id: &str,
     before: Option<i64>,
     limit: i64,
@@ -68,7 +68,7 @@ pub async fn page(
     .bind(account_id)
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 

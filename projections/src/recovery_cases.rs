@@ -1,8 +1,8 @@
 //! `recovery_cases_v1`: lost-second-factor recoveries that reached review, with their decision,
 //! for the reviewers' queue. Statuses: `pending`, `approved`, `denied`, `cancelled`, `completed`.
 use gatehouse_domain::AccountFact;
-use gatehouse_store::{Store, StoreError, StoredEvent};
-use sqlx::AnyConnection;
+use gatehouse_store::{StoreError, StoredEvent};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::runner::ChangeProjection;
 use crate::time::to_ms;
@@ -145,7 +145,7 @@ pub struct CaseRow {
 
 /// Cases with `status`, oldest first.
 pub async fn by_status(
-    store: &Store,
+    pool: &AnyPool,
     status: &str,
     limit: i64,
 ) -> Result<Vec<CaseRow>, StoreError> {
@@ -155,16 +155,16 @@ pub async fn by_status(
     )
     .bind(status)
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 
 /// The account of a case.
-pub async fn account_of(store: &Store, flow_id: &str) -> Result<Option<String>, StoreError> {
+pub async fn account_of(pool: &AnyPool, flow_id: &str) -> Result<Option<String>, StoreError> {
     Ok(
         sqlx::query_scalar("select account_id from recovery_cases_v1 where flow_id = $1")
             .bind(flow_id)
-            .fetch_optional(store.any())
+            .fetch_optional(pool)
             .await?,
     )
 }

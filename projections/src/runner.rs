@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{watch, Notify};
 
 use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
@@ -459,17 +459,17 @@ impl ProjectionRunner {
         }
     }
 
-    /// Where a projection stands.
+    /// Where a projection stands (on the primary).
     pub async fn checkpoint(&self, name: &str) -> Result<StreamPosition, StoreError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "select tx_id, position from projection_checkpoints where projection = $1",
-        )
-        .bind(name)
-        .fetch_optional(self.store.any())
-        .await?;
-        Ok(row
-            .map(|(tx, pos)| StreamPosition { tx, pos })
-            .unwrap_or_default())
+        checkpoint_in(self.store.any(), name).await
+    }
+
+    /// Where a projection stands as the read pool ([`Store::reads`]) sees it: on a streaming
+    /// replica, behind the primary by its replay lag. The checkpoint commits in the same
+    /// transaction as the projection's rows and a replica replays commits in order, so once
+    /// this reaches a position the read pool shows that projection's rows up to it too.
+    pub async fn checkpoint_for_reads(&self, name: &str) -> Result<StreamPosition, StoreError> {
+        checkpoint_in(self.store.reads(), name).await
     }
 
     /// Each projection's name and how many visible events it has yet to apply.
@@ -501,6 +501,17 @@ impl ProjectionRunner {
         }
         self.catch_up().await
     }
+}
+
+async fn checkpoint_in(pool: &AnyPool, name: &str) -> Result<StreamPosition, StoreError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("select tx_id, position from projection_checkpoints where projection = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row
+        .map(|(tx, pos)| StreamPosition { tx, pos })
+        .unwrap_or_default())
 }
 
 /// The PostgreSQL statement that opens a batch's transaction, in one round trip: the advisory

@@ -22,6 +22,7 @@
 
 mod aggregate_store;
 mod execute;
+mod replica;
 mod repo;
 mod stream;
 
@@ -37,6 +38,7 @@ use thiserror::Error;
 
 pub use aggregate_store::{AggregateStore, SNAPSHOT_EVERY};
 pub use execute::{CommandExecutor, ExecuteError, Executed};
+pub use replica::ReplicaAtStart;
 pub use repo::EventRepo;
 pub use stream::{StoredEvent, StreamPosition};
 
@@ -61,6 +63,10 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The read database is not a replica of this store's primary (another cluster, another
+    /// database), or a read database was given to the embedded store.
+    #[error("{0}")]
+    ReadReplica(String),
 }
 
 /// A connected store.
@@ -68,6 +74,8 @@ pub enum StoreError {
 pub struct Store {
     backend: Backend,
     any: AnyPool,
+    /// The read pool on a PostgreSQL streaming replica, when one is configured.
+    reads: Option<AnyPool>,
     /// Where the pools connect, so [`Store::background`] can open pools of its own there.
     origin: Origin,
 }
@@ -123,6 +131,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Postgres(typed),
             any,
+            reads: None,
             origin,
         })
     }
@@ -162,6 +171,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Sqlite(typed),
             any,
+            reads: None,
             origin: Origin::Sqlite {
                 dir: dir.to_path_buf(),
             },
@@ -175,13 +185,17 @@ impl Store {
     /// busy timeout covers the wait), as they did on the shared pool.
     pub async fn background(&self, max_connections: u32) -> Result<Self, StoreError> {
         let max_connections = max_connections.max(1);
-        match &self.origin {
+        let mut background = match &self.origin {
             Origin::Postgres {
                 url,
                 acquire_timeout,
-            } => Self::connect_postgres_with(url, max_connections, *acquire_timeout).await,
-            Origin::Sqlite { dir } => Self::open_embedded_with(dir, max_connections).await,
-        }
+            } => Self::connect_postgres_with(url, max_connections, *acquire_timeout).await?,
+            Origin::Sqlite { dir } => Self::open_embedded_with(dir, max_connections).await?,
+        };
+        // The replica's read pool is shared, not opened again: what reads it (the read models'
+        // checkpoints as the read routes see them) serves requests.
+        background.reads = self.reads.clone();
+        Ok(background)
     }
 
     /// Applies the schema for this backend (idempotent).
@@ -198,9 +212,24 @@ impl Store {
         &self.backend
     }
 
-    /// The pool for read models and side tables.
+    /// The pool for read models and side tables on the primary: every write, and every read
+    /// a decision depends on.
     pub fn any(&self) -> &AnyPool {
         &self.any
+    }
+
+    /// The pool for the read-only queries of read-only routes: the streaming replica's when
+    /// one is configured ([`Store::with_read_replica`]), else the primary's [`Store::any`], so
+    /// route code never branches. What it answers may lag the primary by the replica's replay
+    /// lag on top of the projections' own; a route that must show the caller's own writes
+    /// waits for the read models' checkpoints *as this pool sees them* first.
+    pub fn reads(&self) -> &AnyPool {
+        self.reads.as_ref().unwrap_or(&self.any)
+    }
+
+    /// Whether reads go to a replica.
+    pub fn has_read_replica(&self) -> bool {
+        self.reads.is_some()
     }
 
     /// `"postgres"` or `"embedded"`.
@@ -211,15 +240,26 @@ impl Store {
         }
     }
 
+    /// A trivial round trip to the read replica (`Ok` at once without one).
+    pub async fn ping_reads(&self) -> Result<(), StoreError> {
+        if let Some(reads) = &self.reads {
+            sqlx::query("select 1").execute(reads).await?;
+        }
+        Ok(())
+    }
+
     /// A trivial round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("select 1").execute(&self.any).await?;
         Ok(())
     }
 
-    /// Closes both pools.
+    /// Closes every pool.
     pub async fn close(&self) {
         self.any.close().await;
+        if let Some(reads) = &self.reads {
+            reads.close().await;
+        }
         match &self.backend {
             Backend::Postgres(p) => p.close().await,
             Backend::Sqlite(p) => p.close().await,

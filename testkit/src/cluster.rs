@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster of a test's own, on a free port, that the test can stop and
 //! start (the shared server under test must never be stopped): the installed `initdb` and
 //! `pg_ctl`, found as `scripts/test` finds them, run as user `postgres` when the test runs as
-//! root (initdb refuses root). Stopped (`-m immediate`) and removed when dropped.
+//! root (initdb refuses root). Stopped (`-m immediate`) and removed when dropped. A second one
+//! can be made a streaming replica of it ([`Cluster::replica`]).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,7 +56,60 @@ impl Cluster {
     /// without a `postgres` user, initdb failing), for the caller to skip with.
     pub fn start() -> Result<Self, String> {
         let bin = bin_dir().ok_or("no initdb/pg_ctl on PATH or under /usr/lib/postgresql/*/bin")?;
-        let as_postgres = is_root();
+        let cluster = Self::empty(bin, is_root())?;
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        )?;
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// A streaming replica (hot standby) of this running cluster, on another free port: a copy
+    /// made with `pg_basebackup -R -X stream` that replays this cluster's WAL as it comes.
+    /// initdb's defaults allow it as they are (`wal_level=replica`, WAL senders, and a `trust`
+    /// line for local replication connections in `pg_hba.conf`). `Err` says why it cannot (no
+    /// `pg_basebackup`, the copy failing), for the caller to skip with.
+    pub fn replica(&self) -> Result<Self, String> {
+        let basebackup = self
+            .tool("pg_basebackup")
+            .ok_or("no pg_basebackup beside initdb")?;
+        let replica = Self::empty(self.bin.clone(), self.as_postgres)?;
+        let data = replica.data();
+        let port = self.port.to_string();
+        replica.run_program(
+            &basebackup,
+            &[
+                "-D",
+                path_str(&data)?,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+            ],
+        )?;
+        replica.start_again()?;
+        Ok(replica)
+    }
+
+    /// A fresh directory (owned by `postgres` when running as root) and a free port.
+    fn empty(bin: PathBuf, as_postgres: bool) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "gatehouse-cluster-{}-{}",
             std::process::id(),
@@ -78,21 +132,19 @@ impl Cluster {
                 return Err("running as root without a 'postgres' user".to_string());
             }
         }
-        let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                path_str(&data)?,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-        )?;
-        cluster.start_again()?;
         Ok(cluster)
+    }
+
+    /// `name` beside `initdb`: in the same directory, else beside the file it links to (PATH
+    /// may hold links to only some of the tools).
+    fn tool(&self, name: &str) -> Option<PathBuf> {
+        let here = self.bin.join(name);
+        if here.is_file() {
+            return Some(here);
+        }
+        let real = std::fs::canonicalize(self.bin.join("initdb")).ok()?;
+        let beside = real.parent()?.join(name);
+        beside.is_file().then_some(beside)
     }
 
     fn data(&self) -> PathBuf {
@@ -139,13 +191,20 @@ impl Cluster {
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
-        let program = self.bin.join(tool);
+        self.run_program(&self.bin.join(tool), args)
+    }
+
+    fn run_program(&self, program: &Path, args: &[&str]) -> Result<(), String> {
+        let tool = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut cmd = if self.as_postgres {
             let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(&program);
+            cmd.args(["-u", "postgres", "--"]).arg(program);
             cmd
         } else {
-            Command::new(&program)
+            Command::new(program)
         };
         let out = cmd
             .args(args)

@@ -406,6 +406,122 @@ async fn test_admin_routes_check_roles_and_alerts_flow_end_to_end() {
         assert!(!text.contains(secret.as_str()), "{secret} leaks: {text}");
     }
 
+    // Each event says when the store recorded it (RFC 3339), in sequence order.
+    let events = timeline["events"].as_array().unwrap();
+    assert!(events.len() >= 3, "{timeline}");
+    let times: Vec<chrono::DateTime<chrono::Utc>> = events
+        .iter()
+        .map(|e| {
+            chrono::DateTime::parse_from_rfc3339(e["recorded_at"].as_str().unwrap())
+                .unwrap_or_else(|err| panic!("{e}: {err}"))
+                .with_timezone(&chrono::Utc)
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let age = chrono::Utc::now() - times[times.len() - 1];
+    assert!(
+        age < chrono::Duration::hours(1) && age > -chrono::Duration::hours(1),
+        "{age}"
+    );
+    // The latest events first (`order=desc`), paged back with `before`; `after` still pages
+    // forward.
+    let sequences: Vec<i64> = events
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    let latest = *sequences.last().unwrap();
+    let path = format!("/v1/admin/accounts/{account}/events");
+    let (status, page) = call(
+        &server,
+        Method::GET,
+        &format!("{path}?order=desc&limit=2"),
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let newest: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        newest,
+        vec![latest, sequences[sequences.len() - 2]],
+        "{page}"
+    );
+    assert_eq!(
+        page["events"][0]["recorded_at"],
+        events[events.len() - 1]["recorded_at"]
+    );
+    assert_eq!(page["next_before"], newest[1], "{page}");
+    assert!(page["next_after"].is_null(), "{page}");
+    let (status, older) = call(
+        &server,
+        Method::GET,
+        &format!("{path}?order=desc&limit=2&before={}", newest[1]),
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{older}");
+    assert_eq!(
+        older["events"][0]["sequence"],
+        sequences[sequences.len() - 3],
+        "{older}"
+    );
+    let (status, first) = call(
+        &server,
+        Method::GET,
+        &format!("{path}?order=asc&limit=2&after={}", sequences[0]),
+        Some(&auditor),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["events"][0]["sequence"], sequences[1], "{first}");
+    assert_eq!(first["next_after"], sequences[2], "{first}");
+    assert!(first["next_before"].is_null(), "{first}");
+    for (query, field) in [
+        ("order=newest", "order"),
+        ("order=DESC", "order"),
+        ("before=0", "before"),
+    ] {
+        let (status, body) = call(
+            &server,
+            Method::GET,
+            &format!("{path}?{query}"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_error_shape(&body, "invalid_request");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let params = &doc["paths"]["/v1/admin/accounts/{id}/events"]["get"]["parameters"];
+    let order = params
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "order")
+        .expect("order documented");
+    assert_eq!(order["schema"]["enum"], json!(["asc", "desc"]), "{order}");
+    assert!(
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "before"),
+        "{params}"
+    );
+    let event_schema = &doc["components"]["schemas"]["TimelineEvent"];
+    assert_eq!(
+        event_schema["properties"]["recorded_at"]["format"], "date-time",
+        "{event_schema}"
+    );
+
     // Who looked: staff actions are events too.
     let looked: i64 = sqlx::query_scalar(
         "select count(*) from events where aggregate_type = 'Staff' and event_type = 'StaffActionRecorded'

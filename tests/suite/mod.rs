@@ -22,6 +22,7 @@ mod e2e_oracles;
 mod e2e_passkeys;
 mod e2e_proofs;
 mod e2e_rate_limits;
+mod e2e_read_replica;
 mod e2e_recovery;
 mod e2e_request_id;
 mod e2e_second_factor;

@@ -2,42 +2,91 @@
 //! pages call the API's proof policy, so a holder of a stolen session cookie (the whole cookie
 //! jar, so the CSRF token is no obstacle) is asked for the fresh proof on every sensitive form
 //! and changes nothing; a stranger without a cookie is sent to sign in. Table-driven, one fresh
-//! account per row, against the real binary on PostgreSQL with a real SMTP server.
+//! account per row, against the real binary on PostgreSQL with a real SMTP server. The rows that
+//! remove a passkey or a security key first register one over the API (the owner, with the
+//! test kit's software authenticator and full proof), so the thief has a real key to aim at.
 use reqwest::header::LOCATION;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::e2e_recovery::{world, World};
-use super::support::{Server, PASSWORD};
+use super::support::{Server, SoftPasskey, PASSWORD};
 use super::ui_pages::PageClient;
 use super::ui_security_center::{proof_asked, signed_in_with_factor, submit};
 
-/// One sensitive form: its page (for the CSRF token), its route and its fields without proof.
+/// One sensitive form: its page (for the CSRF token), its route, its fields without proof and
+/// the credential it aims at (registered first, its id sent as `key_id`).
 struct Row {
     action: &'static str,
     page: &'static str,
     path: &'static str,
     form: &'static [(&'static str, &'static str)],
+    credential: Option<Credential>,
 }
 
-const ROWS: [Row; 8] = [
+/// A WebAuthn credential of the owner, registered over the API before the thief's try.
+#[derive(Clone, Copy)]
+enum Credential {
+    Passkey,
+    SecurityKey,
+}
+
+impl Credential {
+    /// The API's collection of the credential.
+    fn api(self) -> &'static str {
+        match self {
+            Self::Passkey => "/v1/me/passkeys",
+            Self::SecurityKey => "/v1/me/security-keys",
+        }
+    }
+}
+
+/// The origin the server's WebAuthn settings accept by default.
+const WEBAUTHN_ORIGIN: &str = "http://localhost:8080";
+
+/// Registers a credential for the owner with the full proof (the password and one of the
+/// backup codes, as a TOTP factor is enrolled); answers its id.
+async fn register(server: &Server, token: &str, kind: Credential, backup_code: &str) -> String {
+    let mut authenticator = SoftPasskey::new(WEBAUTHN_ORIGIN);
+    let (status, body) = server
+        .post_authed(&format!("{}/registration", kind.api()), token, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let credential = authenticator.register(&body["options"]).unwrap();
+    let (status, body) = server
+        .post_authed(
+            kind.api(),
+            token,
+            json!({"ceremony_id": body["ceremony_id"], "name": "owner's key",
+                   "credential": credential,
+                   "proof": {"password": PASSWORD, "method": "backup_code", "code": backup_code}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["key_id"].as_str().unwrap().to_string()
+}
+
+const ROWS: [Row; 10] = [
     Row {
         action: "change the password",
         page: "/account/password",
         path: "/account/password",
         form: &[("new_password", "thief-chosen-password-77")],
+        credential: None,
     },
     Row {
         action: "remove the second factor",
         page: "/account/factors",
         path: "/account/factors/totp/remove",
         form: &[],
+        credential: None,
     },
     Row {
         action: "make new backup codes",
         page: "/account/factors",
         path: "/account/factors/backup-codes",
         form: &[],
+        credential: None,
     },
     Row {
         action: "add a whitelist address",
@@ -48,6 +97,7 @@ const ROWS: [Row; 8] = [
             ("network", "bitcoin"),
             ("address", "bc1qthiefthiefthiefthiefthiefthief0000"),
         ],
+        credential: None,
     },
     Row {
         action: "create an API key",
@@ -58,24 +108,42 @@ const ROWS: [Row; 8] = [
             ("scope_read", "on"),
             ("scope_withdraw", "on"),
         ],
+        credential: None,
     },
     Row {
         action: "change the email",
         page: "/account/contacts",
         path: "/account/contacts/change",
         form: &[("kind", "email"), ("value", "thief@example.net")],
+        credential: None,
     },
     Row {
         action: "add a phone",
         page: "/account/contacts",
         path: "/account/contacts/change",
         form: &[("kind", "phone"), ("value", "+14155552671")],
+        credential: None,
     },
     Row {
         action: "set the anti-phishing phrase",
         page: "/account/contacts",
         path: "/account/contacts/phrase",
         form: &[("action", "set"), ("phrase", "thief knows this")],
+        credential: None,
+    },
+    Row {
+        action: "remove a passkey",
+        page: "/account/factors",
+        path: "/account/factors/passkeys/remove",
+        form: &[],
+        credential: Some(Credential::Passkey),
+    },
+    Row {
+        action: "remove a security key",
+        page: "/account/factors",
+        path: "/account/factors/security-keys/remove",
+        form: &[],
+        credential: Some(Credential::SecurityKey),
     },
 ];
 
@@ -88,6 +156,8 @@ async fn owner_view(server: &Server, token: &str) -> Value {
         "/v1/me/withdrawal-addresses",
         "/v1/me/restrictions",
         "/v1/me/backup-codes",
+        "/v1/me/passkeys",
+        "/v1/me/security-keys",
     ] {
         let (status, body) = server.authed(Method::GET, path, token).await;
         assert_eq!(status, 200, "{path}: {body}");
@@ -98,11 +168,25 @@ async fn owner_view(server: &Server, token: &str) -> Value {
 
 async fn thief_is_asked_for_proof(w: &World, n: usize, row: &Row) -> Option<String> {
     let email = format!("matrix.page.{n}@example.com");
-    let (owner, token, _) = signed_in_with_factor(w, &email).await;
+    let (owner, token, codes) = signed_in_with_factor(w, &email).await;
+    let key_id = match row.credential {
+        Some(kind) => Some(register(&w.server, &token, kind, &codes[0]).await),
+        None => None,
+    };
+    let mut form = row.form.to_vec();
+    if let Some(id) = &key_id {
+        form.push(("key_id", id));
+    }
     let before = owner_view(&w.server, &token).await;
+    if let (Some(kind), Some(id)) = (row.credential, &key_id) {
+        assert!(
+            before[kind.api()].to_string().contains(id.as_str()),
+            "{before}"
+        );
+    }
     let mut thief = PageClient::new(&w.server);
     thief.cookies = owner.cookies.clone();
-    let (status, _, html) = submit(&mut thief, row.page, row.path, row.form).await;
+    let (status, _, html) = submit(&mut thief, row.page, row.path, &form).await;
     let mut wrong = Vec::new();
     if status != 403 {
         wrong.push(format!("answered {status}"));
@@ -135,7 +219,11 @@ async fn test_stolen_cookie_is_asked_for_proof_on_every_sensitive_form() {
         }
         // A stranger: a CSRF cookie and token of their own, no session.
         let mut stranger = PageClient::new(&w.server);
-        let (status, headers, _) = submit(&mut stranger, "/sign-in", row.path, row.form).await;
+        let mut form = row.form.to_vec();
+        if row.credential.is_some() {
+            form.push(("key_id", "c29tZS1rZXk"));
+        }
+        let (status, headers, _) = submit(&mut stranger, "/sign-in", row.path, &form).await;
         if status != 303
             || headers.get(LOCATION).map(|l| l.to_str().unwrap_or(""))
                 != Some("/sign-in?notice=expired")

@@ -700,3 +700,129 @@ async fn test_reviewer_approves_a_lost_factor_case_and_an_auditor_is_refused() {
     b.check_page("console-refused").await;
     b.close().await;
 }
+
+/// The `data-sequence` of each listed event on an account page, in page order.
+fn listed_sequences(html: &str) -> Vec<i64> {
+    html.split("<li data-sequence=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A busy account (more events than the page lists): the account page lists its latest events
+/// newest first with their time, pages back to the oldest, and draws the last 30 days as bars
+/// whose counts are the events the test made (failures, sign-ins, the registration); the page
+/// passes axe-core and fits a phone's width.
+#[tokio::test]
+async fn test_account_page_shows_the_latest_events_and_a_chart_of_the_days() {
+    let (db, server) = page_server(&[("GATEHOUSE_LOCKOUT_THRESHOLD", "1000")]).await;
+    let admin = bootstrap_admin(&db).await;
+    let analyst = create_staff(&server, &admin, "Ana", "analyst").await;
+    let email = "busy@example.com";
+    let account = server.register(email, PASSWORD).await;
+    const FAILURES: usize = 205;
+    const SIGN_INS: usize = 3;
+    for _ in 0..FAILURES {
+        let (status, body) = server.login(email, "not-the-password-1").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    for _ in 0..SIGN_INS {
+        let (status, body) = server.login(email, PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let pool = db.pool().await;
+    let stored_events = || async {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "select sequence, event_type from events where aggregate_type = 'Account' and aggregate_id = $1 order by sequence",
+        )
+        .bind(&account)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let mut page = PageClient::new(&server);
+    assert_eq!(console_sign_in(&mut page, &analyst).await.0, 303);
+    // The delivery worker may still append notices to the account: the page is compared with
+    // the events stored before and after it was read, once those agree.
+    let (stored, html) = {
+        let mut tries = 0;
+        loop {
+            let before = stored_events().await;
+            let (status, _, html) = page.get(&format!("/console/accounts/{account}")).await;
+            assert_eq!(status, 200, "{html}");
+            if stored_events().await == before {
+                break (before, html);
+            }
+            tries += 1;
+            assert!(tries < 50, "the account's events never settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let count = |t: &str| stored.iter().filter(|(_, e)| e == t).count();
+    assert_eq!(count("LoginFailed"), FAILURES);
+    assert_eq!(count("LoginSucceeded"), SIGN_INS);
+    assert!(stored.len() > 200, "{}", stored.len());
+    let latest = stored.last().unwrap().0;
+    // The latest events, newest first, each with its time; the oldest are a page back.
+    let listed = listed_sequences(&html);
+    assert_eq!(listed.len(), 200, "{listed:?}");
+    assert_eq!(listed[0], latest);
+    assert!(listed.windows(2).all(|w| w[0] == w[1] + 1), "{listed:?}");
+    assert!(html.contains("<time datetime=\""), "{html}");
+    let older = format!("/console/accounts/{account}?before={}", listed[199]);
+    assert!(html.contains(&older), "{html}");
+    let (status, _, back) = page.get(&older).await;
+    assert_eq!(status, 200, "{back}");
+    let rest = listed_sequences(&back);
+    assert_eq!(rest.first(), Some(&(listed[199] - 1)));
+    assert_eq!(rest.last(), Some(&stored[0].0));
+    assert_eq!(listed.len() + rest.len(), stored.len());
+
+    // The chart: one bar slot per day, the events of the test counted by kind.
+    assert_eq!(html.matches("<g class=\"chart-day\"").count(), 30, "{html}");
+    assert!(!html.contains("style="), "no inline style: {html}");
+    let kind_total = |kind: &str| -> usize {
+        html.split(&format!("data-kind=\"{kind}\" data-count=\""))
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().parse::<usize>().unwrap())
+            .sum()
+    };
+    assert_eq!(kind_total("failure"), FAILURES);
+    assert_eq!(kind_total("success"), SIGN_INS);
+    assert_eq!(kind_total("change"), 1, "the registration");
+    assert_eq!(
+        kind_total("failure") + kind_total("success") + kind_total("change") + kind_total("other"),
+        stored.len()
+    );
+    // Its text alternative: the title, and the table of days.
+    assert!(html.contains("role=\"img\" aria-labelledby=\"chart-title chart-desc\""));
+    assert!(
+        html.contains(&format!("Sign-in failures: <strong>{FAILURES}</strong>")),
+        "{html}"
+    );
+    assert!(html.contains("<table data-chart-table>"));
+
+    // In the browser: accessible, and no sideways scrolling at phone width.
+    let Some(b) = Browser::start("test_account_page_shows_the_latest_events_and_a_chart").await
+    else {
+        return;
+    };
+    let base = server.base.clone();
+    browser_sign_in(&b, &base, &analyst).await;
+    b.wait_for_text("Alerts").await;
+    b.goto(&format!("{base}/console/accounts/{account}")).await;
+    b.wait_for_text("Latest events").await;
+    assert_eq!(
+        b.js("return document.querySelectorAll('svg[data-chart] g.chart-day').length;")
+            .await,
+        json!(30)
+    );
+    assert_eq!(
+        b.js("return document.querySelector('li[data-sequence]').dataset.sequence;")
+            .await,
+        json!(latest.to_string())
+    );
+    b.check_page("console-account-timeline").await;
+    b.close().await;
+}

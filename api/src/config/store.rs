@@ -10,6 +10,11 @@ pub struct StoreArgs {
     /// PostgreSQL URL; when absent the embedded store under the data directory is used.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL URL of a streaming replica of `DATABASE_URL`'s database: the read-only routes
+    /// read their read models from it (login history, activity, lockout, staff alert and
+    /// sign-in views, recovery review list). Not valid with the embedded store.
+    #[arg(long, env = "GATEHOUSE_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
     /// Directory of the embedded store (and of its generated master key).
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
     pub data_dir: PathBuf,

@@ -6,7 +6,10 @@ use super::ApiError;
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(_) | StoreError::Migration(_) | StoreError::Corrupt(_) => {
+            StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::Corrupt(_)
+            | StoreError::ReadReplica(_) => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::unavailable()
             }

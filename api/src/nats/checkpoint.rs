@@ -162,5 +162,5 @@ pub async fn alert_changes_after(
     limit: i64,
 ) -> Result<Vec<gatehouse_projections::alerts::query::AlertRow>, StoreError> {
     let (at, id) = after;
-    gatehouse_projections::alerts::query::alerts_changed_after_id(store, *at, id, limit).await
+    gatehouse_projections::alerts::query::alerts_changed_after_id(store.any(), *at, id, limit).await
 }

@@ -169,7 +169,7 @@ pub async fn list_activity(
         before: query.cursor,
         ..ActivityFilter::default()
     };
-    let rows = activity::page(state.store(), &account_id, &filter, limit + 1).await?;
+    let rows = activity::page(state.store().reads(), &account_id, &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<ActivityRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -244,15 +244,21 @@ impl Export {
         if self.done {
             return None;
         }
-        let rows =
-            match activity::page(&self.store, &self.account_id, &self.filter, EXPORT_PAGE).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    // The status line is gone already: the body ends short, and the log says why.
-                    tracing::error!(error = %e, "activity export failed");
-                    return Some((Err(std::io::Error::other("export failed")), self.finished()));
-                }
-            };
+        let rows = match activity::page(
+            self.store.reads(),
+            &self.account_id,
+            &self.filter,
+            EXPORT_PAGE,
+        )
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The status line is gone already: the body ends short, and the log says why.
+                tracing::error!(error = %e, "activity export failed");
+                return Some((Err(std::io::Error::other("export failed")), self.finished()));
+            }
+        };
         let mut out = String::new();
         if rows.is_empty() {
             if self.format == ExportFormat::Json {

@@ -15,6 +15,12 @@ pub struct Health {
     /// `postgres` or `embedded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<&'static str>,
+    /// With `GATEHOUSE_READ_DATABASE_URL` (on `/readyz` only): `ok` when the read replica
+    /// answered within the same bound, `unavailable` when not. The process stays ready either
+    /// way: sign-ins and every write go to the primary; only the read routes answer `503
+    /// unavailable` while the replica is away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_replica: Option<&'static str>,
 }
 
 /// The process is up.
@@ -23,6 +29,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         store: None,
+        read_replica: None,
     })
 }
 
@@ -30,20 +37,32 @@ pub async fn healthz() -> Json<Health> {
 /// second or two, so the answer comes well within one second, whatever the pool's own bound.
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(800);
 
-/// The process can serve: the store answers within 0.8 s.
+/// The process can serve: the store (the primary) answers within 0.8 s. The read replica, when
+/// configured, is asked at the same time and reported, but does not decide readiness.
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, body = Health),
+    responses((status = 200, body = Health, description = "Ready; `read_replica` says whether the read replica answered"),
               (status = 503, body = crate::error::ErrorBody, description = "`unavailable` with `Retry-After`: the store did not answer within 0.8 s")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    tokio::time::timeout(READY_WITHIN, state.store().ping())
-        .await
-        .map_err(|_| {
-            tracing::warn!("readiness: the store did not answer in time");
-            ApiError::unavailable()
-        })??;
+    let store = state.store();
+    let (primary, replica) = tokio::join!(
+        tokio::time::timeout(READY_WITHIN, store.ping()),
+        tokio::time::timeout(READY_WITHIN, store.ping_reads())
+    );
+    primary.map_err(|_| {
+        tracing::warn!("readiness: the store did not answer in time");
+        ApiError::unavailable()
+    })??;
+    let read_replica = store.has_read_replica().then(|| match replica {
+        Ok(Ok(())) => "ok",
+        _ => {
+            tracing::warn!("readiness: the read replica did not answer in time");
+            "unavailable"
+        }
+    });
     Ok(Json(Health {
         status: "ok",
-        store: Some(state.store().kind()),
+        store: Some(store.kind()),
+        read_replica,
     }))
 }
 
@@ -127,7 +146,7 @@ async fn render_metrics(state: &AppState) -> Result<axum::response::Response, Ap
             "gatehouse_projection_events_applied_total{{projection=\"{name}\"}} {n}"
         );
     }
-    let alerts = gatehouse_projections::alerts::query::alert_counts(state.store()).await?;
+    let alerts = gatehouse_projections::alerts::query::alert_counts(state.store().any()).await?;
     text.push_str(
         "# HELP gatehouse_alerts_raised_total Alerts raised (in the alerts read model), by rule.\n\
          # TYPE gatehouse_alerts_raised_total counter\n",

@@ -213,8 +213,13 @@ pub async fn login_history(
     }
     let freshness =
         crate::fresh::own_writes(&state, &auth.account_id(), &["login_history_v1"]).await?;
-    let rows =
-        login_history::page(state.store(), &auth.account_id(), query.cursor, limit + 1).await?;
+    let rows = login_history::page(
+        state.store().reads(),
+        &auth.account_id(),
+        query.cursor,
+        limit + 1,
+    )
+    .await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -279,7 +284,7 @@ pub async fn lockout(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<LockoutView>, ApiError> {
-    let row = lockout_state::get(state.store(), &auth.account_id())
+    let row = lockout_state::get(state.store().reads(), &auth.account_id())
         .await?
         .unwrap_or_default();
     let threshold = i64::from(state.accounts().services().lockout.threshold);

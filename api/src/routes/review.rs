@@ -55,7 +55,7 @@ pub async fn list(
     State(state): State<AppState>,
     staff: Staff<ReviewRecoveries>,
 ) -> Result<Json<RecoveryCaseList>, ApiError> {
-    let rows = recovery_cases::by_status(state.store(), "pending", 100).await?;
+    let rows = recovery_cases::by_status(state.store().reads(), "pending", 100).await?;
     let mut cases = Vec::with_capacity(rows.len());
     for row in rows {
         let sealed = state
@@ -150,7 +150,7 @@ async fn decide(
     }
     let flow_id = uuid::Uuid::parse_str(&case_id)
         .map_err(|_| ApiError::not_found("no such recovery case"))?;
-    let account = recovery_cases::account_of(state.store(), &case_id)
+    let account = recovery_cases::account_of(state.store().any(), &case_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such recovery case"))?;
     state

@@ -3,6 +3,7 @@
 //! aggregate's raw event timeline.
 use gatehouse_store::{Store, StoreError, StreamPosition};
 use serde::Serialize;
+use sqlx::AnyPool;
 
 use super::Rule;
 
@@ -106,7 +107,7 @@ enum Bind {
 
 /// Newest first (by first evidence, then id), at most `limit`.
 pub async fn list_alerts(
-    store: &Store,
+    pool: &AnyPool,
     filter: &AlertFilter,
     limit: i64,
 ) -> Result<Vec<AlertRow>, StoreError> {
@@ -155,24 +156,24 @@ pub async fn list_alerts(
             Bind::Int(i) => query.bind(i),
         };
     }
-    let rows = query.bind(limit).fetch_all(store.any()).await?;
+    let rows = query.bind(limit).fetch_all(pool).await?;
     Ok(rows.into_iter().map(AlertRow::from).collect())
 }
 
 /// One alert.
-pub async fn get_alert(store: &Store, id: &str) -> Result<Option<AlertRow>, StoreError> {
+pub async fn get_alert(pool: &AnyPool, id: &str) -> Result<Option<AlertRow>, StoreError> {
     let row = sqlx::query_as::<_, AlertRecord>(&format!(
         "select {ALERT_COLUMNS} from alerts_v1 where id = $1"
     ))
     .bind(id)
-    .fetch_optional(store.any())
+    .fetch_optional(pool)
     .await?;
     Ok(row.map(AlertRow::from))
 }
 
 /// Alerts changed after `after` in stream order (the live feed), oldest change first.
 pub async fn alerts_changed_after(
-    store: &Store,
+    pool: &AnyPool,
     after: StreamPosition,
     limit: i64,
 ) -> Result<Vec<AlertRow>, StoreError> {
@@ -184,7 +185,7 @@ pub async fn alerts_changed_after(
     .bind(after.tx)
     .bind(after.pos)
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(AlertRow::from).collect())
 }
@@ -193,7 +194,7 @@ pub async fn alerts_changed_after(
 /// cursor that never skips one of several alerts changed by the same event (the event stream
 /// publisher's).
 pub async fn alerts_changed_after_id(
-    store: &Store,
+    pool: &AnyPool,
     after: StreamPosition,
     id: &str,
     limit: i64,
@@ -208,18 +209,18 @@ pub async fn alerts_changed_after_id(
     .bind(after.pos)
     .bind(id)
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(AlertRow::from).collect())
 }
 
 /// The latest change position over all alerts (where a new live feed starts).
-pub async fn alerts_head(store: &Store) -> Result<StreamPosition, StoreError> {
+pub async fn alerts_head(pool: &AnyPool) -> Result<StreamPosition, StoreError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "select updated_tx, updated_pos from alerts_v1
           order by updated_tx desc, updated_pos desc limit 1",
     )
-    .fetch_optional(store.any())
+    .fetch_optional(pool)
     .await?;
     Ok(row
         .map(|(tx, pos)| StreamPosition { tx, pos })
@@ -238,7 +239,7 @@ pub struct SubjectAlert {
 /// The subjects of unresolved alerts of `rule` whose last evidence is at or after `since_ms`
 /// (the networks protection limits, for `credential_stuffing`).
 pub async fn unresolved_subjects(
-    store: &Store,
+    pool: &AnyPool,
     rule: Rule,
     since_ms: i64,
 ) -> Result<Vec<SubjectAlert>, StoreError> {
@@ -248,7 +249,7 @@ pub async fn unresolved_subjects(
     )
     .bind(rule.name())
     .bind(since_ms)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 
@@ -265,7 +266,7 @@ pub struct EvidenceRow {
 
 /// An alert's evidence, oldest first, at most `limit`.
 pub async fn evidence(
-    store: &Store,
+    pool: &AnyPool,
     alert_id: &str,
     limit: i64,
 ) -> Result<Vec<EvidenceRow>, StoreError> {
@@ -275,17 +276,19 @@ pub async fn evidence(
     )
     .bind(alert_id)
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 
 /// Alerts per rule, severity and status (for `/metrics`).
-pub async fn alert_counts(store: &Store) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+pub async fn alert_counts(
+    pool: &AnyPool,
+) -> Result<Vec<(String, String, String, i64)>, StoreError> {
     Ok(sqlx::query_as(
         "select rule, severity, status, count(*) as n from alerts_v1
           group by rule, severity, status order by rule, severity, status",
     )
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 
@@ -329,7 +332,7 @@ pub struct LoginFilter {
 
 /// Newest first, at most `limit`.
 pub async fn search_logins(
-    store: &Store,
+    pool: &AnyPool,
     f: &LoginFilter,
     limit: i64,
 ) -> Result<Vec<LoginRow>, StoreError> {
@@ -359,7 +362,7 @@ pub async fn search_logins(
     .bind(before_account)
     .bind(before_seq)
     .bind(limit)
-    .fetch_all(store.any())
+    .fetch_all(pool)
     .await?)
 }
 
@@ -374,48 +377,75 @@ pub struct RawEvent {
     pub event_version: String,
     /// Payload as stored.
     pub payload: serde_json::Value,
+    /// When the store recorded it (the events table's `recorded_at`).
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// A row of [`aggregate_events`]: the payload as text on both stores.
+/// A row of [`aggregate_events`]: the payload and the time as text on both stores.
 #[derive(sqlx::FromRow)]
 struct RawEventRow {
     sequence: i64,
     event_type: String,
     event_version: String,
     payload: String,
+    recorded_at: String,
 }
 
-/// Events of one aggregate of `aggregate_type` after `after_sequence`, at most `limit`.
+/// Which events of one aggregate [`aggregate_events`] reads: the sequences strictly between
+/// `after` and `before` (open when `None`), in order or newest first, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRange {
+    /// Lower bound, exclusive.
+    pub after: i64,
+    /// Upper bound, exclusive.
+    pub before: Option<i64>,
+    /// Newest first (the latest `limit` events) instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Events of one aggregate of `aggregate_type` in `range`. Both orders walk the primary key
+/// `(aggregate_type, aggregate_id, sequence)` from one end of the range, so the latest events of
+/// a long history cost what the first ones do.
 pub async fn aggregate_events(
     store: &Store,
     aggregate_type: &str,
     aggregate_id: &str,
-    after_sequence: i64,
-    limit: i64,
+    range: EventRange,
 ) -> Result<Vec<RawEvent>, StoreError> {
-    let payload = match store.kind() {
-        "postgres" => "payload::text as payload",
-        _ => "payload",
+    // Text on both stores: the Any driver decodes neither `json` nor `timestamptz`.
+    let (payload, recorded_at) = match store.kind() {
+        "postgres" => (
+            "payload::text as payload",
+            r#"to_char(recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at"#,
+        ),
+        _ => ("payload", "recorded_at"),
     };
+    let order = if range.newest_first { "desc" } else { "asc" };
     let rows: Vec<RawEventRow> = sqlx::query_as(&format!(
-        "select sequence, event_type, event_version, {payload} from events
-          where aggregate_type = $1 and aggregate_id = $2 and sequence > $3
-          order by sequence limit $4"
+        "select sequence, event_type, event_version, {payload}, {recorded_at} from events
+          where aggregate_type = $1 and aggregate_id = $2 and sequence > $3 and sequence < $4
+          order by sequence {order} limit $5"
     ))
     .bind(aggregate_type)
     .bind(aggregate_id)
-    .bind(after_sequence)
-    .bind(limit)
+    .bind(range.after)
+    .bind(range.before.unwrap_or(i64::MAX))
+    .bind(range.limit)
     .fetch_all(store.any())
     .await?;
+    let decode = |e: Box<dyn std::error::Error + Send + Sync>| sqlx::Error::Decode(e);
     rows.into_iter()
         .map(|r| {
             Ok(RawEvent {
                 sequence: r.sequence,
                 event_type: r.event_type,
                 event_version: r.event_version,
-                payload: serde_json::from_str(&r.payload)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                payload: serde_json::from_str(&r.payload).map_err(|e| decode(Box::new(e)))?,
+                recorded_at: chrono::DateTime::parse_from_rfc3339(&r.recorded_at)
+                    .map_err(|e| decode(Box::new(e)))?
+                    .with_timezone(&chrono::Utc),
             })
         })
         .collect::<Result<_, sqlx::Error>>()

@@ -110,7 +110,7 @@ pub async fn login_history(
         to_ms: q.to.map(|t| t.timestamp_millis()),
         before,
     };
-    let rows = query::search_logins(state.store(), &filter, limit + 1).await?;
+    let rows = query::search_logins(state.store().reads(), &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<LoginRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -140,14 +140,43 @@ pub async fn login_history(
     }))
 }
 
-/// Paging of an account's timeline.
+/// Paging of an account's timeline: the sequences between `after` and `before`, oldest first
+/// (the default) or newest first.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Events after this sequence (default 0: from the first).
     pub after: Option<i64>,
+    /// Events before this sequence, at least 1 (default: up to the latest). With `order=desc`,
+    /// the previous page's `next_before`.
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// `asc` (default): oldest first, paged by `next_after`; `desc`: newest first (the latest
+    /// events), paged by `next_before`. Any other value is refused (400).
+    #[param(value_type = Option<TimelineOrder>, inline)]
+    pub order: Option<String>,
     /// Events per page, 1 to 500 (default 100).
     pub limit: Option<i64>,
+}
+
+/// The order of an account's timeline page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TimelineOrder {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+impl TimelineOrder {
+    fn parse(value: Option<&str>) -> Result<Self, ApiError> {
+        match value {
+            None | Some("asc") => Ok(Self::Asc),
+            Some("desc") => Ok(Self::Desc),
+            Some(_) => Err(ApiError::bad_request("order must be asc or desc").with_field("order")),
+        }
+    }
 }
 
 /// One stored event, with secrets and sealed personal data redacted.
@@ -159,6 +188,8 @@ pub struct TimelineEvent {
     pub event_type: String,
     /// Payload version.
     pub event_version: String,
+    /// When the event store recorded it (RFC 3339, UTC).
+    pub recorded_at: DateTime<Utc>,
     /// Payload (decoded at the current version), with the fields its event type marks secret
     /// (hashes, verifiers, sealed data) replaced by `"[redacted]"`.
     #[schema(value_type = Object)]
@@ -170,10 +201,14 @@ pub struct TimelineEvent {
 pub struct TimelinePage {
     /// The account.
     pub account_id: String,
-    /// Events in order.
+    /// Events in the requested order.
     pub events: Vec<TimelineEvent>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Oldest first: pass as `after` for the next page; absent on the last page and when newest
+    /// first.
     pub next_after: Option<i64>,
+    /// Newest first: pass as `before` (with `order=desc`) for the next, older page; absent on
+    /// the last page and when oldest first.
+    pub next_before: Option<i64>,
 }
 
 /// A stored account event as staff see it: decoded (and upcast), then redacted by its type
@@ -199,18 +234,21 @@ pub async fn account_events(
 ) -> Result<Json<TimelinePage>, ApiError> {
     let Query(q) = query.map_err(bad_query)?;
     let limit = limit_of(q.limit, 100, 500)?;
+    let order = TimelineOrder::parse(q.order.as_deref())?;
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(ApiError::bad_request("before must be at least 1").with_field("before"));
+    }
     if id.len() > 200 {
         return Err(ApiError::bad_request("account id is too long"));
     }
     staff.record(&state, "account.events", id.clone()).await?;
-    let rows = query::aggregate_events(
-        state.store(),
-        "Account",
-        &id,
-        q.after.unwrap_or(0).max(0),
-        limit + 1,
-    )
-    .await?;
+    let range = query::EventRange {
+        after: q.after.unwrap_or(0).max(0),
+        before: q.before,
+        newest_first: order == TimelineOrder::Desc,
+        limit: limit + 1,
+    };
+    let rows = query::aggregate_events(state.store(), "Account", &id, range).await?;
     let more = rows.len() as i64 > limit;
     let events: Vec<TimelineEvent> = rows
         .into_iter()
@@ -220,17 +258,23 @@ pub async fn account_events(
             sequence: r.sequence,
             event_type: r.event_type,
             event_version: r.event_version,
+            recorded_at: r.recorded_at,
         })
         .collect();
-    let next_after = if more {
+    let next = if more {
         events.last().map(|e| e.sequence)
     } else {
         None
+    };
+    let (next_after, next_before) = match order {
+        TimelineOrder::Asc => (next, None),
+        TimelineOrder::Desc => (None, next),
     };
     Ok(Json(TimelinePage {
         account_id: id,
         events,
         next_after,
+        next_before,
     }))
 }
 

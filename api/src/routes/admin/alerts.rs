@@ -173,7 +173,7 @@ pub async fn list_alerts(
             ),
         )
         .await?;
-    let rows = query::list_alerts(state.store(), &filter, limit + 1).await?;
+    let rows = query::list_alerts(state.store().reads(), &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let rows: Vec<AlertRow> = rows.into_iter().take(limit as usize).collect();
     let next_cursor = if more {
@@ -183,7 +183,7 @@ pub async fn list_alerts(
     };
     let mut alerts = Vec::with_capacity(rows.len());
     for row in rows {
-        let evidence = query::evidence(state.store(), &row.id, PAGE_EVIDENCE).await?;
+        let evidence = query::evidence(state.store().reads(), &row.id, PAGE_EVIDENCE).await?;
         alerts.push(view(row, evidence));
     }
     Ok(Json(AlertPage {
@@ -192,8 +192,9 @@ pub async fn list_alerts(
     }))
 }
 
-async fn find_alert(state: &AppState, id: &str) -> Result<AlertRow, ApiError> {
-    query::get_alert(state.store(), id)
+/// The alert `id` from `pool`: the read pool for a view, the primary's for a status change.
+async fn find_alert(pool: &sqlx::AnyPool, id: &str) -> Result<AlertRow, ApiError> {
+    query::get_alert(pool, id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such alert"))
 }
@@ -209,8 +210,8 @@ pub async fn get_alert(
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
     staff.record(&state, "alerts.get", id.clone()).await?;
-    let row = find_alert(&state, &id).await?;
-    let evidence = query::evidence(state.store(), &id, DETAIL_EVIDENCE).await?;
+    let row = find_alert(state.store().reads(), &id).await?;
+    let evidence = query::evidence(state.store().reads(), &id, DETAIL_EVIDENCE).await?;
     Ok(Json(view(row, evidence)))
 }
 
@@ -241,7 +242,7 @@ async fn change_status(
     if note.trim().is_empty() {
         return Err(ApiError::bad_request("a note is required").with_field("note"));
     }
-    let alert = find_alert(state, &id).await?;
+    let alert = find_alert(state.store().any(), &id).await?;
     if alert.status == AlertStatus::Resolved.as_str() {
         return Err(ApiError::other(
             StatusCode::CONFLICT,
@@ -312,7 +313,7 @@ pub async fn alerts_stream(
     staff: Staff<ManageAlerts>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     staff.record(&state, "alerts.stream", String::new()).await?;
-    let start = query::alerts_head(state.store()).await?;
+    let start = query::alerts_head(state.store().reads()).await?;
     let progress = state.runner().progress();
     let closing = state.closing();
     let stream = futures::stream::unfold(
@@ -331,7 +332,7 @@ pub async fn alerts_stream(
                     _ = closing.changed() => return None,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-                match query::alerts_changed_after(state.store(), cursor, 100).await {
+                match query::alerts_changed_after(state.store().reads(), cursor, 100).await {
                     Ok(rows) => {
                         for row in rows {
                             cursor = row.updated;

@@ -32,6 +32,7 @@ pub mod logins;
 pub mod recovery;
 pub mod session;
 pub mod staff;
+pub mod timeline;
 
 /// The console's routes, each path under `/console`.
 pub fn router() -> Router<UiState> {
