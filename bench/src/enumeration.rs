@@ -22,23 +22,15 @@ use serde_json::{json, Value};
 
 use gatehouse_testkit::mail::first_code;
 
-use crate::suite::{Account, ScratchDb, Server};
+use crate::suite::{Account, ScratchDb, Server, Target};
 use crate::PASSWORD;
 
 /// Enumeration timing settings.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gatehouse-bench enumeration")]
 struct EnumArgs {
-    /// PostgreSQL server (admin URL); a fresh database is created for the run and dropped after.
-    #[arg(
-        long,
-        env = "BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    /// The `gatehouse` binary (default: next to this one).
-    #[arg(long)]
-    server: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
     /// Measured requests per route and group (known, unknown).
     #[arg(long, default_value_t = 200)]
     requests: usize,
@@ -163,12 +155,11 @@ pub async fn main(argv: Vec<String>) -> i32 {
             return 2;
         }
     }
-    let (server, admin) =
-        match crate::suite::prepare("enumeration", args.server.clone(), &args.database_url).await {
-            Ok(ready) => ready,
-            Err(status) => return status,
-        };
-    let db = match ScratchDb::create(&admin, &args.database_url).await {
+    let (server, admin) = match crate::suite::prepare("enumeration", &args.target).await {
+        Ok(ready) => ready,
+        Err(status) => return status,
+    };
+    let db = match ScratchDb::create(&admin, &args.target.database_url).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("gatehouse-bench enumeration: {e}");

@@ -17,7 +17,7 @@ use futures::FutureExt;
 
 use crate::suite::{
     closed_loop, http_client, insert_op, lock_all, login, prepare, rates_env, refused_login_op,
-    register_many, tempdir, Op, ScratchDb, Server,
+    register_many, tempdir, Op, ScratchDb, Server, Target,
 };
 use crate::PASSWORD;
 
@@ -25,16 +25,8 @@ use crate::PASSWORD;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gatehouse-bench processes")]
 struct ProcessesArgs {
-    /// PostgreSQL server (admin URL); a fresh database is created for the run and dropped after.
-    #[arg(
-        long,
-        env = "BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    database_url: String,
-    /// The `gatehouse` binary (default: next to this one).
-    #[arg(long)]
-    server: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    target: Target,
     /// Most server processes (the table has a row for 1 to this many).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     max: u8,
@@ -94,11 +86,11 @@ pub async fn main(argv: Vec<String>) -> i32 {
         args.accounts = args.accounts.min(4);
         args.max = args.max.min(2);
     }
-    let (bin, admin) = match prepare("processes", args.server.clone(), &args.database_url).await {
+    let (bin, admin) = match prepare("processes", &args.target).await {
         Ok(ready) => ready,
         Err(status) => return status,
     };
-    let db = match ScratchDb::create(&admin, &args.database_url).await {
+    let db = match ScratchDb::create(&admin, &args.target.database_url).await {
         Ok(db) => db,
         Err(e) => {
             eprintln!("gatehouse-bench processes: {e}");

@@ -34,20 +34,27 @@ pub(crate) use gatehouse_testkit::{sign_in_limits, ScratchDb, Server};
 
 use crate::PASSWORD;
 
-/// Suite settings.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "gatehouse-bench suite")]
-struct SuiteArgs {
+/// Where every subcommand that starts servers finds PostgreSQL and the `gatehouse` binary.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Target {
     /// PostgreSQL server (admin URL); fresh databases are created for the run and dropped after.
     #[arg(
         long,
         env = "BENCH_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
-    database_url: String,
+    pub(crate) database_url: String,
     /// The `gatehouse` binary (default: next to this one).
     #[arg(long)]
-    server: Option<PathBuf>,
+    pub(crate) server: Option<PathBuf>,
+}
+
+/// Suite settings.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gatehouse-bench suite")]
+struct SuiteArgs {
+    #[command(flatten)]
+    target: Target,
     /// Parts to run, comma-separated: rates, latency, lag, history, cost, rss (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -109,7 +116,7 @@ pub async fn main(argv: Vec<String>) -> i32 {
             return 2;
         }
     }
-    let (server, admin) = match prepare("suite", args.server.clone(), &args.database_url).await {
+    let (server, admin) = match prepare("suite", &args.target).await {
         Ok(ready) => ready,
         Err(status) => return status,
     };
@@ -139,10 +146,10 @@ pub async fn main(argv: Vec<String>) -> i32 {
 /// to this one) and a connection to PostgreSQL. `Err` is the exit status, after saying why.
 pub(crate) async fn prepare(
     command: &str,
-    server: Option<std::path::PathBuf>,
-    database_url: &str,
+    target: &Target,
 ) -> Result<(std::path::PathBuf, sqlx::PgPool), i32> {
-    let server = server.unwrap_or_else(|| {
+    let database_url = target.database_url.as_str();
+    let server = target.server.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("gatehouse")))
@@ -214,19 +221,19 @@ fn row(
 async fn run(ctx: &mut Ctx) -> Result<(), String> {
     let a = &ctx.args;
     if a.runs("rates") || a.runs("latency") || a.runs("lag") || a.runs("history") {
-        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.target.database_url).await?;
         let result = rates_latency_lag_history(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
     }
     if ctx.args.runs("cost") {
-        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.target.database_url).await?;
         let result = cost(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
     }
     if ctx.args.runs("rss") {
-        let db = ScratchDb::create(&ctx.admin, &ctx.args.database_url).await?;
+        let db = ScratchDb::create(&ctx.admin, &ctx.args.target.database_url).await?;
         let result = rss(ctx, &db).await;
         db.drop(&ctx.admin).await;
         result?;
