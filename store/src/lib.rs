@@ -81,7 +81,7 @@ pub struct Store {
 }
 
 /// What a store was opened on.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Origin {
     Postgres {
         url: String,
@@ -90,6 +90,22 @@ enum Origin {
     Sqlite {
         dir: std::path::PathBuf,
     },
+}
+
+/// Never the URL: it may carry the database password, and a `Store` is `Debug`.
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Postgres {
+                acquire_timeout, ..
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &"[redacted]")
+                .field("acquire_timeout", acquire_timeout)
+                .finish(),
+            Self::Sqlite { dir } => f.debug_struct("Sqlite").field("dir", dir).finish(),
+        }
+    }
 }
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -264,5 +280,21 @@ impl Store {
             Backend::Postgres(p) => p.close().await,
             Backend::Sqlite(p) => p.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_store_never_shows_its_database_password() {
+        let origin = Origin::Postgres {
+            url: "postgres://gatehouse:hunter2-secret@db.internal/gatehouse".into(),
+            acquire_timeout: Duration::from_secs(2),
+        };
+        let shown = format!("{origin:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 }
