@@ -27,7 +27,6 @@ impl Argon2Hasher {
     pub fn new(settings: Argon2Settings, concurrency: usize) -> Result<Self, HashError> {
         let salt = random_bytes::<16>().map_err(|e| HashError(e.to_string()))?;
         let filler = hex::encode(random_bytes::<16>().map_err(|e| HashError(e.to_string()))?);
-        let dummy = settings.hash_blocking(&SecretString::from(filler), &salt)?;
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         for n in 0..concurrency.max(1) {
@@ -50,6 +49,18 @@ impl Argon2Hasher {
                 })
                 .map_err(|e| HashError(format!("cannot start a hashing thread: {e}")))?;
         }
+        // The dummy is hashed on a hashing thread: each thread keeps its Argon2 working memory
+        // (19 MiB at the default settings), so hashing it on the caller's thread would pin one
+        // more working area to a thread that never hashes again.
+        let (done, dummy) = mpsc::channel();
+        sender
+            .send(Box::new(move || {
+                let _ = done.send(settings.hash_blocking(&SecretString::from(filler), &salt));
+            }))
+            .map_err(|_| HashError("hashing threads stopped".into()))?;
+        let dummy = dummy
+            .recv()
+            .map_err(|_| HashError("hashing task failed".into()))??;
         Ok(Self {
             settings,
             jobs: sender,
@@ -114,5 +125,33 @@ impl PasswordHasher for Argon2Hasher {
 
     fn needs_rehash(&self, hash: &PasswordHash) -> bool {
         self.settings.needs_rehash(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_domain::password::kept_working_memory_bytes;
+
+    use super::*;
+
+    fn cheap() -> Argon2Settings {
+        Argon2Settings {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn test_the_dummy_is_hashed_on_a_hashing_thread_not_the_callers() {
+        let hasher = Argon2Hasher::new(cheap(), 1).expect("hasher");
+        // Only the hashing thread keeps Argon2 memory; the thread that built the hasher has none.
+        assert_eq!(kept_working_memory_bytes(), 0);
+        // An unknown identifier still costs a real verification and never matches.
+        let password = SecretString::from("correct horse battery staple");
+        assert!(!hasher.verify(&password, None).await);
+        let hash = hasher.hash(&password).await.expect("hash");
+        assert!(hasher.verify(&password, Some(&hash)).await);
+        assert_eq!(kept_working_memory_bytes(), 0);
     }
 }

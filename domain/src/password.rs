@@ -239,6 +239,16 @@ fn with_working_memory<T>(blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -
     })
 }
 
+/// Bytes of Argon2 working memory the calling thread keeps between hashes: 0 on a thread that
+/// never hashed. Only the hashing threads should hold any (a diagnostic for tests and memory
+/// accounting).
+pub fn kept_working_memory_bytes() -> usize {
+    WORKING_MEMORY.with(|cell| {
+        cell.try_borrow()
+            .map_or(0, |memory| memory.len() * std::mem::size_of::<Block>())
+    })
+}
+
 /// Argon2id parameters; the default is OWASP's m=19456 KiB, t=2, p=1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
