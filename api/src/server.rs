@@ -183,7 +183,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), StartError> {
     let accounts = CommandExecutor::<Account>::new(
         AggregateStore::new(&store, gatehouse_domain::upcast::account_upcasters()),
         services,
-    );
+    )
+    .with_cache_capacity(store_args.aggregate_cache);
     // Background work gets pools of its own: a read-model batch or an outbox round never holds a
     // connection a request waits for (issue #23, item 2).
     let background = store

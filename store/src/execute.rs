@@ -21,8 +21,10 @@ use super::aggregate_store::AggregateStore;
 
 /// Attempts before a conflict is reported to the caller.
 const MAX_ATTEMPTS: u32 = 12;
-/// Aggregates whose state is kept in memory; beyond it the cache starts over.
-const CACHE_CAPACITY: usize = 4096;
+/// Aggregates whose state is kept in memory by default; beyond it the cache starts over. An
+/// account's state is a few KB (sessions, flows, factors), so this bounds the cache to a few MB
+/// (issue #23's memory target); a miss costs a snapshot read, never a wrong decision.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 
 /// Why a command did not complete.
 #[derive(Debug, Error)]
@@ -51,7 +53,10 @@ pub struct CommandExecutor<A: Aggregate + Clone> {
     store: AggregateStore<A>,
     services: A::Services,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    states: Mutex<HashMap<String, (A, usize)>>,
+    /// Behind `Arc`: the map's slots stay small (an account's state is about 1 KB inline), and
+    /// a reader takes its copy outside the lock.
+    states: Mutex<HashMap<String, (Arc<A>, usize)>>,
+    capacity: usize,
     committed: Option<Arc<Notify>>,
 }
 
@@ -63,8 +68,16 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
             services,
             locks: Mutex::new(HashMap::new()),
             states: Mutex::new(HashMap::new()),
+            capacity: DEFAULT_CACHE_CAPACITY,
             committed: None,
         }
+    }
+
+    /// Keeps at most `capacity` aggregate states in memory (0: none, every command loads its
+    /// aggregate from the store).
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
     }
 
     /// Signals `committed` after every commit that wrote events (the projections runner's wake,
@@ -99,7 +112,7 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         let context = match cached {
             Some((aggregate, sequence)) => {
                 self.store
-                    .load_from(aggregate_id, aggregate, sequence)
+                    .load_from(aggregate_id, A::clone(&aggregate), sequence)
                     .await
             }
             None => self.store.load_aggregate(aggregate_id).await,
@@ -110,11 +123,12 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
     }
 
     fn remember(&self, context: &EventStoreAggregateContext<A>) {
-        if context.current_sequence == 0 {
+        if context.current_sequence == 0 || self.capacity == 0 {
             return;
         }
+        let state = Arc::new(context.aggregate.clone());
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        if states.len() >= CACHE_CAPACITY && !states.contains_key(&context.aggregate_id) {
+        if states.len() >= self.capacity && !states.contains_key(&context.aggregate_id) {
             states.clear();
         }
         let newer = states
@@ -124,7 +138,7 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         if newer {
             states.insert(
                 context.aggregate_id.clone(),
-                (context.aggregate.clone(), context.current_sequence),
+                (state, context.current_sequence),
             );
         }
     }

@@ -37,7 +37,7 @@ use sqlx::{AnyPool, PgPool, SqlitePool};
 use thiserror::Error;
 
 pub use aggregate_store::{AggregateStore, SNAPSHOT_EVERY};
-pub use execute::{CommandExecutor, ExecuteError, Executed};
+pub use execute::{CommandExecutor, ExecuteError, Executed, DEFAULT_CACHE_CAPACITY};
 pub use replica::ReplicaAtStart;
 pub use repo::EventRepo;
 pub use stream::{StoredEvent, StreamPosition};

@@ -194,6 +194,47 @@ async fn stream_misses_nothing_under_concurrent_writers(store: Store) {
     assert_eq!(store.count_after(position).await.unwrap(), 0);
 }
 
+/// Two executors with almost no cache (one keeps no state, the other one state and so forgets
+/// it whenever another aggregate comes) take turns on three aggregates: each command still
+/// decides on the stored state, so every count and sequence is exact.
+async fn small_caches_decide_on_stored_state(store: Store) {
+    let none = executor(&store).with_cache_capacity(0);
+    let one = executor(&store).with_cache_capacity(1);
+    for round in 0..4 {
+        for aggregate in ["cache-a", "cache-b", "cache-c"] {
+            let ex = if round % 2 == 0 { &none } else { &one };
+            ex.execute(aggregate, failed_login, HashMap::new())
+                .await
+                .unwrap();
+        }
+    }
+    for aggregate in ["cache-a", "cache-b", "cache-c"] {
+        for ex in [&none, &one] {
+            assert_eq!(ex.load(aggregate).await.unwrap().consecutive_failures(), 4);
+        }
+        let sequences: Vec<usize> = none
+            .events(aggregate)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.sequence)
+            .collect();
+        assert_eq!(sequences, vec![1, 2, 3, 4]);
+    }
+}
+
+#[tokio::test]
+async fn test_postgres_small_caches_decide_on_stored_state() {
+    small_caches_decide_on_stored_state(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_small_caches_decide_on_stored_state() {
+    let (store, dir) = embedded().await;
+    small_caches_decide_on_stored_state(store).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn test_postgres_append_and_load() {
     append_and_load(TestDb::new().await.store().await).await;

@@ -43,6 +43,16 @@ pub struct StoreArgs {
         value_parser = super::parse::count_usize(100, 60_000)
     )]
     pub db_acquire_timeout_ms: usize,
+    /// Accounts whose latest state the server keeps in memory between commands (a miss reads
+    /// the account's snapshot and the events after it). About 1 KB each at rest, a few KB with
+    /// live sessions and flows; 0 keeps none.
+    #[arg(
+        long,
+        env = "GATEHOUSE_AGGREGATE_CACHE",
+        default_value_t = gatehouse_store::DEFAULT_CACHE_CAPACITY,
+        value_parser = super::parse::count_usize(0, 1_000_000)
+    )]
+    pub aggregate_cache: usize,
     /// Milliseconds the projections runner gathers new events before applying them (read models
     /// lag by about this much; larger batches cost less under load).
     #[arg(long, env = "GATEHOUSE_PROJECTION_COALESCE_MS", default_value_t = 100)]
