@@ -143,6 +143,20 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
     }
 }
 
+/// The longest the runner gathers commits between batches while they keep coming (at most the
+/// idle coalescing time): short beside the read-your-writes wait and the lag targets, long
+/// enough that a batch under load holds tens of commands rather than a few.
+const BUSY_GATHER: Duration = Duration::from_millis(10);
+
+/// What one round of the runner did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Batch {
+    /// Events applied, summed over projections.
+    applied: usize,
+    /// The stream read filled the batch: more is waiting, read again at once.
+    full: bool,
+}
+
 /// Feeds projections from a store.
 #[derive(Clone)]
 pub struct ProjectionRunner {
@@ -244,10 +258,19 @@ impl ProjectionRunner {
             if *shutdown.borrow() {
                 return;
             }
-            match self.run_once().await {
-                Ok(n) => {
+            match self.run_batch().await {
+                Ok(Batch { applied, full }) => {
                     pause = FIRST_PAUSE;
-                    if n == 0 {
+                    if applied > 0 && !full {
+                        // Busy: commits keep coming. Gather a few milliseconds of them before
+                        // the next read, so a batch covers many commands instead of the two or
+                        // three that committed while the last one was written (the runner's
+                        // transaction and the feeds behind it cost the same per batch).
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.coalesce.min(BUSY_GATHER)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    } else if applied == 0 {
                         tokio::select! {
                             _ = self.wake.notified() => tokio::time::sleep(self.coalesce).await,
                             // Idle: read the checkpoints again next time (something else, a
@@ -272,6 +295,10 @@ impl ProjectionRunner {
 
     /// Applies one batch to every projection that is behind; returns the events applied.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        Ok(self.run_batch().await?.applied)
+    }
+
+    async fn run_batch(&self) -> Result<Batch, StoreError> {
         // While commits keep waking the runner, where the slowest projection stands is known
         // from the last batch's transaction: no query for it per batch. A stale figure costs
         // nothing but a read (checkpoints are re-read under the locks, and a projection behind
@@ -282,16 +309,17 @@ impl ProjectionRunner {
                 Some(at) => at,
                 None => match self.slowest_checkpoint().await? {
                     Some(at) => at,
-                    None => return Ok(0),
+                    None => return Ok(Batch::default()),
                 },
             };
             let events = self.store.read_stream(from, self.batch).await?;
+            let full = events.len() as i64 >= self.batch;
             let (applied, slowest) = self.apply_all(from, &events).await?;
             *self.resume.lock().unwrap_or_else(|p| p.into_inner()) = slowest.or(Some(from));
             match slowest {
                 // A read model stood behind the events read: read again from there at once.
                 Some(at) if applied == 0 && at < from => continue,
-                _ => return Ok(applied),
+                _ => return Ok(Batch { applied, full }),
             }
         }
     }

@@ -180,16 +180,38 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let mut attempt = 0;
+        // The first decision is taken on the cached state without reading the events after it:
+        // a decision that writes is checked by the append itself (another writer holds the
+        // next sequence: a conflict), and one that writes nothing is checked below before it
+        // is answered. Within one process the cache is always current (commands on an
+        // aggregate queue behind its lock), so this saves a round trip per command; a stale
+        // entry (another process wrote) costs a conflict and a decision on fresh state.
+        let mut next = self.cached(aggregate_id).map(|context| (context, true));
         loop {
             attempt += 1;
-            let mut context = self.load_context(aggregate_id).await?;
+            // `unverified`: the state has not been checked against the store in this call.
+            let (mut context, unverified) = match next.take() {
+                Some(known) => known,
+                None => (self.load_context(aggregate_id).await?, false),
+            };
+            let decided_on = context.current_sequence;
             let sink = EventSink::<A>::default();
-            context
+            let decision = context
                 .aggregate
                 .handle(command(), &self.services, &sink)
-                .await
-                .map_err(ExecuteError::Refused)?;
+                .await;
             let events = sink.collect().await;
+            if unverified && (decision.is_err() || events.is_empty()) {
+                // Nothing to append, so nothing checks the state: answer only if no event
+                // followed the cached one, else decide again on the state as it stands.
+                let current = self.load_context(aggregate_id).await?;
+                if current.current_sequence != decided_on {
+                    attempt -= 1;
+                    next = Some((current, false));
+                    continue;
+                }
+            }
+            decision.map_err(ExecuteError::Refused)?;
             match self
                 .store
                 .append(events, &mut context, metadata.clone())
@@ -205,6 +227,9 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                         aggregate: context.aggregate,
                     });
                 }
+                // The cached state was behind (another process wrote): not a race, decide again
+                // on fresh state at once.
+                Err(AggregateError::AggregateConflict) if unverified => {}
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     // Another process wrote first: back off a little, then decide on fresh state.
                     let jitter = u64::from(attempt) * 3 + (std::process::id() as u64 % 5);
@@ -214,6 +239,23 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                 Err(e) => return Err(store_error(e)),
             }
         }
+    }
+
+    /// The cached state of `aggregate_id` as a context to decide on, without asking the store
+    /// what followed it.
+    fn cached(&self, aggregate_id: &str) -> Option<EventStoreAggregateContext<A>> {
+        let (aggregate, sequence) = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(aggregate_id)
+            .cloned()?;
+        Some(EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::clone(&aggregate),
+            current_sequence: sequence,
+            current_snapshot: None,
+        })
     }
 
     fn lock_for(&self, aggregate_id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -223,6 +223,113 @@ async fn small_caches_decide_on_stored_state(store: Store) {
     }
 }
 
+const PASSWORD: &str = "correct horse battery staple";
+
+fn register() -> AccountCommand {
+    let password = gatehouse_domain::password::PasswordPolicy::default()
+        .check(PASSWORD, &[])
+        .unwrap();
+    AccountCommand::RegisterAccount(gatehouse_domain::RegisterAccount {
+        email: Some(gatehouse_domain::contact::SealedContact {
+            sealed: "sealed".into(),
+            lookup: "lookup".into(),
+        }),
+        phone: None,
+        verifications: Vec::new(),
+        sms_withheld: None,
+        password,
+        at: Utc::now(),
+        context: RequestContext::default(),
+    })
+}
+
+/// An executor decides first on its cached state without reading what followed it; another
+/// process (a second executor) moves the state on behind its back. A decision that writes must
+/// then conflict and be taken again, and one that writes nothing (a refusal) must be checked
+/// against the store before it is answered: a stale cache never answers.
+async fn stale_caches_never_answer(store: Store) {
+    let open = || AccountServices {
+        contacts: gatehouse_domain::policy::ContactPolicy {
+            require_verified_for_sign_in: false,
+            ..Default::default()
+        },
+        ..services()
+    };
+    let a: CommandExecutor<Account> =
+        CommandExecutor::new(AggregateStore::new(&store, Vec::new()), open());
+    let b: CommandExecutor<Account> =
+        CommandExecutor::new(AggregateStore::new(&store, Vec::new()), open());
+    a.execute("stale", register, HashMap::new()).await.unwrap();
+    // `b` signs in behind `a`'s back.
+    let session_id = uuid::Uuid::new_v4();
+    let sign_in = || {
+        let AccountCommand::AttemptLogin(mut attempt) = failed_login() else {
+            unreachable!()
+        };
+        attempt.password = SecretString::from(PASSWORD);
+        attempt.grant.session_id = session_id;
+        AccountCommand::AttemptLogin(attempt)
+    };
+    let signed_in: gatehouse_store::Executed<Account> =
+        b.execute("stale", sign_in, HashMap::new()).await.unwrap();
+    assert!(signed_in
+        .events
+        .iter()
+        .any(|e| matches!(e.payload.fact, AccountFact::SessionStarted { .. })));
+    let end = || AccountCommand::EndSession {
+        session_id,
+        by_session: session_id,
+        at: Utc::now(),
+        context: RequestContext::default(),
+    };
+    // A refusal decided on a stale cache: `a` does not know the session and would refuse; it
+    // must decide again on the stored state, where the session is live, and end it.
+    let ended = a.execute("stale", end, HashMap::new()).await.unwrap();
+    assert_eq!(ended.events.len(), 1, "refused on a stale cache");
+    assert!(matches!(
+        ended.events[0].payload.fact,
+        AccountFact::SessionEnded { .. }
+    ));
+    // A write decided on a stale cache: `b` still sees the session live and would end it a
+    // second time; the append conflicts and the decision on the stored state refuses.
+    let again = b.execute("stale", end, HashMap::new()).await;
+    assert!(
+        matches!(again, Err(gatehouse_store::ExecuteError::Refused(_))),
+        "a session ended twice on a stale cache"
+    );
+    // Writes on stale caches from both sides land once each, in order, after the events they
+    // did not know of.
+    for round in 0..6 {
+        let ex = if round % 3 == 0 { &a } else { &b };
+        ex.execute("stale", failed_login, HashMap::new())
+            .await
+            .unwrap();
+    }
+    let events = a.events("stale").await.unwrap();
+    let sequences: Vec<usize> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=sequences.len()).collect::<Vec<_>>());
+    let ends = events
+        .iter()
+        .filter(|e| matches!(e.payload.fact, AccountFact::SessionEnded { .. }))
+        .count();
+    assert_eq!(ends, 1);
+    for ex in [&a, &b] {
+        assert_eq!(ex.load("stale").await.unwrap().consecutive_failures(), 6);
+    }
+}
+
+#[tokio::test]
+async fn test_postgres_stale_caches_never_answer() {
+    stale_caches_never_answer(TestDb::new().await.store().await).await;
+}
+
+#[tokio::test]
+async fn test_embedded_stale_caches_never_answer() {
+    let (store, dir) = embedded().await;
+    stale_caches_never_answer(store).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn test_postgres_small_caches_decide_on_stored_state() {
     small_caches_decide_on_stored_state(TestDb::new().await.store().await).await;
