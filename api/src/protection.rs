@@ -54,7 +54,7 @@ impl Protection {
     /// The feedback over `store`.
     pub fn new(
         store: &Store,
-        committed: std::sync::Arc<tokio::sync::Notify>,
+        committed: std::sync::Arc<gatehouse_store::CommitSignal>,
         settings: ProtectionSettings,
     ) -> Self {
         let quota = NonZeroU32::new(settings.per_minute.max(1)).unwrap_or(NonZeroU32::MIN);

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use gatehouse_store::{Store, StoreError, StoredEvent, StreamPosition};
+use gatehouse_store::{CommitSignal, Store, StoreError, StoredEvent, StreamPosition};
 
 /// A boxed future, so projections can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -143,10 +143,10 @@ impl<C: Send + Sync> Projection for ChangeProjection<C> {
     }
 }
 
-/// The longest the runner gathers commits between batches while they keep coming (at most the
-/// idle coalescing time): short beside the read-your-writes wait and the lag targets, long
-/// enough that a batch under load holds tens of commands rather than a few.
-const BUSY_GATHER: Duration = Duration::from_millis(10);
+/// Commits of this process a batch waits for (at most the coalescing time) before it reads the
+/// stream: under load a batch then holds tens of commands rather than the few that committed
+/// while the last one was written, and it comes sooner than the coalescing time would let it.
+const GATHER_COMMITS: u64 = 32;
 
 /// What one round of the runner did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -165,7 +165,7 @@ pub struct ProjectionRunner {
     batch: i64,
     poll: Duration,
     coalesce: Duration,
-    wake: Arc<Notify>,
+    wake: Arc<CommitSignal>,
     progress: Arc<watch::Sender<StreamPosition>>,
     /// Events applied by this process, per projection (same order as `projections`).
     applied: Arc<Vec<AtomicU64>>,
@@ -185,7 +185,7 @@ impl ProjectionRunner {
             batch: 500,
             poll: Duration::from_millis(500),
             coalesce: Duration::from_millis(50),
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(CommitSignal::new()),
             progress: Arc::new(progress),
             resume: Arc::new(Mutex::new(None)),
         }
@@ -208,23 +208,24 @@ impl ProjectionRunner {
         self
     }
 
-    /// How long to gather events after a wake-up before applying them: one transaction per
-    /// projection then covers many commands instead of one each, which keeps the read side's
-    /// share of CPU and database work small under load, at the price of this much extra lag.
+    /// The longest the runner gathers events before applying them ([`GATHER_COMMITS`] commits
+    /// of this process end the gathering sooner): one transaction then covers many commands
+    /// instead of one each, which keeps the read side's share of CPU and database work small
+    /// under load, at the price of this much extra lag at most.
     pub fn with_coalesce(mut self, coalesce: Duration) -> Self {
         self.coalesce = coalesce;
         self
     }
 
-    /// Wakes the runner now (call after committing events, to keep lag low).
+    /// Ends the runner's wait now: a reader waits for its own writes, or another process wrote.
     pub fn nudge(&self) {
-        self.wake.notify_one();
+        self.wake.nudge();
     }
 
-    /// The runner's wake-up, for [`crate::store::CommandExecutor::with_commit_signal`]: executors
-    /// given it wake the runner after every commit. Notifications coalesce: however many commits
-    /// land while the runner is busy, it wakes once and reads them all.
-    pub fn commit_signal(&self) -> Arc<Notify> {
+    /// The runner's commit count, for `CommandExecutor::with_commit_signal`: executors given it
+    /// count every commit, and the runner wakes once per batch's worth of them (or after the
+    /// coalescing time), however many land while it is busy.
+    pub fn commit_signal(&self) -> Arc<CommitSignal> {
         Arc::clone(&self.wake)
     }
 
@@ -258,26 +259,29 @@ impl ProjectionRunner {
             if *shutdown.borrow() {
                 return;
             }
+            // Counted before the stream is read: a commit after this is in the next batch.
+            let seen = self.wake.count();
             match self.run_batch().await {
                 Ok(Batch { applied, full }) => {
                     pause = FIRST_PAUSE;
-                    if applied > 0 && !full {
-                        // Busy: commits keep coming. Gather a few milliseconds of them before
-                        // the next read, so a batch covers many commands instead of the two or
-                        // three that committed while the last one was written (the runner's
-                        // transaction and the feeds behind it cost the same per batch).
+                    if full {
+                        continue;
+                    }
+                    if applied == 0 {
                         tokio::select! {
-                            _ = tokio::time::sleep(self.coalesce.min(BUSY_GATHER)) => {}
-                            _ = shutdown.changed() => {}
+                            woke = self.wake.reach(seen + 1, self.poll) => if !woke {
+                                // Idle: read the checkpoints again next time (something else,
+                                // a rebuild, may have moved them).
+                                self.forget_resume();
+                                continue;
+                            },
+                            _ = shutdown.changed() => continue,
                         }
-                    } else if applied == 0 {
-                        tokio::select! {
-                            _ = self.wake.notified() => tokio::time::sleep(self.coalesce).await,
-                            // Idle: read the checkpoints again next time (something else, a
-                            // rebuild, may have moved them).
-                            _ = tokio::time::sleep(self.poll) => self.forget_resume(),
-                            _ = shutdown.changed() => {}
-                        }
+                    }
+                    // Commits are coming: gather a batch's worth, or the coalescing time.
+                    tokio::select! {
+                        _ = self.wake.reach(seen + GATHER_COMMITS, self.coalesce) => {}
+                        _ = shutdown.changed() => {}
                     }
                 }
                 Err(e) => {

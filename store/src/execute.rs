@@ -15,9 +15,9 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use thiserror::Error;
-use tokio::sync::Notify;
 
 use super::aggregate_store::AggregateStore;
+use super::commit_signal::CommitSignal;
 
 /// Attempts before a conflict is reported to the caller.
 const MAX_ATTEMPTS: u32 = 12;
@@ -57,7 +57,7 @@ pub struct CommandExecutor<A: Aggregate + Clone> {
     /// a reader takes its copy outside the lock.
     states: Mutex<HashMap<String, (Arc<A>, usize)>>,
     capacity: usize,
-    committed: Option<Arc<Notify>>,
+    committed: Option<Arc<CommitSignal>>,
 }
 
 impl<A: Aggregate + Clone> CommandExecutor<A> {
@@ -80,11 +80,9 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         self
     }
 
-    /// Signals `committed` after every commit that wrote events (the projections runner's wake,
-    /// [`crate::ProjectionRunner::commit_signal`]), so callers never nudge the read side
-    /// themselves. A [`Notify`] keeps at most one pending wake: a burst of commits wakes its
-    /// waiter once.
-    pub fn with_commit_signal(mut self, committed: Arc<Notify>) -> Self {
+    /// Counts every commit that wrote events on `committed` (the projections runner's signal,
+    /// `ProjectionRunner::commit_signal`), so callers never nudge the read side themselves.
+    pub fn with_commit_signal(mut self, committed: Arc<CommitSignal>) -> Self {
         self.committed = Some(committed);
         self
     }
@@ -220,7 +218,7 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                 Ok(events) => {
                     self.remember(&context);
                     if let (Some(committed), false) = (&self.committed, events.is_empty()) {
-                        committed.notify_one();
+                        committed.committed();
                     }
                     return Ok(Executed {
                         events,

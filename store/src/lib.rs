@@ -21,6 +21,7 @@
 )]
 
 mod aggregate_store;
+mod commit_signal;
 mod execute;
 mod replica;
 mod repo;
@@ -37,6 +38,7 @@ use sqlx::{AnyPool, PgPool, SqlitePool};
 use thiserror::Error;
 
 pub use aggregate_store::{AggregateStore, SNAPSHOT_EVERY};
+pub use commit_signal::CommitSignal;
 pub use execute::{CommandExecutor, ExecuteError, Executed, DEFAULT_CACHE_CAPACITY};
 pub use replica::ReplicaAtStart;
 pub use repo::EventRepo;

@@ -240,7 +240,7 @@ mod tests {
         store.migrate().await.unwrap();
         let hooks = Webhooks::new(
             &store,
-            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(gatehouse_store::CommitSignal::new()),
             WebhookSettings::default(),
         );
         assert_eq!(hooks.feed_round(&store, "holder").await.unwrap(), 0);

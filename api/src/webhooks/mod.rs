@@ -125,7 +125,7 @@ impl Webhooks {
     /// Webhooks over `store`, waking the projections runner after each commit.
     pub fn new(
         store: &Store,
-        committed: Arc<tokio::sync::Notify>,
+        committed: Arc<gatehouse_store::CommitSignal>,
         settings: WebhookSettings,
     ) -> Self {
         let executor = CommandExecutor::new(AggregateStore::new(store, Vec::new()), ())
