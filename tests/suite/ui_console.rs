@@ -512,6 +512,17 @@ async fn browser_sign_in(b: &Browser, base: &str, token: &str) {
     b.fill("token", token).await;
     b.click("form[action='/console/sign-in'] button[type=submit]")
         .await;
+    // The form's answer sends the browser on to the alerts. Wait for it: a `goto` issued before
+    // it lands is overtaken by it (the reviewer then sees the alerts' refusal page).
+    let mut path = String::new();
+    for _ in 0..100 {
+        path = b.path().await;
+        if path == "/console/alerts" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the console sign-in never reached /console/alerts; the browser is at {path}");
 }
 
 /// A user agent that would run script if it were ever markup.
