@@ -4,14 +4,18 @@
 # (sign-in limits at 1,000,000 a minute, long locks), one locked account, then N refused sign-ins
 # from 4 concurrent clients with the statistics reset just before. Prints every statement with
 # its calls per refused sign-in and mean time, and the total of round trips per command.
+# MODE=sign-in: the same with N successful password sign-ins (default Argon2) on one account
+# that is never locked.
 #
-#   bench/pgbench/refused-profile.sh [server binary] [N]
+#   [MODE=refused|sign-in] bench/pgbench/refused-profile.sh [server binary] [N]
 #
 # Needs initdb/pg_ctl (PostgreSQL 15+ under /usr/lib/postgresql) and python3; as root the
 # cluster runs as the `postgres` user. Everything it starts is stopped on exit.
 set -euo pipefail
 BIN=$(realpath "${1:-target/release/gatehouse}")
 N=${2:-500}
+MODE=${MODE:-refused}
+case "$MODE" in refused|sign-in) ;; *) echo "MODE must be refused or sign-in" >&2; exit 2 ;; esac
 PORT=${PORT:-55471}
 PGBIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
 DIR=$(mktemp -d /tmp/gatehouse-pgprof-XXXXXX)
@@ -58,10 +62,11 @@ SERVER_PID=$!
 for _ in $(seq 100); do grep -q "listening" "$DIR/server.out" 2>/dev/null && break; sleep 0.2; done
 grep -q "listening" "$DIR/server.out" || { cat "$DIR/server.err"; exit 1; }
 
-python3 - "$PORT_HTTP" "$N" <<'PY'
+python3 - "$PORT_HTTP" "$N" "$MODE" <<'PY'
 import json, sys, threading, urllib.request, urllib.error
 base = f"http://127.0.0.1:{sys.argv[1]}"
 n = int(sys.argv[2])
+mode = sys.argv[3]
 def post(path, body):
     req = urllib.request.Request(base + path, json.dumps(body).encode(), {"content-type": "application/json"})
     try:
@@ -70,25 +75,30 @@ def post(path, body):
     except urllib.error.HTTPError as e:
         return e.code
 assert post("/v1/accounts", {"email": "locked@example.com", "password": "benchmark-lantern-fjord-91"}) == 201
-for _ in range(20):
-    if post("/v1/login", {"identifier": "locked@example.com", "password": "wrong-password-here"}) == 429:
-        break
+password = "wrong-password-here"
+if mode == "sign-in":
+    password = "benchmark-lantern-fjord-91"
 else:
-    sys.exit("the account did not lock")
+    for _ in range(20):
+        if post("/v1/login", {"identifier": "locked@example.com", "password": password}) == 429:
+            break
+    else:
+        sys.exit("the account did not lock")
 # Warm up the connections and statement caches, then let the read models catch up.
 for _ in range(40):
-    post("/v1/login", {"identifier": "locked@example.com", "password": "wrong-password-here"})
+    post("/v1/login", {"identifier": "locked@example.com", "password": password})
 import time; time.sleep(2)
 PY
 "${PSQL[@]}" -d gatehouse -c "select pg_stat_statements_reset()" >/dev/null
-python3 - "$PORT_HTTP" "$N" <<'PY'
+python3 - "$PORT_HTTP" "$N" "$MODE" <<'PY'
 import json, sys, threading, urllib.request, urllib.error
 base = f"http://127.0.0.1:{sys.argv[1]}"
 n = int(sys.argv[2])
+password = "benchmark-lantern-fjord-91" if sys.argv[3] == "sign-in" else "wrong-password-here"
 codes = {}
 def worker(k):
     for _ in range(k):
-        req = urllib.request.Request(base + "/v1/login", json.dumps({"identifier": "locked@example.com", "password": "wrong-password-here"}).encode(), {"content-type": "application/json"})
+        req = urllib.request.Request(base + "/v1/login", json.dumps({"identifier": "locked@example.com", "password": password}).encode(), {"content-type": "application/json"})
         try:
             with urllib.request.urlopen(req) as r:
                 c = r.status
