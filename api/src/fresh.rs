@@ -1,7 +1,7 @@
 //! Read your own writes: a read-model answer to a signed-in person reflects that person's own
 //! latest event. Read models follow the event stream a moment behind (the runner gathers events
-//! for `GATEHOUSE_PROJECTION_COALESCE_MS`), so a person who signs in and reads their history at
-//! once would not find the sign-in. Every route that answers a signed-in person from a read model
+//! for up to `GATEHOUSE_PROJECTION_COALESCE_MS`), so a person who signs in and reads their history
+//! at once would not find the sign-in. Every route that answers a signed-in person from a read model
 //! calls [`own_writes`] first: it finds where the account's latest event stands in the global
 //! stream and waits, at most `GATEHOUSE_READ_YOUR_WRITES_MS`, until the read models it names have
 //! applied it. It wakes on the runner's progress signal (after each applied batch), with a short
