@@ -48,14 +48,28 @@ pub struct Executed<A: Aggregate> {
     pub aggregate: A,
 }
 
+/// A cached state.
+#[derive(Clone)]
+struct Cached<A> {
+    state: Arc<A>,
+    sequence: usize,
+    /// The last look at the store found no event this process had not seen (and none came in
+    /// a conflict since): a command may decide on this state before reading the store. False
+    /// after a cold load, a tail read that found another process's events, or a conflict, until
+    /// a tail read finds nothing new; so where processes take turns on an aggregate, every
+    /// command reads first and an expensive decision (a password hash) is never taken twice.
+    sole: bool,
+}
+
 /// Executes commands for aggregate type `A`.
 pub struct CommandExecutor<A: Aggregate + Clone> {
     store: AggregateStore<A>,
     services: A::Services,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Behind `Arc`: the map's slots stay small (an account's state is about 1 KB inline), and
-    /// a reader takes its copy outside the lock.
-    states: Mutex<HashMap<String, (Arc<A>, usize)>>,
+    /// a reader takes its copy outside the lock. With each state, its sequence and whether this
+    /// process looks like the aggregate's only writer ([`Cached::sole`]).
+    states: Mutex<HashMap<String, Cached<A>>>,
     capacity: usize,
     committed: Option<Arc<CommitSignal>>,
 }
@@ -107,20 +121,29 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
             .unwrap_or_else(|p| p.into_inner())
             .get(aggregate_id)
             .cloned();
-        let context = match cached {
-            Some((aggregate, sequence)) => {
-                self.store
-                    .load_from(aggregate_id, A::clone(&aggregate), sequence)
+        let (context, sole) = match cached {
+            Some(cached) => {
+                let context = self
+                    .store
+                    .load_from(aggregate_id, A::clone(&cached.state), cached.sequence)
                     .await
+                    .map_err(store_error)?;
+                let nothing_new = context.current_sequence == cached.sequence;
+                (context, nothing_new)
             }
-            None => self.store.load_aggregate(aggregate_id).await,
-        }
-        .map_err(store_error)?;
-        self.remember(&context);
+            None => (
+                self.store
+                    .load_aggregate(aggregate_id)
+                    .await
+                    .map_err(store_error)?,
+                false,
+            ),
+        };
+        self.remember(&context, sole);
         Ok(context)
     }
 
-    fn remember(&self, context: &EventStoreAggregateContext<A>) {
+    fn remember(&self, context: &EventStoreAggregateContext<A>, sole: bool) {
         if context.current_sequence == 0 || self.capacity == 0 {
             return;
         }
@@ -131,13 +154,28 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         }
         let newer = states
             .get(&context.aggregate_id)
-            .is_none_or(|(_, sequence)| *sequence <= context.current_sequence);
+            .is_none_or(|cached| cached.sequence <= context.current_sequence);
         // Never replace a newer state with an older one.
         if newer {
             states.insert(
                 context.aggregate_id.clone(),
-                (state, context.current_sequence),
+                Cached {
+                    state,
+                    sequence: context.current_sequence,
+                    sole,
+                },
             );
+        }
+    }
+
+    fn distrust(&self, aggregate_id: &str) {
+        if let Some(cached) = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(aggregate_id)
+        {
+            cached.sole = false;
         }
     }
 
@@ -178,12 +216,14 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let mut attempt = 0;
-        // The first decision is taken on the cached state without reading the events after it:
-        // a decision that writes is checked by the append itself (another writer holds the
-        // next sequence: a conflict), and one that writes nothing is checked below before it
-        // is answered. Within one process the cache is always current (commands on an
-        // aggregate queue behind its lock), so this saves a round trip per command; a stale
-        // entry (another process wrote) costs a conflict and a decision on fresh state.
+        // While this process looks like the aggregate's only writer, the first decision is
+        // taken on the cached state without reading the events after it: a decision that
+        // writes is checked by the append itself (another writer holds the next sequence: a
+        // conflict), and one that writes nothing is checked below before it is answered. Within
+        // one process the cache is current (commands on an aggregate queue behind its lock), so
+        // this saves a round trip per command; a stale entry (another process wrote since)
+        // costs one decision taken twice, after which commands read first until a read finds
+        // nothing new.
         let mut next = self.cached(aggregate_id).map(|context| (context, true));
         loop {
             attempt += 1;
@@ -192,6 +232,9 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                 Some(known) => known,
                 None => (self.load_context(aggregate_id).await?, false),
             };
+            // Whether the state decided on is known to hold every event (the cache entry's
+            // trust after the load or as found).
+            let sole = unverified || self.is_sole(aggregate_id, context.current_sequence);
             let decided_on = context.current_sequence;
             let sink = EventSink::<A>::default();
             let decision = context
@@ -216,7 +259,7 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                 .await
             {
                 Ok(events) => {
-                    self.remember(&context);
+                    self.remember(&context, sole);
                     if let (Some(committed), false) = (&self.committed, events.is_empty()) {
                         committed.committed();
                     }
@@ -227,8 +270,9 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
                 }
                 // The cached state was behind (another process wrote): not a race, decide again
                 // on fresh state at once.
-                Err(AggregateError::AggregateConflict) if unverified => {}
+                Err(AggregateError::AggregateConflict) if unverified => self.distrust(aggregate_id),
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    self.distrust(aggregate_id);
                     // Another process wrote first: back off a little, then decide on fresh state.
                     let jitter = u64::from(attempt) * 3 + (std::process::id() as u64 % 5);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
@@ -242,18 +286,28 @@ impl<A: Aggregate + Clone> CommandExecutor<A> {
     /// The cached state of `aggregate_id` as a context to decide on, without asking the store
     /// what followed it.
     fn cached(&self, aggregate_id: &str) -> Option<EventStoreAggregateContext<A>> {
-        let (aggregate, sequence) = self
+        let cached = self
             .states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(aggregate_id)
+            .filter(|cached| cached.sole)
             .cloned()?;
         Some(EventStoreAggregateContext {
             aggregate_id: aggregate_id.to_string(),
-            aggregate: A::clone(&aggregate),
-            current_sequence: sequence,
+            aggregate: A::clone(&cached.state),
+            current_sequence: cached.sequence,
             current_snapshot: None,
         })
+    }
+
+    /// Whether the cache holds `aggregate_id` at `sequence` as its only writer's state.
+    fn is_sole(&self, aggregate_id: &str, sequence: usize) -> bool {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(aggregate_id)
+            .is_some_and(|cached| cached.sole && cached.sequence == sequence)
     }
 
     fn lock_for(&self, aggregate_id: &str) -> Arc<tokio::sync::Mutex<()>> {
