@@ -584,6 +584,56 @@ async fn test_postgres_stream_waits_for_a_late_commit() {
     assert_eq!(ids, ["late", "early"]);
 }
 
+/// An account's snapshot (sessions and devices: kilobytes of JSON) is stored compressed with lz4
+/// (migration 0180, the cheaper compression for the database), and a cold load starts from it
+/// and ends in the same state as folding every event.
+#[tokio::test]
+async fn test_postgres_snapshots_are_lz4_and_load_back() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let accounts: CommandExecutor<Account> = CommandExecutor::new(
+        AggregateStore::new(&store, Vec::new()),
+        open_services(counting_hasher()),
+    );
+    accounts
+        .execute("big", register, HashMap::new())
+        .await
+        .unwrap();
+    let mut sequence = 0;
+    while sequence <= gatehouse_store::SNAPSHOT_EVERY {
+        let done = accounts
+            .execute("big", sign_in_as(uuid::Uuid::new_v4()), HashMap::new())
+            .await
+            .unwrap();
+        sequence = done.events.last().map_or(sequence, |e| e.sequence);
+    }
+    let pool = db.pool().await;
+    let (last, compression): (i64, Option<String>) = sqlx::query_as(
+        "select last_sequence, pg_column_compression(payload)::text from snapshots
+          where aggregate_type = 'Account' and aggregate_id = 'big'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(last >= gatehouse_store::SNAPSHOT_EVERY as i64);
+    assert_eq!(compression.as_deref(), Some("lz4"));
+
+    let cold = AggregateStore::<Account>::new(&store, Vec::new());
+    let loaded = cold.load_aggregate("big").await.unwrap();
+    assert!(
+        loaded.current_snapshot.is_some(),
+        "the load started from the snapshot"
+    );
+    let mut folded = Account::default();
+    for envelope in cold.load_events("big").await.unwrap() {
+        cqrs_es::Aggregate::apply(&mut folded, envelope.payload);
+    }
+    assert_eq!(
+        serde_json::to_value(&loaded.aggregate).unwrap(),
+        serde_json::to_value(&folded).unwrap()
+    );
+}
+
 /// A write that is not the first of its transaction could commit after an append that took the
 /// lock later: it is refused, and nothing is stored.
 #[tokio::test]
