@@ -27,6 +27,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// A rebuild decodes and frees millions of small JSON trees and rows; glibc's allocator took a
+// third of the process's time there (BENCHMARKS.md, issue #23).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod account;
 mod backtest;
 mod erase;
