@@ -111,6 +111,13 @@ pub enum TeamFact {
         /// Their role.
         role: TeamRole,
     },
+    /// The invitee turned the invitation down from their account.
+    InvitationDeclined {
+        /// Invitation id.
+        invitation_id: Uuid,
+        /// The declining account.
+        account_id: String,
+    },
     /// An admin withdrew an invitation.
     InvitationCancelled {
         /// Invitation id.
@@ -143,6 +150,7 @@ impl TeamFact {
             Self::TeamCreated { .. } => "TeamCreated",
             Self::MemberInvited { .. } => "MemberInvited",
             Self::InvitationAccepted { .. } => "InvitationAccepted",
+            Self::InvitationDeclined { .. } => "InvitationDeclined",
             Self::InvitationCancelled { .. } => "InvitationCancelled",
             Self::MemberRoleChanged { .. } => "MemberRoleChanged",
             Self::MemberRemoved { .. } => "MemberRemoved",
@@ -158,6 +166,7 @@ impl TeamFact {
             Self::TeamCreated { .. }
             | Self::MemberInvited { .. }
             | Self::InvitationAccepted { .. }
+            | Self::InvitationDeclined { .. }
             | Self::InvitationCancelled { .. }
             | Self::MemberRoleChanged { .. }
             | Self::MemberRemoved { .. } => &[],
@@ -219,6 +228,17 @@ pub enum TeamCommand {
         /// Invitation id.
         invitation_id: Uuid,
         /// The accepting account.
+        by: String,
+        /// Keyed lookup of that account's verified email, if it has one.
+        verified_email_lookup: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Turns an invitation down: only the account whose verified email it names may.
+    Decline {
+        /// Invitation id.
+        invitation_id: Uuid,
+        /// The declining account.
         by: String,
         /// Keyed lookup of that account's verified email, if it has one.
         verified_email_lookup: Option<String>,
@@ -325,6 +345,28 @@ impl Team {
             .count()
     }
 
+    /// The invitation, if it is open at `at` and names the caller's verified email (compared in
+    /// constant time); any other case is the same `InvitationInvalid`.
+    fn open_invitation_for(
+        &self,
+        invitation_id: Uuid,
+        verified_email_lookup: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<&Invitation, TeamError> {
+        let invitation = self
+            .invitations
+            .get(&invitation_id)
+            .filter(|i| !i.closed && at < i.expires_at)
+            .ok_or(TeamError::InvitationInvalid)?;
+        let for_this_account = verified_email_lookup
+            .is_some_and(|l| bool::from(l.as_bytes().ct_eq(invitation.email_lookup.as_bytes())));
+        if for_this_account {
+            Ok(invitation)
+        } else {
+            Err(TeamError::InvitationInvalid)
+        }
+    }
+
     fn require_admin(&self, by: &str) -> Result<(), TeamError> {
         match self.role_of(by) {
             None => Err(TeamError::NotFound),
@@ -394,17 +436,8 @@ impl Team {
                 verified_email_lookup,
                 at,
             } => {
-                let invitation = self
-                    .invitations
-                    .get(&invitation_id)
-                    .filter(|i| !i.closed && at < i.expires_at)
-                    .ok_or(TeamError::InvitationInvalid)?;
-                let for_this_account = verified_email_lookup.is_some_and(|l| {
-                    bool::from(l.as_bytes().ct_eq(invitation.email_lookup.as_bytes()))
-                });
-                if !for_this_account {
-                    return Err(TeamError::InvitationInvalid);
-                }
+                let invitation =
+                    self.open_invitation_for(invitation_id, verified_email_lookup, at)?;
                 if self.members.contains_key(&by) {
                     return Err(TeamError::AlreadyMember);
                 }
@@ -414,6 +447,23 @@ impl Team {
                         invitation_id,
                         account_id: by,
                         role: invitation.role,
+                    },
+                ))
+            }
+            TeamCommand::Decline {
+                invitation_id,
+                by,
+                verified_email_lookup,
+                at,
+            } => {
+                // The same answer as for an invitation that does not exist: a stranger learns
+                // nothing, and cannot close someone else's invitation.
+                self.open_invitation_for(invitation_id, verified_email_lookup, at)?;
+                Ok((
+                    at,
+                    TeamFact::InvitationDeclined {
+                        invitation_id,
+                        account_id: by,
                     },
                 ))
             }
@@ -511,7 +561,8 @@ impl Team {
                 }
                 self.members.insert(account_id.clone(), *role);
             }
-            TeamFact::InvitationCancelled { invitation_id, .. } => {
+            TeamFact::InvitationCancelled { invitation_id, .. }
+            | TeamFact::InvitationDeclined { invitation_id, .. } => {
                 if let Some(i) = self.invitations.get_mut(invitation_id) {
                     i.closed = true;
                 }
@@ -649,6 +700,59 @@ mod tests {
             team.decide(cancel("alice")).unwrap_err(),
             TeamError::InvitationInvalid,
             "cancelled once"
+        );
+    }
+
+    #[test]
+    fn test_only_the_invitee_declines_and_a_declined_invitation_is_closed() {
+        let mut history = created();
+        history.push(invite(TeamRole::Trader, "alice"));
+        let decline = |lookup: Option<&str>, by: &str, when: i64| TeamCommand::Decline {
+            invitation_id: Uuid::from_u128(1),
+            by: by.into(),
+            verified_email_lookup: lookup.map(str::to_string),
+            at: at(when),
+        };
+        let team = given(history.clone());
+        for (lookup, by) in [
+            (Some("mallory-lookup"), "mallory"),
+            (None, "bob"),
+            (Some("alice-lookup"), "alice"),
+        ] {
+            assert_eq!(
+                team.decide(decline(lookup, by, 2)).unwrap_err(),
+                TeamError::InvitationInvalid,
+                "{by} without the invitee's verified email"
+            );
+        }
+        assert_eq!(
+            team.decide(decline(Some("bob-lookup"), "bob", 100))
+                .unwrap_err(),
+            TeamError::InvitationInvalid,
+            "expired"
+        );
+        let (_, fact) = team.decide(decline(Some("bob-lookup"), "bob", 2)).unwrap();
+        assert_eq!(
+            fact,
+            TeamFact::InvitationDeclined {
+                invitation_id: Uuid::from_u128(1),
+                account_id: "bob".into(),
+            }
+        );
+        history.push(decline(Some("bob-lookup"), "bob", 2));
+        let team = given(history);
+        assert_eq!(team.role_of("bob"), None);
+        assert!(team.invitations[&Uuid::from_u128(1)].closed);
+        assert_eq!(
+            team.decide(accept(Some("bob-lookup"), 3)).unwrap_err(),
+            TeamError::InvitationInvalid,
+            "declined, then accepted"
+        );
+        assert_eq!(
+            team.decide(decline(Some("bob-lookup"), "bob", 3))
+                .unwrap_err(),
+            TeamError::InvitationInvalid,
+            "declined twice"
         );
     }
 

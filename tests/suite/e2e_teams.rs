@@ -260,3 +260,91 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// The invitee can turn an invitation down; nobody else can close it for them: another account,
+/// an unknown team and an unknown invitation all get the same `404 invitation_not_found`, and the
+/// invitation stays open until its invitee answers.
+#[tokio::test]
+async fn test_only_the_invitee_declines_an_invitation() {
+    let w = world(&[]).await;
+    w.verified_email_account("alice@example.com").await;
+    w.verified_email_account("bob@example.com").await;
+    w.verified_email_account("carol@example.com").await;
+    let alice = w.server.token("alice@example.com", PASSWORD).await;
+    let bob = w.server.token("bob@example.com", PASSWORD).await;
+    let carol = w.server.token("carol@example.com", PASSWORD).await;
+    let (status, team) = send(
+        &w.server,
+        Method::POST,
+        "/v1/teams",
+        &alice,
+        json!({"name": "Desk 9"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{team}");
+    let base = format!("/v1/teams/{}", team["team_id"].as_str().unwrap());
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/step-up",
+        &alice,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, invitation) = send(
+        &w.server,
+        Method::POST,
+        &format!("{base}/invitations"),
+        &alice,
+        json!({"email": "carol@example.com", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{invitation}");
+    let invitation_id = invitation["invitation_id"].as_str().unwrap().to_string();
+    let decline = format!("{base}/invitations/{invitation_id}/decline");
+
+    // Strangers: another account (the inviting admin included), an unknown team, an unknown
+    // invitation, no token.
+    let unknown_team = format!(
+        "/v1/teams/{}/invitations/{invitation_id}/decline",
+        uuid::Uuid::new_v4()
+    );
+    let unknown_invitation = format!("{base}/invitations/{}/decline", uuid::Uuid::new_v4());
+    for (path, token) in [
+        (&decline, &bob),
+        (&decline, &alice),
+        (&unknown_team, &carol),
+        (&unknown_invitation, &carol),
+    ] {
+        let (status, body) = send(&w.server, Method::POST, path, token, json!({})).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_error_shape(&body, "invitation_not_found");
+    }
+    let (status, _) = w.server.post(&decline, json!({})).await;
+    assert_eq!(status, 401);
+    let (_, mine) = get(&w.server, "/v1/me/team-invitations", &carol).await;
+    assert_eq!(
+        mine["invitations"][0]["invitation_id"],
+        json!(invitation_id),
+        "still open after the strangers: {mine}"
+    );
+
+    // The invitee declines: the invitation is closed for good.
+    let (status, body) = send(&w.server, Method::POST, &decline, &carol, json!({})).await;
+    assert_eq!(status, 204, "{body}");
+    let (_, mine) = get(&w.server, "/v1/me/team-invitations", &carol).await;
+    assert_eq!(mine["invitations"], json!([]), "{mine}");
+    let accept = format!("{base}/invitations/{invitation_id}/accept");
+    for path in [&accept, &decline] {
+        let (status, body) = send(&w.server, Method::POST, path, &carol, json!({})).await;
+        assert_eq!(status, 404, "{path} after declining: {body}");
+        assert_error_shape(&body, "invitation_not_found");
+    }
+    let (status, team) = get(&w.server, &base, &alice).await;
+    assert_eq!(status, 200, "{team}");
+    assert!(
+        !team.to_string().contains("carol"),
+        "carol did not join: {team}"
+    );
+}

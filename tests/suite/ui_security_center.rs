@@ -327,10 +327,10 @@ async fn test_whitelist_page_adds_with_code_and_cooldown_and_removes() {
     assert_eq!(list["addresses"], json!([]), "{list}");
 }
 
-#[tokio::test]
-async fn test_invitations_page_lists_and_accepts() {
+/// A team named `name` whose owner invited `email` (both accounts with verified emails); the
+/// world and the team's id.
+async fn invited_to_a_team(email: &str, name: &str) -> (World, String) {
     let w = world(&[]).await;
-    let email = "invited.page@example.com";
     w.verified_email_account("owner.team@example.com").await;
     w.verified_email_account(email).await;
     let owner = w.server.token("owner.team@example.com", PASSWORD).await;
@@ -339,7 +339,7 @@ async fn test_invitations_page_lists_and_accepts() {
         Method::POST,
         "/v1/teams",
         &owner,
-        json!({"name": "<b>Desk</b> 9"}),
+        json!({"name": name}),
     )
     .await;
     assert_eq!(status, 201, "{team}");
@@ -362,7 +362,13 @@ async fn test_invitations_page_lists_and_accepts() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
+    (w, team_id.to_string())
+}
 
+#[tokio::test]
+async fn test_invitations_page_lists_and_accepts() {
+    let email = "invited.page@example.com";
+    let (w, _) = invited_to_a_team(email, "<b>Desk</b> 9").await;
     let mut page = PageClient::new(&w.server);
     assert_eq!(page.sign_in(email, PASSWORD).await.0, 303);
     let (status, _, html) = page.get("/account/invitations").await;
@@ -390,5 +396,39 @@ async fn test_invitations_page_lists_and_accepts() {
     // Accepting again: the API's refusal, on the page.
     let (status, _, html) = page.post("/account/invitations/accept", &with, &[]).await;
     assert!(status == 404 || status == 409, "{status}: {html}");
+    assert!(html.contains("Team invitations"), "{html}");
+}
+
+#[tokio::test]
+async fn test_invitations_page_declines() {
+    let email = "declines.page@example.com";
+    let (w, team_id) = invited_to_a_team(email, "Desk 10").await;
+    let mut page = PageClient::new(&w.server);
+    assert_eq!(page.sign_in(email, PASSWORD).await.0, 303);
+    let (_, _, html) = page.get("/account/invitations").await;
+    assert!(html.contains("/account/invitations/decline"), "{html}");
+    let invitation_id = field_of(&html, "invitation_id");
+    let csrf = csrf_of(&html);
+    let decline = [
+        ("team_id", team_id.as_str()),
+        ("invitation_id", invitation_id.as_str()),
+    ];
+    let (status, _, _) = page
+        .post("/account/invitations/decline", &decline, &[])
+        .await;
+    assert_eq!(status, 403, "no CSRF token");
+    let mut with = decline.to_vec();
+    with.push(("csrf", &csrf));
+    let (status, headers, body) = page.post("/account/invitations/decline", &with, &[]).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(headers[LOCATION], "/account/invitations?done=declined");
+    let (_, _, html) = page.get("/account/invitations?done=declined").await;
+    assert!(
+        html.contains("You declined the invitation") && html.contains("No open invitation"),
+        "{html}"
+    );
+    // Declined is closed: accepting it now is the API's refusal, on the page.
+    let (status, _, html) = page.post("/account/invitations/accept", &with, &[]).await;
+    assert_eq!(status, 404, "{html}");
     assert!(html.contains("Team invitations"), "{html}");
 }

@@ -1,5 +1,5 @@
-//! Team accounts over HTTP: create, invite by verified email, accept, change roles, remove, and
-//! the permission answer the platform enforces.
+//! Team accounts over HTTP: create, invite by verified email, accept or decline, change roles,
+//! remove, and the permission answer the platform enforces.
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -391,7 +391,7 @@ pub async fn my_invitations(
 /// Accepts an invitation addressed to the caller's verified email.
 #[utoipa::path(post, path = "/v1/teams/{team_id}/invitations/{invitation_id}/accept", tag = "teams", security(("bearer" = [])),
     params(("team_id" = Uuid, Path), ("invitation_id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody, description = "`invitation_not_found`"), (status = 409, body = crate::error::ErrorBody, description = "`already_member`")))]
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "`invitation_not_found`"), (status = 409, body = crate::error::ErrorBody, description = "`already_member`")))]
 pub async fn accept(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -403,19 +403,49 @@ pub async fn accept(
         verified_email_lookup: verified_email_lookup(&auth),
         at: auth.now,
     };
+    answer_invitation(&state, team_id, invitation_id, command).await
+}
+
+/// Runs the invitee's answer (accept or decline), then drops the invitation from the invitees'
+/// lists. An unknown team reads as an invitation that does not exist.
+async fn answer_invitation(
+    state: &AppState,
+    team_id: Uuid,
+    invitation_id: Uuid,
+    command: TeamCommand,
+) -> Result<StatusCode, ApiError> {
     state
         .teams()
         .execute(&team_id.to_string(), || command.clone(), metadata())
         .await
         .map_err(|e| match e {
-            // An unknown team reads as an invitation that does not exist.
             ExecuteError::Refused(TeamError::NotFound) => {
                 ApiError::from(TeamError::InvitationInvalid)
             }
             other => other.into(),
         })?;
-    forget_invitation(&state, invitation_id).await?;
+    forget_invitation(state, invitation_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Declines an invitation addressed to the caller's verified email: it closes and leaves the
+/// caller's list. Anyone else (another account, an unknown or closed invitation, an unknown team)
+/// gets the same `404 invitation_not_found`, and the invitation stays open.
+#[utoipa::path(post, path = "/v1/teams/{team_id}/invitations/{invitation_id}/decline", tag = "teams", security(("bearer" = [])),
+    params(("team_id" = Uuid, Path), ("invitation_id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody, description = "`invitation_not_found`")))]
+pub async fn decline(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((team_id, invitation_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let command = TeamCommand::Decline {
+        invitation_id,
+        by: auth.account_id(),
+        verified_email_lookup: verified_email_lookup(&auth),
+        at: auth.now,
+    };
+    answer_invitation(&state, team_id, invitation_id, command).await
 }
 
 /// Changes a member's role (admins); the last admin cannot be demoted.
@@ -503,6 +533,7 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<crate::state::AppState> {
         .routes(utoipa_axum::routes!(invite))
         .routes(utoipa_axum::routes!(cancel_invitation))
         .routes(utoipa_axum::routes!(accept))
+        .routes(utoipa_axum::routes!(decline))
         .routes(utoipa_axum::routes!(my_invitations))
         .routes(utoipa_axum::routes!(change_role, remove_member))
         .routes(utoipa_axum::routes!(permissions))

@@ -1,7 +1,6 @@
 //! Team invitations (`/account/invitations`): the open invitations addressed to the account's
-//! verified email, each with an accept button. (The API lets a team's admins withdraw an
-//! invitation but offers the invitee no decline: an invitation not accepted lapses at its
-//! deadline, and the page says so.)
+//! verified email, each with an accept and a decline button (an invitation left unanswered lapses
+//! at its deadline).
 use askama::Template;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
@@ -51,7 +50,11 @@ pub struct Invitations;
 
 impl Section for Invitations {
     fn notice(done: &str) -> Option<&'static str> {
-        (done == "accepted").then_some("You joined the team.")
+        match done {
+            "accepted" => Some("You joined the team."),
+            "declined" => Some("You declined the invitation."),
+            _ => None,
+        }
     }
 
     async fn page(
@@ -71,9 +74,9 @@ impl Section for Invitations {
     }
 }
 
-/// The accept button's form.
+/// The accept and decline buttons' form.
 #[derive(Debug, Deserialize)]
-pub struct AcceptForm {
+pub struct AnswerForm {
     team_id: String,
     invitation_id: String,
 }
@@ -81,18 +84,31 @@ pub struct AcceptForm {
 async fn accept(
     State(ui): State<UiState>,
     me: SignedIn,
-    CsrfForm(form): CsrfForm<AcceptForm>,
+    CsrfForm(form): CsrfForm<AnswerForm>,
 ) -> Response {
+    answer(&ui, &me, form, "accept", "accepted").await
+}
+
+async fn decline(
+    State(ui): State<UiState>,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<AnswerForm>,
+) -> Response {
+    answer(&ui, &me, form, "decline", "declined").await
+}
+
+/// Posts the invitee's answer (`verb`) to the API, which decides who may give it.
+async fn answer(ui: &UiState, me: &SignedIn, form: AnswerForm, verb: &str, done: &str) -> Response {
     let (Ok(team), Ok(invitation)) = (
         uuid::Uuid::parse_str(form.team_id.trim()),
         uuid::Uuid::parse_str(form.invitation_id.trim()),
     ) else {
         return render::bad_form();
     };
-    let path = format!("/v1/teams/{team}/invitations/{invitation}/accept");
-    let result = me.call(&ui, Method::POST, &path, None).await;
-    outcome::<Invitations>(&ui, &me, result, |_| {
-        render::see_other("/account/invitations?done=accepted")
+    let path = format!("/v1/teams/{team}/invitations/{invitation}/{verb}");
+    let result = me.call(ui, Method::POST, &path, None).await;
+    outcome::<Invitations>(ui, me, result, |_| {
+        render::see_other(&format!("/account/invitations?done={done}"))
     })
     .await
 }
@@ -102,4 +118,5 @@ pub fn router() -> Router<UiState> {
     Router::new()
         .route("/account/invitations", get(section::<Invitations>))
         .route("/account/invitations/accept", post(accept))
+        .route("/account/invitations/decline", post(decline))
 }
