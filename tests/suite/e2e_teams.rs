@@ -6,12 +6,47 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::admin_api::{bootstrap_admin, create_staff};
-use super::e2e_recovery::world;
+use super::e2e_recovery::{world, World};
 use super::e2e_second_factor::send;
 use super::support::{assert_error_shape, PASSWORD};
 
 async fn get(server: &super::support::Server, path: &str, token: &str) -> (u16, Value) {
     server.authed(Method::GET, path, token).await
+}
+
+/// Alice's team `name` (Alice its admin), and Bob and Carol with verified emails, all signed in.
+struct Desk {
+    alice_id: String,
+    bob_id: String,
+    alice: String,
+    bob: String,
+    carol: String,
+    /// `/v1/teams/{team_id}`.
+    base: String,
+}
+
+async fn desk(w: &World, name: &str) -> Desk {
+    let alice_id = w.verified_email_account("alice@example.com").await;
+    let bob_id = w.verified_email_account("bob@example.com").await;
+    w.verified_email_account("carol@example.com").await;
+    let alice = w.server.token("alice@example.com", PASSWORD).await;
+    let (status, team) = send(
+        &w.server,
+        Method::POST,
+        "/v1/teams",
+        &alice,
+        json!({"name": name}),
+    )
+    .await;
+    assert_eq!(status, 201, "{team}");
+    Desk {
+        alice_id,
+        bob_id,
+        alice,
+        bob: w.server.token("bob@example.com", PASSWORD).await,
+        carol: w.server.token("carol@example.com", PASSWORD).await,
+        base: format!("/v1/teams/{}", team["team_id"].as_str().unwrap()),
+    }
 }
 
 #[tokio::test]
@@ -20,24 +55,15 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     let admin = bootstrap_admin(&w.db).await;
     let platform = create_staff(&w.server, &admin, "exchange backend", "platform").await;
     let analyst = create_staff(&w.server, &admin, "ana", "analyst").await;
-    let alice_id = w.verified_email_account("alice@example.com").await;
-    let bob_id = w.verified_email_account("bob@example.com").await;
-    w.verified_email_account("carol@example.com").await;
-    let alice = w.server.token("alice@example.com", PASSWORD).await;
-    let bob = w.server.token("bob@example.com", PASSWORD).await;
-    let carol = w.server.token("carol@example.com", PASSWORD).await;
-
-    let (status, team) = send(
-        &w.server,
-        Method::POST,
-        "/v1/teams",
-        &alice,
-        json!({"name": "Desk 7"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{team}");
-    let team_id = team["team_id"].as_str().unwrap().to_string();
-    let base = format!("/v1/teams/{team_id}");
+    let Desk {
+        alice_id,
+        bob_id,
+        alice,
+        bob,
+        carol,
+        base,
+        ..
+    } = desk(&w, "Desk 7").await;
 
     // Inviting needs a stepped-up session (issue #17); without a factor the password steps up.
     let invite_bob = json!({"email": "Bob@Example.com", "role": "trader"});
@@ -267,22 +293,13 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
 #[tokio::test]
 async fn test_only_the_invitee_declines_an_invitation() {
     let w = world(&[]).await;
-    w.verified_email_account("alice@example.com").await;
-    w.verified_email_account("bob@example.com").await;
-    w.verified_email_account("carol@example.com").await;
-    let alice = w.server.token("alice@example.com", PASSWORD).await;
-    let bob = w.server.token("bob@example.com", PASSWORD).await;
-    let carol = w.server.token("carol@example.com", PASSWORD).await;
-    let (status, team) = send(
-        &w.server,
-        Method::POST,
-        "/v1/teams",
-        &alice,
-        json!({"name": "Desk 9"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{team}");
-    let base = format!("/v1/teams/{}", team["team_id"].as_str().unwrap());
+    let Desk {
+        alice,
+        bob,
+        carol,
+        base,
+        ..
+    } = desk(&w, "Desk 9").await;
     let (status, body) = send(
         &w.server,
         Method::POST,
