@@ -49,6 +49,29 @@ async fn desk(w: &World, name: &str) -> Desk {
     }
 }
 
+/// The admin steps up with the password and invites `email` as `role`; the invitation's id.
+async fn invite(w: &World, admin: &str, base: &str, email: &str, role: &str) -> String {
+    let (status, body) = send(
+        &w.server,
+        Method::POST,
+        "/v1/me/step-up",
+        admin,
+        json!({"proof": {"password": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, invitation) = send(
+        &w.server,
+        Method::POST,
+        &format!("{base}/invitations"),
+        admin,
+        json!({"email": email, "role": role}),
+    )
+    .await;
+    assert_eq!(status, 201, "{invitation}");
+    invitation["invitation_id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn test_team_invitations_roles_last_admin_and_permissions() {
     let w = world(&[("GATEHOUSE_TEAM_INVITATION_SECONDS", "3")]).await;
@@ -77,27 +100,9 @@ async fn test_team_invitations_roles_last_admin_and_permissions() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "step_up_required", "{body}");
-    let (status, body) = send(
-        &w.server,
-        Method::POST,
-        "/v1/me/step-up",
-        &alice,
-        json!({"proof": {"password": PASSWORD}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
 
     // Alice invites Bob's email as a trader; only Bob's account (email verified) can accept.
-    let (status, invitation) = send(
-        &w.server,
-        Method::POST,
-        &format!("{base}/invitations"),
-        &alice,
-        json!({"email": "Bob@Example.com", "role": "trader"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{invitation}");
-    let invitation_id = invitation["invitation_id"].as_str().unwrap().to_string();
+    let invitation_id = invite(&w, &alice, &base, "Bob@Example.com", "trader").await;
     let (_, mine) = get(&w.server, "/v1/me/team-invitations", &bob).await;
     assert_eq!(
         mine["invitations"][0]["invitation_id"],
@@ -300,25 +305,7 @@ async fn test_only_the_invitee_declines_an_invitation() {
         base,
         ..
     } = desk(&w, "Desk 9").await;
-    let (status, body) = send(
-        &w.server,
-        Method::POST,
-        "/v1/me/step-up",
-        &alice,
-        json!({"proof": {"password": PASSWORD}}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, invitation) = send(
-        &w.server,
-        Method::POST,
-        &format!("{base}/invitations"),
-        &alice,
-        json!({"email": "carol@example.com", "role": "viewer"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{invitation}");
-    let invitation_id = invitation["invitation_id"].as_str().unwrap().to_string();
+    let invitation_id = invite(&w, &alice, &base, "carol@example.com", "viewer").await;
     let decline = format!("{base}/invitations/{invitation_id}/decline");
 
     // Strangers: another account (the inviting admin included), an unknown team, an unknown
