@@ -7,11 +7,13 @@ use reqwest::header::LOCATION;
 use reqwest::Method;
 use serde_json::json;
 
+use super::browser::Browser;
 use super::e2e_recovery::{world, World};
 use super::e2e_second_factor::{enrol, send};
 use super::support::PASSWORD;
 use super::ui_lost_factor::field_of;
 use super::ui_pages::{csrf_of, PageClient};
+use super::ui_self_service::sign_in_page;
 
 const NEW_PASSWORD: &str = "meadow-copper-lantern-93";
 
@@ -431,4 +433,31 @@ async fn test_invitations_page_declines() {
     let (status, _, html) = page.post("/account/invitations/accept", &with, &[]).await;
     assert_eq!(status, 404, "{html}");
     assert!(html.contains("Team invitations"), "{html}");
+}
+
+/// In a real browser: the invitations page passes axe, and its Decline button (the form's second
+/// submit button, sent to its own route by `formaction`) closes the invitation.
+#[tokio::test]
+async fn test_browser_declines_an_invitation() {
+    let Some(b) = Browser::start("test_browser_declines_an_invitation").await else {
+        return;
+    };
+    let email = "declines.browser@example.com";
+    let (w, _) = invited_to_a_team(email, "Desk 11").await;
+    sign_in_page(&b, &w.server.base, email, PASSWORD).await;
+    b.wait_for_text("Your account").await;
+    b.goto(&format!("{}/account/invitations", w.server.base))
+        .await;
+    b.wait_for_text("Desk 11").await;
+    b.check_page("team-invitations").await;
+    b.click("button[formaction='/account/invitations/decline']")
+        .await;
+    let text = b.wait_for_text("You declined the invitation").await;
+    assert!(text.contains("No open invitation"), "{text}");
+    let token = w.server.token(email, PASSWORD).await;
+    let (_, mine) = w
+        .server
+        .authed(Method::GET, "/v1/me/team-invitations", &token)
+        .await;
+    assert_eq!(mine["invitations"], json!([]), "{mine}");
 }
