@@ -231,7 +231,7 @@ pub async fn get_team(
 }
 
 /// Invites someone by email (admins). They see it in `GET /v1/me/team-invitations` once that
-/// email is verified on their account, and accept it there.
+/// email is verified on their account, and accept or decline it there.
 #[utoipa::path(post, path = "/v1/teams/{team_id}/invitations", tag = "teams", security(("bearer" = [])),
     params(("team_id" = Uuid, Path, description = "Team id")),
     request_body = InviteRequest,
